@@ -1,0 +1,94 @@
+"""mqttproto: a sans-IO implementation of MQTT 3.1, 3.1.1 and 5.0.
+
+The public names are re-exported here; see the modules for details.
+"""
+
+from __future__ import annotations
+
+from .codec import PacketReader, codec_implementation, decode_packet, encode_packet
+from .enums import PacketType, PropertyId, ProtocolVersion, QoS, ReasonCode, RetainHandling
+from .errors import (
+    LocalProtocolError,
+    MalformedPacket,
+    MQTTError,
+    PacketTooLarge,
+    ProtocolError,
+    ReceiveMaximumExceeded,
+    RemoteProtocolError,
+    TopicAliasInvalid,
+    UnsupportedProtocolVersion,
+)
+from .packets import (
+    AuthPacket,
+    ConnAckPacket,
+    ConnectPacket,
+    DisconnectPacket,
+    Packet,
+    PingReqPacket,
+    PingRespPacket,
+    PubAckPacket,
+    PubCompPacket,
+    PublishPacket,
+    PubRecPacket,
+    PubRelPacket,
+    SubAckPacket,
+    SubscribePacket,
+    Subscription,
+    UnsubAckPacket,
+    UnsubscribePacket,
+    Will,
+)
+from .topics import (
+    SharedSubscription,
+    parse_shared_subscription,
+    topic_matches,
+    validate_topic_filter,
+    validate_topic_name,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthPacket",
+    "ConnAckPacket",
+    "ConnectPacket",
+    "DisconnectPacket",
+    "LocalProtocolError",
+    "MQTTError",
+    "MalformedPacket",
+    "Packet",
+    "PacketReader",
+    "PacketTooLarge",
+    "PacketType",
+    "PingReqPacket",
+    "PingRespPacket",
+    "PropertyId",
+    "ProtocolError",
+    "ProtocolVersion",
+    "PubAckPacket",
+    "PubCompPacket",
+    "PubRecPacket",
+    "PubRelPacket",
+    "PublishPacket",
+    "QoS",
+    "ReasonCode",
+    "ReceiveMaximumExceeded",
+    "RemoteProtocolError",
+    "RetainHandling",
+    "SharedSubscription",
+    "SubAckPacket",
+    "SubscribePacket",
+    "Subscription",
+    "TopicAliasInvalid",
+    "UnsubAckPacket",
+    "UnsubscribePacket",
+    "UnsupportedProtocolVersion",
+    "Will",
+    "codec_implementation",
+    "decode_packet",
+    "encode_packet",
+    "parse_shared_subscription",
+    "topic_matches",
+    "validate_topic_filter",
+    "validate_topic_name",
+]

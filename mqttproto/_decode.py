@@ -1,0 +1,645 @@
+"""Pure-Python decoding: one strict decoder per packet type.
+
+Decoders read straight from the stream buffer with offsets (``data``,
+``pos``, ``end``) so that no packet body is copied before it is parsed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+from ._codec_common import (
+    _AUTH_CODES,
+    _CONNACK_CODES,
+    _DISCONNECT_CODES,
+    _PUBACK_CODES,
+    _PUBLISH_DEFAULTS,
+    _PUBREL_CODES,
+    _QOS,
+    _REASON,
+    _RETAIN_HANDLING,
+    _SUBACK_CODES,
+    _SUBACK_V3_CODES,
+    _UNSUBACK_CODES,
+    _V5,
+    _VERSIONS,
+    _build,
+    _new,
+)
+from ._properties import (
+    BOOLEAN_FIELDS,
+    PROPERTIES,
+    PROPERTIES_BY_KIND,
+    WILL,
+    WireType,
+)
+from .enums import PacketType, ProtocolVersion, ReasonCode
+from .errors import (
+    MalformedPacket,
+    ProtocolError,
+    RemoteProtocolError,
+    UnsupportedProtocolVersion,
+)
+from .packets import (
+    AuthPacket,
+    ConnAckPacket,
+    ConnectPacket,
+    DisconnectPacket,
+    Packet,
+    PingReqPacket,
+    PingRespPacket,
+    PubAckPacket,
+    PubCompPacket,
+    PublishPacket,
+    PubRecPacket,
+    PubRelPacket,
+    SubAckPacket,
+    SubscribePacket,
+    Subscription,
+    UnsubAckPacket,
+    UnsubscribePacket,
+    Will,
+)
+from .topics import parse_shared_subscription, validate_topic_filter, validate_topic_name
+
+__all__ = ["decode_packet"]
+
+# ---------------------------------------------------------------------------
+# Primitive readers. Each takes the buffer and the bounds it may read within.
+
+
+def _read_varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """Read a variable byte integer; return (value, position after it)."""
+    value = 0
+    shift = 0
+    for count in range(4):
+        if pos >= end:
+            raise MalformedPacket("variable byte integer runs past the end of the packet")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            # [MQTT-1.5.5-1] the encoding must use the minimum number of bytes.
+            if count and not byte:
+                raise MalformedPacket("variable byte integer is not minimally encoded")
+            return value, pos
+        shift += 7
+    # Four bytes is the limit; a fifth continuation is malformed [MQTT-1.5.5-1].
+    raise MalformedPacket("variable byte integer longer than four bytes")
+
+
+def _read_u16(data: bytes, pos: int, end: int, what: str) -> int:
+    if pos + 2 > end:
+        raise MalformedPacket(f"{what} runs past the end of the packet")
+    return (data[pos] << 8) | data[pos + 1]
+
+
+def _read_utf8(data: bytes, pos: int, end: int, what: str) -> tuple[str, int]:
+    """Read a UTF-8 Encoded String: two length bytes, then well-formed UTF-8."""
+    if pos + 2 > end:
+        raise MalformedPacket(f"{what} runs past the end of the packet")
+    stop = pos + 2 + ((data[pos] << 8) | data[pos + 1])
+    if stop > end:
+        raise MalformedPacket(f"{what} runs past the end of the packet")
+    try:
+        # Python's strict UTF-8 decoder rejects overlong forms, encoded
+        # surrogates U+D800..U+DFFF [MQTT-1.5.4-1] [MQTT-1.5.3-1] and code
+        # points past U+10FFFF; it keeps a leading U+FEFF [MQTT-1.5.4-3].
+        text = data[pos + 2 : stop].decode()
+    except UnicodeDecodeError:
+        raise MalformedPacket(f"{what} is not well-formed UTF-8") from None
+    if "\x00" in text:
+        raise MalformedPacket(f"{what} contains U+0000 [MQTT-1.5.4-2]")
+    return text, stop
+
+
+def _read_binary(data: bytes, pos: int, end: int, what: str) -> tuple[bytes, int]:
+    if pos + 2 > end:
+        raise MalformedPacket(f"{what} runs past the end of the packet")
+    stop = pos + 2 + ((data[pos] << 8) | data[pos + 1])
+    if stop > end:
+        raise MalformedPacket(f"{what} runs past the end of the packet")
+    return data[pos + 2 : stop], stop
+
+
+def _read_packet_id(data: bytes, pos: int, end: int) -> int:
+    if pos + 2 > end:
+        raise MalformedPacket("packet identifier runs past the end of the packet")
+    packet_id = (data[pos] << 8) | data[pos + 1]
+    if not packet_id:
+        # [MQTT-2.2.1-3] (5.0) / [MQTT-2.3.1-1] (3.1.1): identifiers are non-zero.
+        raise RemoteProtocolError("packet identifier 0")
+    return packet_id
+
+
+def _reason(code: int, allowed: frozenset[ReasonCode], packet: str) -> ReasonCode:
+    reason = _REASON.get(code)
+    if reason is None or reason not in allowed:
+        raise MalformedPacket(f"reason code 0x{code:02X} is not valid in {packet}")
+    return reason
+
+
+def _check_topic_name(topic: str, *, v5: bool, has_alias: bool) -> None:
+    """Raise RemoteProtocolError for a PUBLISH topic name that may not be received."""
+    if not topic:
+        # A zero-length topic is allowed in MQTT 5 only with a topic alias
+        # [MQTT-3.3.2-1] [MQTT-4.7.3-1].
+        if v5 and has_alias:
+            return
+        raise RemoteProtocolError(
+            "empty topic name without a topic alias", ReasonCode.TOPIC_NAME_INVALID
+        )
+    validate_topic_name(topic, error=RemoteProtocolError)
+
+
+# ---------------------------------------------------------------------------
+# Properties
+
+
+def _decode_properties(data: bytes, pos: int, end: int, kind: int) -> tuple[dict[str, Any], int]:
+    """Read a property length and the properties after it; return (fields, position)."""
+    length, pos = _read_varint(data, pos, end)
+    if not length:
+        return {}, pos
+    stop = pos + length
+    if stop > end:
+        raise MalformedPacket("property length runs past the end of the packet")
+    table = PROPERTIES_BY_KIND[kind]
+    fields: dict[str, Any] = {}
+    while pos < stop:
+        identifier = data[pos]
+        pos += 1
+        spec = table.get(identifier)
+        if spec is None:
+            # Section 2.2.2.2: an identifier not valid for the packet is malformed.
+            known = PROPERTIES.get(identifier)
+            where = "WILL" if kind == WILL else PacketType(kind).name
+            if known is None:
+                raise MalformedPacket(f"unknown property identifier 0x{identifier:02X}")
+            raise MalformedPacket(f"{known.identifier.name} is not allowed in {where}")
+        wire_type = spec.wire_type
+        value: Any
+        if wire_type is WireType.UTF8_PAIR:
+            key, pos = _read_utf8(data, pos, stop, "user property name")
+            val, pos = _read_utf8(data, pos, stop, "user property value")
+            value = (key, val)
+        elif wire_type is WireType.UTF8_STRING:
+            value, pos = _read_utf8(data, pos, stop, spec.identifier.name)
+        elif wire_type is WireType.BINARY:
+            value, pos = _read_binary(data, pos, stop, spec.identifier.name)
+        else:
+            if wire_type is WireType.FOUR_BYTE_INT:
+                if pos + 4 > stop:
+                    raise MalformedPacket(f"{spec.identifier.name} runs past the properties")
+                value = int.from_bytes(data[pos : pos + 4], "big")
+                pos += 4
+            elif wire_type is WireType.TWO_BYTE_INT:
+                value = _read_u16(data, pos, stop, spec.identifier.name)
+                pos += 2
+            elif wire_type is WireType.BYTE:
+                if pos >= stop:
+                    raise MalformedPacket(f"{spec.identifier.name} runs past the properties")
+                value = data[pos]
+                pos += 1
+            else:
+                value, pos = _read_varint(data, pos, stop)
+            if not spec.min_value <= value <= spec.max_value:
+                # E.g. Receive Maximum 0, Topic Alias 0, Subscription Identifier
+                # 0, a flag other than 0 or 1: each is a Protocol Error.
+                raise RemoteProtocolError(f"{spec.identifier.name} has invalid value {value}")
+        field = spec.field
+        if spec.repeatable:
+            if kind == PacketType.SUBSCRIBE and field == "subscription_identifiers":
+                # SUBSCRIBE carries at most one Subscription Identifier.
+                if "subscription_identifier" in fields:
+                    raise RemoteProtocolError("SUBSCRIPTION_IDENTIFIER included more than once")
+                fields["subscription_identifier"] = value
+            elif field in fields:
+                fields[field].append(value)
+            else:
+                fields[field] = [value]
+        elif field in fields:
+            # Section 2.2.2.2: other properties may appear at most once.
+            raise RemoteProtocolError(f"{spec.identifier.name} included more than once")
+        else:
+            fields[field] = value
+    if pos != stop:
+        raise MalformedPacket("property overruns the property length")
+    for field, value in fields.items():
+        if type(value) is list:
+            fields[field] = tuple(value)
+        elif field in BOOLEAN_FIELDS:
+            fields[field] = bool(value)
+    if "maximum_qos" in fields:
+        fields["maximum_qos"] = _QOS[fields["maximum_qos"]]
+    response_topic = fields.get("response_topic")
+    if response_topic is not None:
+        # [MQTT-3.3.2-14] the Response Topic must be a topic name, not a filter.
+        validate_topic_name(response_topic, error=RemoteProtocolError)
+    if "authentication_data" in fields and "authentication_method" not in fields:
+        raise RemoteProtocolError("authentication data without an authentication method")
+    return fields, pos
+
+
+# ---------------------------------------------------------------------------
+# Decoders, one per packet type: (data, flags, pos, end, version) -> packet.
+# ``flags`` is the low nibble of the first byte; the body is data[pos:end].
+
+
+def _no_flags(flags: int, name: str) -> None:
+    if flags:
+        # [MQTT-2.1.3-1] (5.0) / [MQTT-2.2.2-1] [MQTT-2.2.2-2] (3.1.1):
+        # reserved flag bits must hold the values of table 2-2.
+        raise MalformedPacket(f"reserved flags 0x{flags:X} set in {name}")
+
+
+def _trailing(pos: int, end: int, name: str) -> None:
+    if pos != end:
+        raise MalformedPacket(f"{end - pos} unexpected bytes at the end of {name}")
+
+
+def _decode_connect(data: bytes, flags: int, pos: int, end: int, version: int) -> ConnectPacket:
+    _no_flags(flags, "CONNECT")
+    name, pos = _read_utf8(data, pos, end, "protocol name")
+    if pos >= end:
+        raise MalformedPacket("CONNECT ends before the protocol level")
+    level = data[pos]
+    pos += 1
+    expected = {3: "MQIsdp", 4: "MQTT", 5: "MQTT"}.get(level)
+    if expected is None:
+        raise UnsupportedProtocolVersion(
+            f"unsupported protocol level {level}", protocol_level=level
+        )
+    if name != expected:
+        # [MQTT-3.1.2-1]: a wrong protocol name is not this protocol.
+        raise UnsupportedProtocolVersion(
+            f"protocol name {name!r} with level {level}", protocol_level=level
+        )
+    v5 = level == _V5
+    if pos + 3 > end:
+        raise MalformedPacket("CONNECT ends inside its variable header")
+    connect_flags = data[pos]
+    keep_alive = (data[pos + 1] << 8) | data[pos + 2]
+    pos += 3
+    if connect_flags & 0x01:
+        raise MalformedPacket("reserved CONNECT flag set [MQTT-3.1.2-3]")
+    has_will = connect_flags & 0x04
+    will_qos = (connect_flags >> 3) & 0x03
+    will_retain = connect_flags & 0x20
+    has_password = connect_flags & 0x40
+    has_username = connect_flags & 0x80
+    if will_qos == 3:
+        raise MalformedPacket("will QoS 3 [MQTT-3.1.2-12] [MQTT-3.1.2-14]")
+    if not has_will and (will_qos or will_retain):
+        raise MalformedPacket(
+            "will QoS or will retain set without the will flag "
+            "[MQTT-3.1.2-11] [MQTT-3.1.2-13] [MQTT-3.1.2-15]"
+        )
+    if has_password and not has_username and not v5:
+        raise MalformedPacket("password flag without user name flag [MQTT-3.1.2-22]")
+    fields: dict[str, Any] = {}
+    if v5:
+        fields, pos = _decode_properties(data, pos, end, PacketType.CONNECT)
+    fields["protocol_version"] = _VERSIONS[level]
+    fields["clean_start"] = bool(connect_flags & 0x02)
+    fields["keep_alive"] = keep_alive
+    fields["client_id"], pos = _read_utf8(data, pos, end, "client identifier")
+    if has_will:
+        will_fields: dict[str, Any] = {}
+        if v5:
+            will_fields, pos = _decode_properties(data, pos, end, WILL)
+        topic, pos = _read_utf8(data, pos, end, "will topic")
+        validate_topic_name(topic, error=RemoteProtocolError)
+        will_fields["topic"] = topic
+        will_fields["payload"], pos = _read_binary(data, pos, end, "will payload")
+        will_fields["qos"] = _QOS[will_qos]
+        will_fields["retain"] = bool(will_retain)
+        fields["will"] = _build(Will, will_fields)
+    if has_username:
+        fields["username"], pos = _read_utf8(data, pos, end, "user name")
+    if has_password:
+        fields["password"], pos = _read_binary(data, pos, end, "password")
+    _trailing(pos, end, "CONNECT")
+    return _build(ConnectPacket, fields)  # type: ignore[no-any-return]
+
+
+def _decode_connack(data: bytes, flags: int, pos: int, end: int, version: int) -> ConnAckPacket:
+    _no_flags(flags, "CONNACK")
+    if pos + 2 > end:
+        raise MalformedPacket("CONNACK shorter than two bytes")
+    ack_flags = data[pos]
+    code = data[pos + 1]
+    pos += 2
+    if ack_flags & 0xFE:
+        raise MalformedPacket("reserved CONNACK acknowledge flags set [MQTT-3.2.2-1]")
+    fields: dict[str, Any] = {}
+    if version == _V5:
+        reason = _reason(code, _CONNACK_CODES, "CONNACK")
+        fields, pos = _decode_properties(data, pos, end, PacketType.CONNACK)
+    else:
+        try:
+            reason = ReasonCode.from_connack_return_code(code)
+        except ValueError:
+            raise MalformedPacket(f"reserved CONNACK return code {code}") from None
+        if ack_flags and version == ProtocolVersion.MQTT_3_1:
+            raise MalformedPacket("MQTT 3.1 CONNACK has no session present flag")
+    if ack_flags and reason:
+        # [MQTT-3.2.2-4] (3.1.1) / [MQTT-3.2.2-6] (5.0).
+        raise RemoteProtocolError("session present set in a refusing CONNACK")
+    _trailing(pos, end, "CONNACK")
+    fields["session_present"] = bool(ack_flags)
+    fields["reason_code"] = reason
+    return _build(ConnAckPacket, fields)  # type: ignore[no-any-return]
+
+
+def _decode_publish(data: bytes, flags: int, pos: int, end: int, version: int) -> PublishPacket:
+    qos = (flags >> 1) & 0x03
+    if qos == 3:
+        raise MalformedPacket("PUBLISH with QoS 3 [MQTT-3.3.1-4]")
+    if pos + 2 > end:
+        raise MalformedPacket("topic name runs past the end of PUBLISH")
+    stop = pos + 2 + ((data[pos] << 8) | data[pos + 1])
+    if stop > end:
+        raise MalformedPacket("topic name runs past the end of PUBLISH")
+    try:
+        topic = data[pos + 2 : stop].decode()
+    except UnicodeDecodeError:
+        raise MalformedPacket("topic name is not well-formed UTF-8 [MQTT-1.5.4-1]") from None
+    if "\x00" in topic:
+        raise MalformedPacket("topic name contains U+0000 [MQTT-1.5.4-2]")
+    pos = stop
+    packet = _new(PublishPacket)
+    state = packet.__dict__
+    state.update(_PUBLISH_DEFAULTS)
+    if qos:
+        if pos + 2 > end:
+            raise MalformedPacket("packet identifier runs past the end of PUBLISH")
+        packet_id = (data[pos] << 8) | data[pos + 1]
+        if not packet_id:
+            raise RemoteProtocolError("PUBLISH with packet identifier 0 [MQTT-2.2.1-3]")
+        pos += 2
+        state["qos"] = _QOS[qos]
+        state["packet_id"] = packet_id
+        if flags & 0x08:
+            state["duplicate"] = True
+    elif flags & 0x08:
+        raise RemoteProtocolError("DUP flag set on a QoS 0 PUBLISH [MQTT-3.3.1-2]")
+    if flags & 0x01:
+        state["retain"] = True
+    if version == _V5:
+        if pos < end and not data[pos]:
+            pos += 1  # no properties: the common case, no call needed
+            if not topic or "+" in topic or "#" in topic:
+                _check_topic_name(topic, v5=True, has_alias=False)
+        else:
+            properties, pos = _decode_properties(data, pos, end, PacketType.PUBLISH)
+            if not topic or "+" in topic or "#" in topic:
+                _check_topic_name(topic, v5=True, has_alias="topic_alias" in properties)
+            state.update(properties)
+    elif not topic or "+" in topic or "#" in topic:
+        _check_topic_name(topic, v5=False, has_alias=False)
+    state["topic"] = topic
+    state["payload"] = data[pos:end]
+    return packet
+
+
+def _decode_ack(
+    cls: type[Any], allowed: frozenset[ReasonCode], name: str
+) -> Callable[[bytes, int, int, int, int], Any]:
+    """Build the decoder shared by PUBACK, PUBREC, PUBREL and PUBCOMP."""
+    expected_flags = 0x02 if cls is PubRelPacket else 0x00
+    kind = cls.packet_type
+
+    def decode(data: bytes, flags: int, pos: int, end: int, version: int) -> Any:
+        if flags != expected_flags:
+            # [MQTT-3.6.1-1]: PUBREL flags are 0010; the others 0000.
+            raise MalformedPacket(f"reserved flags 0x{flags:X} set in {name}")
+        packet_id = _read_packet_id(data, pos, end)
+        pos += 2
+        fields: dict[str, Any] = {"packet_id": packet_id}
+        if version == _V5 and pos < end:
+            # The reason code and properties may be left out when the code
+            # is 0x00 and there are no properties (section 3.4.2.1).
+            fields["reason_code"] = _reason(data[pos], allowed, name)
+            pos += 1
+            if pos < end:
+                properties, pos = _decode_properties(data, pos, end, kind)
+                fields.update(properties)
+        _trailing(pos, end, name)
+        return _build(cls, fields)
+
+    return decode
+
+
+def _decode_subscribe(
+    data: bytes, flags: int, pos: int, end: int, version: int
+) -> SubscribePacket:
+    if flags != 0x02:
+        raise MalformedPacket("SUBSCRIBE flags must be 0010 [MQTT-3.8.1-1]")
+    v5 = version == _V5
+    fields: dict[str, Any] = {"packet_id": _read_packet_id(data, pos, end)}
+    pos += 2
+    if v5:
+        properties, pos = _decode_properties(data, pos, end, PacketType.SUBSCRIBE)
+        fields.update(properties)
+    subscriptions = []
+    while pos < end:
+        topic_filter, pos = _read_utf8(data, pos, end, "topic filter")
+        if pos >= end:
+            raise MalformedPacket("subscription options missing")
+        options = data[pos]
+        pos += 1
+        max_qos = options & 0x03
+        if max_qos == 3:
+            raise MalformedPacket("subscription with QoS 3 [MQTT-3.8.3-4]")
+        validate_topic_filter(topic_filter, error=RemoteProtocolError)
+        sub: dict[str, Any] = {"topic_filter": topic_filter, "max_qos": _QOS[max_qos]}
+        if v5:
+            if options & 0xC0:
+                raise MalformedPacket("reserved subscription option bits set [MQTT-3.8.3-5]")
+            retain_handling = (options >> 4) & 0x03
+            if retain_handling == 3:
+                raise RemoteProtocolError("retain handling 3 is a protocol error")
+            if options & 0x04:
+                # [MQTT-3.8.3-4]: no local on a shared subscription.
+                if parse_shared_subscription(topic_filter, error=RemoteProtocolError):
+                    raise RemoteProtocolError("no local set on a shared subscription")
+                sub["no_local"] = True
+            if options & 0x08:
+                sub["retain_as_published"] = True
+            sub["retain_handling"] = _RETAIN_HANDLING[retain_handling]
+        elif options & 0xFC:
+            raise MalformedPacket("reserved subscription option bits set [MQTT-3-8.3-4]")
+        subscriptions.append(_build(Subscription, sub))
+    if not subscriptions:
+        raise RemoteProtocolError("SUBSCRIBE without subscriptions [MQTT-3.8.3-3]")
+    fields["subscriptions"] = tuple(subscriptions)
+    return _build(SubscribePacket, fields)  # type: ignore[no-any-return]
+
+
+def _decode_suback(data: bytes, flags: int, pos: int, end: int, version: int) -> SubAckPacket:
+    _no_flags(flags, "SUBACK")
+    fields: dict[str, Any] = {"packet_id": _read_packet_id(data, pos, end)}
+    pos += 2
+    if version == _V5:
+        properties, pos = _decode_properties(data, pos, end, PacketType.SUBACK)
+        fields.update(properties)
+        codes = tuple(_reason(code, _SUBACK_CODES, "SUBACK") for code in data[pos:end])
+    else:
+        for code in data[pos:end]:
+            if code not in _SUBACK_V3_CODES:
+                raise MalformedPacket(f"SUBACK return code 0x{code:02X} [MQTT-3.9.3-2]")
+        codes = tuple(_REASON[code] for code in data[pos:end])
+    if not codes:
+        raise MalformedPacket("SUBACK without reason codes")
+    fields["reason_codes"] = codes
+    return _build(SubAckPacket, fields)  # type: ignore[no-any-return]
+
+
+def _decode_unsubscribe(
+    data: bytes, flags: int, pos: int, end: int, version: int
+) -> UnsubscribePacket:
+    if flags != 0x02:
+        raise MalformedPacket("UNSUBSCRIBE flags must be 0010 [MQTT-3.10.1-1]")
+    fields: dict[str, Any] = {"packet_id": _read_packet_id(data, pos, end)}
+    pos += 2
+    if version == _V5:
+        properties, pos = _decode_properties(data, pos, end, PacketType.UNSUBSCRIBE)
+        fields.update(properties)
+    filters = []
+    while pos < end:
+        topic_filter, pos = _read_utf8(data, pos, end, "topic filter")
+        validate_topic_filter(topic_filter, error=RemoteProtocolError)
+        filters.append(topic_filter)
+    if not filters:
+        raise RemoteProtocolError("UNSUBSCRIBE without topic filters [MQTT-3.10.3-2]")
+    fields["topic_filters"] = tuple(filters)
+    return _build(UnsubscribePacket, fields)  # type: ignore[no-any-return]
+
+
+def _decode_unsuback(
+    data: bytes, flags: int, pos: int, end: int, version: int
+) -> UnsubAckPacket:
+    _no_flags(flags, "UNSUBACK")
+    fields: dict[str, Any] = {"packet_id": _read_packet_id(data, pos, end)}
+    pos += 2
+    if version == _V5:
+        properties, pos = _decode_properties(data, pos, end, PacketType.UNSUBACK)
+        fields.update(properties)
+        codes = tuple(_reason(code, _UNSUBACK_CODES, "UNSUBACK") for code in data[pos:end])
+        if not codes:
+            raise MalformedPacket("UNSUBACK without reason codes")
+        fields["reason_codes"] = codes
+    else:
+        _trailing(pos, end, "UNSUBACK")
+    return _build(UnsubAckPacket, fields)  # type: ignore[no-any-return]
+
+
+_PINGREQ: Final = PingReqPacket()
+_PINGRESP: Final = PingRespPacket()
+
+
+def _decode_pingreq(data: bytes, flags: int, pos: int, end: int, version: int) -> PingReqPacket:
+    _no_flags(flags, "PINGREQ")
+    _trailing(pos, end, "PINGREQ")
+    return _PINGREQ
+
+
+def _decode_pingresp(
+    data: bytes, flags: int, pos: int, end: int, version: int
+) -> PingRespPacket:
+    _no_flags(flags, "PINGRESP")
+    _trailing(pos, end, "PINGRESP")
+    return _PINGRESP
+
+
+def _decode_disconnect(
+    data: bytes, flags: int, pos: int, end: int, version: int
+) -> DisconnectPacket:
+    _no_flags(flags, "DISCONNECT")
+    fields: dict[str, Any] = {}
+    if version == _V5 and pos < end:
+        fields["reason_code"] = _reason(data[pos], _DISCONNECT_CODES, "DISCONNECT")
+        pos += 1
+        if pos < end:
+            properties, pos = _decode_properties(data, pos, end, PacketType.DISCONNECT)
+            fields.update(properties)
+    _trailing(pos, end, "DISCONNECT")
+    return _build(DisconnectPacket, fields)  # type: ignore[no-any-return]
+
+
+def _decode_auth(data: bytes, flags: int, pos: int, end: int, version: int) -> AuthPacket:
+    if version != _V5:
+        raise MalformedPacket("AUTH exists in MQTT 5 only; type 15 is reserved before it")
+    _no_flags(flags, "AUTH")
+    fields: dict[str, Any] = {}
+    if pos < end:
+        # [MQTT-3.15.2-1]: only 0x00, 0x18 and 0x19 are AUTH reason codes.
+        fields["reason_code"] = _reason(data[pos], _AUTH_CODES, "AUTH")
+        pos += 1
+        if pos < end:
+            properties, pos = _decode_properties(data, pos, end, PacketType.AUTH)
+            fields.update(properties)
+    _trailing(pos, end, "AUTH")
+    return _build(AuthPacket, fields)  # type: ignore[no-any-return]
+
+
+Decoder = Callable[[bytes, int, int, int, int], Packet]
+
+# Indexed by the packet type nibble; None marks the reserved type 0.
+_DECODERS: Final[tuple[Decoder | None, ...]] = (
+    None,
+    _decode_connect,
+    _decode_connack,
+    _decode_publish,
+    _decode_ack(PubAckPacket, _PUBACK_CODES, "PUBACK"),
+    _decode_ack(PubRecPacket, _PUBACK_CODES, "PUBREC"),
+    _decode_ack(PubRelPacket, _PUBREL_CODES, "PUBREL"),
+    _decode_ack(PubCompPacket, _PUBREL_CODES, "PUBCOMP"),
+    _decode_subscribe,
+    _decode_suback,
+    _decode_unsubscribe,
+    _decode_unsuback,
+    _decode_pingreq,
+    _decode_pingresp,
+    _decode_disconnect,
+    _decode_auth,
+)
+
+
+def _decode_body(data: bytes, first: int, pos: int, end: int, version: int) -> Packet:
+    decoder = _DECODERS[first >> 4]
+    if decoder is None:
+        raise MalformedPacket("reserved packet type 0")
+    try:
+        return decoder(data, first & 0x0F, pos, end, version)
+    except ProtocolError:
+        raise
+    except (IndexError, ValueError, KeyError, TypeError) as exc:  # pragma: no cover
+        # Every read above is bounds-checked; this net turns a missed check
+        # into the error the caller expects instead of a crash.
+        raise MalformedPacket(f"malformed packet ({exc.__class__.__name__})") from exc
+
+
+def decode_packet(data: bytes, *, version: ProtocolVersion) -> Packet:
+    """Decode exactly one complete packet.
+
+    :param data: the whole packet, fixed header included. Fewer or more bytes
+        than the packet declares is a :class:`~mqttproto.MalformedPacket`.
+    :param version: the protocol version in use. A CONNECT is decoded with the
+        level it carries, whatever ``version`` says.
+    :raises RemoteProtocolError: (or a subclass) when the bytes break a rule;
+        nothing else escapes for any input.
+    """
+    data = bytes(data)
+    end = len(data)
+    if end < 2:
+        raise MalformedPacket("a packet has at least two bytes")
+    length, pos = _read_varint(data, 1, end)
+    if pos + length != end:
+        raise MalformedPacket(
+            f"remaining length {length} does not match the {end - pos} bytes given"
+        )
+    return _decode_body(data, data[0], pos, end, int(version))
+

@@ -1,0 +1,563 @@
+"""Pure-Python encoding: validate a packet for a protocol version, then encode it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+from ._codec_common import (
+    _AUTH_CODES,
+    _CONNACK_CODES,
+    _DISCONNECT_CODES,
+    _PUBACK_CODES,
+    _PUBREL_CODES,
+    _SUBACK_CODES,
+    _UNSUBACK_CODES,
+    _V5,
+    _VERSIONS,
+    MAX_REMAINING_LENGTH,
+    _u16,
+    _u32,
+)
+from ._properties import (
+    BOOLEAN_FIELDS,
+    PROPERTIES,
+    PROPERTIES_BY_KIND,
+    WILL,
+    PropertySpec,
+    WireType,
+)
+from .enums import PacketType, PropertyId, ProtocolVersion, ReasonCode
+from .errors import (
+    LocalProtocolError,
+)
+from .packets import (
+    AuthPacket,
+    ConnAckPacket,
+    ConnectPacket,
+    DisconnectPacket,
+    Packet,
+    PingReqPacket,
+    PingRespPacket,
+    PubAckPacket,
+    PubCompPacket,
+    PublishPacket,
+    PubRecPacket,
+    PubRelPacket,
+    SubAckPacket,
+    SubscribePacket,
+    Subscription,
+    UnsubAckPacket,
+    UnsubscribePacket,
+)
+from .topics import parse_shared_subscription, validate_topic_filter, validate_topic_name
+
+__all__ = ["encode_packet"]
+
+def _encode_varint(value: int) -> bytes:
+    if value < 0x80:
+        return bytes((value,))
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _encode_utf8(text: object, what: str) -> bytes:
+    if type(text) is not str:
+        raise LocalProtocolError(f"{what} must be a str, not {type(text).__name__}")
+    if "\x00" in text:
+        raise LocalProtocolError(f"{what} must not contain U+0000 [MQTT-1.5.4-2]")
+    try:
+        raw = text.encode()
+    except UnicodeEncodeError:
+        raise LocalProtocolError(f"{what} contains a lone surrogate [MQTT-1.5.4-1]") from None
+    if len(raw) > 0xFFFF:
+        raise LocalProtocolError(f"{what} is longer than 65,535 bytes")
+    return _u16(len(raw)) + raw
+
+
+def _encode_binary(data: object, what: str) -> bytes:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise LocalProtocolError(f"{what} must be bytes, not {type(data).__name__}")
+    raw = bytes(data)
+    if len(raw) > 0xFFFF:
+        raise LocalProtocolError(f"{what} is longer than 65,535 bytes")
+    return _u16(len(raw)) + raw
+
+
+def _check_int(value: object, low: int, high: int, what: str) -> int:
+    if type(value) is bool or not isinstance(value, int):
+        raise LocalProtocolError(f"{what} must be an int, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise LocalProtocolError(f"{what} must be between {low} and {high}, not {value}")
+    return int(value)
+
+
+def _property_fields(kind: int) -> tuple[tuple[PropertySpec, str], ...]:
+    rows = []
+    for spec in sorted(PROPERTIES_BY_KIND[kind].values(), key=lambda s: s.identifier):
+        field = spec.field
+        if kind == PacketType.SUBSCRIBE and field == "subscription_identifiers":
+            field = "subscription_identifier"
+        rows.append((spec, field))
+    return tuple(rows)
+
+
+_PROPERTY_FIELDS: Final = {kind: _property_fields(kind) for kind in PROPERTIES_BY_KIND}
+
+
+def _encode_property_value(spec: PropertySpec, value: Any) -> bytes:
+    name = spec.identifier.name
+    head = bytes((spec.identifier,))
+    wire_type = spec.wire_type
+    if wire_type is WireType.UTF8_PAIR:
+        try:
+            key, val = value
+        except (TypeError, ValueError):
+            raise LocalProtocolError("user properties must be (name, value) pairs") from None
+        return head + _encode_utf8(key, "user property name") + _encode_utf8(val, "user property value")
+    if wire_type is WireType.UTF8_STRING:
+        if spec.identifier == PropertyId.RESPONSE_TOPIC:
+            validate_topic_name(value)
+        return head + _encode_utf8(value, name)
+    if wire_type is WireType.BINARY:
+        return head + _encode_binary(value, name)
+    if type(value) is bool and spec.field in BOOLEAN_FIELDS:
+        return head + (b"\x01" if value else b"\x00")
+    number = _check_int(value, spec.min_value, spec.max_value, name)
+    if wire_type is WireType.FOUR_BYTE_INT:
+        return head + _u32(number)
+    if wire_type is WireType.TWO_BYTE_INT:
+        return head + _u16(number)
+    if wire_type is WireType.BYTE:
+        return head + bytes((number,))
+    return head + _encode_varint(number)
+
+
+def _encode_properties(packet: object, kind: int) -> bytes:
+    """Encode the properties of ``packet`` (property length included)."""
+    parts = []
+    for spec, field in _PROPERTY_FIELDS[kind]:
+        value = getattr(packet, field)
+        if value is None:
+            continue
+        if spec.repeatable and field != "subscription_identifier":
+            if isinstance(value, str | bytes) or not hasattr(value, "__iter__"):
+                raise LocalProtocolError(f"{field} must be a sequence")
+            for item in value:
+                parts.append(_encode_property_value(spec, item))
+        else:
+            parts.append(_encode_property_value(spec, value))
+    if _auth_data_without_method(packet, kind):
+        raise LocalProtocolError("authentication data without an authentication method")
+    body = b"".join(parts)
+    return _encode_varint(len(body)) + body
+
+
+def _auth_data_without_method(packet: object, kind: int) -> bool:
+    if kind not in (PacketType.CONNECT, PacketType.CONNACK, PacketType.AUTH):
+        return False
+    return (
+        getattr(packet, "authentication_data", None) is not None
+        and getattr(packet, "authentication_method", None) is None
+    )
+
+
+def _check_no_properties(packet: object, kind: int, version: int) -> None:
+    """On 3.1/3.1.1 every MQTT 5 property must be absent."""
+    for _spec, field in _PROPERTY_FIELDS[kind]:
+        value = getattr(packet, field)
+        if value is not None and value != ():
+            raise LocalProtocolError(
+                f"{field} is an MQTT 5 property; it cannot be sent with "
+                f"{ProtocolVersion(version).name}"
+            )
+
+
+# ---------------------------------------------------------------------------
+# Encoders, one per packet class: (packet, version) -> bytes of the whole packet.
+
+
+def _fixed_header(first: int, length: int) -> bytes:
+    if length < 0x80:
+        return bytes((first, length))
+    if length > MAX_REMAINING_LENGTH:
+        raise LocalProtocolError(
+            f"packet body of {length} bytes exceeds the maximum remaining length"
+        )
+    return bytes((first,)) + _encode_varint(length)
+
+
+def _check_packet_id(packet_id: object) -> int:
+    if type(packet_id) is not int or not 0 < packet_id <= 0xFFFF:
+        # [MQTT-2.2.1-3]: packet identifiers are 1..65535.
+        raise LocalProtocolError(f"packet identifier must be 1..65535, not {packet_id!r}")
+    return packet_id
+
+
+def _check_qos(qos: object, what: str) -> int:
+    if type(qos) is bool or not isinstance(qos, int) or not 0 <= qos <= 2:
+        raise LocalProtocolError(f"{what} must be 0, 1 or 2, not {qos!r}")
+    return int(qos)
+
+
+def _check_reason(reason: object, allowed: frozenset[ReasonCode], name: str) -> int:
+    if type(reason) is bool or not isinstance(reason, int) or reason not in allowed:
+        raise LocalProtocolError(f"{reason!r} is not a valid {name} reason code")
+    return int(reason)
+
+
+def _check_v5_fields(version: int, name: str, **fields: object) -> None:
+    """Refuse non-default MQTT 5 fields on a 3.1/3.1.1 packet."""
+    if version == _V5:
+        return
+    for field, value in fields.items():
+        if value:
+            raise LocalProtocolError(
+                f"{name}.{field} exists in MQTT 5 only; it cannot be sent with "
+                f"{ProtocolVersion(version).name}"
+            )
+
+
+def _encode_publish_properties(packet: PublishPacket) -> bytes:
+    """The PUBLISH property block, written out for the hot path."""
+    parts = []
+    value: Any = packet.payload_format_indicator
+    if value is not None:
+        parts.append(b"\x01" + bytes((_check_int(value, 0, 1, "payload_format_indicator"),)))
+    value = packet.message_expiry_interval
+    if value is not None:
+        parts.append(b"\x02" + _u32(_check_int(value, 0, 0xFFFFFFFF, "message_expiry_interval")))
+    value = packet.content_type
+    if value is not None:
+        parts.append(b"\x03" + _encode_utf8(value, "content_type"))
+    value = packet.response_topic
+    if value is not None:
+        validate_topic_name(value)
+        parts.append(b"\x08" + _encode_utf8(value, "response_topic"))
+    value = packet.correlation_data
+    if value is not None:
+        parts.append(b"\x09" + _encode_binary(value, "correlation_data"))
+    for value in packet.subscription_identifiers:
+        identifier = _check_int(value, 1, 268_435_455, "subscription identifier")
+        parts.append(b"\x0b" + _encode_varint(identifier))
+    value = packet.topic_alias
+    if value is not None:
+        parts.append(b"\x23" + _u16(_check_int(value, 1, 0xFFFF, "topic_alias")))
+    for value in packet.user_properties:
+        parts.append(_encode_property_value(PROPERTIES[PropertyId.USER_PROPERTY], value))
+    body = b"".join(parts)
+    return _encode_varint(len(body)) + body
+
+
+def _encode_publish(packet: PublishPacket, version: int) -> bytes:
+    topic = packet.topic
+    if type(topic) is not str:
+        raise LocalProtocolError(f"topic must be a str, not {type(topic).__name__}")
+    qos = packet.qos
+    first = 0x30
+    if qos:
+        _check_qos(qos, "PUBLISH QoS")
+        packet_id = _check_packet_id(packet.packet_id)
+        first |= qos << 1
+        if packet.duplicate:
+            first |= 0x08
+        tail = _u16(packet_id)
+    else:
+        if qos != 0:
+            _check_qos(qos, "PUBLISH QoS")
+        if packet.packet_id is not None:
+            raise LocalProtocolError("a QoS 0 PUBLISH has no packet identifier [MQTT-2.2.1-2]")
+        if packet.duplicate:
+            raise LocalProtocolError("DUP must be 0 on a QoS 0 PUBLISH [MQTT-3.3.1-2]")
+        tail = b""
+    if packet.retain:
+        first |= 0x01
+    payload = packet.payload
+    if type(payload) is not bytes:
+        if not isinstance(payload, bytes | bytearray | memoryview):
+            raise LocalProtocolError(f"payload must be bytes, not {type(payload).__name__}")
+        payload = bytes(payload)
+    if version == _V5:
+        if (
+            packet.user_properties
+            or packet.message_expiry_interval is not None
+            or packet.topic_alias is not None
+            or packet.payload_format_indicator is not None
+            or packet.response_topic is not None
+            or packet.correlation_data is not None
+            or packet.content_type is not None
+            or packet.subscription_identifiers
+        ):
+            properties = _encode_publish_properties(packet)
+        else:
+            properties = b"\x00"
+        if not topic and packet.topic_alias is not None:
+            pass  # an empty topic name with an alias: the alias names the topic
+        elif not topic or "+" in topic or "#" in topic or "\x00" in topic:
+            validate_topic_name(topic)
+        tail += properties
+    else:
+        _check_no_properties(packet, PacketType.PUBLISH, version)
+        if not topic or "+" in topic or "#" in topic or "\x00" in topic:
+            validate_topic_name(topic)
+    try:
+        raw_topic = topic.encode()
+    except UnicodeEncodeError:
+        raise LocalProtocolError("topic contains a lone surrogate [MQTT-1.5.4-1]") from None
+    if len(raw_topic) > 0xFFFF:
+        raise LocalProtocolError("topic is longer than 65,535 bytes")
+    length = 2 + len(raw_topic) + len(tail) + len(payload)
+    return b"".join(
+        (_fixed_header(first, length), _u16(len(raw_topic)), raw_topic, tail, payload)
+    )
+
+
+def _encode_connect(packet: ConnectPacket, version: int) -> bytes:
+    if packet.protocol_version != version:
+        raise LocalProtocolError(
+            f"CONNECT carries protocol version {packet.protocol_version!r} "
+            f"but is encoded for {ProtocolVersion(version).name}"
+        )
+    v5 = version == _V5
+    client_id = packet.client_id
+    if version == ProtocolVersion.MQTT_3_1 and not 0 < len(client_id) <= 23:
+        raise LocalProtocolError("an MQTT 3.1 client identifier has 1 to 23 characters")
+    if not v5 and not client_id and not packet.clean_start:
+        raise LocalProtocolError("an empty client identifier needs a clean session [MQTT-3.1.3-7]")
+    flags = 0x02 if packet.clean_start else 0x00
+    payload = [_encode_utf8(client_id, "client identifier")]
+    will = packet.will
+    if will is not None:
+        validate_topic_name(will.topic)
+        flags |= 0x04 | (_check_qos(will.qos, "will QoS") << 3)
+        if will.retain:
+            flags |= 0x20
+        if v5:
+            payload.append(_encode_properties(will, WILL))
+        else:
+            _check_no_properties(will, WILL, version)
+        payload.append(_encode_utf8(will.topic, "will topic"))
+        payload.append(_encode_binary(will.payload, "will payload"))
+    if packet.username is not None:
+        flags |= 0x80
+        payload.append(_encode_utf8(packet.username, "user name"))
+    if packet.password is not None:
+        if packet.username is None and not v5:
+            raise LocalProtocolError("a password needs a user name before MQTT 5 [MQTT-3.1.2-22]")
+        flags |= 0x40
+        payload.append(_encode_binary(packet.password, "password"))
+    keep_alive = _check_int(packet.keep_alive, 0, 0xFFFF, "keep_alive")
+    name = b"\x00\x06MQIsdp" if version == ProtocolVersion.MQTT_3_1 else b"\x00\x04MQTT"
+    header = name + bytes((version, flags)) + _u16(keep_alive)
+    if v5:
+        header += _encode_properties(packet, PacketType.CONNECT)
+    else:
+        _check_no_properties(packet, PacketType.CONNECT, version)
+    body = header + b"".join(payload)
+    return _fixed_header(0x10, len(body)) + body
+
+
+def _encode_connack(packet: ConnAckPacket, version: int) -> bytes:
+    reason = packet.reason_code
+    session_present = packet.session_present
+    if version == _V5:
+        code = _check_reason(reason, _CONNACK_CODES, "CONNACK")
+        properties = _encode_properties(packet, PacketType.CONNACK)
+    else:
+        try:
+            code = ReasonCode(reason).to_connack_return_code()
+        except ValueError:
+            raise LocalProtocolError(f"{reason!r} is not a CONNACK reason code") from None
+        _check_no_properties(packet, PacketType.CONNACK, version)
+        if session_present and version == ProtocolVersion.MQTT_3_1:
+            raise LocalProtocolError("MQTT 3.1 CONNACK has no session present flag")
+        properties = b""
+    if session_present and code:
+        raise LocalProtocolError("a refusing CONNACK must not set session present [MQTT-3.2.2-6]")
+    body = bytes((0x01 if session_present else 0x00, code)) + properties
+    return _fixed_header(0x20, len(body)) + body
+
+
+def _encode_ack(
+    kind: PacketType, allowed: frozenset[ReasonCode], name: str
+) -> Callable[[Any, int], bytes]:
+    first = (kind << 4) | (0x02 if kind == PacketType.PUBREL else 0x00)
+
+    def encode(packet: Any, version: int) -> bytes:
+        packet_id = _u16(_check_packet_id(packet.packet_id))
+        reason = packet.reason_code
+        if version != _V5:
+            if reason != ReasonCode.SUCCESS:
+                raise LocalProtocolError(f"{name} reason codes exist in MQTT 5 only")
+            _check_no_properties(packet, kind, version)
+            return bytes((first, 2)) + packet_id
+        code = _check_reason(reason, allowed, name)
+        if packet.reason_string is None and not packet.user_properties:
+            if not code:
+                return bytes((first, 2)) + packet_id
+            return bytes((first, 3)) + packet_id + bytes((code,))
+        body = packet_id + bytes((code,)) + _encode_properties(packet, kind)
+        return _fixed_header(first, len(body)) + body
+
+    return encode
+
+
+def _encode_subscription(sub: Subscription, version: int) -> bytes:
+    if not isinstance(sub, Subscription):
+        raise LocalProtocolError(f"expected a Subscription, not {type(sub).__name__}")
+    validate_topic_filter(sub.topic_filter)
+    options = _check_qos(sub.max_qos, "subscription QoS")
+    if version == _V5:
+        handling = _check_int(sub.retain_handling, 0, 2, "retain handling")
+        if sub.no_local:
+            if parse_shared_subscription(sub.topic_filter) is not None:
+                raise LocalProtocolError("no local on a shared subscription [MQTT-3.8.3-4]")
+            options |= 0x04
+        if sub.retain_as_published:
+            options |= 0x08
+        options |= handling << 4
+    else:
+        _check_v5_fields(
+            version,
+            "Subscription",
+            no_local=sub.no_local,
+            retain_as_published=sub.retain_as_published,
+            retain_handling=sub.retain_handling,
+        )
+    return _encode_utf8(sub.topic_filter, "topic filter") + bytes((options,))
+
+
+def _encode_subscribe(packet: SubscribePacket, version: int) -> bytes:
+    parts = [_u16(_check_packet_id(packet.packet_id))]
+    if version == _V5:
+        parts.append(_encode_properties(packet, PacketType.SUBSCRIBE))
+    else:
+        _check_no_properties(packet, PacketType.SUBSCRIBE, version)
+    if not packet.subscriptions:
+        raise LocalProtocolError("SUBSCRIBE needs at least one subscription [MQTT-3.8.3-3]")
+    parts.extend(_encode_subscription(sub, version) for sub in packet.subscriptions)
+    body = b"".join(parts)
+    return _fixed_header(0x82, len(body)) + body
+
+
+def _encode_suback(packet: SubAckPacket, version: int) -> bytes:
+    parts = [_u16(_check_packet_id(packet.packet_id))]
+    if not packet.reason_codes:
+        raise LocalProtocolError("SUBACK needs at least one reason code")
+    if version == _V5:
+        parts.append(_encode_properties(packet, PacketType.SUBACK))
+        parts.append(bytes(_check_reason(c, _SUBACK_CODES, "SUBACK") for c in packet.reason_codes))
+    else:
+        _check_no_properties(packet, PacketType.SUBACK, version)
+        codes = []
+        for code in packet.reason_codes:
+            _check_reason(code, _SUBACK_CODES, "SUBACK")
+            codes.append(ReasonCode(code).to_suback_v3())
+        parts.append(bytes(codes))
+    body = b"".join(parts)
+    return _fixed_header(0x90, len(body)) + body
+
+
+def _encode_unsubscribe(packet: UnsubscribePacket, version: int) -> bytes:
+    parts = [_u16(_check_packet_id(packet.packet_id))]
+    if version == _V5:
+        parts.append(_encode_properties(packet, PacketType.UNSUBSCRIBE))
+    else:
+        _check_no_properties(packet, PacketType.UNSUBSCRIBE, version)
+    if not packet.topic_filters:
+        raise LocalProtocolError("UNSUBSCRIBE needs at least one topic filter [MQTT-3.10.3-2]")
+    for topic_filter in packet.topic_filters:
+        validate_topic_filter(topic_filter)
+        parts.append(_encode_utf8(topic_filter, "topic filter"))
+    body = b"".join(parts)
+    return _fixed_header(0xA2, len(body)) + body
+
+
+def _encode_unsuback(packet: UnsubAckPacket, version: int) -> bytes:
+    packet_id = _u16(_check_packet_id(packet.packet_id))
+    if version != _V5:
+        _check_no_properties(packet, PacketType.UNSUBACK, version)
+        _check_v5_fields(version, "UnsubAckPacket", reason_codes=packet.reason_codes)
+        return b"\xb0\x02" + packet_id
+    if not packet.reason_codes:
+        raise LocalProtocolError("an MQTT 5 UNSUBACK needs one reason code per topic filter")
+    codes = bytes(_check_reason(c, _UNSUBACK_CODES, "UNSUBACK") for c in packet.reason_codes)
+    body = packet_id + _encode_properties(packet, PacketType.UNSUBACK) + codes
+    return _fixed_header(0xB0, len(body)) + body
+
+
+def _encode_pingreq(packet: PingReqPacket, version: int) -> bytes:
+    return b"\xc0\x00"
+
+
+def _encode_pingresp(packet: PingRespPacket, version: int) -> bytes:
+    return b"\xd0\x00"
+
+
+def _encode_disconnect(packet: DisconnectPacket, version: int) -> bytes:
+    reason = packet.reason_code
+    if version != _V5:
+        if reason != ReasonCode.NORMAL_DISCONNECTION:
+            raise LocalProtocolError("DISCONNECT reason codes exist in MQTT 5 only")
+        _check_no_properties(packet, PacketType.DISCONNECT, version)
+        return b"\xe0\x00"
+    code = _check_reason(reason, _DISCONNECT_CODES, "DISCONNECT")
+    properties = _encode_properties(packet, PacketType.DISCONNECT)
+    if properties == b"\x00":
+        return bytes((0xE0, 1, code)) if code else b"\xe0\x00"
+    body = bytes((code,)) + properties
+    return _fixed_header(0xE0, len(body)) + body
+
+
+def _encode_auth(packet: AuthPacket, version: int) -> bytes:
+    if version != _V5:
+        raise LocalProtocolError("AUTH exists in MQTT 5 only")
+    code = _check_reason(packet.reason_code, _AUTH_CODES, "AUTH")
+    properties = _encode_properties(packet, PacketType.AUTH)
+    if properties == b"\x00" and not code:
+        return b"\xf0\x00"
+    body = bytes((code,)) + properties
+    return _fixed_header(0xF0, len(body)) + body
+
+
+_ENCODERS: Final[dict[type, Callable[[Any, int], bytes]]] = {
+    ConnectPacket: _encode_connect,
+    ConnAckPacket: _encode_connack,
+    PublishPacket: _encode_publish,
+    PubAckPacket: _encode_ack(PacketType.PUBACK, _PUBACK_CODES, "PUBACK"),
+    PubRecPacket: _encode_ack(PacketType.PUBREC, _PUBACK_CODES, "PUBREC"),
+    PubRelPacket: _encode_ack(PacketType.PUBREL, _PUBREL_CODES, "PUBREL"),
+    PubCompPacket: _encode_ack(PacketType.PUBCOMP, _PUBREL_CODES, "PUBCOMP"),
+    SubscribePacket: _encode_subscribe,
+    SubAckPacket: _encode_suback,
+    UnsubscribePacket: _encode_unsubscribe,
+    UnsubAckPacket: _encode_unsuback,
+    PingReqPacket: _encode_pingreq,
+    PingRespPacket: _encode_pingresp,
+    DisconnectPacket: _encode_disconnect,
+    AuthPacket: _encode_auth,
+}
+
+
+def encode_packet(packet: Packet, *, version: ProtocolVersion) -> bytes:
+    """Validate ``packet`` for ``version`` and encode it, fixed header included.
+
+    :raises LocalProtocolError: when the packet may not be sent with this
+        version: a wildcard in a PUBLISH topic, QoS > 0 without a packet
+        identifier, an MQTT 5 field on 3.1/3.1.1, a value out of range, …
+    :raises TypeError: when ``packet`` is not a packet.
+    """
+    encoder = _ENCODERS.get(type(packet))
+    if encoder is None:
+        raise TypeError(f"not an MQTT packet: {packet!r}")
+    if version not in _VERSIONS:
+        raise ValueError(f"unknown protocol version {version!r}")
+    return encoder(packet, version)
+

@@ -1,0 +1,162 @@
+"""The incremental stream reader."""
+
+from __future__ import annotations
+
+from ._codec_common import (
+    _VERSIONS,
+)
+from ._decode import _decode_body, _decode_publish, _read_varint
+from .enums import PacketType, ProtocolVersion
+from .errors import (
+    MalformedPacket,
+    PacketTooLarge,
+    ProtocolError,
+    RemoteProtocolError,
+)
+from .packets import (
+    ConnectPacket,
+    Packet,
+)
+
+__all__ = ["PacketReader"]
+
+# ---------------------------------------------------------------------------
+# The incremental reader
+
+
+class PacketReader:
+    """Split a byte stream into packets, incrementally.
+
+    :param version: the protocol version of the connection. ``None`` (a
+        server before CONNECT) accepts only a CONNECT as the first packet
+        [MQTT-3.1.0-1] and then adopts the level that CONNECT carries.
+    :param max_packet_size: the largest whole packet (fixed header included)
+        to accept. The declared length is checked as soon as the fixed header
+        is complete, so an oversized claim fails with
+        :class:`~mqttproto.PacketTooLarge` before its body is buffered.
+
+    The reader holds at most one incomplete packet. After it raises, it is
+    broken: every later :meth:`feed` raises the same error, because the
+    stream position is lost and the connection must be closed anyway.
+    """
+
+    __slots__ = ("_error", "_max_packet_size", "_need", "_pending", "_pending_size", "_version")
+
+    def __init__(
+        self, *, version: ProtocolVersion | None = None, max_packet_size: int | None = None
+    ) -> None:
+        if version is not None and version not in _VERSIONS:
+            raise ValueError(f"unknown protocol version {version!r}")
+        if max_packet_size is not None and max_packet_size < 2:
+            raise ValueError("max_packet_size must be at least 2")
+        self._version: int | None = None if version is None else int(version)
+        self._max_packet_size = max_packet_size
+        # Chunks of one incomplete packet, joined once it is complete, so a
+        # large packet arriving in many small reads costs linear time.
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        # Bytes the pending packet needs before it is worth parsing again.
+        self._need = 0
+        self._error: ProtocolError | None = None
+
+    @property
+    def version(self) -> ProtocolVersion | None:
+        """The protocol version in use; None until a server reader sees CONNECT."""
+        return None if self._version is None else _VERSIONS[self._version]
+
+    @property
+    def buffered(self) -> int:
+        """How many bytes of an incomplete packet are held."""
+        return self._pending_size
+
+    def feed(self, data: bytes) -> list[Packet]:
+        """Add ``data`` and return every packet it completes, in order.
+
+        Returns an empty list when more data is needed.
+
+        :raises RemoteProtocolError: (or a subclass: ``MalformedPacket``,
+            ``PacketTooLarge``, ``UnsupportedProtocolVersion``) at the first
+            packet that breaks a rule. Packets before it in the same call are
+            dropped with it: the connection must close.
+        """
+        if self._error is not None:
+            raise self._error
+        if type(data) is not bytes:
+            data = bytes(data)
+        if self._pending:
+            self._pending.append(data)
+            self._pending_size += len(data)
+            if self._pending_size < self._need:
+                return []
+            data = b"".join(self._pending)
+            self._pending.clear()
+            self._pending_size = 0
+        elif not data:
+            return []
+        try:
+            packets, pos = self._parse(data)
+        except ProtocolError as exc:
+            self._error = exc
+            self._pending.clear()
+            self._pending_size = 0
+            raise
+        if pos < len(data):
+            self._pending.append(data[pos:])
+            self._pending_size = len(data) - pos
+        return packets
+
+    def _parse(self, data: bytes) -> tuple[list[Packet], int]:
+        packets: list[Packet] = []
+        append = packets.append
+        size = len(data)
+        max_size = self._max_packet_size
+        version = self._version
+        decode_publish = _decode_publish
+        pos = 0
+        while pos < size:
+            # Fixed header: one type/flags byte, then the remaining length.
+            first = data[pos]
+            start = pos + 1
+            if start >= size:
+                self._need = size - pos + 1
+                return packets, pos
+            byte = data[start]
+            if byte < 0x80:
+                length = byte
+                start += 1
+            else:
+                length, start = self._read_length(data, start, size, pos)
+                if length < 0:
+                    return packets, pos
+            end = start + length
+            if max_size is not None and end - pos > max_size:
+                raise PacketTooLarge(
+                    f"packet of {end - pos} bytes exceeds the maximum of {max_size}"
+                )
+            if end > size:
+                self._need = end - pos
+                return packets, pos
+            if first >> 4 == 3 and version is not None:
+                append(decode_publish(data, first & 0x0F, start, end, version))
+            elif version is None:
+                if first >> 4 != PacketType.CONNECT:
+                    raise RemoteProtocolError("the first packet must be CONNECT [MQTT-3.1.0-1]")
+                connect = _decode_body(data, first, start, end, 0)
+                assert isinstance(connect, ConnectPacket)
+                version = self._version = int(connect.protocol_version)
+                append(connect)
+            else:
+                append(_decode_body(data, first, start, end, version))
+            pos = end
+        return packets, pos
+
+    def _read_length(self, data: bytes, start: int, size: int, pos: int) -> tuple[int, int]:
+        """Read a multi-byte remaining length; (-1, start) when it is incomplete."""
+        available = min(size, start + 4)
+        for index in range(start, available):
+            if data[index] < 0x80:
+                return _read_varint(data, start, index + 1)
+        if available - start == 4:
+            raise MalformedPacket("remaining length longer than four bytes [MQTT-1.5.5-1]")
+        self._need = available - pos + 1
+        return -1, start
