@@ -16,3 +16,34 @@ from hypothesis import settings
 settings.register_profile("dev", deadline=None, max_examples=100)
 settings.register_profile("ci", deadline=None, max_examples=200, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+# ---------------------------------------------------------------------------
+# The codec fixture: every codec test runs against each implementation that is
+# available (the pure-Python reference always; the compiled twin when built).
+
+import importlib  # noqa: E402
+import types  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+def _available_codecs() -> list[tuple[str, types.ModuleType]]:
+    codecs = [("python", importlib.import_module("mqttproto._codec_py"))]
+    try:
+        compiled = importlib.import_module("mqttproto._codec_c")
+    except ImportError:
+        pass
+    else:
+        codecs.append(("cython", compiled))
+    return codecs
+
+
+CODECS = _available_codecs()
+
+
+@pytest.fixture(params=[module for _, module in CODECS], ids=[name for name, _ in CODECS])
+def codec(request: pytest.FixtureRequest) -> types.ModuleType:
+    """A codec module with ``decode_packet``, ``encode_packet`` and ``PacketReader``."""
+    module: types.ModuleType = request.param
+    return module
