@@ -5,26 +5,7 @@ from __future__ import annotations
 import struct
 from typing import Any, Final
 
-import attrs
-
 from .enums import ProtocolVersion, QoS, ReasonCode, RetainHandling
-from .packets import (
-    AuthPacket,
-    ConnAckPacket,
-    ConnectPacket,
-    DisconnectPacket,
-    PubAckPacket,
-    PubCompPacket,
-    PublishPacket,
-    PubRecPacket,
-    PubRelPacket,
-    SubAckPacket,
-    SubscribePacket,
-    Subscription,
-    UnsubAckPacket,
-    UnsubscribePacket,
-    Will,
-)
 
 # The largest Remaining Length a four-byte variable byte integer can hold.
 MAX_REMAINING_LENGTH: Final = 268_435_455
@@ -40,36 +21,16 @@ _REASON: Final[dict[int, ReasonCode]] = {int(code): code for code in ReasonCode}
 _VERSIONS: Final[dict[int, ProtocolVersion]] = {int(v): v for v in ProtocolVersion}
 
 
-def _defaults(cls: type) -> dict[str, Any]:
-    return {
-        field.name: field.default
-        for field in attrs.fields(cls)
-        if field.default is not attrs.NOTHING
-    }
-
-
-_DEFAULTS: Final[dict[type, dict[str, Any]]] = {
-    cls: _defaults(cls)
-    for cls in (
-        ConnectPacket, ConnAckPacket, PublishPacket, PubAckPacket, PubRecPacket,
-        PubRelPacket, PubCompPacket, SubscribePacket, SubAckPacket, UnsubscribePacket,
-        UnsubAckPacket, DisconnectPacket, AuthPacket, Will, Subscription,
-    )
-}  # fmt: skip
-_PUBLISH_DEFAULTS: Final = _DEFAULTS[PublishPacket]
-
-
 def _build(cls: type[Any], fields: dict[str, Any]) -> Any:
     """Create a packet from already-validated values, without running __init__.
 
-    Packets are frozen dict-backed attrs classes: filling ``__dict__`` directly
-    is the fast construction path. Only the decoder uses it, after checking
-    every value, so the result equals what ``cls(**fields)`` would build.
+    Packets are frozen dict-backed attrs classes whose defaults are class
+    attributes (see ``packets._packet``), so ``fields`` needs only the values
+    the bytes carried. Only the decoder uses this, after checking every value:
+    the result equals what ``cls(**fields)`` would build.
     """
     obj = _new(cls)
-    state = obj.__dict__
-    state.update(_DEFAULTS[cls])
-    state.update(fields)
+    obj.__dict__.update(fields)
     return obj
 
 

@@ -14,7 +14,6 @@ from ._codec_common import (
     _CONNACK_CODES,
     _DISCONNECT_CODES,
     _PUBACK_CODES,
-    _PUBLISH_DEFAULTS,
     _PUBREL_CODES,
     _QOS,
     _REASON,
@@ -353,6 +352,70 @@ def _decode_connack(data: bytes, flags: int, pos: int, end: int, version: int) -
     return _build(ConnAckPacket, fields)  # type: ignore[no-any-return]
 
 
+# Topic names seen recently, raw bytes -> validated str. MQTT traffic repeats
+# a small set of topics, and a hit skips UTF-8 decoding and the wildcard and
+# U+0000 scans; it also shares one str per topic among decoded packets. Only
+# short, fully valid names are kept, and the cache is emptied when full, so it
+# holds at most _TOPIC_CACHE_SIZE x _TOPIC_CACHE_MAX_LENGTH bytes of names.
+_TOPIC_CACHE_SIZE: Final = 4096
+_TOPIC_CACHE_MAX_LENGTH: Final = 256
+_topic_cache: dict[bytes, str] = {}
+
+
+def _decode_topic_name(raw: bytes) -> str:
+    """Decode a PUBLISH topic name; validity beyond UTF-8 is checked by the caller."""
+    try:
+        topic = raw.decode()
+    except UnicodeDecodeError:
+        raise MalformedPacket("topic name is not well-formed UTF-8 [MQTT-1.5.4-1]") from None
+    if "\x00" in topic:
+        raise MalformedPacket("topic name contains U+0000 [MQTT-1.5.4-2]")
+    if topic and "+" not in topic and "#" not in topic and len(raw) <= _TOPIC_CACHE_MAX_LENGTH:
+        if len(_topic_cache) >= _TOPIC_CACHE_SIZE:
+            _topic_cache.clear()
+        _topic_cache[raw] = topic
+    return topic
+
+
+def _decode_publish_properties(data: bytes, pos: int, end: int) -> tuple[dict[str, Any], int]:
+    """The PUBLISH property block, with the common properties read inline.
+
+    Anything unusual (a property not allowed in PUBLISH, a repeat, a value out
+    of range, an overrun) is handed to the general ``_decode_properties``,
+    which raises the precise error, so both paths accept exactly the same
+    bytes.
+    """
+    start = pos
+    length = data[pos] if pos < end else 0x80
+    if length >= 0x80:
+        return _decode_properties(data, start, end, PacketType.PUBLISH)
+    pos += 1
+    stop = pos + length
+    if stop > end:
+        return _decode_properties(data, start, end, PacketType.PUBLISH)
+    fields: dict[str, Any] = {}
+    user_properties: list[tuple[str, str]] | None = None
+    while pos < stop:
+        identifier = data[pos]
+        if identifier == 0x02 and pos + 5 <= stop and "message_expiry_interval" not in fields:
+            fields["message_expiry_interval"] = int.from_bytes(data[pos + 1 : pos + 5], "big")
+            pos += 5
+        elif identifier == 0x26:
+            key, pos = _read_utf8(data, pos + 1, stop, "user property name")
+            value, pos = _read_utf8(data, pos, stop, "user property value")
+            if user_properties is None:
+                user_properties = [(key, value)]
+            else:
+                user_properties.append((key, value))
+        else:
+            return _decode_properties(data, start, end, PacketType.PUBLISH)
+    if pos != stop:
+        return _decode_properties(data, start, end, PacketType.PUBLISH)
+    if user_properties is not None:
+        fields["user_properties"] = tuple(user_properties)
+    return fields, pos
+
+
 def _decode_publish(data: bytes, flags: int, pos: int, end: int, version: int) -> PublishPacket:
     qos = (flags >> 1) & 0x03
     if qos == 3:
@@ -362,16 +425,16 @@ def _decode_publish(data: bytes, flags: int, pos: int, end: int, version: int) -
     stop = pos + 2 + ((data[pos] << 8) | data[pos + 1])
     if stop > end:
         raise MalformedPacket("topic name runs past the end of PUBLISH")
-    try:
-        topic = data[pos + 2 : stop].decode()
-    except UnicodeDecodeError:
-        raise MalformedPacket("topic name is not well-formed UTF-8 [MQTT-1.5.4-1]") from None
-    if "\x00" in topic:
-        raise MalformedPacket("topic name contains U+0000 [MQTT-1.5.4-2]")
+    raw = data[pos + 2 : stop]
+    topic = _topic_cache.get(raw)
+    # A cached name is known to be non-empty and free of wildcards.
+    valid_topic = topic is not None
+    if topic is None:
+        topic = _decode_topic_name(raw)
+        valid_topic = bool(topic) and "+" not in topic and "#" not in topic
     pos = stop
     packet = _new(PublishPacket)
     state = packet.__dict__
-    state.update(_PUBLISH_DEFAULTS)
     if qos:
         if pos + 2 > end:
             raise MalformedPacket("packet identifier runs past the end of PUBLISH")
@@ -389,15 +452,15 @@ def _decode_publish(data: bytes, flags: int, pos: int, end: int, version: int) -
         state["retain"] = True
     if version == _V5:
         if pos < end and not data[pos]:
-            pos += 1  # no properties: the common case, no call needed
-            if not topic or "+" in topic or "#" in topic:
+            pos += 1  # no properties: the common case
+            if not valid_topic:
                 _check_topic_name(topic, v5=True, has_alias=False)
         else:
-            properties, pos = _decode_properties(data, pos, end, PacketType.PUBLISH)
-            if not topic or "+" in topic or "#" in topic:
+            properties, pos = _decode_publish_properties(data, pos, end)
+            if not valid_topic:
                 _check_topic_name(topic, v5=True, has_alias="topic_alias" in properties)
             state.update(properties)
-    elif not topic or "+" in topic or "#" in topic:
+    elif not valid_topic:
         _check_topic_name(topic, v5=False, has_alias=False)
     state["topic"] = topic
     state["payload"] = data[pos:end]

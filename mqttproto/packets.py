@@ -59,21 +59,16 @@ def _tuple(value: Iterable[Any]) -> tuple[Any, ...]:
     return value if type(value) is tuple else tuple(value)
 
 
-def _user_properties_field() -> Any:
-    return attrs.field(default=(), converter=_user_properties, kw_only=True)
+# Packets are dict-backed, not slotted, and every field default also lives on
+# the class (installed by _install_class_defaults at the end of this module).
+# The decoder can then build an instance by putting only the values that
+# differ from the defaults into its __dict__ (see _codec_common._build): a
+# PUBLISH without properties costs two dict entries instead of fourteen slot
+# writes. Instances made by __init__ or attrs.evolve hold every field; both
+# kinds compare, hash, repr and pickle alike.
 
 
-def _property() -> Any:
-    return attrs.field(default=None, kw_only=True)
-
-
-# Packets are dict-backed, not slotted: the decoder builds an instance by
-# filling its __dict__ from a prepared template in one step, which is several
-# times faster than setting a dozen slots one by one (see _codec_py._build).
-_packet = attrs.frozen(slots=False)
-
-
-@_packet
+@attrs.frozen(slots=False)
 class Subscription:
     """One topic filter of a SUBSCRIBE with its subscription options.
 
@@ -88,7 +83,7 @@ class Subscription:
     retain_handling: RetainHandling = RetainHandling.SEND_ON_SUBSCRIBE
 
 
-@_packet
+@attrs.frozen(slots=False)
 class Will:
     """The will message of a CONNECT, with its MQTT 5 will properties."""
 
@@ -96,16 +91,18 @@ class Will:
     payload: bytes = b""
     qos: QoS = QoS.AT_MOST_ONCE
     retain: bool = False
-    will_delay_interval: int | None = _property()
-    payload_format_indicator: int | None = _property()
-    message_expiry_interval: int | None = _property()
-    content_type: str | None = _property()
-    response_topic: str | None = _property()
-    correlation_data: bytes | None = _property()
-    user_properties: UserProperties = _user_properties_field()
+    will_delay_interval: int | None = attrs.field(default=None, kw_only=True)
+    payload_format_indicator: int | None = attrs.field(default=None, kw_only=True)
+    message_expiry_interval: int | None = attrs.field(default=None, kw_only=True)
+    content_type: str | None = attrs.field(default=None, kw_only=True)
+    response_topic: str | None = attrs.field(default=None, kw_only=True)
+    correlation_data: bytes | None = attrs.field(default=None, kw_only=True)
+    user_properties: UserProperties = attrs.field(
+        default=(), converter=_user_properties, kw_only=True
+    )
 
 
-@_packet
+@attrs.frozen(slots=False)
 class ConnectPacket:
     """CONNECT: the first packet a client sends.
 
@@ -122,18 +119,20 @@ class ConnectPacket:
     username: str | None = None
     password: bytes | None = None
     will: Will | None = None
-    session_expiry_interval: int | None = _property()
-    receive_maximum: int | None = _property()
-    maximum_packet_size: int | None = _property()
-    topic_alias_maximum: int | None = _property()
-    request_response_information: bool | None = _property()
-    request_problem_information: bool | None = _property()
-    user_properties: UserProperties = _user_properties_field()
-    authentication_method: str | None = _property()
-    authentication_data: bytes | None = _property()
+    session_expiry_interval: int | None = attrs.field(default=None, kw_only=True)
+    receive_maximum: int | None = attrs.field(default=None, kw_only=True)
+    maximum_packet_size: int | None = attrs.field(default=None, kw_only=True)
+    topic_alias_maximum: int | None = attrs.field(default=None, kw_only=True)
+    request_response_information: bool | None = attrs.field(default=None, kw_only=True)
+    request_problem_information: bool | None = attrs.field(default=None, kw_only=True)
+    user_properties: UserProperties = attrs.field(
+        default=(), converter=_user_properties, kw_only=True
+    )
+    authentication_method: str | None = attrs.field(default=None, kw_only=True)
+    authentication_data: bytes | None = attrs.field(default=None, kw_only=True)
 
 
-@_packet
+@attrs.frozen(slots=False)
 class ConnAckPacket:
     """CONNACK: the server's answer to CONNECT.
 
@@ -146,26 +145,28 @@ class ConnAckPacket:
 
     session_present: bool = False
     reason_code: ReasonCode = ReasonCode.SUCCESS
-    session_expiry_interval: int | None = _property()
-    receive_maximum: int | None = _property()
-    maximum_qos: QoS | None = _property()
-    retain_available: bool | None = _property()
-    maximum_packet_size: int | None = _property()
-    assigned_client_identifier: str | None = _property()
-    topic_alias_maximum: int | None = _property()
-    reason_string: str | None = _property()
-    user_properties: UserProperties = _user_properties_field()
-    wildcard_subscription_available: bool | None = _property()
-    subscription_identifiers_available: bool | None = _property()
-    shared_subscription_available: bool | None = _property()
-    server_keep_alive: int | None = _property()
-    response_information: str | None = _property()
-    server_reference: str | None = _property()
-    authentication_method: str | None = _property()
-    authentication_data: bytes | None = _property()
+    session_expiry_interval: int | None = attrs.field(default=None, kw_only=True)
+    receive_maximum: int | None = attrs.field(default=None, kw_only=True)
+    maximum_qos: QoS | None = attrs.field(default=None, kw_only=True)
+    retain_available: bool | None = attrs.field(default=None, kw_only=True)
+    maximum_packet_size: int | None = attrs.field(default=None, kw_only=True)
+    assigned_client_identifier: str | None = attrs.field(default=None, kw_only=True)
+    topic_alias_maximum: int | None = attrs.field(default=None, kw_only=True)
+    reason_string: str | None = attrs.field(default=None, kw_only=True)
+    user_properties: UserProperties = attrs.field(
+        default=(), converter=_user_properties, kw_only=True
+    )
+    wildcard_subscription_available: bool | None = attrs.field(default=None, kw_only=True)
+    subscription_identifiers_available: bool | None = attrs.field(default=None, kw_only=True)
+    shared_subscription_available: bool | None = attrs.field(default=None, kw_only=True)
+    server_keep_alive: int | None = attrs.field(default=None, kw_only=True)
+    response_information: str | None = attrs.field(default=None, kw_only=True)
+    server_reference: str | None = attrs.field(default=None, kw_only=True)
+    authentication_method: str | None = attrs.field(default=None, kw_only=True)
+    authentication_data: bytes | None = attrs.field(default=None, kw_only=True)
 
 
-@_packet
+@attrs.frozen(slots=False)
 class PublishPacket:
     """PUBLISH: an application message, in either direction.
 
@@ -181,19 +182,21 @@ class PublishPacket:
     retain: bool = False
     duplicate: bool = False
     packet_id: int | None = None
-    payload_format_indicator: int | None = _property()
-    message_expiry_interval: int | None = _property()
-    topic_alias: int | None = _property()
-    response_topic: str | None = _property()
-    correlation_data: bytes | None = _property()
-    user_properties: UserProperties = _user_properties_field()
+    payload_format_indicator: int | None = attrs.field(default=None, kw_only=True)
+    message_expiry_interval: int | None = attrs.field(default=None, kw_only=True)
+    topic_alias: int | None = attrs.field(default=None, kw_only=True)
+    response_topic: str | None = attrs.field(default=None, kw_only=True)
+    correlation_data: bytes | None = attrs.field(default=None, kw_only=True)
+    user_properties: UserProperties = attrs.field(
+        default=(), converter=_user_properties, kw_only=True
+    )
     subscription_identifiers: tuple[int, ...] = attrs.field(
         default=(), converter=_tuple, kw_only=True
     )
-    content_type: str | None = _property()
+    content_type: str | None = attrs.field(default=None, kw_only=True)
 
 
-@_packet
+@attrs.frozen(slots=False)
 class _AckPacket:
     """Shared shape of PUBACK, PUBREC, PUBREL and PUBCOMP."""
 
@@ -201,39 +204,41 @@ class _AckPacket:
 
     packet_id: int
     reason_code: ReasonCode = ReasonCode.SUCCESS
-    reason_string: str | None = _property()
-    user_properties: UserProperties = _user_properties_field()
+    reason_string: str | None = attrs.field(default=None, kw_only=True)
+    user_properties: UserProperties = attrs.field(
+        default=(), converter=_user_properties, kw_only=True
+    )
 
 
-@_packet
+@attrs.frozen(slots=False)
 class PubAckPacket(_AckPacket):
     """PUBACK: the acknowledgement of a QoS 1 PUBLISH."""
 
     packet_type: ClassVar[PacketType] = PacketType.PUBACK
 
 
-@_packet
+@attrs.frozen(slots=False)
 class PubRecPacket(_AckPacket):
     """PUBREC: the first acknowledgement of a QoS 2 PUBLISH."""
 
     packet_type: ClassVar[PacketType] = PacketType.PUBREC
 
 
-@_packet
+@attrs.frozen(slots=False)
 class PubRelPacket(_AckPacket):
     """PUBREL: the answer to PUBREC in a QoS 2 exchange."""
 
     packet_type: ClassVar[PacketType] = PacketType.PUBREL
 
 
-@_packet
+@attrs.frozen(slots=False)
 class PubCompPacket(_AckPacket):
     """PUBCOMP: the last packet of a QoS 2 exchange."""
 
     packet_type: ClassVar[PacketType] = PacketType.PUBCOMP
 
 
-@_packet
+@attrs.frozen(slots=False)
 class SubscribePacket:
     """SUBSCRIBE: one or more subscriptions requested by a client."""
 
@@ -241,11 +246,13 @@ class SubscribePacket:
 
     packet_id: int
     subscriptions: tuple[Subscription, ...] = attrs.field(converter=_tuple)
-    subscription_identifier: int | None = _property()
-    user_properties: UserProperties = _user_properties_field()
+    subscription_identifier: int | None = attrs.field(default=None, kw_only=True)
+    user_properties: UserProperties = attrs.field(
+        default=(), converter=_user_properties, kw_only=True
+    )
 
 
-@_packet
+@attrs.frozen(slots=False)
 class SubAckPacket:
     """SUBACK: one reason code per requested subscription, in order.
 
@@ -257,11 +264,13 @@ class SubAckPacket:
 
     packet_id: int
     reason_codes: tuple[ReasonCode, ...] = attrs.field(converter=_tuple)
-    reason_string: str | None = _property()
-    user_properties: UserProperties = _user_properties_field()
+    reason_string: str | None = attrs.field(default=None, kw_only=True)
+    user_properties: UserProperties = attrs.field(
+        default=(), converter=_user_properties, kw_only=True
+    )
 
 
-@_packet
+@attrs.frozen(slots=False)
 class UnsubscribePacket:
     """UNSUBSCRIBE: topic filters to remove."""
 
@@ -269,10 +278,12 @@ class UnsubscribePacket:
 
     packet_id: int
     topic_filters: tuple[str, ...] = attrs.field(converter=_tuple)
-    user_properties: UserProperties = _user_properties_field()
+    user_properties: UserProperties = attrs.field(
+        default=(), converter=_user_properties, kw_only=True
+    )
 
 
-@_packet
+@attrs.frozen(slots=False)
 class UnsubAckPacket:
     """UNSUBACK. ``reason_codes`` (one per filter) exist in MQTT 5 only and are
     empty on 3.1/3.1.1."""
@@ -281,49 +292,70 @@ class UnsubAckPacket:
 
     packet_id: int
     reason_codes: tuple[ReasonCode, ...] = attrs.field(default=(), converter=_tuple)
-    reason_string: str | None = _property()
-    user_properties: UserProperties = _user_properties_field()
+    reason_string: str | None = attrs.field(default=None, kw_only=True)
+    user_properties: UserProperties = attrs.field(
+        default=(), converter=_user_properties, kw_only=True
+    )
 
 
-@_packet
+@attrs.frozen(slots=False)
 class PingReqPacket:
     """PINGREQ: a keep-alive probe from the client."""
 
     packet_type: ClassVar[PacketType] = PacketType.PINGREQ
 
 
-@_packet
+@attrs.frozen(slots=False)
 class PingRespPacket:
     """PINGRESP: the server's answer to PINGREQ."""
 
     packet_type: ClassVar[PacketType] = PacketType.PINGRESP
 
 
-@_packet
+@attrs.frozen(slots=False)
 class DisconnectPacket:
     """DISCONNECT. Reason code and properties exist in MQTT 5 only."""
 
     packet_type: ClassVar[PacketType] = PacketType.DISCONNECT
 
     reason_code: ReasonCode = ReasonCode.NORMAL_DISCONNECTION
-    session_expiry_interval: int | None = _property()
-    reason_string: str | None = _property()
-    user_properties: UserProperties = _user_properties_field()
-    server_reference: str | None = _property()
+    session_expiry_interval: int | None = attrs.field(default=None, kw_only=True)
+    reason_string: str | None = attrs.field(default=None, kw_only=True)
+    user_properties: UserProperties = attrs.field(
+        default=(), converter=_user_properties, kw_only=True
+    )
+    server_reference: str | None = attrs.field(default=None, kw_only=True)
 
 
-@_packet
+@attrs.frozen(slots=False)
 class AuthPacket:
     """AUTH: a step of MQTT 5 enhanced authentication (not in 3.1/3.1.1)."""
 
     packet_type: ClassVar[PacketType] = PacketType.AUTH
 
     reason_code: ReasonCode = ReasonCode.SUCCESS
-    authentication_method: str | None = _property()
-    authentication_data: bytes | None = _property()
-    reason_string: str | None = _property()
-    user_properties: UserProperties = _user_properties_field()
+    authentication_method: str | None = attrs.field(default=None, kw_only=True)
+    authentication_data: bytes | None = attrs.field(default=None, kw_only=True)
+    reason_string: str | None = attrs.field(default=None, kw_only=True)
+    user_properties: UserProperties = attrs.field(
+        default=(), converter=_user_properties, kw_only=True
+    )
 
+
+def _install_class_defaults(cls: type) -> None:
+    for field in attrs.fields(cls):
+        if field.default is not attrs.NOTHING:
+            type.__setattr__(cls, field.name, field.default)
+
+
+for _cls in (
+    Subscription, Will, ConnectPacket, ConnAckPacket, PublishPacket, PubAckPacket,
+    PubRecPacket, PubRelPacket, PubCompPacket, SubscribePacket, SubAckPacket,
+    UnsubscribePacket, UnsubAckPacket, PingReqPacket, PingRespPacket,
+    DisconnectPacket, AuthPacket,
+):  # fmt: skip
+    _install_class_defaults(_cls)
+del _cls
 
 Packet = (
     ConnectPacket
