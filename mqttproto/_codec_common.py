@@ -14,6 +14,7 @@ _V5: Final = 5
 _new = object.__new__
 _u16 = struct.Struct(">H").pack
 _u32 = struct.Struct(">I").pack
+_unpack_u32 = struct.Struct(">I").unpack_from
 
 _QOS: Final = (QoS.AT_MOST_ONCE, QoS.AT_LEAST_ONCE, QoS.EXACTLY_ONCE)
 _RETAIN_HANDLING: Final = tuple(RetainHandling)

@@ -25,6 +25,7 @@ from ._codec_common import (
     _VERSIONS,
     _build,
     _new,
+    _unpack_u32,
 )
 from ._properties import (
     BOOLEAN_FIELDS,
@@ -38,6 +39,7 @@ from .errors import (
     MalformedPacket,
     ProtocolError,
     RemoteProtocolError,
+    TopicAliasInvalid,
     UnsupportedProtocolVersion,
 )
 from .packets import (
@@ -152,6 +154,54 @@ def _check_topic_name(topic: str, *, v5: bool, has_alias: bool) -> None:
     validate_topic_name(topic, error=RemoteProtocolError)
 
 
+# Topic names seen recently, raw bytes -> validated str. MQTT traffic repeats
+# a small set of topics, and a hit skips UTF-8 decoding and the wildcard and
+# U+0000 scans; it also shares one str per topic among decoded packets. Only
+# short, fully valid names are kept, and the cache is emptied when full, so it
+# holds at most _TOPIC_CACHE_SIZE x _TOPIC_CACHE_MAX_LENGTH bytes of names.
+_TOPIC_CACHE_SIZE: Final = 4096
+_TOPIC_CACHE_MAX_LENGTH: Final = 256
+_topic_cache: dict[bytes, str] = {}
+
+
+def _decode_topic_name(raw: bytes) -> str:
+    """Decode a PUBLISH topic name; validity beyond UTF-8 is checked by the caller."""
+    try:
+        topic = raw.decode()
+    except UnicodeDecodeError:
+        raise MalformedPacket("topic name is not well-formed UTF-8 [MQTT-1.5.4-1]") from None
+    if "\x00" in topic:
+        raise MalformedPacket("topic name contains U+0000 [MQTT-1.5.4-2]")
+    if topic and "+" not in topic and "#" not in topic and len(raw) <= _TOPIC_CACHE_MAX_LENGTH:
+        if len(_topic_cache) >= _TOPIC_CACHE_SIZE:
+            _topic_cache.clear()
+        _topic_cache[raw] = topic
+    return topic
+
+
+_user_property_cache: dict[bytes, tuple[str, str]] = {}
+
+
+def _decode_user_property(data: bytes, pos: int, end: int) -> tuple[tuple[str, str], int]:
+    """Read a user property (name and value strings) through a bounded cache."""
+    start = pos
+    if pos + 2 <= end:
+        value_at = pos + 2 + ((data[pos] << 8) | data[pos + 1])
+        if value_at + 2 <= end:
+            stop = value_at + 2 + ((data[value_at] << 8) | data[value_at + 1])
+            if stop <= end:
+                pair = _user_property_cache.get(data[start:stop])
+                if pair is not None:
+                    return pair, stop
+    key, pos = _read_utf8(data, start, end, "user property name")
+    value, stop = _read_utf8(data, pos, end, "user property value")
+    if stop - start <= _TOPIC_CACHE_MAX_LENGTH:
+        if len(_user_property_cache) >= _TOPIC_CACHE_SIZE:
+            _user_property_cache.clear()
+        _user_property_cache[data[start:stop]] = (key, value)
+    return (key, value), stop
+
+
 # ---------------------------------------------------------------------------
 # Properties
 
@@ -180,9 +230,7 @@ def _decode_properties(data: bytes, pos: int, end: int, kind: int) -> tuple[dict
         wire_type = spec.wire_type
         value: Any
         if wire_type is WireType.UTF8_PAIR:
-            key, pos = _read_utf8(data, pos, stop, "user property name")
-            val, pos = _read_utf8(data, pos, stop, "user property value")
-            value = (key, val)
+            value, pos = _decode_user_property(data, pos, stop)
         elif wire_type is WireType.UTF8_STRING:
             value, pos = _read_utf8(data, pos, stop, spec.identifier.name)
         elif wire_type is WireType.BINARY:
@@ -204,8 +252,12 @@ def _decode_properties(data: bytes, pos: int, end: int, kind: int) -> tuple[dict
             else:
                 value, pos = _read_varint(data, pos, stop)
             if not spec.min_value <= value <= spec.max_value:
-                # E.g. Receive Maximum 0, Topic Alias 0, Subscription Identifier
-                # 0, a flag other than 0 or 1: each is a Protocol Error.
+                if identifier == 0x23:
+                    # 5.0 section 3.3.4: "A Topic Alias value of 0 [...] is a Protocol
+                    # Error, the receiver uses DISCONNECT with Reason Code of 0x94".
+                    raise TopicAliasInvalid("TOPIC_ALIAS has invalid value 0")
+                # E.g. Receive Maximum 0, Subscription Identifier 0, a flag
+                # other than 0 or 1: each is a Protocol Error.
                 raise RemoteProtocolError(f"{spec.identifier.name} has invalid value {value}")
         field = spec.field
         if spec.repeatable:
@@ -352,68 +404,50 @@ def _decode_connack(data: bytes, flags: int, pos: int, end: int, version: int) -
     return _build(ConnAckPacket, fields)  # type: ignore[no-any-return]
 
 
-# Topic names seen recently, raw bytes -> validated str. MQTT traffic repeats
-# a small set of topics, and a hit skips UTF-8 decoding and the wildcard and
-# U+0000 scans; it also shares one str per topic among decoded packets. Only
-# short, fully valid names are kept, and the cache is emptied when full, so it
-# holds at most _TOPIC_CACHE_SIZE x _TOPIC_CACHE_MAX_LENGTH bytes of names.
-_TOPIC_CACHE_SIZE: Final = 4096
-_TOPIC_CACHE_MAX_LENGTH: Final = 256
-_topic_cache: dict[bytes, str] = {}
+def _read_publish_properties(data: bytes, pos: int, end: int, state: dict[str, Any]) -> int:
+    """Read the PUBLISH property block into ``state``; return the position after it.
 
-
-def _decode_topic_name(raw: bytes) -> str:
-    """Decode a PUBLISH topic name; validity beyond UTF-8 is checked by the caller."""
-    try:
-        topic = raw.decode()
-    except UnicodeDecodeError:
-        raise MalformedPacket("topic name is not well-formed UTF-8 [MQTT-1.5.4-1]") from None
-    if "\x00" in topic:
-        raise MalformedPacket("topic name contains U+0000 [MQTT-1.5.4-2]")
-    if topic and "+" not in topic and "#" not in topic and len(raw) <= _TOPIC_CACHE_MAX_LENGTH:
-        if len(_topic_cache) >= _TOPIC_CACHE_SIZE:
-            _topic_cache.clear()
-        _topic_cache[raw] = topic
-    return topic
-
-
-def _decode_publish_properties(data: bytes, pos: int, end: int) -> tuple[dict[str, Any], int]:
-    """The PUBLISH property block, with the common properties read inline.
-
-    Anything unusual (a property not allowed in PUBLISH, a repeat, a value out
-    of range, an overrun) is handed to the general ``_decode_properties``,
-    which raises the precise error, so both paths accept exactly the same
-    bytes.
+    The common properties (message expiry, user properties) are read inline.
+    Anything else or anything unusual (a property not allowed in PUBLISH, a
+    repeat, an overrun) goes to the general ``_decode_properties``, which
+    reads the whole block again and raises the precise error, so both paths
+    accept exactly the same bytes.
     """
     start = pos
     length = data[pos] if pos < end else 0x80
-    if length >= 0x80:
-        return _decode_properties(data, start, end, PacketType.PUBLISH)
-    pos += 1
-    stop = pos + length
-    if stop > end:
-        return _decode_properties(data, start, end, PacketType.PUBLISH)
-    fields: dict[str, Any] = {}
-    user_properties: list[tuple[str, str]] | None = None
-    while pos < stop:
-        identifier = data[pos]
-        if identifier == 0x02 and pos + 5 <= stop and "message_expiry_interval" not in fields:
-            fields["message_expiry_interval"] = int.from_bytes(data[pos + 1 : pos + 5], "big")
-            pos += 5
-        elif identifier == 0x26:
-            key, pos = _read_utf8(data, pos + 1, stop, "user property name")
-            value, pos = _read_utf8(data, pos, stop, "user property value")
-            if user_properties is None:
-                user_properties = [(key, value)]
+    stop = pos + 1 + length
+    if length < 0x80 and stop <= end:
+        pos += 1
+        expiry_seen = False
+        user_properties: tuple[tuple[str, str], ...] = ()
+        while pos < stop:
+            identifier = data[pos]
+            if identifier == 0x26:
+                # User property: two length-prefixed strings, looked up whole.
+                pair = None
+                if pos + 3 <= stop:
+                    value_at = pos + 3 + ((data[pos + 1] << 8) | data[pos + 2])
+                    if value_at + 2 <= stop:
+                        pair_end = value_at + 2 + ((data[value_at] << 8) | data[value_at + 1])
+                        if pair_end <= stop:
+                            pair = _user_property_cache.get(data[pos + 1 : pair_end])
+                if pair is None:
+                    pair, pair_end = _decode_user_property(data, pos + 1, stop)
+                user_properties += (pair,)
+                pos = pair_end
+            elif identifier == 0x02 and pos + 5 <= stop and not expiry_seen:
+                state["message_expiry_interval"] = _unpack_u32(data, pos + 1)[0]
+                expiry_seen = True
+                pos += 5
             else:
-                user_properties.append((key, value))
+                break
         else:
-            return _decode_properties(data, start, end, PacketType.PUBLISH)
-    if pos != stop:
-        return _decode_properties(data, start, end, PacketType.PUBLISH)
-    if user_properties is not None:
-        fields["user_properties"] = tuple(user_properties)
-    return fields, pos
+            if user_properties:
+                state["user_properties"] = user_properties
+            return pos
+    properties, pos = _decode_properties(data, start, end, PacketType.PUBLISH)
+    state.update(properties)
+    return pos
 
 
 def _decode_publish(data: bytes, flags: int, pos: int, end: int, version: int) -> PublishPacket:
@@ -456,10 +490,9 @@ def _decode_publish(data: bytes, flags: int, pos: int, end: int, version: int) -
             if not valid_topic:
                 _check_topic_name(topic, v5=True, has_alias=False)
         else:
-            properties, pos = _decode_publish_properties(data, pos, end)
+            pos = _read_publish_properties(data, pos, end, state)
             if not valid_topic:
-                _check_topic_name(topic, v5=True, has_alias="topic_alias" in properties)
-            state.update(properties)
+                _check_topic_name(topic, v5=True, has_alias="topic_alias" in state)
     elif not valid_topic:
         _check_topic_name(topic, v5=False, has_alias=False)
     state["topic"] = topic
@@ -515,7 +548,12 @@ def _decode_subscribe(
         pos += 1
         max_qos = options & 0x03
         if max_qos == 3:
-            raise MalformedPacket("subscription with QoS 3 [MQTT-3.8.3-4]")
+            if v5:
+                # 5.0 section 3.8.3.1: "It is a Protocol Error if the Maximum QoS
+                # field has the value 3."
+                raise RemoteProtocolError("subscription with maximum QoS 3")
+            # 3.1.1: a QoS other than 0, 1 or 2 is malformed [MQTT-3-8.3-4].
+            raise MalformedPacket("subscription with QoS 3 [MQTT-3-8.3-4]")
         validate_topic_filter(topic_filter, error=RemoteProtocolError)
         sub: dict[str, Any] = {"topic_filter": topic_filter, "max_qos": _QOS[max_qos]}
         if v5:
@@ -524,9 +562,11 @@ def _decode_subscribe(
             retain_handling = (options >> 4) & 0x03
             if retain_handling == 3:
                 raise RemoteProtocolError("retain handling 3 is a protocol error")
+            # [MQTT-4.8.2-1] [MQTT-4.8.2-2]: a $share/ filter must be well formed.
+            shared = parse_shared_subscription(topic_filter, error=RemoteProtocolError)
             if options & 0x04:
                 # [MQTT-3.8.3-4]: no local on a shared subscription.
-                if parse_shared_subscription(topic_filter, error=RemoteProtocolError):
+                if shared is not None:
                     raise RemoteProtocolError("no local set on a shared subscription")
                 sub["no_local"] = True
             if options & 0x08:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -226,14 +227,16 @@ def _check_v5_fields(version: int, name: str, **fields: object) -> None:
 
 
 def _encode_publish_properties(packet: PublishPacket) -> bytes:
-    """The PUBLISH property block, written out for the hot path."""
+    """The PUBLISH property block, property length included, for the hot path."""
     parts = []
-    value: Any = packet.payload_format_indicator
+    value: Any = packet.message_expiry_interval
+    if value is not None:
+        if type(value) is not int or not 0 <= value <= 0xFFFFFFFF:
+            _check_int(value, 0, 0xFFFFFFFF, "message_expiry_interval")
+        parts.append(_pack_byte_u32(0x02, value))
+    value = packet.payload_format_indicator
     if value is not None:
         parts.append(b"\x01" + bytes((_check_int(value, 0, 1, "payload_format_indicator"),)))
-    value = packet.message_expiry_interval
-    if value is not None:
-        parts.append(b"\x02" + _u32(_check_int(value, 0, 0xFFFFFFFF, "message_expiry_interval")))
     value = packet.content_type
     if value is not None:
         parts.append(b"\x03" + _encode_utf8(value, "content_type"))
@@ -251,32 +254,75 @@ def _encode_publish_properties(packet: PublishPacket) -> bytes:
     if value is not None:
         parts.append(b"\x23" + _u16(_check_int(value, 1, 0xFFFF, "topic_alias")))
     for value in packet.user_properties:
-        parts.append(_encode_property_value(PROPERTIES[PropertyId.USER_PROPERTY], value))
+        encoded = _user_property_cache.get(value) if type(value) is tuple else None
+        parts.append(encoded if encoded is not None else _encode_user_property(value))
+    if not parts:
+        return b"\x00"
     body = b"".join(parts)
-    return _encode_varint(len(body)) + body
+    size = len(body)
+    return (bytes((size,)) if size < 0x80 else _encode_varint(size)) + body
+
+
+# Encoded forms of recently sent topic names and user properties. Publishers
+# repeat a small set of both; a hit skips validation and UTF-8 encoding. Only
+# short values are kept and each cache is emptied when full, which bounds it.
+_ENCODE_CACHE_SIZE: Final = 4096
+_ENCODE_CACHE_MAX_LENGTH: Final = 256
+_topic_cache: dict[str, bytes] = {}
+_pack_byte_u32 = struct.Struct(">BI").pack
+_user_property_cache: dict[tuple[str, str], bytes] = {}
+
+
+def _encode_user_property(pair: Any) -> bytes:
+    try:
+        encoded = _user_property_cache.get(pair)
+    except TypeError:
+        encoded = None  # unhashable: not a (str, str) pair; let the checks say so
+    if encoded is not None:
+        return encoded
+    encoded = _encode_property_value(PROPERTIES[PropertyId.USER_PROPERTY], pair)
+    if len(encoded) <= _ENCODE_CACHE_MAX_LENGTH:
+        if len(_user_property_cache) >= _ENCODE_CACHE_SIZE:
+            _user_property_cache.clear()
+        _user_property_cache[pair] = encoded
+    return encoded
+
+
+def _encode_topic_name(topic: object) -> bytes:
+    """Validate and encode a non-empty PUBLISH topic name, length prefix included."""
+    if type(topic) is not str:
+        raise LocalProtocolError(f"topic must be a str, not {type(topic).__name__}")
+    validate_topic_name(topic)
+    encoded = _encode_utf8(topic, "topic")
+    if len(encoded) <= _ENCODE_CACHE_MAX_LENGTH:
+        if len(_topic_cache) >= _ENCODE_CACHE_SIZE:
+            _topic_cache.clear()
+        _topic_cache[topic] = encoded
+    return encoded
 
 
 def _encode_publish(packet: PublishPacket, version: int) -> bytes:
     topic = packet.topic
-    if type(topic) is not str:
-        raise LocalProtocolError(f"topic must be a str, not {type(topic).__name__}")
+    try:
+        encoded_topic = _topic_cache.get(topic)
+    except TypeError:
+        encoded_topic = None
     qos = packet.qos
-    first = 0x30
-    if qos:
-        _check_qos(qos, "PUBLISH QoS")
-        packet_id = _check_packet_id(packet.packet_id)
-        first |= qos << 1
-        if packet.duplicate:
-            first |= 0x08
-        tail = _u16(packet_id)
-    else:
-        if qos != 0:
-            _check_qos(qos, "PUBLISH QoS")
+    if qos == 0:
         if packet.packet_id is not None:
             raise LocalProtocolError("a QoS 0 PUBLISH has no packet identifier [MQTT-2.2.1-2]")
         if packet.duplicate:
             raise LocalProtocolError("DUP must be 0 on a QoS 0 PUBLISH [MQTT-3.3.1-2]")
+        first = 0x30
         tail = b""
+    else:
+        first = 0x32 if qos == 1 else 0x34 if _check_qos(qos, "PUBLISH QoS") == 2 else 0x30
+        packet_id = packet.packet_id
+        if type(packet_id) is not int or not 0 < packet_id <= 0xFFFF:
+            _check_packet_id(packet_id)
+        if packet.duplicate:
+            first |= 0x08
+        tail = _u16(packet_id)
     if packet.retain:
         first |= 0x01
     payload = packet.payload
@@ -285,38 +331,27 @@ def _encode_publish(packet: PublishPacket, version: int) -> bytes:
             raise LocalProtocolError(f"payload must be bytes, not {type(payload).__name__}")
         payload = bytes(payload)
     if version == _V5:
-        if (
-            packet.user_properties
-            or packet.message_expiry_interval is not None
-            or packet.topic_alias is not None
-            or packet.payload_format_indicator is not None
-            or packet.response_topic is not None
-            or packet.correlation_data is not None
-            or packet.content_type is not None
-            or packet.subscription_identifiers
-        ):
-            properties = _encode_publish_properties(packet)
-        else:
-            properties = b"\x00"
-        if not topic and packet.topic_alias is not None:
-            pass  # an empty topic name with an alias: the alias names the topic
-        elif not topic or "+" in topic or "#" in topic or "\x00" in topic:
-            validate_topic_name(topic)
-        tail += properties
-    else:
+        tail += _encode_publish_properties(packet)
+    elif (
+        packet.user_properties
+        or packet.message_expiry_interval is not None
+        or packet.topic_alias is not None
+        or packet.payload_format_indicator is not None
+        or packet.response_topic is not None
+        or packet.correlation_data is not None
+        or packet.content_type is not None
+        or packet.subscription_identifiers
+    ):
         _check_no_properties(packet, PacketType.PUBLISH, version)
-        if not topic or "+" in topic or "#" in topic or "\x00" in topic:
-            validate_topic_name(topic)
-    try:
-        raw_topic = topic.encode()
-    except UnicodeEncodeError:
-        raise LocalProtocolError("topic contains a lone surrogate [MQTT-1.5.4-1]") from None
-    if len(raw_topic) > 0xFFFF:
-        raise LocalProtocolError("topic is longer than 65,535 bytes")
-    length = 2 + len(raw_topic) + len(tail) + len(payload)
-    return b"".join(
-        (_fixed_header(first, length), _u16(len(raw_topic)), raw_topic, tail, payload)
-    )
+    if encoded_topic is None:
+        if topic == "" and version == _V5 and packet.topic_alias is not None:
+            encoded_topic = b"\x00\x00"  # the alias names the topic [MQTT-3.3.2-1]
+        else:
+            encoded_topic = _encode_topic_name(topic)
+    length = len(encoded_topic) + len(tail) + len(payload)
+    if length < 0x80:
+        return b"".join((bytes((first, length)), encoded_topic, tail, payload))
+    return b"".join((_fixed_header(first, length), encoded_topic, tail, payload))
 
 
 def _encode_connect(packet: ConnectPacket, version: int) -> bytes:
@@ -416,8 +451,10 @@ def _encode_subscription(sub: Subscription, version: int) -> bytes:
     options = _check_qos(sub.max_qos, "subscription QoS")
     if version == _V5:
         handling = _check_int(sub.retain_handling, 0, 2, "retain handling")
+        # [MQTT-4.8.2-1] [MQTT-4.8.2-2]: a $share/ filter must be well formed.
+        shared = parse_shared_subscription(sub.topic_filter)
         if sub.no_local:
-            if parse_shared_subscription(sub.topic_filter) is not None:
+            if shared is not None:
                 raise LocalProtocolError("no local on a shared subscription [MQTT-3.8.3-4]")
             options |= 0x04
         if sub.retain_as_published:

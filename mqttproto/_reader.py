@@ -96,14 +96,23 @@ class PacketReader:
         try:
             packets, pos = self._parse(data)
         except ProtocolError as exc:
-            self._error = exc
-            self._pending.clear()
-            self._pending_size = 0
+            self._fail(exc)
             raise
+        except (IndexError, ValueError, KeyError, TypeError) as exc:  # pragma: no cover
+            # Every read is bounds-checked; this net turns a missed check into
+            # the error the caller expects instead of a crash.
+            error = MalformedPacket(f"malformed packet ({exc.__class__.__name__})")
+            self._fail(error)
+            raise error from exc
         if pos < len(data):
             self._pending.append(data[pos:])
             self._pending_size = len(data) - pos
         return packets
+
+    def _fail(self, error: ProtocolError) -> None:
+        self._error = error
+        self._pending.clear()
+        self._pending_size = 0
 
     def _parse(self, data: bytes) -> tuple[list[Packet], int]:
         packets: list[Packet] = []
