@@ -7,7 +7,10 @@ Workloads (topic ``sensors/building1/floor2/temp``, 64-byte payload):
 - ``v311-qos0``: MQTT 3.1.1, QoS 0;
 - ``v311-qos1``: MQTT 3.1.1, QoS 1;
 - ``v5-qos1``: MQTT 5.0, QoS 1 with message expiry 3600 and user property
-  ``unit=celsius``.
+  ``unit=celsius``;
+- ``v311-unique``: MQTT 3.1.1, QoS 0, a different topic per packet
+  (``sensors/building1/floor2/temp/<n>``), which defeats the codec's caches
+  of recently seen topic names and shows their worst case.
 
 Decode means one ``PacketReader.feed(stream)`` call over the whole stream,
 producing fully validated packet objects; encode means ``encode_packet`` over
@@ -57,10 +60,13 @@ def workload_packets(name: str, count: int) -> tuple[ProtocolVersion, list[Publi
             )
             for i in range(count)
         ]
+    if name == "v311-unique":
+        # Every topic different: the decoder's and encoder's topic caches miss.
+        return V311, [PublishPacket(f"{TOPIC}/{i}", PAYLOAD) for i in range(count)]
     raise ValueError(name)
 
 
-WORKLOADS = ("v311-qos0", "v311-qos1", "v5-qos1")
+WORKLOADS = ("v311-qos0", "v311-qos1", "v5-qos1", "v311-unique")
 
 
 class Implementation:

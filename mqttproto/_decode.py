@@ -614,6 +614,9 @@ def _decode_unsubscribe(
     while pos < end:
         topic_filter, pos = _read_utf8(data, pos, end, "topic filter")
         validate_topic_filter(topic_filter, error=RemoteProtocolError)
+        if version == _V5:
+            # [MQTT-4.8.2-1] [MQTT-4.8.2-2]: a $share/ filter must be well formed.
+            parse_shared_subscription(topic_filter, error=RemoteProtocolError)
         filters.append(topic_filter)
     if not filters:
         raise RemoteProtocolError("UNSUBSCRIBE without topic filters [MQTT-3.10.3-2]")

@@ -229,14 +229,14 @@ def _check_v5_fields(version: int, name: str, **fields: object) -> None:
 def _encode_publish_properties(packet: PublishPacket) -> bytes:
     """The PUBLISH property block, property length included, for the hot path."""
     parts = []
-    value: Any = packet.message_expiry_interval
+    value: Any = packet.payload_format_indicator
+    if value is not None:
+        parts.append(b"\x01" + bytes((_check_int(value, 0, 1, "payload_format_indicator"),)))
+    value = packet.message_expiry_interval
     if value is not None:
         if type(value) is not int or not 0 <= value <= 0xFFFFFFFF:
             _check_int(value, 0, 0xFFFFFFFF, "message_expiry_interval")
         parts.append(_pack_byte_u32(0x02, value))
-    value = packet.payload_format_indicator
-    if value is not None:
-        parts.append(b"\x01" + bytes((_check_int(value, 0, 1, "payload_format_indicator"),)))
     value = packet.content_type
     if value is not None:
         parts.append(b"\x03" + _encode_utf8(value, "content_type"))
@@ -512,6 +512,8 @@ def _encode_unsubscribe(packet: UnsubscribePacket, version: int) -> bytes:
         raise LocalProtocolError("UNSUBSCRIBE needs at least one topic filter [MQTT-3.10.3-2]")
     for topic_filter in packet.topic_filters:
         validate_topic_filter(topic_filter)
+        if version == _V5:
+            parse_shared_subscription(topic_filter)
         parts.append(_encode_utf8(topic_filter, "topic filter"))
     body = b"".join(parts)
     return _fixed_header(0xA2, len(body)) + body
