@@ -8,6 +8,7 @@ from __future__ import annotations
 from .codec import PacketReader, codec_implementation, decode_packet, encode_packet
 from .enums import PacketType, PropertyId, ProtocolVersion, QoS, ReasonCode, RetainHandling
 from .errors import (
+    ClientIdentifierNotValid,
     LocalProtocolError,
     MalformedPacket,
     MQTTError,
@@ -50,6 +51,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuthPacket",
+    "ClientIdentifierNotValid",
     "ConnAckPacket",
     "ConnectPacket",
     "DisconnectPacket",

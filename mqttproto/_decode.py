@@ -36,6 +36,7 @@ from ._properties import (
 )
 from .enums import PacketType, ProtocolVersion, ReasonCode
 from .errors import (
+    ClientIdentifierNotValid,
     MalformedPacket,
     ProtocolError,
     RemoteProtocolError,
@@ -355,7 +356,19 @@ def _decode_connect(data: bytes, flags: int, pos: int, end: int, version: int) -
     fields["protocol_version"] = _VERSIONS[level]
     fields["clean_start"] = bool(connect_flags & 0x02)
     fields["keep_alive"] = keep_alive
-    fields["client_id"], pos = _read_utf8(data, pos, end, "client identifier")
+    client_id, pos = _read_utf8(data, pos, end, "client identifier")
+    if level == ProtocolVersion.MQTT_3_1 and not 0 < len(client_id) <= 23:
+        # MQTT 3.1 section 3.1: the identifier has 1 to 23 characters.
+        raise ClientIdentifierNotValid(
+            "an MQTT 3.1 client identifier has 1 to 23 characters", protocol_level=level
+        )
+    if not client_id and not connect_flags & 0x02 and not v5:
+        # [MQTT-3.1.3-8]: answered with CONNACK return code 2 (identifier rejected).
+        raise ClientIdentifierNotValid(
+            "an empty client identifier needs a clean session [MQTT-3.1.3-8]",
+            protocol_level=level,
+        )
+    fields["client_id"] = client_id
     if has_will:
         will_fields: dict[str, Any] = {}
         if v5:
@@ -747,5 +760,7 @@ def decode_packet(data: bytes, *, version: ProtocolVersion) -> Packet:
         raise MalformedPacket(
             f"remaining length {length} does not match the {end - pos} bytes given"
         )
+    if version not in _VERSIONS:
+        raise ValueError(f"unknown protocol version {version!r}")
     return _decode_body(data, data[0], pos, end, int(version))
 

@@ -80,7 +80,9 @@ class PacketReader:
             dropped with it: the connection must close.
         """
         if self._error is not None:
-            raise self._error
+            # A fresh traceback each time, so that a caller who keeps feeding
+            # a broken reader does not grow the stored exception.
+            raise self._error.with_traceback(None)
         if type(data) is not bytes:
             data = bytes(data)
         if self._pending:
@@ -125,6 +127,10 @@ class PacketReader:
         while pos < size:
             # Fixed header: one type/flags byte, then the remaining length.
             first = data[pos]
+            if version is None and first >> 4 != PacketType.CONNECT:
+                # Refused at its first byte: a peer that has not sent CONNECT
+                # must not make a server buffer a packet body.
+                raise RemoteProtocolError("the first packet must be CONNECT [MQTT-3.1.0-1]")
             start = pos + 1
             if start >= size:
                 self._need = size - pos + 1
@@ -148,8 +154,6 @@ class PacketReader:
             if first >> 4 == 3 and version is not None:
                 append(decode_publish(data, first & 0x0F, start, end, version))
             elif version is None:
-                if first >> 4 != PacketType.CONNECT:
-                    raise RemoteProtocolError("the first packet must be CONNECT [MQTT-3.1.0-1]")
                 connect = _decode_body(data, first, start, end, 0)
                 assert isinstance(connect, ConnectPacket)
                 version = self._version = int(connect.protocol_version)

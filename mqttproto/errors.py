@@ -18,6 +18,7 @@ from __future__ import annotations
 from .enums import ProtocolVersion, ReasonCode
 
 __all__ = [
+    "ClientIdentifierNotValid",
     "LocalProtocolError",
     "MQTTError",
     "MalformedPacket",
@@ -101,6 +102,31 @@ class UnsupportedProtocolVersion(RemoteProtocolError):
             return ProtocolVersion(self.protocol_level)
         except ValueError:
             return None
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.reason_code, self.protocol_level))
+
+
+class ClientIdentifierNotValid(RemoteProtocolError):
+    """CONNECT carried a client identifier the protocol version forbids (0x85).
+
+    MQTT 3.1 allows 1 to 23 characters; 3.1.1 forbids an empty identifier
+    together with a persistent session [MQTT-3.1.3-8]. A server answers with
+    CONNACK return code 2 (3.1/3.1.1) and closes the connection.
+
+    :ivar protocol_level: the level byte the CONNECT carried.
+    """
+
+    default_reason_code = ReasonCode.CLIENT_IDENTIFIER_NOT_VALID
+
+    def __init__(
+        self,
+        message: str,
+        reason_code: ReasonCode | None = None,
+        protocol_level: int | None = None,
+    ) -> None:
+        super().__init__(message, reason_code)
+        self.protocol_level = protocol_level
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (str(self), self.reason_code, self.protocol_level))

@@ -30,6 +30,7 @@ import pytest
 
 from mqttproto.enums import ReasonCode
 from mqttproto.errors import (
+    ClientIdentifierNotValid,
     MalformedPacket,
     PacketTooLarge,
     RemoteProtocolError,
@@ -42,6 +43,7 @@ RC = ReasonCode
 MP = MalformedPacket
 PE = RemoteProtocolError
 UPV = UnsupportedProtocolVersion
+CINV = ClientIdentifierNotValid
 MALFORMED = RC.MALFORMED_PACKET
 PROTOCOL = RC.PROTOCOL_ERROR
 NAME_INVALID = RC.TOPIC_NAME_INVALID
@@ -259,6 +261,15 @@ CASES: list[Case] = [
          RC.UNSUPPORTED_PROTOCOL_VERSION, "MQTT-3.1.2-2", protocol_level=6),
     Case("connect-unknown-level-0", V311, pkt(0x10, "0004 4d515454 00 02 003c 0000"), UPV,
          RC.UNSUPPORTED_PROTOCOL_VERSION, "MQTT-3.1.2-2", protocol_level=0),
+    # An identifier the version forbids: a server answers CONNACK return code 2.
+    Case("connect-empty-client-id-persistent-session", V311,
+         pkt(0x10, "0004 4d515454 04 00 003c 0000"), CINV,
+         RC.CLIENT_IDENTIFIER_NOT_VALID, "MQTT-3.1.3-8", protocol_level=4),
+    Case("connect-empty-client-id", V31, pkt(0x10, "0006 4d5149736470 03 02 003c 0000"), CINV,
+         RC.CLIENT_IDENTIFIER_NOT_VALID, "3.1 §3.1", protocol_level=3),
+    Case("connect-client-id-24-characters", V31,
+         pkt(0x10, "0006 4d5149736470 03 02 003c 0018" + "61" * 24), CINV,
+         RC.CLIENT_IDENTIFIER_NOT_VALID, "3.1 §3.1", protocol_level=3),
     Case("connect-reserved-flag", V311, connect311(flags=0x03), MP, MALFORMED, "MQTT-3.1.2-3"),
     Case("connect-reserved-flag", V5, connect5(flags=0x01), MP, MALFORMED, "MQTT-3.1.2-3"),
     Case("connect-will-qos-3", V311, connect311(flags=0x1E), MP, MALFORMED, "MQTT-3.1.2-14"),
@@ -548,7 +559,7 @@ def test_catalogue_is_well_formed() -> None:
         assert case.via in ("both", "decode", "reader")
         assert (case.version is None) <= (case.via == "reader")
         assert issubclass(case.error_class, RemoteProtocolError)
-        assert (case.protocol_level is not None) == (case.error_class is UPV)
+        assert (case.protocol_level is not None) == (case.error_class in (UPV, CINV))
 
 
 def _check(exc: BaseException, case: Case) -> None:
@@ -556,7 +567,7 @@ def _check(exc: BaseException, case: Case) -> None:
     assert isinstance(exc, RemoteProtocolError)
     assert exc.reason_code == case.reason_code, f"0x{exc.reason_code:02X}: {exc}"
     if case.protocol_level is not None:
-        assert isinstance(exc, UnsupportedProtocolVersion)
+        assert isinstance(exc, UnsupportedProtocolVersion | ClientIdentifierNotValid)
         assert exc.protocol_level == case.protocol_level
 
 
