@@ -9,6 +9,7 @@ from .codec import PacketReader, codec_implementation, decode_packet, encode_pac
 from .enums import PacketType, PropertyId, ProtocolVersion, QoS, ReasonCode, RetainHandling
 from .errors import (
     ClientIdentifierNotValid,
+    ConnectRefusal,
     LocalProtocolError,
     MalformedPacket,
     MQTTError,
@@ -54,6 +55,7 @@ __all__ = [
     "ClientIdentifierNotValid",
     "ConnAckPacket",
     "ConnectPacket",
+    "ConnectRefusal",
     "DisconnectPacket",
     "LocalProtocolError",
     "MQTTError",

@@ -73,16 +73,15 @@ class PacketTooLarge(RemoteProtocolError):
     default_reason_code = ReasonCode.PACKET_TOO_LARGE
 
 
-class UnsupportedProtocolVersion(RemoteProtocolError):
-    """CONNECT carried a protocol name or level this library does not speak (0x84).
+class ConnectRefusal(RemoteProtocolError):
+    """A CONNECT that a server must answer with a refusing CONNACK, then close.
 
-    A server answers it with CONNACK return code 1 (3.1/3.1.1) or reason code
-    0x84 (5.0) and closes the connection.
+    The CONNACK carries :attr:`reason_code` (in 3.1/3.1.1 as the matching
+    return code, see :meth:`ReasonCode.to_connack_return_code`) and is
+    encoded in :attr:`protocol_version`.
 
     :ivar protocol_level: the level byte the CONNECT carried, if it was read.
     """
-
-    default_reason_code = ReasonCode.UNSUPPORTED_PROTOCOL_VERSION
 
     def __init__(
         self,
@@ -107,29 +106,25 @@ class UnsupportedProtocolVersion(RemoteProtocolError):
         return (type(self), (str(self), self.reason_code, self.protocol_level))
 
 
-class ClientIdentifierNotValid(RemoteProtocolError):
+class UnsupportedProtocolVersion(ConnectRefusal):
+    """CONNECT carried a protocol name or level this library does not speak (0x84).
+
+    A server answers with CONNACK return code 1 (3.1/3.1.1) or reason code
+    0x84 (5.0) and closes the connection [MQTT-3.1.2-2].
+    """
+
+    default_reason_code = ReasonCode.UNSUPPORTED_PROTOCOL_VERSION
+
+
+class ClientIdentifierNotValid(ConnectRefusal):
     """CONNECT carried a client identifier the protocol version forbids (0x85).
 
     MQTT 3.1 allows 1 to 23 characters; 3.1.1 forbids an empty identifier
     together with a persistent session [MQTT-3.1.3-8]. A server answers with
-    CONNACK return code 2 (3.1/3.1.1) and closes the connection.
-
-    :ivar protocol_level: the level byte the CONNECT carried.
+    CONNACK return code 2 (identifier rejected) and closes the connection.
     """
 
     default_reason_code = ReasonCode.CLIENT_IDENTIFIER_NOT_VALID
-
-    def __init__(
-        self,
-        message: str,
-        reason_code: ReasonCode | None = None,
-        protocol_level: int | None = None,
-    ) -> None:
-        super().__init__(message, reason_code)
-        self.protocol_level = protocol_level
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (str(self), self.reason_code, self.protocol_level))
 
 
 class ReceiveMaximumExceeded(RemoteProtocolError):

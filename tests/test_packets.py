@@ -11,8 +11,10 @@ import pytest
 import mqttproto
 from mqttproto import (
     AuthPacket,
+    ClientIdentifierNotValid,
     ConnAckPacket,
     ConnectPacket,
+    ConnectRefusal,
     DisconnectPacket,
     LocalProtocolError,
     MalformedPacket,
@@ -331,6 +333,7 @@ ERROR_DEFAULTS = [
     (MalformedPacket, ReasonCode.MALFORMED_PACKET),
     (PacketTooLarge, ReasonCode.PACKET_TOO_LARGE),
     (UnsupportedProtocolVersion, ReasonCode.UNSUPPORTED_PROTOCOL_VERSION),
+    (ClientIdentifierNotValid, ReasonCode.CLIENT_IDENTIFIER_NOT_VALID),
     (ReceiveMaximumExceeded, ReasonCode.RECEIVE_MAXIMUM_EXCEEDED),
     (TopicAliasInvalid, ReasonCode.TOPIC_ALIAS_INVALID),
 ]
@@ -373,10 +376,23 @@ def test_error_hierarchy() -> None:
     assert issubclass(LocalProtocolError, ProtocolError)
     assert issubclass(RemoteProtocolError, ProtocolError)
     for cls in (MalformedPacket, PacketTooLarge, UnsupportedProtocolVersion,
-                ReceiveMaximumExceeded, TopicAliasInvalid):  # fmt: skip
+                ClientIdentifierNotValid, ConnectRefusal, ReceiveMaximumExceeded,
+                TopicAliasInvalid):  # fmt: skip
         assert issubclass(cls, RemoteProtocolError)
         assert not issubclass(cls, LocalProtocolError)
     assert not issubclass(LocalProtocolError, RemoteProtocolError)
+    # Both CONNECT refusals share the base a server catches to answer CONNACK.
+    assert issubclass(UnsupportedProtocolVersion, ConnectRefusal)
+    assert issubclass(ClientIdentifierNotValid, ConnectRefusal)
+
+
+@pytest.mark.parametrize("cls", [UnsupportedProtocolVersion, ClientIdentifierNotValid])
+def test_connect_refusal_knows_the_version_to_answer_in(cls: type[ConnectRefusal]) -> None:
+    error = cls("refused", protocol_level=4)
+    assert error.protocol_version is ProtocolVersion.MQTT_3_1_1
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is cls
+    assert (copy.reason_code, copy.protocol_level) == (error.reason_code, 4)
 
 
 @pytest.mark.parametrize(
