@@ -98,6 +98,91 @@ class Implementation:
         return run
 
 
+class _MemorySocket:
+    """Just enough of a socket for paho's reader: recv() slices a buffer."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = memoryview(data)
+        self.pos = 0
+
+    def recv(self, size: int) -> bytes:
+        start = self.pos
+        self.pos = start + size
+        return bytes(self.data[start : self.pos])
+
+    def close(self) -> None:
+        self.data = memoryview(b"")
+
+
+class Paho(Implementation):
+    """paho-mqtt's own packet code, driven through its client internals.
+
+    paho has no public codec. Decode runs its receive path
+    (``Client._packet_read``: fixed header, body, PUBLISH parsing with
+    properties, a message object and the on_message dispatch) over an
+    in-memory socket; the PUBACK it would send is stubbed out. Encode runs
+    ``Client._send_publish`` (building the PUBLISH bytes, properties packed
+    by ``Properties.pack``) with the output queue stubbed to keep the bytes.
+    """
+
+    def __init__(self) -> None:
+        import paho.mqtt.client as paho_client
+
+        super().__init__("paho-mqtt", paho_client)
+
+    def _client(self, version: ProtocolVersion) -> Any:
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        protocol = self.module.MQTTv5 if version == V5 else self.module.MQTTv311
+        client = self.module.Client(CallbackAPIVersion.VERSION2, protocol=protocol)
+        client._send_puback = lambda mid: 0
+        client._packet_queue = lambda command, packet, mid, qos, info=None: packet
+        return client
+
+    def decoder(self, version: ProtocolVersion, stream: bytes) -> Callable[[], int]:
+        def run() -> int:
+            client = self._client(version)
+            received = []
+            client.on_message = lambda client, userdata, message: received.append(message)
+            client._sock = _MemorySocket(stream)
+            read = client._packet_read
+            while client._sock.pos < len(stream):
+                if read():
+                    raise RuntimeError("paho refused the stream")
+            client._sock = None
+            return len(received)
+
+        return run
+
+    def encoder(
+        self, version: ProtocolVersion, packets: list[PublishPacket]
+    ) -> Callable[[], int]:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        client = self._client(version)
+        # paho takes the topic as bytes and the properties as its own object,
+        # built ahead, as an application reusing them would.
+        calls = []
+        for packet in packets:
+            properties = None
+            if packet.message_expiry_interval is not None or packet.user_properties:
+                properties = Properties(PacketTypes.PUBLISH)
+                properties.MessageExpiryInterval = packet.message_expiry_interval
+                properties.UserProperty = list(packet.user_properties)
+            calls.append((packet.packet_id or 0, packet.topic.encode(), packet.payload,
+                          int(packet.qos), packet.retain, properties))  # fmt: skip
+
+        def run() -> int:
+            send = client._send_publish
+            return len([
+                send(mid, topic, payload, qos, retain, False, None, properties)
+                for mid, topic, payload, qos, retain, properties in calls
+            ])  # fmt: skip
+
+        return run
+
+
 def implementations() -> list[Implementation]:
     from mqttproto import _codec_py
 
@@ -109,6 +194,10 @@ def implementations() -> list[Implementation]:
     else:
         found.append(Implementation("mqttproto compiled", _codec_c))
     found.append(Implementation("mqttproto pure", _codec_py))
+    try:
+        found.append(Paho())
+    except ImportError:
+        print("paho-mqtt is not installed: measuring without it\n")
     return found
 
 
