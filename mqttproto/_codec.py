@@ -1,13 +1,42 @@
-"""Selects the codec implementation.
+"""Selects the codec implementation, once, at import time.
 
-``_codec_py`` is the reference. The Cython twin ``_codec_c`` (same names,
-same behaviour) is used when it was built, unless ``MQTTPROTO_PURE_PYTHON=1``.
+``_codec_py`` is the reference (and what mypy reads). The Cython twin
+``_codec_c`` has the same names and the same behaviour, only faster; it is
+used whenever it was built, unless:
+
+- ``MQTTPROTO_PURE_PYTHON=1``: the pure-Python codec, always;
+- the extension does not import (not compiled, e.g. no C compiler at install
+  time): the pure-Python codec, silently -- unless
+  ``MQTTPROTO_REQUIRE_EXTENSIONS=1`` (set by CI), which turns the failed import
+  into an error so that a missing build cannot pass unnoticed.
 """
 
 from __future__ import annotations
 
-from ._codec_py import PacketReader, decode_packet, encode_packet
+import os
+from typing import Final
 
-IMPLEMENTATION = "python"
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0")
+
+
+if _flag("MQTTPROTO_PURE_PYTHON"):
+    from ._codec_py import PacketReader, decode_packet, encode_packet
+
+    _implementation = "python"
+else:
+    try:
+        from ._codec_c import PacketReader, decode_packet, encode_packet
+    except ImportError:
+        if _flag("MQTTPROTO_REQUIRE_EXTENSIONS"):
+            raise
+        from ._codec_py import PacketReader, decode_packet, encode_packet  # type: ignore[assignment]
+
+        _implementation = "python"
+    else:
+        _implementation = "cython"
+
+IMPLEMENTATION: Final = _implementation
 
 __all__ = ["IMPLEMENTATION", "PacketReader", "decode_packet", "encode_packet"]
