@@ -42,12 +42,17 @@ Cython, so those checks are the only guard; keep them when editing.
 """
 
 cimport cython
+from cpython.tuple cimport PyTuple_GET_ITEM
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem
 from cpython.object cimport PyObject
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memchr, memcmp, memcpy
+
+import sys
+
+import attrs
 
 from . import _decode, _encode
 from ._codec_common import (
@@ -58,7 +63,7 @@ from ._codec_common import (
     _VERSIONS,
     MAX_REMAINING_LENGTH,
 )
-from .enums import PacketType, QoS, ReasonCode
+from .enums import PacketType, ProtocolVersion, QoS, ReasonCode
 from .errors import MalformedPacket, PacketTooLarge, ProtocolError, RemoteProtocolError
 from .packets import (
     ConnectPacket,
@@ -78,6 +83,12 @@ cdef extern from "Python.h":
     const char *PyUnicode_AsUTF8AndSize(object text, Py_ssize_t *size)
     void PyErr_Clear()
     object PyObject_GenericGetDict(object obj, void *context)
+    # object.__setattr__: stores into the instance without the frozen class's
+    # __setattr__ (which refuses every write), as _codec_common._build does
+    # through __dict__. On CPython 3.11+ it fills the inline attribute values
+    # without materializing a dict, which is the cheapest way to build one.
+    int PyObject_GenericSetAttr(object obj, object name, object value) except -1
+    bint PyDict_Next(object d, Py_ssize_t *pos, PyObject **key, PyObject **value)
 
 
 cdef extern from *:
@@ -104,13 +115,16 @@ _decode_user_property = _decode._decode_user_property
 _check_topic_name = _decode._check_topic_name
 _PINGREQ = _decode._PINGREQ
 _PINGRESP = _decode._PINGRESP
-_ENCODERS = _encode._ENCODERS
+cdef dict _ENCODERS = _encode._ENCODERS
 _encode_publish_reference = _encode._encode_publish
 
 cdef object _QOS0 = QoS.AT_MOST_ONCE
 cdef object _QOS1 = QoS.AT_LEAST_ONCE
 cdef object _QOS2 = QoS.EXACTLY_ONCE
 cdef object _SUCCESS = ReasonCode.SUCCESS
+cdef object _V31 = ProtocolVersion.MQTT_3_1
+cdef object _V311 = ProtocolVersion.MQTT_3_1_1
+cdef object _V5 = ProtocolVersion.MQTT_5_0
 cdef object _PUBLISH_KIND = PacketType.PUBLISH
 
 # Indexed by packet type - 4: PUBACK, PUBREC, PUBREL, PUBCOMP.
@@ -244,21 +258,30 @@ cdef object _decode_topic(const unsigned char *p, Py_ssize_t n):
 # Decoders
 
 
-cdef Py_ssize_t _publish_properties(
-    bytes data, const unsigned char *buf, Py_ssize_t pos, Py_ssize_t end, dict state
+cdef object _last_expiry = None  # the int object of the last expiry read
+cdef uint32_t _last_expiry_value = 0
+
+
+cdef int _publish_properties(
+    bytes data, const unsigned char *buf, Py_ssize_t pos, Py_ssize_t end, object packet,
+    Py_ssize_t *out_pos
 ) except -1:
-    """The twin of ``_decode._read_publish_properties``.
+    """The twin of ``_decode._read_publish_properties``; store them on ``packet``.
 
     Message Expiry Interval and User Property are read inline; anything else
     or anything unusual goes to the reference ``_decode_properties``, which
-    reads the whole block again and raises the precise error.
+    reads the whole block again and raises the precise error. Sets
+    ``out_pos`` to the position after the block; returns whether a Topic
+    Alias was among the properties.
     """
+    global _last_expiry, _last_expiry_value
     cdef Py_ssize_t start = pos
     cdef Py_ssize_t length = buf[pos] if pos < end else 0x80
     cdef Py_ssize_t stop = pos + 1 + length
     cdef Py_ssize_t value_at, pair_end
     cdef unsigned char identifier
     cdef bint expiry_seen = False
+    cdef object first_pair = None
     cdef list user_properties = None
     cdef object pair
     cdef uint32_t expiry
@@ -284,8 +307,10 @@ cdef Py_ssize_t _publish_properties(
                         _cache_put(
                             _pair_keys, _pair_values, buf + pos + 1, pair_end - pos - 1, pair
                         )
-                if user_properties is None:
-                    user_properties = [pair]
+                if first_pair is None:
+                    first_pair = pair
+                elif user_properties is None:
+                    user_properties = [first_pair, pair]
                 else:
                     user_properties.append(pair)
                 pos = pair_end
@@ -294,18 +319,27 @@ cdef Py_ssize_t _publish_properties(
                     (<uint32_t>buf[pos + 1] << 24) | (<uint32_t>buf[pos + 2] << 16)
                     | (<uint32_t>buf[pos + 3] << 8) | buf[pos + 4]
                 )
-                state["message_expiry_interval"] = expiry
+                # Streams repeat one expiry: reuse its int object.
+                if _last_expiry is None or expiry != _last_expiry_value:
+                    _last_expiry = expiry
+                    _last_expiry_value = expiry
+                PyObject_GenericSetAttr(packet, "message_expiry_interval", _last_expiry)
                 expiry_seen = True
                 pos += 5
             else:
                 break
         else:
             if user_properties is not None:
-                state["user_properties"] = tuple(user_properties)
-            return pos
+                PyObject_GenericSetAttr(packet, "user_properties", tuple(user_properties))
+            elif first_pair is not None:
+                PyObject_GenericSetAttr(packet, "user_properties", (first_pair,))
+            out_pos[0] = pos
+            return False
     properties, pos = _decode_properties(data, start, end, _PUBLISH_KIND)
-    state.update(properties)
-    return pos
+    out_pos[0] = pos
+    for key, value in (<dict>properties).items():
+        PyObject_GenericSetAttr(packet, key, value)
+    return "topic_alias" in properties
 
 
 cdef object _decode_publish(
@@ -333,8 +367,8 @@ cdef object _decode_publish(
         topic = _decode_topic(raw, n)
         valid_topic = n > 0 and memchr(raw, b'+', n) == NULL and memchr(raw, b'#', n) == NULL
     pos = stop
+    # Only the values that differ from the class defaults are stored.
     packet = _new_instance(PublishPacket)
-    cdef dict state = PyObject_GenericGetDict(packet, NULL)
     if qos:
         if pos + 2 > end:
             raise MalformedPacket("packet identifier runs past the end of PUBLISH")
@@ -342,27 +376,30 @@ cdef object _decode_publish(
         if not packet_id:
             raise RemoteProtocolError("PUBLISH with packet identifier 0 [MQTT-2.2.1-3]")
         pos += 2
-        state["qos"] = _QOS1 if qos == 1 else _QOS2
-        state["packet_id"] = packet_id
+        PyObject_GenericSetAttr(packet, "qos", _QOS1 if qos == 1 else _QOS2)
+        PyObject_GenericSetAttr(packet, "packet_id", packet_id)
         if flags & 0x08:
-            state["duplicate"] = True
+            PyObject_GenericSetAttr(packet, "duplicate", True)
     elif flags & 0x08:
         raise RemoteProtocolError("DUP flag set on a QoS 0 PUBLISH [MQTT-3.3.1-2]")
     if flags & 0x01:
-        state["retain"] = True
+        PyObject_GenericSetAttr(packet, "retain", True)
+    cdef bint has_alias
     if v5:
         if pos < end and not buf[pos]:
             pos += 1  # no properties: the common case
             if not valid_topic:
                 _check_topic_name(topic, v5=True, has_alias=False)
         else:
-            pos = _publish_properties(data, buf, pos, end, state)
+            has_alias = _publish_properties(data, buf, pos, end, packet, &pos)
             if not valid_topic:
-                _check_topic_name(topic, v5=True, has_alias="topic_alias" in state)
+                _check_topic_name(topic, v5=True, has_alias=has_alias)
     elif not valid_topic:
         _check_topic_name(topic, v5=False, has_alias=False)
-    state["topic"] = topic
-    state["payload"] = PyBytes_FromStringAndSize(<const char *>buf + pos, end - pos)
+    PyObject_GenericSetAttr(packet, "topic", topic)
+    PyObject_GenericSetAttr(
+        packet, "payload", PyBytes_FromStringAndSize(<const char *>buf + pos, end - pos)
+    )
     return packet
 
 
@@ -386,8 +423,7 @@ cdef object _decode_ack(
         raise RemoteProtocolError("packet identifier 0")
     pos += 2
     packet = _new_instance(_ACK_CLASSES[index])
-    cdef dict state = PyObject_GenericGetDict(packet, NULL)
-    state["packet_id"] = packet_id
+    PyObject_GenericSetAttr(packet, "packet_id", packet_id)
     if v5 and pos < end:
         # The reason code and properties may be left out when the code is
         # 0x00 and there are no properties (section 3.4.2.1).
@@ -395,11 +431,12 @@ cdef object _decode_ack(
         reason = _REASON.get(code)
         if reason is None or reason not in _ACK_CODES[index]:
             raise MalformedPacket(f"reason code 0x{code:02X} is not valid in {name}")
-        state["reason_code"] = reason
+        PyObject_GenericSetAttr(packet, "reason_code", reason)
         pos += 1
         if pos < end:
             properties, pos = _decode_properties(data, pos, end, _ACK_KINDS[index])
-            state.update(properties)
+            for key, value in (<dict>properties).items():
+                PyObject_GenericSetAttr(packet, key, value)
     if pos != end:
         raise MalformedPacket(f"{end - pos} unexpected bytes at the end of {name}")
     return packet
@@ -470,6 +507,7 @@ cdef class PacketReader:
     cdef Py_ssize_t _pending_size
     cdef Py_ssize_t _need
     cdef object _error
+    cdef object _max_packet_size  # as given, for the error message
 
     def __init__(self, *, version=None, max_packet_size=None):
         if version is not None and version not in _VERSIONS:
@@ -481,9 +519,14 @@ cdef class PacketReader:
             self._max_size = -1
         else:
             # A packet size is a whole number, so "size > limit" is the same
-            # test against the limit's floor; clamp a limit beyond any buffer.
+            # test against the limit's floor. A limit no packet can exceed
+            # (the largest is MAX_REMAINING_LENGTH + 5 bytes) -- or a NaN,
+            # which no size exceeds either -- is clamped to that size.
             limit = max_packet_size // 1
-            self._max_size = <Py_ssize_t>min(limit, MAX_REMAINING_LENGTH + 5)
+            if not limit <= MAX_REMAINING_LENGTH + 5:
+                limit = MAX_REMAINING_LENGTH + 5
+            self._max_size = int(limit)
+        self._max_packet_size = max_packet_size
         self._pending = []
         self._pending_size = 0
         self._need = 0
@@ -579,7 +622,7 @@ cdef class PacketReader:
             end = start + length
             if self._max_size >= 0 and end - pos > self._max_size:
                 raise PacketTooLarge(
-                    f"packet of {end - pos} bytes exceeds the maximum of {self._max_size}"
+                    f"packet of {end - pos} bytes exceeds the maximum of {self._max_packet_size}"
                 )
             if end > size:
                 self._need = end - pos
@@ -607,12 +650,75 @@ cdef class PacketReader:
 # fast path handles; encode_packet then calls the reference encoder.
 
 
-cdef inline object _field(dict state, object packet, str name):
-    """``packet.<name>``: the instance dict, else the class default (no descriptors)."""
-    cdef PyObject *value = PyDict_GetItem(state, name)
-    if value is NULL:
-        return getattr(packet, name)
-    return <object>value
+# Field values are gathered in one pass over the instance dict, matching keys
+# by identity against the interned field names (attrs' __init__ and this
+# module store interned names), with the class defaults for absent fields
+# (packets have no descriptors for their fields, so that is what getattr
+# returns). A key that matches no name by identity -- only possible when a
+# packet was tampered with -- sends the packet to the reference encoder.
+
+cdef object _MISSING = object()  # a field without a class default (PUBLISH topic)
+
+
+cdef tuple _field_names(cls):
+    return tuple(sys.intern(field.name) for field in attrs.fields(cls))
+
+
+cdef tuple _field_defaults(cls, tuple names):
+    return tuple(getattr(cls, name, _MISSING) for name in names)
+
+
+cdef enum:
+    # The PublishPacket fields, in declaration order (checked at import below).
+    P_TOPIC, P_PAYLOAD, P_QOS, P_RETAIN, P_DUPLICATE, P_PACKET_ID, P_FORMAT, P_EXPIRY,
+    P_ALIAS, P_RESPONSE, P_CORRELATION, P_USER, P_SUBSCRIPTION_IDS, P_CONTENT, P_COUNT
+    # The acknowledgement fields.
+    A_PACKET_ID = 0, A_REASON, A_REASON_STRING, A_USER, A_COUNT
+
+cdef tuple _PUBLISH_NAMES = _field_names(PublishPacket)
+cdef tuple _PUBLISH_DEFAULTS = _field_defaults(PublishPacket, _PUBLISH_NAMES)
+cdef tuple _ACK_FIELD_NAMES = _field_names(PubAckPacket)
+cdef tuple _ACK_DEFAULTS = _field_defaults(PubAckPacket, _ACK_FIELD_NAMES)
+assert _PUBLISH_NAMES == (
+    "topic", "payload", "qos", "retain", "duplicate", "packet_id",
+    "payload_format_indicator", "message_expiry_interval", "topic_alias",
+    "response_topic", "correlation_data", "user_properties",
+    "subscription_identifiers", "content_type",
+), _PUBLISH_NAMES
+assert _ACK_FIELD_NAMES == ("packet_id", "reason_code", "reason_string", "user_properties")
+for _cls in _ACK_CLASSES:
+    assert _field_names(_cls) == _ACK_FIELD_NAMES
+
+
+cdef bint _gather(object packet, tuple names, tuple defaults, PyObject **values) except -1:
+    """Fill ``values`` (borrowed references) with the packet's fields.
+
+    Returns False when a key is not one of ``names`` by identity.
+    """
+    cdef Py_ssize_t count = len(names)
+    cdef Py_ssize_t i
+    cdef Py_ssize_t expected = 0
+    cdef Py_ssize_t pos = 0
+    cdef PyObject *key
+    cdef PyObject *value
+    for i in range(count):
+        values[i] = PyTuple_GET_ITEM(defaults, i)
+    # The dict is owned by the packet, which the caller holds: the borrowed
+    # values stay alive, and nothing below runs Python code that could change it.
+    state = PyObject_GenericGetDict(packet, NULL)
+    while PyDict_Next(state, &pos, &key, &value):
+        # Keys usually come in declaration order.
+        if expected < count and key == PyTuple_GET_ITEM(names, expected):
+            values[expected] = value
+            expected += 1
+            continue
+        for i in range(count):
+            if key == PyTuple_GET_ITEM(names, i):
+                values[i] = value
+                break
+        else:
+            return False
+    return True
 
 
 cdef inline Py_ssize_t _varint_size(Py_ssize_t value) noexcept:
@@ -681,33 +787,39 @@ cdef inline long _exact_int(object value, long low, long high) except -2:
 
 cdef object _encode_publish(object packet, bint v5):
     """The canonical PUBLISH, encoded as ``_encode._encode_publish`` does; else None."""
-    cdef dict state = PyObject_GenericGetDict(packet, NULL)
-    cdef object topic = _field(state, packet, "topic")
-    cdef object payload = _field(state, packet, "payload")
-    cdef object qos = _field(state, packet, "qos")
-    cdef object retain = _field(state, packet, "retain")
-    cdef object duplicate = _field(state, packet, "duplicate")
-    cdef object packet_id = _field(state, packet, "packet_id")
+    cdef PyObject *fields[P_COUNT]
+    if not _gather(packet, _PUBLISH_NAMES, _PUBLISH_DEFAULTS, fields):
+        return None
+    cdef object topic = <object>fields[P_TOPIC]
+    cdef object payload = <object>fields[P_PAYLOAD]
+    cdef object qos = <object>fields[P_QOS]
+    cdef object retain = <object>fields[P_RETAIN]
+    cdef object duplicate = <object>fields[P_DUPLICATE]
+    cdef object packet_id = <object>fields[P_PACKET_ID]
     cdef int first
     cdef long q, pid = 0, expiry_value = -1
-    cdef Py_ssize_t topic_size, payload_size, length, props = 0, item_size, value_size
-    cdef Py_ssize_t content_size = 0, key_size, val_size
+    cdef Py_ssize_t topic_size, payload_size, length, props = 0
+    cdef Py_ssize_t key_size, val_size
     cdef const char *topic_raw
-    cdef const char *content_raw = NULL
     cdef const char *key_raw
     cdef const char *val_raw
     cdef char *out
-    cdef object expiry, content_type, user_properties, pair
-    cdef long pfi
+    cdef object expiry = None
+    cdef object user_properties = None
+    cdef object pair
 
     if type(payload) is not bytes:
         return None
-    if qos is _QOS0 or qos is _QOS1 or qos is _QOS2 or type(qos) is int:
-        q = _exact_int(int(qos), 0, 2)
+    if qos is _QOS0:
+        q = 0
+    elif qos is _QOS1:
+        q = 1
+    elif qos is _QOS2:
+        q = 2
+    else:
+        q = _exact_int(qos, 0, 2)
         if q < 0:
             return None
-    else:
-        return None
     if retain is not True and retain is not False:
         return None
     if duplicate is not True and duplicate is not False:
@@ -740,22 +852,22 @@ cdef object _encode_publish(object packet, bint v5):
         # Only Message Expiry Interval and User Property are taken here; a
         # packet with any other property goes to the reference.
         if (
-            _field(state, packet, "payload_format_indicator") is not None
-            or _field(state, packet, "response_topic") is not None
-            or _field(state, packet, "correlation_data") is not None
-            or _field(state, packet, "topic_alias") is not None
-            or _field(state, packet, "content_type") is not None
+            <object>fields[P_FORMAT] is not None
+            or <object>fields[P_RESPONSE] is not None
+            or <object>fields[P_CORRELATION] is not None
+            or <object>fields[P_ALIAS] is not None
+            or <object>fields[P_CONTENT] is not None
         ):
             return None
-        identifiers = _field(state, packet, "subscription_identifiers")
+        identifiers = <object>fields[P_SUBSCRIPTION_IDS]
         if type(identifiers) is not tuple or len(<tuple>identifiers):
             return None
-        expiry = _field(state, packet, "message_expiry_interval")
+        expiry = <object>fields[P_EXPIRY]
         if expiry is not None:
             if type(expiry) is not int or not 0 <= expiry <= 0xFFFFFFFF:
                 return None
             props += 5
-        user_properties = _field(state, packet, "user_properties")
+        user_properties = <object>fields[P_USER]
         if type(user_properties) is not tuple:
             return None
         for pair in <tuple>user_properties:
@@ -769,14 +881,17 @@ cdef object _encode_publish(object packet, bint v5):
         length = 2 + topic_size + (2 if q else 0) + _varint_size(props) + props
     else:
         # Before 5.0 every property must be absent: the reference refuses the rest.
-        for name in (
-            "payload_format_indicator", "message_expiry_interval", "topic_alias",
-            "response_topic", "correlation_data", "content_type",
+        if (
+            <object>fields[P_FORMAT] is not None
+            or <object>fields[P_EXPIRY] is not None
+            or <object>fields[P_ALIAS] is not None
+            or <object>fields[P_RESPONSE] is not None
+            or <object>fields[P_CORRELATION] is not None
+            or <object>fields[P_CONTENT] is not None
         ):
-            if _field(state, packet, name) is not None:
-                return None
-        for name in ("user_properties", "subscription_identifiers"):
-            value = _field(state, packet, name)
+            return None
+        for index in (P_USER, P_SUBSCRIPTION_IDS):
+            value = <object>fields[index]
             if type(value) is not tuple or len(<tuple>value):
                 return None
         length = 2 + topic_size + (2 if q else 0)
@@ -814,16 +929,18 @@ cdef object _encode_publish(object packet, bint v5):
 
 cdef object _encode_ack(object packet, int kind, bint v5):
     """A canonical PUBACK/PUBREC/PUBREL/PUBCOMP without properties; else None."""
-    cdef dict state = PyObject_GenericGetDict(packet, NULL)
-    cdef long pid = _exact_int(_field(state, packet, "packet_id"), 1, 0xFFFF)
-    cdef object reason = _field(state, packet, "reason_code")
+    cdef PyObject *fields[A_COUNT]
+    if not _gather(packet, _ACK_FIELD_NAMES, _ACK_DEFAULTS, fields):
+        return None
+    cdef long pid = _exact_int(<object>fields[A_PACKET_ID], 1, 0xFFFF)
+    cdef object reason = <object>fields[A_REASON]
     cdef long code
     cdef char *out
     if pid < 0:
         return None
-    if _field(state, packet, "reason_string") is not None:
+    if <object>fields[A_REASON_STRING] is not None:
         return None
-    user_properties = _field(state, packet, "user_properties")
+    user_properties = <object>fields[A_USER]
     if type(user_properties) is not tuple or len(<tuple>user_properties):
         return None
     if type(reason) is not ReasonCode:
@@ -850,25 +967,29 @@ cdef object _encode_ack(object packet, int kind, bint v5):
 def encode_packet(packet, *, version):
     """Validate ``packet`` for ``version`` and encode it (see ``_codec_py.encode_packet``)."""
     cls = type(packet)
+    cdef bint known_version = version is _V5 or version is _V311 or version is _V31
+    cdef int kind = 0
+    if cls is PublishPacket:
+        kind = 3
+    elif cls is PubAckPacket:
+        kind = 4
+    elif cls is PubRecPacket:
+        kind = 5
+    elif cls is PubRelPacket:
+        kind = 6
+    elif cls is PubCompPacket:
+        kind = 7
+    if kind and known_version:
+        # The checks below (a packet class, a known version) pass: go straight
+        # to the fast path, and to the reference encoder if it declines.
+        if kind == 3:
+            encoded = _encode_publish(packet, version is _V5)
+            return _encode_publish_reference(packet, version) if encoded is None else encoded
+        encoded = _encode_ack(packet, kind, version is _V5)
+        return _ENCODERS[cls](packet, version) if encoded is None else encoded
     encoder = _ENCODERS.get(cls)
     if encoder is None:
         raise TypeError(f"not an MQTT packet: {packet!r}")
     if version not in _VERSIONS:
         raise ValueError(f"unknown protocol version {version!r}")
-    cdef bint v5 = version == 5
-    if cls is PublishPacket:
-        encoded = _encode_publish(packet, v5)
-    elif cls is PubAckPacket:
-        encoded = _encode_ack(packet, 4, v5)
-    elif cls is PubRecPacket:
-        encoded = _encode_ack(packet, 5, v5)
-    elif cls is PubRelPacket:
-        encoded = _encode_ack(packet, 6, v5)
-    elif cls is PubCompPacket:
-        encoded = _encode_ack(packet, 7, v5)
-    else:
-        encoded = None
-    if encoded is None:
-        # Not compiled, or not canonical: the reference encodes it or says why not.
-        return encoder(packet, version)
-    return encoded
+    return encoder(packet, version)
