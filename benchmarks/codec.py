@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mqttproto import ProtocolVersion, PublishPacket, QoS  # noqa: E402
+from mqttproto import ProtocolVersion, PublishPacket, QoS
 
 TOPIC = "sensors/building1/floor2/temp"
 PAYLOAD = bytes(range(64))

@@ -1,8 +1,9 @@
 """Selects the codec implementation, once, at import time.
 
-``_codec_py`` is the reference (and what mypy reads). The Cython twin
-``_codec_c`` has the same names and the same behaviour, only faster; it is
-used whenever it was built, unless:
+``_codec_py`` is the reference, and what mypy reads (the compiled twin has a
+stub with the same signatures). The Cython twin ``_codec_c`` has the same
+names and the same behaviour, only faster; it is used whenever it was built,
+unless:
 
 - ``MQTTPROTO_PURE_PYTHON=1``: the pure-Python codec, always;
 - the extension does not import (not compiled, e.g. no C compiler at install
@@ -14,29 +15,31 @@ used whenever it was built, unless:
 from __future__ import annotations
 
 import os
-from typing import Final
+from typing import TYPE_CHECKING
 
 
 def _flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0")
 
 
-if _flag("MQTTPROTO_PURE_PYTHON"):
+if TYPE_CHECKING:
     from ._codec_py import PacketReader, decode_packet, encode_packet
 
-    _implementation = "python"
+    IMPLEMENTATION: str
+elif _flag("MQTTPROTO_PURE_PYTHON"):
+    from ._codec_py import PacketReader, decode_packet, encode_packet
+
+    IMPLEMENTATION = "python"
 else:
     try:
         from ._codec_c import PacketReader, decode_packet, encode_packet
     except ImportError:
         if _flag("MQTTPROTO_REQUIRE_EXTENSIONS"):
             raise
-        from ._codec_py import PacketReader, decode_packet, encode_packet  # type: ignore[assignment]
+        from ._codec_py import PacketReader, decode_packet, encode_packet
 
-        _implementation = "python"
+        IMPLEMENTATION = "python"
     else:
-        _implementation = "cython"
-
-IMPLEMENTATION: Final = _implementation
+        IMPLEMENTATION = "cython"
 
 __all__ = ["IMPLEMENTATION", "PacketReader", "decode_packet", "encode_packet"]

@@ -99,7 +99,10 @@ def check_reader(
     pieces.append(data[pos:])
     pieces.append(b"\xc0\x00")  # after an error: the same error again
     for piece in pieces:
-        assert_same(lambda piece=piece: readers[0].feed(piece), lambda: readers[1].feed(piece))
+        assert_same(
+            lambda piece=piece: readers[0].feed(piece),
+            lambda piece=piece: readers[1].feed(piece),
+        )
         assert readers[0].buffered == readers[1].buffered
         assert readers[0].version == readers[1].version
 
