@@ -35,14 +35,8 @@ def _extensions() -> list[Extension]:
             raise
         print("mqttproto: Cython is not available; installing the pure-Python codec")
         return []
-    extension = Extension(
-        "mqttproto._codec_c",
-        ["mqttproto/_codec_c.pyx"],
-        # optional=True: a compile failure is reported and skipped, not fatal.
-        optional=not required,
-    )
-    return cythonize(
-        [extension],
+    extensions = cythonize(
+        [Extension("mqttproto._codec_c", ["mqttproto/_codec_c.pyx"])],
         compiler_directives={
             "language_level": 3,
             # Python-level indexing keeps its checks; the buffer reads in the
@@ -53,6 +47,12 @@ def _extensions() -> list[Extension]:
             "wraparound": True,
         },
     )
+    for extension in extensions:
+        # optional: a failed C compile is reported and skipped, not fatal
+        # (setuptools' build_ext catches it). Set after cythonize(), which
+        # builds new Extension objects and does not carry `optional` over.
+        extension.optional = not required
+    return extensions
 
 
 setup(ext_modules=_extensions())
