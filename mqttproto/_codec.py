@@ -1,13 +1,45 @@
-"""Selects the codec implementation.
+"""Selects the codec implementation, once, at import time.
 
-``_codec_py`` is the reference. The Cython twin ``_codec_c`` (same names,
-same behaviour) is used when it was built, unless ``MQTTPROTO_PURE_PYTHON=1``.
+``_codec_py`` is the reference, and what mypy reads (the compiled twin has a
+stub with the same signatures). The Cython twin ``_codec_c`` has the same
+names and the same behaviour, only faster; it is used whenever it was built,
+unless:
+
+- ``MQTTPROTO_PURE_PYTHON=1``: the pure-Python codec, always;
+- the extension does not import (not compiled, e.g. no C compiler at install
+  time): the pure-Python codec, silently -- unless
+  ``MQTTPROTO_REQUIRE_EXTENSIONS=1`` (set by CI), which turns the failed import
+  into an error so that a missing build cannot pass unnoticed.
 """
 
 from __future__ import annotations
 
-from ._codec_py import PacketReader, decode_packet, encode_packet
+import os
+from typing import TYPE_CHECKING
 
-IMPLEMENTATION = "python"
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0")
+
+
+if TYPE_CHECKING:
+    from ._codec_py import PacketReader, decode_packet, encode_packet
+
+    IMPLEMENTATION: str
+elif _flag("MQTTPROTO_PURE_PYTHON"):
+    from ._codec_py import PacketReader, decode_packet, encode_packet
+
+    IMPLEMENTATION = "python"
+else:
+    try:
+        from ._codec_c import PacketReader, decode_packet, encode_packet
+    except ImportError:
+        if _flag("MQTTPROTO_REQUIRE_EXTENSIONS"):
+            raise
+        from ._codec_py import PacketReader, decode_packet, encode_packet
+
+        IMPLEMENTATION = "python"
+    else:
+        IMPLEMENTATION = "cython"
 
 __all__ = ["IMPLEMENTATION", "PacketReader", "decode_packet", "encode_packet"]

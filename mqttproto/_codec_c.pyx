@@ -1,0 +1,995 @@
+# cython: language_level=3
+"""The compiled twin of the packet codec.
+
+Same three entry points as :mod:`mqttproto._codec_py` (the reference):
+:func:`decode_packet`, :func:`encode_packet` and :class:`PacketReader`, with
+the same results, the same exception classes and the same reason codes for
+every input. ``tests/test_differential.py`` holds the two to that.
+
+How the work is split -- read this before changing either twin:
+
+- **Compiled here** (the hot paths): the fixed header and Remaining Length,
+  the stream reader loop, PUBLISH decoding (with the inline fast path for
+  Message Expiry Interval and User Property, as in ``_decode``), the four
+  publish acknowledgements (PUBACK, PUBREC, PUBREL, PUBCOMP), PINGREQ and
+  PINGRESP decoding, and PUBLISH and acknowledgement encoding. UTF-8 is
+  validated by CPython's strict decoder (``PyUnicode_DecodeUTF8``) straight
+  from the stream buffer, which is exactly what ``bytes.decode()`` runs.
+- **Delegated to the pure-Python reference**: every other packet type
+  (CONNECT, CONNACK, SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, DISCONNECT,
+  AUTH) and every general property block (``_decode._decode_properties``).
+  These are rare on a connection; calling the reference keeps one copy of
+  their rules.
+- **Encoding takes a fast path only for canonical packets**: exact ``str``
+  topics, exact ``bytes`` payloads, QoS enum members or ints, ``True``/
+  ``False`` flags, property values of their exact types. Any other shape --
+  including every packet the protocol refuses -- is handed to the reference
+  encoder, which then either encodes it or raises the precise error. So the
+  fast path never needs its own copy of an error message: it only has to be
+  sure that the reference would accept the packet and produce these bytes.
+
+Tables (reason code sets, the property table, QoS members) and the topic
+validators are imported from the pure modules, never copied.
+
+Packets are the same public attrs classes. They are built the way
+``_codec_common._build`` builds them: ``object.__new__`` (here through the
+C-API) and only the non-default values written into the instance ``__dict__``.
+
+Bounds: every buffer read below is preceded by a check against ``end`` (the
+end of the packet) or ``stop`` (the end of a field), mirroring the reference
+line by line. Raw ``const unsigned char *`` reads are not bounds-checked by
+Cython, so those checks are the only guard; keep them when editing.
+"""
+
+cimport cython
+from cpython.tuple cimport PyTuple_GET_ITEM
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.dict cimport PyDict_GetItem
+from cpython.object cimport PyObject
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.stdint cimport uint32_t, uint64_t
+from libc.string cimport memchr, memcmp, memcpy
+
+import sys
+
+import attrs
+
+from . import _decode, _encode
+from ._codec_common import (
+    _PUBACK_CODES,
+    _PUBREL_CODES,
+    _QOS,
+    _REASON,
+    _VERSIONS,
+    MAX_REMAINING_LENGTH,
+)
+from .enums import PacketType, ProtocolVersion, QoS, ReasonCode
+from .errors import MalformedPacket, PacketTooLarge, ProtocolError, RemoteProtocolError
+from .packets import (
+    ConnectPacket,
+    PubAckPacket,
+    PubCompPacket,
+    PublishPacket,
+    PubRecPacket,
+    PubRelPacket,
+)
+
+__all__ = ["PacketReader", "decode_packet", "encode_packet"]
+
+
+cdef extern from "Python.h":
+    # Declared here without an exception clause: a NULL result is handled by
+    # the caller (it clears the error and takes the reference path).
+    const char *PyUnicode_AsUTF8AndSize(object text, Py_ssize_t *size)
+    void PyErr_Clear()
+    object PyObject_GenericGetDict(object obj, void *context)
+    # object.__setattr__: stores into the instance without the frozen class's
+    # __setattr__ (which refuses every write), as _codec_common._build does
+    # through __dict__. On CPython 3.11+ it fills the inline attribute values
+    # without materializing a dict, which is the cheapest way to build one.
+    int PyObject_GenericSetAttr(object obj, object name, object value) except -1
+    bint PyDict_Next(object d, Py_ssize_t *pos, PyObject **key, PyObject **value)
+
+
+cdef extern from *:
+    """
+    /* object.__new__(cls) without the Python call: exactly what
+       _codec_common._new does, for the frozen attrs packet classes. */
+    static PyObject *mqttproto_empty_tuple = NULL;
+
+    static PyObject *mqttproto_new_instance(PyObject *cls) {
+        if (mqttproto_empty_tuple == NULL) {
+            mqttproto_empty_tuple = PyTuple_New(0);
+            if (mqttproto_empty_tuple == NULL) return NULL;
+        }
+        return PyBaseObject_Type.tp_new((PyTypeObject *)cls, mqttproto_empty_tuple, NULL);
+    }
+    """
+    object _new_instance "mqttproto_new_instance"(object cls)
+
+
+# The reference functions this module delegates to (see the docstring).
+_decode_body = _decode._decode_body
+_decode_properties = _decode._decode_properties
+_decode_user_property = _decode._decode_user_property
+_check_topic_name = _decode._check_topic_name
+_PINGREQ = _decode._PINGREQ
+_PINGRESP = _decode._PINGRESP
+cdef dict _ENCODERS = _encode._ENCODERS
+_encode_publish_reference = _encode._encode_publish
+
+cdef object _QOS0 = QoS.AT_MOST_ONCE
+cdef object _QOS1 = QoS.AT_LEAST_ONCE
+cdef object _QOS2 = QoS.EXACTLY_ONCE
+cdef object _SUCCESS = ReasonCode.SUCCESS
+cdef object _V31 = ProtocolVersion.MQTT_3_1
+cdef object _V311 = ProtocolVersion.MQTT_3_1_1
+cdef object _V5 = ProtocolVersion.MQTT_5_0
+cdef object _PUBLISH_KIND = PacketType.PUBLISH
+
+# Indexed by packet type - 4: PUBACK, PUBREC, PUBREL, PUBCOMP.
+cdef tuple _ACK_CLASSES = (PubAckPacket, PubRecPacket, PubRelPacket, PubCompPacket)
+cdef tuple _ACK_NAMES = ("PUBACK", "PUBREC", "PUBREL", "PUBCOMP")
+cdef tuple _ACK_CODES = (_PUBACK_CODES, _PUBACK_CODES, _PUBREL_CODES, _PUBREL_CODES)
+cdef tuple _ACK_KINDS = (PacketType.PUBACK, PacketType.PUBREC, PacketType.PUBREL,
+                         PacketType.PUBCOMP)
+
+cdef Py_ssize_t _MAX_REMAINING_LENGTH = MAX_REMAINING_LENGTH
+
+
+# ---------------------------------------------------------------------------
+# Caches of recently decoded topic names and user properties.
+#
+# The reference keeps dicts keyed by the raw bytes; looking one up needs a
+# bytes object of the key first. Here the raw bytes are hashed in place into a
+# small direct-mapped table and compared with memcmp, so a hit allocates
+# nothing. Only values that decoded and validated completely are stored (the
+# same rule as the reference), so a hit returns what decoding would. The size
+# is fixed, which bounds the memory: at most _SLOTS x _CACHE_MAX_LENGTH bytes.
+
+cdef enum:
+    _SLOTS = 1024  # a power of two: the slot is a masked hash
+    _CACHE_MAX_LENGTH = 256
+
+cdef list _topic_keys = [None] * _SLOTS
+cdef list _topic_values = [None] * _SLOTS
+cdef list _pair_keys = [None] * _SLOTS
+cdef list _pair_values = [None] * _SLOTS
+
+
+cdef inline Py_ssize_t _slot(const unsigned char *p, Py_ssize_t n) noexcept:
+    """Hash the length and up to the first and last eight bytes."""
+    cdef uint64_t head = 0
+    cdef uint64_t tail = 0
+    cdef Py_ssize_t i
+    if n >= 8:
+        memcpy(&head, p, 8)
+        memcpy(&tail, p + n - 8, 8)
+    else:
+        for i in range(n):
+            head = (head << 8) | p[i]
+    cdef uint64_t h = (<uint64_t>n + 1) * 0x9E3779B97F4A7C15ULL
+    h ^= head * 0xFF51AFD7ED558CCDULL
+    h ^= h >> 29
+    h ^= tail * 0xC4CEB9FE1A85EC53ULL
+    h ^= h >> 32
+    return <Py_ssize_t>(h & (_SLOTS - 1))
+
+
+@cython.boundscheck(False)  # slot < _SLOTS == len(keys) by construction
+@cython.wraparound(False)
+cdef inline object _cache_get(list keys, list values, const unsigned char *p, Py_ssize_t n):
+    cdef Py_ssize_t slot = _slot(p, n)
+    cdef object key = keys[slot]
+    if (
+        key is not None
+        and PyBytes_GET_SIZE(key) == n
+        and memcmp(PyBytes_AS_STRING(key), p, n) == 0
+    ):
+        return values[slot]
+    return None
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef inline void _cache_put(
+    list keys, list values, const unsigned char *p, Py_ssize_t n, object value
+) except *:
+    cdef Py_ssize_t slot = _slot(p, n)
+    keys[slot] = PyBytes_FromStringAndSize(<const char *>p, n)
+    values[slot] = value
+
+
+# ---------------------------------------------------------------------------
+# Primitive readers
+
+
+cdef Py_ssize_t _read_varint(
+    const unsigned char *buf, Py_ssize_t pos, Py_ssize_t end, Py_ssize_t *value
+) except -1:
+    """Read a variable byte integer into ``value``; return the position after it.
+
+    The twin of ``_decode._read_varint``, with its messages.
+    """
+    cdef Py_ssize_t result = 0
+    cdef int shift = 0
+    cdef int count
+    cdef unsigned char byte
+    for count in range(4):
+        if pos >= end:
+            raise MalformedPacket("variable byte integer runs past the end of the packet")
+        byte = buf[pos]
+        pos += 1
+        result |= (<Py_ssize_t>(byte & 0x7F)) << shift
+        if not byte & 0x80:
+            # [MQTT-1.5.5-1] the encoding must use the minimum number of bytes.
+            if count and not byte:
+                raise MalformedPacket("variable byte integer is not minimally encoded")
+            value[0] = result
+            return pos
+        shift += 7
+    # Four bytes is the limit; a fifth continuation is malformed [MQTT-1.5.5-1].
+    raise MalformedPacket("variable byte integer longer than four bytes")
+
+
+cdef object _decode_topic(const unsigned char *p, Py_ssize_t n):
+    """Decode a PUBLISH topic name (the twin of ``_decode._decode_topic_name``)."""
+    cdef object topic
+    try:
+        # CPython's strict UTF-8 decoder, as bytes.decode(): it rejects overlong
+        # forms, encoded surrogates [MQTT-1.5.4-1] and code points past U+10FFFF.
+        topic = PyUnicode_DecodeUTF8(<const char *>p, n, NULL)
+    except UnicodeDecodeError:
+        raise MalformedPacket("topic name is not well-formed UTF-8 [MQTT-1.5.4-1]") from None
+    # In well-formed UTF-8 the byte 0x00 only ever encodes U+0000, and the bytes
+    # '+' and '#' only ever encode those characters: scanning the raw bytes is
+    # scanning the text.
+    if memchr(p, 0, n) != NULL:
+        raise MalformedPacket("topic name contains U+0000 [MQTT-1.5.4-2]")
+    if (
+        n and n <= _CACHE_MAX_LENGTH
+        and memchr(p, b'+', n) == NULL and memchr(p, b'#', n) == NULL
+    ):
+        _cache_put(_topic_keys, _topic_values, p, n, topic)
+    return topic
+
+
+# ---------------------------------------------------------------------------
+# Decoders
+
+
+cdef object _last_expiry = None  # the int object of the last expiry read
+cdef uint32_t _last_expiry_value = 0
+
+
+cdef int _publish_properties(
+    bytes data, const unsigned char *buf, Py_ssize_t pos, Py_ssize_t end, object packet,
+    Py_ssize_t *out_pos
+) except -1:
+    """The twin of ``_decode._read_publish_properties``; store them on ``packet``.
+
+    Message Expiry Interval and User Property are read inline; anything else
+    or anything unusual goes to the reference ``_decode_properties``, which
+    reads the whole block again and raises the precise error. Sets
+    ``out_pos`` to the position after the block; returns whether a Topic
+    Alias was among the properties.
+    """
+    global _last_expiry, _last_expiry_value
+    cdef Py_ssize_t start = pos
+    cdef Py_ssize_t length = buf[pos] if pos < end else 0x80
+    cdef Py_ssize_t stop = pos + 1 + length
+    cdef Py_ssize_t value_at, pair_end
+    cdef unsigned char identifier
+    cdef bint expiry_seen = False
+    cdef object first_pair = None
+    cdef list user_properties = None
+    cdef object pair
+    cdef uint32_t expiry
+    if length < 0x80 and stop <= end:
+        pos += 1
+        while pos < stop:
+            identifier = buf[pos]
+            if identifier == 0x26:
+                # User property: two length-prefixed strings, looked up whole.
+                pair = None
+                pair_end = 0
+                if pos + 3 <= stop:
+                    value_at = pos + 3 + ((buf[pos + 1] << 8) | buf[pos + 2])
+                    if value_at + 2 <= stop:
+                        pair_end = value_at + 2 + ((buf[value_at] << 8) | buf[value_at + 1])
+                        if pair_end <= stop:
+                            pair = _cache_get(
+                                _pair_keys, _pair_values, buf + pos + 1, pair_end - pos - 1
+                            )
+                if pair is None:
+                    pair, pair_end = _decode_user_property(data, pos + 1, stop)
+                    if pair_end - pos - 1 <= _CACHE_MAX_LENGTH:
+                        _cache_put(
+                            _pair_keys, _pair_values, buf + pos + 1, pair_end - pos - 1, pair
+                        )
+                if first_pair is None:
+                    first_pair = pair
+                elif user_properties is None:
+                    user_properties = [first_pair, pair]
+                else:
+                    user_properties.append(pair)
+                pos = pair_end
+            elif identifier == 0x02 and pos + 5 <= stop and not expiry_seen:
+                expiry = (
+                    (<uint32_t>buf[pos + 1] << 24) | (<uint32_t>buf[pos + 2] << 16)
+                    | (<uint32_t>buf[pos + 3] << 8) | buf[pos + 4]
+                )
+                # Streams repeat one expiry: reuse its int object.
+                if _last_expiry is None or expiry != _last_expiry_value:
+                    _last_expiry = expiry
+                    _last_expiry_value = expiry
+                PyObject_GenericSetAttr(packet, "message_expiry_interval", _last_expiry)
+                expiry_seen = True
+                pos += 5
+            else:
+                break
+        else:
+            if user_properties is not None:
+                PyObject_GenericSetAttr(packet, "user_properties", tuple(user_properties))
+            elif first_pair is not None:
+                PyObject_GenericSetAttr(packet, "user_properties", (first_pair,))
+            out_pos[0] = pos
+            return False
+    properties, pos = _decode_properties(data, start, end, _PUBLISH_KIND)
+    out_pos[0] = pos
+    for key, value in (<dict>properties).items():
+        PyObject_GenericSetAttr(packet, key, value)
+    return "topic_alias" in properties
+
+
+cdef object _decode_publish(
+    bytes data, const unsigned char *buf, int flags, Py_ssize_t pos, Py_ssize_t end, bint v5
+):
+    """The twin of ``_decode._decode_publish``: same checks, same order."""
+    cdef int qos = (flags >> 1) & 0x03
+    cdef Py_ssize_t n, stop
+    cdef const unsigned char *raw
+    cdef bint valid_topic
+    cdef long packet_id
+    if qos == 3:
+        raise MalformedPacket("PUBLISH with QoS 3 [MQTT-3.3.1-4]")
+    if pos + 2 > end:
+        raise MalformedPacket("topic name runs past the end of PUBLISH")
+    n = (buf[pos] << 8) | buf[pos + 1]
+    stop = pos + 2 + n
+    if stop > end:
+        raise MalformedPacket("topic name runs past the end of PUBLISH")
+    raw = buf + pos + 2
+    topic = _cache_get(_topic_keys, _topic_values, raw, n)
+    # A cached name is known to be non-empty and free of wildcards.
+    valid_topic = topic is not None
+    if topic is None:
+        topic = _decode_topic(raw, n)
+        valid_topic = n > 0 and memchr(raw, b'+', n) == NULL and memchr(raw, b'#', n) == NULL
+    pos = stop
+    # Only the values that differ from the class defaults are stored.
+    packet = _new_instance(PublishPacket)
+    if qos:
+        if pos + 2 > end:
+            raise MalformedPacket("packet identifier runs past the end of PUBLISH")
+        packet_id = (buf[pos] << 8) | buf[pos + 1]
+        if not packet_id:
+            raise RemoteProtocolError("PUBLISH with packet identifier 0 [MQTT-2.2.1-3]")
+        pos += 2
+        PyObject_GenericSetAttr(packet, "qos", _QOS1 if qos == 1 else _QOS2)
+        PyObject_GenericSetAttr(packet, "packet_id", packet_id)
+        if flags & 0x08:
+            PyObject_GenericSetAttr(packet, "duplicate", True)
+    elif flags & 0x08:
+        raise RemoteProtocolError("DUP flag set on a QoS 0 PUBLISH [MQTT-3.3.1-2]")
+    if flags & 0x01:
+        PyObject_GenericSetAttr(packet, "retain", True)
+    cdef bint has_alias
+    if v5:
+        if pos < end and not buf[pos]:
+            pos += 1  # no properties: the common case
+            if not valid_topic:
+                _check_topic_name(topic, v5=True, has_alias=False)
+        else:
+            has_alias = _publish_properties(data, buf, pos, end, packet, &pos)
+            if not valid_topic:
+                _check_topic_name(topic, v5=True, has_alias=has_alias)
+    elif not valid_topic:
+        _check_topic_name(topic, v5=False, has_alias=False)
+    PyObject_GenericSetAttr(packet, "topic", topic)
+    PyObject_GenericSetAttr(
+        packet, "payload", PyBytes_FromStringAndSize(<const char *>buf + pos, end - pos)
+    )
+    return packet
+
+
+cdef object _decode_ack(
+    bytes data, const unsigned char *buf, int kind, int flags,
+    Py_ssize_t pos, Py_ssize_t end, bint v5
+):
+    """PUBACK, PUBREC, PUBREL, PUBCOMP: the twin of ``_decode._decode_ack``."""
+    cdef Py_ssize_t index = kind - 4
+    cdef str name = _ACK_NAMES[index]
+    cdef long packet_id
+    cdef int code
+    if flags != (0x02 if kind == 6 else 0x00):
+        # [MQTT-3.6.1-1]: PUBREL flags are 0010; the others 0000.
+        raise MalformedPacket(f"reserved flags 0x{flags:X} set in {name}")
+    if pos + 2 > end:
+        raise MalformedPacket("packet identifier runs past the end of the packet")
+    packet_id = (buf[pos] << 8) | buf[pos + 1]
+    if not packet_id:
+        # [MQTT-2.2.1-3] (5.0) / [MQTT-2.3.1-1] (3.1.1): identifiers are non-zero.
+        raise RemoteProtocolError("packet identifier 0")
+    pos += 2
+    packet = _new_instance(_ACK_CLASSES[index])
+    PyObject_GenericSetAttr(packet, "packet_id", packet_id)
+    if v5 and pos < end:
+        # The reason code and properties may be left out when the code is
+        # 0x00 and there are no properties (section 3.4.2.1).
+        code = buf[pos]
+        reason = _REASON.get(code)
+        if reason is None or reason not in _ACK_CODES[index]:
+            raise MalformedPacket(f"reason code 0x{code:02X} is not valid in {name}")
+        PyObject_GenericSetAttr(packet, "reason_code", reason)
+        pos += 1
+        if pos < end:
+            properties, pos = _decode_properties(data, pos, end, _ACK_KINDS[index])
+            for key, value in (<dict>properties).items():
+                PyObject_GenericSetAttr(packet, key, value)
+    if pos != end:
+        raise MalformedPacket(f"{end - pos} unexpected bytes at the end of {name}")
+    return packet
+
+
+cdef object _decode_ping(int kind, int flags, Py_ssize_t pos, Py_ssize_t end):
+    """PINGREQ and PINGRESP: no flags, no body; the reference's shared instances."""
+    name = "PINGREQ" if kind == 12 else "PINGRESP"
+    if flags:
+        # [MQTT-2.1.3-1] (5.0) / [MQTT-2.2.2-1] (3.1.1): reserved flags.
+        raise MalformedPacket(f"reserved flags 0x{flags:X} set in {name}")
+    if pos != end:
+        raise MalformedPacket(f"{end - pos} unexpected bytes at the end of {name}")
+    return _PINGREQ if kind == 12 else _PINGRESP
+
+
+cdef object _decode_one(
+    bytes data, const unsigned char *buf, int first, Py_ssize_t pos, Py_ssize_t end,
+    object version
+):
+    """Decode one packet body: compiled for the hot types, else the reference."""
+    cdef int kind = first >> 4
+    if kind == 3:
+        return _decode_publish(data, buf, first & 0x0F, pos, end, version == 5)
+    if 4 <= kind <= 7:
+        return _decode_ack(data, buf, kind, first & 0x0F, pos, end, version == 5)
+    if kind == 12 or kind == 13:
+        return _decode_ping(kind, first & 0x0F, pos, end)
+    return _decode_body(data, first, pos, end, version)
+
+
+def decode_packet(data, *, version):
+    """Decode exactly one complete packet (see ``_codec_py.decode_packet``)."""
+    cdef bytes whole = bytes(data)
+    cdef Py_ssize_t end = PyBytes_GET_SIZE(whole)
+    cdef const unsigned char *buf = <const unsigned char *>PyBytes_AS_STRING(whole)
+    cdef Py_ssize_t length, pos
+    if end < 2:
+        raise MalformedPacket("a packet has at least two bytes")
+    pos = _read_varint(buf, 1, end, &length)
+    if pos + length != end:
+        raise MalformedPacket(
+            f"remaining length {length} does not match the {end - pos} bytes given"
+        )
+    level = int(version)
+    try:
+        return _decode_one(whole, buf, buf[0], pos, end, level)
+    except ProtocolError:
+        raise
+    except (IndexError, ValueError, KeyError, TypeError) as exc:
+        # The same safety net as the reference's _decode_body.
+        raise MalformedPacket(f"malformed packet ({exc.__class__.__name__})") from exc
+
+
+# ---------------------------------------------------------------------------
+# The incremental reader
+
+
+cdef class PacketReader:
+    """Split a byte stream into packets, incrementally.
+
+    The twin of ``_reader.PacketReader``; see its docstring for the contract.
+    """
+
+    cdef int _version  # -1 until a server reader sees CONNECT
+    cdef Py_ssize_t _max_size  # -1: no maximum
+    cdef list _pending
+    cdef Py_ssize_t _pending_size
+    cdef Py_ssize_t _need
+    cdef object _error
+    cdef object _max_packet_size  # as given, for the error message
+
+    def __init__(self, *, version=None, max_packet_size=None):
+        if version is not None and version not in _VERSIONS:
+            raise ValueError(f"unknown protocol version {version!r}")
+        if max_packet_size is not None and max_packet_size < 2:
+            raise ValueError("max_packet_size must be at least 2")
+        self._version = -1 if version is None else int(version)
+        if max_packet_size is None:
+            self._max_size = -1
+        else:
+            # A packet size is a whole number, so "size > limit" is the same
+            # test against the limit's floor. A limit no packet can exceed
+            # (the largest is MAX_REMAINING_LENGTH + 5 bytes) -- or a NaN,
+            # which no size exceeds either -- is clamped to that size.
+            limit = max_packet_size // 1
+            if not limit <= MAX_REMAINING_LENGTH + 5:
+                limit = MAX_REMAINING_LENGTH + 5
+            self._max_size = int(limit)
+        self._max_packet_size = max_packet_size
+        self._pending = []
+        self._pending_size = 0
+        self._need = 0
+        self._error = None
+
+    @property
+    def version(self):
+        """The protocol version in use; None until a server reader sees CONNECT."""
+        return None if self._version < 0 else _VERSIONS[self._version]
+
+    @property
+    def buffered(self):
+        """How many bytes of an incomplete packet are held."""
+        return self._pending_size
+
+    def feed(self, data):
+        """Add ``data`` and return every packet it completes, in order."""
+        cdef Py_ssize_t pos = 0
+        cdef Py_ssize_t size
+        cdef list packets
+        if self._error is not None:
+            raise self._error
+        if type(data) is not bytes:
+            data = bytes(data)
+        if self._pending:
+            self._pending.append(data)
+            self._pending_size += PyBytes_GET_SIZE(data)
+            if self._pending_size < self._need:
+                return []
+            data = b"".join(self._pending)
+            self._pending.clear()
+            self._pending_size = 0
+        elif not data:
+            return []
+        try:
+            packets = self._parse(data, &pos)
+        except ProtocolError as exc:
+            self._fail(exc)
+            raise
+        except (IndexError, ValueError, KeyError, TypeError) as exc:
+            error = MalformedPacket(f"malformed packet ({exc.__class__.__name__})")
+            self._fail(error)
+            raise error from exc
+        size = PyBytes_GET_SIZE(data)
+        if pos < size:
+            self._pending.append(data[pos:])
+            self._pending_size = size - pos
+        return packets
+
+    cdef void _fail(self, object error):
+        self._error = error
+        self._pending.clear()
+        self._pending_size = 0
+
+    cdef list _parse(self, bytes data, Py_ssize_t *out_pos):
+        """Decode every complete packet of ``data``; store where the rest starts."""
+        cdef list packets = []
+        cdef const unsigned char *buf = <const unsigned char *>PyBytes_AS_STRING(data)
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
+        cdef Py_ssize_t pos = 0
+        cdef Py_ssize_t start, end, length, index, available
+        cdef int first, byte
+        cdef bint complete
+        cdef object level = None if self._version < 0 else self._version
+        cdef bint v5 = self._version == 5
+        while pos < size:
+            # Fixed header: one type/flags byte, then the remaining length.
+            first = buf[pos]
+            start = pos + 1
+            if start >= size:
+                self._need = size - pos + 1
+                break
+            byte = buf[start]
+            if byte < 0x80:
+                length = byte
+                start += 1
+            else:
+                # A multi-byte remaining length; it may be incomplete.
+                available = min(size, start + 4)
+                complete = False
+                for index in range(start, available):
+                    if buf[index] < 0x80:
+                        start = _read_varint(buf, start, index + 1, &length)
+                        complete = True
+                        break
+                if not complete:
+                    if available - start == 4:
+                        raise MalformedPacket(
+                            "remaining length longer than four bytes [MQTT-1.5.5-1]"
+                        )
+                    self._need = available - pos + 1
+                    break
+            end = start + length
+            if self._max_size >= 0 and end - pos > self._max_size:
+                raise PacketTooLarge(
+                    f"packet of {end - pos} bytes exceeds the maximum of {self._max_packet_size}"
+                )
+            if end > size:
+                self._need = end - pos
+                break
+            if level is None:
+                if first >> 4 != 1:
+                    raise RemoteProtocolError("the first packet must be CONNECT [MQTT-3.1.0-1]")
+                connect = _decode_body(data, first, start, end, 0)
+                assert isinstance(connect, ConnectPacket)
+                self._version = int(connect.protocol_version)
+                level = self._version
+                v5 = self._version == 5
+                packets.append(connect)
+            elif first >> 4 == 3:
+                packets.append(_decode_publish(data, buf, first & 0x0F, start, end, v5))
+            else:
+                packets.append(_decode_one(data, buf, first, start, end, level))
+            pos = end
+        out_pos[0] = pos
+        return packets
+
+
+# ---------------------------------------------------------------------------
+# Encoders. Each returns None when the packet is not in the canonical shape the
+# fast path handles; encode_packet then calls the reference encoder.
+
+
+# Field values are gathered in one pass over the instance dict, matching keys
+# by identity against the interned field names (attrs' __init__ and this
+# module store interned names), with the class defaults for absent fields
+# (packets have no descriptors for their fields, so that is what getattr
+# returns). A key that matches no name by identity -- only possible when a
+# packet was tampered with -- sends the packet to the reference encoder.
+
+cdef object _MISSING = object()  # a field without a class default (PUBLISH topic)
+
+
+cdef tuple _field_names(cls):
+    return tuple(sys.intern(field.name) for field in attrs.fields(cls))
+
+
+cdef tuple _field_defaults(cls, tuple names):
+    return tuple(getattr(cls, name, _MISSING) for name in names)
+
+
+cdef enum:
+    # The PublishPacket fields, in declaration order (checked at import below).
+    P_TOPIC, P_PAYLOAD, P_QOS, P_RETAIN, P_DUPLICATE, P_PACKET_ID, P_FORMAT, P_EXPIRY,
+    P_ALIAS, P_RESPONSE, P_CORRELATION, P_USER, P_SUBSCRIPTION_IDS, P_CONTENT, P_COUNT
+    # The acknowledgement fields.
+    A_PACKET_ID = 0, A_REASON, A_REASON_STRING, A_USER, A_COUNT
+
+cdef tuple _PUBLISH_NAMES = _field_names(PublishPacket)
+cdef tuple _PUBLISH_DEFAULTS = _field_defaults(PublishPacket, _PUBLISH_NAMES)
+cdef tuple _ACK_FIELD_NAMES = _field_names(PubAckPacket)
+cdef tuple _ACK_DEFAULTS = _field_defaults(PubAckPacket, _ACK_FIELD_NAMES)
+assert _PUBLISH_NAMES == (
+    "topic", "payload", "qos", "retain", "duplicate", "packet_id",
+    "payload_format_indicator", "message_expiry_interval", "topic_alias",
+    "response_topic", "correlation_data", "user_properties",
+    "subscription_identifiers", "content_type",
+), _PUBLISH_NAMES
+assert _ACK_FIELD_NAMES == ("packet_id", "reason_code", "reason_string", "user_properties")
+for _cls in _ACK_CLASSES:
+    assert _field_names(_cls) == _ACK_FIELD_NAMES
+
+
+cdef bint _gather(object packet, tuple names, tuple defaults, PyObject **values) except -1:
+    """Fill ``values`` (borrowed references) with the packet's fields.
+
+    Returns False when a key is not one of ``names`` by identity.
+    """
+    cdef Py_ssize_t count = len(names)
+    cdef Py_ssize_t i
+    cdef Py_ssize_t expected = 0
+    cdef Py_ssize_t pos = 0
+    cdef PyObject *key
+    cdef PyObject *value
+    for i in range(count):
+        values[i] = PyTuple_GET_ITEM(defaults, i)
+    # The dict is owned by the packet, which the caller holds: the borrowed
+    # values stay alive, and nothing below runs Python code that could change it.
+    state = PyObject_GenericGetDict(packet, NULL)
+    while PyDict_Next(state, &pos, &key, &value):
+        # Keys usually come in declaration order.
+        if expected < count and key == PyTuple_GET_ITEM(names, expected):
+            values[expected] = value
+            expected += 1
+            continue
+        for i in range(count):
+            if key == PyTuple_GET_ITEM(names, i):
+                values[i] = value
+                break
+        else:
+            return False
+    return True
+
+
+cdef inline Py_ssize_t _varint_size(Py_ssize_t value) noexcept:
+    if value < 0x80:
+        return 1
+    if value < 0x4000:
+        return 2
+    if value < 0x200000:
+        return 3
+    return 4
+
+
+cdef inline char *_write_varint(char *out, Py_ssize_t value) noexcept:
+    while True:
+        if value < 0x80:
+            out[0] = <char>value
+            return out + 1
+        out[0] = <char>((value & 0x7F) | 0x80)
+        out += 1
+        value >>= 7
+
+
+cdef inline char *_write_u16(char *out, Py_ssize_t value) noexcept:
+    out[0] = <char>(value >> 8)
+    out[1] = <char>(value & 0xFF)
+    return out + 2
+
+
+cdef inline char *_write_string(char *out, const char *text, Py_ssize_t size) noexcept:
+    out = _write_u16(out, size)
+    memcpy(out, text, size)
+    return out + size
+
+
+cdef inline const char *_utf8(object text, Py_ssize_t *size):
+    """The UTF-8 form of an exact str fit for a UTF-8 Encoded String, or NULL.
+
+    NULL (with no exception set) when the reference would refuse it: a lone
+    surrogate [MQTT-1.5.4-1], U+0000 [MQTT-1.5.4-2], or more than 65,535 bytes.
+    For an ASCII str the UTF-8 form is the str's own storage: nothing is copied.
+    """
+    if type(text) is not str:
+        return NULL
+    cdef const char *raw = PyUnicode_AsUTF8AndSize(text, size)
+    if raw == NULL:
+        PyErr_Clear()
+        return NULL
+    if size[0] > 0xFFFF or memchr(raw, 0, size[0]) != NULL:
+        return NULL
+    return raw
+
+
+cdef inline long _exact_int(object value, long low, long high) except -2:
+    """``value`` if it is an exact int within [low, high], else -1."""
+    if type(value) is not int:
+        return -1
+    cdef long long number
+    try:
+        number = value
+    except OverflowError:
+        return -1
+    if low <= number <= high:
+        return <long>number
+    return -1
+
+
+cdef object _encode_publish(object packet, bint v5):
+    """The canonical PUBLISH, encoded as ``_encode._encode_publish`` does; else None."""
+    cdef PyObject *fields[P_COUNT]
+    if not _gather(packet, _PUBLISH_NAMES, _PUBLISH_DEFAULTS, fields):
+        return None
+    cdef object topic = <object>fields[P_TOPIC]
+    cdef object payload = <object>fields[P_PAYLOAD]
+    cdef object qos = <object>fields[P_QOS]
+    cdef object retain = <object>fields[P_RETAIN]
+    cdef object duplicate = <object>fields[P_DUPLICATE]
+    cdef object packet_id = <object>fields[P_PACKET_ID]
+    cdef int first
+    cdef long q, pid = 0, expiry_value = -1
+    cdef Py_ssize_t topic_size, payload_size, length, props = 0
+    cdef Py_ssize_t key_size, val_size
+    cdef const char *topic_raw
+    cdef const char *key_raw
+    cdef const char *val_raw
+    cdef char *out
+    cdef object expiry = None
+    cdef object user_properties = None
+    cdef object pair
+
+    if type(payload) is not bytes:
+        return None
+    if qos is _QOS0:
+        q = 0
+    elif qos is _QOS1:
+        q = 1
+    elif qos is _QOS2:
+        q = 2
+    else:
+        q = _exact_int(qos, 0, 2)
+        if q < 0:
+            return None
+    if retain is not True and retain is not False:
+        return None
+    if duplicate is not True and duplicate is not False:
+        return None
+    if q == 0:
+        if packet_id is not None or duplicate is True:
+            return None  # refused [MQTT-2.2.1-2] [MQTT-3.3.1-2]: the reference says why
+        first = 0x30
+    else:
+        pid = _exact_int(packet_id, 1, 0xFFFF)  # [MQTT-2.2.1-3]
+        if pid < 0:
+            return None
+        first = 0x32 if q == 1 else 0x34
+        if duplicate is True:
+            first |= 0x08
+    if retain is True:
+        first |= 0x01
+    # A topic name is non-empty, free of wildcards [MQTT-3.3.2-2] and of U+0000
+    # [MQTT-4.7.3-2]; an empty name with a topic alias is left to the reference.
+    topic_raw = _utf8(topic, &topic_size)
+    if (
+        topic_raw == NULL
+        or topic_size == 0
+        or memchr(topic_raw, b'+', topic_size) != NULL
+        or memchr(topic_raw, b'#', topic_size) != NULL
+    ):
+        return None
+
+    if v5:
+        # Only Message Expiry Interval and User Property are taken here; a
+        # packet with any other property goes to the reference.
+        if (
+            <object>fields[P_FORMAT] is not None
+            or <object>fields[P_RESPONSE] is not None
+            or <object>fields[P_CORRELATION] is not None
+            or <object>fields[P_ALIAS] is not None
+            or <object>fields[P_CONTENT] is not None
+        ):
+            return None
+        identifiers = <object>fields[P_SUBSCRIPTION_IDS]
+        if type(identifiers) is not tuple or len(<tuple>identifiers):
+            return None
+        expiry = <object>fields[P_EXPIRY]
+        if expiry is not None:
+            if type(expiry) is not int or not 0 <= expiry <= 0xFFFFFFFF:
+                return None
+            props += 5
+        user_properties = <object>fields[P_USER]
+        if type(user_properties) is not tuple:
+            return None
+        for pair in <tuple>user_properties:
+            if type(pair) is not tuple or len(<tuple>pair) != 2:
+                return None
+            if _utf8((<tuple>pair)[0], &key_size) == NULL:
+                return None
+            if _utf8((<tuple>pair)[1], &val_size) == NULL:
+                return None
+            props += 5 + key_size + val_size
+        length = 2 + topic_size + (2 if q else 0) + _varint_size(props) + props
+    else:
+        # Before 5.0 every property must be absent: the reference refuses the rest.
+        if (
+            <object>fields[P_FORMAT] is not None
+            or <object>fields[P_EXPIRY] is not None
+            or <object>fields[P_ALIAS] is not None
+            or <object>fields[P_RESPONSE] is not None
+            or <object>fields[P_CORRELATION] is not None
+            or <object>fields[P_CONTENT] is not None
+        ):
+            return None
+        for index in (P_USER, P_SUBSCRIPTION_IDS):
+            value = <object>fields[index]
+            if type(value) is not tuple or len(<tuple>value):
+                return None
+        length = 2 + topic_size + (2 if q else 0)
+    payload_size = PyBytes_GET_SIZE(payload)
+    length += payload_size
+    if length > _MAX_REMAINING_LENGTH:
+        return None
+
+    result = PyBytes_FromStringAndSize(NULL, 1 + _varint_size(length) + length)
+    out = PyBytes_AS_STRING(result)
+    out[0] = <char>first
+    out = _write_varint(out + 1, length)
+    out = _write_string(out, topic_raw, topic_size)
+    if q:
+        out = _write_u16(out, pid)
+    if v5:
+        out = _write_varint(out, props)
+        if expiry is not None:
+            expiry_value = expiry
+            out[0] = 0x02
+            out[1] = <char>((expiry_value >> 24) & 0xFF)
+            out[2] = <char>((expiry_value >> 16) & 0xFF)
+            out[3] = <char>((expiry_value >> 8) & 0xFF)
+            out[4] = <char>(expiry_value & 0xFF)
+            out += 5
+        for pair in <tuple>user_properties:
+            key_raw = _utf8((<tuple>pair)[0], &key_size)
+            val_raw = _utf8((<tuple>pair)[1], &val_size)
+            out[0] = 0x26
+            out = _write_string(out + 1, key_raw, key_size)
+            out = _write_string(out, val_raw, val_size)
+    memcpy(out, PyBytes_AS_STRING(payload), payload_size)
+    return result
+
+
+cdef object _encode_ack(object packet, int kind, bint v5):
+    """A canonical PUBACK/PUBREC/PUBREL/PUBCOMP without properties; else None."""
+    cdef PyObject *fields[A_COUNT]
+    if not _gather(packet, _ACK_FIELD_NAMES, _ACK_DEFAULTS, fields):
+        return None
+    cdef long pid = _exact_int(<object>fields[A_PACKET_ID], 1, 0xFFFF)
+    cdef object reason = <object>fields[A_REASON]
+    cdef long code
+    cdef char *out
+    if pid < 0:
+        return None
+    if <object>fields[A_REASON_STRING] is not None:
+        return None
+    user_properties = <object>fields[A_USER]
+    if type(user_properties) is not tuple or len(<tuple>user_properties):
+        return None
+    if type(reason) is not ReasonCode:
+        return None
+    if v5:
+        if reason not in _ACK_CODES[kind - 4]:
+            return None
+        code = int(reason)
+    elif reason is not _SUCCESS:
+        return None  # reason codes exist in 5.0 only: the reference refuses
+    else:
+        code = 0
+    # The reason code may be left out when it is 0x00 (section 3.4.2.1).
+    result = PyBytes_FromStringAndSize(NULL, 5 if code else 4)
+    out = PyBytes_AS_STRING(result)
+    out[0] = <char>((kind << 4) | (0x02 if kind == 6 else 0x00))
+    out[1] = 3 if code else 2
+    _write_u16(out + 2, pid)
+    if code:
+        out[4] = <char>code
+    return result
+
+
+def encode_packet(packet, *, version):
+    """Validate ``packet`` for ``version`` and encode it (see ``_codec_py.encode_packet``)."""
+    cls = type(packet)
+    cdef bint known_version = version is _V5 or version is _V311 or version is _V31
+    cdef int kind = 0
+    if cls is PublishPacket:
+        kind = 3
+    elif cls is PubAckPacket:
+        kind = 4
+    elif cls is PubRecPacket:
+        kind = 5
+    elif cls is PubRelPacket:
+        kind = 6
+    elif cls is PubCompPacket:
+        kind = 7
+    if kind and known_version:
+        # The checks below (a packet class, a known version) pass: go straight
+        # to the fast path, and to the reference encoder if it declines.
+        if kind == 3:
+            encoded = _encode_publish(packet, version is _V5)
+            return _encode_publish_reference(packet, version) if encoded is None else encoded
+        encoded = _encode_ack(packet, kind, version is _V5)
+        return _ENCODERS[cls](packet, version) if encoded is None else encoded
+    encoder = _ENCODERS.get(cls)
+    if encoder is None:
+        raise TypeError(f"not an MQTT packet: {packet!r}")
+    if version not in _VERSIONS:
+        raise ValueError(f"unknown protocol version {version!r}")
+    return encoder(packet, version)

@@ -1,0 +1,360 @@
+"""Differential tests: the compiled codec against the pure-Python reference.
+
+For any input -- arbitrary bytes, mutations of valid and malformed encodings,
+generated packets with well-typed and ill-typed field values -- both twins
+must give equal results: equal packets (compared by type and repr, so that an
+``int`` where the reference has an enum member shows up), or an exception of
+the same class with the same reason code (and, for
+``UnsupportedProtocolVersion``, the same ``protocol_level``). Encoding must
+give equal bytes or the same exception.
+
+Skipped when the compiled twin is not built (the pure pass of CI).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from test_malformed import CASES
+from test_vectors import DECODE_ONLY, VECTORS
+
+from mqttproto import _codec_py as py
+from mqttproto.enums import ProtocolVersion, QoS, ReasonCode, RetainHandling
+from mqttproto.errors import ProtocolError, UnsupportedProtocolVersion
+from mqttproto.packets import PublishPacket, Subscription
+
+try:
+    c: Any = importlib.import_module("mqttproto._codec_c")
+except ImportError:  # pragma: no cover - the pure pass of CI
+    pytest.skip("the compiled codec is not built", allow_module_level=True)
+
+V31 = ProtocolVersion.MQTT_3_1
+V311 = ProtocolVersion.MQTT_3_1_1
+V5 = ProtocolVersion.MQTT_5_0
+VERSIONS = (V31, V311, V5)
+
+# ---------------------------------------------------------------------------
+# Comparing outcomes
+
+
+def outcome(fn: Callable[[], Any]) -> tuple[Any, ...]:
+    """What calling ``fn`` gave, in a form two implementations can be compared by."""
+    try:
+        value = fn()
+    except ProtocolError as exc:
+        level = exc.protocol_level if isinstance(exc, UnsupportedProtocolVersion) else None
+        return ("raised", type(exc), type(exc.reason_code), int(exc.reason_code), level)
+    except Exception as exc:
+        return ("raised", type(exc))
+    return ("returned", _shape(value))
+
+
+def _shape(value: Any) -> Any:
+    """Packets by type and repr (an int where an enum was expected differs)."""
+    if isinstance(value, list):
+        return [_shape(item) for item in value]
+    if isinstance(value, bytes):
+        return value
+    return (type(value), repr(value))
+
+
+def assert_same(reference: Callable[[], Any], compiled: Callable[[], Any]) -> tuple[Any, ...]:
+    expected = outcome(reference)
+    assert outcome(compiled) == expected
+    return expected
+
+
+# ---------------------------------------------------------------------------
+# Decoding
+
+
+def check_decode(data: bytes, version: ProtocolVersion) -> None:
+    assert_same(
+        lambda: py.decode_packet(data, version=version),
+        lambda: c.decode_packet(data, version=version),
+    )
+
+
+def check_reader(
+    data: bytes,
+    version: ProtocolVersion | None,
+    chunks: list[int],
+    max_packet_size: int | None = None,
+) -> None:
+    """Feed the same pieces to both readers; compare every step and the state after it."""
+    readers = [
+        module.PacketReader(version=version, max_packet_size=max_packet_size)
+        for module in (py, c)
+    ]
+    pieces = []
+    pos = 0
+    for size in chunks:
+        pieces.append(data[pos : pos + size])
+        pos += size
+    pieces.append(data[pos:])
+    pieces.append(b"\xc0\x00")  # after an error: the same error again
+    for piece in pieces:
+        assert_same(
+            lambda piece=piece: readers[0].feed(piece),
+            lambda piece=piece: readers[1].feed(piece),
+        )
+        assert readers[0].buffered == readers[1].buffered
+        assert readers[0].version == readers[1].version
+
+
+SEEDS: list[tuple[bytes, ProtocolVersion | None]] = (
+    [(v.data, v.version) for v in VECTORS + DECODE_ONLY]
+    + [
+        (case.data, None if case.version is None else ProtocolVersion(case.version))
+        for case in CASES
+    ]
+    + [
+        # The benchmark's v5 PUBLISH: message expiry and a user property.
+        (
+            c.encode_packet(
+                PublishPacket(
+                    "sensors/building1/floor2/temp",
+                    bytes(64),
+                    qos=QoS.AT_LEAST_ONCE,
+                    packet_id=7,
+                    message_expiry_interval=3600,
+                    user_properties=(("unit", "celsius"),),
+                ),
+                version=V5,
+            ),
+            V5,
+        )
+    ]
+)
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> tuple[bytes, ProtocolVersion | None]:
+    """A seed encoding with a few bytes flipped, inserted, deleted or cut."""
+    data, version = draw(st.sampled_from(SEEDS))
+    buf = bytearray(data)
+    for _ in range(draw(st.integers(0, 4))):
+        op = draw(st.sampled_from(["set", "xor", "insert", "delete", "truncate", "append"]))
+        index = draw(st.integers(0, max(len(buf) - 1, 0)))
+        if op == "set" and buf:
+            buf[index] = draw(st.sampled_from([0x00, 0x01, 0x02, 0x7F, 0x80, 0xFF, 0x23, 0x2B]))
+        elif op == "xor" and buf:
+            buf[index] ^= 1 << draw(st.integers(0, 7))
+        elif op == "insert":
+            buf.insert(index, draw(st.integers(0, 255)))
+        elif op == "delete" and buf:
+            del buf[index]
+        elif op == "truncate":
+            del buf[index:]
+        elif op == "append":
+            buf += draw(st.binary(max_size=8))
+    return bytes(buf), version
+
+
+def _fixed_length(data: bytes) -> bytes:
+    """Rewrite the Remaining Length to match the body, so the body gets parsed."""
+    if len(data) < 2:
+        return data
+    body = data[2:]
+    length = len(body)
+    header = bytearray()
+    while True:
+        byte = length & 0x7F
+        length >>= 7
+        header.append(byte | (0x80 if length else 0))
+        if not length:
+            break
+    return bytes((data[0],)) + bytes(header) + body
+
+
+versions = st.sampled_from(VERSIONS)
+
+
+@given(data=st.binary(max_size=64), version=versions)
+@example(data=b"\x30\x05\x00\x01a\x00", version=V5)
+def test_arbitrary_bytes(data: bytes, version: ProtocolVersion) -> None:
+    check_decode(data, version)
+    check_decode(_fixed_length(data), version)
+
+
+@given(seed=mutated(), version=versions)
+def test_mutated_decode_packet(
+    seed: tuple[bytes, ProtocolVersion | None], version: ProtocolVersion
+) -> None:
+    data, seed_version = seed
+    check_decode(data, seed_version or version)
+    check_decode(_fixed_length(data), seed_version or version)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.lists(mutated(), min_size=1, max_size=4),
+    server=st.booleans(),
+    chunks=st.lists(st.integers(0, 12), max_size=8),
+    max_packet_size=st.none() | st.integers(2, 80),
+)
+def test_mutated_stream(
+    seed: list[tuple[bytes, ProtocolVersion | None]],
+    server: bool,
+    chunks: list[int],
+    max_packet_size: int | None,
+) -> None:
+    """Several (mutated) packets in one stream, whole and in chunks."""
+    data = b"".join(item[0] for item in seed)
+    version = None if server else (seed[0][1] or V5)
+    check_reader(data, version, [], max_packet_size)
+    check_reader(data, version, chunks, max_packet_size)
+
+
+@pytest.mark.parametrize("index", range(len(SEEDS)))
+def test_seeds_byte_by_byte(index: int) -> None:
+    data, version = SEEDS[index]
+    check_reader(data, version, [1] * len(data))
+    if version is not None:
+        check_decode(data, version)
+
+
+@given(data=st.binary(max_size=300), chunks=st.lists(st.integers(0, 40), max_size=6))
+def test_arbitrary_stream(data: bytes, chunks: list[int]) -> None:
+    check_reader(data, V5, chunks)
+    check_reader(data, None, chunks)
+
+
+def test_topic_caches_keep_twins_equal() -> None:
+    """Repeated, colliding and invalid topics: a cache hit never changes a result."""
+    names = [f"t/{i}" for i in range(3000)] + ["t/0", "a/+", "", "t/0", "é/ü", "x" * 300]
+    for version in (V311, V5):
+        for name in names:
+            raw = name.encode()
+            body = len(raw).to_bytes(2, "big") + raw + (b"\x00" if version == V5 else b"")
+            data = bytes((0x30, len(body))) + body if len(body) < 128 else None
+            if data is not None:
+                check_decode(data, version)
+
+
+# ---------------------------------------------------------------------------
+# Encoding: generated packets, including ill-typed field values
+
+
+WEIRD: list[Any] = [
+    None, True, False, 0, 1, 2, 3, -1, 0xFFFF, 0x10000, 2**32 - 1, 2**32, 2**70, 1.0,
+    "", "a", "a/b", "a/+", "#", "a\x00b", "\ud800", "$share/g/a", "é",
+    b"", b"x", bytearray(b"xy"), memoryview(b"z"),
+    (), (("a", "b"),), [("a", "b")], ("a", "b"), (("a",),), (("a", 1),), (1, 2), [1],
+    QoS.AT_MOST_ONCE, QoS.AT_LEAST_ONCE, QoS.EXACTLY_ONCE,
+    ReasonCode.SUCCESS, ReasonCode.NO_MATCHING_SUBSCRIBERS, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND,
+    ReasonCode.UNSPECIFIED_ERROR, ReasonCode.NORMAL_DISCONNECTION,
+    RetainHandling.DO_NOT_SEND, Subscription("a"), (Subscription("a/#"),),
+    ProtocolVersion.MQTT_3_1_1,
+]  # fmt: skip
+
+
+def _with_fields(packet: Any, changes: dict[str, Any]) -> Any:
+    """A copy of ``packet`` with raw field values, bypassing converters."""
+    copy = object.__new__(type(packet))
+    copy.__dict__.update(vars(packet))
+    copy.__dict__.update(changes)
+    return copy
+
+
+PACKETS: list[Any] = [v.packet for v in VECTORS + DECODE_ONLY]
+
+
+@st.composite
+def encodable(draw: st.DrawFn) -> tuple[Any, ProtocolVersion]:
+    packet = draw(st.sampled_from(PACKETS))
+    names = sorted(vars(packet)) or ["packet_id"]
+    changes = draw(
+        st.dictionaries(st.sampled_from(names), st.sampled_from(WEIRD), max_size=3)
+    )
+    return _with_fields(packet, changes), draw(versions)
+
+
+def check_encode(packet: Any, version: Any) -> None:
+    result = assert_same(
+        lambda: py.encode_packet(packet, version=version),
+        lambda: c.encode_packet(packet, version=version),
+    )
+    if result[0] == "returned" and isinstance(version, ProtocolVersion):
+        # What was encoded decodes alike too.
+        check_decode(result[1], version)
+
+
+@given(case=encodable())
+def test_encode_generated(case: tuple[Any, ProtocolVersion]) -> None:
+    check_encode(*case)
+
+
+publish_fields = st.fixed_dictionaries(
+    {
+        "topic": st.sampled_from(["a", "a/b", "sensors/x", "", "a/+", "é/ü", "x" * 200]),
+        "payload": st.binary(max_size=200),
+        "qos": st.sampled_from([QoS.AT_MOST_ONCE, QoS.AT_LEAST_ONCE, QoS.EXACTLY_ONCE, 0, 1, 2]),
+        "retain": st.booleans(),
+        "duplicate": st.booleans(),
+        "packet_id": st.none() | st.integers(0, 0x10000),
+    },
+    optional={
+        "message_expiry_interval": st.none() | st.integers(-1, 2**32),
+        "user_properties": st.lists(
+            st.tuples(st.text(max_size=5), st.text(max_size=5)), max_size=3
+        ).map(tuple),
+        "topic_alias": st.none() | st.integers(0, 3),
+        "payload_format_indicator": st.none() | st.integers(0, 2),
+        "content_type": st.none() | st.text(max_size=4),
+        "subscription_identifiers": st.lists(st.integers(0, 300), max_size=2).map(tuple),
+    },
+)
+
+
+@given(fields=publish_fields, version=versions)
+def test_encode_publish(fields: dict[str, Any], version: ProtocolVersion) -> None:
+    packet = _with_fields(PublishPacket("t"), fields)
+    check_encode(packet, version)
+
+
+@pytest.mark.parametrize("version", [*VERSIONS, 5, 4, 7, None, "5"])
+def test_encode_version_argument(version: Any) -> None:
+    for packet in PACKETS[:40]:
+        check_encode(packet, version)
+
+
+def test_encode_not_a_packet() -> None:
+    for thing in (None, 1, "x", object(), Subscription("a")):
+        check_encode(thing, V5)
+
+
+def test_decode_version_argument() -> None:
+    for data, _ in SEEDS[:30]:
+        for version in (5, 4, 3, 7, None, "5"):
+            assert_same(
+                lambda data=data, version=version: py.decode_packet(data, version=version),
+                lambda data=data, version=version: c.decode_packet(data, version=version),
+            )
+
+
+def test_reader_arguments() -> None:
+    for version in (None, V5, 5, 4, 3, 7, "5", 5.0):
+        for size in (None, 1, 2, 2.5, 100, 2**80, "x"):
+            assert_same(
+                lambda version=version, size=size: py.PacketReader(
+                    version=version, max_packet_size=size
+                ).version,
+                lambda version=version, size=size: c.PacketReader(
+                    version=version, max_packet_size=size
+                ).version,
+            )
+
+
+def test_reader_input_types() -> None:
+    data = SEEDS[0][0]
+    for chunk in (bytearray(data), memoryview(data), b"", 3, "x", [1, 2]):
+        assert_same(
+            lambda chunk=chunk: py.PacketReader(version=SEEDS[0][1]).feed(chunk),
+            lambda chunk=chunk: c.PacketReader(version=SEEDS[0][1]).feed(chunk),
+        )
