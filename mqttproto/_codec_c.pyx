@@ -481,6 +481,8 @@ def decode_packet(data, *, version):
         raise MalformedPacket(
             f"remaining length {length} does not match the {end - pos} bytes given"
         )
+    if version not in _VERSIONS:
+        raise ValueError(f"unknown protocol version {version!r}")
     level = int(version)
     try:
         return _decode_one(whole, buf, buf[0], pos, end, level)
@@ -548,7 +550,8 @@ cdef class PacketReader:
         cdef Py_ssize_t size
         cdef list packets
         if self._error is not None:
-            raise self._error
+            # A fresh traceback each time, as in the reference.
+            raise self._error.with_traceback(None)
         if type(data) is not bytes:
             data = bytes(data)
         if self._pending:
@@ -595,6 +598,10 @@ cdef class PacketReader:
         while pos < size:
             # Fixed header: one type/flags byte, then the remaining length.
             first = buf[pos]
+            if level is None and first >> 4 != 1:
+                # Refused at its first byte: a peer that has not sent CONNECT
+                # must not make a server buffer a packet body.
+                raise RemoteProtocolError("the first packet must be CONNECT [MQTT-3.1.0-1]")
             start = pos + 1
             if start >= size:
                 self._need = size - pos + 1
@@ -628,8 +635,6 @@ cdef class PacketReader:
                 self._need = end - pos
                 break
             if level is None:
-                if first >> 4 != 1:
-                    raise RemoteProtocolError("the first packet must be CONNECT [MQTT-3.1.0-1]")
                 connect = _decode_body(data, first, start, end, 0)
                 assert isinstance(connect, ConnectPacket)
                 self._version = int(connect.protocol_version)

@@ -53,23 +53,21 @@ def _compiled_available() -> bool:
     return _run("import mqttproto._codec_c").returncode == 0
 
 
-def test_required_extension_is_loaded() -> None:
-    """The CI guard: the extension was required, so it must be what runs."""
-    if not _flag("MQTTPROTO_REQUIRE_EXTENSIONS") or _flag("MQTTPROTO_PURE_PYTHON"):
-        pytest.skip("MQTTPROTO_REQUIRE_EXTENSIONS=1 is not set")
-    assert mqttproto.codec_implementation() == "cython"
-    from mqttproto import _codec_c  # type: ignore[attr-defined]
+def test_selected_implementation_follows_the_switches() -> None:
+    """The CI guard: with the extension required, it must be what runs."""
+    if _flag("MQTTPROTO_PURE_PYTHON"):
+        assert mqttproto.codec_implementation() == "python"
+        assert mqttproto.decode_packet is _codec_py.decode_packet
+    elif _flag("MQTTPROTO_REQUIRE_EXTENSIONS"):
+        assert mqttproto.codec_implementation() == "cython"
+        from mqttproto import _codec_c  # type: ignore[attr-defined]
 
-    assert mqttproto.decode_packet is _codec_c.decode_packet
-    assert mqttproto.encode_packet is _codec_c.encode_packet
-    assert mqttproto.PacketReader is _codec_c.PacketReader
-
-
-def test_pure_python_in_this_process() -> None:
-    if not _flag("MQTTPROTO_PURE_PYTHON"):
-        pytest.skip("MQTTPROTO_PURE_PYTHON=1 is not set")
-    assert mqttproto.codec_implementation() == "python"
-    assert mqttproto.decode_packet is _codec_py.decode_packet
+        assert mqttproto.decode_packet is _codec_c.decode_packet
+        assert mqttproto.encode_packet is _codec_c.encode_packet
+        assert mqttproto.PacketReader is _codec_c.PacketReader
+    else:
+        expected = "cython" if _compiled_available() else "python"
+        assert mqttproto.codec_implementation() == expected
 
 
 def test_implementation_matches_the_functions() -> None:
