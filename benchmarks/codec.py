@@ -1,6 +1,8 @@
 """Codec benchmark: decode and encode of PUBLISH streams, medians over rounds.
 
-Run: ``.venv/bin/python benchmarks/codec.py [--packets N] [--rounds R]``
+Run: ``.venv/bin/pip install -e '.[bench]' && .venv/bin/python benchmarks/codec.py``
+(options ``--packets N --rounds R``). Peers are measured when installed:
+paho-mqtt (in the ``dev`` extra) and the Rust-backed ``mqtt5`` (``bench``).
 
 Workloads (topic ``sensors/building1/floor2/temp``, 64-byte payload):
 
@@ -183,6 +185,56 @@ class Paho(Implementation):
         return run
 
 
+class Mqtt5(Implementation):
+    """The Rust-backed ``mqtt5`` package (MQTT 5.0 only).
+
+    Decode calls ``mqtt5.read`` along the stream (it returns the packet and
+    the bytes it used); encode calls ``write()`` on prebuilt packets.
+    """
+
+    def __init__(self) -> None:
+        import mqtt5
+
+        super().__init__("mqtt5 (Rust)", mqtt5)
+
+    def supports(self, workload: str) -> bool:
+        return workload.startswith("v5")
+
+    def decoder(self, version: ProtocolVersion, stream: bytes) -> Callable[[], int]:
+        read = self.module.read
+
+        def run() -> int:
+            view = memoryview(stream)
+            size = len(stream)
+            pos = count = 0
+            while pos < size:
+                _packet, used = read(view[pos:])
+                pos += used
+                count += 1
+            return count
+
+        return run
+
+    def encoder(
+        self, version: ProtocolVersion, packets: list[PublishPacket]
+    ) -> Callable[[], int]:
+        mqtt5 = self.module
+        qos = {0: mqtt5.QoS.AT_MOST_ONCE, 1: mqtt5.QoS.AT_LEAST_ONCE}
+        theirs = [
+            mqtt5.PublishPacket(
+                topic=p.topic, payload=p.payload, qos=qos[int(p.qos)], packet_id=p.packet_id,
+                message_expiry_interval=p.message_expiry_interval,
+                user_properties=list(p.user_properties),
+            )
+            for p in packets
+        ]  # fmt: skip
+
+        def run() -> int:
+            return len([packet.write() for packet in theirs])
+
+        return run
+
+
 def implementations() -> list[Implementation]:
     from mqttproto import _codec_py
 
@@ -198,6 +250,10 @@ def implementations() -> list[Implementation]:
         found.append(Paho())
     except ImportError:
         print("paho-mqtt is not installed: measuring without it\n")
+    try:
+        found.append(Mqtt5())
+    except ImportError:
+        print("mqtt5 is not installed (pip install '.[bench]'): measuring without it\n")
     return found
 
 
