@@ -59,6 +59,23 @@ def _tuple(value: Iterable[Any]) -> tuple[Any, ...]:
     return value if type(value) is tuple else tuple(value)
 
 
+# Typed converters, so that type checkers see what each field accepts.
+def _ints(value: Iterable[int]) -> tuple[int, ...]:
+    return _tuple(value)
+
+
+def _strings(value: Iterable[str]) -> tuple[str, ...]:
+    return _tuple(value)
+
+
+def _reason_codes(value: Iterable[ReasonCode]) -> tuple[ReasonCode, ...]:
+    return _tuple(value)
+
+
+def _subscriptions(value: Iterable[Subscription]) -> tuple[Subscription, ...]:
+    return _tuple(value)
+
+
 # Packets are dict-backed, not slotted, and every field default also lives on
 # the class (installed by _install_class_defaults at the end of this module).
 # The decoder can then build an instance by putting only the values that
@@ -191,7 +208,7 @@ class PublishPacket:
         default=(), converter=_user_properties, kw_only=True
     )
     subscription_identifiers: tuple[int, ...] = attrs.field(
-        default=(), converter=_tuple, kw_only=True
+        default=(), converter=_ints, kw_only=True
     )
     content_type: str | None = attrs.field(default=None, kw_only=True)
 
@@ -245,7 +262,7 @@ class SubscribePacket:
     packet_type: ClassVar[PacketType] = PacketType.SUBSCRIBE
 
     packet_id: int
-    subscriptions: tuple[Subscription, ...] = attrs.field(converter=_tuple)
+    subscriptions: tuple[Subscription, ...] = attrs.field(converter=_subscriptions)
     subscription_identifier: int | None = attrs.field(default=None, kw_only=True)
     user_properties: UserProperties = attrs.field(
         default=(), converter=_user_properties, kw_only=True
@@ -263,7 +280,7 @@ class SubAckPacket:
     packet_type: ClassVar[PacketType] = PacketType.SUBACK
 
     packet_id: int
-    reason_codes: tuple[ReasonCode, ...] = attrs.field(converter=_tuple)
+    reason_codes: tuple[ReasonCode, ...] = attrs.field(converter=_reason_codes)
     reason_string: str | None = attrs.field(default=None, kw_only=True)
     user_properties: UserProperties = attrs.field(
         default=(), converter=_user_properties, kw_only=True
@@ -277,7 +294,7 @@ class UnsubscribePacket:
     packet_type: ClassVar[PacketType] = PacketType.UNSUBSCRIBE
 
     packet_id: int
-    topic_filters: tuple[str, ...] = attrs.field(converter=_tuple)
+    topic_filters: tuple[str, ...] = attrs.field(converter=_strings)
     user_properties: UserProperties = attrs.field(
         default=(), converter=_user_properties, kw_only=True
     )
@@ -291,7 +308,7 @@ class UnsubAckPacket:
     packet_type: ClassVar[PacketType] = PacketType.UNSUBACK
 
     packet_id: int
-    reason_codes: tuple[ReasonCode, ...] = attrs.field(default=(), converter=_tuple)
+    reason_codes: tuple[ReasonCode, ...] = attrs.field(default=(), converter=_reason_codes)
     reason_string: str | None = attrs.field(default=None, kw_only=True)
     user_properties: UserProperties = attrs.field(
         default=(), converter=_user_properties, kw_only=True
