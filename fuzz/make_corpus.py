@@ -1,0 +1,145 @@
+"""Regenerate the seed corpus of fuzz_codec.py: ``fuzz/corpus/fuzz_codec/``.
+
+Run from anywhere with the project's venv::
+
+    .venv/bin/python fuzz/make_corpus.py
+
+The seeds come from the test suite's data, so that they stay in step with it:
+
+- ``vec-*``: every hand-written vector of tests/test_vectors.py (every packet
+  type in every version) with its version; ``server-*`` the CONNECT vectors
+  again for a server's reader (version None);
+- ``decode-only-*``: the valid encodings the encoder does not produce;
+- ``length-*``: Remaining Lengths of one and two bytes;
+- ``bad-*``: every case of the malformed catalogue (tests/test_malformed.py)
+  with its version and maximum packet size;
+- ``stream-*``: whole sessions of several packets in one stream.
+
+Each file is the selector bytes of fuzz_codec.py (version, maximum packet
+size, chunking) followed by the bytes. The chunking pattern varies from seed
+to seed, deterministically. The output is deterministic: running the script
+twice gives the same files.
+
+Files named ``regress-*`` are crash reproducers added by hand (see
+fuzz/README.md); they are kept. Every other file in the directory is
+replaced.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CORPUS = HERE / "corpus" / "fuzz_codec"
+KEEP_PREFIX = "regress-"
+
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from fuzz_codec import selector  # noqa: E402
+from test_malformed import CASES, _label  # noqa: E402
+from test_vectors import DECODE_ONLY, LENGTH_VECTORS, VECTORS, h  # noqa: E402
+
+from mqttproto.enums import ProtocolVersion  # noqa: E402
+from mqttproto.packets import ConnectPacket  # noqa: E402
+
+
+def _name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+
+
+def _chunking(index: int, data: bytes) -> tuple[int, int]:
+    """A chunking pattern and its parameter, varied by seed number."""
+    pattern = index % 4
+    if pattern == 0:
+        return 0, index * 7 % 16  # pieces of 1 to 16 bytes
+    if pattern == 1:
+        return 1, index * 37 % 256  # pseudo-random pieces
+    if pattern == 2:
+        return 2, 128  # cut in the middle
+    return 3, data[len(data) // 2] if data else 0  # cut before a byte value
+
+
+def seeds() -> dict[str, bytes]:
+    """File name -> contents, for every seed."""
+    out: dict[str, tuple[ProtocolVersion | int | None, int | None, bytes]] = {}
+
+    for vector in VECTORS:
+        out[f"vec-{vector.id}"] = (vector.version, None, vector.data)
+        if isinstance(vector.packet, ConnectPacket):
+            out[f"server-{vector.id}"] = (None, None, vector.data)
+    for vector in DECODE_ONLY:
+        out[f"decode-only-{vector.id}"] = (vector.version, None, vector.data)
+
+    for name, remaining_length, header in LENGTH_VECTORS:
+        if remaining_length > 128:
+            continue  # the larger ones would make the corpus big for no new path
+        for version in (ProtocolVersion.MQTT_3_1_1, ProtocolVersion.MQTT_5_0):
+            prefix = h(header) + h("0001 61") + (h("00") if version == 5 else b"")
+            data = prefix + bytes(remaining_length - (len(prefix) - len(h(header))))
+            out[f"length-{name}-{version.value}"] = (version, None, data)
+
+    for case in CASES:
+        out[f"bad-{_label(case)}"] = (case.version, case.max_packet_size, case.data)
+
+    by_id = {vector.id: vector.data for vector in VECTORS}
+
+    def stream(*ids: str) -> bytes:
+        return b"".join(by_id[name] for name in ids)
+
+    # A server's view of a session: CONNECT first, the version adopted from it.
+    for suffix, ids in _sessions(by_id).items():
+        out[f"stream-{suffix}"] = (None, None, stream(*ids))
+    # A client's view: everything a server sends, in one stream.
+    for version in ProtocolVersion:
+        tag = {3: "3.1", 4: "3.1.1", 5: "5.0"}[version.value]
+        ids = sorted(
+            vector.id
+            for vector in VECTORS
+            if vector.version == version and vector.data[0] >> 4 in (2, 3, 9, 11, 13)
+        )
+        out[f"stream-client-{tag}-all-server-packets"] = (version, None, stream(*ids))
+        out[f"stream-client-{tag}-all-server-packets-max-64"] = (version, 64, stream(*ids))
+
+    files: dict[str, bytes] = {}
+    for index, (name, (version, max_size, data)) in enumerate(sorted(out.items())):
+        chunking, param = _chunking(index, data)
+        head = selector(version, max_packet_size=max_size, chunking=chunking, chunk_param=param)
+        files[_name(name)] = head + data
+    return files
+
+
+def _sessions(by_id: dict[str, bytes]) -> dict[str, list[str]]:
+    """Sessions built from vectors: CONNECT, then what a client sends."""
+    sessions: dict[str, list[str]] = {}
+    for tag in ("3.1", "3.1.1", "5.0"):
+        ids = sorted(name for name in by_id if re.search(f"-{re.escape(tag)}(-|$)", name))
+        connect = next(name for name in ids if name.startswith("connect-"))
+        client_side = [
+            name
+            for name in ids
+            if by_id[name][0] >> 4 in (3, 4, 5, 6, 7, 8, 10, 12, 14, 15)
+        ]
+        sessions[f"server-{tag}-session"] = [connect, *client_side]
+    return sessions
+
+
+def main() -> None:
+    files = seeds()
+    CORPUS.mkdir(parents=True, exist_ok=True)
+    for path in CORPUS.iterdir():
+        if not path.name.startswith(KEEP_PREFIX) and path.name not in files:
+            path.unlink()
+    for name, content in files.items():
+        path = CORPUS / name
+        if not path.exists() or path.read_bytes() != content:
+            path.write_bytes(content)
+    total = sum(len(content) for content in files.values())
+    print(f"{len(files)} seeds, {total} bytes, in {CORPUS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
