@@ -1,0 +1,183 @@
+"""The engine both connection roles share.
+
+bytes in → :class:`PacketReader` → a ``PacketType → handler`` table → events
+out; packets out → encoder → one outbound buffer. A role (client or server)
+subclasses :class:`Connection`, lists which packets it may receive in each
+state, provides one handler per packet type and says what goodbye to send
+when the peer breaks the protocol.
+
+The error path is here, once: a :class:`RemoteProtocolError` from the reader
+or a handler queues the role's goodbye, closes the connection, reports it as
+an event and is re-raised to the caller of :meth:`Connection.receive_data`.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import ClassVar
+
+from ._state import ConnectionState, Input, transition
+from .codec import PacketReader, encode_packet
+from .enums import PacketType, ProtocolVersion, ReasonCode
+from .errors import LocalProtocolError, RemoteProtocolError
+from .events import Event
+from .packets import Packet
+
+__all__ = ["Connection"]
+
+Handler = Callable[[Packet, float], None]
+
+
+class Connection(abc.ABC):
+    """One network connection, either role, with no I/O of its own."""
+
+    #: Which packet types may arrive in each state; anything else is a
+    #: protocol error. Filled in by each role.
+    RECEIVABLE: ClassVar[dict[ConnectionState, frozenset[PacketType]]] = {}
+    #: ``PacketType -> method name`` of the role's packet handlers.
+    HANDLERS: ClassVar[dict[PacketType, str]] = {}
+
+    def __init__(self, version: ProtocolVersion | None) -> None:
+        self.state = ConnectionState.IDLE
+        self._version = version
+        self._reader = PacketReader(version=version)
+        self._out: list[bytes] = []
+        self._events: deque[Event] = deque()
+        self._last_sent = 0.0
+        self._last_received = 0.0
+        #: The peer's Maximum Packet Size; None: the protocol's limit.
+        self._peer_max_packet_size: int | None = None
+        self._handlers: dict[PacketType, Handler] = {
+            packet_type: getattr(self, name) for packet_type, name in self.HANDLERS.items()
+        }
+
+    # -- what the caller sees -------------------------------------------------
+
+    @property
+    def version(self) -> ProtocolVersion | None:
+        """The protocol version of this connection (None: a server before CONNECT)."""
+        return self._version
+
+    @property
+    def closed(self) -> bool:
+        return self.state is ConnectionState.CLOSED
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        """Feed bytes received from the peer at time ``now``.
+
+        Events become available through :meth:`next_event`; replies (acks,
+        PINGRESP, ...) through :meth:`data_to_send`. Bytes that arrive after
+        the connection closed are ignored.
+
+        :raises RemoteProtocolError: the peer broke the protocol. The goodbye
+            is already queued, the connection is closed and a
+            :class:`~mqttproto.events.Disconnected` event is queued.
+        """
+        if self.state is ConnectionState.CLOSED:
+            return
+        if self.state is ConnectionState.IDLE and not self._accepts_before_start():
+            raise LocalProtocolError("receive_data() before the connection was started")
+        self._last_received = now
+        try:
+            packets = self._reader.feed(data)
+        except RemoteProtocolError as exc:
+            self._protocol_error(exc, now)
+            raise
+        if not packets:
+            return
+        receivable = self.RECEIVABLE
+        handlers = self._handlers
+        for packet in packets:
+            packet_type = packet.packet_type
+            try:
+                if packet_type not in receivable[self.state]:
+                    if self.closed:
+                        # Whatever follows the end of the conversation is dropped.
+                        return
+                    raise RemoteProtocolError(
+                        f"{packet_type.name} may not be received by a {self._role} "
+                        f"in state {self.state.value}"
+                    )
+                handlers[packet_type](packet, now)
+            except RemoteProtocolError as exc:
+                self._protocol_error(exc, now)
+                raise
+
+    def receive_eof(self, now: float) -> None:
+        """The peer closed its side of the stream."""
+        if self.state is ConnectionState.CLOSED:
+            return
+        self.state = transition(self.state, Input.RECV_EOF)
+        self._connection_ended(ReasonCode.UNSPECIFIED_ERROR, now)
+
+    def next_event(self) -> Event | None:
+        """The next event, or None when more data (or time) is needed."""
+        events = self._events
+        return events.popleft() if events else None
+
+    def events(self) -> Iterator[Event]:
+        """Drain the pending events."""
+        events = self._events
+        while events:
+            yield events.popleft()
+
+    def data_to_send(self, now: float) -> bytes:
+        """Bytes to write to the transport; ``now`` is when they go out."""
+        out = self._out
+        if not out:
+            return b""
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self._last_sent = now
+        return data
+
+    # -- for the roles ----------------------------------------------------------
+
+    _role: ClassVar[str] = "peer"
+
+    def _accepts_before_start(self) -> bool:
+        """Whether bytes may arrive in IDLE (a server waits for CONNECT there)."""
+        return False
+
+    def _encode(self, packet: Packet) -> bytes:
+        """Encode for this connection, refusing what the peer cannot accept.
+
+        :raises LocalProtocolError: the packet breaks a rule, or is larger
+            than the peer's Maximum Packet Size [MQTT-3.1.2-24] / [MQTT-3.2.2-15].
+        """
+        assert self._version is not None
+        data = encode_packet(packet, version=self._version)
+        limit = self._peer_max_packet_size
+        if limit is not None and len(data) > limit:
+            raise LocalProtocolError(
+                f"{packet.packet_type.name} of {len(data)} bytes exceeds the peer's "
+                f"Maximum Packet Size of {limit}"
+            )
+        return data
+
+    def _send(self, packet: Packet) -> None:
+        self._out.append(self._encode(packet))
+
+    def _protocol_error(self, exc: RemoteProtocolError, now: float) -> None:
+        """Queue the goodbye for ``exc``, close, and report it."""
+        if self.state is ConnectionState.CLOSED:
+            return
+        goodbye = self._goodbye(exc)
+        # If the peer's limit is too small even for the goodbye, close
+        # without one, as the protocol allows.
+        with contextlib.suppress(LocalProtocolError):
+            if goodbye is not None:
+                self._out.append(self._encode(goodbye))
+        self.state = transition(self.state, Input.PROTOCOL_ERROR)
+        self._connection_ended(exc.reason_code, now)
+
+    @abc.abstractmethod
+    def _goodbye(self, exc: RemoteProtocolError) -> Packet | None:
+        """The packet that tells the peer about ``exc``; None to just close."""
+
+    @abc.abstractmethod
+    def _connection_ended(self, reason_code: ReasonCode, now: float) -> None:
+        """The connection closed for a reason of this side's (EOF, error, timeout)."""

@@ -1,0 +1,287 @@
+"""QoS 1 and 2 bookkeeping shared by the client and broker roles.
+
+- :class:`PacketIdAllocator` hands out packet identifiers for one direction.
+- :class:`OutboundFlow` tracks the PUBLISH packets this side sends at QoS 1
+  and 2: the in-flight window bounded by the peer's Receive Maximum, the
+  ordered queue behind it, and the packets to resend when a session resumes.
+- :class:`InboundFlow` tracks the QoS 1 and 2 PUBLISH packets this side
+  receives: acknowledgements not yet sent, QoS 2 packet identifiers held
+  until PUBREL (the exactly-once deduplication), and our own Receive Maximum.
+
+Nothing here encodes or sends: the connection asks what to do and does it.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Iterator
+
+import attrs
+
+from .enums import QoS, ReasonCode
+from .errors import LocalProtocolError, ReceiveMaximumExceeded, RemoteProtocolError
+from .packets import PublishPacket, PubRelPacket
+
+__all__ = [
+    "MAX_PACKET_ID",
+    "InboundFlow",
+    "OutboundFlow",
+    "OutboundMessage",
+    "OutboundStage",
+    "PacketIdAllocator",
+]
+
+MAX_PACKET_ID = 65535
+
+
+class PacketIdAllocator:
+    """Non-zero 16-bit packet identifiers, each in use at most once [MQTT-2.2.1-3].
+
+    Identifiers are handed out round-robin, so a just-released identifier is
+    not reused at once: a late duplicate acknowledgement cannot be mistaken
+    for the answer to a new packet.
+    """
+
+    __slots__ = ("_next", "_used")
+
+    def __init__(self) -> None:
+        self._next = 1
+        self._used: set[int] = set()
+
+    def allocate(self) -> int:
+        """A free identifier, now marked in use.
+
+        :raises LocalProtocolError: when all 65,535 are in use.
+        """
+        packet_id = self.peek()
+        self._used.add(packet_id)
+        self._next = packet_id % MAX_PACKET_ID + 1
+        return packet_id
+
+    def peek(self) -> int:
+        """The identifier :meth:`allocate` will return next, without taking it."""
+        used = self._used
+        if len(used) >= MAX_PACKET_ID:
+            raise LocalProtocolError("all 65535 packet identifiers are in use")
+        packet_id = self._next
+        while packet_id in used:
+            packet_id = packet_id % MAX_PACKET_ID + 1
+        return packet_id
+
+    def reserve(self, packet_id: int) -> None:
+        """Mark an identifier restored from a stored session as in use."""
+        self._used.add(packet_id)
+
+    def release(self, packet_id: int) -> None:
+        self._used.discard(packet_id)
+
+    def clear(self) -> None:
+        self._used.clear()
+
+    def __contains__(self, packet_id: object) -> bool:
+        return packet_id in self._used
+
+    def __len__(self) -> int:
+        return len(self._used)
+
+
+class OutboundStage(enum.Enum):
+    """Where a QoS 1/2 PUBLISH this side sent is in its handshake."""
+
+    #: Sent; waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
+    PUBLISHED = "published"
+    #: QoS 2 only: PUBREC received and PUBREL sent; waiting for PUBCOMP.
+    RELEASED = "released"
+
+
+@attrs.define(slots=True)
+class OutboundMessage:
+    """One QoS 1/2 PUBLISH in flight, as it was first sent (full topic, no alias)."""
+
+    packet: PublishPacket
+    stage: OutboundStage = OutboundStage.PUBLISHED
+
+    @property
+    def packet_id(self) -> int:
+        assert self.packet.packet_id is not None
+        return self.packet.packet_id
+
+
+class OutboundFlow:
+    """QoS 1/2 PUBLISH packets this side sends, in order.
+
+    At most :attr:`send_quota` of them are unacknowledged at once (the peer's
+    Receive Maximum, [MQTT-3.3.4-7]); the rest wait in a bounded queue and are
+    released, oldest first, as acknowledgements free the window.
+    """
+
+    __slots__ = ("inflight", "max_queued", "queue", "send_quota")
+
+    def __init__(self, *, send_quota: int = MAX_PACKET_ID, max_queued: int = 1000) -> None:
+        self.send_quota = send_quota
+        self.max_queued = max_queued
+        #: packet id -> message, in the order first sent (dicts keep order).
+        self.inflight: dict[int, OutboundMessage] = {}
+        self.queue: deque[PublishPacket] = deque()
+
+    def __len__(self) -> int:
+        return len(self.inflight) + len(self.queue)
+
+    def has_room(self) -> bool:
+        """Whether a new message may go out now rather than queue (order kept)."""
+        return not self.queue and len(self.inflight) < self.send_quota
+
+    def check_queue_room(self) -> None:
+        """Raise :class:`LocalProtocolError` if one more message cannot queue."""
+        if len(self.queue) >= self.max_queued:
+            raise LocalProtocolError(
+                f"the queue of {self.max_queued} messages waiting for the in-flight window is full"
+            )
+
+    def start(self, packet: PublishPacket) -> None:
+        """Record ``packet`` (QoS 1/2, with its packet id) as sent."""
+        assert packet.packet_id is not None
+        self.inflight[packet.packet_id] = OutboundMessage(packet)
+
+    def enqueue(self, packet: PublishPacket) -> None:
+        self.check_queue_room()
+        self.queue.append(packet)
+
+    def release_queued(self) -> Iterator[PublishPacket]:
+        """Yield queued packets while the window has room; each is then in flight."""
+        queue = self.queue
+        while queue and len(self.inflight) < self.send_quota:
+            packet = queue.popleft()
+            self.start(packet)
+            yield packet
+
+    def on_puback(self, packet_id: int) -> OutboundMessage | None:
+        """PUBACK received: the QoS 1 flow ends. None for an unknown identifier."""
+        message = self.inflight.get(packet_id)
+        if message is None:
+            return None
+        if message.packet.qos != QoS.AT_LEAST_ONCE:
+            raise RemoteProtocolError(f"PUBACK for packet {packet_id}, a QoS 2 PUBLISH")
+        del self.inflight[packet_id]
+        return message
+
+    def on_pubrec(self, packet_id: int, reason_code: ReasonCode) -> OutboundMessage | None:
+        """PUBREC received: the flow moves to PUBREL, or ends on a failure code.
+
+        Returns None for an identifier that is not awaiting PUBREC.
+        """
+        message = self.inflight.get(packet_id)
+        if message is None:
+            return None
+        if message.packet.qos != QoS.EXACTLY_ONCE:
+            raise RemoteProtocolError(f"PUBREC for packet {packet_id}, a QoS 1 PUBLISH")
+        if message.stage is OutboundStage.RELEASED:
+            # A repeated PUBREC (the peer resent it): PUBREL goes again, the
+            # caller sends it; nothing changes here.
+            return message
+        if reason_code >= 0x80:
+            # A failed PUBREC ends the flow; no PUBREL follows [MQTT-4.3.3-4].
+            del self.inflight[packet_id]
+        else:
+            message.stage = OutboundStage.RELEASED
+        return message
+
+    def on_pubcomp(self, packet_id: int) -> OutboundMessage | None:
+        """PUBCOMP received: the QoS 2 flow ends. None if none was awaited."""
+        message = self.inflight.get(packet_id)
+        if message is None or message.stage is not OutboundStage.RELEASED:
+            return None
+        del self.inflight[packet_id]
+        return message
+
+    def resend(self) -> list[PublishPacket | PubRelPacket]:
+        """What to send again when a session resumes, in the original order.
+
+        Unacknowledged PUBLISH go again with DUP set; QoS 2 flows past PUBREC
+        go again as PUBREL [MQTT-4.4.0-1].
+        """
+        packets: list[PublishPacket | PubRelPacket] = []
+        for packet_id, message in self.inflight.items():
+            if message.stage is OutboundStage.RELEASED:
+                packets.append(PubRelPacket(packet_id))
+            else:
+                packet = message.packet
+                if not packet.duplicate:
+                    packet = message.packet = attrs.evolve(packet, duplicate=True)
+                packets.append(packet)
+        return packets
+
+    def discard(self) -> list[int]:
+        """Forget every message, in flight or queued; return their packet ids."""
+        ids = list(self.inflight)
+        ids.extend(p.packet_id for p in self.queue if p.packet_id is not None)
+        self.inflight.clear()
+        self.queue.clear()
+        return ids
+
+
+class InboundFlow:
+    """QoS 1/2 PUBLISH packets this side receives.
+
+    ``unacked`` holds messages delivered to the application whose PUBACK or
+    PUBREC has not been sent (manual acknowledgement). ``awaiting_release``
+    holds QoS 2 identifiers between PUBREC and PUBREL: a PUBLISH with such an
+    identifier is a retransmission and is not delivered again
+    [MQTT-4.3.3-9]. Both count against our Receive Maximum [MQTT-3.3.4-9].
+    """
+
+    __slots__ = ("awaiting_release", "receive_maximum", "unacked")
+
+    def __init__(self, *, receive_maximum: int = MAX_PACKET_ID) -> None:
+        self.receive_maximum = receive_maximum
+        self.unacked: dict[int, QoS] = {}
+        self.awaiting_release: set[int] = set()
+
+    def in_use(self) -> int:
+        return len(self.unacked) + len(self.awaiting_release)
+
+    def is_duplicate(self, packet_id: int) -> bool:
+        """Whether a PUBLISH with this id is one already being handled."""
+        return packet_id in self.awaiting_release or packet_id in self.unacked
+
+    def check_quota(self, enforce: bool) -> None:
+        """Raise :class:`ReceiveMaximumExceeded` if a new QoS 1/2 PUBLISH overflows."""
+        if enforce and self.in_use() >= self.receive_maximum:
+            raise ReceiveMaximumExceeded(
+                f"more than {self.receive_maximum} unacknowledged QoS 1/2 PUBLISH received"
+                " [MQTT-3.3.4-9]"
+            )
+
+    def hold(self, packet_id: int, qos: QoS) -> None:
+        """A new message awaits the application's acknowledgement."""
+        self.unacked[packet_id] = qos
+
+    def acknowledge(self, packet_id: int, reason_code: ReasonCode) -> QoS:
+        """The application acknowledged; return the QoS to answer for.
+
+        :raises LocalProtocolError: if nothing with that id awaits an ack.
+        """
+        qos = self.unacked.pop(packet_id, None)
+        if qos is None:
+            raise LocalProtocolError(
+                f"no received message with packet id {packet_id} awaits an ack"
+            )
+        if qos == QoS.EXACTLY_ONCE and reason_code < 0x80:
+            self.awaiting_release.add(packet_id)
+        return qos
+
+    def received_qos2(self, packet_id: int) -> None:
+        """PUBREC sent at once for a new QoS 2 message (automatic acks)."""
+        self.awaiting_release.add(packet_id)
+
+    def release(self, packet_id: int) -> bool:
+        """PUBREL received; False when the id was not awaiting it."""
+        if packet_id in self.awaiting_release:
+            self.awaiting_release.discard(packet_id)
+            return True
+        return False
+
+    def discard(self) -> None:
+        self.unacked.clear()
+        self.awaiting_release.clear()

@@ -1,0 +1,972 @@
+"""The client role: :class:`ClientConnection`.
+
+A :class:`ClientConnection` is driven by whatever does the I/O: it is given
+bytes received and the current time, and hands back events and bytes to send.
+One object lives as long as the client's session, across network
+connections: after a connection ends, :meth:`ClientConnection.connect` starts
+the next one, and with ``clean_start=False`` the QoS 1/2 state carries over
+and is resent [MQTT-4.4.0-1].
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import ClassVar
+
+import attrs
+
+from ._connection import Connection
+from ._keepalive import ping_due, ping_response_deadline
+from ._qos import InboundFlow, OutboundFlow, PacketIdAllocator
+from ._state import TRANSITIONS, ConnectionState, Input, transition
+from .codec import PacketReader
+from .config import MAX_PACKET_SIZE, ClientConfig
+from .enums import PacketType, ProtocolVersion, QoS, ReasonCode
+from .errors import LocalProtocolError, RemoteProtocolError, TopicAliasInvalid
+from .events import (
+    AuthChallenged,
+    ConnectionAccepted,
+    ConnectionRefused,
+    Disconnected,
+    MessageReceived,
+    PublishAcknowledged,
+    PublishDiscarded,
+    Reauthenticated,
+    SubscribeAcknowledged,
+    UnsubscribeAcknowledged,
+)
+from .packets import (
+    AuthPacket,
+    ConnAckPacket,
+    ConnectPacket,
+    DisconnectPacket,
+    Packet,
+    PubAckPacket,
+    PubCompPacket,
+    PublishPacket,
+    PubRecPacket,
+    PubRelPacket,
+    SubAckPacket,
+    SubscribePacket,
+    Subscription,
+    UnsubAckPacket,
+    UnsubscribePacket,
+    Will,
+)
+from .topics import is_shared_filter
+
+__all__ = ["ClientConnection"]
+
+_S = ConnectionState
+_P = PacketType
+_V5 = ProtocolVersion.MQTT_5_0
+_ACK = struct.Struct(">BBH").pack
+
+#: What a client may receive in each state. The server sends CONNACK before
+#: anything but AUTH [MQTT-3.2.0-1]; it never sends CONNECT, PUBLISH before
+#: CONNACK, SUBSCRIBE, UNSUBSCRIBE or PINGREQ.
+_RECEIVABLE: dict[ConnectionState, frozenset[PacketType]] = {
+    _S.IDLE: frozenset(),
+    _S.CONNECTING: frozenset({_P.CONNACK, _P.AUTH}),
+    _S.CONNECTED: frozenset(
+        {
+            _P.PUBLISH,
+            _P.PUBACK,
+            _P.PUBREC,
+            _P.PUBREL,
+            _P.PUBCOMP,
+            _P.SUBACK,
+            _P.UNSUBACK,
+            _P.PINGRESP,
+            _P.DISCONNECT,
+            _P.AUTH,
+        }
+    ),
+    _S.CLOSED: frozenset(),
+}
+
+
+@attrs.frozen
+class _ServerLimits:
+    """What the server announced in CONNACK, with protocol defaults filled in."""
+
+    receive_maximum: int = 65535
+    maximum_qos: QoS = QoS.EXACTLY_ONCE
+    retain_available: bool = True
+    maximum_packet_size: int | None = None
+    topic_alias_maximum: int = 0
+    wildcard_subscription_available: bool = True
+    subscription_identifiers_available: bool = True
+    shared_subscription_available: bool = True
+
+
+class ClientConnection(Connection):
+    """The client side of an MQTT connection, without I/O.
+
+    :param version: the protocol version to speak (3.1, 3.1.1 or 5.0).
+    :param config: limits and switches; see :class:`~mqttproto.config.ClientConfig`.
+
+    The loop an adapter runs::
+
+        conn.connect(client_id="sensor-1")
+        sock.sendall(conn.data_to_send(now()))
+        while not conn.closed:
+            conn.receive_data(sock.recv(65536), now())   # or receive_eof(now())
+            for event in conn.events(): ...
+            sock.sendall(conn.data_to_send(now()))
+            # and call handle_timer(now()) when get_timer() is reached
+    """
+
+    RECEIVABLE = _RECEIVABLE
+    HANDLERS: ClassVar[dict[PacketType, str]] = {
+        _P.CONNACK: "_on_connack",
+        _P.PUBLISH: "_on_publish",
+        _P.PUBACK: "_on_puback",
+        _P.PUBREC: "_on_pubrec",
+        _P.PUBREL: "_on_pubrel",
+        _P.PUBCOMP: "_on_pubcomp",
+        _P.SUBACK: "_on_suback",
+        _P.UNSUBACK: "_on_unsuback",
+        _P.PINGRESP: "_on_pingresp",
+        _P.DISCONNECT: "_on_disconnect",
+        _P.AUTH: "_on_auth",
+    }
+    _role = "client"
+
+    def __init__(
+        self,
+        version: ProtocolVersion = ProtocolVersion.MQTT_5_0,
+        *,
+        config: ClientConfig | None = None,
+    ) -> None:
+        version = ProtocolVersion(version)
+        super().__init__(version)
+        self._version: ProtocolVersion = version
+        self.config = config if config is not None else ClientConfig()
+        # Session state: survives the network connection.
+        self._packet_ids = PacketIdAllocator()
+        self._outbound = OutboundFlow(max_queued=self.config.max_queued_messages)
+        self._inbound = InboundFlow(receive_maximum=self.config.receive_maximum)
+        self._session_may_persist = False
+        self._has_connected = False
+        self.client_id = ""
+        # Connection state: reset by connect().
+        self._connect: ConnectPacket | None = None
+        self._keep_alive = 0
+        self._connect_sent_at: float | None = None
+        self._ping_sent_at: float | None = None
+        self._limits = _ServerLimits()
+        self._pending_subscribes: dict[int, int] = {}
+        self._pending_unsubscribes: dict[int, int] = {}
+        self._aliases_in: dict[int, str] = {}
+        self._aliases_out: OrderedDict[str, int] = OrderedDict()
+        self._inbound_alias_max = self.config.topic_alias_maximum
+        self._auth_challenged = False
+        self._reauthenticating = False
+        self._auto_ack = self.config.auto_acknowledge
+
+    # -- properties -------------------------------------------------------------
+
+    @property
+    def version(self) -> ProtocolVersion:
+        return self._version
+
+    @property
+    def keep_alive(self) -> int:
+        """The keep-alive in force (the Server Keep Alive once CONNACK set one)."""
+        return self._keep_alive
+
+    @property
+    def inflight(self) -> int:
+        """Outgoing QoS 1/2 messages sent and not yet completely acknowledged."""
+        return len(self._outbound.inflight)
+
+    @property
+    def queued(self) -> int:
+        """Outgoing QoS 1/2 messages waiting for room in the server's window."""
+        return len(self._outbound.queue)
+
+    # -- commands -------------------------------------------------------------
+
+    def connect(
+        self,
+        *,
+        client_id: str = "",
+        clean_start: bool = True,
+        keep_alive: int = 60,
+        will: Will | None = None,
+        username: str | None = None,
+        password: bytes | str | None = None,
+        session_expiry_interval: int | None = None,
+        receive_maximum: int | None = None,
+        maximum_packet_size: int | None = None,
+        topic_alias_maximum: int | None = None,
+        request_response_information: bool | None = None,
+        request_problem_information: bool | None = None,
+        user_properties: Iterable[tuple[str, str]] = (),
+        authentication_method: str | None = None,
+        authentication_data: bytes | None = None,
+    ) -> None:
+        """Start a network connection: queue CONNECT.
+
+        Allowed before the first connection and after one ended. With
+        ``clean_start=False`` the session of the previous connection resumes
+        if the server still has it (``session_present`` in
+        :class:`~mqttproto.events.ConnectionAccepted`).
+
+        In MQTT 3.1/3.1.1 the MQTT 5 arguments must be left out; the limits
+        from the config are still enforced locally.
+        """
+        if (self.state, Input.SEND_CONNECT) not in TRANSITIONS:
+            raise LocalProtocolError(f"connect() while {self.state.value}")
+        config = self.config
+        receive_max = config.receive_maximum if receive_maximum is None else receive_maximum
+        packet_max = (
+            config.maximum_packet_size if maximum_packet_size is None else maximum_packet_size
+        )
+        alias_max = (
+            config.topic_alias_maximum if topic_alias_maximum is None else topic_alias_maximum
+        )
+        if isinstance(password, str):
+            password = password.encode()
+        v5 = self._version == _V5
+        packet = ConnectPacket(
+            client_id=client_id,
+            protocol_version=self._version,
+            clean_start=clean_start,
+            keep_alive=keep_alive,
+            username=username,
+            password=password,
+            will=will,
+            session_expiry_interval=session_expiry_interval,
+            # Protocol defaults are left out of the packet, so a 3.1.1
+            # connection can share the config.
+            receive_maximum=receive_max if v5 and receive_max != 65535 else None,
+            maximum_packet_size=packet_max if v5 and packet_max != MAX_PACKET_SIZE else None,
+            topic_alias_maximum=alias_max if v5 and alias_max else None,
+            request_response_information=request_response_information,
+            request_problem_information=request_problem_information,
+            user_properties=user_properties,
+            authentication_method=authentication_method,
+            authentication_data=authentication_data,
+        )
+        if not v5 and (receive_maximum or maximum_packet_size or topic_alias_maximum):
+            raise LocalProtocolError(
+                "receive_maximum, maximum_packet_size and topic_alias_maximum are MQTT 5 only"
+            )
+        if not 0 <= keep_alive <= 65535:
+            raise LocalProtocolError("keep_alive must be between 0 and 65535")
+        # Validates every field for this version before anything changes.
+        self._peer_max_packet_size = None
+        data = self._encode(packet)
+
+        discarded: list[int] = []
+        if clean_start:
+            discarded = self._discard_session()
+        self.state = transition(self.state, Input.SEND_CONNECT)
+        self._connect = packet
+        self.client_id = client_id
+        self._keep_alive = keep_alive
+        self._connect_sent_at = None
+        self._ping_sent_at = None
+        self._limits = _ServerLimits()
+        self._reader = PacketReader(version=self._version, max_packet_size=packet_max)
+        self._inbound.receive_maximum = receive_max
+        self._inbound_alias_max = alias_max
+        self._aliases_in.clear()
+        self._aliases_out.clear()
+        self._auth_challenged = False
+        self._reauthenticating = False
+        self._out.clear()
+        self._out.append(data)
+        for packet_id in discarded:
+            self._events.append(PublishDiscarded(packet_id, "a clean start discards the session"))
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes | str = b"",
+        *,
+        qos: QoS | int = QoS.AT_MOST_ONCE,
+        retain: bool = False,
+        payload_format_indicator: int | None = None,
+        message_expiry_interval: int | None = None,
+        response_topic: str | None = None,
+        correlation_data: bytes | None = None,
+        user_properties: Iterable[tuple[str, str]] = (),
+        content_type: str | None = None,
+    ) -> int | None:
+        """Publish an application message; return its packet id (None for QoS 0).
+
+        QoS 1/2 messages beyond the server's Receive Maximum wait in a queue
+        and go out, in order, as acknowledgements arrive. They may also be
+        published while the connection is down if the session persists; they
+        are sent when it resumes. Completion is reported by
+        :class:`~mqttproto.events.PublishAcknowledged`.
+
+        :raises LocalProtocolError: the message breaks a rule or a limit the
+            server announced (Maximum QoS, Retain Available, Maximum Packet
+            Size), the queue is full, or the client is not connected.
+        """
+        try:
+            qos = QoS(qos)
+        except ValueError:
+            raise LocalProtocolError(f"QoS must be 0, 1 or 2, not {qos!r}") from None
+        if isinstance(payload, str):
+            payload = payload.encode()
+        state = self.state
+        if state is not _S.CONNECTED and not (
+            qos and (state is _S.CONNECTING or self._session_may_persist)
+        ):
+            raise LocalProtocolError(
+                f"publish() at QoS {int(qos)} while {state.value}"
+                + ("" if qos else ": QoS 0 messages are only sent while connected")
+            )
+        limits = self._limits
+        if state is _S.CONNECTED:
+            if qos > limits.maximum_qos:
+                raise LocalProtocolError(
+                    f"QoS {int(qos)} exceeds the server's Maximum QoS {int(limits.maximum_qos)}"
+                    " [MQTT-3.2.2-11]"
+                )
+            if retain and not limits.retain_available:
+                raise LocalProtocolError(
+                    "the server does not support retained messages [MQTT-3.2.2-14]"
+                )
+        outbound = self._outbound
+        send_now = state is _S.CONNECTED and (not qos or outbound.has_room())
+        if qos and not send_now:
+            outbound.check_queue_room()
+        packet_id = self._packet_ids.peek() if qos else None
+        packet = PublishPacket(
+            topic,
+            payload,
+            qos,
+            retain,
+            False,
+            packet_id,
+            payload_format_indicator=payload_format_indicator,
+            message_expiry_interval=message_expiry_interval,
+            response_topic=response_topic,
+            correlation_data=correlation_data,
+            user_properties=user_properties,
+            content_type=content_type,
+        )
+        data = self._encode(packet)
+        if send_now:
+            self._out.append(self._aliased(packet, data))
+        if qos:
+            self._packet_ids.allocate()
+            if send_now:
+                outbound.start(packet)
+            else:
+                outbound.enqueue(packet)
+        return packet_id
+
+    def subscribe(
+        self,
+        subscriptions: Sequence[Subscription | str] | Subscription | str,
+        *,
+        subscription_identifier: int | None = None,
+        user_properties: Iterable[tuple[str, str]] = (),
+    ) -> int:
+        """Subscribe; a filter string means a QoS 0 subscription. Returns the packet id.
+
+        :raises LocalProtocolError: not connected, an invalid filter, or a
+            feature the server said it lacks (wildcards, shared
+            subscriptions, subscription identifiers).
+        """
+        if self.state is not _S.CONNECTED:
+            raise LocalProtocolError(f"subscribe() while {self.state.value}")
+        if isinstance(subscriptions, (str, Subscription)):
+            subscriptions = [subscriptions]
+        subs = tuple(Subscription(s) if isinstance(s, str) else s for s in subscriptions)
+        limits = self._limits
+        for sub in subs:
+            topic_filter = sub.topic_filter
+            if not isinstance(topic_filter, str):
+                raise LocalProtocolError("a topic filter must be a str")
+            if is_shared_filter(topic_filter):
+                if not limits.shared_subscription_available:
+                    raise LocalProtocolError("the server does not support shared subscriptions")
+            elif not limits.wildcard_subscription_available and (
+                "+" in topic_filter or "#" in topic_filter
+            ):
+                raise LocalProtocolError("the server does not support wildcard subscriptions")
+        if subscription_identifier is not None and not limits.subscription_identifiers_available:
+            raise LocalProtocolError("the server does not support subscription identifiers")
+        packet_id = self._packet_ids.peek()
+        packet = SubscribePacket(
+            packet_id,
+            subs,
+            subscription_identifier=subscription_identifier,
+            user_properties=user_properties,
+        )
+        self._out.append(self._encode(packet))
+        self._packet_ids.allocate()
+        self._pending_subscribes[packet_id] = len(subs)
+        return packet_id
+
+    def unsubscribe(
+        self,
+        filters: Sequence[str] | str,
+        *,
+        user_properties: Iterable[tuple[str, str]] = (),
+    ) -> int:
+        """Unsubscribe from one or more filters; return the packet id."""
+        if self.state is not _S.CONNECTED:
+            raise LocalProtocolError(f"unsubscribe() while {self.state.value}")
+        if isinstance(filters, str):
+            filters = [filters]
+        packet_id = self._packet_ids.peek()
+        packet = UnsubscribePacket(packet_id, tuple(filters), user_properties=user_properties)
+        self._out.append(self._encode(packet))
+        self._packet_ids.allocate()
+        self._pending_unsubscribes[packet_id] = len(packet.topic_filters)
+        return packet_id
+
+    def acknowledge(
+        self,
+        packet_id: int,
+        reason_code: ReasonCode = ReasonCode.SUCCESS,
+        *,
+        reason_string: str | None = None,
+        user_properties: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Acknowledge a received QoS 1/2 message (manual acknowledgement).
+
+        Sends PUBACK (QoS 1) or PUBREC (QoS 2). In MQTT 5 a failure
+        ``reason_code`` refuses the message; a refused QoS 2 flow ends there.
+        When the connection is down, the acknowledgement is recorded: a QoS 2
+        message is then answered when the server resends it.
+        """
+        qos = self._inbound.unacked.get(packet_id)
+        if qos is None:
+            raise LocalProtocolError(
+                f"no received message with packet id {packet_id} awaits an ack"
+            )
+        cls = PubAckPacket if qos == QoS.AT_LEAST_ONCE else PubRecPacket
+        ack = cls(
+            packet_id, reason_code, reason_string=reason_string, user_properties=user_properties
+        )
+        data = self._encode(ack)
+        self._inbound.acknowledge(packet_id, reason_code)
+        if self.state is _S.CONNECTED:
+            self._out.append(data)
+
+    def disconnect(
+        self,
+        reason_code: ReasonCode = ReasonCode.NORMAL_DISCONNECTION,
+        *,
+        session_expiry_interval: int | None = None,
+        reason_string: str | None = None,
+        user_properties: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """End the connection with DISCONNECT; flush ``data_to_send`` and close.
+
+        ``reason_code`` 0x04 asks the server to publish the will anyway
+        (MQTT 5). The session, if it persists, is kept for the next
+        :meth:`connect`.
+        """
+        if self.state not in (_S.CONNECTING, _S.CONNECTED):
+            raise LocalProtocolError(f"disconnect() while {self.state.value}")
+        assert self._connect is not None
+        if session_expiry_interval and not self._connect.session_expiry_interval:
+            raise LocalProtocolError(
+                "a session expiry interval set to 0 in CONNECT cannot be raised in DISCONNECT"
+                " [MQTT-3.14.2-2]"
+            )
+        packet = DisconnectPacket(
+            reason_code,
+            session_expiry_interval=session_expiry_interval,
+            reason_string=reason_string,
+            user_properties=user_properties,
+        )
+        self._out.append(self._encode(packet))
+        self.state = transition(self.state, Input.SEND_DISCONNECT)
+        if session_expiry_interval is not None:
+            self._session_may_persist = session_expiry_interval > 0
+        self._end_connection()
+        self._events.append(Disconnected(packet.reason_code, reason_string=reason_string))
+
+    def auth(
+        self,
+        authentication_data: bytes | None = None,
+        *,
+        reason_string: str | None = None,
+        user_properties: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Send AUTH (MQTT 5 enhanced authentication [MQTT-4.12]).
+
+        Answers the server's challenge (:class:`~mqttproto.events.AuthChallenged`)
+        with reason 0x18; while connected and not challenged, starts a
+        re-authentication with reason 0x19, using the CONNECT's method.
+        """
+        if self._version != _V5:
+            raise LocalProtocolError("AUTH exists in MQTT 5 only")
+        method = self._connect.authentication_method if self._connect else None
+        if method is None:
+            raise LocalProtocolError("auth() needs an authentication_method given to connect()")
+        if self._auth_challenged:
+            code = ReasonCode.CONTINUE_AUTHENTICATION
+        elif self.state is _S.CONNECTED:
+            code = ReasonCode.RE_AUTHENTICATE
+        else:
+            raise LocalProtocolError(f"auth() while {self.state.value} and not challenged")
+        packet = AuthPacket(
+            code,
+            authentication_method=method,
+            authentication_data=authentication_data,
+            reason_string=reason_string,
+            user_properties=user_properties,
+        )
+        self._out.append(self._encode(packet))
+        self.state = transition(self.state, Input.SEND_AUTH)
+        self._auth_challenged = False
+        if self.state is _S.CONNECTED:
+            self._reauthenticating = True
+
+    # -- time -----------------------------------------------------------------
+
+    def data_to_send(self, now: float) -> bytes:
+        data = super().data_to_send(now)
+        if data and self.state is _S.CONNECTING and self._connect_sent_at is None:
+            self._connect_sent_at = now
+        return data
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` must next be called; None: no timer."""
+        state = self.state
+        if state is _S.CONNECTED:
+            if self._ping_sent_at is not None:
+                return ping_response_deadline(
+                    self._ping_sent_at, self._keep_alive, self.config.ping_timeout
+                )
+            return ping_due(self._last_sent, self._keep_alive)
+        if state is _S.CONNECTING and self._connect_sent_at is not None:
+            timeout = self.config.connect_timeout
+            return None if timeout is None else self._connect_sent_at + timeout
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        """Act on the timer: send PINGREQ, or give up on a silent server."""
+        state = self.state
+        if state is _S.CONNECTING:
+            deadline = self.get_timer()
+            if deadline is not None and now >= deadline:
+                self._time_out(
+                    "no CONNACK within the connect timeout", ReasonCode.UNSPECIFIED_ERROR
+                )
+            return
+        if state is not _S.CONNECTED or self._keep_alive <= 0:
+            return
+        if self._ping_sent_at is not None:
+            if self._last_received >= self._ping_sent_at:
+                # Anything heard since PINGREQ proves the server is there.
+                self._ping_sent_at = None
+            else:
+                deadline = ping_response_deadline(
+                    self._ping_sent_at, self._keep_alive, self.config.ping_timeout
+                )
+                assert deadline is not None
+                if now >= deadline:
+                    self._time_out("no PINGRESP from the server", ReasonCode.KEEP_ALIVE_TIMEOUT)
+                return
+        due = ping_due(self._last_sent, self._keep_alive)
+        if due is not None and now >= due:
+            self._out.append(b"\xc0\x00")
+            self._ping_sent_at = now
+
+    def _time_out(self, why: str, reason_code: ReasonCode) -> None:
+        self.state = transition(self.state, Input.TIMEOUT)
+        self._end_connection()
+        self._events.append(Disconnected(reason_code, reason_string=why))
+
+    # -- the session ----------------------------------------------------------
+
+    def _discard_session(self) -> list[int]:
+        """Forget the session state; return the ids of outgoing messages lost."""
+        discarded = self._outbound.discard()
+        self._inbound.discard()
+        self._packet_ids.clear()
+        return discarded
+
+    def _end_connection(self) -> None:
+        """Forget what belongs to one network connection only."""
+        for packet_id in self._pending_subscribes:
+            self._packet_ids.release(packet_id)
+        for packet_id in self._pending_unsubscribes:
+            self._packet_ids.release(packet_id)
+        self._pending_subscribes.clear()
+        self._pending_unsubscribes.clear()
+        self._ping_sent_at = None
+        self._auth_challenged = False
+        self._reauthenticating = False
+
+    def _connection_ended(self, reason_code: ReasonCode, now: float) -> None:
+        self._end_connection()
+        self._events.append(Disconnected(reason_code))
+
+    def _goodbye(self, exc: RemoteProtocolError) -> Packet | None:
+        if self._version == _V5 and self.state in (_S.CONNECTING, _S.CONNECTED):
+            return DisconnectPacket(exc.reason_code, reason_string=str(exc)[:200])
+        return None
+
+    # -- sending helpers ------------------------------------------------------
+
+    def _aliased(self, packet: PublishPacket, data: bytes) -> bytes:
+        """The wire form of ``packet`` using a topic alias when that helps."""
+        maximum = self._limits.topic_alias_maximum
+        if not maximum or not self.config.auto_topic_alias:
+            return data
+        aliases = self._aliases_out
+        topic = packet.topic
+        alias = aliases.get(topic)
+        if alias is not None:
+            aliases.move_to_end(topic)
+            # The topic is sent empty once its alias is known [MQTT-3.3.2-12].
+            return self._encode(attrs.evolve(packet, topic="", topic_alias=alias))
+        evicted = None
+        if len(aliases) >= maximum:
+            evicted, alias = next(iter(aliases.items()))
+        else:
+            alias = len(aliases) + 1
+        try:
+            aliased = self._encode(attrs.evolve(packet, topic_alias=alias))
+        except LocalProtocolError:
+            # Three bytes too many for the server's limit: send it plain.
+            return data
+        if evicted is not None:
+            del aliases[evicted]
+        aliases[topic] = alias
+        return aliased
+
+    def _send_released(self, packets: Iterable[PublishPacket]) -> None:
+        """Send queued messages that just got room in the window."""
+        for packet in packets:
+            try:
+                data = self._encode(packet)
+            except LocalProtocolError as exc:
+                assert packet.packet_id is not None
+                del self._outbound.inflight[packet.packet_id]
+                self._packet_ids.release(packet.packet_id)
+                self._events.append(PublishDiscarded(packet.packet_id, str(exc)))
+                continue
+            self._out.append(self._aliased(packet, data))
+
+    def _finish_outbound(self, packet_id: int, event: PublishAcknowledged) -> None:
+        self._packet_ids.release(packet_id)
+        self._events.append(event)
+        if self._outbound.queue:
+            self._send_released(self._outbound.release_queued())
+
+    # -- packet handlers ------------------------------------------------------
+
+    def _on_connack(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, ConnAckPacket)
+        if packet.reason_code >= 0x80:
+            self.state = transition(self.state, Input.RECV_CONNACK_REFUSED)
+            self._end_connection()
+            self._events.append(
+                ConnectionRefused(
+                    packet.reason_code,
+                    reason_string=packet.reason_string,
+                    server_reference=packet.server_reference,
+                    user_properties=packet.user_properties,
+                )
+            )
+            return
+        connect = self._connect
+        assert connect is not None
+        has_state = bool(len(self._outbound) or self._inbound.in_use())
+        if packet.session_present and connect.clean_start:
+            # [MQTT-3.2.2-4] (5.0): a client without session state closes.
+            raise RemoteProtocolError("session present in answer to a clean start")
+        if self._auth_challenged or (
+            packet.authentication_method is not None
+            and packet.authentication_method != connect.authentication_method
+        ):
+            raise RemoteProtocolError("CONNACK does not match the authentication exchange")
+        self.state = transition(self.state, Input.RECV_CONNACK)
+        limits = self._limits = _ServerLimits(
+            receive_maximum=packet.receive_maximum or 65535,
+            maximum_qos=QoS.EXACTLY_ONCE if packet.maximum_qos is None else packet.maximum_qos,
+            retain_available=packet.retain_available is not False,
+            maximum_packet_size=packet.maximum_packet_size,
+            topic_alias_maximum=packet.topic_alias_maximum or 0,
+            wildcard_subscription_available=packet.wildcard_subscription_available is not False,
+            subscription_identifiers_available=packet.subscription_identifiers_available
+            is not False,
+            shared_subscription_available=packet.shared_subscription_available is not False,
+        )
+        self._peer_max_packet_size = limits.maximum_packet_size
+        if packet.server_keep_alive is not None:
+            self._keep_alive = packet.server_keep_alive
+        if packet.assigned_client_identifier is not None:
+            self.client_id = packet.assigned_client_identifier
+        expiry = (
+            packet.session_expiry_interval
+            if packet.session_expiry_interval is not None
+            else connect.session_expiry_interval
+        )
+        self._session_may_persist = (
+            bool(expiry) if self._version == _V5 else not connect.clean_start
+        )
+        self._has_connected = True
+        self._events.append(
+            ConnectionAccepted(
+                packet.session_present,
+                assigned_client_identifier=packet.assigned_client_identifier,
+                keep_alive=self._keep_alive,
+                receive_maximum=limits.receive_maximum,
+                maximum_qos=limits.maximum_qos,
+                retain_available=limits.retain_available,
+                maximum_packet_size=limits.maximum_packet_size,
+                topic_alias_maximum=limits.topic_alias_maximum,
+                wildcard_subscription_available=limits.wildcard_subscription_available,
+                subscription_identifiers_available=limits.subscription_identifiers_available,
+                shared_subscription_available=limits.shared_subscription_available,
+                session_expiry_interval=packet.session_expiry_interval,
+                response_information=packet.response_information,
+                server_reference=packet.server_reference,
+                reason_string=packet.reason_string,
+                user_properties=packet.user_properties,
+                authentication_method=packet.authentication_method,
+                authentication_data=packet.authentication_data,
+            )
+        )
+        outbound = self._outbound
+        outbound.send_quota = limits.receive_maximum
+        if has_state and not packet.session_present:
+            # The server has no session: ours must go too, messages still
+            # queued included: they are part of the session state [MQTT-3.2.2-5].
+            for packet_id in self._discard_session():
+                self._events.append(
+                    PublishDiscarded(packet_id, "the server did not resume the session")
+                )
+            return
+        for resend in outbound.resend():
+            # Resent in full: topic aliases do not outlive a connection.
+            self._out.append(self._encode(resend))
+        self._drop_queued_over_limits()
+        if outbound.queue:
+            self._send_released(outbound.release_queued())
+
+    def _drop_queued_over_limits(self) -> None:
+        """Queued (never sent) messages the server's new limits forbid."""
+        limits = self._limits
+        queue = self._outbound.queue
+        if not queue or (limits.maximum_qos == QoS.EXACTLY_ONCE and limits.retain_available):
+            return
+        kept = []
+        for packet in queue:
+            assert packet.packet_id is not None
+            if packet.qos > limits.maximum_qos:
+                why = f"QoS {int(packet.qos)} exceeds the server's Maximum QoS"
+            elif packet.retain and not limits.retain_available:
+                why = "the server does not support retained messages"
+            else:
+                kept.append(packet)
+                continue
+            self._packet_ids.release(packet.packet_id)
+            self._events.append(PublishDiscarded(packet.packet_id, why))
+        queue.clear()
+        queue.extend(kept)
+
+    def _on_publish(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, PublishPacket)
+        if packet.topic_alias is not None:
+            packet = self._resolve_alias(packet)
+        qos = packet.qos
+        if not qos:
+            self._events.append(MessageReceived(packet))
+            return
+        packet_id = packet.packet_id
+        assert packet_id is not None
+        inbound = self._inbound
+        if self._auto_ack:
+            if qos == QoS.AT_LEAST_ONCE:
+                self._events.append(MessageReceived(packet))
+                self._out.append(_ACK(0x40, 2, packet_id))
+                return
+            if packet_id in inbound.awaiting_release:
+                # A retransmission: acknowledge again, deliver once [MQTT-4.3.3-10].
+                self._out.append(_ACK(0x50, 2, packet_id))
+                return
+            inbound.check_quota(self._version == _V5)
+            inbound.received_qos2(packet_id)
+            self._events.append(MessageReceived(packet))
+            self._out.append(_ACK(0x50, 2, packet_id))
+            return
+        if packet_id in inbound.awaiting_release:
+            self._out.append(_ACK(0x50, 2, packet_id))
+            return
+        if packet_id in inbound.unacked:
+            # Already delivered and waiting for the application's ack.
+            return
+        inbound.check_quota(self._version == _V5)
+        inbound.hold(packet_id, qos)
+        self._events.append(MessageReceived(packet))
+
+    def _resolve_alias(self, packet: PublishPacket) -> PublishPacket:
+        alias = packet.topic_alias
+        assert alias is not None
+        maximum = self._inbound_alias_max
+        if not 0 < alias <= maximum:
+            raise TopicAliasInvalid(f"topic alias {alias} outside 1..{maximum} [MQTT-3.3.2-9]")
+        if packet.topic:
+            self._aliases_in[alias] = packet.topic
+            return packet
+        topic = self._aliases_in.get(alias)
+        if topic is None:
+            raise TopicAliasInvalid(f"topic alias {alias} was never defined [MQTT-3.3.2-12]")
+        return attrs.evolve(packet, topic=topic)
+
+    def _on_puback(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, PubAckPacket)
+        if self._outbound.on_puback(packet.packet_id) is None:
+            # A late duplicate of an ack already processed: nothing to do.
+            return
+        self._finish_outbound(
+            packet.packet_id,
+            PublishAcknowledged(
+                packet.packet_id, packet.reason_code, packet.reason_string, packet.user_properties
+            ),
+        )
+
+    def _on_pubrec(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, PubRecPacket)
+        packet_id = packet.packet_id
+        message = self._outbound.on_pubrec(packet_id, packet.reason_code)
+        if message is None:
+            # Not ours: say so in MQTT 5 so the server ends its flow.
+            self._send(PubRelPacket(packet_id, self._not_found_code()))
+            return
+        if packet.reason_code >= 0x80:
+            self._finish_outbound(
+                packet_id,
+                PublishAcknowledged(
+                    packet_id, packet.reason_code, packet.reason_string, packet.user_properties
+                ),
+            )
+            return
+        self._out.append(_ACK(0x62, 2, packet_id))
+
+    def _on_pubcomp(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, PubCompPacket)
+        if self._outbound.on_pubcomp(packet.packet_id) is None:
+            return
+        self._finish_outbound(
+            packet.packet_id,
+            PublishAcknowledged(
+                packet.packet_id, packet.reason_code, packet.reason_string, packet.user_properties
+            ),
+        )
+
+    def _on_pubrel(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, PubRelPacket)
+        if self._inbound.release(packet.packet_id):
+            self._out.append(_ACK(0x70, 2, packet.packet_id))
+        else:
+            # [MQTT-4.3.3-11]: answer PUBREL even when the id is unknown.
+            self._send(PubCompPacket(packet.packet_id, self._not_found_code()))
+
+    def _not_found_code(self) -> ReasonCode:
+        return (
+            ReasonCode.PACKET_IDENTIFIER_NOT_FOUND if self._version == _V5 else ReasonCode.SUCCESS
+        )
+
+    def _on_suback(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, SubAckPacket)
+        count = self._pending_subscribes.pop(packet.packet_id, None)
+        if count is None:
+            raise RemoteProtocolError(
+                f"SUBACK for packet {packet.packet_id}, which is not a pending SUBSCRIBE"
+            )
+        self._packet_ids.release(packet.packet_id)
+        if len(packet.reason_codes) != count:
+            # [MQTT-3.8.4-6]: one return code per topic filter.
+            raise RemoteProtocolError(
+                f"SUBACK carries {len(packet.reason_codes)} codes for {count} filters [MQTT-3.9.3-1]"
+            )
+        self._events.append(
+            SubscribeAcknowledged(
+                packet.packet_id, packet.reason_codes, packet.reason_string, packet.user_properties
+            )
+        )
+
+    def _on_unsuback(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, UnsubAckPacket)
+        count = self._pending_unsubscribes.pop(packet.packet_id, None)
+        if count is None:
+            raise RemoteProtocolError(
+                f"UNSUBACK for packet {packet.packet_id}, which is not a pending UNSUBSCRIBE"
+            )
+        self._packet_ids.release(packet.packet_id)
+        if self._version == _V5 and len(packet.reason_codes) != count:
+            raise RemoteProtocolError(
+                f"UNSUBACK carries {len(packet.reason_codes)} codes for {count} filters [MQTT-3.11.3-1]"
+            )
+        self._events.append(
+            UnsubscribeAcknowledged(
+                packet.packet_id, packet.reason_codes, packet.reason_string, packet.user_properties
+            )
+        )
+
+    def _on_pingresp(self, packet: Packet, now: float) -> None:
+        self._ping_sent_at = None
+
+    def _on_disconnect(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, DisconnectPacket)
+        if self._version != _V5:
+            raise RemoteProtocolError("a 3.1/3.1.1 server never sends DISCONNECT")
+        self.state = transition(self.state, Input.RECV_DISCONNECT)
+        self._end_connection()
+        self._events.append(
+            Disconnected(
+                packet.reason_code,
+                by_server=True,
+                server_reference=packet.server_reference,
+                reason_string=packet.reason_string,
+                session_expiry_interval=packet.session_expiry_interval,
+                user_properties=packet.user_properties,
+            )
+        )
+
+    def _on_auth(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, AuthPacket)
+        connect = self._connect
+        assert connect is not None
+        if connect.authentication_method is None:
+            # [MQTT-4.12.0-6]: no method in CONNECT, no AUTH from the server.
+            raise RemoteProtocolError("AUTH from a server when no authentication method was used")
+        if packet.authentication_method != connect.authentication_method:
+            raise RemoteProtocolError("AUTH with a different authentication method [MQTT-4.12.0-5]")
+        code = packet.reason_code
+        if code == ReasonCode.CONTINUE_AUTHENTICATION:
+            self.state = transition(self.state, Input.RECV_AUTH)
+            self._auth_challenged = True
+            self._events.append(
+                AuthChallenged(
+                    packet.authentication_method,
+                    packet.authentication_data,
+                    code,
+                    packet.reason_string,
+                    packet.user_properties,
+                )
+            )
+        elif code == ReasonCode.SUCCESS and self.state is _S.CONNECTED and self._reauthenticating:
+            self.state = transition(self.state, Input.RECV_AUTH)
+            self._reauthenticating = False
+            self._events.append(
+                Reauthenticated(
+                    packet.authentication_method,
+                    packet.authentication_data,
+                    packet.reason_string,
+                    packet.user_properties,
+                )
+            )
+        else:
+            raise RemoteProtocolError(f"unexpected AUTH with reason {code.name}")
