@@ -5,7 +5,9 @@ The public names are re-exported here; see the modules for details.
 
 from __future__ import annotations
 
+from .client import ClientConnection
 from .codec import PacketReader, codec_implementation, decode_packet, encode_packet
+from .config import ClientConfig
 from .enums import PacketType, PropertyId, ProtocolVersion, QoS, ReasonCode, RetainHandling
 from .errors import (
     ClientIdentifierNotValid,
@@ -52,6 +54,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuthPacket",
+    "ClientConfig",
+    "ClientConnection",
     "ClientIdentifierNotValid",
     "ConnAckPacket",
     "ConnectPacket",

@@ -739,7 +739,7 @@ class ClientConnection(Connection):
         )
         outbound = self._outbound
         outbound.send_quota = limits.receive_maximum
-        if has_state and not packet.session_present:
+        if has_state and not packet.session_present and not connect.clean_start:
             # The server has no session: ours must go too, messages still
             # queued included: they are part of the session state [MQTT-3.2.2-5].
             for packet_id in self._discard_session():
