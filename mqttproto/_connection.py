@@ -17,7 +17,7 @@ import abc
 import contextlib
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ._state import ConnectionState, Input, transition
 from .codec import PacketReader, encode_packet
@@ -28,7 +28,8 @@ from .packets import Packet
 
 __all__ = ["Connection"]
 
-Handler = Callable[[Packet, float], None]
+# Each handler takes the packet type it is registered for.
+Handler = Callable[[Any, float], None]
 
 
 class Connection(abc.ABC):
@@ -90,21 +91,26 @@ class Connection(abc.ABC):
             return
         receivable = self.RECEIVABLE
         handlers = self._handlers
+        state = self.state
+        allowed = receivable[state]
         for packet in packets:
             packet_type = packet.packet_type
             try:
-                if packet_type not in receivable[self.state]:
+                if packet_type not in allowed:
                     if self.closed:
                         # Whatever follows the end of the conversation is dropped.
                         return
                     raise RemoteProtocolError(
                         f"{packet_type.name} may not be received by a {self._role} "
-                        f"in state {self.state.value}"
+                        f"in state {state.value}"
                     )
                 handlers[packet_type](packet, now)
             except RemoteProtocolError as exc:
                 self._protocol_error(exc, now)
                 raise
+            if self.state is not state:
+                state = self.state
+                allowed = receivable[state]
 
     def receive_eof(self, now: float) -> None:
         """The peer closed its side of the stream."""

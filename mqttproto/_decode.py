@@ -541,9 +541,7 @@ def _decode_ack(
     return decode
 
 
-def _decode_subscribe(
-    data: bytes, flags: int, pos: int, end: int, version: int
-) -> SubscribePacket:
+def _decode_subscribe(data: bytes, flags: int, pos: int, end: int, version: int) -> SubscribePacket:
     if flags != 0x02:
         raise MalformedPacket("SUBSCRIBE flags must be 0010 [MQTT-3.8.1-1]")
     v5 = version == _V5
@@ -637,9 +635,7 @@ def _decode_unsubscribe(
     return _build(UnsubscribePacket, fields)  # type: ignore[no-any-return]
 
 
-def _decode_unsuback(
-    data: bytes, flags: int, pos: int, end: int, version: int
-) -> UnsubAckPacket:
+def _decode_unsuback(data: bytes, flags: int, pos: int, end: int, version: int) -> UnsubAckPacket:
     _no_flags(flags, "UNSUBACK")
     fields: dict[str, Any] = {"packet_id": _read_packet_id(data, pos, end)}
     pos += 2
@@ -665,9 +661,7 @@ def _decode_pingreq(data: bytes, flags: int, pos: int, end: int, version: int) -
     return _PINGREQ
 
 
-def _decode_pingresp(
-    data: bytes, flags: int, pos: int, end: int, version: int
-) -> PingRespPacket:
+def _decode_pingresp(data: bytes, flags: int, pos: int, end: int, version: int) -> PingRespPacket:
     _no_flags(flags, "PINGRESP")
     _trailing(pos, end, "PINGRESP")
     return _PINGRESP
@@ -763,4 +757,3 @@ def decode_packet(data: bytes, *, version: ProtocolVersion) -> Packet:
     if version not in _VERSIONS:
         raise ValueError(f"unknown protocol version {version!r}")
     return _decode_body(data, data[0], pos, end, int(version))
-

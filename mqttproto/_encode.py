@@ -55,6 +55,7 @@ from .topics import parse_shared_subscription, validate_topic_filter, validate_t
 
 __all__ = ["encode_packet"]
 
+
 def _encode_varint(value: int) -> bytes:
     if value < 0x80:
         return bytes((value,))
@@ -122,7 +123,11 @@ def _encode_property_value(spec: PropertySpec, value: Any) -> bytes:
             key, val = value
         except (TypeError, ValueError):
             raise LocalProtocolError("user properties must be (name, value) pairs") from None
-        return head + _encode_utf8(key, "user property name") + _encode_utf8(val, "user property value")
+        return (
+            head
+            + _encode_utf8(key, "user property name")
+            + _encode_utf8(val, "user property value")
+        )
     if wire_type is WireType.UTF8_STRING:
         if spec.identifier == PropertyId.RESPONSE_TOPIC:
             validate_topic_name(value)
@@ -599,4 +604,3 @@ def encode_packet(packet: Packet, *, version: ProtocolVersion) -> bytes:
     if version not in _VERSIONS:
         raise ValueError(f"unknown protocol version {version!r}")
     return encoder(packet, version)
-

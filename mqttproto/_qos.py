@@ -95,12 +95,22 @@ class OutboundStage(enum.Enum):
     RELEASED = "released"
 
 
-@attrs.define(slots=True)
 class OutboundMessage:
-    """One QoS 1/2 PUBLISH in flight, as it was first sent (full topic, no alias)."""
+    """One QoS 1/2 PUBLISH in flight, as it was first sent (full topic, no alias).
 
-    packet: PublishPacket
-    stage: OutboundStage = OutboundStage.PUBLISHED
+    A plain slotted class rather than attrs: one is made per message sent.
+    """
+
+    __slots__ = ("packet", "stage")
+
+    def __init__(
+        self, packet: PublishPacket, stage: OutboundStage = OutboundStage.PUBLISHED
+    ) -> None:
+        self.packet = packet
+        self.stage = stage
+
+    def __repr__(self) -> str:
+        return f"OutboundMessage({self.packet!r}, {self.stage})"
 
     @property
     def packet_id(self) -> int:

@@ -30,12 +30,13 @@ from .events import (
     ConnectionAccepted,
     ConnectionRefused,
     Disconnected,
-    MessageReceived,
     PublishAcknowledged,
     PublishDiscarded,
     Reauthenticated,
     SubscribeAcknowledged,
     UnsubscribeAcknowledged,
+    message_received,
+    publish_acknowledged,
 )
 from .packets import (
     AuthPacket,
@@ -63,6 +64,7 @@ _S = ConnectionState
 _P = PacketType
 _V5 = ProtocolVersion.MQTT_5_0
 _ACK = struct.Struct(">BBH").pack
+_QOS: dict[int, QoS] = {int(q): q for q in QoS}
 
 #: What a client may receive in each state. The server sends CONNACK before
 #: anything but AUTH [MQTT-3.2.0-1]; it never sends CONNECT, PUBLISH before
@@ -310,10 +312,10 @@ class ClientConnection(Connection):
             server announced (Maximum QoS, Retain Available, Maximum Packet
             Size), the queue is full, or the client is not connected.
         """
-        try:
-            qos = QoS(qos)
-        except ValueError:
-            raise LocalProtocolError(f"QoS must be 0, 1 or 2, not {qos!r}") from None
+        qos_ = _QOS.get(qos)
+        if qos_ is None:
+            raise LocalProtocolError(f"QoS must be 0, 1 or 2, not {qos!r}")
+        qos = qos_
         if isinstance(payload, str):
             payload = payload.encode()
         state = self.state
@@ -775,20 +777,19 @@ class ClientConnection(Connection):
         queue.clear()
         queue.extend(kept)
 
-    def _on_publish(self, packet: Packet, now: float) -> None:
-        assert isinstance(packet, PublishPacket)
+    def _on_publish(self, packet: PublishPacket, now: float) -> None:
         if packet.topic_alias is not None:
             packet = self._resolve_alias(packet)
         qos = packet.qos
         if not qos:
-            self._events.append(MessageReceived(packet))
+            self._events.append(message_received(packet))
             return
         packet_id = packet.packet_id
         assert packet_id is not None
         inbound = self._inbound
         if self._auto_ack:
             if qos == QoS.AT_LEAST_ONCE:
-                self._events.append(MessageReceived(packet))
+                self._events.append(message_received(packet))
                 self._out.append(_ACK(0x40, 2, packet_id))
                 return
             if packet_id in inbound.awaiting_release:
@@ -797,7 +798,7 @@ class ClientConnection(Connection):
                 return
             inbound.check_quota(self._version == _V5)
             inbound.received_qos2(packet_id)
-            self._events.append(MessageReceived(packet))
+            self._events.append(message_received(packet))
             self._out.append(_ACK(0x50, 2, packet_id))
             return
         if packet_id in inbound.awaiting_release:
@@ -808,7 +809,7 @@ class ClientConnection(Connection):
             return
         inbound.check_quota(self._version == _V5)
         inbound.hold(packet_id, qos)
-        self._events.append(MessageReceived(packet))
+        self._events.append(message_received(packet))
 
     def _resolve_alias(self, packet: PublishPacket) -> PublishPacket:
         alias = packet.topic_alias
@@ -824,14 +825,13 @@ class ClientConnection(Connection):
             raise TopicAliasInvalid(f"topic alias {alias} was never defined [MQTT-3.3.2-12]")
         return attrs.evolve(packet, topic=topic)
 
-    def _on_puback(self, packet: Packet, now: float) -> None:
-        assert isinstance(packet, PubAckPacket)
+    def _on_puback(self, packet: PubAckPacket, now: float) -> None:
         if self._outbound.on_puback(packet.packet_id) is None:
             # A late duplicate of an ack already processed: nothing to do.
             return
         self._finish_outbound(
             packet.packet_id,
-            PublishAcknowledged(
+            publish_acknowledged(
                 packet.packet_id, packet.reason_code, packet.reason_string, packet.user_properties
             ),
         )
@@ -860,7 +860,7 @@ class ClientConnection(Connection):
             return
         self._finish_outbound(
             packet.packet_id,
-            PublishAcknowledged(
+            publish_acknowledged(
                 packet.packet_id, packet.reason_code, packet.reason_string, packet.user_properties
             ),
         )
