@@ -146,7 +146,8 @@ class AclFile:
         users: dict[str, list[AclRule]] = {}
         patterns: list[AclRule] = []
         current = anonymous
-        for number, raw in enumerate(text.splitlines(), start=1):
+        # Lines end at "\n" only, so line numbers are the ones an editor shows.
+        for number, raw in enumerate(text.split("\n"), start=1):
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
@@ -196,8 +197,9 @@ def _substitute(rule: AclRule, client_id: str, username: str | None) -> str | No
     ``a/b`` must not turn ``devices/%c/status`` into a wider filter. So a grant
     whose substitution would contain ``+``, ``#`` or ``/`` (or put a ``$`` at the
     start of the filter, reaching ``$SYS``) does not apply, and a deny with such a
-    substitution denies the whole level instead (it becomes ``+``). An odd client
-    id or username can only lose access, never gain it.
+    substitution denies everything from that level down instead (the filter is cut
+    there and ends in ``#``): a value with ``/`` spans an unknown number of levels.
+    An odd client id or username can only lose access, never gain it.
     """
     if "%u" in rule.topic_filter and username is None:
         # A pattern naming the username says nothing about anonymous clients.
@@ -216,7 +218,7 @@ def _substitute(rule: AclRule, client_id: str, username: str | None) -> str | No
         if unsafe:
             if rule.access is not Access.DENY:
                 return None
-            value = "+"
+            return "/".join([*levels[:index], "#"])
         levels[index] = value
     return "/".join(levels)
 
