@@ -89,6 +89,10 @@ def filter_includes(outer: str, inner: str) -> bool:
             return False
         inner_level = inner_levels[index]
         if inner_level == "#":
+            if index == 0:
+                # inner is "#": every topic not starting with "$", each at least
+                # one level deep. Besides "#" itself only "+/#" matches them all.
+                return outer_levels == ["+", "#"]
             # inner also matches the parent topic (exactly `index` levels), which
             # outer cannot: its level `index` is not '#'.
             return False

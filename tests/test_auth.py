@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import os
 import re
 import stat
@@ -17,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from interop import MOSQUITTO_PASSWD, require_peer
 from strategies import (
+    AUTH_LITERAL_LEVELS,
     all_small_topic_names,
     client_identifiers,
     small_topic_filters,
@@ -540,6 +542,10 @@ def test_challenge_response_needs_a_real_nonce() -> None:
         ("#", "a/+/b/#", True),
         ("#", "$SYS/#", False),
         ("#", "$SYS", False),
+        ("+/#", "#", True),
+        ("+/+/#", "#", False),
+        ("+", "#", False),
+        ("a/+/#", "a/#", False),
         ("+/#", "$SYS/x", False),
         ("$SYS/#", "$SYS/broker/+", True),
         ("+", "+", True),
@@ -564,6 +570,26 @@ def test_filter_includes_agrees_with_brute_force(outer: str, inner: str) -> None
     # sample is every name over the tiny alphabet, which decides it exactly.
     brute = all(topic_matches(outer, name) for name in SMALL_NAMES if topic_matches(inner, name))
     assert filter_includes(outer, inner) is brute
+
+
+def test_filter_includes_agrees_with_brute_force_exhaustively_up_to_two_levels() -> None:
+    # Every pair of filters of at most two levels over the tiny alphabet, so no
+    # corner (like "+/#" including "#") depends on hypothesis finding it.
+    levels = (*AUTH_LITERAL_LEVELS, "+")
+    filters = {
+        "/".join(combo) or "+"
+        for depth in (1, 2)
+        for combo in itertools.product(levels, repeat=depth)
+    }
+    filters |= {f"{prefix}#" for prefix in ("", *(f"{level}/" for level in levels))}
+    names = [name for name in SMALL_NAMES if name.count("/") < 3]
+    matched = {f: {name for name in names if topic_matches(f, name)} for f in filters}
+    for outer in filters:
+        for inner in filters:
+            assert filter_includes(outer, inner) is (matched[inner] <= matched[outer]), (
+                outer,
+                inner,
+            )
 
 
 @given(outer=small_topic_filters(), inner=small_topic_filters(), name=small_topic_names())
