@@ -339,6 +339,8 @@ class ClientConnection(Connection):
                 )
         outbound = self._outbound
         send_now = state is _S.CONNECTED and (not qos or outbound.has_room())
+        if send_now:
+            self._check_output_room()
         if qos and not send_now:
             outbound.check_queue_room()
         packet_id = self._packet_ids.peek() if qos else None
@@ -399,6 +401,7 @@ class ClientConnection(Connection):
                 raise LocalProtocolError("the server does not support wildcard subscriptions")
         if subscription_identifier is not None and not limits.subscription_identifiers_available:
             raise LocalProtocolError("the server does not support subscription identifiers")
+        self._check_output_room()
         packet_id = self._packet_ids.peek()
         packet = SubscribePacket(
             packet_id,
@@ -422,6 +425,7 @@ class ClientConnection(Connection):
             raise LocalProtocolError(f"unsubscribe() while {self.state.value}")
         if isinstance(filters, str):
             filters = [filters]
+        self._check_output_room()
         packet_id = self._packet_ids.peek()
         packet = UnsubscribePacket(packet_id, tuple(filters), user_properties=user_properties)
         self._out.append(self._encode(packet))
@@ -529,6 +533,12 @@ class ClientConnection(Connection):
         self._auth_challenged = False
         if self.state is _S.CONNECTED:
             self._reauthenticating = True
+
+    def _check_output_room(self) -> None:
+        if len(self._out) >= self.config.max_unsent_packets:
+            raise LocalProtocolError(
+                f"{len(self._out)} packets are waiting for data_to_send(); write them first"
+            )
 
     # -- time -----------------------------------------------------------------
 

@@ -64,6 +64,10 @@ class ClientConfig:
     #: Outgoing QoS 1/2 messages that may wait behind the server's Receive
     #: Maximum; ``publish()`` raises when the queue is full.
     max_queued_messages: int = attrs.field(default=1000, validator=_positive)
+    #: Packets ``publish()``, ``subscribe()`` and ``unsubscribe()`` may leave
+    #: waiting for ``data_to_send`` before they raise: a bound on the output
+    #: buffer of an application that publishes faster than it writes.
+    max_unsent_packets: int = attrs.field(default=65536, validator=_positive)
     #: Send PUBACK/PUBREC as soon as a message is received. When False the
     #: application calls ``acknowledge(packet_id)`` for each QoS 1/2 message.
     auto_acknowledge: bool = True

@@ -291,6 +291,19 @@ def test_queued_messages_are_bounded() -> None:
     assert (client.inflight, client.queued) == (1, 2)
 
 
+def test_unsent_output_is_bounded() -> None:
+    server = connected(config=ClientConfig(max_unsent_packets=3))
+    client = server.client
+    for _ in range(3):
+        client.publish("t", b"")
+    with pytest.raises(LocalProtocolError, match="data_to_send"):
+        client.publish("t", b"")
+    with pytest.raises(LocalProtocolError):
+        client.subscribe("a")
+    assert len(server.received()) == 3
+    client.publish("t", b"")  # room again once written
+
+
 @pytest.mark.parametrize(
     ("connack", "kwargs"),
     [
