@@ -119,9 +119,7 @@ def _sessions(by_id: dict[str, bytes]) -> dict[str, list[str]]:
         ids = sorted(name for name in by_id if re.search(f"-{re.escape(tag)}(-|$)", name))
         connect = next(name for name in ids if name.startswith("connect-"))
         client_side = [
-            name
-            for name in ids
-            if by_id[name][0] >> 4 in (3, 4, 5, 6, 7, 8, 10, 12, 14, 15)
+            name for name in ids if by_id[name][0] >> 4 in (3, 4, 5, 6, 7, 8, 10, 12, 14, 15)
         ]
         sessions[f"server-{tag}-session"] = [connect, *client_side]
     return sessions

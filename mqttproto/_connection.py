@@ -19,6 +19,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
+import attrs
+
 from ._state import ConnectionState, Input, transition
 from .codec import PacketReader, encode_packet
 from .enums import PacketType, ProtocolVersion, ReasonCode
@@ -172,11 +174,16 @@ class Connection(abc.ABC):
         if self.state is ConnectionState.CLOSED:
             return
         goodbye = self._goodbye(exc)
-        # If the peer's limit is too small even for the goodbye, close
-        # without one, as the protocol allows.
-        with contextlib.suppress(LocalProtocolError):
-            if goodbye is not None:
+        if goodbye is not None:
+            try:
                 self._out.append(self._encode(goodbye))
+            except LocalProtocolError:
+                # Too big for the peer's Maximum Packet Size: the reason
+                # string goes first [MQTT-3.14.2-3]; if even the bare packet
+                # is too big, close without a goodbye.
+                with contextlib.suppress(LocalProtocolError, TypeError):
+                    bare = attrs.evolve(goodbye, reason_string=None)  # type: ignore[arg-type]
+                    self._out.append(self._encode(bare))
         self.state = transition(self.state, Input.PROTOCOL_ERROR)
         self._connection_ended(exc.reason_code, now)
 

@@ -10,6 +10,7 @@ and is resent [MQTT-4.4.0-1].
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -168,6 +169,7 @@ class ClientConnection(Connection):
         self._auth_challenged = False
         self._reauthenticating = False
         self._auto_ack = self.config.auto_acknowledge
+        self._acks_fit = True
 
     # -- properties -------------------------------------------------------------
 
@@ -668,6 +670,18 @@ class ClientConnection(Connection):
                 continue
             self._out.append(self._aliased(packet, data))
 
+    def _ack(self, first: int, packet_id: int) -> None:
+        """Queue a 4-byte PUBACK/PUBREC/PUBREL/PUBCOMP with success and no properties."""
+        if self._acks_fit:
+            self._out.append(_ACK(first, 2, packet_id))
+
+    def _send_reply(self, packet: Packet) -> None:
+        """Queue a reply the protocol owes; one the server's Maximum Packet
+        Size cannot take is not sent, as if sent [MQTT-3.1.2-25] applied
+        in this direction: there is no way to deliver it."""
+        with contextlib.suppress(LocalProtocolError):
+            self._out.append(self._encode(packet))
+
     def _finish_outbound(self, packet_id: int, event: PublishAcknowledged) -> None:
         self._packet_ids.release(packet_id)
         self._events.append(event)
@@ -714,6 +728,7 @@ class ClientConnection(Connection):
             shared_subscription_available=packet.shared_subscription_available is not False,
         )
         self._peer_max_packet_size = limits.maximum_packet_size
+        self._acks_fit = limits.maximum_packet_size is None or limits.maximum_packet_size >= 4
         if packet.server_keep_alive is not None:
             self._keep_alive = packet.server_keep_alive
         if packet.assigned_client_identifier is not None:
@@ -761,7 +776,14 @@ class ClientConnection(Connection):
             return
         for resend in outbound.resend():
             # Resent in full: topic aliases do not outlive a connection.
-            self._out.append(self._encode(resend))
+            try:
+                self._out.append(self._encode(resend))
+            except LocalProtocolError as exc:
+                # Too big for the server's new Maximum Packet Size.
+                assert resend.packet_id is not None
+                del outbound.inflight[resend.packet_id]
+                self._packet_ids.release(resend.packet_id)
+                self._events.append(PublishDiscarded(resend.packet_id, str(exc)))
         self._drop_queued_over_limits()
         if outbound.queue:
             self._send_released(outbound.release_queued())
@@ -800,19 +822,20 @@ class ClientConnection(Connection):
         if self._auto_ack:
             if qos == QoS.AT_LEAST_ONCE:
                 self._events.append(message_received(packet))
-                self._out.append(_ACK(0x40, 2, packet_id))
+                if self._acks_fit:
+                    self._out.append(_ACK(0x40, 2, packet_id))
                 return
             if packet_id in inbound.awaiting_release:
                 # A retransmission: acknowledge again, deliver once [MQTT-4.3.3-10].
-                self._out.append(_ACK(0x50, 2, packet_id))
+                self._ack(0x50, packet_id)
                 return
             inbound.check_quota(self._version == _V5)
             inbound.received_qos2(packet_id)
             self._events.append(message_received(packet))
-            self._out.append(_ACK(0x50, 2, packet_id))
+            self._ack(0x50, packet_id)
             return
         if packet_id in inbound.awaiting_release:
-            self._out.append(_ACK(0x50, 2, packet_id))
+            self._ack(0x50, packet_id)
             return
         if packet_id in inbound.unacked:
             # Already delivered and waiting for the application's ack.
@@ -852,7 +875,7 @@ class ClientConnection(Connection):
         message = self._outbound.on_pubrec(packet_id, packet.reason_code)
         if message is None:
             # Not ours: say so in MQTT 5 so the server ends its flow.
-            self._send(PubRelPacket(packet_id, self._not_found_code()))
+            self._send_reply(PubRelPacket(packet_id, self._not_found_code()))
             return
         if packet.reason_code >= 0x80:
             self._finish_outbound(
@@ -862,7 +885,7 @@ class ClientConnection(Connection):
                 ),
             )
             return
-        self._out.append(_ACK(0x62, 2, packet_id))
+        self._ack(0x62, packet_id)
 
     def _on_pubcomp(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, PubCompPacket)
@@ -878,10 +901,10 @@ class ClientConnection(Connection):
     def _on_pubrel(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, PubRelPacket)
         if self._inbound.release(packet.packet_id):
-            self._out.append(_ACK(0x70, 2, packet.packet_id))
+            self._ack(0x70, packet.packet_id)
         else:
             # [MQTT-4.3.3-11]: answer PUBREL even when the id is unknown.
-            self._send(PubCompPacket(packet.packet_id, self._not_found_code()))
+            self._send_reply(PubCompPacket(packet.packet_id, self._not_found_code()))
 
     def _not_found_code(self) -> ReasonCode:
         return (
