@@ -37,6 +37,12 @@ Invariants (any violation raises, which the fuzzer reports as a crash)
    never exceed our maximum, and the reader never buffers more than the
    maximum packet size.
 4. Timers are sane: ``get_timer()`` is None or a finite number.
+5. Chunking does not matter. For streams of up to ``BYTEWISE_LIMIT`` bytes,
+   a second and third client (same version and settings, no reactions, no
+   timer) get the stream whole and one byte at a time. Without an error both
+   give the same events and the same bytes to send. With an error, both fail
+   with the same reason code; the whole feed's events (the reader drops the
+   packets of a failing read) are a prefix of the byte-by-byte ones.
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ else:
 from mqttproto import PacketReader
 
 MAX_PAYLOAD = 4096
+BYTEWISE_LIMIT = 512
 MAX_PACKET_SIZE = 2048
 _VERSIONS = (
     ProtocolVersion.MQTT_3_1,
@@ -98,6 +105,45 @@ def _check_bounds(client: ClientConnection) -> None:
     assert timer is None or math.isfinite(timer)
 
 
+def _passive_run(
+    version: ProtocolVersion, config: ClientConfig, connect: dict[str, object], pieces: list[bytes]
+) -> tuple[list[object], bytes, int | None]:
+    """Feed ``pieces`` to a fresh client that only listens: (events, output, error code)."""
+    client = ClientConnection(version, config=config)
+    client.connect(**connect)  # type: ignore[arg-type]
+    client.data_to_send(0.0)
+    events: list[object] = []
+    output = b""
+    code = None
+    for piece in pieces:
+        try:
+            client.receive_data(piece, 1.0)
+        except RemoteProtocolError as exc:
+            code = int(exc.reason_code)
+            break
+        finally:
+            events.extend(client.events())
+            output += client.data_to_send(1.0)
+    return events, output, code
+
+
+def _check_chunking(
+    version: ProtocolVersion, config: ClientConfig, connect: dict[str, object], stream: bytes
+) -> None:
+    whole = _passive_run(version, config, connect, [stream])
+    bytewise = _passive_run(
+        version, config, connect, [stream[i : i + 1] for i in range(len(stream))]
+    )
+    assert whole[2] == bytewise[2], (whole[2], bytewise[2])
+    if whole[2] is None:
+        assert whole[0] == bytewise[0]
+        assert whole[1] == bytewise[1]
+    else:
+        # The last event of each is the Disconnected for the error.
+        assert whole[0][-1] == bytewise[0][-1]
+        assert whole[0][:-1] == bytewise[0][: len(whole[0]) - 1]
+
+
 def TestOneInput(data: bytes) -> None:
     if len(data) < 2:
         return
@@ -122,6 +168,8 @@ def TestOneInput(data: bytes) -> None:
         if v5:
             connect["session_expiry_interval"] = 60
             connect["authentication_method"] = "M"
+    if len(stream) <= BYTEWISE_LIMIT:
+        _check_chunking(version, config, connect, stream)
     client.connect(**connect)  # type: ignore[arg-type]
     now = 0.0
     client.data_to_send(now)
