@@ -550,7 +550,8 @@ cdef class PacketReader:
         cdef Py_ssize_t size
         cdef list packets
         if self._error is not None:
-            # A fresh traceback each time, as in the reference.
+            # A fresh traceback each time, and no packets, as in the reference.
+            self._error.preceding_packets = []
             raise self._error.with_traceback(None)
         if type(data) is not bytes:
             data = bytes(data)
@@ -564,13 +565,16 @@ cdef class PacketReader:
             self._pending_size = 0
         elif not data:
             return []
+        packets = []
         try:
-            packets = self._parse(data, &pos)
+            self._parse(data, &pos, packets)
         except ProtocolError as exc:
+            exc.preceding_packets = packets
             self._fail(exc)
             raise
         except (IndexError, ValueError, KeyError, TypeError) as exc:
             error = MalformedPacket(f"malformed packet ({exc.__class__.__name__})")
+            error.preceding_packets = packets
             self._fail(error)
             raise error from exc
         size = PyBytes_GET_SIZE(data)
@@ -584,9 +588,8 @@ cdef class PacketReader:
         self._pending.clear()
         self._pending_size = 0
 
-    cdef list _parse(self, bytes data, Py_ssize_t *out_pos):
-        """Decode every complete packet of ``data``; store where the rest starts."""
-        cdef list packets = []
+    cdef list _parse(self, bytes data, Py_ssize_t *out_pos, list packets):
+        """Decode every complete packet of ``data`` into ``packets``; store where the rest starts."""
         cdef const unsigned char *buf = <const unsigned char *>PyBytes_AS_STRING(data)
         cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
         cdef Py_ssize_t pos = 0

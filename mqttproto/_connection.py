@@ -87,10 +87,20 @@ class Connection(abc.ABC):
         try:
             packets = self._reader.feed(data)
         except RemoteProtocolError as exc:
-            self._protocol_error(exc, now)
-            raise
-        if not packets:
+            # The packets before the faulty one are handled first, as if they
+            # had come in an earlier read: the outcome must not depend on how
+            # the stream was cut. One of them may end the connection first.
+            if exc.preceding_packets:
+                self._dispatch(exc.preceding_packets, now)
+            if not self.closed:
+                self._protocol_error(exc, now)
+                raise
             return
+        if packets:
+            self._dispatch(packets, now)
+
+    def _dispatch(self, packets: list[Packet], now: float) -> None:
+        """Hand each packet to its handler; a protocol error ends the connection."""
         receivable = self.RECEIVABLE
         handlers = self._handlers
         state = self.state

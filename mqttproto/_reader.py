@@ -10,7 +10,6 @@ from .enums import PacketType, ProtocolVersion
 from .errors import (
     MalformedPacket,
     PacketTooLarge,
-    ProtocolError,
     RemoteProtocolError,
 )
 from .packets import (
@@ -57,7 +56,7 @@ class PacketReader:
         self._pending_size = 0
         # Bytes the pending packet needs before it is worth parsing again.
         self._need = 0
-        self._error: ProtocolError | None = None
+        self._error: RemoteProtocolError | None = None
 
     @property
     def version(self) -> ProtocolVersion | None:
@@ -76,12 +75,15 @@ class PacketReader:
 
         :raises RemoteProtocolError: (or a subclass: ``MalformedPacket``,
             ``PacketTooLarge``, ``UnsupportedProtocolVersion``) at the first
-            packet that breaks a rule. Packets before it in the same call are
-            dropped with it: the connection must close.
+            packet that breaks a rule. The packets complete before it in the
+            same call are not returned; they are in the exception's
+            ``preceding_packets`` list, so that a connection can act on them
+            first, exactly as if they had arrived in an earlier read.
         """
         if self._error is not None:
             # A fresh traceback each time, so that a caller who keeps feeding
             # a broken reader does not grow the stored exception.
+            self._error.preceding_packets = []
             raise self._error.with_traceback(None)
         if type(data) is not bytes:
             data = bytes(data)
@@ -95,15 +97,18 @@ class PacketReader:
             self._pending_size = 0
         elif not data:
             return []
+        packets: list[Packet] = []
         try:
-            packets, pos = self._parse(data)
-        except ProtocolError as exc:
+            pos = self._parse(data, packets)
+        except RemoteProtocolError as exc:
+            exc.preceding_packets = packets
             self._fail(exc)
             raise
         except (IndexError, ValueError, KeyError, TypeError) as exc:  # pragma: no cover
             # Every read is bounds-checked; this net turns a missed check into
             # the error the caller expects instead of a crash.
             error = MalformedPacket(f"malformed packet ({exc.__class__.__name__})")
+            error.preceding_packets = packets
             self._fail(error)
             raise error from exc
         if pos < len(data):
@@ -111,13 +116,13 @@ class PacketReader:
             self._pending_size = len(data) - pos
         return packets
 
-    def _fail(self, error: ProtocolError) -> None:
+    def _fail(self, error: RemoteProtocolError) -> None:
         self._error = error
         self._pending.clear()
         self._pending_size = 0
 
-    def _parse(self, data: bytes) -> tuple[list[Packet], int]:
-        packets: list[Packet] = []
+    def _parse(self, data: bytes, packets: list[Packet]) -> int:
+        """Decode the complete packets of ``data`` into ``packets``; return where the rest starts."""
         append = packets.append
         size = len(data)
         max_size = self._max_packet_size
@@ -134,7 +139,7 @@ class PacketReader:
             start = pos + 1
             if start >= size:
                 self._need = size - pos + 1
-                return packets, pos
+                return pos
             byte = data[start]
             if byte < 0x80:
                 length = byte
@@ -142,7 +147,7 @@ class PacketReader:
             else:
                 length, start = self._read_length(data, start, size, pos)
                 if length < 0:
-                    return packets, pos
+                    return pos
             end = start + length
             if max_size is not None and end - pos > max_size:
                 raise PacketTooLarge(
@@ -150,7 +155,7 @@ class PacketReader:
                 )
             if end > size:
                 self._need = end - pos
-                return packets, pos
+                return pos
             if first >> 4 == 3 and version is not None:
                 append(decode_publish(data, first & 0x0F, start, end, version))
             elif version is None:
@@ -161,7 +166,7 @@ class PacketReader:
             else:
                 append(_decode_body(data, first, start, end, version))
             pos = end
-        return packets, pos
+        return pos
 
     def _read_length(self, data: bytes, start: int, size: int, pos: int) -> tuple[int, int]:
         """Read a multi-byte remaining length; (-1, start) when it is incomplete."""

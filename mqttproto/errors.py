@@ -15,7 +15,12 @@ failure on the wire.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .enums import ProtocolVersion, ReasonCode
+
+if TYPE_CHECKING:
+    from .packets import Packet
 
 __all__ = [
     "ClientIdentifierNotValid",
@@ -58,7 +63,16 @@ class LocalProtocolError(ProtocolError):
 
 
 class RemoteProtocolError(ProtocolError):
-    """The peer broke the protocol; the connection must be closed."""
+    """The peer broke the protocol; the connection must be closed.
+
+    :ivar preceding_packets: set by :meth:`PacketReader.feed`: the packets
+        that were complete before the faulty one in the same call (empty
+        otherwise).
+    """
+
+    def __init__(self, message: str, reason_code: ReasonCode | None = None) -> None:
+        super().__init__(message, reason_code)
+        self.preceding_packets: list[Packet] = []
 
 
 class MalformedPacket(RemoteProtocolError):

@@ -1043,3 +1043,27 @@ def test_auth_without_method_refused_locally() -> None:
         server.client.auth(b"x")
     with pytest.raises(LocalProtocolError):
         connected(V311).client.auth(b"x")
+
+
+def test_outcome_does_not_depend_on_how_the_stream_is_cut() -> None:
+    """A regression found by fuzz_client: an unexpected SUBACK followed by a
+    malformed packet in the same read was reported as the malformed packet
+    (0x81), but as the SUBACK's protocol error (0x82) when read byte by byte.
+    Packets before a faulty one are now handled first, whatever the cut."""
+    stream = b"\x90\x04\x00\x03\x00\x01" + b"\x30\x02\x00\x05"
+    results = []
+    for pieces in ([stream], [stream[i : i + 1] for i in range(len(stream))]):
+        server = connected()
+        with pytest.raises(RemoteProtocolError) as info:
+            for piece in pieces:
+                server.send_bytes(piece)
+        results.append((info.value.reason_code, server.events(), server.wire()))
+    assert results[0] == results[1]
+    assert results[0][0] == ReasonCode.PROTOCOL_ERROR
+
+
+def test_disconnect_before_garbage_in_one_read_ends_cleanly() -> None:
+    server = connected()
+    server.send_bytes(b"\xe0\x00" + b"\xff\xff")  # DISCONNECT, then junk
+    assert server.events() == [Disconnected(ReasonCode.NORMAL_DISCONNECTION, by_server=True)]
+    assert server.wire() == b""

@@ -448,3 +448,19 @@ def test_sticky_error_does_not_grow_its_traceback(codec: types.ModuleType) -> No
 def test_decode_packet_refuses_an_unknown_version(codec: types.ModuleType) -> None:
     with pytest.raises(ValueError):
         codec.decode_packet(b"\xc0\x00", version=7)
+
+
+def test_packets_before_an_error_are_on_the_exception(codec: types.ModuleType) -> None:
+    """feed() returns nothing when it raises; the packets complete before the
+    faulty one are in ``preceding_packets``, in order; a broken reader's later
+    raises carry none."""
+    v5 = ProtocolVersion.MQTT_5_0
+    good = [PingRespPacket(), PublishPacket("a", b"1")]
+    stream = b"".join(codec.encode_packet(p, version=v5) for p in good) + b"\x30\x02\x00\x05"
+    reader = codec.PacketReader(version=v5)
+    with pytest.raises(MalformedPacket) as info:
+        reader.feed(stream)
+    assert info.value.preceding_packets == good
+    with pytest.raises(MalformedPacket) as again:
+        reader.feed(b"\xc0\x00")
+    assert again.value.preceding_packets == []
