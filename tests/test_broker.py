@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from helpers import V5, V31, V311, BrokerHarness
 
 from mqttproto import QoS, ReasonCode, Subscription
 from mqttproto.events import (
@@ -12,8 +13,6 @@ from mqttproto.events import (
     SubscribeAcknowledged,
     UnsubscribeAcknowledged,
 )
-
-from helpers import V5, V31, V311, BrokerHarness
 
 VERSIONS = [V31, V311, V5]
 
