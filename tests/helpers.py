@@ -57,7 +57,10 @@ class Client:
         self.closed = False
         self.conn.connect(**kwargs)
         self.harness.pump()
-        return self.take()
+        # Messages delivered right after CONNACK stay for take_messages().
+        events = [e for e in self.events if not isinstance(e, MessageReceived)]
+        self.events = [e for e in self.events if isinstance(e, MessageReceived)]
+        return events
 
     def drop(self) -> None:
         """The network goes away under the client (no DISCONNECT)."""
@@ -67,6 +70,7 @@ class Client:
             self.conn.receive_eof(self.harness.now)
         self.closed = True
         self.conn_id = None
+        self.harness.pump()
 
 
 class BrokerHarness:
