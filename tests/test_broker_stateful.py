@@ -102,7 +102,7 @@ class PersistentDelivery(RuleBasedStateMachine):
             if not pub.closed:
                 self.h.pump()
         self.collect()
-        for payload, count in self.sent.items():
+        for payload in self.sent:
             assert self.received[payload] >= 1, payload  # at least once [MQTT-4.3.2]
             if self.qos[payload] == 2:
                 assert self.received[payload] == 1, payload
