@@ -47,3 +47,25 @@ def codec(request: pytest.FixtureRequest) -> types.ModuleType:
     """A codec module with ``decode_packet``, ``encode_packet`` and ``PacketReader``."""
     module: types.ModuleType = request.param
     return module
+
+
+# ---------------------------------------------------------------------------
+# Interop peers (tests/interop.py): a mosquitto broker on 127.0.0.1. Skips when
+# mosquitto is missing, fails instead when MQTTPROTO_REQUIRE_INTEROP is set.
+
+from collections.abc import Iterator  # noqa: E402
+
+from interop import MosquittoBroker  # noqa: E402
+
+
+@pytest.fixture
+def mosquitto_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
+    """A running mosquitto (anonymous access allowed); its log is in the object."""
+    with MosquittoBroker(directory=tmp_path_factory.mktemp("mosquitto")) as broker:
+        yield broker
+
+
+@pytest.fixture
+def mosquitto(mosquitto_broker: MosquittoBroker) -> tuple[str, int]:
+    """The ``(host, port)`` of a running mosquitto broker."""
+    return mosquitto_broker.address
