@@ -1,0 +1,386 @@
+"""The server side of one network connection: :class:`BrokerConnection`.
+
+It is the shared :class:`~mqttproto._connection.Connection` engine with the
+server's state table and packet handlers. It keeps what belongs to one
+network connection only (keep-alive, the client's topic aliases and limits,
+the enhanced-authentication exchange) and hands everything that concerns
+sessions and routing to its :class:`~mqttproto.broker.Broker`.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import attrs
+
+from ._connection import Connection
+from ._keepalive import receive_deadline
+from ._state import ConnectionState, Input, transition
+from .codec import PacketReader
+from .enums import PacketType, ProtocolVersion, ReasonCode
+from .errors import ConnectRefusal, RemoteProtocolError, TopicAliasInvalid
+from .packets import (
+    AuthPacket,
+    ConnAckPacket,
+    ConnectPacket,
+    DisconnectPacket,
+    Packet,
+    PubAckPacket,
+    PubCompPacket,
+    PublishPacket,
+    PubRecPacket,
+    PubRelPacket,
+    SubscribePacket,
+    UnsubscribePacket,
+)
+
+if TYPE_CHECKING:
+    from ._session import Session
+    from .auth import ConnectInfo
+    from .broker import Broker
+
+__all__ = ["BrokerConnection"]
+
+_S = ConnectionState
+_P = PacketType
+_V5 = ProtocolVersion.MQTT_5_0
+_C = ReasonCode
+_ACK = struct.Struct(">BBH").pack
+_ACK_CODE = struct.Struct(">BBHB").pack
+_PINGRESP = b"\xd0\x00"
+
+_RECEIVABLE: dict[ConnectionState, frozenset[PacketType]] = {
+    # [MQTT-3.1.0-1]: the first packet is CONNECT (the reader refuses others).
+    _S.IDLE: frozenset({_P.CONNECT}),
+    # During enhanced authentication only AUTH, or DISCONNECT to give up.
+    _S.CONNECTING: frozenset({_P.AUTH, _P.DISCONNECT}),
+    # A second CONNECT is a protocol error [MQTT-3.1.0-2].
+    _S.CONNECTED: frozenset(
+        {
+            _P.PUBLISH,
+            _P.PUBACK,
+            _P.PUBREC,
+            _P.PUBREL,
+            _P.PUBCOMP,
+            _P.SUBSCRIBE,
+            _P.UNSUBSCRIBE,
+            _P.PINGREQ,
+            _P.DISCONNECT,
+            _P.AUTH,
+        }
+    ),
+    _S.CLOSED: frozenset(),
+}
+
+
+class BrokerConnection(Connection):
+    """The server side of one network connection, without I/O.
+
+    Made by :meth:`Broker.open_connection`; the broker feeds it and routes
+    what it receives. It keeps what belongs to the network connection only:
+    keep-alive, topic aliases from the client, the client's limits (Receive
+    Maximum, Maximum Packet Size) and the enhanced-authentication exchange.
+    """
+
+    RECEIVABLE = _RECEIVABLE
+    HANDLERS: ClassVar[dict[PacketType, str]] = {
+        _P.CONNECT: "_on_connect",
+        _P.PUBLISH: "_on_publish",
+        _P.PUBACK: "_on_puback",
+        _P.PUBREC: "_on_pubrec",
+        _P.PUBREL: "_on_pubrel",
+        _P.PUBCOMP: "_on_pubcomp",
+        _P.SUBSCRIBE: "_on_subscribe",
+        _P.UNSUBSCRIBE: "_on_unsubscribe",
+        _P.PINGREQ: "_on_pingreq",
+        _P.DISCONNECT: "_on_disconnect",
+        _P.AUTH: "_on_auth",
+    }
+    _role = "server"
+
+    def __init__(self, broker: Broker, conn_id: int, now: float, peer: str | None) -> None:
+        super().__init__(None)
+        self.broker = broker
+        self.id = conn_id
+        self.peer = peer
+        self.opened_at = now
+        self._last_received = now
+        self._reader = PacketReader(max_packet_size=broker.config.max_packet_size)
+        self.session: Session | None = None
+        self.client_id = ""
+        self.username: str | None = None
+        self.v5 = False
+        self.keep_alive = 0
+        self.connect: ConnectPacket | None = None
+        self.auth_info: ConnectInfo | None = None
+        self.reauthenticating = False
+        self._aliases_in: dict[int, str] = {}
+        #: The client's Maximum Packet Size, or a number no packet reaches.
+        self.max_out = 1 << 30
+        #: Whether this connection's end was already handled by the broker.
+        self.finished = False
+
+    def _accepts_before_start(self) -> bool:
+        return True
+
+    # -- goodbyes ---------------------------------------------------------------
+
+    def _goodbye(self, exc: RemoteProtocolError) -> Packet | None:
+        if self.state is _S.CONNECTED:
+            if self.v5:
+                return DisconnectPacket(exc.reason_code, reason_string=str(exc)[:200])
+            return None
+        # Before CONNACK: answer with a refusing CONNACK where the version
+        # is known [MQTT-3.2.2-6 v3.1.1 / 3.2.2-7 v5]; a malformed CONNECT
+        # just closes in 3.1.1 [MQTT-3.1.4-1].
+        version = self._version
+        if isinstance(exc, ConnectRefusal):
+            version = exc.protocol_version
+            if version is None and exc.reason_code == _C.UNSUPPORTED_PROTOCOL_VERSION:
+                # An unknown level: answer as 3.1.1 does, return code 1 [MQTT-3.1.2-2].
+                version = ProtocolVersion.MQTT_3_1_1
+        if version is None:
+            return None
+        self._version = version
+        if version != _V5 and not isinstance(exc, ConnectRefusal):
+            return None
+        return ConnAckPacket(False, exc.reason_code)
+
+    def _connection_ended(self, reason_code: ReasonCode, now: float) -> None:
+        self.broker._connection_ended(self, now, publish_will=True)
+
+    # -- time ---------------------------------------------------------------------
+
+    def deadline(self) -> float | None:
+        """When this connection must be looked at again."""
+        state = self.state
+        if state is _S.CONNECTED:
+            return receive_deadline(self._last_received, self.keep_alive)
+        if state is _S.CLOSED:
+            return None
+        timeout = self.broker.config.connect_timeout
+        return None if timeout is None else self.opened_at + timeout
+
+    def handle_timer(self, now: float) -> None:
+        """Close a connection silent past its keep-alive or connect timeout."""
+        deadline = self.deadline()
+        if deadline is None or now < deadline:
+            return
+        if self.state is _S.CONNECTED and self.v5:
+            # [MQTT-3.1.2-22]: 1.5 times the keep-alive without a packet.
+            self._send(DisconnectPacket(_C.KEEP_ALIVE_TIMEOUT))
+        self.state = transition(self.state, Input.TIMEOUT)
+        self.broker._connection_ended(self, now, publish_will=True)
+
+    # -- CONNECT and AUTH ----------------------------------------------------------
+
+    def _on_connect(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, ConnectPacket)
+        self.state = transition(self.state, Input.RECV_CONNECT)
+        version = packet.protocol_version
+        self._version = version
+        self.v5 = version == _V5
+        self.connect = packet
+        broker = self.broker
+        config = broker.config
+        client_id = packet.client_id
+        self.assigned_id: str | None = None
+        if not client_id:
+            # [MQTT-3.1.3-6]: the server assigns a unique identifier (3.1.1
+            # only with a clean session, which the reader checked [MQTT-3.1.3-8]).
+            client_id = broker._new_client_id()
+            if self.v5:
+                self.assigned_id = client_id
+        self.client_id = client_id
+        self.username = packet.username
+        will = packet.will
+        if will is not None:
+            if will.qos > config.maximum_qos:
+                return self._refuse(_C.QOS_NOT_SUPPORTED, "will QoS exceeds Maximum QoS")
+            if will.retain and not config.retain_available:
+                return self._refuse(_C.RETAIN_NOT_SUPPORTED, "retained wills are not supported")
+            if will.topic.count("/") >= config.max_topic_levels:
+                return self._refuse(_C.TOPIC_NAME_INVALID, "will topic too deep")
+        if packet.authentication_method is not None and not self.v5:
+            raise RemoteProtocolError("authentication method outside MQTT 5")
+        from .auth import ConnectInfo
+
+        self.auth_info = ConnectInfo(
+            client_id,
+            packet.username,
+            packet.password,
+            version,
+            packet.authentication_method,
+            packet.authentication_data,
+        )
+        self._auth_result(broker.authenticator.authenticate(self.auth_info), now)
+
+    def _auth_result(self, result: Any, now: float) -> None:
+        """Act on an :class:`~mqttproto.auth.AuthResult` during CONNECT."""
+        code = ReasonCode(result.reason_code)
+        connect = self.connect
+        assert connect is not None
+        if code == _C.CONTINUE_AUTHENTICATION:
+            if connect.authentication_method is None:
+                return self._refuse(_C.NOT_AUTHORIZED, "authenticator continued without a method")
+            self._send(
+                AuthPacket(
+                    code,
+                    authentication_method=connect.authentication_method,
+                    authentication_data=result.authentication_data,
+                    reason_string=result.reason_string,
+                )
+            )
+            self.state = transition(self.state, Input.SEND_AUTH)
+            return None
+        if code != _C.SUCCESS:
+            return self._refuse(code, result.reason_string)
+        self.broker._accept(self, now, result.authentication_data)
+        return None
+
+    def _refuse(self, code: ReasonCode, reason: str | None) -> None:
+        """Answer CONNECT with a refusing CONNACK and close [MQTT-3.2.2-6]."""
+        v5 = self.v5
+        self._send(ConnAckPacket(False, code, reason_string=reason if v5 else None))
+        self.state = transition(self.state, Input.SEND_CONNACK_REFUSED)
+        self.broker._connection_ended(self, 0.0, publish_will=False)
+
+    def _on_auth(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, AuthPacket)
+        connect = self.connect
+        assert connect is not None and self.auth_info is not None
+        method = connect.authentication_method
+        if method is None or packet.authentication_method != method:
+            # [MQTT-4.12.0-5]: the same method throughout; no method, no AUTH.
+            raise RemoteProtocolError("AUTH with a different or no authentication method")
+        authenticator = self.broker.authenticator
+        if self.state is _S.CONNECTING:
+            if packet.reason_code != _C.CONTINUE_AUTHENTICATION:
+                raise RemoteProtocolError("AUTH during CONNECT must continue authentication")
+            self.state = transition(self.state, Input.RECV_AUTH)
+            result = authenticator.continue_authentication(
+                self.auth_info, packet.authentication_data
+            )
+            self._auth_result(result, now)
+            return
+        # Re-authentication [MQTT-4.12.1]: 0x19 starts it, 0x18 continues it.
+        if packet.reason_code == _C.RE_AUTHENTICATE and not self.reauthenticating:
+            self.reauthenticating = True
+        elif not (packet.reason_code == _C.CONTINUE_AUTHENTICATION and self.reauthenticating):
+            raise RemoteProtocolError(f"unexpected AUTH {packet.reason_code.name}")
+        self.state = transition(self.state, Input.RECV_AUTH)
+        result = authenticator.continue_authentication(self.auth_info, packet.authentication_data)
+        code = ReasonCode(result.reason_code)
+        if code >= 0x80:
+            # [MQTT-4.12.1-2]: a failed re-authentication ends the connection.
+            self._send(DisconnectPacket(code, reason_string=result.reason_string))
+            self.state = transition(self.state, Input.SEND_DISCONNECT)
+            self.broker._connection_ended(self, now, publish_will=True)
+            return
+        if code == _C.SUCCESS:
+            self.reauthenticating = False
+        self._send(
+            AuthPacket(
+                code,
+                authentication_method=method,
+                authentication_data=result.authentication_data,
+                reason_string=result.reason_string,
+            )
+        )
+        self.state = transition(self.state, Input.SEND_AUTH)
+
+    # -- the rest ------------------------------------------------------------------
+
+    def _on_publish(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, PublishPacket)
+        if packet.topic_alias is not None:
+            packet = self._resolve_alias(packet)
+        self.broker._client_publish(self, packet, now)
+
+    def _resolve_alias(self, packet: PublishPacket) -> PublishPacket:
+        alias = packet.topic_alias
+        assert alias is not None
+        maximum = self.broker.config.topic_alias_maximum
+        if not 0 < alias <= maximum:
+            # [MQTT-3.3.2-9] / [MQTT-3.3.2-10]: 0 or above our Topic Alias Maximum.
+            raise TopicAliasInvalid(f"topic alias {alias} outside 1..{maximum}")
+        if packet.topic:
+            self._aliases_in[alias] = packet.topic
+        else:
+            topic = self._aliases_in.get(alias)
+            if topic is None:
+                raise TopicAliasInvalid(f"topic alias {alias} was never defined")
+            packet = attrs.evolve(packet, topic=topic)
+        return attrs.evolve(packet, topic_alias=None)
+
+    def _on_puback(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, PubAckPacket)
+        session = self.session
+        assert session is not None
+        if session.outbound.on_puback(packet.packet_id) is not None:
+            self.broker._flow_done(session, packet.packet_id, now)
+
+    def _on_pubrec(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, PubRecPacket)
+        session = self.session
+        assert session is not None
+        message = session.outbound.on_pubrec(packet.packet_id, packet.reason_code)
+        if message is None:
+            if self.v5:
+                self._send(PubRelPacket(packet.packet_id, _C.PACKET_IDENTIFIER_NOT_FOUND))
+            else:
+                self._out.append(_ACK(0x62, 2, packet.packet_id))
+            return
+        if packet.reason_code >= 0x80:
+            self.broker._flow_done(session, packet.packet_id, now)
+            return
+        self._out.append(_ACK(0x62, 2, packet.packet_id))
+
+    def _on_pubcomp(self, packet: Packet, now: float) -> None:
+        session = self.session
+        assert session is not None
+        assert isinstance(packet, PubCompPacket)
+        packet_id = packet.packet_id
+        if session.outbound.on_pubcomp(packet_id) is not None:
+            self.broker._flow_done(session, packet_id, now)
+
+    def _on_pubrel(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, PubRelPacket)
+        session = self.session
+        assert session is not None
+        if session.inbound.release(packet.packet_id):
+            self._out.append(_ACK(0x70, 2, packet.packet_id))
+        elif self.v5:
+            # [MQTT-4.3.3-11]: answer PUBREL even for an unknown identifier.
+            self._out.append(_ACK_CODE(0x70, 3, packet.packet_id, _C.PACKET_IDENTIFIER_NOT_FOUND))
+        else:
+            self._out.append(_ACK(0x70, 2, packet.packet_id))
+
+    def _on_subscribe(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, SubscribePacket)
+        self.broker._subscribe(self, packet, now)
+
+    def _on_unsubscribe(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, UnsubscribePacket)
+        self.broker._unsubscribe(self, packet)
+
+    def _on_pingreq(self, packet: Packet, now: float) -> None:
+        # [MQTT-3.12.4-1]: the server answers PINGREQ with PINGRESP.
+        self._out.append(_PINGRESP)
+
+    def _on_disconnect(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, DisconnectPacket)
+        session = self.session
+        connect = self.connect
+        expiry = packet.session_expiry_interval
+        if expiry is not None and session is not None and connect is not None:
+            if expiry and not connect.session_expiry_interval:
+                # [MQTT-3.14.2-2]: 0 in CONNECT cannot become non-zero.
+                raise RemoteProtocolError("session expiry interval raised in DISCONNECT")
+            session.expiry_interval = self.broker._grant_expiry(expiry)
+        self.state = transition(self.state, Input.RECV_DISCONNECT)
+        # [MQTT-3.14.4-3]: a normal DISCONNECT discards the will; 0x04 asks for it.
+        self.broker._connection_ended(
+            self, now, publish_will=packet.reason_code == _C.DISCONNECT_WITH_WILL_MESSAGE
+        )

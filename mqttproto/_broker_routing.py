@@ -1,0 +1,425 @@
+"""Routing for the :class:`~mqttproto.broker.Broker`: PUBLISH in, deliveries out.
+
+The hot path: a client's PUBLISH is checked and acknowledged, its route is
+looked up (:class:`~mqttproto._router.Router`, cached per topic), and each
+target session gets the message's shared wire form appended to its
+connection's output, or a place in its bounded queue. No event object, no
+packet object per QoS 0 delivery; one small packet per QoS 1/2 delivery, kept
+for a resend with DUP. Also here: SUBSCRIBE/UNSUBSCRIBE, retained messages
+and ``$SYS`` statistics.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING, Any
+
+from ._retained import RetainedStore
+from ._router import Router, Sub
+from ._session import Message, Pending, Session
+from ._state import ConnectionState
+from .config import BrokerConfig
+from .enums import ReasonCode
+from .errors import RemoteProtocolError
+from .packets import (
+    PublishPacket,
+    SubAckPacket,
+    SubscribePacket,
+    Subscription,
+    UnsubAckPacket,
+    UnsubscribePacket,
+)
+from .store import RetainedMessage, SessionStore, StoredMessage
+from .topics import parse_shared_subscription
+
+if TYPE_CHECKING:
+    from ._broker_connection import BrokerConnection
+
+__all__ = ["Routing"]
+
+_S = ConnectionState
+_C = ReasonCode
+_ACK = struct.Struct(">BBH").pack
+_ACK_CODE = struct.Struct(">BBHB").pack
+_u16 = struct.Struct(">H").pack
+
+
+class Routing:
+    """The publishing and subscribing half of :class:`~mqttproto.broker.Broker`."""
+
+    config: BrokerConfig
+    store: SessionStore
+    authorizer: Any
+    messages_received: int
+    messages_sent: int
+    _router: Router
+    _retained: RetainedStore
+    _dirty: dict[int, None]
+    _sessions: dict[str, Session]
+    _started_at: float | None
+
+    # -- internals: publishing ------------------------------------------------------------
+
+    def _client_publish(self, conn: BrokerConnection, packet: PublishPacket, now: float) -> None:
+        """A PUBLISH from a client: check, acknowledge, retain and route it."""
+        config = self.config
+        qos = packet.qos
+        if qos > config.maximum_qos:
+            # [MQTT-3.2.2-12]: QoS above Maximum QoS is answered with 0x9B.
+            raise RemoteProtocolError(f"QoS {int(qos)} above Maximum QoS", _C.QOS_NOT_SUPPORTED)
+        if packet.retain and not config.retain_available:
+            # [MQTT-3.2.2-15]: retain when Retain Available is 0 gets 0x9A.
+            raise RemoteProtocolError(
+                "retained messages are not supported", _C.RETAIN_NOT_SUPPORTED
+            )
+        topic = packet.topic
+        if topic.count("/") >= config.max_topic_levels:
+            raise RemoteProtocolError("topic has too many levels", _C.TOPIC_NAME_INVALID)
+        session = conn.session
+        assert session is not None
+        packet_id = packet.packet_id
+        inbound = session.inbound
+        if qos == 2 and packet_id in inbound.awaiting_release:
+            # A retransmission: acknowledge again, deliver once [MQTT-4.3.3-10].
+            conn._out.append(_ACK(0x50, 2, packet_id))
+            return
+        if qos and conn.v5:
+            # [MQTT-3.3.4-9]: more than our Receive Maximum unacknowledged: 0x93.
+            inbound.check_quota(True)
+        self.messages_received += 1
+        authorizer = self.authorizer
+        allowed = not topic.startswith("$SYS") and (
+            authorizer is None or authorizer.may_publish(conn.client_id, conn.username, topic)
+        )
+        code = _C.SUCCESS
+        if not allowed:
+            # 3.1.1 has no way to say no: acknowledged and dropped.
+            code = _C.NOT_AUTHORIZED if conn.v5 else _C.SUCCESS
+        else:
+            message = Message(packet, now, conn.client_id)
+            if packet.retain:
+                self._retain(message)
+            reached, refused = self._route(message, now)
+            if not reached and conn.v5:
+                code = _C.QUOTA_EXCEEDED if refused else _C.NO_MATCHING_SUBSCRIBERS
+        if not qos:
+            return
+        first = 0x40 if qos == 1 else 0x50
+        if code:
+            conn._out.append(_ACK_CODE(first, 3, packet_id, code))
+        else:
+            conn._out.append(_ACK(first, 2, packet_id))
+        if qos == 2 and code < 0x80:
+            assert packet_id is not None
+            inbound.received_qos2(packet_id)
+
+    def _retain(self, message: Message) -> None:
+        """Store, replace or delete the retained message of a topic [MQTT-3.3.1-5/6]."""
+        packet = message.packet
+        topic = packet.topic
+        if not packet.payload:
+            if self._retained.delete(topic):
+                self.store.set_retained(topic, None)
+            return
+        retained = RetainedMessage(
+            message.packet_for(True, packet.qos, True, (), None), message.expires_at
+        )
+        self._retained.set(topic, retained)
+        self.store.set_retained(topic, retained)
+
+    def _route(self, message: Message, now: float) -> tuple[int, int]:
+        """Deliver to every matching session; (reached, refused for quota)."""
+        route = self._router.route(message.packet.topic)
+        if not route:
+            return 0, 0
+        reached = refused = 0
+        origin = message.origin
+        qos = message.packet.qos
+        retain = message.packet.retain
+        deliver = self._deliver
+        authorizer = self.authorizer
+        topic = message.packet.topic
+        for target in route.targets:
+            session = target.session
+            if session.client_id == origin:
+                if not target.has_local:
+                    continue  # [MQTT-3.8.3-3] No Local
+                granted, rap, sub_ids = target.local_qos, target.local_rap, target.local_sub_ids
+            else:
+                granted, rap, sub_ids = target.qos, target.rap, target.sub_ids
+            if authorizer is not None and not authorizer.may_receive(
+                session.client_id, session.username, topic
+            ):
+                continue
+            # [MQTT-3.8.4-8]: the granted QoS caps the delivery QoS;
+            # [MQTT-3.3.1-12]: without Retain As Published the flag is cleared.
+            if deliver(
+                session, message, granted if granted < qos else qos, retain and rap, sub_ids, now
+            ):
+                reached += 1
+            else:
+                refused += 1
+        for group, members in route.groups:
+            sub = self._router.pick(group, members)
+            session = sub.session
+            if authorizer is not None and not authorizer.may_receive(
+                session.client_id, session.username, topic
+            ):
+                continue
+            sub_ids = () if sub.sub_id is None else (sub.sub_id,)
+            granted = sub.qos if sub.qos < qos else qos
+            if deliver(session, message, granted, retain and sub.retain_as_published, sub_ids, now):
+                reached += 1
+            else:
+                refused += 1
+        return reached, refused
+
+    def _deliver(
+        self,
+        session: Session,
+        message: Message,
+        qos: int,
+        retain: bool,
+        sub_ids: tuple[int, ...],
+        now: float,
+    ) -> bool:
+        """Send (or queue) one message to one session; False: refused, queue full."""
+        conn = session.connection
+        if conn is None:
+            if not qos and not self.config.queue_qos0_offline:
+                return True
+            if not self._enqueue(session, (message, qos, retain, sub_ids)):
+                return False
+            if session.persistent:
+                self.store.append_queued(
+                    session.client_id,
+                    StoredMessage(
+                        message.packet_for(True, qos, retain, sub_ids, None), message.expires_at
+                    ),
+                )
+            return True
+        v5 = conn.v5
+        if not v5 and sub_ids:
+            sub_ids = ()
+        if not qos:
+            head, _ = message.wire(v5, 0, retain, sub_ids, now)
+            if len(head) <= conn.max_out:
+                # [MQTT-3.1.2-25]: a message too large for the client is dropped.
+                conn._out.append(head)
+                self._dirty[conn.id] = None
+                self.messages_sent += 1
+            return True
+        outbound = session.outbound
+        if session.pending or len(outbound.inflight) >= outbound.send_quota:
+            return self._enqueue(session, (message, qos, retain, sub_ids))
+        self._send_qos(session, conn, message, qos, retain, sub_ids, now)
+        return True
+
+    def _send_qos(
+        self,
+        session: Session,
+        conn: BrokerConnection,
+        message: Message,
+        qos: int,
+        retain: bool,
+        sub_ids: tuple[int, ...],
+        now: float,
+    ) -> None:
+        v5 = conn.v5
+        head, tail = message.wire(v5, qos, retain, sub_ids, now)
+        if len(head) + 2 + len(tail) > conn.max_out:
+            return  # [MQTT-3.1.2-25]
+        packet_id = session.packet_ids.allocate()
+        out = conn._out
+        out.append(head)
+        out.append(_u16(packet_id))
+        out.append(tail)
+        session.outbound.start(message.packet_for(v5, qos, retain, sub_ids, packet_id))
+        self._dirty[conn.id] = None
+        self.messages_sent += 1
+
+    def _enqueue(self, session: Session, item: Pending) -> bool:
+        """Queue for later, bounded: drop the oldest QoS 0 message to make
+        room, else refuse the new message (the publisher hears 0x97 in v5)."""
+        pending = session.pending
+        if len(pending) >= self.config.max_queued_messages:
+            for index, queued in enumerate(pending):
+                if queued[1] == 0:
+                    del pending[index]
+                    break
+            else:
+                # A new QoS 0 message is dropped (at most once); QoS 1/2 refused.
+                return item[1] == 0
+        pending.append(item)
+        return True
+
+    def _pump(self, session: Session, now: float) -> None:
+        """Send queued messages while the client's window has room."""
+        conn = session.connection
+        if conn is None or conn.state is not _S.CONNECTED:
+            return
+        pending = session.pending
+        outbound = session.outbound
+        while pending:
+            message, qos, retain, sub_ids = pending[0]
+            if qos and len(outbound.inflight) >= outbound.send_quota:
+                return
+            pending.popleft()
+            if message.expired(now):
+                continue  # [MQTT-3.3.2-5]: expired messages are not delivered
+            if not conn.v5:
+                sub_ids = ()
+            if qos:
+                self._send_qos(session, conn, message, qos, retain, sub_ids, now)
+            else:
+                head, _ = message.wire(conn.v5, 0, retain, sub_ids, now)
+                if len(head) <= conn.max_out:
+                    conn._out.append(head)
+                    self.messages_sent += 1
+        self._dirty[conn.id] = None
+
+    def _flow_done(self, session: Session, packet_id: int, now: float) -> None:
+        session.packet_ids.release(packet_id)
+        if session.pending:
+            self._pump(session, now)
+
+    # -- internals: subscriptions -------------------------------------------------------
+
+    def _subscribe(self, conn: BrokerConnection, packet: SubscribePacket, now: float) -> None:
+        """SUBSCRIBE: one reason code per filter [MQTT-3.8.4-6], then retained messages."""
+        session = conn.session
+        assert session is not None
+        config = self.config
+        authorizer = self.authorizer
+        sub_id = packet.subscription_identifier
+        codes: list[ReasonCode] = []
+        retained_due: list[tuple[Sub, bool]] = []
+        changed = False
+        for request in packet.subscriptions:
+            full_filter = request.topic_filter
+            try:
+                shared = parse_shared_subscription(
+                    full_filter, error=RemoteProtocolError, max_levels=config.max_topic_levels
+                )
+            except RemoteProtocolError:
+                codes.append(_C.TOPIC_FILTER_INVALID)
+                continue
+            inner = shared.topic_filter if shared is not None else full_filter
+            if shared is not None and request.no_local:
+                # [MQTT-3.8.3-4]: No Local on a shared subscription.
+                raise RemoteProtocolError("No Local on a shared subscription")
+            if inner.count("/") >= config.max_topic_levels:
+                codes.append(_C.TOPIC_FILTER_INVALID)
+            elif shared is not None and not config.shared_subscription_available:
+                codes.append(_C.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED)
+            elif not config.wildcard_subscription_available and ("+" in inner or "#" in inner):
+                codes.append(_C.WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED)
+            elif sub_id is not None and not config.subscription_identifiers_available:
+                codes.append(_C.SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED)
+            elif (
+                full_filter not in session.subscriptions
+                and len(session.subscriptions) >= config.max_subscriptions_per_session
+            ):
+                codes.append(_C.QUOTA_EXCEEDED)
+            elif authorizer is not None and not authorizer.may_subscribe(
+                conn.client_id, conn.username, full_filter
+            ):
+                codes.append(_C.NOT_AUTHORIZED)
+            else:
+                sub, is_new = self._add_subscription(session, request, sub_id)
+                changed = True
+                # [MQTT-3.8.4-8]: the granted QoS may be lower than requested.
+                codes.append(ReasonCode(sub.qos))
+                handling = sub.retain_handling
+                # Retained messages are not sent to shared subscriptions
+                # (MQTT 5.0 section 4.8.2); Retain Handling 1 only for a new one.
+                if shared is None and (handling == 0 or (handling == 1 and is_new)):
+                    retained_due.append((sub, True))
+        if conn.v5:
+            conn._send(SubAckPacket(packet.packet_id, codes))
+        else:
+            conn._send(
+                SubAckPacket(packet.packet_id, [ReasonCode(c.to_suback_v3()) for c in codes])
+            )
+        if changed and session.persistent:
+            self.store.save_session(session.snapshot())
+        for sub, _ in retained_due:
+            self._send_retained(session, sub, now)
+
+    def _add_subscription(
+        self, session: Session, request: Subscription, sub_id: int | None
+    ) -> tuple[Sub, bool]:
+        full_filter = request.topic_filter
+        shared = parse_shared_subscription(full_filter)
+        granted = min(int(request.max_qos), self.config.maximum_qos)
+        sub = Sub(
+            session,
+            shared.topic_filter if shared is not None else full_filter,
+            granted,
+            no_local=request.no_local,
+            retain_as_published=request.retain_as_published,
+            retain_handling=int(request.retain_handling),
+            sub_id=sub_id,
+            group=shared.group if shared is not None else None,
+        )
+        old = session.subscriptions.get(full_filter)
+        # [MQTT-3.8.4-3]: a repeated filter replaces the subscription.
+        session.subscriptions[full_filter] = sub
+        self._router.add(sub)
+        return sub, old is None
+
+    def _send_retained(self, session: Session, sub: Sub, now: float) -> None:
+        """Retained messages for a new subscription, retain flag set [MQTT-3.3.1-9]."""
+        authorizer = self.authorizer
+        sub_ids = () if sub.sub_id is None else (sub.sub_id,)
+        for retained in self._retained.match(sub.topic_filter):
+            if retained.expires_at is not None and now >= retained.expires_at:
+                continue
+            packet = retained.packet
+            if authorizer is not None and not authorizer.may_receive(
+                session.client_id, session.username, packet.topic
+            ):
+                continue
+            message = Message(packet, now, None)
+            if retained.expires_at is not None:
+                message.expires_at = retained.expires_at
+                assert message.expiry is not None
+                message.received_at = retained.expires_at - message.expiry
+            qos = min(int(packet.qos), sub.qos)
+            self._deliver(session, message, qos, True, sub_ids, now)
+
+    def _unsubscribe(self, conn: BrokerConnection, packet: UnsubscribePacket) -> None:
+        session = conn.session
+        assert session is not None
+        codes = []
+        for full_filter in packet.topic_filters:
+            sub = session.subscriptions.pop(full_filter, None)
+            if sub is None:
+                codes.append(_C.NO_SUBSCRIPTION_EXISTED)
+            else:
+                self._router.remove(sub)
+                codes.append(_C.SUCCESS)
+        # [MQTT-3.10.4-4]: UNSUBACK even when nothing was removed.
+        conn._send(UnsubAckPacket(packet.packet_id, codes if conn.v5 else ()))
+        if session.persistent:
+            self.store.save_session(session.snapshot())
+
+    # -- $SYS --------------------------------------------------------------------------
+
+    def _publish_sys(self, now: float) -> None:
+        """``$SYS/broker/...`` statistics, retained, so a new subscriber sees them."""
+        assert self._started_at is not None
+        connected = sum(1 for s in self._sessions.values() if s.connection is not None)
+        stats = {
+            "$SYS/broker/clients/connected": connected,
+            "$SYS/broker/clients/total": len(self._sessions),
+            "$SYS/broker/messages/received": self.messages_received,
+            "$SYS/broker/messages/sent": self.messages_sent,
+            "$SYS/broker/subscriptions/count": len(self._router),
+            "$SYS/broker/retained messages/count": len(self._retained),
+            "$SYS/broker/uptime": int(now - self._started_at),
+        }
+        for topic, value in stats.items():
+            message = Message(PublishPacket(topic, str(value).encode(), retain=True), now, None)
+            self._retain(message)
+            self._route(message, now)

@@ -1,0 +1,127 @@
+"""Retained messages: one per topic, found by topic filter through a trie.
+
+A SUBSCRIBE asks for every retained message its filter matches. Walking a
+trie of the retained topics along the filter's levels costs what the filter
+can match, not what is stored: an exact filter is one path; ``+`` fans out
+over one level; ``#`` takes a whole subtree.
+"""
+
+from __future__ import annotations
+
+from .store import RetainedMessage
+
+__all__ = ["RetainedStore"]
+
+
+class _Node:
+    __slots__ = ("children", "message")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node] = {}
+        self.message: RetainedMessage | None = None
+
+
+class RetainedStore:
+    """The retained message of each topic (MQTT 5.0 section 3.3.1.3)."""
+
+    __slots__ = ("_count", "_root")
+
+    def __init__(self) -> None:
+        self._root = _Node()
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def get(self, topic: str) -> RetainedMessage | None:
+        node = self._root
+        for level in topic.split("/"):
+            child = node.children.get(level)
+            if child is None:
+                return None
+            node = child
+        return node.message
+
+    def set(self, topic: str, message: RetainedMessage) -> None:
+        """Store ``message`` for ``topic``, replacing the previous one [MQTT-3.3.1-5]."""
+        node = self._root
+        for level in topic.split("/"):
+            child = node.children.get(level)
+            if child is None:
+                child = node.children[level] = _Node()
+            node = child
+        if node.message is None:
+            self._count += 1
+        node.message = message
+
+    def delete(self, topic: str) -> bool:
+        """Remove the retained message of ``topic`` [MQTT-3.3.1-6]; prune empty nodes."""
+        node = self._root
+        path: list[tuple[_Node, str]] = []
+        for level in topic.split("/"):
+            child = node.children.get(level)
+            if child is None:
+                return False
+            path.append((node, level))
+            node = child
+        if node.message is None:
+            return False
+        node.message = None
+        self._count -= 1
+        for parent, level in reversed(path):
+            child = parent.children[level]
+            if child.message is not None or child.children:
+                break
+            del parent.children[level]
+        return True
+
+    def match(self, topic_filter: str) -> list[RetainedMessage]:
+        """Every retained message whose topic ``topic_filter`` matches.
+
+        Filters starting with a wildcard skip topics starting with ``$``
+        [MQTT-4.7.2-1].
+        """
+        levels = topic_filter.split("/")
+        depth = len(levels)
+        found: list[RetainedMessage] = []
+        stack: list[tuple[_Node, int]] = [(self._root, 0)]
+        while stack:
+            node, index = stack.pop()
+            if index == depth:
+                if node.message is not None:
+                    found.append(node.message)
+                continue
+            level = levels[index]
+            if level == "#":
+                # '#' covers the parent level too: "a/#" matches "a".
+                if index and node.message is not None:
+                    found.append(node.message)
+                self._subtree(node, found, skip_dollar=index == 0)
+            elif level == "+":
+                for name, child in node.children.items():
+                    if index == 0 and name.startswith("$"):
+                        continue
+                    stack.append((child, index + 1))
+            else:
+                exact = node.children.get(level)
+                if exact is not None:
+                    stack.append((exact, index + 1))
+        return found
+
+    def _subtree(self, node: _Node, found: list[RetainedMessage], *, skip_dollar: bool) -> None:
+        stack = [
+            child
+            for name, child in node.children.items()
+            if not (skip_dollar and name.startswith("$"))
+        ]
+        while stack:
+            current: _Node = stack.pop()
+            if current.message is not None:
+                found.append(current.message)
+            stack.extend(current.children.values())
+
+    def all(self) -> list[RetainedMessage]:
+        """Every retained message, ``$`` topics included."""
+        found: list[RetainedMessage] = []
+        self._subtree(self._root, found, skip_dollar=False)
+        return found

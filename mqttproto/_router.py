@@ -1,0 +1,199 @@
+"""Routing: which sessions a PUBLISH reaches, and with what options.
+
+Subscriptions live in a :class:`~mqttproto.topics.SubscriptionTree` keyed by
+client identifier (plain subscriptions) or ``(ShareName, client identifier)``
+(shared ones, stored under their inner filter). A lookup walks the trie only
+along the branches the topic can match, and its result is cached per topic
+until any subscription changes, so a steady stream of messages on the same
+topics costs one dict lookup each.
+
+Overlapping subscriptions (MQTT 5.0 section 4.8.1 leaves the choice to the
+server): a client whose several plain subscriptions match one topic gets the
+message **once**, at the highest QoS granted among them, with every matching
+Subscription Identifier [MQTT-3.3.4-3] / [MQTT-3.3.4-5], and with the retain
+flag kept if any of them asked for Retain As Published. Subscriptions with
+No Local are left out of that aggregate when the publisher is the client
+itself [MQTT-3.8.3-3]. A shared subscription is delivered separately from a
+client's plain ones: to one member of each group (MQTT 5.0 section 4.8.2),
+chosen round-robin among the members whose client is connected (any member
+if none is).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import TYPE_CHECKING
+
+from .topics import SubscriptionTree
+
+if TYPE_CHECKING:
+    from ._session import Session
+
+__all__ = ["Route", "Router", "Sub", "Target"]
+
+
+class Sub:
+    """One subscription of a session (``group`` is the ShareName, or None)."""
+
+    __slots__ = (
+        "group",
+        "no_local",
+        "qos",
+        "retain_as_published",
+        "retain_handling",
+        "session",
+        "sub_id",
+        "topic_filter",
+    )
+
+    def __init__(
+        self,
+        session: Session,
+        topic_filter: str,
+        qos: int,
+        *,
+        no_local: bool = False,
+        retain_as_published: bool = False,
+        retain_handling: int = 0,
+        sub_id: int | None = None,
+        group: str | None = None,
+    ) -> None:
+        self.session = session
+        #: The filter messages are matched with (the inner one of a shared subscription).
+        self.topic_filter = topic_filter
+        self.qos = qos
+        self.no_local = no_local
+        self.retain_as_published = retain_as_published
+        self.retain_handling = retain_handling
+        self.sub_id = sub_id
+        self.group = group
+
+    @property
+    def key(self) -> Hashable:
+        client_id = self.session.client_id
+        return client_id if self.group is None else (self.group, client_id)
+
+
+class Target:
+    """A client's aggregate of its matching plain subscriptions for one topic.
+
+    ``local_*`` is the aggregate without the No Local subscriptions, used when
+    the client published the message itself; ``has_local`` says whether any
+    subscription is left then.
+    """
+
+    __slots__ = (
+        "has_local",
+        "local_qos",
+        "local_rap",
+        "local_sub_ids",
+        "qos",
+        "rap",
+        "session",
+        "sub_ids",
+    )
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.qos = 0
+        self.rap = False
+        self.sub_ids: tuple[int, ...] = ()
+        self.has_local = False
+        self.local_qos = 0
+        self.local_rap = False
+        self.local_sub_ids: tuple[int, ...] = ()
+
+    def add(self, sub: Sub) -> None:
+        if sub.qos > self.qos:
+            self.qos = sub.qos
+        self.rap = self.rap or sub.retain_as_published
+        if sub.sub_id is not None:
+            self.sub_ids = (*self.sub_ids, sub.sub_id)
+        if not sub.no_local:
+            self.has_local = True
+            if sub.qos > self.local_qos:
+                self.local_qos = sub.qos
+            self.local_rap = self.local_rap or sub.retain_as_published
+            if sub.sub_id is not None:
+                self.local_sub_ids = (*self.local_sub_ids, sub.sub_id)
+
+
+class Route:
+    """What one topic reaches: plain targets, and shared groups to pick from."""
+
+    __slots__ = ("groups", "targets")
+
+    def __init__(self, targets: list[Target], groups: list[tuple[tuple[str, str], list[Sub]]]):
+        self.targets = targets
+        self.groups = groups
+
+    def __bool__(self) -> bool:
+        return bool(self.targets or self.groups)
+
+
+class Router:
+    """The subscription trie, a per-topic route cache and the shared-group cursors."""
+
+    __slots__ = ("_cache", "_cache_size", "_cursors", "tree")
+
+    def __init__(self, cache_size: int = 4096) -> None:
+        self.tree: SubscriptionTree[Sub] = SubscriptionTree()
+        self._cache: dict[str, Route] = {}
+        self._cache_size = cache_size
+        #: (ShareName, filter) -> how many messages the group has had.
+        self._cursors: dict[tuple[str, str], int] = {}
+
+    def __len__(self) -> int:
+        return len(self.tree)
+
+    def add(self, sub: Sub) -> bool:
+        """Store ``sub`` (replacing the session's one with the same filter)."""
+        self._cache.clear()
+        return self.tree.add(sub.topic_filter, sub.key, sub)
+
+    def remove(self, sub: Sub) -> bool:
+        self._cache.clear()
+        return self.tree.remove(sub.topic_filter, sub.key)
+
+    def route(self, topic: str) -> Route:
+        """The targets and shared groups of ``topic`` (cached)."""
+        route = self._cache.get(topic)
+        if route is not None:
+            return route
+        targets: dict[str, Target] = {}
+        groups: dict[tuple[str, str], list[Sub]] = {}
+        for _filter, _key, sub in self.tree.matches(topic):
+            if sub.group is None:
+                client_id = sub.session.client_id
+                target = targets.get(client_id)
+                if target is None:
+                    target = targets[client_id] = Target(sub.session)
+                target.add(sub)
+            else:
+                groups.setdefault((sub.group, sub.topic_filter), []).append(sub)
+        for members in groups.values():
+            # A stable order, so that round-robin is fair whatever the trie did.
+            members.sort(key=lambda s: s.session.client_id)
+        route = Route(list(targets.values()), list(groups.items()))
+        cache = self._cache
+        if len(cache) >= self._cache_size:
+            cache.clear()
+        cache[topic] = route
+        return route
+
+    def pick(self, group: tuple[str, str], members: list[Sub]) -> Sub:
+        """The member of a shared group that gets the next message."""
+        count = len(members)
+        cursor = self._cursors.get(group, 0)
+        chosen = members[cursor % count]
+        for step in range(count):
+            candidate = members[(cursor + step) % count]
+            if candidate.session.connection is not None:
+                chosen = candidate
+                cursor += step
+                break
+        self._cursors[group] = cursor + 1
+        return chosen
+
+    def forget_group(self, group: tuple[str, str]) -> None:
+        self._cursors.pop(group, None)
