@@ -391,7 +391,7 @@ class BrokerServer:
         """The listening sockets (empty before :meth:`start` and after :meth:`close`)."""
         if self._server is None:
             return ()
-        return tuple(self._server.sockets)  # type: ignore[arg-type]
+        return tuple(self._server.sockets)
 
     @property
     def port(self) -> int:
