@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import logging
 import signal
 import ssl
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
 
 from .auth import AclAuthorizer, Authenticator, Authorizer, PasswordAuthenticator, PasswordFile
@@ -131,15 +132,28 @@ def _broker_fail(message: str) -> int:
     return 1
 
 
-def _configure_logging(verbosity: int) -> None:
-    """-v: connections at INFO; -vv: DEBUG; default: warnings and errors only."""
+@contextlib.contextmanager
+def _logging_to_stderr(verbosity: int) -> Iterator[None]:
+    """Log ``mqttproto.*`` to standard error while the command runs.
+
+    -v: connections at INFO; -vv: DEBUG; default: warnings and errors only.
+    The logger is restored afterwards, so that ``main()`` can be called
+    in-process (tests) without leaving a handler behind.
+    """
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("mqttproto")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
+    logger = logging.getLogger("mqttproto")
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 def _broker_auth(
@@ -214,7 +228,6 @@ def command_broker(args: argparse.Namespace) -> int:
 
     if args.tls_key is not None and args.tls_cert is None:
         return _broker_fail("--tls-key needs --tls-cert")
-    _configure_logging(args.verbose)
     limits: dict[str, object] = {"sys_interval": args.sys_interval}
     if args.max_packet_size is not None:
         limits["max_packet_size"] = args.max_packet_size
@@ -238,7 +251,8 @@ def command_broker(args: argparse.Namespace) -> int:
     }
     if args.max_buffered_output is not None:
         server_args["max_buffered_output"] = args.max_buffered_output
-    return asyncio.run(_serve_until_signalled(args, **server_args))
+    with _logging_to_stderr(args.verbose):
+        return asyncio.run(_serve_until_signalled(args, **server_args))
 
 
 def _positive_int(text: str) -> int:
