@@ -42,6 +42,11 @@ _C = ReasonCode
 _ACK = struct.Struct(">BBH").pack
 _ACK_CODE = struct.Struct(">BBHB").pack
 _u16 = struct.Struct(">H").pack
+# Enum members read once: a class attribute lookup on an Enum is slow.
+_SUCCESS = _C.SUCCESS
+_NOT_AUTHORIZED = _C.NOT_AUTHORIZED
+_QUOTA_EXCEEDED = _C.QUOTA_EXCEEDED
+_NO_MATCHING_SUBSCRIBERS = _C.NO_MATCHING_SUBSCRIBERS
 
 
 class Routing:
@@ -91,17 +96,19 @@ class Routing:
         allowed = not topic.startswith("$SYS") and (
             authorizer is None or authorizer.may_publish(conn.client_id, conn.username, topic)
         )
-        code = _C.SUCCESS
+        code = _SUCCESS
         if not allowed:
             # 3.1.1 has no way to say no: acknowledged and dropped.
-            code = _C.NOT_AUTHORIZED if conn.v5 else _C.SUCCESS
-        else:
+            code = _NOT_AUTHORIZED if conn.v5 else _SUCCESS
+        elif packet.retain or self._router.route(topic):
             message = Message(packet, now, conn.client_id)
             if packet.retain:
                 self._retain(message)
             reached, refused = self._route(message, now)
             if not reached and conn.v5:
-                code = _C.QUOTA_EXCEEDED if refused else _C.NO_MATCHING_SUBSCRIBERS
+                code = _QUOTA_EXCEEDED if refused else _NO_MATCHING_SUBSCRIBERS
+        elif conn.v5:
+            code = _NO_MATCHING_SUBSCRIBERS
         if not qos:
             return
         first = 0x40 if qos == 1 else 0x50
@@ -133,12 +140,16 @@ class Routing:
         if not route:
             return 0, 0
         reached = refused = 0
+        packet = message.packet
         origin = message.origin
-        qos = message.packet.qos
-        retain = message.packet.retain
+        qos = packet.qos
+        retain = packet.retain
         deliver = self._deliver
         authorizer = self.authorizer
-        topic = message.packet.topic
+        topic = packet.topic
+        forms = message._forms
+        dirty = self._dirty
+        sent = 0
         for target in route.targets:
             session = target.session
             if session.client_id == origin:
@@ -153,12 +164,28 @@ class Routing:
                 continue
             # [MQTT-3.8.4-8]: the granted QoS caps the delivery QoS;
             # [MQTT-3.3.1-12]: without Retain As Published the flag is cleared.
+            conn = session.connection
+            if not (granted and qos) and conn is not None:
+                # The hot path, inlined: QoS 0 to a connected client is the
+                # shared wire form appended to its output. Routing happens
+                # when the message arrives, so the expiry interval is whole.
+                v5 = conn.v5
+                key = (v5, 0, retain and rap, sub_ids if v5 else ())
+                form = forms.get(key)
+                data = (form if form is not None else message.wire(*key, now))[0]
+                if len(data) <= conn.max_out:  # else dropped [MQTT-3.1.2-25]
+                    conn._out.append(data)
+                    dirty[conn.id] = None
+                    sent += 1
+                reached += 1
+                continue
             if deliver(
                 session, message, granted if granted < qos else qos, retain and rap, sub_ids, now
             ):
                 reached += 1
             else:
                 refused += 1
+        self.messages_sent += sent
         for group, members in route.groups:
             sub = self._router.pick(group, members)
             session = sub.session

@@ -119,10 +119,17 @@ class Message:
         if props is None:
             packet = self.packet
             props = self._props = {}
-            for name in _FORWARDED:
-                value = getattr(packet, name)
-                if value is not None and value != ():
-                    props[name] = value
+            if (
+                packet.user_properties
+                or packet.payload_format_indicator is not None
+                or packet.response_topic is not None
+                or packet.correlation_data is not None
+                or packet.content_type is not None
+            ):
+                for name in _FORWARDED:
+                    value = getattr(packet, name)
+                    if value is not None and value != ():
+                        props[name] = value
         return props
 
     def wire(
