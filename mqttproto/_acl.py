@@ -89,6 +89,10 @@ def filter_includes(outer: str, inner: str) -> bool:
             return False
         inner_level = inner_levels[index]
         if inner_level == "#":
+            if index == 0:
+                # inner is "#": every topic not starting with "$", each at least
+                # one level deep. Besides "#" itself only "+/#" matches them all.
+                return outer_levels == ["+", "#"]
             # inner also matches the parent topic (exactly `index` levels), which
             # outer cannot: its level `index` is not '#'.
             return False
@@ -146,7 +150,8 @@ class AclFile:
         users: dict[str, list[AclRule]] = {}
         patterns: list[AclRule] = []
         current = anonymous
-        for number, raw in enumerate(text.splitlines(), start=1):
+        # Lines end at "\n" only, so line numbers are the ones an editor shows.
+        for number, raw in enumerate(text.split("\n"), start=1):
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
@@ -196,8 +201,9 @@ def _substitute(rule: AclRule, client_id: str, username: str | None) -> str | No
     ``a/b`` must not turn ``devices/%c/status`` into a wider filter. So a grant
     whose substitution would contain ``+``, ``#`` or ``/`` (or put a ``$`` at the
     start of the filter, reaching ``$SYS``) does not apply, and a deny with such a
-    substitution denies the whole level instead (it becomes ``+``). An odd client
-    id or username can only lose access, never gain it.
+    substitution denies everything from that level down instead (the filter is cut
+    there and ends in ``#``): a value with ``/`` spans an unknown number of levels.
+    An odd client id or username can only lose access, never gain it.
     """
     if "%u" in rule.topic_filter and username is None:
         # A pattern naming the username says nothing about anonymous clients.
@@ -216,7 +222,7 @@ def _substitute(rule: AclRule, client_id: str, username: str | None) -> str | No
         if unsafe:
             if rule.access is not Access.DENY:
                 return None
-            value = "+"
+            return "/".join([*levels[:index], "#"])
         levels[index] = value
     return "/".join(levels)
 

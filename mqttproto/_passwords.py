@@ -218,7 +218,11 @@ def _check_username(username: str) -> None:
         raise ValueError("a username must not be empty")
     if ":" in username:
         raise ValueError(f"username {username!r} must not contain ':' (the field separator)")
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in username):
+    # C0, DEL, C1 and the Unicode line and paragraph separators: none belongs
+    # in a name, and some would split the line for readers that use splitlines().
+    if any(
+        ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F or char in "\u2028\u2029" for char in username
+    ):
         raise ValueError(f"username {username!r} must not contain control characters")
     if username != username.strip() or username.startswith("#"):
         raise ValueError(
@@ -271,7 +275,9 @@ class PasswordFile:
             is not ``username:hash``, repeats a username or has a malformed hash.
         """
         result = cls()
-        for number, raw in enumerate(text.splitlines(), start=1):
+        # Lines end at "\n" only (an optional "\r" before it is stripped), so
+        # line numbers are the ones an editor shows.
+        for number, raw in enumerate(text.split("\n"), start=1):
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue

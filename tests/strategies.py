@@ -614,3 +614,57 @@ def framed_garbage(draw: st.DrawFn) -> bytes:
     body = draw(st.binary(max_size=48))
     first = draw(st.integers(0, 255))
     return bytes((first,)) + _varint(len(body)) + body
+
+
+# ---------------------------------------------------------------------------
+# Authorization (tests/test_auth.py): topic filters and names over a tiny
+# alphabet of levels, so that a brute-force check over every short topic name
+# decides filter inclusion exactly. "c" never appears in a filter: it stands for
+# "any other level". "$x" exercises the $-topic rule, "" the empty level.
+
+AUTH_LITERAL_LEVELS = ("a", "b", "$x", "")
+AUTH_NAME_LEVELS = (*AUTH_LITERAL_LEVELS, "c")
+#: Deep enough that a difference between two filters of at most
+#: AUTH_MAX_FILTER_LEVELS levels shows on some topic name of at most this depth.
+AUTH_MAX_FILTER_LEVELS = 3
+AUTH_MAX_NAME_LEVELS = AUTH_MAX_FILTER_LEVELS + 1
+
+
+@st.composite
+def small_topic_filters(draw: st.DrawFn) -> str:
+    """A valid topic filter of at most three levels over the tiny alphabet."""
+    count = draw(st.integers(1, AUTH_MAX_FILTER_LEVELS))
+    levels = draw(
+        st.lists(st.sampled_from((*AUTH_LITERAL_LEVELS, "+")), min_size=count, max_size=count)
+    )
+    if draw(st.booleans()):
+        levels[-1] = "#"
+    topic_filter = "/".join(levels)
+    return topic_filter or "+"
+
+
+def small_topic_names() -> st.SearchStrategy[str]:
+    """A valid topic name over the tiny alphabet, at most four levels."""
+    return (
+        st.lists(st.sampled_from(AUTH_NAME_LEVELS), min_size=1, max_size=AUTH_MAX_NAME_LEVELS)
+        .map("/".join)
+        .filter(bool)
+    )
+
+
+def all_small_topic_names() -> list[str]:
+    """Every topic name :func:`small_topic_names` can draw (about 780)."""
+    names = [
+        "/".join(levels)
+        for depth in range(1, AUTH_MAX_NAME_LEVELS + 1)
+        for levels in itertools.product(AUTH_NAME_LEVELS, repeat=depth)
+    ]
+    return [name for name in names if name]
+
+
+def client_identifiers() -> st.SearchStrategy[str]:
+    """Client ids and usernames, including ones full of topic syntax."""
+    return st.one_of(
+        st.sampled_from(("dev1", "+", "#", "a/b", "$SYS", "a/+", "%u", "%c", "", "x#")),
+        st.text(alphabet="ab+#/$%cu", max_size=5),
+    )
