@@ -1,0 +1,135 @@
+"""``mqttproto broker``: option handling (in-process) and a TLS listener (a process).
+
+Serving itself is exercised through a real process in
+``tests/test_interop_broker.py``; here are the refusals that must happen
+before anything listens, and what the options turn into.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import socket
+import ssl
+import subprocess
+from pathlib import Path
+
+import pytest
+from interop import HOST, require_peer
+
+from mqttproto.auth import AclAuthorizer, ConnectInfo, PasswordAuthenticator
+from mqttproto.cli import _broker_auth, build_parser, main
+from mqttproto.enums import ProtocolVersion
+
+OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["broker", *argv])
+
+
+def info(username: str | None = None, password: bytes | None = None) -> ConnectInfo:
+    return ConnectInfo("c", username, password, ProtocolVersion.MQTT_5_0)
+
+
+def test_defaults() -> None:
+    args = parse()
+    assert (args.host, args.port, args.verbose) == ("127.0.0.1", 1883, 0)
+    assert args.allow_anonymous is None
+    assert _broker_auth(args) == (None, None)
+    assert parse("-vv").verbose == 2
+
+
+def test_no_anonymous_without_a_password_file_admits_nobody() -> None:
+    authenticator, _ = _broker_auth(parse("--no-allow-anonymous"))
+    assert isinstance(authenticator, PasswordAuthenticator)
+    assert not authenticator.authenticate(info()).accepted
+    assert not authenticator.authenticate(info("u", b"p")).accepted
+
+
+def test_password_file_refuses_anonymous_unless_allowed(tmp_path: Path) -> None:
+    passwords = tmp_path / "passwords"
+    assert main(["passwd", "-c", "-b", str(passwords), "alice", "secret"]) == 0
+    authenticator, _ = _broker_auth(parse("--password-file", str(passwords)))
+    assert isinstance(authenticator, PasswordAuthenticator)
+    assert authenticator.authenticate(info("alice", b"secret")).accepted
+    assert not authenticator.authenticate(info("alice", b"wrong")).accepted
+    assert not authenticator.authenticate(info()).accepted
+    allowing, _ = _broker_auth(parse("--password-file", str(passwords), "--allow-anonymous"))
+    assert allowing is not None and allowing.authenticate(info()).accepted
+
+
+def test_acl_file(tmp_path: Path) -> None:
+    acl = tmp_path / "acl"
+    acl.write_text("topic read public/#\n", encoding="utf-8")
+    _, authorizer = _broker_auth(parse("--acl-file", str(acl)))
+    assert isinstance(authorizer, AclAuthorizer)
+    assert authorizer.may_subscribe("c", None, "public/x")
+    assert not authorizer.may_publish("c", None, "public/x")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--tls-key", "key.pem"], "--tls-key needs --tls-cert"),
+        (["--password-file", "/nonexistent/passwords"], "No such file"),
+        (["--acl-file", "/nonexistent/acl"], "No such file"),
+        (["--tls-cert", "/nonexistent/cert.pem"], "TLS:"),
+        (["--max-packet-size", "1"], "max_packet_size"),
+        (["--sys-interval", "0"], "must be positive"),
+    ],
+)
+def test_refusals_exit_1_before_listening(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["broker", "--port", "0", *argv]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_address_in_use_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # SO_REUSEADDR does not allow two listeners on one port.
+        assert main(["broker", "--host", HOST, "--port", str(port)]) == 1
+    assert "cannot listen" in capsys.readouterr().err
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (openssl, EC P-256, one day)."""
+    require_peer("openssl", OPENSSL)
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            OPENSSL,
+            *("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
+            *("-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    return cert, key
+
+
+def test_tls_listener(tmp_path: Path) -> None:
+    from test_interop_broker import ProcessBroker
+
+    cert, key = make_certificate(tmp_path)
+    context = ssl.create_default_context(cafile=str(cert))
+
+    async def connect(port: int) -> bytes:
+        reader, writer = await asyncio.open_connection(HOST, port, ssl=context)
+        # CONNECT 3.1.1, client id "tls"; CONNACK accepted is 20 02 00 00.
+        writer.write(bytes.fromhex("100f00044d5154540402003c0003746c73"))
+        connack = await asyncio.wait_for(reader.readexactly(4), 10)
+        writer.close()
+        return connack
+
+    with ProcessBroker("--tls-cert", str(cert), "--tls-key", str(key)) as broker:
+        assert asyncio.run(asyncio.wait_for(connect(broker.port), 20)) == bytes.fromhex("20020000")
+        assert broker.stop() == 0
