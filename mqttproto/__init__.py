@@ -5,9 +5,10 @@ The public names are re-exported here; see the modules for details.
 
 from __future__ import annotations
 
+from .broker import Broker, BrokerConnection
 from .client import ClientConnection
 from .codec import PacketReader, codec_implementation, decode_packet, encode_packet
-from .config import ClientConfig
+from .config import BrokerConfig, ClientConfig
 from .enums import PacketType, PropertyId, ProtocolVersion, QoS, ReasonCode, RetainHandling
 from .errors import (
     ClientIdentifierNotValid,
@@ -42,6 +43,7 @@ from .packets import (
     UnsubscribePacket,
     Will,
 )
+from .store import MemoryStore, SessionStore
 from .topics import (
     SharedSubscription,
     parse_shared_subscription,
@@ -54,6 +56,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuthPacket",
+    "Broker",
+    "BrokerConfig",
+    "BrokerConnection",
     "ClientConfig",
     "ClientConnection",
     "ClientIdentifierNotValid",
@@ -64,6 +69,7 @@ __all__ = [
     "LocalProtocolError",
     "MQTTError",
     "MalformedPacket",
+    "MemoryStore",
     "Packet",
     "PacketReader",
     "PacketTooLarge",
@@ -83,6 +89,7 @@ __all__ = [
     "ReceiveMaximumExceeded",
     "RemoteProtocolError",
     "RetainHandling",
+    "SessionStore",
     "SharedSubscription",
     "SubAckPacket",
     "SubscribePacket",
