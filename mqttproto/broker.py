@@ -442,7 +442,12 @@ class Broker(Routing):
         else:
             quota = MAX_PACKET_ID
         outbound.send_quota = min(quota, config.max_inflight_messages)
-        ack = ConnAckPacket(session_present, _C.SUCCESS)
+        if conn.version == ProtocolVersion.MQTT_3_1:
+            # 3.1's CONNACK has no session present flag; the session still
+            # resumes, as 3.1 brokers did.
+            ack = ConnAckPacket(False, _C.SUCCESS)
+        else:
+            ack = ConnAckPacket(session_present, _C.SUCCESS)
         if conn.v5:
             ack = ConnAckPacket(
                 session_present,

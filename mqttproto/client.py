@@ -766,7 +766,10 @@ class ClientConnection(Connection):
         )
         outbound = self._outbound
         outbound.send_quota = limits.receive_maximum
-        if has_state and not packet.session_present and not connect.clean_start:
+        # MQTT 3.1 has no session present flag: a 3.1 server resumes a
+        # session that was not clean, so the client resends.
+        resumed = packet.session_present or self._version == ProtocolVersion.MQTT_3_1
+        if has_state and not resumed and not connect.clean_start:
             # The server has no session: ours must go too, messages still
             # queued included: they are part of the session state [MQTT-3.2.2-5].
             for packet_id in self._discard_session():

@@ -281,3 +281,25 @@ def test_refused_connect_v311_bad_credentials():
         assert refused.reason_code == ReasonCode.BAD_USER_NAME_OR_PASSWORD
         assert client.closed
     assert h.broker.sessions() == []
+
+
+def test_mqtt31_persistent_session_resumes():
+    """A regression found by fuzz_broker: resuming a 3.1 client's session made
+    the broker encode a CONNACK with session present, which 3.1 cannot carry,
+    and the exception escaped receive_data."""
+    from mqttproto import ProtocolVersion
+
+    v31 = ProtocolVersion.MQTT_3_1
+    h = BrokerHarness()
+    sub = h.connected("old", v31, clean_start=False)
+    sub.conn.subscribe([Subscription("t", QoS.AT_LEAST_ONCE)])
+    h.pump()
+    sub.conn.disconnect()
+    h.pump()
+    pub = h.connected("pub")
+    pub.conn.publish("t", b"queued", qos=1)
+    h.pump()
+    event = accepted(sub.connect(clean_start=False))
+    assert event.session_present is False  # 3.1 has no flag to say so
+    h.pump()
+    assert [m.payload for m in sub.take_messages()] == [b"queued"]

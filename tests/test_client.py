@@ -1067,3 +1067,18 @@ def test_disconnect_before_garbage_in_one_read_ends_cleanly() -> None:
     server.send_bytes(b"\xe0\x00" + b"\xff\xff")  # DISCONNECT, then junk
     assert server.events() == [Disconnected(ReasonCode.NORMAL_DISCONNECTION, by_server=True)]
     assert server.wire() == b""
+
+
+def test_mqtt31_resumes_without_a_session_present_flag() -> None:
+    server = connected(V31, connect={"client_id": "c", "clean_start": False})
+    packet_id = server.client.publish("a", b"1", qos=1)
+    server.received()
+    server.client.receive_eof(1.0)
+    server.events()
+    server.client.connect(client_id="c", clean_start=False)
+    server.reset_reader()
+    server.received()
+    server.send(ConnAckPacket())  # 3.1: no flag; the session is assumed kept
+    assert server.received() == [
+        PublishPacket("a", b"1", QoS.AT_LEAST_ONCE, duplicate=True, packet_id=packet_id)
+    ]
