@@ -124,7 +124,7 @@ def _check_bounds(broker: Broker, live: int, config: BrokerConfig) -> None:
     assert timer is None or math.isfinite(timer)
 
 
-def TestOneInput(data: bytes) -> None:  # noqa: N802 - libFuzzer's name
+def TestOneInput(data: bytes) -> None:
     if not data:
         return
     selector = data[0]
