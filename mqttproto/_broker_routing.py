@@ -77,6 +77,9 @@ class Routing:
             raise RemoteProtocolError(
                 "retained messages are not supported", _C.RETAIN_NOT_SUPPORTED
             )
+        if packet.subscription_identifiers:
+            # [MQTT-3.3.4-6]: only a server puts Subscription Identifiers in PUBLISH.
+            raise RemoteProtocolError("a client PUBLISH carries a Subscription Identifier")
         topic = packet.topic
         if topic.count("/") >= config.max_topic_levels:
             raise RemoteProtocolError("topic has too many levels", _C.TOPIC_NAME_INVALID)

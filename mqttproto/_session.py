@@ -37,6 +37,8 @@ __all__ = ["NEVER_EXPIRES", "Message", "Pending", "Session", "varint"]
 NEVER_EXPIRES = 0xFFFFFFFF
 
 _u16 = struct.Struct(">H").pack
+_V5 = ProtocolVersion.MQTT_5_0
+_V311 = ProtocolVersion.MQTT_3_1_1
 _QOS = (QoS.AT_MOST_ONCE, QoS.AT_LEAST_ONCE, QoS.EXACTLY_ONCE)
 #: The MQTT 5 properties an application message carries end to end
 #: (MQTT 5.0 section 3.3.2.3: the server forwards them unaltered).
@@ -153,6 +155,20 @@ class Message:
     def _encode(
         self, v5: bool, qos: int, retain: bool, sub_ids: tuple[int, ...]
     ) -> tuple[bytes, bytes]:
+        packet = self.packet
+        if (
+            not qos
+            and not packet.qos
+            and retain == packet.retain
+            and not sub_ids
+            and packet.topic_alias is None
+            and not packet.subscription_identifiers
+            and self.expiry is None
+            and (v5 or not self.props())
+        ):
+            # The common case: the PUBLISH goes out as it came in, so the
+            # codec (compiled when built) encodes it in one call.
+            return encode_packet(packet, version=_V5 if v5 else _V311), b""
         topic_bytes = self._topic_bytes
         if topic_bytes is None:
             encoded = self.packet.topic.encode()

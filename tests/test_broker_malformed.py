@@ -94,6 +94,8 @@ def test_second_connect_v5_disconnect_protocol_error():
         (F.encode(PublishPacket("t", b"x" * 300)), ReasonCode.PACKET_TOO_LARGE),
         (b"\x30\xff\xff\xff\xff\x01", ReasonCode.MALFORMED_PACKET),
         (b"\x82\x02\x00\x01", ReasonCode.MALFORMED_PACKET),
+        # [MQTT-3.3.4-6]: a client may not send Subscription Identifiers.
+        (F.encode(PublishPacket("t", subscription_identifiers=(1,))), ReasonCode.PROTOCOL_ERROR),
     ],
 )
 def test_v5_goodbyes(data, code):
