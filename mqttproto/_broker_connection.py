@@ -9,6 +9,8 @@ sessions and routing to its :class:`~mqttproto.broker.Broker`.
 
 from __future__ import annotations
 
+import functools
+
 import struct
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -86,7 +88,6 @@ class BrokerConnection(Connection):
     RECEIVABLE = _RECEIVABLE
     HANDLERS: ClassVar[dict[PacketType, str]] = {
         _P.CONNECT: "_on_connect",
-        _P.PUBLISH: "_on_publish",
         _P.PUBACK: "_on_puback",
         _P.PUBREC: "_on_pubrec",
         _P.PUBREL: "_on_pubrel",
@@ -102,6 +103,9 @@ class BrokerConnection(Connection):
     def __init__(self, broker: Broker, conn_id: int, now: float, peer: str | None) -> None:
         super().__init__(None)
         self.broker = broker
+        # PUBLISH goes straight to the broker's router: one call less on the
+        # hottest path (topic aliases are resolved there).
+        self._handlers[_P.PUBLISH] = functools.partial(broker._client_publish, self)
         self.id = conn_id
         self.peer = peer
         self.opened_at = now
@@ -291,12 +295,6 @@ class BrokerConnection(Connection):
         self.state = transition(self.state, Input.SEND_AUTH)
 
     # -- the rest ------------------------------------------------------------------
-
-    def _on_publish(self, packet: Packet, now: float) -> None:
-        assert isinstance(packet, PublishPacket)
-        if packet.topic_alias is not None:
-            packet = self._resolve_alias(packet)
-        self.broker._client_publish(self, packet, now)
 
     def _resolve_alias(self, packet: PublishPacket) -> PublishPacket:
         alias = packet.topic_alias

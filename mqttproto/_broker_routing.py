@@ -15,8 +15,8 @@ import struct
 from typing import TYPE_CHECKING, Any
 
 from ._retained import RetainedStore
-from ._router import Router, Sub
-from ._session import Message, Pending, Session
+from ._router import Route, Router, Sub
+from ._session import Message, Pending, Session, message_wire
 from ._state import ConnectionState
 from .config import BrokerConfig
 from .enums import ReasonCode
@@ -67,6 +67,8 @@ class Routing:
 
     def _client_publish(self, conn: BrokerConnection, packet: PublishPacket, now: float) -> None:
         """A PUBLISH from a client: check, acknowledge, retain and route it."""
+        if packet.topic_alias is not None:
+            packet = conn._resolve_alias(packet)
         config = self.config
         qos = packet.qos
         if qos > config.maximum_qos:
@@ -81,7 +83,9 @@ class Routing:
             # [MQTT-3.3.4-6]: only a server puts Subscription Identifiers in PUBLISH.
             raise RemoteProtocolError("a client PUBLISH carries a Subscription Identifier")
         topic = packet.topic
-        if topic.count("/") >= config.max_topic_levels:
+        # A topic in the route cache has passed this check before.
+        route = self._router._cache.get(topic)
+        if route is None and topic.count("/") >= config.max_topic_levels:
             raise RemoteProtocolError("topic has too many levels", _C.TOPIC_NAME_INVALID)
         session = conn.session
         assert session is not None
@@ -103,15 +107,28 @@ class Routing:
         if not allowed:
             # 3.1.1 has no way to say no: acknowledged and dropped.
             code = _NOT_AUTHORIZED if conn.v5 else _SUCCESS
-        elif packet.retain or self._router.route(topic):
-            message = Message(packet, now, conn.client_id)
-            if packet.retain:
-                self._retain(message)
-            reached, refused = self._route(message, now)
-            if not reached and conn.v5:
-                code = _QUOTA_EXCEEDED if refused else _NO_MATCHING_SUBSCRIBERS
-        elif conn.v5:
-            code = _NO_MATCHING_SUBSCRIBERS
+        else:
+            if route is None:
+                route = self._router.route(topic)
+            if (
+                not qos
+                and not packet.retain
+                and not route.groups
+                and authorizer is None
+                and packet.message_expiry_interval is None
+            ):
+                # The hot path: a plain QoS 0 message to plain subscriptions.
+                if not (route.targets and self._fan_out_qos0(packet, conn.client_id, route, now)):
+                    code = _NO_MATCHING_SUBSCRIBERS if conn.v5 else _SUCCESS
+            elif packet.retain or route.targets or route.groups:
+                message = Message(packet, now, conn.client_id)
+                if packet.retain:
+                    self._retain(message)
+                reached, refused = self._route(message, now, route)
+                if not reached and conn.v5:
+                    code = _QUOTA_EXCEEDED if refused else _NO_MATCHING_SUBSCRIBERS
+            elif conn.v5:
+                code = _NO_MATCHING_SUBSCRIBERS
         if not qos:
             return
         first = 0x40 if qos == 1 else 0x50
@@ -122,6 +139,47 @@ class Routing:
         if qos == 2 and code < 0x80:
             assert packet_id is not None
             inbound.received_qos2(packet_id)
+
+    def _fan_out_qos0(self, packet: PublishPacket, origin: str, route: Route, now: float) -> int:
+        """Deliver a QoS 0 message without retain flag or expiry to ``route``'s
+        targets (no shared groups, no authorizer); return how many it reached.
+
+        It goes out at QoS 0 whatever was granted [MQTT-3.8.4-8], with the
+        retain flag clear, so each connected client gets the wire form of
+        its version, encoded once, unless MQTT 5 subscription identifiers
+        make its copy different; those, and clients that are away, take the
+        general path with a :class:`Message`.
+        """
+        forms: list[bytes | None] = [None, None]  # MQTT 3.x, MQTT 5
+        message: Message | None = None
+        dirty = self._dirty
+        reached = sent = 0
+        for target in route.targets:
+            session = target.session
+            if session.client_id == origin:
+                if not target.has_local:
+                    continue  # [MQTT-3.8.3-3] No Local
+                sub_ids = target.local_sub_ids
+            else:
+                sub_ids = target.sub_ids
+            conn = session.connection
+            if conn is None or (sub_ids and conn.v5):
+                if message is None:
+                    message = Message(packet, now, origin)
+                if self._deliver(session, message, 0, False, sub_ids, now):
+                    reached += 1
+                continue
+            reached += 1
+            v5 = conn.v5
+            data = forms[v5]
+            if data is None:
+                data = forms[v5] = message_wire(packet, v5)
+            if len(data) <= conn.max_out:  # else dropped [MQTT-3.1.2-25]
+                conn._out.append(data)
+                dirty[conn.id] = None
+                sent += 1
+        self.messages_sent += sent
+        return reached
 
     def _retain(self, message: Message) -> None:
         """Store, replace or delete the retained message of a topic [MQTT-3.3.1-5/6]."""
@@ -137,10 +195,11 @@ class Routing:
         self._retained.set(topic, retained)
         self.store.set_retained(topic, retained)
 
-    def _route(self, message: Message, now: float) -> tuple[int, int]:
+    def _route(self, message: Message, now: float, route: Route | None = None) -> tuple[int, int]:
         """Deliver to every matching session; (reached, refused for quota)."""
-        route = self._router.route(message.packet.topic)
-        if not route:
+        if route is None:
+            route = self._router.route(message.packet.topic)
+        if not (route.targets or route.groups):
             return 0, 0
         reached = refused = 0
         packet = message.packet

@@ -66,6 +66,27 @@ def varint(value: int) -> bytes:
             return bytes(out)
 
 
+def message_wire(packet: PublishPacket, v5: bool) -> bytes:
+    """A received QoS 0 PUBLISH as it is forwarded unchanged at QoS 0.
+
+    Only the retain flag, QoS, expiry and subscription identifiers may
+    differ in a forwarded copy [MQTT-3.3.2-6, MQTT-3.3.4-3]; with none of them
+    in play the packet encodes as it came (topic alias resolved away). A
+    3.x subscriber gets it without the MQTT 5 properties.
+    """
+    if v5:
+        return encode_packet(packet, version=_V5)
+    if (
+        packet.user_properties
+        or packet.payload_format_indicator is not None
+        or packet.response_topic is not None
+        or packet.correlation_data is not None
+        or packet.content_type is not None
+    ):
+        packet = PublishPacket(packet.topic, packet.payload)
+    return encode_packet(packet, version=_V311)
+
+
 class Message:
     """One application message on its way through the broker.
 
