@@ -10,7 +10,6 @@ sessions and routing to its :class:`~mqttproto.broker.Broker`.
 from __future__ import annotations
 
 import functools
-
 import struct
 from typing import TYPE_CHECKING, Any, ClassVar
 

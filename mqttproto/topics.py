@@ -370,12 +370,27 @@ class _Node(Generic[T]):
     report it without rebuilding it from the path.
     """
 
-    __slots__ = ("children", "topic_filter", "values")
+    __slots__ = ("children", "hash", "plus", "topic_filter", "values")
 
     def __init__(self) -> None:
         self.children: dict[str, _Node[T]] = {}
         self.values: dict[Hashable, T] = {}
         self.topic_filter = ""
+        # The '+' and '#' children again, so that matching, which looks for
+        # them at every level, reads an attribute instead of a dict.
+        self.plus: _Node[T] | None = None
+        self.hash: _Node[T] | None = None
+
+    def set_child(self, level: str, child: _Node[T] | None) -> None:
+        """Add (or with None, remove) the child for *level*."""
+        if child is None:
+            del self.children[level]
+        else:
+            self.children[level] = child
+        if level == "+":
+            self.plus = child
+        elif level == "#":
+            self.hash = child
 
 
 class SubscriptionTree(Generic[T]):
@@ -438,7 +453,8 @@ class SubscriptionTree(Generic[T]):
         for level in topic_filter.split("/"):
             child = node.children.get(level)
             if child is None:
-                child = node.children[level] = _Node()
+                child = _Node()
+                node.set_child(level, child)
             node = child
         node.topic_filter = topic_filter
         is_new = key not in node.values
@@ -478,7 +494,7 @@ class SubscriptionTree(Generic[T]):
             child = parent.children[level]
             if child.values or child.children:
                 break
-            del parent.children[level]
+            parent.set_child(level, None)
         return True
 
     def matches(self, topic_name: str) -> list[tuple[str, Hashable, T]]:
@@ -490,32 +506,42 @@ class SubscriptionTree(Generic[T]):
         (section 4.8.1). *topic_name* is assumed valid (no wildcards).
         """
         levels = topic_name.split("/")
-        depth = len(levels)
         # [MQTT-4.7.2-1] Filters starting with a wildcard never match a name
         # starting with '$': skip the root's '+' and '#' children for such names.
         dollar = topic_name.startswith("$")
         result: list[tuple[str, Hashable, T]] = []
-        stack: list[tuple[_Node[T], int]] = [(self._root, 0)]
-        while stack:
-            node, index = stack.pop()
-            children = node.children
-            wildcards = index > 0 or not dollar
-            if wildcards:
-                # A '#' child here is a filter "<index levels>/#" (or "#"): it
-                # matches the parent (index == depth) and any deeper name.
-                hash_node = children.get("#")
-                if hash_node is not None:
-                    filter_ = hash_node.topic_filter
-                    result.extend((filter_, k, v) for k, v in hash_node.values.items())
-            if index == depth:
-                filter_ = node.topic_filter
-                result.extend((filter_, k, v) for k, v in node.values.items())
-                continue
-            child = children.get(levels[index])
-            if child is not None:
-                stack.append((child, index + 1))
-            if wildcards:
-                plus_node = children.get("+")
-                if plus_node is not None:
-                    stack.append((plus_node, index + 1))
+        append = result.append
+        # Level by level, the nodes whose filters match the name so far.
+        nodes: list[_Node[T]] = [self._root]
+        wildcards = not dollar
+        for level in levels:
+            following: list[_Node[T]] = []
+            for node in nodes:
+                if wildcards:
+                    # A '#' child matches this level and everything below.
+                    hash_node = node.hash
+                    if hash_node is not None:
+                        filter_ = hash_node.topic_filter
+                        for key, value in hash_node.values.items():
+                            append((filter_, key, value))
+                    plus_node = node.plus
+                    if plus_node is not None:
+                        following.append(plus_node)
+                child = node.children.get(level)
+                if child is not None:
+                    following.append(child)
+            if not following:
+                return result
+            nodes = following
+            wildcards = True
+        for node in nodes:
+            # "a/#" also matches "a" itself (MQTT 5.0 section 4.7.1.2).
+            hash_node = node.hash
+            if hash_node is not None:
+                filter_ = hash_node.topic_filter
+                for key, value in hash_node.values.items():
+                    append((filter_, key, value))
+            filter_ = node.topic_filter
+            for key, value in node.values.items():
+                append((filter_, key, value))
         return result
