@@ -104,14 +104,14 @@ def filter_includes(outer: str, inner: str) -> bool:
     return len(outer_levels) == len(inner_levels)
 
 
+_ACCESS_WORDS = frozenset(access.value for access in Access)
+
+
 def _parse_access(rest: str) -> tuple[Access, str]:
     """Split ``[read|write|readwrite|deny] <topic>``; the keyword is optional."""
     words = rest.split(None, 1)
-    if len(words) == 2:
-        try:
-            return Access(words[0]), words[1].strip()
-        except ValueError:
-            pass
+    if len(words) == 2 and words[0] in _ACCESS_WORDS:
+        return Access(words[0]), words[1].strip()
     # mosquitto: without a keyword the access is readwrite and the rest (which
     # may contain spaces: topics can) is the topic.
     return Access.READWRITE, rest.strip()
