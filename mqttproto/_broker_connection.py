@@ -13,14 +13,12 @@ import functools
 import struct
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import attrs
-
 from ._connection import Connection
 from ._keepalive import receive_deadline
 from ._state import ConnectionState, Input, transition
 from .codec import PacketReader
 from .enums import PacketType, ProtocolVersion, ReasonCode
-from .errors import ConnectRefusal, RemoteProtocolError, TopicAliasInvalid
+from .errors import ConnectRefusal, RemoteProtocolError
 from .packets import (
     AuthPacket,
     ConnAckPacket,
@@ -29,7 +27,6 @@ from .packets import (
     Packet,
     PubAckPacket,
     PubCompPacket,
-    PublishPacket,
     PubRecPacket,
     PubRelPacket,
     SubscribePacket,
@@ -118,7 +115,6 @@ class BrokerConnection(Connection):
         self.connect: ConnectPacket | None = None
         self.auth_info: ConnectInfo | None = None
         self.reauthenticating = False
-        self._aliases_in: dict[int, str] = {}
         #: The client's Maximum Packet Size, or a number no packet reaches.
         self.max_out = 1 << 30
         #: Whether this connection's end was already handled by the broker.
@@ -294,22 +290,6 @@ class BrokerConnection(Connection):
         self.state = transition(self.state, Input.SEND_AUTH)
 
     # -- the rest ------------------------------------------------------------------
-
-    def _resolve_alias(self, packet: PublishPacket) -> PublishPacket:
-        alias = packet.topic_alias
-        assert alias is not None
-        maximum = self.broker.config.topic_alias_maximum
-        if not 0 < alias <= maximum:
-            # [MQTT-3.3.2-9] / [MQTT-3.3.2-10]: 0 or above our Topic Alias Maximum.
-            raise TopicAliasInvalid(f"topic alias {alias} outside 1..{maximum}")
-        if packet.topic:
-            self._aliases_in[alias] = packet.topic
-        else:
-            topic = self._aliases_in.get(alias)
-            if topic is None:
-                raise TopicAliasInvalid(f"topic alias {alias} was never defined")
-            packet = attrs.evolve(packet, topic=topic)
-        return attrs.evolve(packet, topic_alias=None)
 
     def _on_puback(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, PubAckPacket)

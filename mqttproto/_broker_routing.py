@@ -68,7 +68,7 @@ class Routing:
     def _client_publish(self, conn: BrokerConnection, packet: PublishPacket, now: float) -> None:
         """A PUBLISH from a client: check, acknowledge, retain and route it."""
         if packet.topic_alias is not None:
-            packet = conn._resolve_alias(packet)
+            packet = conn._resolve_alias(packet, self.config.topic_alias_maximum, keep=False)
         config = self.config
         qos = packet.qos
         if qos > config.maximum_qos:

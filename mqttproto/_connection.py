@@ -24,9 +24,9 @@ import attrs
 from ._state import ConnectionState, Input, transition
 from .codec import PacketReader, encode_packet
 from .enums import PacketType, ProtocolVersion, ReasonCode
-from .errors import LocalProtocolError, RemoteProtocolError
+from .errors import LocalProtocolError, RemoteProtocolError, TopicAliasInvalid
 from .events import Event
-from .packets import Packet
+from .packets import Packet, PublishPacket
 
 __all__ = ["Connection"]
 
@@ -53,6 +53,8 @@ class Connection(abc.ABC):
         self._last_received = 0.0
         #: The peer's Maximum Packet Size; None: the protocol's limit.
         self._peer_max_packet_size: int | None = None
+        #: Topic aliases the peer defined on this connection.
+        self._aliases_in: dict[int, str] = {}
         self._handlers: dict[PacketType, Handler] = {
             packet_type: getattr(self, name) for packet_type, name in self.HANDLERS.items()
         }
@@ -196,6 +198,30 @@ class Connection(abc.ABC):
                     self._out.append(self._encode(bare))
         self.state = transition(self.state, Input.PROTOCOL_ERROR)
         self._connection_ended(exc.reason_code, now)
+
+    def _resolve_alias(self, packet: PublishPacket, maximum: int, *, keep: bool) -> PublishPacket:
+        """Apply an incoming PUBLISH's Topic Alias (MQTT 5 section 3.3.2.3.4).
+
+        A topic with an alias (re)defines it; an empty topic uses it. With
+        ``keep`` false the alias is removed from the packet (a broker forwards
+        the topic, never the sender's alias).
+
+        :raises TopicAliasInvalid: an alias of 0 or above ``maximum``
+            [MQTT-3.3.2-9] / [MQTT-3.3.2-10], or one never defined.
+        """
+        alias = packet.topic_alias
+        assert alias is not None
+        if not 0 < alias <= maximum:
+            raise TopicAliasInvalid(f"topic alias {alias} outside 1..{maximum} [MQTT-3.3.2-9]")
+        if packet.topic:
+            self._aliases_in[alias] = packet.topic
+            return packet if keep else attrs.evolve(packet, topic_alias=None)
+        topic = self._aliases_in.get(alias)
+        if topic is None:
+            raise TopicAliasInvalid(f"topic alias {alias} was never defined")
+        if keep:
+            return attrs.evolve(packet, topic=topic)
+        return attrs.evolve(packet, topic=topic, topic_alias=None)
 
     @abc.abstractmethod
     def _goodbye(self, exc: RemoteProtocolError) -> Packet | None:

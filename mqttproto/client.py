@@ -25,7 +25,7 @@ from ._state import TRANSITIONS, ConnectionState, Input, transition
 from .codec import PacketReader
 from .config import MAX_PACKET_SIZE, ClientConfig
 from .enums import PacketType, ProtocolVersion, QoS, ReasonCode
-from .errors import LocalProtocolError, RemoteProtocolError, TopicAliasInvalid
+from .errors import LocalProtocolError, RemoteProtocolError
 from .events import (
     AuthChallenged,
     ConnectionAccepted,
@@ -163,7 +163,6 @@ class ClientConnection(Connection):
         self._limits = _ServerLimits()
         self._pending_subscribes: dict[int, int] = {}
         self._pending_unsubscribes: dict[int, int] = {}
-        self._aliases_in: dict[int, str] = {}
         self._aliases_out: OrderedDict[str, int] = OrderedDict()
         self._inbound_alias_max = self.config.topic_alias_maximum
         self._auth_challenged = False
@@ -814,7 +813,7 @@ class ClientConnection(Connection):
 
     def _on_publish(self, packet: PublishPacket, now: float) -> None:
         if packet.topic_alias is not None:
-            packet = self._resolve_alias(packet)
+            packet = self._resolve_alias(packet, self._inbound_alias_max, keep=True)
         qos = packet.qos
         if not qos:
             self._events.append(message_received(packet))
@@ -846,20 +845,6 @@ class ClientConnection(Connection):
         inbound.check_quota(self._version == _V5)
         inbound.hold(packet_id, qos)
         self._events.append(message_received(packet))
-
-    def _resolve_alias(self, packet: PublishPacket) -> PublishPacket:
-        alias = packet.topic_alias
-        assert alias is not None
-        maximum = self._inbound_alias_max
-        if not 0 < alias <= maximum:
-            raise TopicAliasInvalid(f"topic alias {alias} outside 1..{maximum} [MQTT-3.3.2-9]")
-        if packet.topic:
-            self._aliases_in[alias] = packet.topic
-            return packet
-        topic = self._aliases_in.get(alias)
-        if topic is None:
-            raise TopicAliasInvalid(f"topic alias {alias} was never defined [MQTT-3.3.2-12]")
-        return attrs.evolve(packet, topic=topic)
 
     def _on_puback(self, packet: PubAckPacket, now: float) -> None:
         if self._outbound.on_puback(packet.packet_id) is None:
