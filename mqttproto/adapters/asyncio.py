@@ -65,10 +65,27 @@ from ..auth import Authenticator, Authorizer
 from ..broker import Broker
 from ..config import BrokerConfig
 from ..enums import ReasonCode
+from ._asyncio_client import Client, MessageIterator
+from ._client_core import (
+    ClientError,
+    ConnectError,
+    ConnectionLostError,
+    PublishError,
+    ReconnectPolicy,
+    SubscribeError,
+)
 
 __all__ = [
     "DEFAULT_MAX_BUFFERED_OUTPUT",
     "BrokerServer",
+    "Client",
+    "ClientError",
+    "ConnectError",
+    "ConnectionLostError",
+    "MessageIterator",
+    "PublishError",
+    "ReconnectPolicy",
+    "SubscribeError",
     "serve",
     "start_server",
 ]
