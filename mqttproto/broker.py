@@ -154,6 +154,11 @@ class Broker(Routing):
         self._tick(now)
         conn_id = next(self._conn_ids)
         conn = BrokerConnection(self, conn_id, now, peer)
+        limit = self.config.max_connections
+        if limit is not None and len(self._conns) >= limit:
+            # Answered when its CONNECT arrives, so the client hears why
+            # (CONNACK 0x97 / 3.x return code 3); connect_timeout bounds the wait.
+            conn.over_quota = True
         self._conns[conn_id] = conn
         self._watch(conn)
         return conn_id
@@ -302,7 +307,8 @@ class Broker(Routing):
         packet = PublishPacket(topic, payload, QoS(qos), retain, **properties)
         message = Message(packet, now, None)
         if retain:
-            self._retain(message)
+            # The operator's own message: not held to the retained limits.
+            self._retain(message, limited=False)
         return self._route(message, now)[0]
 
     def subscribers(self, topic: str) -> list[tuple[str, QoS]]:
@@ -430,9 +436,20 @@ class Broker(Routing):
         session.username = conn.username
         session.connection = conn
         conn.session = session
-        keep_alive = connect.keep_alive
-        if conn.v5 and config.server_keep_alive is not None:
-            keep_alive = config.server_keep_alive  # [MQTT-3.2.2-21]
+        keep_alive = requested_keep_alive = connect.keep_alive
+        if keep_alive == 0 or keep_alive > config.max_keep_alive:
+            keep_alive = config.max_keep_alive
+        elif keep_alive < config.min_keep_alive:
+            keep_alive = config.min_keep_alive
+        server_keep_alive = config.server_keep_alive
+        if server_keep_alive is not None:
+            keep_alive = server_keep_alive  # [MQTT-3.2.2-21]
+        elif keep_alive != requested_keep_alive:
+            # Clamped to the bounds: a v5 client is told and must use it
+            # [MQTT-3.2.2-21]; a 3.x client cannot be told, and is held to
+            # it silently (3.1.1 section 3.1.2.10: a server may close an
+            # inactive client whatever its Keep Alive).
+            server_keep_alive = keep_alive
         conn.keep_alive = keep_alive
         outbound = session.outbound
         if conn.v5:
@@ -468,7 +485,7 @@ class Broker(Routing):
                 shared_subscription_available=(
                     False if not config.shared_subscription_available else None
                 ),
-                server_keep_alive=config.server_keep_alive,
+                server_keep_alive=server_keep_alive,
                 authentication_method=connect.authentication_method,
                 authentication_data=auth_data,
             )
@@ -568,6 +585,7 @@ class Broker(Routing):
         )
         message = Message(packet, now, client_id)
         if will.retain:
+            # A will that does not fit the retained limits still goes out, unretained.
             self._retain(message)
         self._route(message, now)
 
