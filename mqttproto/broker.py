@@ -377,7 +377,44 @@ class Broker(Routing):
                 self._restore(record, now)
 
     def _push_timer(self, when: float, kind: str, key: Any) -> None:
-        heapq.heappush(self._timers, (when, next(self._timer_seq), kind, key))
+        timers = self._timers
+        heapq.heappush(timers, (when, next(self._timer_seq), kind, key))
+        if len(timers) > 2 * (len(self._conns) + 2 * len(self._sessions)) + 256:
+            self._compact_timers()
+
+    def _compact_timers(self) -> None:
+        """Drop timer entries that can no longer do anything.
+
+        Entries are not removed when their connection or session goes (a
+        heap cannot do that cheaply), so churn (connections opened and
+        closed faster than their keep-alive runs out) would pile them up for
+        up to 1.5 times the longest keep-alive. Compacting when the heap
+        outgrows what is alive keeps it proportional to the live
+        connections and sessions, at an amortized constant cost per entry.
+        """
+        conns = self._conns
+        sessions = self._sessions
+        kept: list[tuple[float, int, str, Any]] = []
+        watched: set[int] = set()
+        for entry in sorted(self._timers):
+            when, _, kind, key = entry
+            if kind == "conn":
+                # A connection's handler re-arms itself: its earliest entry is enough.
+                conn = conns.get(key)
+                if conn is None or conn.finished or key in watched:
+                    continue
+                watched.add(key)
+            elif kind == "session":
+                session = sessions.get(key)
+                if session is None or session.expires_at != when:
+                    continue
+            elif kind == "will":
+                session = sessions.get(key)
+                if session is None or session.will_due != when:
+                    continue
+            kept.append(entry)
+        # A sorted list is a heap; in place, as handle_timer may be walking it.
+        self._timers[:] = kept
 
     def _watch(self, conn: BrokerConnection) -> None:
         deadline = conn.deadline()

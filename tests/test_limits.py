@@ -435,3 +435,48 @@ def test_max_unsent_bytes_drops_qos0_and_holds_qos12_for_a_connection_not_draine
     data = broker.data_to_send(sleepy, now)
     assert len(data) < 2 * 10_000 + 400
     assert len(session.pending) < held
+
+
+# -- bookkeeping that must not grow with churn ----------------------------------------------
+
+
+def test_timer_entries_of_closed_connections_do_not_pile_up():
+    """Keep-alive entries stay in the timer heap until due (up to 1.5 x the
+    keep-alive): churn must not pile them up beyond what is alive."""
+    h = BrokerHarness()
+    bystanders(h)
+    for i in range(3000):
+        c = h.client(f"churn-{i}", V311 if i % 2 else V5)
+        c.connect(keep_alive=600)
+        if i % 2:
+            c.drop()
+        else:
+            c.conn.disconnect()
+            h.pump()
+        del h.clients[c.name]
+    live = len(h.broker._conns) + 2 * len(h.broker._sessions)
+    assert len(h.broker._timers) <= 2 * live + 256 + 1
+    assert_still_serving(h, "churn")
+    # The live connections' timers still work: the watcher times out when silent.
+    h.clients["pub"].conn.disconnect()
+    h.pump()
+    h.advance(600)  # the watcher pings on its own timer and stays
+    assert not h.clients["watcher"].closed
+
+
+def test_keep_alive_counts_whole_packets_not_bytes():
+    """A slowloris dribbling bytes of a packet it never finishes times out
+    [MQTT-3.1.2-24]: only a whole Control Packet resets the keep-alive."""
+    h = BrokerHarness()
+    bystanders(h)
+    raw = h.open_raw()
+    h.send_raw(raw, PacketFactory.connect("slow", keep_alive=2))
+    publish = PacketFactory.encode(PublishPacket("news/slow", b"x" * 50))
+    for byte in publish[:10]:
+        h.advance(1)
+        h.send_raw(raw, bytes([byte]))
+        if raw in h.raw_closed:
+            break
+    assert raw in h.raw_closed
+    assert h.now - 1000.0 <= 4  # 1.5 x 2 s after the last whole packet
+    assert_still_serving(h, "slowloris")
