@@ -72,6 +72,11 @@ _RECEIVABLE: dict[ConnectionState, frozenset[PacketType]] = {
 }
 
 
+def _utf8_length(text: str) -> int:
+    """The UTF-8 length of ``text`` (its character count when it is ASCII)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
 class BrokerConnection(Connection):
     """The server side of one network connection, without I/O.
 
@@ -119,9 +124,35 @@ class BrokerConnection(Connection):
         self.max_out = 1 << 30
         #: Whether this connection's end was already handled by the broker.
         self.finished = False
+        #: Opened past ``max_connections``: its CONNECT is refused with 0x97.
+        self.over_quota = False
+        #: Bytes of deliveries in the output not yet taken by data_to_send
+        #: (bounded by ``max_unsent_bytes``), and that bound.
+        self.unsent = 0
+        self.max_unsent = broker.config.max_unsent_bytes
+        #: Topic names this many characters long or shorter are within
+        #: ``max_topic_length`` whatever they hold (4 UTF-8 bytes at most each).
+        self._topic_chars_ok = broker.config.max_topic_length // 4
 
     def _accepts_before_start(self) -> bool:
         return True
+
+    def data_to_send(self, now: float) -> bytes:
+        """The output, all of it; messages held back by the ``max_unsent_bytes``
+        high-water mark are sent now that the output was taken."""
+        data = super().data_to_send(now)
+        if self.unsent >= self.max_unsent:
+            self.unsent = 0
+            session = self.session
+            if session is not None and session.pending:
+                self.broker._pump(session, now)
+                more = super().data_to_send(now)
+                self.unsent = 0
+                if more:
+                    data += more
+        else:
+            self.unsent = 0
+        return data
 
     # -- goodbyes ---------------------------------------------------------------
 
@@ -193,6 +224,18 @@ class BrokerConnection(Connection):
                 self.assigned_id = client_id
         self.client_id = client_id
         self.username = packet.username
+        if _utf8_length(client_id) > config.max_client_id_length:
+            # [MQTT-3.1.3-8] (5.0) / [MQTT-3.1.3-9] (3.1.1): 0x85 / return code 2.
+            return self._refuse(_C.CLIENT_IDENTIFIER_NOT_VALID, "client identifier too long")
+        if self.over_quota:
+            # max_connections: 0x97 (3.x: return code 3, server unavailable).
+            return self._refuse(_C.QUOTA_EXCEEDED, "too many connections")
+        if self.v5:
+            properties = packet.user_properties
+            if packet.will is not None:
+                properties = properties + packet.will.user_properties
+            if properties and self._too_many_properties(properties):
+                return self._refuse(_C.QUOTA_EXCEEDED, "too many user properties")
         will = packet.will
         if will is not None:
             if will.qos > config.maximum_qos:
@@ -201,6 +244,8 @@ class BrokerConnection(Connection):
                 return self._refuse(_C.RETAIN_NOT_SUPPORTED, "retained wills are not supported")
             if will.topic.count("/") >= config.max_topic_levels:
                 return self._refuse(_C.TOPIC_NAME_INVALID, "will topic too deep")
+            if _utf8_length(will.topic) > config.max_topic_length:
+                return self._refuse(_C.TOPIC_NAME_INVALID, "will topic too long")
         if packet.authentication_method is not None and not self.v5:
             raise RemoteProtocolError("authentication method outside MQTT 5")
         from .auth import ConnectInfo
@@ -291,6 +336,17 @@ class BrokerConnection(Connection):
 
     # -- the rest ------------------------------------------------------------------
 
+    def _too_many_properties(self, properties: tuple[tuple[str, str], ...]) -> bool:
+        """Whether user properties pass ``max_user_properties`` / ``max_user_property_bytes``."""
+        config = self.broker.config
+        if len(properties) > config.max_user_properties:
+            return True
+        limit = config.max_user_property_bytes
+        size = sum(len(name) + len(value) for name, value in properties)
+        if size * 4 <= limit:
+            return False
+        return sum(_utf8_length(name) + _utf8_length(value) for name, value in properties) > limit
+
     def _on_puback(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, PubAckPacket)
         session = self.session
@@ -340,6 +396,10 @@ class BrokerConnection(Connection):
 
     def _on_unsubscribe(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, UnsubscribePacket)
+        if packet.user_properties and self._too_many_properties(packet.user_properties):
+            # UNSUBACK has no quota code (MQTT 5.0 section 3.11.2.1): the
+            # connection ends with DISCONNECT 0x97.
+            raise RemoteProtocolError("too many user properties", _C.QUOTA_EXCEEDED)
         self.broker._unsubscribe(self, packet)
 
     def _on_pingreq(self, packet: Packet, now: float) -> None:

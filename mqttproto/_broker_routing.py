@@ -69,6 +69,23 @@ class Routing:
         """A PUBLISH from a client: check, acknowledge, retain and route it."""
         if packet.topic_alias is not None:
             packet = conn._resolve_alias(packet, self.config.topic_alias_maximum, keep=False)
+        topic = packet.topic
+        # max_topic_length, counted in bytes only when the characters leave a doubt.
+        if len(topic) > conn._topic_chars_ok:
+            limit = self.config.max_topic_length
+            if len(topic.encode()) > limit:
+                raise RemoteProtocolError(
+                    f"topic name longer than {limit} bytes", _C.TOPIC_NAME_INVALID
+                )
+        if packet.user_properties and conn._too_many_properties(packet.user_properties):
+            # Refused, not routed or retained: 0x97 for QoS 1/2 (MQTT 5.0
+            # section 3.4.2.1 / 3.5.2.1), QoS 0 dropped. The flow ends here,
+            # so a QoS 2 identifier is not held.
+            if packet.qos:
+                first = 0x40 if packet.qos == 1 else 0x50
+                assert packet.packet_id is not None
+                conn._out.append(_ACK_CODE(first, 3, packet.packet_id, _C.QUOTA_EXCEEDED))
+            return
         config = self.config
         qos = packet.qos
         if qos > config.maximum_qos:
@@ -82,7 +99,6 @@ class Routing:
         if packet.subscription_identifiers:
             # [MQTT-3.3.4-6]: only a server puts Subscription Identifiers in PUBLISH.
             raise RemoteProtocolError("a client PUBLISH carries a Subscription Identifier")
-        topic = packet.topic
         # A topic in the route cache has passed this check before.
         route = self._router._cache.get(topic)
         if route is None and topic.count("/") >= config.max_topic_levels:
@@ -122,11 +138,14 @@ class Routing:
                     code = _NO_MATCHING_SUBSCRIBERS if conn.v5 else _SUCCESS
             elif packet.retain or route.targets or route.groups:
                 message = Message(packet, now, conn.client_id)
-                if packet.retain:
-                    self._retain(message)
-                reached, refused = self._route(message, now, route)
-                if not reached and conn.v5:
-                    code = _QUOTA_EXCEEDED if refused else _NO_MATCHING_SUBSCRIBERS
+                if packet.retain and not self._retain(message):
+                    # No room in the retained store: refused whole, neither
+                    # retained nor routed; 0x97 in v5 (MQTT 5.0 section 3.4.2.1).
+                    code = _QUOTA_EXCEEDED if conn.v5 else _SUCCESS
+                else:
+                    reached, refused = self._route(message, now, route)
+                    if not reached and conn.v5:
+                        code = _QUOTA_EXCEEDED if refused else _NO_MATCHING_SUBSCRIBERS
             elif conn.v5:
                 code = _NO_MATCHING_SUBSCRIBERS
         if not qos:
@@ -174,26 +193,42 @@ class Routing:
             data = forms[v5]
             if data is None:
                 data = forms[v5] = message_wire(packet, v5)
-            if len(data) <= conn.max_out:  # else dropped [MQTT-3.1.2-25]
+            # Dropped if too large for the client [MQTT-3.1.2-25], and so is
+            # one above the connection's max_unsent_bytes high-water mark.
+            if len(data) <= conn.max_out and conn.unsent < conn.max_unsent:
+                conn.unsent += len(data)
                 conn._out.append(data)
                 dirty[conn.id] = None
                 sent += 1
         self.messages_sent += sent
         return reached
 
-    def _retain(self, message: Message) -> None:
-        """Store, replace or delete the retained message of a topic [MQTT-3.3.1-5/6]."""
+    def _retain(self, message: Message, *, limited: bool = True) -> bool:
+        """Store, replace or delete the retained message of a topic [MQTT-3.3.1-5/6].
+
+        False (and nothing changes) when a ``limited`` message does not fit
+        ``max_retained_messages`` / ``max_retained_bytes``.
+        """
         packet = message.packet
         topic = packet.topic
+        retained_store = self._retained
         if not packet.payload:
-            if self._retained.delete(topic):
+            if retained_store.delete(topic):
                 self.store.set_retained(topic, None)
-            return
+            return True
+        if limited:
+            config = self.config
+            old_size, new_size = retained_store.sizes(topic, packet.payload)
+            if (
+                old_size is None and len(retained_store) >= config.max_retained_messages
+            ) or retained_store.bytes - (old_size or 0) + new_size > config.max_retained_bytes:
+                return False
         retained = RetainedMessage(
             message.packet_for(True, packet.qos, True, (), None), message.expires_at
         )
-        self._retained.set(topic, retained)
+        retained_store.set(topic, retained)
         self.store.set_retained(topic, retained)
+        return True
 
     def _route(self, message: Message, now: float, route: Route | None = None) -> tuple[int, int]:
         """Deliver to every matching session; (reached, refused for quota)."""
@@ -235,7 +270,10 @@ class Routing:
                 key = (v5, 0, retain and rap, sub_ids if v5 else ())
                 form = forms.get(key)
                 data = (form if form is not None else message.wire(*key, now))[0]
-                if len(data) <= conn.max_out:  # else dropped [MQTT-3.1.2-25]
+                # Dropped when too large for the client [MQTT-3.1.2-25] or
+                # above the connection's max_unsent_bytes high-water mark.
+                if len(data) <= conn.max_out and conn.unsent < conn.max_unsent:
+                    conn.unsent += len(data)
                     conn._out.append(data)
                     dirty[conn.id] = None
                     sent += 1
@@ -292,14 +330,20 @@ class Routing:
             sub_ids = ()
         if not qos:
             head, _ = message.wire(v5, 0, retain, sub_ids, now)
-            if len(head) <= conn.max_out:
-                # [MQTT-3.1.2-25]: a message too large for the client is dropped.
+            # [MQTT-3.1.2-25]: a message too large for the client is dropped;
+            # so is one above the max_unsent_bytes high-water mark.
+            if len(head) <= conn.max_out and conn.unsent < conn.max_unsent:
+                conn.unsent += len(head)
                 conn._out.append(head)
                 self._dirty[conn.id] = None
                 self.messages_sent += 1
             return True
         outbound = session.outbound
-        if session.pending or len(outbound.inflight) >= outbound.send_quota:
+        if (
+            session.pending
+            or len(outbound.inflight) >= outbound.send_quota
+            or conn.unsent >= conn.max_unsent
+        ):
             return self._enqueue(session, (message, qos, retain, sub_ids))
         self._send_qos(session, conn, message, qos, retain, sub_ids, now)
         return True
@@ -323,6 +367,7 @@ class Routing:
         out.append(head)
         out.append(_u16(packet_id))
         out.append(tail)
+        conn.unsent += len(head) + 2 + len(tail)
         session.outbound.start(message.packet_for(v5, qos, retain, sub_ids, packet_id))
         self._dirty[conn.id] = None
         self.messages_sent += 1
@@ -351,8 +396,12 @@ class Routing:
         outbound = session.outbound
         while pending:
             message, qos, retain, sub_ids = pending[0]
-            if qos and len(outbound.inflight) >= outbound.send_quota:
-                return
+            if (qos and len(outbound.inflight) >= outbound.send_quota) or (
+                conn.unsent >= conn.max_unsent
+            ):
+                # The window is full, or the output is above its high-water
+                # mark: the rest waits (data_to_send pumps again).
+                break
             pending.popleft()
             if message.expired(now):
                 continue  # [MQTT-3.3.2-5]: expired messages are not delivered
@@ -363,6 +412,7 @@ class Routing:
             else:
                 head, _ = message.wire(conn.v5, 0, retain, sub_ids, now)
                 if len(head) <= conn.max_out:
+                    conn.unsent += len(head)
                     conn._out.append(head)
                     self.messages_sent += 1
         self._dirty[conn.id] = None
@@ -384,8 +434,22 @@ class Routing:
         codes: list[ReasonCode] = []
         retained_due: list[tuple[Sub, bool]] = []
         changed = False
-        for request in packet.subscriptions:
+        requests = packet.subscriptions
+        if len(requests) > config.max_filters_per_subscribe or (
+            packet.user_properties and conn._too_many_properties(packet.user_properties)
+        ):
+            # Refused as a whole, nothing changes: one 0x97 *Quota exceeded*
+            # per filter [MQTT-3.8.4-6] (3.1.1: 0x80 Failure).
+            codes = [_QUOTA_EXCEEDED] * len(requests)
+            requests = ()
+        topic_chars_ok = config.max_topic_length // 4
+        for request in requests:
             full_filter = request.topic_filter
+            if len(full_filter) > topic_chars_ok and (
+                len(full_filter.encode("utf-8", "surrogatepass")) > config.max_topic_length
+            ):
+                codes.append(_C.TOPIC_FILTER_INVALID)
+                continue
             try:
                 shared = parse_shared_subscription(
                     full_filter, error=RemoteProtocolError, max_levels=config.max_topic_levels
@@ -510,5 +574,5 @@ class Routing:
         }
         for topic, value in stats.items():
             message = Message(PublishPacket(topic, str(value).encode(), retain=True), now, None)
-            self._retain(message)
+            self._retain(message, limited=False)
             self._route(message, now)

@@ -85,7 +85,6 @@ class Connection(abc.ABC):
             return
         if self.state is ConnectionState.IDLE and not self._accepts_before_start():
             raise LocalProtocolError("receive_data() before the connection was started")
-        self._last_received = now
         try:
             packets = self._reader.feed(data)
         except RemoteProtocolError as exc:
@@ -99,6 +98,10 @@ class Connection(abc.ABC):
                 raise
             return
         if packets:
+            # Keep-alive counts whole Control Packets, not bytes
+            # [MQTT-3.1.2-24]: a peer dribbling a packet it never finishes
+            # (slowloris) still times out.
+            self._last_received = now
             self._dispatch(packets, now)
 
     def _dispatch(self, packets: list[Packet], now: float) -> None:

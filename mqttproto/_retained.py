@@ -14,21 +14,30 @@ __all__ = ["RetainedStore"]
 
 
 class _Node:
-    __slots__ = ("children", "message")
+    __slots__ = ("children", "message", "size")
 
     def __init__(self) -> None:
         self.children: dict[str, _Node] = {}
         self.message: RetainedMessage | None = None
+        #: Bytes of the message's topic and payload (0 without a message).
+        self.size = 0
+
+
+def _size(topic: str, payload: bytes) -> int:
+    """What one retained message counts against ``max_retained_bytes``."""
+    return len(topic.encode("utf-8", "surrogatepass")) + len(payload)
 
 
 class RetainedStore:
     """The retained message of each topic (MQTT 5.0 section 3.3.1.3)."""
 
-    __slots__ = ("_count", "_root")
+    __slots__ = ("_count", "_root", "bytes")
 
     def __init__(self) -> None:
         self._root = _Node()
         self._count = 0
+        #: Topic and payload bytes of every retained message together.
+        self.bytes = 0
 
     def __len__(self) -> int:
         return self._count
@@ -42,6 +51,17 @@ class RetainedStore:
             node = child
         return node.message
 
+    def sizes(self, topic: str, payload: bytes) -> tuple[int | None, int]:
+        """``(size of the message retained for topic, or None; size of a new one)``."""
+        node: _Node | None = self._root
+        for level in topic.split("/"):
+            assert node is not None
+            node = node.children.get(level)
+            if node is None:
+                break
+        old = node.size if node is not None and node.message is not None else None
+        return old, _size(topic, payload)
+
     def set(self, topic: str, message: RetainedMessage) -> None:
         """Store ``message`` for ``topic``, replacing the previous one [MQTT-3.3.1-5]."""
         node = self._root
@@ -52,6 +72,9 @@ class RetainedStore:
             node = child
         if node.message is None:
             self._count += 1
+        size = _size(topic, message.packet.payload)
+        self.bytes += size - node.size
+        node.size = size
         node.message = message
 
     def delete(self, topic: str) -> bool:
@@ -68,6 +91,8 @@ class RetainedStore:
             return False
         node.message = None
         self._count -= 1
+        self.bytes -= node.size
+        node.size = 0
         for parent, level in reversed(path):
             child = parent.children[level]
             if child.message is not None or child.children:

@@ -154,6 +154,11 @@ class Broker(Routing):
         self._tick(now)
         conn_id = next(self._conn_ids)
         conn = BrokerConnection(self, conn_id, now, peer)
+        limit = self.config.max_connections
+        if limit is not None and len(self._conns) >= limit:
+            # Answered when its CONNECT arrives, so the client hears why
+            # (CONNACK 0x97 / 3.x return code 3); connect_timeout bounds the wait.
+            conn.over_quota = True
         self._conns[conn_id] = conn
         self._watch(conn)
         return conn_id
@@ -302,7 +307,8 @@ class Broker(Routing):
         packet = PublishPacket(topic, payload, QoS(qos), retain, **properties)
         message = Message(packet, now, None)
         if retain:
-            self._retain(message)
+            # The operator's own message: not held to the retained limits.
+            self._retain(message, limited=False)
         return self._route(message, now)[0]
 
     def subscribers(self, topic: str) -> list[tuple[str, QoS]]:
@@ -371,7 +377,44 @@ class Broker(Routing):
                 self._restore(record, now)
 
     def _push_timer(self, when: float, kind: str, key: Any) -> None:
-        heapq.heappush(self._timers, (when, next(self._timer_seq), kind, key))
+        timers = self._timers
+        heapq.heappush(timers, (when, next(self._timer_seq), kind, key))
+        if len(timers) > 2 * (len(self._conns) + 2 * len(self._sessions)) + 256:
+            self._compact_timers()
+
+    def _compact_timers(self) -> None:
+        """Drop timer entries that can no longer do anything.
+
+        Entries are not removed when their connection or session goes (a
+        heap cannot do that cheaply), so churn (connections opened and
+        closed faster than their keep-alive runs out) would pile them up for
+        up to 1.5 times the longest keep-alive. Compacting when the heap
+        outgrows what is alive keeps it proportional to the live
+        connections and sessions, at an amortized constant cost per entry.
+        """
+        conns = self._conns
+        sessions = self._sessions
+        kept: list[tuple[float, int, str, Any]] = []
+        watched: set[int] = set()
+        for entry in sorted(self._timers):
+            when, _, kind, key = entry
+            if kind == "conn":
+                # A connection's handler re-arms itself: its earliest entry is enough.
+                conn = conns.get(key)
+                if conn is None or conn.finished or key in watched:
+                    continue
+                watched.add(key)
+            elif kind == "session":
+                session = sessions.get(key)
+                if session is None or session.expires_at != when:
+                    continue
+            elif kind == "will":
+                session = sessions.get(key)
+                if session is None or session.will_due != when:
+                    continue
+            kept.append(entry)
+        # A sorted list is a heap; in place, as handle_timer may be walking it.
+        self._timers[:] = kept
 
     def _watch(self, conn: BrokerConnection) -> None:
         deadline = conn.deadline()
@@ -430,9 +473,20 @@ class Broker(Routing):
         session.username = conn.username
         session.connection = conn
         conn.session = session
-        keep_alive = connect.keep_alive
-        if conn.v5 and config.server_keep_alive is not None:
-            keep_alive = config.server_keep_alive  # [MQTT-3.2.2-21]
+        keep_alive = requested_keep_alive = connect.keep_alive
+        if keep_alive == 0 or keep_alive > config.max_keep_alive:
+            keep_alive = config.max_keep_alive
+        elif keep_alive < config.min_keep_alive:
+            keep_alive = config.min_keep_alive
+        server_keep_alive = config.server_keep_alive
+        if server_keep_alive is not None:
+            keep_alive = server_keep_alive  # [MQTT-3.2.2-21]
+        elif keep_alive != requested_keep_alive:
+            # Clamped to the bounds: a v5 client is told and must use it
+            # [MQTT-3.2.2-21]; a 3.x client cannot be told, and is held to
+            # it silently (3.1.1 section 3.1.2.10: a server may close an
+            # inactive client whatever its Keep Alive).
+            server_keep_alive = keep_alive
         conn.keep_alive = keep_alive
         outbound = session.outbound
         if conn.v5:
@@ -468,7 +522,7 @@ class Broker(Routing):
                 shared_subscription_available=(
                     False if not config.shared_subscription_available else None
                 ),
-                server_keep_alive=config.server_keep_alive,
+                server_keep_alive=server_keep_alive,
                 authentication_method=connect.authentication_method,
                 authentication_data=auth_data,
             )
@@ -568,6 +622,7 @@ class Broker(Routing):
         )
         message = Message(packet, now, client_id)
         if will.retain:
+            # A will that does not fit the retained limits still goes out, unretained.
             self._retain(message)
         self._route(message, now)
 

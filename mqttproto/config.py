@@ -91,6 +91,12 @@ def _optional_u16(instance: object, attribute: attrs.Attribute[Any], value: Any)
         raise ValueError(f"{attribute.name} must be between 0 and 65535 or None")
 
 
+def _client_id_length(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if not 23 <= value <= MAX_PACKET_ID:
+        # [MQTT-3.1.3-5]: 1 to 23 bytes must always be allowed.
+        raise ValueError(f"{attribute.name} must be between 23 and 65535, not {value}")
+
+
 def _qos(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
     if value not in (0, 1, 2):
         raise ValueError(f"{attribute.name} must be 0, 1 or 2, not {value!r}")
@@ -128,9 +134,69 @@ class BrokerConfig:
     #: Whether QoS 0 messages are queued for a persistent session whose
     #: client is away (the protocol allows either).
     queue_qos0_offline: bool = True
+    #: Subscriptions one session may hold; a SUBSCRIBE for a new filter past
+    #: it gets 0x97 *Quota exceeded* for that filter (3.1.1: 0x80).
     max_subscriptions_per_session: int = attrs.field(default=1000, validator=_positive)
+    #: Topic filters one SUBSCRIBE may carry. A longer SUBSCRIBE is refused as
+    #: a whole: every filter gets 0x97 *Quota exceeded* (3.1.1: 0x80) and no
+    #: subscription changes.
+    max_filters_per_subscribe: int = attrs.field(default=100, validator=_positive)
     #: Topic names and filters deeper than this are refused.
     max_topic_levels: int = attrs.field(default=64, validator=_positive)
+    #: The longest topic name or filter in UTF-8 bytes (the protocol allows
+    #: 65,535). A longer topic name in PUBLISH ends the connection with 0x90
+    #: *Topic Name invalid* (3.x: closed), as does a too deep one; a longer
+    #: will topic refuses CONNECT with 0x90 (3.x: return code 3); a longer
+    #: filter gets 0x8F *Topic Filter invalid* (3.1.1: 0x80) in SUBACK.
+    max_topic_length: int = attrs.field(default=4096, validator=_u16_positive)
+    #: User properties one packet (CONNECT with its will, PUBLISH, SUBSCRIBE,
+    #: UNSUBSCRIBE) may carry, and the UTF-8 bytes of their names and values
+    #: together. Past either, the packet is refused with 0x97 *Quota
+    #: exceeded*: CONNECT gets a refusing CONNACK, a QoS 1/2 PUBLISH is
+    #: answered with 0x97 and a QoS 0 one dropped (neither is routed nor
+    #: retained), each filter of a SUBSCRIBE gets 0x97, and an UNSUBSCRIBE
+    #: (whose UNSUBACK has no such code) ends the connection with DISCONNECT
+    #: 0x97. Only MQTT 5 packets carry user properties. Other packets are
+    #: read and forgotten, bounded by ``max_packet_size``.
+    max_user_properties: int = attrs.field(default=64, validator=_positive)
+    max_user_property_bytes: int = attrs.field(default=16384, validator=_positive)
+    #: Retained messages kept at once, and their topics and payloads in bytes
+    #: together. A retained PUBLISH for a new topic (or a bigger replacement)
+    #: that does not fit is refused whole, neither retained nor routed: an
+    #: MQTT 5 QoS 1/2 publisher hears 0x97 *Quota exceeded* in PUBACK/PUBREC,
+    #: others are acknowledged as usual and the message dropped (as an
+    #: unauthorized one is). Deleting (an empty payload) and replacing with
+    #: no more bytes always work. A retained will that does not fit is
+    #: published without being retained. ``Broker.publish`` is not limited.
+    max_retained_messages: int = attrs.field(default=100_000, validator=_positive)
+    max_retained_bytes: int = attrs.field(default=256 * 1024 * 1024, validator=_positive)
+    #: Network connections open at once (counting those before CONNECT). A
+    #: connection opened past it is answered, once its CONNECT arrives, with
+    #: CONNACK 0x97 *Quota exceeded* (3.x: return code 3 *Server
+    #: unavailable*) and closed; until then ``connect_timeout`` bounds it.
+    #: None: no limit.
+    max_connections: int | None = attrs.field(default=10_000, validator=_optional_positive)
+    #: The longest client identifier in UTF-8 bytes. The protocol requires
+    #: 1 to 23 to be accepted [MQTT-3.1.3-5]; a longer one is refused with
+    #: CONNACK 0x85 *Client Identifier not valid* (3.x: return code 2
+    #: *Identifier rejected*) [MQTT-3.1.3-8 (5.0)] / [MQTT-3.1.3-9 (3.1.1)].
+    max_client_id_length: int = attrs.field(default=256, validator=_client_id_length)
+    #: Bounds on the keep-alive a client may choose (seconds; a client asking
+    #: 0, no keep-alive, counts as asking more than any maximum). MQTT 5
+    #: clients outside them are told the clamped value as Server Keep Alive,
+    #: which they must use [MQTT-3.2.2-21]; 3.1/3.1.1 clients cannot be told,
+    #: so the clamped value is enforced silently: a 3.x client asking 0 or
+    #: more than the maximum is disconnected after 1.5 times the maximum of
+    #: silence (3.1.1 section 3.1.2.10 lets a server close an inactive client
+    #: whatever its Keep Alive). ``server_keep_alive`` overrides both.
+    min_keep_alive: int = attrs.field(default=0, validator=_u16)
+    max_keep_alive: int = attrs.field(default=65535, validator=_u16_positive)
+    #: Bytes of messages the core may hold for one connection that the
+    #: adapter has not taken with ``data_to_send``/``flush`` (a high-water
+    #: mark, checked before each delivery). Above it QoS 0 messages for that
+    #: connection are dropped and QoS 1/2 messages wait in the session's
+    #: queue (bounded by ``max_queued_messages``) until the output is taken.
+    max_unsent_bytes: int = attrs.field(default=16 * 1024 * 1024, validator=_positive)
     #: Seconds a new connection may stay silent before CONNECT arrives (and
     #: an enhanced authentication exchange may last); None: forever.
     connect_timeout: float | None = attrs.field(default=10.0, validator=_optional_positive)
@@ -145,3 +211,7 @@ class BrokerConfig:
     #: How many topics' routing results are cached between subscription
     #: changes (the cache is emptied on any change, and when full).
     route_cache_size: int = attrs.field(default=4096, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if self.min_keep_alive > self.max_keep_alive:
+            raise ValueError("min_keep_alive must not exceed max_keep_alive")
