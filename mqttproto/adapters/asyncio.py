@@ -55,21 +55,30 @@ the connection is dropped, the server carries on).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import socket
 import ssl as _ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
+
+import attrs
 
 from ..auth import Authenticator, Authorizer
 from ..broker import Broker
 from ..config import BrokerConfig
 from ..enums import ReasonCode
+from ._asyncio_peers import _Peer
+from ._listener import Listener, certificate_common_name, server_ssl_context
 
 __all__ = [
     "DEFAULT_MAX_BUFFERED_OUTPUT",
     "BrokerServer",
+    "Endpoint",
+    "Listener",
     "serve",
+    "server_ssl_context",
     "start_server",
 ]
 
@@ -177,78 +186,43 @@ def _format_peer(address: Any) -> str:
     return str(address) if address else "unknown"
 
 
-class _Peer(asyncio.Protocol):
-    """One TCP connection: forwards the transport's callbacks to the server."""
+@attrs.frozen
+class Endpoint:
+    """Where a started :class:`BrokerServer` listens: one per listening socket.
 
-    __slots__ = (
-        "_server",
-        "accepted",
-        "close_reason",
-        "close_timer",
-        "closing",
-        "conn",
-        "last_data",
-        "last_pump",
-        "peer",
-        "reading_paused",
-        "transport",
-        "writing_paused",
-    )
+    :ivar listener: the :class:`Listener` it belongs to.
+    :ivar address: ``(host, port)`` for TCP and WebSocket, else ``None``.
+    :ivar path: the socket file of a Unix listener, else ``None``.
+    """
 
-    def __init__(self, server: BrokerServer) -> None:
-        self._server = server
-        self.conn = -1
-        self.transport: asyncio.Transport | None = None
-        self.peer = "unknown"
-        #: Whether the first CONNACK has gone out (logged once).
-        self.accepted = False
-        #: The broker asked to close, or the adapter dropped the connection.
-        self.closing = False
-        self.close_reason: str | None = None
-        self.close_timer: asyncio.TimerHandle | None = None
-        self.writing_paused = False
-        self.reading_paused = False
-        #: The last chunk written and the number of the flush that wrote it,
-        #: to name the goodbye when the broker closes the connection.
-        self.last_data = b""
-        self.last_pump = -1
+    listener: Listener
+    address: tuple[str, int] | None
+    path: str | None = None
 
-    # -- asyncio.Protocol -----------------------------------------------------
+    @property
+    def port(self) -> int | None:
+        return None if self.address is None else self.address[1]
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._server._connection_made(self, transport)
-
-    def data_received(self, data: bytes) -> None:
-        self._server._data_received(self, data)
-
-    def eof_received(self) -> bool:
-        self._server._eof_received(self)
-        # Close our side too: MQTT has no use for a half-open connection,
-        # and everything the broker had to say was written just now.
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._server._connection_lost(self, exc)
-
-    def pause_writing(self) -> None:
-        # The client is not reading: stop reading its requests until it does.
-        self.writing_paused = True
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.pause_reading()
-            self.reading_paused = True
-
-    def resume_writing(self) -> None:
-        self.writing_paused = False
-        transport = self.transport
-        if self.reading_paused and transport is not None and not transport.is_closing():
-            transport.resume_reading()
-        self.reading_paused = False
+    def __str__(self) -> str:
+        """``127.0.0.1:1883``, ``[::1]:8080`` or the Unix socket's path."""
+        if self.address is None:
+            return str(self.path)
+        return _format_peer(self.address)
 
 
 class BrokerServer:
-    """A :class:`~mqttproto.broker.Broker` served over TCP (TLS with ``ssl``).
+    """A :class:`~mqttproto.broker.Broker` served on one or more listeners.
+
+    By default one TCP listener on ``host``/``port`` (TLS with ``ssl``); pass
+    ``listeners`` to serve the same broker over several sockets at once: TCP,
+    TLS, WebSocket (``wss`` too) and Unix sockets (see :class:`Listener`)::
+
+        server = BrokerServer(listeners=[
+            Listener(port=1883),
+            Listener(port=8883, ssl=server_ssl_context("cert.pem", "key.pem")),
+            Listener(transport="websocket", port=8080),
+            Listener(transport="unix", path="/run/mqtt.sock"),
+        ])
 
     :param broker: the core to serve; a new ``Broker(config,
         authenticator=..., authorizer=...)`` if None (pass either a broker or
@@ -257,6 +231,8 @@ class BrokerServer:
         of them as :meth:`asyncio.loop.create_server` accepts).
     :param port: the TCP port; 0 lets the OS choose (read :attr:`port`).
     :param ssl: an :class:`ssl.SSLContext` to serve MQTT over TLS.
+    :param listeners: what to listen on, instead of ``host``, ``port`` and
+        ``ssl`` (which are then not used; passing ``ssl`` too is an error).
     :param max_buffered_output: per connection, the bytes of unsent output
         above which the connection is dropped as a slow consumer.
     :param close_timeout: seconds a closing connection may take to send its
@@ -277,6 +253,7 @@ class BrokerServer:
         authenticator: Authenticator | None = None,
         authorizer: Authorizer | None = None,
         ssl: _ssl.SSLContext | None = None,
+        listeners: Sequence[Listener] | None = None,
         max_buffered_output: int = DEFAULT_MAX_BUFFERED_OUTPUT,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
     ) -> None:
@@ -288,14 +265,24 @@ class BrokerServer:
             raise ValueError("max_buffered_output must be positive")
         if close_timeout <= 0:
             raise ValueError("close_timeout must be positive")
+        if listeners is None:
+            listeners = [Listener(host=host, port=port, ssl=ssl)]
+        elif ssl is not None:
+            raise ValueError("pass ssl in each Listener, not next to listeners")
+        elif not listeners:
+            raise ValueError("listeners must not be empty")
         self.broker = broker
         self.host = host
         self.ssl = ssl
+        #: What the server listens on, in the order the listeners were given.
+        self.listeners: tuple[Listener, ...] = tuple(listeners)
         self.max_buffered_output = max_buffered_output
         self.close_timeout = close_timeout
-        self._requested_port = port
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: asyncio.Server | None = None
+        self._started = False
+        self._servers: list[tuple[Listener, asyncio.Server]] = []
+        #: Unix socket files this server created: path -> inode, to remove on close.
+        self._socket_files: dict[str, int] = {}
         self._peers: dict[int, _Peer] = {}
         self._flush_pending = False
         self._pumps = 0
@@ -308,28 +295,78 @@ class BrokerServer:
     # -- lifecycle ----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Listen; returns once the socket accepts connections."""
-        if self._server is not None:
+        """Listen on every listener; returns once all of them accept connections.
+
+        If one cannot listen (an address in use, a missing ``wsproto``), the
+        ones already listening are closed again and the error propagates.
+
+        :raises OSError: a socket cannot be bound.
+        :raises ImportError: a WebSocket listener without ``wsproto`` installed.
+        """
+        if self._started:
             raise RuntimeError("the server was already started")
         if self._closing:
             raise RuntimeError("the server was closed")
-        self._loop = loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _Peer(self),
-            self.host,
-            self._requested_port,
-            ssl=self.ssl,
-            reuse_address=True,
+        self._started = True
+        self._loop = asyncio.get_running_loop()
+        try:
+            for listener in self.listeners:
+                server = await self._listen(listener)
+                self._servers.append((listener, server))
+                logger.info(
+                    "listening on %s (%s)",
+                    ", ".join(str(e) for e in self._endpoints_of(listener, server)),
+                    listener.kind,
+                )
+        except BaseException:
+            for _, server in self._servers:
+                server.close()
+            self._servers.clear()
+            self._remove_socket_files()
+            raise
+
+    async def _listen(self, listener: Listener) -> asyncio.Server:
+        loop = self._loop
+        assert loop is not None
+        factory: Callable[[], asyncio.Protocol]
+        if listener.transport == "websocket":
+            try:
+                from ._asyncio_websocket import _WebSocketPeer
+            except ImportError as exc:
+                raise ImportError(
+                    "a WebSocket listener needs wsproto: pip install 'mqttproto[websocket]'"
+                ) from exc
+
+            def factory() -> asyncio.Protocol:
+                return _WebSocketPeer(self, listener)
+        else:
+
+            def factory() -> asyncio.Protocol:
+                return _Peer(self, listener)
+
+        if listener.transport == "unix":
+            path = listener.path
+            assert path is not None
+            # A stale socket file is replaced (asyncio does that itself).
+            server = await loop.create_unix_server(factory, path, ssl=listener.ssl)
+            with contextlib.suppress(OSError):
+                self._socket_files[path] = os.stat(path).st_ino
+            return server
+        return await loop.create_server(
+            factory, listener.host, listener.port, ssl=listener.ssl, reuse_address=True
         )
-        logger.info(
-            "listening on %s%s",
-            ", ".join(_format_peer(sock.getsockname()) for sock in self._server.sockets),
-            " (TLS)" if self.ssl is not None else "",
-        )
+
+    def _remove_socket_files(self) -> None:
+        """Remove the Unix socket files this server made (if still its own)."""
+        for path, inode in self._socket_files.items():
+            with contextlib.suppress(OSError):
+                if os.stat(path).st_ino == inode:
+                    os.unlink(path)
+        self._socket_files.clear()
 
     async def serve_forever(self) -> None:
         """Start if needed, then wait until :meth:`close` has finished."""
-        if self._server is None and not self._closing:
+        if not self._started and not self._closing:
             await self.start()
         await self._closed.wait()
 
@@ -345,11 +382,13 @@ class BrokerServer:
             await self._closed.wait()
             return
         self._closing = True
-        server, loop = self._server, self._loop
+        servers, loop = [server for _, server in self._servers], self._loop
         try:
-            if server is None or loop is None:
+            if not servers or loop is None:
                 return
-            server.close()
+            for server in servers:
+                server.close()
+            self._remove_socket_files()
             now = loop.time()
             try:
                 self.broker.shutdown(now)
@@ -372,7 +411,8 @@ class BrokerServer:
                     # abort() reports connection_lost on the next iteration.
                     await asyncio.sleep(0)
             self._cancel_timer()
-            await server.wait_closed()
+            for server in servers:
+                await server.wait_closed()
             logger.info("server closed")
         finally:
             self._closed.set()
@@ -389,29 +429,59 @@ class BrokerServer:
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
         """The listening sockets (empty before :meth:`start` and after :meth:`close`)."""
-        if self._server is None:
+        if self._closing:
             return ()
-        return tuple(self._server.sockets)
+        return tuple(sock for _, server in self._servers for sock in server.sockets)
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """Every listening socket with its listener, in the listeners' order."""
+        if self._closing:
+            return ()
+        return tuple(
+            endpoint
+            for listener, server in self._servers
+            for endpoint in self._endpoints_of(listener, server)
+        )
+
+    @staticmethod
+    def _endpoints_of(listener: Listener, server: asyncio.Server) -> list[Endpoint]:
+        if listener.transport == "unix":
+            return [Endpoint(listener, None, listener.path)]
+        found = []
+        for sock in server.sockets:
+            name = sock.getsockname()
+            found.append(Endpoint(listener, (str(name[0]), int(name[1]))))
+        return found
+
+    def port_of(self, listener: Listener | int = 0) -> int:
+        """The port a TCP or WebSocket listener got (the OS's choice for 0).
+
+        :param listener: the :class:`Listener`, or its index in :attr:`listeners`.
+        :raises RuntimeError: not listening, or a Unix listener.
+        """
+        wanted = self.listeners[listener] if isinstance(listener, int) else listener
+        for endpoint in self.endpoints:
+            if endpoint.listener is wanted and endpoint.port is not None:
+                return endpoint.port
+        raise RuntimeError(f"no TCP port is listened on for {wanted!r}")
 
     @property
     def port(self) -> int:
-        """The port actually listened on (the OS's choice when 0 was asked for)."""
-        for sock in self.sockets:
-            port: int = sock.getsockname()[1]
-            return port
-        raise RuntimeError("the server is not listening")
+        """The port of the first TCP or WebSocket endpoint (the OS's choice for 0)."""
+        return self.address[1]
 
     @property
     def address(self) -> tuple[str, int]:
-        """``(host, port)`` of the first listening socket."""
-        for sock in self.sockets:
-            name = sock.getsockname()
-            return str(name[0]), int(name[1])
-        raise RuntimeError("the server is not listening")
+        """``(host, port)`` of the first TCP or WebSocket endpoint."""
+        for endpoint in self.endpoints:
+            if endpoint.address is not None:
+                return endpoint.address
+        raise RuntimeError("the server is not listening on TCP")
 
     @property
     def is_serving(self) -> bool:
-        return self._server is not None and self._server.is_serving()
+        return bool(self._servers) and all(s.is_serving() for _, s in self._servers)
 
     @property
     def connection_count(self) -> int:
@@ -427,13 +497,28 @@ class BrokerServer:
 
     def _connection_made(self, peer: _Peer, transport: asyncio.Transport) -> None:
         peer.transport = transport
-        peer.peer = _format_peer(transport.get_extra_info("peername"))
+        listener = peer.listener
+        if listener.transport == "unix":
+            peer.peer = f"unix:{listener.path}"
+        else:
+            peer.peer = _format_peer(transport.get_extra_info("peername"))
         if self._closing:
             # Accepted in the instant the listener was closing.
             transport.abort()
             return
+        identity = None
+        if listener.use_identity_as_username:
+            identity = certificate_common_name(transport.get_extra_info("peercert"))
+            if identity is None:
+                # Nobody to be: refuse before MQTT starts (mosquitto refuses too).
+                logger.warning(
+                    "connection from %s refused: no client certificate with a subject CN",
+                    peer.peer,
+                )
+                transport.abort()
+                return
         try:
-            peer.conn = self.broker.open_connection(self._now(), peer=peer.peer)
+            peer.conn = self.broker.open_connection(self._now(), peer=peer.peer, username=identity)
         except Exception:
             logger.exception("the broker core raised in open_connection() for %s", peer.peer)
             transport.abort()
@@ -513,7 +598,7 @@ class BrokerServer:
                 continue
             if not peer.accepted:
                 self._note_first_output(peer, data)
-            peer.transport.write(data)
+            peer.send(data)
             peer.last_data = data
             peer.last_pump = pump
             if peer.writing_paused and peer.transport.get_write_buffer_size() > limit:
@@ -565,10 +650,9 @@ class BrokerServer:
         peer.closing = True
         if peer.close_reason is None:
             peer.close_reason = reason
-        transport = peer.transport
-        if transport is None:
+        if peer.transport is None:
             return
-        transport.close()
+        peer.close_transport()
         loop = self._loop
         assert loop is not None
         peer.close_timer = loop.call_later(self.close_timeout, self._close_overdue, peer)
