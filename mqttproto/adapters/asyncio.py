@@ -69,14 +69,31 @@ from ..auth import Authenticator, Authorizer
 from ..broker import Broker
 from ..config import BrokerConfig
 from ..enums import ReasonCode
+from ._asyncio_client import Client, MessageIterator
 from ._asyncio_peers import _Peer
+from ._client_core import (
+    ClientError,
+    ConnectError,
+    ConnectionLostError,
+    PublishError,
+    ReconnectPolicy,
+    SubscribeError,
+)
 from ._listener import Listener, certificate_common_name, server_ssl_context
 
 __all__ = [
     "DEFAULT_MAX_BUFFERED_OUTPUT",
     "BrokerServer",
+    "Client",
+    "ClientError",
+    "ConnectError",
+    "ConnectionLostError",
     "Endpoint",
     "Listener",
+    "MessageIterator",
+    "PublishError",
+    "ReconnectPolicy",
+    "SubscribeError",
     "serve",
     "server_ssl_context",
     "start_server",
