@@ -1,4 +1,5 @@
-"""Serve a sans-IO :class:`~mqttproto.broker.Broker` over TCP (and TLS) with asyncio.
+"""Serve a sans-IO :class:`~mqttproto.broker.Broker` with asyncio over TCP, TLS,
+WebSocket and Unix sockets (:class:`Listener`; one server can have several).
 
 ::
 
