@@ -33,7 +33,8 @@ class Parser(argparse.ArgumentParser):
     """
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.format_usage()}{self.prog}: error: {message}")
+        # One line, as a shell user wants it; --help has the usage.
+        raise UsageError(f"{self.prog}: error: {message} (see '{self.prog} --help')")
 
 
 #: What ``add_subparsers()`` returns (a string: not subscriptable at run time).

@@ -3,6 +3,8 @@
 Commands:
 
 - ``passwd``: manage a password file, like ``mosquitto_passwd``.
+- ``pub``, ``sub``, ``rr``: publish, subscribe, request/response, with
+  mosquitto_pub/mosquitto_sub/mosquitto_rr's options (:mod:`._cli_pubsub`).
 - ``broker``: run an MQTT broker (:mod:`mqttproto.adapters.asyncio`) on
   TCP, TLS, WebSocket and Unix-socket listeners until SIGINT or SIGTERM.
 
@@ -26,6 +28,7 @@ from ._cli_broker import add_broker_parser, broker_auth, broker_settings, comman
 from ._cli_common import Parser as _Parser
 from ._cli_common import Subparsers
 from ._cli_common import UsageError as _UsageError
+from ._cli_pubsub import add_pub_parser, add_rr_parser, add_sub_parser
 from .auth import PasswordFile
 
 __all__ = [
@@ -119,6 +122,9 @@ def _add_passwd_parser(subparsers: Subparsers) -> None:
 _COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_passwd_parser,
     add_broker_parser,
+    add_pub_parser,
+    add_sub_parser,
+    add_rr_parser,
 )
 
 
@@ -135,7 +141,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run a command; *argv* defaults to ``sys.argv[1:]``. Returns the exit status."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            # Named by the command they were given to, not by "mqttproto".
+            raise _UsageError(
+                f"mqttproto {args.command}: error: unrecognized arguments: {' '.join(unknown)} "
+                f"(see 'mqttproto {args.command} --help')"
+            )
     except _UsageError as exc:
         print(exc, file=sys.stderr)
         return 1
