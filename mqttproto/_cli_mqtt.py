@@ -149,6 +149,8 @@ class ClientSettings:
     def client(self, **extra: Any) -> Any:
         from .adapters.asyncio import Client
 
+        connect_properties = dict(self.connect_properties)
+        session_expiry = connect_properties.pop("session_expiry_interval", None)
         return Client(
             self.host,
             self.port,
@@ -161,8 +163,9 @@ class ClientSettings:
             websocket_path=self.websocket_path,
             keep_alive=self.keep_alive,
             clean_start=self.clean_start,
+            session_expiry_interval=session_expiry,
             will=self.will,
-            connect_properties=self.connect_properties,
+            connect_properties=connect_properties,
             **extra,
         )
 
@@ -217,6 +220,12 @@ def add_client_parser(subparsers: Subparsers, name: str, *, help: str, descripti
         dest="clean",
         action="store_false",
         help="keep the session when disconnected",
+    )
+    conn.add_argument(
+        "-x",
+        dest="session_expiry",
+        type=int,
+        help="MQTT 5 session expiry interval in seconds (-D connect session-expiry-interval)",
     )
     conn.add_argument(
         "-D",
@@ -329,7 +338,10 @@ def client_settings(
     if password is not None and username is None and version != ProtocolVersion.MQTT_5_0:
         raise CommandError("Error: A password needs a username (-u) before MQTT 5.")
     tls = _tls_context(args, url_tls)
-    properties = _parse_properties(args.properties, version)
+    arguments = list(args.properties)
+    if args.session_expiry is not None:
+        arguments.append(["connect", "session-expiry-interval", str(args.session_expiry)])
+    properties = _parse_properties(arguments, version)
     will = None
     if args.will_topic is not None:
         from .packets import Will

@@ -4,7 +4,7 @@ mosquitto_rr on :class:`mqttproto.adapters.asyncio.Client`.
 Output, messages on standard error and exit statuses follow mosquitto 2.0's
 where a shell user would notice: ``sub`` prints the payload and a newline
 (``-v``: the topic, a space, the payload; an empty payload is ``(null)`` with
-``-v`` and nothing without it; ``-N`` drops the newline); ``-W`` ends with
+``-v`` and nothing without it or with ``-N``; ``-N`` drops the newline); ``-W`` ends with
 "Timed out" and status 27; a refused CONNECT exits with the CONNACK return
 code (MQTT 3.1/3.1.1) or reason code (MQTT 5).
 """
@@ -69,7 +69,8 @@ def _format(message: MessageReceived, *, verbose: bool, eol: bool) -> bytes:
         topic = message.topic.encode()
         if payload:
             return topic + b" " + payload + end
-        return topic + b" (null)" + end
+        # mosquitto prints "(null)" for an empty payload only with newlines.
+        return topic + b" (null)\n" if eol else b""
     return payload + end if payload else b""
 
 
