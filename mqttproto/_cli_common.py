@@ -33,7 +33,10 @@ class Parser(argparse.ArgumentParser):
     """
 
     def error(self, message: str) -> NoReturn:
-        # One line, as a shell user wants it; --help has the usage.
+        if self._subparsers is not None:
+            # No or an unknown command: the usage line lists the commands.
+            raise UsageError(f"{self.format_usage()}{self.prog}: error: {message}")
+        # A command's options: one line, as a shell user wants it.
         raise UsageError(f"{self.prog}: error: {message} (see '{self.prog} --help')")
 
 
