@@ -369,3 +369,20 @@ def test_mosquitto_refuses_anonymous(tmp_path: Path) -> None:
 
     with MosquittoBroker(allow_anonymous=False, directory=tmp_path) as mosq:
         run("asyncio", main, mosq.port)
+
+
+@LIBS
+def test_body_exception_propagates_unwrapped(broker: ThreadedBroker, lib: str) -> None:
+    """An exception in the ``async with`` body comes out as it is, and the
+    client is closed (trio: not wrapped in an ExceptionGroup by its nursery)."""
+    cls = client_class(lib)
+
+    async def main() -> Any:
+        client = cls(HOST, broker.port, client_id=f"{lib}-body")
+        with pytest.raises(KeyError):
+            async with client:
+                raise KeyError("body")
+        return client
+
+    client = run(lib, main)
+    assert client.core.finished and not client.connected

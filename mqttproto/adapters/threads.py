@@ -88,6 +88,9 @@ class MessageIterator:
 
     def get(self, timeout: float | None = None) -> MessageReceived | None:
         """The next message; None at the end or after ``timeout`` seconds."""
+        if not self._client._running():
+            # The I/O thread has stopped: what is left in the queue, then the end.
+            return self._queue.next_or_end()
         coroutine = self._next() if timeout is None else _none_after(self._next(), timeout)
         return self._client._call(coroutine, timeout=None)
 
@@ -360,6 +363,10 @@ class Client:
 
     # -- internals -----------------------------------------------------------------
 
+    def _running(self) -> bool:
+        loop = self._loop
+        return loop is not None and not loop.is_closed() and loop.is_running()
+
     def _in_io_thread(self) -> bool:
         return self._thread is not None and threading.current_thread() is self._thread
 
@@ -374,7 +381,7 @@ class Client:
         if self._in_io_thread():
             coroutine.close()
             raise RuntimeError("a blocking client method was called from a callback")
-        if loop is None or loop.is_closed() or not loop.is_running():
+        if loop is None or not self._running():
             coroutine.close()
             raise ConnectionLostError("the client is not running")
         future = asyncio.run_coroutine_threadsafe(coroutine, loop)

@@ -198,8 +198,11 @@ class Client:
         await self.disconnect()
         assert self._nursery is not None
         self._nursery.cancel_scope.cancel()
-        result: bool | None = await self._nursery_manager.__aexit__(exc_type, exc, tb)
-        return result
+        # The body's exception is not the nursery's business: it propagates
+        # as it is (not wrapped in an ExceptionGroup); only a failure of the
+        # client's own tasks comes out of the nursery.
+        await self._nursery_manager.__aexit__(None, None, None)
+        return None
 
     async def _open_stream(self) -> trio.abc.Stream:
         if self._core.transport == "unix":
