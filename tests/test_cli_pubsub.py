@@ -27,7 +27,6 @@ from interop import (
     free_port,
     import_paho,
     require_peer,
-    run_mosquitto_client,
 )
 from test_interop_broker import ThreadedBroker
 
@@ -485,4 +484,3 @@ def test_console_script_is_installed() -> None:
     )
     assert result.returncode == 0
     assert b"-t" in result.stdout and b"--will-topic" in result.stdout
-    assert run_mosquitto_client  # the interop helpers are importable alongside
