@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from ._listener import Listener
 
 if TYPE_CHECKING:
-    from .asyncio import BrokerServer
+    from ._asyncio_server import BrokerServer
 
 
 class _Peer(asyncio.Protocol):

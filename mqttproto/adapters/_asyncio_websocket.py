@@ -27,7 +27,7 @@ from ._asyncio_peers import _Peer
 from ._listener import WEBSOCKET_SUBPROTOCOLS, Listener
 
 if TYPE_CHECKING:
-    from .asyncio import BrokerServer
+    from ._asyncio_server import BrokerServer
 
 __all__ = ["_WebSocketPeer"]
 
