@@ -101,7 +101,14 @@ class BrokerConnection(Connection):
     }
     _role = "server"
 
-    def __init__(self, broker: Broker, conn_id: int, now: float, peer: str | None) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        conn_id: int,
+        now: float,
+        peer: str | None,
+        identity: str | None = None,
+    ) -> None:
         super().__init__(None)
         self.broker = broker
         # PUBLISH goes straight to the broker's router: one call less on the
@@ -109,6 +116,9 @@ class BrokerConnection(Connection):
         self._handlers[_P.PUBLISH] = functools.partial(broker._client_publish, self)
         self.id = conn_id
         self.peer = peer
+        #: The username the transport established (a client certificate's
+        #: CN), which overrides the CONNECT's; see Broker.open_connection.
+        self.identity = identity
         self.opened_at = now
         self._last_received = now
         self._reader = PacketReader(max_packet_size=broker.config.max_packet_size)
@@ -223,7 +233,12 @@ class BrokerConnection(Connection):
             if self.v5:
                 self.assigned_id = client_id
         self.client_id = client_id
-        self.username = packet.username
+        identity = self.identity
+        username = packet.username if identity is None else identity
+        # With a transport identity the CONNECT's password proves nothing
+        # more, and is not handed on (mosquitto does the same).
+        password = packet.password if identity is None else None
+        self.username = username
         if _utf8_length(client_id) > config.max_client_id_length:
             # [MQTT-3.1.3-8] (5.0) / [MQTT-3.1.3-9] (3.1.1): 0x85 / return code 2.
             return self._refuse(_C.CLIENT_IDENTIFIER_NOT_VALID, "client identifier too long")
@@ -252,11 +267,12 @@ class BrokerConnection(Connection):
 
         self.auth_info = ConnectInfo(
             client_id,
-            packet.username,
-            packet.password,
+            username,
+            password,
             version,
             packet.authentication_method,
             packet.authentication_data,
+            username_verified=identity is not None,
         )
         self._auth_result(broker.authenticator.authenticate(self.auth_info), now)
 

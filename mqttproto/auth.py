@@ -67,6 +67,12 @@ class ConnectInfo:
     :ivar authentication_method: MQTT 5 Authentication Method, or ``None``
         (always ``None`` for 3.1/3.1.1, which have no enhanced authentication).
     :ivar authentication_data: MQTT 5 Authentication Data from the CONNECT.
+    :ivar username_verified: the transport established :attr:`username`
+        (a verified TLS client certificate's subject CN, see the ``username``
+        argument of :meth:`Broker.open_connection
+        <mqttproto.broker.Broker.open_connection>`); :attr:`password` is then
+        ``None``. :class:`PasswordAuthenticator` accepts such a client without
+        a password, as mosquitto's ``use_identity_as_username`` does.
     """
 
     client_id: str
@@ -76,6 +82,7 @@ class ConnectInfo:
     protocol_version: ProtocolVersion
     authentication_method: str | None = None
     authentication_data: bytes | None = attrs.field(default=None, repr=False)
+    username_verified: bool = attrs.field(default=False, kw_only=True)
 
 
 def _check_result_code(
@@ -230,6 +237,8 @@ class PasswordAuthenticator:
     - no username: ``SUCCESS`` if *allow_anonymous*, else ``NOT_AUTHORIZED``
       (0x87); a password without a username (possible in MQTT 5) is refused with
       ``BAD_USER_NAME_OR_PASSWORD`` (0x86), since there is nobody to check it for;
+    - a username the transport verified (:attr:`ConnectInfo.username_verified`,
+      a TLS client certificate): ``SUCCESS`` without a password;
     - unknown username, missing or wrong password: ``BAD_USER_NAME_OR_PASSWORD``
       (0x86), the same code and about the same time for each, so neither
       reveals which usernames exist;
@@ -256,6 +265,9 @@ class PasswordAuthenticator:
             if self.allow_anonymous:
                 return AuthResult.accept()
             return AuthResult.reject(ReasonCode.NOT_AUTHORIZED, "a username is required")
+        if info.username_verified:
+            # The transport proved the identity (a client certificate).
+            return AuthResult.accept()
         # A missing password is checked as an empty one so it costs the same time.
         password = b"" if info.password is None else info.password
         if self.passwords.verify(info.username, password) and info.password is not None:

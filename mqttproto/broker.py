@@ -149,11 +149,23 @@ class Broker(Routing):
 
     # -- the adapter's API ------------------------------------------------------
 
-    def open_connection(self, now: float, *, peer: str | None = None) -> int:
-        """A new network connection; returns its id (never reused)."""
+    def open_connection(
+        self, now: float, *, peer: str | None = None, username: str | None = None
+    ) -> int:
+        """A new network connection; returns its id (never reused).
+
+        :param peer: how to name the peer in :meth:`sessions` (an address).
+        :param username: an identity the transport has already established,
+            e.g. the subject CN of a verified TLS client certificate (like
+            mosquitto's ``use_identity_as_username``). It replaces the User
+            Name of the CONNECT for authentication, authorization and the
+            session; the CONNECT's Password is dropped, and the authenticator
+            sees :attr:`ConnectInfo.username_verified <mqttproto.auth.ConnectInfo>`
+            set. ``None``: the username is the CONNECT's.
+        """
         self._tick(now)
         conn_id = next(self._conn_ids)
-        conn = BrokerConnection(self, conn_id, now, peer)
+        conn = BrokerConnection(self, conn_id, now, peer, username)
         limit = self.config.max_connections
         if limit is not None and len(self._conns) >= limit:
             # Answered when its CONNECT arrives, so the client hears why

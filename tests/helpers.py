@@ -50,10 +50,16 @@ class Client:
         self.events = [e for e in self.events if not isinstance(e, MessageReceived)]
         return messages
 
-    def connect(self, **kwargs: Any) -> list[Event]:
-        """Open a network connection, send CONNECT, pump; return the events."""
+    def connect(self, *, identity: str | None = None, **kwargs: Any) -> list[Event]:
+        """Open a network connection, send CONNECT, pump; return the events.
+
+        ``identity``: the username the transport established (a client
+        certificate's CN), passed to ``Broker.open_connection(username=...)``.
+        """
         kwargs.setdefault("client_id", self.name)
-        self.conn_id = self.harness.broker.open_connection(self.harness.now, peer=self.name)
+        self.conn_id = self.harness.broker.open_connection(
+            self.harness.now, peer=self.name, username=identity
+        )
         self.closed = False
         self.conn.connect(**kwargs)
         self.harness.pump()

@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 import pytest
 
 from mqttproto import ProtocolVersion, QoS
-from mqttproto.adapters.asyncio import BrokerServer, _last_packet, serve, start_server
+from mqttproto.adapters._asyncio_server import _last_packet
+from mqttproto.adapters.asyncio import BrokerServer, serve, start_server
 from mqttproto.broker import Broker
 from mqttproto.client import ClientConnection
 from mqttproto.config import BrokerConfig

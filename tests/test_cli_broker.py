@@ -19,7 +19,7 @@ import pytest
 from interop import HOST, require_peer
 
 from mqttproto.auth import AclAuthorizer, ConnectInfo, PasswordAuthenticator
-from mqttproto.cli import _broker_auth, build_parser, main
+from mqttproto.cli import broker_auth, broker_settings, build_parser, main
 from mqttproto.enums import ProtocolVersion
 
 OPENSSL = shutil.which("openssl") or "/usr/bin/openssl"
@@ -33,16 +33,21 @@ def info(username: str | None = None, password: bytes | None = None) -> ConnectI
     return ConnectInfo("c", username, password, ProtocolVersion.MQTT_5_0)
 
 
+def settings(*argv: str) -> argparse.Namespace:
+    return broker_settings(parse(*argv))
+
+
 def test_defaults() -> None:
-    args = parse()
-    assert (args.host, args.port, args.verbose) == ("127.0.0.1", 1883, 0)
-    assert args.allow_anonymous is None
-    assert _broker_auth(args) == (None, None)
-    assert parse("-vv").verbose == 2
+    resolved = settings()
+    assert (resolved.host, resolved.port, resolved.verbose) == ("127.0.0.1", 1883, 0)
+    assert resolved.allow_anonymous is None
+    assert (resolved.tls_port, resolved.ws_port, resolved.unix) == (None, None, None)
+    assert broker_auth(resolved) == (None, None)
+    assert settings("-vv").verbose == 2
 
 
 def test_no_anonymous_without_a_password_file_admits_nobody() -> None:
-    authenticator, _ = _broker_auth(parse("--no-allow-anonymous"))
+    authenticator, _ = broker_auth(settings("--no-allow-anonymous"))
     assert isinstance(authenticator, PasswordAuthenticator)
     assert not authenticator.authenticate(info()).accepted
     assert not authenticator.authenticate(info("u", b"p")).accepted
@@ -51,19 +56,19 @@ def test_no_anonymous_without_a_password_file_admits_nobody() -> None:
 def test_password_file_refuses_anonymous_unless_allowed(tmp_path: Path) -> None:
     passwords = tmp_path / "passwords"
     assert main(["passwd", "-c", "-b", str(passwords), "alice", "secret"]) == 0
-    authenticator, _ = _broker_auth(parse("--password-file", str(passwords)))
+    authenticator, _ = broker_auth(settings("--password-file", str(passwords)))
     assert isinstance(authenticator, PasswordAuthenticator)
     assert authenticator.authenticate(info("alice", b"secret")).accepted
     assert not authenticator.authenticate(info("alice", b"wrong")).accepted
     assert not authenticator.authenticate(info()).accepted
-    allowing, _ = _broker_auth(parse("--password-file", str(passwords), "--allow-anonymous"))
+    allowing, _ = broker_auth(settings("--password-file", str(passwords), "--allow-anonymous"))
     assert allowing is not None and allowing.authenticate(info()).accepted
 
 
 def test_acl_file(tmp_path: Path) -> None:
     acl = tmp_path / "acl"
     acl.write_text("topic read public/#\n", encoding="utf-8")
-    _, authorizer = _broker_auth(parse("--acl-file", str(acl)))
+    _, authorizer = broker_auth(settings("--acl-file", str(acl)))
     assert isinstance(authorizer, AclAuthorizer)
     assert authorizer.may_subscribe("c", None, "public/x")
     assert not authorizer.may_publish("c", None, "public/x")
@@ -72,7 +77,11 @@ def test_acl_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--tls-key", "key.pem"], "--tls-key needs --tls-cert"),
+        (["--tls-key", "key.pem"], "--keyfile needs --certfile"),
+        (["--tls-port", "0"], "--tls-port needs --certfile"),
+        (["--certfile", "c.pem", "--require-certificate"], "--require-certificate needs --cafile"),
+        (["--certfile", "c.pem", "--use-identity-as-username"], "needs --cafile"),
+        (["--config", "/nonexistent/broker.toml"], "No such file"),
         (["--password-file", "/nonexistent/passwords"], "No such file"),
         (["--acl-file", "/nonexistent/acl"], "No such file"),
         (["--tls-cert", "/nonexistent/cert.pem"], "TLS:"),

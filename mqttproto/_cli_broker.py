@@ -1,0 +1,362 @@
+"""``mqttproto broker``: serve a :class:`~mqttproto.broker.Broker` until SIGINT or SIGTERM.
+
+Listeners: TCP on ``--host``/``--port``; TLS (``--certfile``/``--keyfile``,
+client certificates with ``--cafile``/``--require-certificate``, the
+certificate's CN as the username with ``--use-identity-as-username``) on
+``--tls-port`` or, without it, on ``--port``; WebSocket on ``--ws-port``; a
+Unix socket at ``--unix``. ``--config FILE`` (TOML) can say everything the
+flags can; a flag given on the command line wins over the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import ssl
+import sys
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ._cli_common import Subparsers, logging_to_stderr, positive_float, positive_int
+from .auth import AclAuthorizer, Authenticator, Authorizer, PasswordAuthenticator, PasswordFile
+
+__all__ = ["SETTINGS", "add_broker_parser", "broker_auth", "broker_settings", "command_broker"]
+
+
+def _path(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise TypeError("a file name")
+    return value
+
+
+def _int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("an integer")
+    return value
+
+
+def _float(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError("a number")
+    return float(value)
+
+
+def _bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError("true or false")
+    return value
+
+
+def _str(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError("a string")
+    return value
+
+
+#: Every setting: its TOML/argparse name, how a TOML value is checked, its
+#: default, and whether it names a file (relative to the config file's folder).
+SETTINGS: dict[str, tuple[Callable[[object], Any], Any, bool]] = {
+    "host": (_str, "127.0.0.1", False),
+    "port": (_int, 1883, False),
+    "allow_anonymous": (_bool, None, False),
+    "password_file": (_path, None, True),
+    "acl_file": (_path, None, True),
+    "verbose": (_int, 0, False),
+    "max_packet_size": (_int, None, False),
+    "sys_interval": (_float, None, False),
+    "max_buffered_output": (_int, None, False),
+    "certfile": (_path, None, True),
+    "keyfile": (_path, None, True),
+    "cafile": (_path, None, True),
+    "require_certificate": (_bool, False, False),
+    "use_identity_as_username": (_bool, False, False),
+    "tls_port": (_int, None, False),
+    "ws_port": (_int, None, False),
+    "unix": (_path, None, True),
+}
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says why."""
+
+
+def _fail(message: str) -> int:
+    print(f"mqttproto broker: {message}", file=sys.stderr)
+    return 1
+
+
+def _load_config(path: str) -> dict[str, Any]:
+    """The settings in a TOML file, checked, with file names made absolute.
+
+    Keys are the long option names (``tls-port`` or ``tls_port``).
+
+    :raises ConfigError: unreadable, not TOML, an unknown key or a wrong type.
+    """
+    try:
+        with open(path, "rb") as file:
+            document = tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    base = Path(path).resolve().parent
+    settings: dict[str, Any] = {}
+    for key, value in document.items():
+        name = key.replace("-", "_")
+        if name not in SETTINGS:
+            raise ConfigError(f"{path}: unknown setting {key!r}")
+        check, _, is_file = SETTINGS[name]
+        try:
+            value = check(value)
+        except TypeError as exc:
+            raise ConfigError(f"{path}: {key} must be {exc}, not {value!r}") from None
+        if is_file:
+            value = str(base / value)
+        settings[name] = value
+    return settings
+
+
+def broker_settings(args: argparse.Namespace) -> argparse.Namespace:
+    """Defaults, overridden by ``--config FILE``, overridden by the flags given.
+
+    :raises ConfigError: the configuration file cannot be used.
+    """
+    from_file = _load_config(args.config) if args.config is not None else {}
+    resolved = argparse.Namespace()
+    for name, (_, default, _) in SETTINGS.items():
+        value = getattr(args, name, None)
+        if value is None:
+            value = from_file.get(name, default)
+        setattr(resolved, name, value)
+    return resolved
+
+
+def broker_auth(settings: argparse.Namespace) -> tuple[Authenticator | None, Authorizer | None]:
+    """The authenticator and authorizer the settings ask for.
+
+    :raises OSError, ValueError: a file cannot be read or parsed.
+    """
+    authenticator: Authenticator | None = None
+    if settings.password_file is not None:
+        allow_anonymous = bool(settings.allow_anonymous)  # None (not given): False
+        authenticator = PasswordAuthenticator(
+            PasswordFile.load(settings.password_file), allow_anonymous=allow_anonymous
+        )
+    elif settings.allow_anonymous is False:
+        # Like mosquitto: no anonymous clients and no password file admits nobody.
+        authenticator = PasswordAuthenticator(PasswordFile(), allow_anonymous=False)
+    authorizer: Authorizer | None = None
+    if settings.acl_file is not None:
+        authorizer = AclAuthorizer.load(settings.acl_file)
+    return authenticator, authorizer
+
+
+def _check_tls_settings(settings: argparse.Namespace) -> None:
+    """:raises ConfigError: TLS options that make no sense together."""
+    if settings.certfile is None:
+        for name in ("keyfile", "cafile", "tls_port"):
+            if getattr(settings, name) is not None:
+                raise ConfigError(f"--{name.replace('_', '-')} needs --certfile")
+        for name in ("require_certificate", "use_identity_as_username"):
+            if getattr(settings, name):
+                raise ConfigError(f"--{name.replace('_', '-')} needs --certfile")
+    if settings.require_certificate and settings.cafile is None:
+        raise ConfigError("--require-certificate needs --cafile")
+    if settings.use_identity_as_username and settings.cafile is None:
+        raise ConfigError("--use-identity-as-username needs --cafile")
+
+
+def _listeners(settings: argparse.Namespace, context: ssl.SSLContext | None) -> list[Any]:
+    """The listeners to open: TCP (or TLS), then TLS, WebSocket and Unix."""
+    from .adapters._listener import Listener
+
+    identity = bool(settings.use_identity_as_username)
+    host = settings.host
+    listeners = []
+    if context is not None and settings.tls_port is None:
+        # --certfile alone: the main port speaks TLS (the original --tls-cert).
+        listeners.append(
+            Listener(host=host, port=settings.port, ssl=context, use_identity_as_username=identity)
+        )
+    else:
+        listeners.append(Listener(host=host, port=settings.port))
+    if settings.tls_port is not None:
+        listeners.append(
+            Listener(
+                host=host, port=settings.tls_port, ssl=context, use_identity_as_username=identity
+            )
+        )
+    if settings.ws_port is not None:
+        listeners.append(Listener(transport="websocket", host=host, port=settings.ws_port))
+    if settings.unix is not None:
+        listeners.append(Listener(transport="unix", path=settings.unix))
+    return listeners
+
+
+async def _serve_until_signalled(**server_args: Any) -> int:
+    """Serve until SIGINT or SIGTERM, then shut down cleanly; the exit status."""
+    from .adapters.asyncio import BrokerServer
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        server = BrokerServer(**server_args)
+        try:
+            await server.start()
+        except (OSError, ImportError) as exc:
+            return _fail(f"cannot listen: {exc}")
+        for endpoint in server.endpoints:
+            kind = endpoint.listener.kind
+            suffix = "" if kind == "TCP" else f" ({kind})"
+            print(f"mqttproto broker listening on {endpoint}{suffix}", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            logging.getLogger("mqttproto.broker").info("shutting down")
+            await server.close()
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+    return 0
+
+
+def command_broker(args: argparse.Namespace) -> int:
+    """``broker``: serve MQTT until SIGINT or SIGTERM (exit 0); 1 if it cannot start."""
+    from .adapters._listener import server_ssl_context
+    from .config import BrokerConfig
+
+    try:
+        settings = broker_settings(args)
+        _check_tls_settings(settings)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    limits: dict[str, Any] = {"sys_interval": settings.sys_interval}
+    if settings.max_packet_size is not None:
+        limits["max_packet_size"] = settings.max_packet_size
+    try:
+        config = BrokerConfig(**limits)
+    except (TypeError, ValueError) as exc:
+        return _fail(str(exc))
+    try:
+        authenticator, authorizer = broker_auth(settings)
+    except (OSError, ValueError) as exc:
+        return _fail(str(exc))
+    context = None
+    if settings.certfile is not None:
+        try:
+            context = server_ssl_context(
+                settings.certfile,
+                settings.keyfile,
+                cafile=settings.cafile,
+                require_certificate=bool(settings.require_certificate),
+            )
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            return _fail(f"TLS: {exc}")
+    try:
+        listeners = _listeners(settings, context)
+    except ValueError as exc:
+        return _fail(str(exc))
+    server_args: dict[str, Any] = {
+        "config": config,
+        "authenticator": authenticator,
+        "authorizer": authorizer,
+        "listeners": listeners,
+    }
+    if settings.max_buffered_output is not None:
+        server_args["max_buffered_output"] = settings.max_buffered_output
+    with logging_to_stderr(settings.verbose):
+        return asyncio.run(_serve_until_signalled(**server_args))
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0..65535, not {value}")
+    return value
+
+
+def add_broker_parser(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "broker",
+        help="run an MQTT 3.1/3.1.1/5.0 broker",
+        description="Run an MQTT broker until SIGINT or SIGTERM, which shut it down cleanly "
+        "(MQTT 5 clients get DISCONNECT 0x8B) with exit status 0. Flags override the "
+        "settings of --config.",
+    )
+    # Every default is None: broker_settings() tells a flag given from one
+    # not given, so that flags override the configuration file.
+    parser.add_argument("--config", metavar="FILE", help="a TOML file with any of these settings")
+    parser.add_argument("--host", help="address to listen on (127.0.0.1)")
+    parser.add_argument("--port", type=_port, help="TCP port (1883; 0 lets the system choose)")
+    parser.add_argument(
+        "--allow-anonymous",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="admit clients without a username (default: yes, unless --password-file is given)",
+    )
+    parser.add_argument("--password-file", metavar="FILE", help="users and password hashes")
+    parser.add_argument("--acl-file", metavar="FILE", help="a mosquitto-style ACL file")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=None,
+        help="log connections (-v) or everything (-vv) to standard error",
+    )
+    parser.add_argument(
+        "--max-packet-size",
+        type=positive_int,
+        metavar="BYTES",
+        help="largest packet accepted from a client (default: the BrokerConfig default, 1 MiB)",
+    )
+    parser.add_argument(
+        "--sys-interval",
+        type=positive_float,
+        metavar="SECONDS",
+        help="publish $SYS statistics this often (default: no $SYS)",
+    )
+    parser.add_argument(
+        "--max-buffered-output",
+        type=positive_int,
+        metavar="BYTES",
+        help="drop a client that leaves more than this unread (slow consumer; 16 MiB)",
+    )
+    tls = parser.add_argument_group("TLS")
+    tls.add_argument(
+        "--certfile",
+        "--tls-cert",
+        metavar="FILE",
+        help="serve TLS with this PEM certificate chain (on --tls-port, else on --port)",
+    )
+    tls.add_argument(
+        "--keyfile", "--tls-key", metavar="FILE", help="its PEM private key (if not in --certfile)"
+    )
+    tls.add_argument("--tls-port", type=_port, help="a TLS listener next to the TCP one (8883)")
+    tls.add_argument(
+        "--cafile", metavar="FILE", help="CA certificates that sign accepted client certificates"
+    )
+    tls.add_argument(
+        "--require-certificate",
+        action="store_true",
+        default=None,
+        help="TLS clients must present a certificate signed by --cafile",
+    )
+    tls.add_argument(
+        "--use-identity-as-username",
+        action="store_true",
+        default=None,
+        help="the client certificate's subject CN is the username (no password needed)",
+    )
+    other = parser.add_argument_group("other listeners")
+    other.add_argument(
+        "--ws-port", type=_port, help="MQTT over WebSocket on this port (path /mqtt)"
+    )
+    other.add_argument("--unix", metavar="PATH", help="a Unix socket listener at PATH")
+    parser.set_defaults(handler=command_broker)

@@ -1,0 +1,791 @@
+"""The asyncio broker server, re-exported by :mod:`mqttproto.adapters.asyncio`:
+serve a sans-IO :class:`~mqttproto.broker.Broker` over TCP, TLS, WebSocket
+and Unix sockets (:class:`Listener`; one server can have several).
+
+::
+
+    server = await start_server(host="127.0.0.1", port=0)   # 0: the OS picks a port
+    print("listening on", server.port)
+    ...
+    await server.close()        # DISCONNECT 0x8B to MQTT 5 clients, then close
+
+or, for a process that only serves, ``await serve("127.0.0.1", 1883)`` until
+it is cancelled.
+
+How the adapter drives the core
+-------------------------------
+
+One :class:`asyncio.Protocol` per TCP connection (no streams: one callback per
+read and no task per connection). Every callback reads the loop's monotonic
+clock once (``loop.time()``) and hands it to the broker as ``now``:
+
+- ``data_received`` → :meth:`Broker.receive_data`; ``eof_received`` →
+  :meth:`Broker.receive_eof`; ``connection_lost`` → :meth:`Broker.connection_lost`.
+- Output is *coalesced*: input only schedules one flush per loop iteration
+  (``call_soon``), so everything the reads of one iteration produced for a
+  subscriber goes out in one ``transport.write``. The flush writes
+  :meth:`Broker.flush` to each transport, closes the transports of
+  :meth:`Broker.connections_to_close` (after their last bytes) and re-arms the
+  single timer from :meth:`Broker.get_timer` with ``loop.call_at``.
+
+Back-pressure and slow consumers
+--------------------------------
+
+A client that does not read what the broker sends it makes its transport's
+write buffer grow. Above the transport's high-water mark asyncio calls
+``pause_writing``: the adapter stops *reading* from that client (it gets no
+more service until it drains its side) and resumes at ``resume_writing``.
+That does not stop other clients publishing to it, so the buffered output is
+also bounded: once more than ``max_buffered_output`` bytes are waiting, the
+connection is dropped (aborted, logged at WARNING as a slow consumer) and the
+broker is told the connection was lost, exactly as for a network failure:
+its will is published, and a persistent session keeps its QoS 1/2 messages
+for the next connection. A transport the broker closed but whose peer does
+not read its last bytes is aborted after ``close_timeout`` seconds.
+
+Logging
+-------
+
+The core does not log; the adapter logs what it sees on the
+``mqttproto.broker`` logger: connections opened, accepted, refused and closed
+at INFO; a goodbye with a failure reason code (MQTT 5 DISCONNECT ≥ 0x80 from
+the broker, i.e. a protocol error of the client), a refused CONNECT and a slow
+consumer at WARNING; an exception escaping the core at ERROR (with traceback;
+the connection is dropped, the server carries on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import ssl as _ssl
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import attrs
+
+from ..auth import Authenticator, Authorizer
+from ..broker import Broker
+from ..config import BrokerConfig
+from ..enums import ReasonCode
+from ._asyncio_peers import _Peer
+from ._listener import Listener, certificate_common_name
+
+__all__ = [
+    "DEFAULT_CLOSE_TIMEOUT",
+    "DEFAULT_MAX_BUFFERED_OUTPUT",
+    "BrokerServer",
+    "Endpoint",
+    "serve",
+    "start_server",
+]
+
+logger = logging.getLogger("mqttproto.broker")
+
+#: Bytes of unsent output a connection may have before it is dropped as a
+#: slow consumer (per connection).
+DEFAULT_MAX_BUFFERED_OUTPUT = 16 * 1024 * 1024
+
+#: Seconds a connection closed by the broker (or by shutdown) may take to
+#: send its last bytes before it is aborted.
+DEFAULT_CLOSE_TIMEOUT = 5.0
+
+_CONNACK = 0x20
+_DISCONNECT = 0xE0
+_AUTH = 0xF0
+
+#: MQTT 3.1/3.1.1 CONNACK return codes (section 3.2.2.3).
+_V3_CONNACK_CODES = {
+    1: "unacceptable protocol version",
+    2: "identifier rejected",
+    3: "server unavailable",
+    4: "bad user name or password",
+    5: "not authorized",
+}
+
+
+def _packets(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """``(first byte, body start, body end)`` of each complete packet in ``data``.
+
+    Walks the fixed headers only (one step per packet); used to name the
+    CONNACK and the goodbye the broker sends, never on the hot path.
+    """
+    pos = 0
+    end = len(data)
+    while pos < end:
+        index = pos + 1
+        length = 0
+        shift = 0
+        while True:
+            if index >= end or shift > 21:
+                return
+            byte = data[index]
+            index += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        if index + length > end:
+            return
+        yield data[pos], index, index + length
+        pos = index + length
+
+
+def _first_packet(data: bytes) -> tuple[int, bytes] | None:
+    for first, start, stop in _packets(data):
+        return first, data[start:stop]
+    return None
+
+
+def _last_packet(data: bytes) -> tuple[int, bytes] | None:
+    found = None
+    for packet in _packets(data):
+        found = packet
+    if found is None:
+        return None
+    first, start, stop = found
+    return first, data[start:stop]
+
+
+def _reason_name(code: int) -> str:
+    try:
+        return f"{ReasonCode(code).name} (0x{code:02X})"
+    except ValueError:
+        return f"reason code 0x{code:02X}"
+
+
+def _connack_refusal(body: bytes) -> str | None:
+    """None if a CONNACK body accepts the connection, else why it refuses."""
+    code = body[1] if len(body) >= 2 else 0
+    if code == 0:
+        return None
+    if code in _V3_CONNACK_CODES:
+        return f"{_V3_CONNACK_CODES[code]} (return code {code})"
+    return _reason_name(code)
+
+
+def _describe_goodbye(first: int, body: bytes) -> tuple[str, bool] | None:
+    """``(description, is_failure)`` of a CONNACK refusal or a DISCONNECT."""
+    kind = first & 0xF0
+    if kind == _CONNACK:
+        refusal = _connack_refusal(body)
+        return None if refusal is None else (f"CONNECT refused: {refusal}", True)
+    if kind == _DISCONNECT:
+        code = body[0] if body else 0
+        failure = code >= 0x80 and code != ReasonCode.SERVER_SHUTTING_DOWN
+        return f"broker sent DISCONNECT {_reason_name(code)}", failure
+    return None
+
+
+def _format_peer(address: Any) -> str:
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address) if address else "unknown"
+
+
+@attrs.frozen
+class Endpoint:
+    """Where a started :class:`BrokerServer` listens: one per listening socket.
+
+    :ivar listener: the :class:`Listener` it belongs to.
+    :ivar address: ``(host, port)`` for TCP and WebSocket, else ``None``.
+    :ivar path: the socket file of a Unix listener, else ``None``.
+    """
+
+    listener: Listener
+    address: tuple[str, int] | None
+    path: str | None = None
+
+    @property
+    def port(self) -> int | None:
+        return None if self.address is None else self.address[1]
+
+    def __str__(self) -> str:
+        """``127.0.0.1:1883``, ``[::1]:8080`` or the Unix socket's path."""
+        if self.address is None:
+            return str(self.path)
+        return _format_peer(self.address)
+
+
+class BrokerServer:
+    """A :class:`~mqttproto.broker.Broker` served on one or more listeners.
+
+    By default one TCP listener on ``host``/``port`` (TLS with ``ssl``); pass
+    ``listeners`` to serve the same broker over several sockets at once: TCP,
+    TLS, WebSocket (``wss`` too) and Unix sockets (see :class:`Listener`)::
+
+        server = BrokerServer(listeners=[
+            Listener(port=1883),
+            Listener(port=8883, ssl=server_ssl_context("cert.pem", "key.pem")),
+            Listener(transport="websocket", port=8080),
+            Listener(transport="unix", path="/run/mqtt.sock"),
+        ])
+
+    :param broker: the core to serve; a new ``Broker(config,
+        authenticator=..., authorizer=...)`` if None (pass either a broker or
+        those arguments, not both).
+    :param host: the address to listen on (a name, an IP address, or a list
+        of them as :meth:`asyncio.loop.create_server` accepts).
+    :param port: the TCP port; 0 lets the OS choose (read :attr:`port`).
+    :param ssl: an :class:`ssl.SSLContext` to serve MQTT over TLS.
+    :param listeners: what to listen on, instead of ``host``, ``port`` and
+        ``ssl`` (which are then not used; passing ``ssl`` too is an error).
+    :param max_buffered_output: per connection, the bytes of unsent output
+        above which the connection is dropped as a slow consumer.
+    :param close_timeout: seconds a closing connection may take to send its
+        last bytes (also the longest :meth:`close` waits) before it is aborted.
+
+    Use it with ``async with BrokerServer(...) as server:`` (start, then
+    close), or call :meth:`start` and :meth:`close` yourself. All methods
+    must be called from the loop the server runs on.
+    """
+
+    def __init__(
+        self,
+        broker: Broker | None = None,
+        *,
+        host: str | list[str] | None = "127.0.0.1",
+        port: int = 1883,
+        config: BrokerConfig | None = None,
+        authenticator: Authenticator | None = None,
+        authorizer: Authorizer | None = None,
+        ssl: _ssl.SSLContext | None = None,
+        listeners: Sequence[Listener] | None = None,
+        max_buffered_output: int = DEFAULT_MAX_BUFFERED_OUTPUT,
+        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+    ) -> None:
+        if broker is None:
+            broker = Broker(config, authenticator=authenticator, authorizer=authorizer)
+        elif config is not None or authenticator is not None or authorizer is not None:
+            raise ValueError("pass a broker or its config/authenticator/authorizer, not both")
+        if max_buffered_output < 1:
+            raise ValueError("max_buffered_output must be positive")
+        if close_timeout <= 0:
+            raise ValueError("close_timeout must be positive")
+        if listeners is None:
+            listeners = [Listener(host=host, port=port, ssl=ssl)]
+        elif ssl is not None:
+            raise ValueError("pass ssl in each Listener, not next to listeners")
+        elif not listeners:
+            raise ValueError("listeners must not be empty")
+        self.broker = broker
+        self.host = host
+        self.ssl = ssl
+        #: What the server listens on, in the order the listeners were given.
+        self.listeners: tuple[Listener, ...] = tuple(listeners)
+        self.max_buffered_output = max_buffered_output
+        self.close_timeout = close_timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = False
+        self._servers: list[tuple[Listener, asyncio.Server]] = []
+        #: Unix socket files this server created: path -> inode, to remove on close.
+        self._socket_files: dict[str, int] = {}
+        self._peers: dict[int, _Peer] = {}
+        self._flush_pending = False
+        self._pumps = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._closing = False
+        self._closed = asyncio.Event()
+        self._all_gone = asyncio.Event()
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on every listener; returns once all of them accept connections.
+
+        If one cannot listen (an address in use, a missing ``wsproto``), the
+        ones already listening are closed again and the error propagates.
+
+        :raises OSError: a socket cannot be bound.
+        :raises ImportError: a WebSocket listener without ``wsproto`` installed.
+        """
+        if self._started:
+            raise RuntimeError("the server was already started")
+        if self._closing:
+            raise RuntimeError("the server was closed")
+        self._started = True
+        self._loop = asyncio.get_running_loop()
+        try:
+            for listener in self.listeners:
+                server = await self._listen(listener)
+                self._servers.append((listener, server))
+                logger.info(
+                    "listening on %s (%s)",
+                    ", ".join(str(e) for e in self._endpoints_of(listener, server)),
+                    listener.kind,
+                )
+        except BaseException:
+            for _, server in self._servers:
+                server.close()
+            self._servers.clear()
+            self._remove_socket_files()
+            raise
+
+    async def _listen(self, listener: Listener) -> asyncio.Server:
+        loop = self._loop
+        assert loop is not None
+        factory: Callable[[], asyncio.Protocol]
+        if listener.transport == "websocket":
+            try:
+                from ._asyncio_websocket import _WebSocketPeer
+            except ImportError as exc:
+                raise ImportError(
+                    "a WebSocket listener needs wsproto: pip install 'mqttproto[websocket]'"
+                ) from exc
+
+            def factory() -> asyncio.Protocol:
+                return _WebSocketPeer(self, listener)
+        else:
+
+            def factory() -> asyncio.Protocol:
+                return _Peer(self, listener)
+
+        if listener.transport == "unix":
+            path = listener.path
+            assert path is not None
+            # A stale socket file is replaced (asyncio does that itself).
+            server = await loop.create_unix_server(factory, path, ssl=listener.ssl)
+            with contextlib.suppress(OSError):
+                self._socket_files[path] = os.stat(path).st_ino
+            return server
+        return await loop.create_server(
+            factory, listener.host, listener.port, ssl=listener.ssl, reuse_address=True
+        )
+
+    def _remove_socket_files(self) -> None:
+        """Remove the Unix socket files this server made (if still its own)."""
+        for path, inode in self._socket_files.items():
+            with contextlib.suppress(OSError):
+                if os.stat(path).st_ino == inode:
+                    os.unlink(path)
+        self._socket_files.clear()
+
+    async def serve_forever(self) -> None:
+        """Start if needed, then wait until :meth:`close` has finished."""
+        if not self._started and not self._closing:
+            await self.start()
+        await self._closed.wait()
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Stop listening, shut the broker down and close every connection.
+
+        The broker's :meth:`~mqttproto.broker.Broker.shutdown` output (an MQTT 5
+        client gets DISCONNECT 0x8B *Server shutting down*) is written first;
+        connections that have not closed after ``timeout`` seconds (default
+        ``close_timeout``) are aborted. Calling it again waits for the first call.
+        """
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        servers, loop = [server for _, server in self._servers], self._loop
+        try:
+            if not servers or loop is None:
+                return
+            for server in servers:
+                server.close()
+            self._remove_socket_files()
+            now = loop.time()
+            try:
+                self.broker.shutdown(now)
+            except Exception:
+                logger.exception("the broker core raised in shutdown()")
+            self._pump(now)
+            for peer in list(self._peers.values()):
+                if not peer.closing:
+                    self._close_peer(peer, "server shut down")
+            if self._peers:
+                try:
+                    await asyncio.wait_for(
+                        self._all_gone.wait(),
+                        self.close_timeout if timeout is None else timeout,
+                    )
+                except TimeoutError:
+                    for peer in list(self._peers.values()):
+                        if peer.transport is not None:
+                            peer.transport.abort()
+                    # abort() reports connection_lost on the next iteration.
+                    await asyncio.sleep(0)
+            self._cancel_timer()
+            for server in servers:
+                await server.wait_closed()
+            logger.info("server closed")
+        finally:
+            self._closed.set()
+
+    async def __aenter__(self) -> BrokerServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- introspection --------------------------------------------------------------
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """The listening sockets (empty before :meth:`start` and after :meth:`close`)."""
+        if self._closing:
+            return ()
+        return tuple(sock for _, server in self._servers for sock in server.sockets)
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """Every listening socket with its listener, in the listeners' order."""
+        if self._closing:
+            return ()
+        return tuple(
+            endpoint
+            for listener, server in self._servers
+            for endpoint in self._endpoints_of(listener, server)
+        )
+
+    @staticmethod
+    def _endpoints_of(listener: Listener, server: asyncio.Server) -> list[Endpoint]:
+        if listener.transport == "unix":
+            return [Endpoint(listener, None, listener.path)]
+        found = []
+        for sock in server.sockets:
+            name = sock.getsockname()
+            found.append(Endpoint(listener, (str(name[0]), int(name[1]))))
+        return found
+
+    def port_of(self, listener: Listener | int = 0) -> int:
+        """The port a TCP or WebSocket listener got (the OS's choice for 0).
+
+        :param listener: the :class:`Listener`, or its index in :attr:`listeners`.
+        :raises RuntimeError: not listening, or a Unix listener.
+        """
+        wanted = self.listeners[listener] if isinstance(listener, int) else listener
+        for endpoint in self.endpoints:
+            if endpoint.listener is wanted and endpoint.port is not None:
+                return endpoint.port
+        raise RuntimeError(f"no TCP port is listened on for {wanted!r}")
+
+    @property
+    def port(self) -> int:
+        """The port of the first TCP or WebSocket endpoint (the OS's choice for 0)."""
+        return self.address[1]
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)`` of the first TCP or WebSocket endpoint."""
+        for endpoint in self.endpoints:
+            if endpoint.address is not None:
+                return endpoint.address
+        raise RuntimeError("the server is not listening on TCP")
+
+    @property
+    def is_serving(self) -> bool:
+        return bool(self._servers) and all(s.is_serving() for _, s in self._servers)
+
+    @property
+    def connection_count(self) -> int:
+        """Open TCP connections (including ones still closing)."""
+        return len(self._peers)
+
+    # -- transport callbacks (called by _Peer) -------------------------------------
+
+    def _now(self) -> float:
+        loop = self._loop
+        assert loop is not None
+        return loop.time()
+
+    def _connection_made(self, peer: _Peer, transport: asyncio.Transport) -> None:
+        peer.transport = transport
+        listener = peer.listener
+        if listener.transport == "unix":
+            peer.peer = f"unix:{listener.path}"
+        else:
+            peer.peer = _format_peer(transport.get_extra_info("peername"))
+        if self._closing:
+            # Accepted in the instant the listener was closing.
+            transport.abort()
+            return
+        identity = None
+        if listener.use_identity_as_username:
+            identity = certificate_common_name(transport.get_extra_info("peercert"))
+            if identity is None:
+                # Nobody to be: refuse before MQTT starts (mosquitto refuses too).
+                logger.warning(
+                    "connection from %s refused: no client certificate with a subject CN",
+                    peer.peer,
+                )
+                transport.abort()
+                return
+        try:
+            peer.conn = self.broker.open_connection(self._now(), peer=peer.peer, username=identity)
+        except Exception:
+            logger.exception("the broker core raised in open_connection() for %s", peer.peer)
+            transport.abort()
+            return
+        self._peers[peer.conn] = peer
+        logger.info("connection %d opened from %s", peer.conn, peer.peer)
+
+    def _data_received(self, peer: _Peer, data: bytes) -> None:
+        if peer.closing:
+            return
+        try:
+            self.broker.receive_data(peer.conn, data, self._now())
+        except Exception:
+            self._core_failed(peer, "receive_data")
+            return
+        if not self._flush_pending:
+            self._flush_pending = True
+            loop = self._loop
+            assert loop is not None
+            loop.call_soon(self._scheduled_flush)
+
+    def _eof_received(self, peer: _Peer) -> None:
+        if peer.conn not in self._peers:
+            return
+        if peer.close_reason is None:
+            peer.close_reason = "peer closed the connection"
+        now = self._now()
+        try:
+            self.broker.receive_eof(peer.conn, now)
+        except Exception:
+            self._core_failed(peer, "receive_eof")
+            return
+        self._pump(now)
+
+    def _connection_lost(self, peer: _Peer, exc: Exception | None) -> None:
+        if peer.close_timer is not None:
+            peer.close_timer.cancel()
+            peer.close_timer = None
+        if self._peers.pop(peer.conn, None) is None:
+            return
+        reason = peer.close_reason
+        if reason is None:
+            reason = f"connection lost: {exc}" if exc is not None else "peer closed the connection"
+        logger.info("connection %d from %s closed: %s", peer.conn, peer.peer, reason)
+        now = self._now()
+        try:
+            self.broker.connection_lost(peer.conn, now)
+        except Exception:
+            logger.exception("the broker core raised in connection_lost() for %d", peer.conn)
+        # A will message or a session change may have output for others.
+        self._pump(now)
+        if self._closing and not self._peers:
+            self._all_gone.set()
+
+    # -- driving the core ---------------------------------------------------------
+
+    def _scheduled_flush(self) -> None:
+        self._flush_pending = False
+        self._pump(self._now())
+
+    def _pump(self, now: float) -> None:
+        """Write all pending output, close what the broker closed, re-arm the timer."""
+        broker = self.broker
+        peers = self._peers
+        self._pumps += 1
+        pump = self._pumps
+        limit = self.max_buffered_output
+        try:
+            output = broker.flush(now)
+            to_close = broker.connections_to_close()
+        except Exception:
+            logger.exception("the broker core raised in flush()")
+            return
+        for conn, data in output:
+            peer = peers.get(conn)
+            if peer is None or peer.transport is None or peer.transport.is_closing():
+                continue
+            if not peer.accepted:
+                self._note_first_output(peer, data)
+            peer.send(data)
+            peer.last_data = data
+            peer.last_pump = pump
+            if peer.writing_paused and peer.transport.get_write_buffer_size() > limit:
+                self._drop_slow_consumer(peer)
+        for conn in to_close:
+            peer = peers.get(conn)
+            if peer is not None and not peer.closing:
+                self._close_peer(peer, self._goodbye_reason(peer, pump))
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        try:
+            deadline = self.broker.get_timer()
+        except Exception:
+            logger.exception("the broker core raised in get_timer()")
+            deadline = None
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        if deadline is None:
+            self._timer = None
+        else:
+            loop = self._loop
+            assert loop is not None
+            self._timer = loop.call_at(deadline, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        now = self._now()
+        try:
+            self.broker.handle_timer(now)
+        except Exception:
+            logger.exception("the broker core raised in handle_timer()")
+        self._pump(now)
+
+    # -- closing connections ------------------------------------------------------
+
+    def _close_peer(self, peer: _Peer, reason: str) -> None:
+        """Close after the buffered output is sent; abort if that takes too long."""
+        peer.closing = True
+        if peer.close_reason is None:
+            peer.close_reason = reason
+        if peer.transport is None:
+            return
+        peer.close_transport()
+        loop = self._loop
+        assert loop is not None
+        peer.close_timer = loop.call_later(self.close_timeout, self._close_overdue, peer)
+
+    def _close_overdue(self, peer: _Peer) -> None:
+        peer.close_timer = None
+        if peer.transport is not None and peer.conn in self._peers:
+            logger.warning(
+                "connection %d from %s: last bytes not sent within %.1f s; aborted",
+                peer.conn,
+                peer.peer,
+                self.close_timeout,
+            )
+            peer.transport.abort()
+
+    def _drop_slow_consumer(self, peer: _Peer) -> None:
+        assert peer.transport is not None
+        logger.warning(
+            "connection %d from %s dropped: slow consumer (%d bytes unsent, limit %d)",
+            peer.conn,
+            peer.peer,
+            peer.transport.get_write_buffer_size(),
+            self.max_buffered_output,
+        )
+        peer.closing = True
+        peer.close_reason = "dropped as a slow consumer"
+        # connection_lost (and so Broker.connection_lost) follows on the next
+        # loop iteration.
+        peer.transport.abort()
+
+    def _core_failed(self, peer: _Peer, method: str) -> None:
+        logger.exception(
+            "the broker core raised in %s() for connection %d from %s; dropping it",
+            method,
+            peer.conn,
+            peer.peer,
+        )
+        peer.closing = True
+        peer.close_reason = f"internal error in {method}()"
+        if peer.transport is not None:
+            peer.transport.abort()
+
+    def _goodbye_reason(self, peer: _Peer, pump: int) -> str:
+        """Name what the broker said last before closing, and log failures."""
+        if peer.close_reason is not None:
+            return peer.close_reason
+        packet = _last_packet(peer.last_data) if peer.last_pump == pump else None
+        described = _describe_goodbye(*packet) if packet is not None else None
+        if described is None:
+            return "closed by the broker"
+        text, failure = described
+        if failure:
+            logger.warning("connection %d from %s: %s", peer.conn, peer.peer, text)
+        return text
+
+    def _note_first_output(self, peer: _Peer, data: bytes) -> None:
+        """Log the CONNACK, the first packet the broker sends (AUTH may precede it)."""
+        first = data[0]
+        if first & 0xF0 == _AUTH:
+            return
+        peer.accepted = True
+        if first & 0xF0 != _CONNACK:
+            return
+        packet = _first_packet(data)
+        refusal = _connack_refusal(packet[1]) if packet is not None else None
+        if refusal is None:
+            logger.info("connection %d from %s: CONNECT accepted", peer.conn, peer.peer)
+        else:
+            logger.warning(
+                "connection %d from %s: CONNECT refused: %s", peer.conn, peer.peer, refusal
+            )
+
+
+async def start_server(
+    host: str | list[str] | None = "127.0.0.1",
+    port: int = 1883,
+    *,
+    broker: Broker | None = None,
+    config: BrokerConfig | None = None,
+    authenticator: Authenticator | None = None,
+    authorizer: Authorizer | None = None,
+    ssl: _ssl.SSLContext | None = None,
+    **options: Any,
+) -> BrokerServer:
+    """Create and start a :class:`BrokerServer`; ``options`` go to its constructor."""
+    server = BrokerServer(
+        broker,
+        host=host,
+        port=port,
+        config=config,
+        authenticator=authenticator,
+        authorizer=authorizer,
+        ssl=ssl,
+        **options,
+    )
+    await server.start()
+    return server
+
+
+async def serve(
+    host: str | list[str] | None = "127.0.0.1",
+    port: int = 1883,
+    *,
+    broker: Broker | None = None,
+    config: BrokerConfig | None = None,
+    authenticator: Authenticator | None = None,
+    authorizer: Authorizer | None = None,
+    ssl: _ssl.SSLContext | None = None,
+    ready: asyncio.Event | None = None,
+    started: Callable[[BrokerServer], object] | None = None,
+    **options: Any,
+) -> None:
+    """Serve until cancelled, then shut down cleanly (see :meth:`BrokerServer.close`).
+
+    ``ready`` is set, and ``started`` called with the server, once it
+    listens (``started`` is how a caller that asked for port 0 learns the port).
+    """
+    server = await start_server(
+        host,
+        port,
+        broker=broker,
+        config=config,
+        authenticator=authenticator,
+        authorizer=authorizer,
+        ssl=ssl,
+        **options,
+    )
+    try:
+        if started is not None:
+            started(server)
+        if ready is not None:
+            ready.set()
+        await server.serve_forever()
+    finally:
+        await asyncio.shield(server.close())
