@@ -94,8 +94,11 @@ class Connection(abc.ABC):
             if exc.preceding_packets:
                 self._dispatch(exc.preceding_packets, now)
             if not self.closed:
-                self._protocol_error(exc, now)
-                raise
+                error = self._reader_error(exc)
+                self._protocol_error(error, now)
+                if error is exc:
+                    raise
+                raise error from exc
             return
         if packets:
             # Keep-alive counts whole Control Packets, not bytes
@@ -225,6 +228,10 @@ class Connection(abc.ABC):
         if keep:
             return attrs.evolve(packet, topic=topic)
         return attrs.evolve(packet, topic=topic, topic_alias=None)
+
+    def _reader_error(self, exc: RemoteProtocolError) -> RemoteProtocolError:
+        """The error to report for a decoding failure (a role may restate it)."""
+        return exc
 
     @abc.abstractmethod
     def _goodbye(self, exc: RemoteProtocolError) -> Packet | None:

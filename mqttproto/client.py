@@ -25,7 +25,7 @@ from ._state import TRANSITIONS, ConnectionState, Input, transition
 from .codec import PacketReader
 from .config import MAX_PACKET_SIZE, ClientConfig
 from .enums import PacketType, ProtocolVersion, QoS, ReasonCode
-from .errors import LocalProtocolError, RemoteProtocolError
+from .errors import ConnectRefusal, LocalProtocolError, RemoteProtocolError
 from .events import (
     AuthChallenged,
     ConnectionAccepted,
@@ -621,6 +621,14 @@ class ClientConnection(Connection):
     def _connection_ended(self, reason_code: ReasonCode, now: float) -> None:
         self._end_connection()
         self._events.append(Disconnected(reason_code))
+
+    def _reader_error(self, exc: RemoteProtocolError) -> RemoteProtocolError:
+        if isinstance(exc, ConnectRefusal):
+            # A CONNECT the reader could not accept: from a server that is a
+            # protocol error, whatever is wrong inside it (0x84 and 0x85 are
+            # CONNACK codes, which a client's DISCONNECT cannot carry).
+            return RemoteProtocolError(f"the server sent a CONNECT packet ({exc})")
+        return exc
 
     def _goodbye(self, exc: RemoteProtocolError) -> Packet | None:
         if self._version == _V5 and self.state in (_S.CONNECTING, _S.CONNECTED):

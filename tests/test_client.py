@@ -1082,3 +1082,18 @@ def test_mqtt31_resumes_without_a_session_present_flag() -> None:
     assert server.received() == [
         PublishPacket("a", b"1", QoS.AT_LEAST_ONCE, duplicate=True, packet_id=packet_id)
     ]
+
+
+def test_connect_from_the_server_is_a_protocol_error() -> None:
+    """A regression found by CI's fuzz run: a CONNECT from the server that the
+    reader refused (unsupported level: 0x84) gave a goodbye the client could
+    not encode, since 0x84 is a CONNACK code, and no goodbye went out."""
+    server = connected()
+    bad_connect = b"\x10\x0a\x00\x03x/y\x03\x00\x00\x00\x00"
+    with pytest.raises(RemoteProtocolError) as info:
+        server.send_bytes(bad_connect)
+    assert info.value.reason_code == ReasonCode.PROTOCOL_ERROR
+    (goodbye,) = server.received()
+    assert isinstance(goodbye, DisconnectPacket)
+    assert goodbye.reason_code == ReasonCode.PROTOCOL_ERROR
+    assert server.events() == [Disconnected(ReasonCode.PROTOCOL_ERROR)]
