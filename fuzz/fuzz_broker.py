@@ -84,7 +84,7 @@ class _Peer:
     def version(self) -> ProtocolVersion | None:
         # The level byte of the CONNECT the peer sent, if it got that far.
         data = self.sent
-        if len(data) < 10 or data[0] >> 4 != 1:
+        if len(data) < 2 or data[0] >> 4 != 1:
             return None
         pos = 1
         while pos < len(data) and data[pos] & 0x80:
