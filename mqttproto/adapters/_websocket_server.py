@@ -67,6 +67,11 @@ class ServerWebSocket:
         """Both Close frames have been exchanged: the TCP connection may close."""
         return self._ws.state is ConnectionState.CLOSED
 
+    @property
+    def awaiting_close(self) -> bool:
+        """Our Close was sent and the client's answer has not come yet."""
+        return self._ws.state is ConnectionState.LOCAL_CLOSING
+
     def data_to_send(self) -> bytes:
         """Handshake answers, pongs and Close frames waiting to be written."""
         data = bytes(self._out)
