@@ -281,8 +281,8 @@ def test_paho_over_websocket(kind: str) -> None:
                 protocol=protocol,
             )
             client.ws_set_options(path="/mqtt")
-            client.on_message = lambda c, u, m: received.put((m.topic, m.payload))
-            client.on_subscribe = lambda c, u, mid, codes, props: subscribed.put(mid)
+            client.on_message = lambda c, u, m, got=received: got.put((m.topic, m.payload))
+            client.on_subscribe = lambda c, u, mid, codes, props, acks=subscribed: acks.put(mid)
             client.connect(HOST, port, keepalive=30)
             client.loop_start()
             try:
@@ -304,29 +304,31 @@ def test_websocket_refuses_a_wrong_path(kind: str) -> None:
         b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
         b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n"
     )
-    with serving(kind, listeners=[listener]) as server:
-        with socket.create_connection((HOST, server.port_of(listener)), timeout=WAIT) as sock:
-            sock.sendall(request)
-            answer = b""
-            deadline = time.monotonic() + WAIT
-            while time.monotonic() < deadline:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                answer += chunk
-            assert answer.startswith(b"HTTP/1.1 404")
+    with (
+        serving(kind, listeners=[listener]) as server,
+        socket.create_connection((HOST, server.port_of(listener)), timeout=WAIT) as sock,
+    ):
+        sock.sendall(request)
+        answer = b""
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 404")
 
 
 def test_unix_socket(kind: str, tmp_path: Path) -> None:
     path = str(tmp_path / "mqtt.sock")
-    with serving(kind, listeners=[Listener(transport="unix", path=path)]):
-        with (
-            Client(path, client_id="us", transport="unix") as sub,
-            Client(path, client_id="up", transport="unix") as pub,
-        ):
-            sub.subscribe("unix/#", qos=1)
-            pub.publish("unix/x", b"local", qos=1)
-            assert first_message(sub).payload == b"local"
+    with (
+        serving(kind, listeners=[Listener(transport="unix", path=path)]),
+        Client(path, client_id="us", transport="unix") as sub,
+        Client(path, client_id="up", transport="unix") as pub,
+    ):
+        sub.subscribe("unix/#", qos=1)
+        pub.publish("unix/x", b"local", qos=1)
+        assert first_message(sub).payload == b"local"
     assert not Path(path).exists()
 
 
