@@ -9,8 +9,11 @@ goodbye (:func:`note_first_output`, :func:`goodbye_reason`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import ssl as _ssl
+import stat
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
@@ -27,6 +30,7 @@ __all__ = [
     "DEFAULT_MAX_BUFFERED_OUTPUT",
     "Endpoint",
     "PeerRecord",
+    "ServerBase",
     "broker_and_listeners",
     "first_address",
     "format_peer",
@@ -34,6 +38,7 @@ __all__ = [
     "last_packet",
     "note_first_output",
     "port_of",
+    "remove_stale_socket",
 ]
 
 logger = logging.getLogger("mqttproto.broker")
@@ -142,6 +147,93 @@ def first_address(endpoints: Sequence[Endpoint]) -> tuple[str, int]:
         if endpoint.address is not None:
             return endpoint.address
     raise RuntimeError("the server is not listening on TCP")
+
+
+def remove_stale_socket(path: str) -> None:
+    """Remove a socket file left at ``path`` (as asyncio does); other files stay."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.unlink(path)
+
+
+class ServerBase:
+    """The arguments and introspection of the trio and threads servers.
+
+    The arguments are those of the asyncio
+    :class:`mqttproto.adapters.asyncio.BrokerServer`: a broker (or its
+    ``config``, ``authenticator`` and ``authorizer``), one TCP listener on
+    ``host``/``port`` (TLS with ``ssl``) or several ``listeners``,
+    ``max_buffered_output`` and ``close_timeout``.
+    """
+
+    def __init__(
+        self,
+        broker: Broker | None = None,
+        *,
+        host: str | list[str] | None = "127.0.0.1",
+        port: int = 1883,
+        config: BrokerConfig | None = None,
+        authenticator: Authenticator | None = None,
+        authorizer: Authorizer | None = None,
+        ssl: _ssl.SSLContext | None = None,
+        listeners: Sequence[Listener] | None = None,
+        max_buffered_output: int = DEFAULT_MAX_BUFFERED_OUTPUT,
+        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+    ) -> None:
+        self.broker, self.listeners = broker_and_listeners(
+            broker,
+            host=host,
+            port=port,
+            config=config,
+            authenticator=authenticator,
+            authorizer=authorizer,
+            ssl=ssl,
+            listeners=listeners,
+            max_buffered_output=max_buffered_output,
+            close_timeout=close_timeout,
+        )
+        self.max_buffered_output = max_buffered_output
+        self.close_timeout = close_timeout
+        #: Where the server listens, while it does (set by the subclass).
+        self._endpoints: tuple[Endpoint, ...] = ()
+        #: Unix socket files this server created: path -> inode, to remove on close.
+        self._socket_files: dict[str, int] = {}
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """Every listening socket with its listener (empty unless serving)."""
+        return self._endpoints
+
+    def port_of(self, listener: Listener | int = 0) -> int:
+        """The port a TCP or WebSocket listener got (the OS's choice for 0).
+
+        :param listener: the :class:`Listener`, or its index in :attr:`listeners`.
+        :raises RuntimeError: not listening, or a Unix listener.
+        """
+        wanted = self.listeners[listener] if isinstance(listener, int) else listener
+        return port_of(self.endpoints, wanted)
+
+    @property
+    def port(self) -> int:
+        """The port of the first TCP or WebSocket endpoint (the OS's choice for 0)."""
+        return self.address[1]
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)`` of the first TCP or WebSocket endpoint."""
+        return first_address(self.endpoints)
+
+    def _remember_socket_file(self, path: str) -> None:
+        with contextlib.suppress(OSError):
+            self._socket_files[path] = os.stat(path).st_ino
+
+    def _remove_socket_files(self) -> None:
+        """Remove the Unix socket files this server made (if still its own)."""
+        for path, inode in self._socket_files.items():
+            with contextlib.suppress(OSError):
+                if os.stat(path).st_ino == inode:
+                    os.unlink(path)
+        self._socket_files.clear()
 
 
 # -- reading what the broker sends, for the log ---------------------------------

@@ -49,14 +49,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import os
 import selectors
 import socket
 import ssl as _ssl
-import stat
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..auth import Authenticator, Authorizer
@@ -64,15 +62,12 @@ from ..broker import Broker
 from ..config import BrokerConfig
 from ._listener import Listener, certificate_common_name
 from ._server_common import (
-    DEFAULT_CLOSE_TIMEOUT,
-    DEFAULT_MAX_BUFFERED_OUTPUT,
     Endpoint,
-    broker_and_listeners,
-    first_address,
+    ServerBase,
     format_peer,
     goodbye_reason,
     note_first_output,
-    port_of,
+    remove_stale_socket,
 )
 
 if TYPE_CHECKING:  # without importing wsproto at run time
@@ -140,15 +135,12 @@ class _Conn:
         self.ws: ServerWebSocket | None = None
 
 
-def _listening_sockets(listener: Listener, socket_files: dict[str, int]) -> list[socket.socket]:
+def _listening_sockets(listener: Listener) -> list[socket.socket]:
     """Bound, listening, non-blocking sockets for one listener."""
     if listener.transport == "unix":
         path = listener.path
         assert path is not None
-        with contextlib.suppress(FileNotFoundError):
-            # A stale socket file is replaced (as asyncio does); other files are not.
-            if stat.S_ISSOCK(os.stat(path).st_mode):
-                os.unlink(path)
+        remove_stale_socket(path)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.bind(path)
@@ -157,8 +149,6 @@ def _listening_sockets(listener: Listener, socket_files: dict[str, int]) -> list
         except BaseException:
             sock.close()
             raise
-        with contextlib.suppress(OSError):
-            socket_files[path] = os.stat(path).st_ino
         return [sock]
     hosts = listener.host if isinstance(listener.host, list) else [listener.host]
     infos = []
@@ -186,7 +176,7 @@ def _listening_sockets(listener: Listener, socket_files: dict[str, int]) -> list
     return sockets
 
 
-class BrokerServer:
+class BrokerServer(ServerBase):
     """A :class:`~mqttproto.broker.Broker` served by one I/O thread.
 
     The arguments are those of the asyncio
@@ -200,38 +190,10 @@ class BrokerServer:
     thread: do not call it from other threads.
     """
 
-    def __init__(
-        self,
-        broker: Broker | None = None,
-        *,
-        host: str | list[str] | None = "127.0.0.1",
-        port: int = 1883,
-        config: BrokerConfig | None = None,
-        authenticator: Authenticator | None = None,
-        authorizer: Authorizer | None = None,
-        ssl: _ssl.SSLContext | None = None,
-        listeners: Sequence[Listener] | None = None,
-        max_buffered_output: int = DEFAULT_MAX_BUFFERED_OUTPUT,
-        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
-    ) -> None:
-        self.broker, self.listeners = broker_and_listeners(
-            broker,
-            host=host,
-            port=port,
-            config=config,
-            authenticator=authenticator,
-            authorizer=authorizer,
-            ssl=ssl,
-            listeners=listeners,
-            max_buffered_output=max_buffered_output,
-            close_timeout=close_timeout,
-        )
-        self.max_buffered_output = max_buffered_output
-        self.close_timeout = close_timeout
+    def __init__(self, broker: Broker | None = None, **options: Any) -> None:
+        super().__init__(broker, **options)
         self._selector: selectors.BaseSelector | None = None
         self._listening: list[tuple[Listener, socket.socket]] = []
-        self._socket_files: dict[str, int] = {}
-        self._endpoints: tuple[Endpoint, ...] = ()
         self._thread: threading.Thread | None = None
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
@@ -239,7 +201,7 @@ class BrokerServer:
         self._stop_requested = False
         self._stopping = False
         self._stop_deadline = 0.0
-        self._stop_timeout = close_timeout
+        self._stop_timeout = self.close_timeout
         #: A connection was lost during a pass: pump once more before sleeping.
         self._pump_again = False
         self._closed = threading.Event()
@@ -270,7 +232,10 @@ class BrokerServer:
         selector = selectors.DefaultSelector()
         try:
             for listener in self.listeners:
-                for sock in _listening_sockets(listener, self._socket_files):
+                sockets = _listening_sockets(listener)
+                if listener.path is not None:
+                    self._remember_socket_file(listener.path)
+                for sock in sockets:
                     self._listening.append((listener, sock))
                     selector.register(sock, selectors.EVENT_READ, self._acceptor(listener, sock))
                 logger.info(
@@ -345,21 +310,6 @@ class BrokerServer:
                 name = sock.getsockname()
                 found.append(Endpoint(listener, (str(name[0]), int(name[1]))))
         return tuple(found)
-
-    def port_of(self, listener: Listener | int = 0) -> int:
-        """The port a TCP or WebSocket listener got (the OS's choice for 0)."""
-        wanted = self.listeners[listener] if isinstance(listener, int) else listener
-        return port_of(self.endpoints, wanted)
-
-    @property
-    def port(self) -> int:
-        """The port of the first TCP or WebSocket endpoint (the OS's choice for 0)."""
-        return self.address[1]
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """``(host, port)`` of the first TCP or WebSocket endpoint."""
-        return first_address(self.endpoints)
 
     @property
     def is_serving(self) -> bool:
@@ -450,13 +400,6 @@ class BrokerServer:
         for c in list(self._conns):
             if not c.closing:
                 self._close(c, now, "server shut down")
-
-    def _remove_socket_files(self) -> None:
-        for path, inode in self._socket_files.items():
-            with contextlib.suppress(OSError):
-                if os.stat(path).st_ino == inode:
-                    os.unlink(path)
-        self._socket_files.clear()
 
     def _check_deadlines(self, now: float) -> None:
         for c in [c for c in self._conns if c.deadline is not None and now >= c.deadline]:

@@ -38,11 +38,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import socket as _socket
 import ssl as _ssl
-import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -53,15 +51,12 @@ from ..broker import Broker
 from ..config import BrokerConfig
 from ._listener import Listener, certificate_common_name
 from ._server_common import (
-    DEFAULT_CLOSE_TIMEOUT,
-    DEFAULT_MAX_BUFFERED_OUTPUT,
     Endpoint,
-    broker_and_listeners,
-    first_address,
+    ServerBase,
     format_peer,
     goodbye_reason,
     note_first_output,
-    port_of,
+    remove_stale_socket,
 )
 
 if TYPE_CHECKING:  # without importing wsproto at run time
@@ -137,7 +132,7 @@ def _transport_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
     return inner.socket if isinstance(inner, trio.SocketStream) else None
 
 
-class BrokerServer:
+class BrokerServer(ServerBase):
     """A :class:`~mqttproto.broker.Broker` served on trio.
 
     The arguments are those of the asyncio
@@ -151,42 +146,14 @@ class BrokerServer:
     BrokerServer(...) as server:``. Call it from the trio thread only.
     """
 
-    def __init__(
-        self,
-        broker: Broker | None = None,
-        *,
-        host: str | list[str] | None = "127.0.0.1",
-        port: int = 1883,
-        config: BrokerConfig | None = None,
-        authenticator: Authenticator | None = None,
-        authorizer: Authorizer | None = None,
-        ssl: _ssl.SSLContext | None = None,
-        listeners: Sequence[Listener] | None = None,
-        max_buffered_output: int = DEFAULT_MAX_BUFFERED_OUTPUT,
-        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
-    ) -> None:
-        self.broker, self.listeners = broker_and_listeners(
-            broker,
-            host=host,
-            port=port,
-            config=config,
-            authenticator=authenticator,
-            authorizer=authorizer,
-            ssl=ssl,
-            listeners=listeners,
-            max_buffered_output=max_buffered_output,
-            close_timeout=close_timeout,
-        )
-        self.max_buffered_output = max_buffered_output
-        self.close_timeout = close_timeout
+    def __init__(self, broker: Broker | None = None, **options: Any) -> None:
+        super().__init__(broker, **options)
         self._started = False
         self._stopping = False
-        self._stop_timeout = close_timeout
+        self._stop_timeout = self.close_timeout
         self._stop = trio.Event()
         self._closed = trio.Event()
         self._all_gone = trio.Event()
-        self._endpoints: tuple[Endpoint, ...] = ()
-        self._socket_files: dict[str, int] = {}
         self._peers: dict[int, _Peer] = {}
         self._handlers = 0
         self._pump_wanted = trio.Event()
@@ -320,10 +287,7 @@ class BrokerServer:
             return found
         path = listener.path
         assert path is not None
-        with contextlib.suppress(FileNotFoundError):
-            # A stale socket file is replaced (as asyncio does); other files are not.
-            if stat.S_ISSOCK(os.stat(path).st_mode):
-                os.unlink(path)
+        remove_stale_socket(path)
         sock = trio.socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
             await sock.bind(path)
@@ -331,8 +295,7 @@ class BrokerServer:
         except BaseException:
             sock.close()
             raise
-        with contextlib.suppress(OSError):
-            self._socket_files[path] = os.stat(path).st_ino
+        self._remember_socket_file(path)
         return [trio.SocketListener(sock)]
 
     @staticmethod
@@ -341,13 +304,6 @@ class BrokerServer:
             return Endpoint(listener, None, listener.path)
         name = sock_listener.socket.getsockname()
         return Endpoint(listener, (str(name[0]), int(name[1])))
-
-    def _remove_socket_files(self) -> None:
-        for path, inode in self._socket_files.items():
-            with contextlib.suppress(OSError):
-                if os.stat(path).st_ino == inode:
-                    os.unlink(path)
-        self._socket_files.clear()
 
     async def _shutdown(self, opened: list[tuple[Listener, list[trio.abc.Listener[Any]]]]) -> None:
         self._stopping = True
@@ -375,21 +331,6 @@ class BrokerServer:
     def endpoints(self) -> tuple[Endpoint, ...]:
         """Every listening socket with its listener (empty unless serving)."""
         return () if self._stop.is_set() or not self._started else self._endpoints
-
-    def port_of(self, listener: Listener | int = 0) -> int:
-        """The port a TCP or WebSocket listener got (the OS's choice for 0)."""
-        wanted = self.listeners[listener] if isinstance(listener, int) else listener
-        return port_of(self.endpoints, wanted)
-
-    @property
-    def port(self) -> int:
-        """The port of the first TCP or WebSocket endpoint (the OS's choice for 0)."""
-        return self.address[1]
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """``(host, port)`` of the first TCP or WebSocket endpoint."""
-        return first_address(self.endpoints)
 
     @property
     def connection_count(self) -> int:
