@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import pytest
 
 from mqttproto import ProtocolVersion, QoS
-from mqttproto.adapters._asyncio_server import _last_packet
+from mqttproto.adapters._server_common import last_packet as _last_packet
 from mqttproto.adapters.asyncio import BrokerServer, serve, start_server
 from mqttproto.broker import Broker
 from mqttproto.client import ClientConnection

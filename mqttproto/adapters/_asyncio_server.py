@@ -62,17 +62,25 @@ import logging
 import os
 import socket
 import ssl as _ssl
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
-
-import attrs
 
 from ..auth import Authenticator, Authorizer
 from ..broker import Broker
 from ..config import BrokerConfig
-from ..enums import ReasonCode
 from ._asyncio_peers import _Peer
 from ._listener import Listener, certificate_common_name
+from ._server_common import (
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_MAX_BUFFERED_OUTPUT,
+    Endpoint,
+    broker_and_listeners,
+    first_address,
+    format_peer,
+    goodbye_reason,
+    note_first_output,
+    port_of,
+)
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT",
@@ -84,131 +92,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("mqttproto.broker")
-
-#: Bytes of unsent output a connection may have before it is dropped as a
-#: slow consumer (per connection).
-DEFAULT_MAX_BUFFERED_OUTPUT = 16 * 1024 * 1024
-
-#: Seconds a connection closed by the broker (or by shutdown) may take to
-#: send its last bytes before it is aborted.
-DEFAULT_CLOSE_TIMEOUT = 5.0
-
-_CONNACK = 0x20
-_DISCONNECT = 0xE0
-_AUTH = 0xF0
-
-#: MQTT 3.1/3.1.1 CONNACK return codes (section 3.2.2.3).
-_V3_CONNACK_CODES = {
-    1: "unacceptable protocol version",
-    2: "identifier rejected",
-    3: "server unavailable",
-    4: "bad user name or password",
-    5: "not authorized",
-}
-
-
-def _packets(data: bytes) -> Iterator[tuple[int, int, int]]:
-    """``(first byte, body start, body end)`` of each complete packet in ``data``.
-
-    Walks the fixed headers only (one step per packet); used to name the
-    CONNACK and the goodbye the broker sends, never on the hot path.
-    """
-    pos = 0
-    end = len(data)
-    while pos < end:
-        index = pos + 1
-        length = 0
-        shift = 0
-        while True:
-            if index >= end or shift > 21:
-                return
-            byte = data[index]
-            index += 1
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-        if index + length > end:
-            return
-        yield data[pos], index, index + length
-        pos = index + length
-
-
-def _first_packet(data: bytes) -> tuple[int, bytes] | None:
-    for first, start, stop in _packets(data):
-        return first, data[start:stop]
-    return None
-
-
-def _last_packet(data: bytes) -> tuple[int, bytes] | None:
-    found = None
-    for packet in _packets(data):
-        found = packet
-    if found is None:
-        return None
-    first, start, stop = found
-    return first, data[start:stop]
-
-
-def _reason_name(code: int) -> str:
-    try:
-        return f"{ReasonCode(code).name} (0x{code:02X})"
-    except ValueError:
-        return f"reason code 0x{code:02X}"
-
-
-def _connack_refusal(body: bytes) -> str | None:
-    """None if a CONNACK body accepts the connection, else why it refuses."""
-    code = body[1] if len(body) >= 2 else 0
-    if code == 0:
-        return None
-    if code in _V3_CONNACK_CODES:
-        return f"{_V3_CONNACK_CODES[code]} (return code {code})"
-    return _reason_name(code)
-
-
-def _describe_goodbye(first: int, body: bytes) -> tuple[str, bool] | None:
-    """``(description, is_failure)`` of a CONNACK refusal or a DISCONNECT."""
-    kind = first & 0xF0
-    if kind == _CONNACK:
-        refusal = _connack_refusal(body)
-        return None if refusal is None else (f"CONNECT refused: {refusal}", True)
-    if kind == _DISCONNECT:
-        code = body[0] if body else 0
-        failure = code >= 0x80 and code != ReasonCode.SERVER_SHUTTING_DOWN
-        return f"broker sent DISCONNECT {_reason_name(code)}", failure
-    return None
-
-
-def _format_peer(address: Any) -> str:
-    if isinstance(address, tuple) and len(address) >= 2:
-        host, port = address[0], address[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(address) if address else "unknown"
-
-
-@attrs.frozen
-class Endpoint:
-    """Where a started :class:`BrokerServer` listens: one per listening socket.
-
-    :ivar listener: the :class:`Listener` it belongs to.
-    :ivar address: ``(host, port)`` for TCP and WebSocket, else ``None``.
-    :ivar path: the socket file of a Unix listener, else ``None``.
-    """
-
-    listener: Listener
-    address: tuple[str, int] | None
-    path: str | None = None
-
-    @property
-    def port(self) -> int | None:
-        return None if self.address is None else self.address[1]
-
-    def __str__(self) -> str:
-        """``127.0.0.1:1883``, ``[::1]:8080`` or the Unix socket's path."""
-        if self.address is None:
-            return str(self.path)
-        return _format_peer(self.address)
 
 
 class BrokerServer:
@@ -258,25 +141,23 @@ class BrokerServer:
         max_buffered_output: int = DEFAULT_MAX_BUFFERED_OUTPUT,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
     ) -> None:
-        if broker is None:
-            broker = Broker(config, authenticator=authenticator, authorizer=authorizer)
-        elif config is not None or authenticator is not None or authorizer is not None:
-            raise ValueError("pass a broker or its config/authenticator/authorizer, not both")
-        if max_buffered_output < 1:
-            raise ValueError("max_buffered_output must be positive")
-        if close_timeout <= 0:
-            raise ValueError("close_timeout must be positive")
-        if listeners is None:
-            listeners = [Listener(host=host, port=port, ssl=ssl)]
-        elif ssl is not None:
-            raise ValueError("pass ssl in each Listener, not next to listeners")
-        elif not listeners:
-            raise ValueError("listeners must not be empty")
+        broker, listeners = broker_and_listeners(
+            broker,
+            host=host,
+            port=port,
+            config=config,
+            authenticator=authenticator,
+            authorizer=authorizer,
+            ssl=ssl,
+            listeners=listeners,
+            max_buffered_output=max_buffered_output,
+            close_timeout=close_timeout,
+        )
         self.broker = broker
         self.host = host
         self.ssl = ssl
         #: What the server listens on, in the order the listeners were given.
-        self.listeners: tuple[Listener, ...] = tuple(listeners)
+        self.listeners: tuple[Listener, ...] = listeners
         self.max_buffered_output = max_buffered_output
         self.close_timeout = close_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -462,10 +343,7 @@ class BrokerServer:
         :raises RuntimeError: not listening, or a Unix listener.
         """
         wanted = self.listeners[listener] if isinstance(listener, int) else listener
-        for endpoint in self.endpoints:
-            if endpoint.listener is wanted and endpoint.port is not None:
-                return endpoint.port
-        raise RuntimeError(f"no TCP port is listened on for {wanted!r}")
+        return port_of(self.endpoints, wanted)
 
     @property
     def port(self) -> int:
@@ -475,10 +353,7 @@ class BrokerServer:
     @property
     def address(self) -> tuple[str, int]:
         """``(host, port)`` of the first TCP or WebSocket endpoint."""
-        for endpoint in self.endpoints:
-            if endpoint.address is not None:
-                return endpoint.address
-        raise RuntimeError("the server is not listening on TCP")
+        return first_address(self.endpoints)
 
     @property
     def is_serving(self) -> bool:
@@ -502,7 +377,7 @@ class BrokerServer:
         if listener.transport == "unix":
             peer.peer = f"unix:{listener.path}"
         else:
-            peer.peer = _format_peer(transport.get_extra_info("peername"))
+            peer.peer = format_peer(transport.get_extra_info("peername"))
         if self._closing:
             # Accepted in the instant the listener was closing.
             transport.abort()
@@ -598,7 +473,7 @@ class BrokerServer:
             if peer is None or peer.transport is None or peer.transport.is_closing():
                 continue
             if not peer.accepted:
-                self._note_first_output(peer, data)
+                note_first_output(peer, data)
             peer.send(data)
             peer.last_data = data
             peer.last_pump = pump
@@ -607,7 +482,7 @@ class BrokerServer:
         for conn in to_close:
             peer = peers.get(conn)
             if peer is not None and not peer.closing:
-                self._close_peer(peer, self._goodbye_reason(peer, pump))
+                self._close_peer(peer, goodbye_reason(peer, pump))
         self._arm_timer()
 
     def _arm_timer(self) -> None:
@@ -695,36 +570,6 @@ class BrokerServer:
         peer.close_reason = f"internal error in {method}()"
         if peer.transport is not None:
             peer.transport.abort()
-
-    def _goodbye_reason(self, peer: _Peer, pump: int) -> str:
-        """Name what the broker said last before closing, and log failures."""
-        if peer.close_reason is not None:
-            return peer.close_reason
-        packet = _last_packet(peer.last_data) if peer.last_pump == pump else None
-        described = _describe_goodbye(*packet) if packet is not None else None
-        if described is None:
-            return "closed by the broker"
-        text, failure = described
-        if failure:
-            logger.warning("connection %d from %s: %s", peer.conn, peer.peer, text)
-        return text
-
-    def _note_first_output(self, peer: _Peer, data: bytes) -> None:
-        """Log the CONNACK, the first packet the broker sends (AUTH may precede it)."""
-        first = data[0]
-        if first & 0xF0 == _AUTH:
-            return
-        peer.accepted = True
-        if first & 0xF0 != _CONNACK:
-            return
-        packet = _first_packet(data)
-        refusal = _connack_refusal(packet[1]) if packet is not None else None
-        if refusal is None:
-            logger.info("connection %d from %s: CONNECT accepted", peer.conn, peer.peer)
-        else:
-            logger.warning(
-                "connection %d from %s: CONNECT refused: %s", peer.conn, peer.peer, refusal
-            )
 
 
 async def start_server(

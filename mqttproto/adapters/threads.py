@@ -50,16 +50,24 @@ from ._client_core import (
     SubscribeError,
     Transport,
 )
+from ._listener import Listener, server_ssl_context
+from ._server_common import Endpoint
+from ._threads_server import BrokerServer, serve
 
 __all__ = [
+    "BrokerServer",
     "Client",
     "ClientError",
     "ConnectError",
     "ConnectionLostError",
+    "Endpoint",
+    "Listener",
     "MessageIterator",
     "PublishError",
     "ReconnectPolicy",
     "SubscribeError",
+    "serve",
+    "server_ssl_context",
 ]
 
 T = TypeVar("T")

@@ -41,16 +41,24 @@ from ._client_core import (
     Transport,
     default_port,
 )
+from ._listener import Listener, server_ssl_context
+from ._server_common import Endpoint
+from ._trio_server import BrokerServer, serve
 
 __all__ = [
+    "BrokerServer",
     "Client",
     "ClientError",
     "ConnectError",
     "ConnectionLostError",
+    "Endpoint",
+    "Listener",
     "MessageIterator",
     "PublishError",
     "ReconnectPolicy",
     "SubscribeError",
+    "serve",
+    "server_ssl_context",
 ]
 
 logger = logging.getLogger("mqttproto.client")

@@ -1,0 +1,356 @@
+"""What the three broker servers share and that does no I/O.
+
+The asyncio, trio and threads servers differ only in how they move bytes;
+the rest is here: checking the constructor's arguments
+(:func:`broker_and_listeners`), :class:`Endpoint`, naming peers, and
+reading the packets the broker sends just far enough to log a CONNACK and a
+goodbye (:func:`note_first_output`, :func:`goodbye_reason`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import ssl as _ssl
+import stat
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol
+
+import attrs
+
+from ..auth import Authenticator, Authorizer
+from ..broker import Broker
+from ..config import BrokerConfig
+from ..enums import ReasonCode
+from ._listener import Listener
+
+__all__ = [
+    "DEFAULT_CLOSE_TIMEOUT",
+    "DEFAULT_MAX_BUFFERED_OUTPUT",
+    "Endpoint",
+    "PeerRecord",
+    "ServerBase",
+    "broker_and_listeners",
+    "first_address",
+    "format_peer",
+    "goodbye_reason",
+    "last_packet",
+    "note_first_output",
+    "port_of",
+    "remove_stale_socket",
+]
+
+logger = logging.getLogger("mqttproto.broker")
+
+#: Bytes of unsent output a connection may have before it is dropped as a
+#: slow consumer (per connection).
+DEFAULT_MAX_BUFFERED_OUTPUT = 16 * 1024 * 1024
+
+#: Seconds a connection closed by the broker (or by shutdown) may take to
+#: send its last bytes before it is aborted.
+DEFAULT_CLOSE_TIMEOUT = 5.0
+
+_CONNACK = 0x20
+_DISCONNECT = 0xE0
+_AUTH = 0xF0
+
+#: MQTT 3.1/3.1.1 CONNACK return codes (section 3.2.2.3).
+_V3_CONNACK_CODES = {
+    1: "unacceptable protocol version",
+    2: "identifier rejected",
+    3: "server unavailable",
+    4: "bad user name or password",
+    5: "not authorized",
+}
+
+
+def broker_and_listeners(
+    broker: Broker | None,
+    *,
+    host: str | list[str] | None,
+    port: int,
+    config: BrokerConfig | None,
+    authenticator: Authenticator | None,
+    authorizer: Authorizer | None,
+    ssl: _ssl.SSLContext | None,
+    listeners: Sequence[Listener] | None,
+    max_buffered_output: int,
+    close_timeout: float,
+) -> tuple[Broker, tuple[Listener, ...]]:
+    """Check a server constructor's arguments; the broker and listeners to serve.
+
+    :raises ValueError: a broker *and* its config, authenticator or
+        authorizer; ``ssl`` next to ``listeners``; no listeners; a limit
+        that is not positive.
+    """
+    if broker is None:
+        broker = Broker(config, authenticator=authenticator, authorizer=authorizer)
+    elif config is not None or authenticator is not None or authorizer is not None:
+        raise ValueError("pass a broker or its config/authenticator/authorizer, not both")
+    if max_buffered_output < 1:
+        raise ValueError("max_buffered_output must be positive")
+    if close_timeout <= 0:
+        raise ValueError("close_timeout must be positive")
+    if listeners is None:
+        listeners = [Listener(host=host, port=port, ssl=ssl)]
+    elif ssl is not None:
+        raise ValueError("pass ssl in each Listener, not next to listeners")
+    elif not listeners:
+        raise ValueError("listeners must not be empty")
+    return broker, tuple(listeners)
+
+
+def format_peer(address: Any) -> str:
+    """``host:port`` (``[v6]:port``) of a socket address, else its text."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address) if address else "unknown"
+
+
+@attrs.frozen
+class Endpoint:
+    """Where a started broker server listens: one per listening socket.
+
+    :ivar listener: the :class:`Listener` it belongs to.
+    :ivar address: ``(host, port)`` for TCP and WebSocket, else ``None``.
+    :ivar path: the socket file of a Unix listener, else ``None``.
+    """
+
+    listener: Listener
+    address: tuple[str, int] | None
+    path: str | None = None
+
+    @property
+    def port(self) -> int | None:
+        return None if self.address is None else self.address[1]
+
+    def __str__(self) -> str:
+        """``127.0.0.1:1883``, ``[::1]:8080`` or the Unix socket's path."""
+        if self.address is None:
+            return str(self.path)
+        return format_peer(self.address)
+
+
+def port_of(endpoints: Sequence[Endpoint], wanted: Listener) -> int:
+    """The port of the first TCP or WebSocket endpoint of ``wanted``."""
+    for endpoint in endpoints:
+        if endpoint.listener is wanted and endpoint.port is not None:
+            return endpoint.port
+    raise RuntimeError(f"no TCP port is listened on for {wanted!r}")
+
+
+def first_address(endpoints: Sequence[Endpoint]) -> tuple[str, int]:
+    """``(host, port)`` of the first TCP or WebSocket endpoint."""
+    for endpoint in endpoints:
+        if endpoint.address is not None:
+            return endpoint.address
+    raise RuntimeError("the server is not listening on TCP")
+
+
+def remove_stale_socket(path: str) -> None:
+    """Remove a socket file left at ``path`` (as asyncio does); other files stay."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.unlink(path)
+
+
+class ServerBase:
+    """The arguments and introspection of the trio and threads servers.
+
+    The arguments are those of the asyncio
+    :class:`mqttproto.adapters.asyncio.BrokerServer`: a broker (or its
+    ``config``, ``authenticator`` and ``authorizer``), one TCP listener on
+    ``host``/``port`` (TLS with ``ssl``) or several ``listeners``,
+    ``max_buffered_output`` and ``close_timeout``.
+    """
+
+    def __init__(
+        self,
+        broker: Broker | None = None,
+        *,
+        host: str | list[str] | None = "127.0.0.1",
+        port: int = 1883,
+        config: BrokerConfig | None = None,
+        authenticator: Authenticator | None = None,
+        authorizer: Authorizer | None = None,
+        ssl: _ssl.SSLContext | None = None,
+        listeners: Sequence[Listener] | None = None,
+        max_buffered_output: int = DEFAULT_MAX_BUFFERED_OUTPUT,
+        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+    ) -> None:
+        self.broker, self.listeners = broker_and_listeners(
+            broker,
+            host=host,
+            port=port,
+            config=config,
+            authenticator=authenticator,
+            authorizer=authorizer,
+            ssl=ssl,
+            listeners=listeners,
+            max_buffered_output=max_buffered_output,
+            close_timeout=close_timeout,
+        )
+        self.max_buffered_output = max_buffered_output
+        self.close_timeout = close_timeout
+        #: Where the server listens, while it does (set by the subclass).
+        self._endpoints: tuple[Endpoint, ...] = ()
+        #: Unix socket files this server created: path -> inode, to remove on close.
+        self._socket_files: dict[str, int] = {}
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """Every listening socket with its listener (empty unless serving)."""
+        return self._endpoints
+
+    def port_of(self, listener: Listener | int = 0) -> int:
+        """The port a TCP or WebSocket listener got (the OS's choice for 0).
+
+        :param listener: the :class:`Listener`, or its index in :attr:`listeners`.
+        :raises RuntimeError: not listening, or a Unix listener.
+        """
+        wanted = self.listeners[listener] if isinstance(listener, int) else listener
+        return port_of(self.endpoints, wanted)
+
+    @property
+    def port(self) -> int:
+        """The port of the first TCP or WebSocket endpoint (the OS's choice for 0)."""
+        return self.address[1]
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)`` of the first TCP or WebSocket endpoint."""
+        return first_address(self.endpoints)
+
+    def _remember_socket_file(self, path: str) -> None:
+        with contextlib.suppress(OSError):
+            self._socket_files[path] = os.stat(path).st_ino
+
+    def _remove_socket_files(self) -> None:
+        """Remove the Unix socket files this server made (if still its own)."""
+        for path, inode in self._socket_files.items():
+            with contextlib.suppress(OSError):
+                if os.stat(path).st_ino == inode:
+                    os.unlink(path)
+        self._socket_files.clear()
+
+
+# -- reading what the broker sends, for the log ---------------------------------
+
+
+def _packets(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """``(first byte, body start, body end)`` of each complete packet in ``data``.
+
+    Walks the fixed headers only (one step per packet); used to name the
+    CONNACK and the goodbye the broker sends, never on the hot path.
+    """
+    pos = 0
+    end = len(data)
+    while pos < end:
+        index = pos + 1
+        length = 0
+        shift = 0
+        while True:
+            if index >= end or shift > 21:
+                return
+            byte = data[index]
+            index += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        if index + length > end:
+            return
+        yield data[pos], index, index + length
+        pos = index + length
+
+
+def _first_packet(data: bytes) -> tuple[int, bytes] | None:
+    for first, start, stop in _packets(data):
+        return first, data[start:stop]
+    return None
+
+
+def last_packet(data: bytes) -> tuple[int, bytes] | None:
+    """``(first byte, body)`` of the last complete packet in ``data``."""
+    found = None
+    for packet in _packets(data):
+        found = packet
+    if found is None:
+        return None
+    first, start, stop = found
+    return first, data[start:stop]
+
+
+def _reason_name(code: int) -> str:
+    try:
+        return f"{ReasonCode(code).name} (0x{code:02X})"
+    except ValueError:
+        return f"reason code 0x{code:02X}"
+
+
+def _connack_refusal(body: bytes) -> str | None:
+    """None if a CONNACK body accepts the connection, else why it refuses."""
+    code = body[1] if len(body) >= 2 else 0
+    if code == 0:
+        return None
+    if code in _V3_CONNACK_CODES:
+        return f"{_V3_CONNACK_CODES[code]} (return code {code})"
+    return _reason_name(code)
+
+
+def _describe_goodbye(first: int, body: bytes) -> tuple[str, bool] | None:
+    """``(description, is_failure)`` of a CONNACK refusal or a DISCONNECT."""
+    kind = first & 0xF0
+    if kind == _CONNACK:
+        refusal = _connack_refusal(body)
+        return None if refusal is None else (f"CONNECT refused: {refusal}", True)
+    if kind == _DISCONNECT:
+        code = body[0] if body else 0
+        failure = code >= 0x80 and code != ReasonCode.SERVER_SHUTTING_DOWN
+        return f"broker sent DISCONNECT {_reason_name(code)}", failure
+    return None
+
+
+class PeerRecord(Protocol):
+    """What the log helpers read and write on a server's per-connection object."""
+
+    conn: int
+    peer: str
+    #: Whether the first CONNACK has gone out (logged once).
+    accepted: bool
+    close_reason: str | None
+    #: The last chunk written and the number of the flush that wrote it.
+    last_data: bytes
+    last_pump: int
+
+
+def note_first_output(peer: PeerRecord, data: bytes) -> None:
+    """Log the CONNACK, the first packet the broker sends (AUTH may precede it)."""
+    first = data[0]
+    if first & 0xF0 == _AUTH:
+        return
+    peer.accepted = True
+    if first & 0xF0 != _CONNACK:
+        return
+    packet = _first_packet(data)
+    refusal = _connack_refusal(packet[1]) if packet is not None else None
+    if refusal is None:
+        logger.info("connection %d from %s: CONNECT accepted", peer.conn, peer.peer)
+    else:
+        logger.warning("connection %d from %s: CONNECT refused: %s", peer.conn, peer.peer, refusal)
+
+
+def goodbye_reason(peer: PeerRecord, pump: int) -> str:
+    """Name what the broker said last before closing, and log failures."""
+    if peer.close_reason is not None:
+        return peer.close_reason
+    packet = last_packet(peer.last_data) if peer.last_pump == pump else None
+    described = _describe_goodbye(*packet) if packet is not None else None
+    if described is None:
+        return "closed by the broker"
+    text, failure = described
+    if failure:
+        logger.warning("connection %d from %s: %s", peer.conn, peer.peer, text)
+    return text
