@@ -57,9 +57,7 @@ the connection is dropped, the server carries on).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import socket
 import ssl as _ssl
 from collections.abc import Callable, Sequence
@@ -74,12 +72,10 @@ from ._server_common import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_MAX_BUFFERED_OUTPUT,
     Endpoint,
-    broker_and_listeners,
-    first_address,
+    ServerBase,
     format_peer,
     goodbye_reason,
     note_first_output,
-    port_of,
 )
 
 __all__ = [
@@ -94,7 +90,7 @@ __all__ = [
 logger = logging.getLogger("mqttproto.broker")
 
 
-class BrokerServer:
+class BrokerServer(ServerBase):
     """A :class:`~mqttproto.broker.Broker` served on one or more listeners.
 
     By default one TCP listener on ``host``/``port`` (TLS with ``ssl``); pass
@@ -141,7 +137,7 @@ class BrokerServer:
         max_buffered_output: int = DEFAULT_MAX_BUFFERED_OUTPUT,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
     ) -> None:
-        broker, listeners = broker_and_listeners(
+        super().__init__(
             broker,
             host=host,
             port=port,
@@ -153,18 +149,11 @@ class BrokerServer:
             max_buffered_output=max_buffered_output,
             close_timeout=close_timeout,
         )
-        self.broker = broker
         self.host = host
         self.ssl = ssl
-        #: What the server listens on, in the order the listeners were given.
-        self.listeners: tuple[Listener, ...] = listeners
-        self.max_buffered_output = max_buffered_output
-        self.close_timeout = close_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
         self._servers: list[tuple[Listener, asyncio.Server]] = []
-        #: Unix socket files this server created: path -> inode, to remove on close.
-        self._socket_files: dict[str, int] = {}
         self._peers: dict[int, _Peer] = {}
         self._flush_pending = False
         self._pumps = 0
@@ -231,20 +220,11 @@ class BrokerServer:
             assert path is not None
             # A stale socket file is replaced (asyncio does that itself).
             server = await loop.create_unix_server(factory, path, ssl=listener.ssl)
-            with contextlib.suppress(OSError):
-                self._socket_files[path] = os.stat(path).st_ino
+            self._remember_socket_file(path)
             return server
         return await loop.create_server(
             factory, listener.host, listener.port, ssl=listener.ssl, reuse_address=True
         )
-
-    def _remove_socket_files(self) -> None:
-        """Remove the Unix socket files this server made (if still its own)."""
-        for path, inode in self._socket_files.items():
-            with contextlib.suppress(OSError):
-                if os.stat(path).st_ino == inode:
-                    os.unlink(path)
-        self._socket_files.clear()
 
     async def serve_forever(self) -> None:
         """Start if needed, then wait until :meth:`close` has finished."""
@@ -335,25 +315,6 @@ class BrokerServer:
             name = sock.getsockname()
             found.append(Endpoint(listener, (str(name[0]), int(name[1]))))
         return found
-
-    def port_of(self, listener: Listener | int = 0) -> int:
-        """The port a TCP or WebSocket listener got (the OS's choice for 0).
-
-        :param listener: the :class:`Listener`, or its index in :attr:`listeners`.
-        :raises RuntimeError: not listening, or a Unix listener.
-        """
-        wanted = self.listeners[listener] if isinstance(listener, int) else listener
-        return port_of(self.endpoints, wanted)
-
-    @property
-    def port(self) -> int:
-        """The port of the first TCP or WebSocket endpoint (the OS's choice for 0)."""
-        return self.address[1]
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """``(host, port)`` of the first TCP or WebSocket endpoint."""
-        return first_address(self.endpoints)
 
     @property
     def is_serving(self) -> bool:

@@ -157,7 +157,7 @@ def remove_stale_socket(path: str) -> None:
 
 
 class ServerBase:
-    """The arguments and introspection of the trio and threads servers.
+    """The arguments and introspection the asyncio, trio and threads servers share.
 
     The arguments are those of the asyncio
     :class:`mqttproto.adapters.asyncio.BrokerServer`: a broker (or its
