@@ -34,6 +34,7 @@ from ._retained import RetainedStore
 from ._router import Router
 from ._session import NEVER_EXPIRES, Message, Session
 from ._state import ConnectionState, Input, transition
+from .codec import encode_packet
 from .config import BrokerConfig
 from .enums import PacketType, ProtocolVersion, QoS, ReasonCode, RetainHandling
 from .errors import LocalProtocolError, RemoteProtocolError
@@ -445,12 +446,58 @@ class Broker(Routing):
 
     # -- internals: connections and sessions -------------------------------------------
 
+    def _connack_v5(
+        self,
+        conn: BrokerConnection,
+        session_present: bool,
+        session_expiry_interval: int | None,
+        server_keep_alive: int | None,
+        auth_data: bytes | None,
+    ) -> ConnAckPacket:
+        """The accepting MQTT 5 CONNACK, with what differs from the defaults."""
+        config = self.config
+        connect = conn.connect
+        assert connect is not None
+        return ConnAckPacket(
+            session_present,
+            _C.SUCCESS,
+            session_expiry_interval=session_expiry_interval,
+            receive_maximum=config.receive_maximum if config.receive_maximum != 65535 else None,
+            maximum_qos=QoS(config.maximum_qos) if config.maximum_qos < 2 else None,
+            retain_available=False if not config.retain_available else None,
+            maximum_packet_size=config.max_packet_size,
+            assigned_client_identifier=conn.assigned_id,
+            topic_alias_maximum=config.topic_alias_maximum or None,
+            wildcard_subscription_available=(
+                False if not config.wildcard_subscription_available else None
+            ),
+            subscription_identifiers_available=(
+                False if not config.subscription_identifiers_available else None
+            ),
+            shared_subscription_available=(
+                False if not config.shared_subscription_available else None
+            ),
+            server_keep_alive=server_keep_alive,
+            authentication_method=connect.authentication_method,
+            authentication_data=auth_data,
+        )
+
     def _accept(self, conn: BrokerConnection, now: float, auth_data: bytes | None) -> None:
         """CONNECT accepted: take over or create the session, send CONNACK, resume."""
         connect = conn.connect
         assert connect is not None
         config = self.config
         client_id = conn.client_id
+        limit = connect.maximum_packet_size if conn.v5 else None
+        if limit is not None:
+            # The accepting CONNACK must fit the client's Maximum Packet Size
+            # [MQTT-3.1.2-24]. Checked before anything changes, with every
+            # property that may appear: a client that cannot receive it cannot
+            # be served, and gets the 5-byte refusal 0x95 instead.
+            largest = self._connack_v5(conn, True, MAX_PACKET_ID, MAX_PACKET_ID, auth_data)
+            if len(encode_packet(largest, version=ProtocolVersion.MQTT_5_0)) > limit:
+                conn._refuse(_C.PACKET_TOO_LARGE, None)
+                return
         if conn.v5:
             requested = connect.session_expiry_interval or 0
         else:
@@ -515,28 +562,12 @@ class Broker(Routing):
         else:
             ack = ConnAckPacket(session_present, _C.SUCCESS)
         if conn.v5:
-            ack = ConnAckPacket(
+            ack = self._connack_v5(
+                conn,
                 session_present,
-                _C.SUCCESS,
-                session_expiry_interval=expiry if expiry != requested else None,
-                receive_maximum=config.receive_maximum if config.receive_maximum != 65535 else None,
-                maximum_qos=QoS(config.maximum_qos) if config.maximum_qos < 2 else None,
-                retain_available=False if not config.retain_available else None,
-                maximum_packet_size=config.max_packet_size,
-                assigned_client_identifier=conn.assigned_id,
-                topic_alias_maximum=config.topic_alias_maximum or None,
-                wildcard_subscription_available=(
-                    False if not config.wildcard_subscription_available else None
-                ),
-                subscription_identifiers_available=(
-                    False if not config.subscription_identifiers_available else None
-                ),
-                shared_subscription_available=(
-                    False if not config.shared_subscription_available else None
-                ),
-                server_keep_alive=server_keep_alive,
-                authentication_method=connect.authentication_method,
-                authentication_data=auth_data,
+                expiry if expiry != requested else None,
+                server_keep_alive,
+                auth_data,
             )
         conn._send(ack)
         conn.state = transition(conn.state, Input.SEND_CONNACK)

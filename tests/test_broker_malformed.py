@@ -230,3 +230,18 @@ def test_byte_at_a_time():
         answer += h.send_raw(conn, data[i : i + 1])
     assert answer[:1] == b"\x20"
     assert [m.payload for m in sub.take_messages()] == [b"drip"]
+
+
+def test_client_maximum_packet_size_too_small_for_connack():
+    """A regression found by fuzz_broker: a v5 client whose Maximum Packet Size
+    cannot hold the accepting CONNACK made the encoder's LocalProtocolError
+    escape Broker.receive_data. It now gets the 5-byte refusal 0x95 and is
+    closed, before any session is made [MQTT-3.1.2-24]."""
+    h = BrokerHarness()
+    still_fine = bystanders(h)
+    conn = h.open_raw()
+    answer = h.send_raw(conn, F.connect("tiny", V5, maximum_packet_size=16))
+    assert answer == b"\x20\x03\x00\x95\x00"
+    assert conn in h.raw_closed
+    assert "tiny" not in [s.client_id for s in h.broker.sessions()]
+    still_fine()
