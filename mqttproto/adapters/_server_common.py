@@ -109,6 +109,16 @@ def format_peer(address: Any) -> str:
     return str(address) if address else "unknown"
 
 
+#: Unsent bytes above which a server stops reading from a connection.
+PAUSE_READING_ABOVE = 256 * 1024
+
+#: Seconds a TLS handshake may take.
+TLS_HANDSHAKE_TIMEOUT = 60.0
+
+#: Bytes asked of a socket or stream per read.
+READ_SIZE = 65536
+
+
 @attrs.frozen
 class Endpoint:
     """Where a started broker server listens: one per listening socket.

@@ -62,6 +62,9 @@ from ..broker import Broker
 from ..config import BrokerConfig
 from ._listener import Listener, certificate_common_name
 from ._server_common import (
+    PAUSE_READING_ABOVE,
+    READ_SIZE,
+    TLS_HANDSHAKE_TIMEOUT,
     Endpoint,
     ServerBase,
     format_peer,
@@ -76,15 +79,6 @@ if TYPE_CHECKING:  # without importing wsproto at run time
 __all__ = ["PAUSE_READING_ABOVE", "BrokerServer", "serve"]
 
 logger = logging.getLogger("mqttproto.broker")
-
-#: Unsent bytes above which the server stops reading from a connection.
-PAUSE_READING_ABOVE = 256 * 1024
-
-#: Seconds a TLS handshake may take.
-TLS_HANDSHAKE_TIMEOUT = 60.0
-
-#: Bytes asked of a socket per ``recv``.
-READ_SIZE = 65536
 
 #: Connections accepted per listener per pass (the rest wait for the next).
 ACCEPTS_PER_PASS = 64
