@@ -21,12 +21,17 @@ Invariants, whatever the interleaving:
   publisher sent [MQTT-3.3.1-5];
 - subscriptions survive every reconnect; queues and in-flight windows stay
   within their limits; the broker holds exactly one connection per open link.
+
+:class:`ExpiringSessions` runs the same faults with short MQTT 5 Session
+Expiry Intervals and a rule that keeps a client away until its session ends,
+so sessions are lost and recreated mid-stream (what is then owed is in its
+docstring).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, ClassVar
 
 from helpers import V5, V311
 from hypothesis import event, settings
@@ -38,6 +43,7 @@ from mqttproto.broker import Broker
 from mqttproto.client import ClientConnection
 from mqttproto.config import BrokerConfig, ClientConfig
 from mqttproto.events import (
+    ConnectionAccepted,
     Event,
     MessageReceived,
     PublishAcknowledged,
@@ -69,9 +75,12 @@ class Link:
 
 
 class Node:
-    def __init__(self, name: str, version: Any, config: ClientConfig | None) -> None:
+    def __init__(
+        self, name: str, version: Any, config: ClientConfig | None, expiry: int = 3600
+    ) -> None:
         self.name = name
         self.version = version
+        self.expiry = expiry
         self.conn = ClientConnection(version, config=config)
         self.link: Link | None = None
         self.events: list[Event] = []
@@ -83,20 +92,33 @@ class Node:
             "keep_alive": KEEP_ALIVE,
         }
         if self.version == V5:
-            args["session_expiry_interval"] = 3600
+            args["session_expiry_interval"] = self.expiry
         return args
 
 
 class FaultyLinks(RuleBasedStateMachine):
+    #: Session Expiry Interval of the MQTT 5 clients, by name (default: an hour,
+    #: longer than any run, so sessions only end in :class:`ExpiringSessions`).
+    EXPIRY: ClassVar[dict[str, int]] = {}
+
     def __init__(self) -> None:
         super().__init__()
         self.now = 1000.0
         self.broker = Broker(CONFIG)
-        self.nodes = {name: Node(name, v, c) for name, v, _, c in CLIENTS}
+        self.nodes = {
+            name: Node(name, v, c, self.EXPIRY.get(name, 3600)) for name, v, _, c in CLIENTS
+        }
         self.counter = 0
         #: payload -> (QoS, publisher, publish packet id)
         self.sent: dict[bytes, tuple[int, str, int | None]] = {}
+        #: live deliveries (retain=0) per subscriber; a retained message sent
+        #: because of a new subscription is a copy from the store, not a resend
         self.received: dict[str, Counter[bytes]] = {name: Counter() for name in SUBSCRIBERS}
+        #: the QoS 1/2 payloads each subscriber must get: published while its
+        #: subscription existed, and its session has not ended since
+        self.owed: dict[str, set[bytes]] = {name: set() for name in SUBSCRIBERS}
+        self.sessions_ended = 0
+        self.present: set[str] = set()
         self.refused: set[bytes] = set()
         #: publisher -> payload of its last retained message on its own topic
         self.retained: dict[str, bytes | None] = {}
@@ -104,9 +126,7 @@ class FaultyLinks(RuleBasedStateMachine):
             # No session exists yet: clean_start=False creates one, and in
             # 3.1.1 only such a session outlives its connection [MQTT-3.1.2-4].
             self._open(node)
-        self.settle()
-        for name in SUBSCRIBERS:
-            self.nodes[name].conn.subscribe([Subscription(FILTER, QoS.EXACTLY_ONCE)])
+        # Each subscriber subscribes when it learns it has a new session.
         self.settle()
         for name in SUBSCRIBERS:
             assert [s.topic_filter for s in self.broker.subscriptions(name)] == [FILTER]
@@ -118,9 +138,22 @@ class FaultyLinks(RuleBasedStateMachine):
         node.link = Link(self.broker.open_connection(self.now, peer=node.name))
         node.conn.connect(**node.session_args())
 
+    def _note_ended_sessions(self) -> None:
+        """A subscriber whose session ended is owed nothing published before.
+
+        Sessions end only in ``handle_timer`` and are created only by a CONNECT
+        reaching the broker; this runs after the one and before the other."""
+        present = {info.client_id for info in self.broker.sessions()}
+        self.sessions_ended += len(self.present - present)
+        self.present = present
+        for name in SUBSCRIBERS:
+            if name not in present:
+                self.owed[name].clear()
+
     def _deliver_up(self, node: Node, count: int) -> None:
         link = node.link
         assert link is not None
+        self._note_ended_sessions()
         data = bytes(link.up[:count])
         del link.up[:count]
         if data:
@@ -146,6 +179,7 @@ class FaultyLinks(RuleBasedStateMachine):
 
     def sync(self) -> None:
         """What happens without the network: output into the links, closes, events."""
+        self._note_ended_sessions()
         by_conn = {n.link.conn_id: n for n in self.nodes.values() if n.link is not None}
         for _ in range(20):
             for conn_id, data in self.broker.flush(self.now):
@@ -176,15 +210,24 @@ class FaultyLinks(RuleBasedStateMachine):
         for happened in node.conn.events():
             node.events.append(happened)
             if isinstance(happened, MessageReceived) and node.name in self.received:
-                self.received[node.name][happened.payload] += 1
+                if not happened.retain:
+                    self.received[node.name][happened.payload] += 1
                 assert happened.packet.qos == self.sent[happened.payload][0] or happened.retain
+            elif (
+                isinstance(happened, ConnectionAccepted)
+                and not happened.session_present
+                and node.name in self.received
+            ):
+                # A new session has no subscriptions [MQTT-3.2.2-5]: make them again.
+                node.conn.subscribe([Subscription(FILTER, QoS.EXACTLY_ONCE)])
             elif isinstance(happened, PublishDiscarded) or (
                 isinstance(happened, PublishAcknowledged) and happened.reason_code >= 0x80
             ):
                 self._refuse(node.name, happened.packet_id)
 
     def _refuse(self, publisher: str, packet_id: int) -> None:
-        for payload, (_, name, pid) in self.sent.items():
+        # The newest message with that packet id: ids are reused once free.
+        for payload, (_, name, pid) in reversed(self.sent.items()):
             if name == publisher and pid == packet_id and payload not in self.refused:
                 self.refused.add(payload)
                 return
@@ -238,6 +281,10 @@ class FaultyLinks(RuleBasedStateMachine):
         except LocalProtocolError:
             return  # QoS 0 while the connection is down: refused locally, never sent
         self.sent[payload] = (qos, publisher, packet_id)
+        if qos:
+            for name in SUBSCRIBERS:
+                if self.broker.subscriptions(name):
+                    self.owed[name].add(payload)
         if retain:
             self.retained[publisher] = payload
         self.sync()
@@ -356,14 +403,17 @@ class FaultyLinks(RuleBasedStateMachine):
     @invariant()
     def subscriptions_survive(self) -> None:
         for name in SUBSCRIBERS:
-            assert [s.topic_filter for s in self.broker.subscriptions(name)] == [FILTER]
+            filters = [s.topic_filter for s in self.broker.subscriptions(name)]
+            # Only a session that ended lacks them, until the client subscribes again.
+            assert filters == [FILTER] or (name in self.EXPIRY and not filters)
 
     @invariant()
     def memory_is_bounded(self) -> None:
         broker = self.broker
         open_links = {n.link.conn_id for n in self.nodes.values() if n.link is not None}
         assert set(broker._conns) == open_links
-        assert len(broker._sessions) == len(self.nodes)
+        assert len(broker._sessions) <= len(self.nodes)
+        assert len(broker._sessions) == len(self.nodes) or self.EXPIRY
         for session in broker._sessions.values():
             assert len(session.pending) <= CONFIG.max_queued_messages
             assert len(session.outbound.inflight) <= CONFIG.max_inflight_messages
@@ -378,10 +428,16 @@ class FaultyLinks(RuleBasedStateMachine):
         event(
             f"messages delivered: {'none' if not delivered else '1-9' if delivered < 10 else '10+'}"
         )
+        if self.EXPIRY:
+            ended = self.sessions_ended
+            event(f"sessions ended: {'none' if not ended else '1' if ended == 1 else '2+'}")
         for name in SUBSCRIBERS:
             got = self.received[name]
-            for payload, (qos, _, _) in self.sent.items():
-                if qos == 0 or payload in self.refused:
+            if name not in self.EXPIRY:
+                assert self.owed[name] == {p for p, (q, _, _) in self.sent.items() if q}
+            for payload in self.owed[name]:
+                qos = self.sent[payload][0]
+                if payload in self.refused:
                     continue
                 if qos == 1:
                     assert got[payload] >= 1, (name, payload)  # at least once
@@ -399,3 +455,50 @@ class FaultyLinks(RuleBasedStateMachine):
 
 FaultyLinks.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 TestFaultyLinks = FaultyLinks.TestCase
+
+
+#: Short enough that time passing within a run ends them.
+SHORT_EXPIRY = 20
+
+
+class ExpiringSessions(FaultyLinks):
+    """The same faults, and the MQTT 5 clients' sessions end while they are away.
+
+    When a session expires [MQTT-3.1.2-23] the broker forgets its
+    subscriptions and messages; the client learns it from ``session_present=0``
+    on its next CONNACK, reports each of its own unfinished publishes as
+    discarded, and subscribes again. What was published for the old session
+    need not arrive; everything published while a subscription existed, for a
+    session that then lived to the end, must: at least once at QoS 1, exactly
+    once at QoS 2. A QoS 2 message is never delivered twice, even when the
+    session that was receiving it ends half-way.
+    """
+
+    EXPIRY: ClassVar[dict[str, int]] = {
+        name: SHORT_EXPIRY for name, version, _, _ in CLIENTS if version == V5
+    }
+
+    @rule(
+        name=st.sampled_from(sorted(EXPIRY)),
+        up=st.floats(0, 1),
+        down=st.floats(0, 1),
+        extra=st.integers(-2, 2),
+    )
+    def session_expires(self, name: str, up: float, down: float, extra: int) -> None:
+        """The link breaks and the client stays away about as long as its
+        session lives, give or take a little; the others keep talking."""
+        self.link_breaks(name, up, down)
+        away = SHORT_EXPIRY + extra
+        while away > 0:
+            step = min(away, 5)
+            self.time_passes(step)
+            away -= step
+            self.network_catches_up()
+        if self.nodes[name].link is None:
+            event("a session outlived its interval" if extra >= 0 else "came back in time")
+
+
+ExpiringSessions.TestCase.settings = settings(
+    max_examples=100, stateful_step_count=40, deadline=None
+)
+TestExpiringSessions = ExpiringSessions.TestCase
