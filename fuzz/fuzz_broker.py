@@ -44,6 +44,8 @@ Invariants (any violation raises, which the fuzzer reports as a crash)
 from __future__ import annotations
 
 import math
+import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -175,7 +177,10 @@ def TestOneInput(data: bytes) -> None:
 
 
 def main() -> None:
-    atheris.Setup(sys.argv, TestOneInput)
+    # libFuzzer re-runs argv[0] through the shell for -merge, -jobs, -fork and
+    # -minimize_crash: make it a command that runs this script with this Python.
+    command = f"{shlex.quote(sys.executable)} {shlex.quote(os.path.abspath(__file__))}"
+    atheris.Setup([command, *sys.argv[1:]], TestOneInput)
     atheris.Fuzz()
 
 

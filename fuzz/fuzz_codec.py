@@ -395,7 +395,7 @@ def _main(argv: list[str]) -> None:
             "comparing the pure-Python codec with itself",
             file=sys.stderr,
         )
-    # libFuzzer runs argv[0] through the shell for -jobs, -fork and
+    # libFuzzer re-runs argv[0] through the shell for -merge, -jobs, -fork and
     # -minimize_crash: make it a command that runs this script with this Python.
     command = f"{shlex.quote(sys.executable)} {shlex.quote(os.path.abspath(__file__))}"
     atheris.Setup([command, *argv[1:]], TestOneInput)
