@@ -136,10 +136,13 @@ class BrokerConnection(Connection):
         self.finished = False
         #: Opened past ``max_connections``: its CONNECT is refused with 0x97.
         self.over_quota = False
-        #: Bytes of deliveries in the output not yet taken by data_to_send
-        #: (bounded by ``max_unsent_bytes``), and that bound.
+        #: Bytes of output not yet written: the adapter's last reported
+        #: backlog plus the deliveries not yet taken by data_to_send (bounded
+        #: by ``max_unsent_bytes``), and that bound.
         self.unsent = 0
         self.max_unsent = broker.config.max_unsent_bytes
+        #: What the adapter last said it has taken but not yet written.
+        self.backlog = 0
         #: Topic names this many characters long or shorter are within
         #: ``max_topic_length`` whatever they hold (4 UTF-8 bytes at most each).
         self._topic_chars_ok = broker.config.max_topic_length // 4
@@ -148,21 +151,30 @@ class BrokerConnection(Connection):
         return True
 
     def data_to_send(self, now: float) -> bytes:
-        """The output, all of it; messages held back by the ``max_unsent_bytes``
-        high-water mark are sent now that the output was taken."""
+        """The output, all of it. Messages held back by the ``max_unsent_bytes``
+        high-water mark are sent now, unless the adapter's backlog is still
+        above it."""
         data = super().data_to_send(now)
         if self.unsent >= self.max_unsent:
-            self.unsent = 0
+            self.unsent = self.backlog
             session = self.session
-            if session is not None and session.pending:
+            if self.backlog < self.max_unsent and session is not None and session.pending:
                 self.broker._pump(session, now)
                 more = super().data_to_send(now)
-                self.unsent = 0
                 if more:
                     data += more
-        else:
-            self.unsent = 0
+        self.unsent = self.backlog
         return data
+
+    def set_backlog(self, nbytes: int, now: float) -> None:
+        """The adapter has ``nbytes`` of taken output still to write."""
+        held = self.unsent >= self.max_unsent
+        self.unsent += nbytes - self.backlog
+        self.backlog = nbytes
+        session = self.session
+        if held and self.unsent < self.max_unsent and session is not None and session.pending:
+            # Below the high-water mark again: what waited goes out.
+            self.broker._pump(session, now)
 
     # -- goodbyes ---------------------------------------------------------------
 

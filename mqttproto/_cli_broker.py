@@ -326,7 +326,7 @@ def add_broker_parser(subparsers: Subparsers) -> None:
         "--max-buffered-output",
         type=positive_int,
         metavar="BYTES",
-        help="drop a client that leaves more than this unread (slow consumer; 16 MiB)",
+        help="drop a client that leaves more than this unread (slow consumer; 32 MiB)",
     )
     tls = parser.add_argument_group("TLS")
     tls.add_argument(

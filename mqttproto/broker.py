@@ -216,6 +216,27 @@ class Broker(Routing):
             return b""
         return connection.data_to_send(now)
 
+    def output_backlog(self, conn: int, nbytes: int, now: float) -> None:
+        """Tell the broker that ``nbytes`` of what it gave for ``conn`` are
+        not yet written (an adapter's transport buffer, after a write or
+        when it drains).
+
+        The ``max_unsent_bytes`` high-water mark then counts that backlog:
+        while it is above the mark, QoS 0 messages for the connection are
+        dropped and QoS 1/2 ones wait in its session queue (bounded by
+        ``max_queued_messages``), so a client that reads slowly holds no
+        more than that and stays connected; when a smaller backlog is
+        reported, what waited is sent (see :meth:`flush`). An adapter that
+        never calls this is assumed to write everything it takes.
+        """
+        if nbytes < 0:
+            raise ValueError("nbytes must not be negative")
+        connection = self._conns.get(conn)
+        if connection is None or connection.backlog == nbytes:
+            return
+        self._tick(now)
+        connection.set_backlog(nbytes, now)
+
     def flush(self, now: float) -> list[tuple[int, bytes]]:
         """Pending output of every connection that has any."""
         out = []

@@ -191,11 +191,12 @@ class BrokerConfig:
     #: whatever its Keep Alive). ``server_keep_alive`` overrides both.
     min_keep_alive: int = attrs.field(default=0, validator=_u16)
     max_keep_alive: int = attrs.field(default=65535, validator=_u16_positive)
-    #: Bytes of messages the core may hold for one connection that the
-    #: adapter has not taken with ``data_to_send``/``flush`` (a high-water
-    #: mark, checked before each delivery). Above it QoS 0 messages for that
+    #: Bytes of output one connection may have that are not yet written: what
+    #: the adapter has not taken with ``data_to_send``/``flush``, plus the
+    #: backlog it reports with ``Broker.output_backlog`` (a high-water mark,
+    #: checked before each delivery). Above it QoS 0 messages for that
     #: connection are dropped and QoS 1/2 messages wait in the session's
-    #: queue (bounded by ``max_queued_messages``) until the output is taken.
+    #: queue (bounded by ``max_queued_messages``) until the output drains.
     max_unsent_bytes: int = attrs.field(default=16 * 1024 * 1024, validator=_positive)
     #: Seconds a new connection may stay silent before CONNECT arrives (and
     #: an enhanced authentication exchange may last); None: forever.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import socket
 import subprocess
 import sys
 import tracemalloc
@@ -214,6 +215,65 @@ def test_a_subscriber_that_never_reads_is_bounded_and_others_are_unaffected():
     assert not lazy_still_connected
     # Unsent output never went far past the bound (one coalesced write at most).
     assert peak < limit + 200_000
+
+
+def test_a_subscriber_that_stops_reading_is_held_by_the_core_policy():
+    """Below the drop limit, the core's ``max_unsent_bytes`` decides: the
+    server reports the backlog of a subscriber that stops reading, QoS 0
+    messages for it are dropped and QoS 1 ones queued; it stays connected
+    and, once it reads again, gets every QoS 1 message in order."""
+
+    async def scenario() -> tuple[list[bytes], int, int]:
+        config = BrokerConfig(max_unsent_bytes=512 * 1024)
+        server = await start_server(HOST, 0, config=config)
+        try:
+            port = server.port
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, (HOST, port))
+            lazy_reader, lazy_writer = await asyncio.open_connection(sock=sock)
+            lazy_writer.write(connect_bytes("lazy", V311, clean_start=False))
+            assert (await read_packet(lazy_reader))[0] == 0x20
+            subscribe = SubscribePacket(1, [Subscription("flood/#", QoS.AT_LEAST_ONCE)])
+            lazy_writer.write(encode_packet(subscribe, version=V311))
+            assert (await read_packet(lazy_reader))[0] == 0x90
+            _, pub_writer = await open_client(port, "pub")
+            chunk = encode_packet(PublishPacket("flood/x", b"z" * 16384), version=V5)
+            marks = [b"q%02d" % i for i in range(40)]
+            for i in range(800):  # 13 MB of QoS 0, 40 QoS 1 among it
+                pub_writer.write(chunk)
+                if i % 20 == 19:
+                    mark = PublishPacket(
+                        "flood/q", marks[i // 20], QoS.AT_LEAST_ONCE, packet_id=i // 20 + 1
+                    )
+                    pub_writer.write(encode_packet(mark, version=V5))
+                await pub_writer.drain()
+                await asyncio.sleep(0)
+            await asyncio.sleep(0.2)
+            (info,) = [i for i in server.broker.sessions() if i.client_id == "lazy"]
+            queued = info.queued if info.connected else -1
+            await still_served(port)
+            got: list[bytes] = []
+            flood = 0
+            while len(got) < len(marks):
+                packet = await read_packet(lazy_reader)
+                if packet[0] & 0x06:  # QoS 1: topic, packet id, payload
+                    topic_end = 4 + int.from_bytes(packet[2:4], "big")
+                    packet_id = packet[topic_end : topic_end + 2]
+                    got.append(packet[topic_end + 2 :])
+                    lazy_writer.write(b"\x40\x02" + packet_id)
+                else:
+                    flood += 1
+            lazy_writer.close()
+            return got, flood, queued
+        finally:
+            await server.close()
+
+    got, flood, queued = run(scenario)
+    assert queued > 0  # connected, with QoS 1 messages held in its session
+    assert got == [b"q%02d" % i for i in range(40)]
+    assert flood < 800  # QoS 0 messages were dropped while it did not read
 
 
 def test_a_publisher_flooding_without_reading_is_held_by_back_pressure():

@@ -8,10 +8,12 @@ still goes from one to the other.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from helpers import V5, V311, BrokerHarness, PacketFactory
 
-from mqttproto import QoS, ReasonCode, Subscription
+from mqttproto import PacketReader, QoS, ReasonCode, Subscription
 from mqttproto.broker import Broker
 from mqttproto.config import BrokerConfig
 from mqttproto.events import (
@@ -435,6 +437,58 @@ def test_max_unsent_bytes_drops_qos0_and_holds_qos12_for_a_connection_not_draine
     data = broker.data_to_send(sleepy, now)
     assert len(data) < 2 * 10_000 + 400
     assert len(session.pending) < held
+
+
+def _packets(data: bytes) -> list[Any]:
+    return list(PacketReader(version=V5).feed(data))
+
+
+def test_a_reported_backlog_counts_toward_max_unsent_bytes():
+    """An adapter whose transport has not written what it took reports the
+    backlog: the core then holds deliveries for that connection (QoS 0
+    dropped, QoS 1/2 queued) instead of letting the transport grow, and
+    sends what waited once a smaller backlog is reported."""
+    now = 1.0
+    broker = Broker(BrokerConfig(max_unsent_bytes=10_000))
+    slow = _raw_connect(broker, "slow", now, clean_start=False, session_expiry_interval=60)
+    reader = _raw_connect(broker, "reader", now)
+    pub = _raw_connect(broker, "pub", now)
+    for conn in (slow, reader):
+        broker.receive_data(
+            conn,
+            PacketFactory.encode(SubscribePacket(1, [Subscription("t/#", QoS.EXACTLY_ONCE)])),
+            now,
+        )
+        broker.data_to_send(conn, now)
+
+    def publish(i: int, qos: QoS) -> None:
+        packet_id = i + 1 if qos else None
+        packet = PublishPacket("t/x", b"%05d" % i + b"p" * 95, qos, packet_id=packet_id)
+        broker.receive_data(pub, PacketFactory.encode(packet), now)
+        broker.data_to_send(pub, now)
+
+    # Below the mark, everything is delivered, whatever the backlog.
+    broker.output_backlog(slow, 9_000, now)
+    publish(0, QoS.AT_MOST_ONCE)
+    assert len(_packets(broker.data_to_send(slow, now))) == 1
+    broker.data_to_send(reader, now)
+    # The transport now holds more than the mark: deliveries stop.
+    broker.output_backlog(slow, 12_000, now)
+    for i in range(1, 31):
+        publish(i, QoS.AT_LEAST_ONCE if i % 3 == 0 else QoS.AT_MOST_ONCE)
+        assert broker.data_to_send(slow, now) == b""
+        assert len(_packets(broker.data_to_send(reader, now))) == 1
+    session = broker._sessions["slow"]
+    assert [item[1] for item in session.pending] == [1] * 10
+    assert slow not in broker.connections_to_close()  # held, not dropped
+    # Drained: the ten QoS 1 messages go out, in order; the QoS 0 ones were dropped.
+    broker.output_backlog(slow, 0, now)
+    (sent,) = [data for conn, data in broker.flush(now) if conn == slow]
+    delivered = _packets(sent)
+    assert [p.payload[:5] for p in delivered] == [b"%05d" % i for i in range(3, 31, 3)]
+    assert not session.pending
+    with pytest.raises(ValueError):
+        broker.output_backlog(slow, -1, now)
 
 
 # -- bookkeeping that must not grow with churn ----------------------------------------------

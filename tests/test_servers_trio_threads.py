@@ -24,11 +24,18 @@ import trio
 import trustme
 from interop import import_paho
 
-from mqttproto import ProtocolVersion, QoS, encode_packet
+from mqttproto import BrokerConfig, PacketReader, ProtocolVersion, QoS, encode_packet
 from mqttproto.adapters import threads as threads_adapter
 from mqttproto.adapters import trio as trio_adapter
 from mqttproto.adapters.threads import Client, Listener
-from mqttproto.packets import ConnectPacket, SubscribePacket, Subscription, Will
+from mqttproto.packets import (
+    ConnectPacket,
+    PubAckPacket,
+    PublishPacket,
+    SubscribePacket,
+    Subscription,
+    Will,
+)
 
 HOST = "127.0.0.1"
 WAIT = 10.0
@@ -385,3 +392,48 @@ def test_a_slow_consumer_is_dropped_and_others_keep_working(kind: str) -> None:
             total += len(data)
         assert ended
         assert total < 400 * len(chunk)
+
+
+def test_a_slow_reader_is_held_by_the_core_and_loses_no_qos1(kind: str) -> None:
+    """With the core's high-water mark below the drop limit, a subscriber that
+    stops reading stays connected: the server reports its backlog, the core
+    drops QoS 0 messages for it and queues QoS 1 ones; once it reads again,
+    every QoS 1 message arrives, in order."""
+    config = BrokerConfig(max_unsent_bytes=512 * 1024)
+    with serving(kind, config=config) as server:
+        lazy = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        lazy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        lazy.settimeout(WAIT)
+        with lazy, Client(HOST, server.port, client_id="flooder") as flooder:
+            lazy.connect((HOST, server.port))
+            connect = ConnectPacket("lazy", clean_start=False, keep_alive=0, protocol_version=V311)
+            lazy.sendall(encode_packet(connect, version=V311))
+            assert read_packet(lazy) == bytes.fromhex("20020000")
+            subscribe = SubscribePacket(1, [Subscription("flood/#", QoS.AT_LEAST_ONCE)])
+            lazy.sendall(encode_packet(subscribe, version=V311))
+            assert read_packet(lazy)[0] == 0x90
+            chunk = b"z" * 16384
+            # 13 MB of QoS 0 for a client that reads nothing, 40 QoS 1 among it.
+            marks = [b"q%02d" % i for i in range(40)]
+            for i in range(800):
+                flooder.publish("flood/x", chunk, qos=0)
+                if i % 20 == 19:
+                    flooder.publish("flood/q", marks[i // 20], qos=1)
+            sessions = {info.client_id: info for info in server.broker.sessions()}
+            assert sessions["lazy"].connected
+            assert sessions["lazy"].queued > 0  # held by the core, not dropped
+            # It reads again: every QoS 1 message arrives, in order.
+            reader = PacketReader(version=V311)
+            got: list[bytes] = []
+            flood = 0
+            deadline = time.monotonic() + WAIT
+            while len(got) < len(marks) and time.monotonic() < deadline:
+                for packet in reader.feed(lazy.recv(65536)):
+                    assert isinstance(packet, PublishPacket)
+                    if packet.qos:
+                        got.append(packet.payload)
+                        lazy.sendall(encode_packet(PubAckPacket(packet.packet_id), version=V311))
+                    else:
+                        flood += 1
+            assert got == marks
+            assert flood < 800  # QoS 0 messages were dropped while it did not read

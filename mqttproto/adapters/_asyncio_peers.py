@@ -88,12 +88,14 @@ class _Peer(asyncio.Protocol):
         self._server._connection_lost(self, exc)
 
     def pause_writing(self) -> None:
-        # The client is not reading: stop reading its requests until it does.
+        # The client is not reading: stop reading its requests until it does,
+        # and let the core hold what is routed to it meanwhile.
         self.writing_paused = True
         transport = self.transport
         if transport is not None and not transport.is_closing():
             transport.pause_reading()
             self.reading_paused = True
+        self._server._report_backlog(self)
 
     def resume_writing(self) -> None:
         self.writing_paused = False
@@ -101,3 +103,4 @@ class _Peer(asyncio.Protocol):
         if self.reading_paused and transport is not None and not transport.is_closing():
             transport.resume_reading()
         self.reading_paused = False
+        self._server._report_backlog(self)

@@ -35,11 +35,15 @@ A client that does not read what the broker sends it makes its transport's
 write buffer grow. Above the transport's high-water mark asyncio calls
 ``pause_writing``: the adapter stops *reading* from that client (it gets no
 more service until it drains its side) and resumes at ``resume_writing``.
-That does not stop other clients publishing to it, so the buffered output is
-also bounded: once more than ``max_buffered_output`` bytes are waiting, the
-connection is dropped (aborted, logged at WARNING as a slow consumer) and the
-broker is told the connection was lost, exactly as for a network failure:
-its will is published, and a persistent session keeps its QoS 1/2 messages
+That does not stop other clients publishing to it, so while it is paused
+the adapter reports the transport's buffer to :meth:`Broker.output_backlog`:
+above ``BrokerConfig.max_unsent_bytes`` the core drops QoS 0 messages for
+that client and queues QoS 1/2 ones in its session until it drains, and the
+client stays connected. As a last resort, once more than
+``max_buffered_output`` bytes are waiting anyway, the connection is dropped
+(aborted, logged at WARNING as a slow consumer) and the broker is told the
+connection was lost, exactly as for a network failure: its will is
+published, and a persistent session keeps its QoS 1/2 messages
 for the next connection. A transport the broker closed but whose peer does
 not read its last bytes is aborted after ``close_timeout`` seconds.
 
@@ -114,7 +118,9 @@ class BrokerServer(ServerBase):
     :param listeners: what to listen on, instead of ``host``, ``port`` and
         ``ssl`` (which are then not used; passing ``ssl`` too is an error).
     :param max_buffered_output: per connection, the bytes of unsent output
-        above which the connection is dropped as a slow consumer.
+        above which the connection is dropped as a slow consumer (a last
+        resort: keep it above ``max_unsent_bytes`` plus a largest packet,
+        where the core starts holding messages back).
     :param close_timeout: seconds a closing connection may take to send its
         last bytes (also the longest :meth:`close` waits) before it is aborted.
 
@@ -371,6 +377,24 @@ class BrokerServer(ServerBase):
         except Exception:
             self._core_failed(peer, "receive_data")
             return
+        self._schedule_flush()
+
+    def _report_backlog(self, peer: _Peer) -> None:
+        """Tell the core what the transport has not written, so that its
+        ``max_unsent_bytes`` policy (QoS 0 dropped, QoS 1/2 queued) applies
+        to a client that reads slowly. Reported while writing is paused and
+        once when it resumes, the only times it can matter."""
+        transport = peer.transport
+        if transport is None or peer.closing:
+            return
+        try:
+            self.broker.output_backlog(peer.conn, transport.get_write_buffer_size(), self._now())
+        except Exception:
+            self._core_failed(peer, "output_backlog")
+            return
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
         if not self._flush_pending:
             self._flush_pending = True
             loop = self._loop
@@ -438,8 +462,11 @@ class BrokerServer(ServerBase):
             peer.send(data)
             peer.last_data = data
             peer.last_pump = pump
-            if peer.writing_paused and peer.transport.get_write_buffer_size() > limit:
-                self._drop_slow_consumer(peer)
+            if peer.writing_paused:
+                if peer.transport.get_write_buffer_size() > limit:
+                    self._drop_slow_consumer(peer)
+                else:
+                    self._report_backlog(peer)
         for conn in to_close:
             peer = peers.get(conn)
             if peer is not None and not peer.closing:

@@ -31,6 +31,7 @@ __all__ = [
     "Endpoint",
     "PeerRecord",
     "ServerBase",
+    "backlog_report",
     "broker_and_listeners",
     "first_address",
     "format_peer",
@@ -44,8 +45,11 @@ __all__ = [
 logger = logging.getLogger("mqttproto.broker")
 
 #: Bytes of unsent output a connection may have before it is dropped as a
-#: slow consumer (per connection).
-DEFAULT_MAX_BUFFERED_OUTPUT = 16 * 1024 * 1024
+#: slow consumer (per connection). Above the core's default
+#: ``max_unsent_bytes`` plus a largest packet, so that with the defaults the
+#: core's policy (QoS 0 dropped, QoS 1/2 queued) holds a slow reader first
+#: and the drop is only a last resort.
+DEFAULT_MAX_BUFFERED_OUTPUT = 32 * 1024 * 1024
 
 #: Seconds a connection closed by the broker (or by shutdown) may take to
 #: send its last bytes before it is aborted.
@@ -111,6 +115,17 @@ def format_peer(address: Any) -> str:
 
 #: Unsent bytes above which a server stops reading from a connection.
 PAUSE_READING_ABOVE = 256 * 1024
+
+
+def backlog_report(pending: int, reported: int) -> int | None:
+    """What to tell :meth:`Broker.output_backlog` about a connection with
+    ``pending`` unsent bytes, ``reported`` having been said last; None:
+    nothing new. Only a connection the server has stopped reading from has a
+    backlog worth counting (it is 0 below :data:`PAUSE_READING_ABOVE`), so a
+    client that keeps up costs no calls."""
+    backlog = pending if pending > PAUSE_READING_ABOVE else 0
+    return None if backlog == reported else backlog
+
 
 #: Seconds a TLS handshake may take.
 TLS_HANDSHAKE_TIMEOUT = 60.0

@@ -36,8 +36,11 @@ Back-pressure and slow consumers
 
 Bytes a client does not read wait in its output buffer. Above
 :data:`PAUSE_READING_ABOVE` bytes the server stops reading from that client
-(it gets no service until it drains its side); above ``max_buffered_output``
-the connection is dropped as a slow consumer (logged at WARNING) and the
+(it gets no service until it drains its side) and reports the buffer to
+:meth:`Broker.output_backlog`, so the core holds deliveries for it past
+``max_unsent_bytes`` (QoS 0 dropped, QoS 1/2 queued); above
+``max_buffered_output``, a last resort, the connection is dropped as a slow
+consumer (logged at WARNING) and the
 broker told it was lost, as for a network failure: its will is published,
 a persistent session keeps its QoS 1/2 messages. A connection closed by the
 broker whose peer does not take its last bytes is dropped after
@@ -67,6 +70,7 @@ from ._server_common import (
     TLS_HANDSHAKE_TIMEOUT,
     Endpoint,
     ServerBase,
+    backlog_report,
     format_peer,
     goodbye_reason,
     note_first_output,
@@ -91,6 +95,7 @@ class _Conn:
 
     __slots__ = (
         "accepted",
+        "backlog",
         "close_reason",
         "closing",
         "conn",
@@ -126,6 +131,8 @@ class _Conn:
         self.last_pump = -1
         self.mask = 0
         self.out = bytearray()
+        #: What Broker.output_backlog was last told.
+        self.backlog = 0
         self.ws: ServerWebSocket | None = None
 
 
@@ -612,6 +619,17 @@ class BrokerServer(ServerBase):
             del out[:sent]
         if c.closing and not out and (c.ws is None or not c.ws.awaiting_close):
             self._lost(c, now, c.close_reason or "closed by the broker")
+            return
+        backlog = backlog_report(len(out), c.backlog)
+        if backlog is not None and not c.dead:
+            # The core holds deliveries for a client that does not read.
+            c.backlog = backlog
+            try:
+                self.broker.output_backlog(c.conn, backlog, now)
+            except Exception:
+                self._core_failed(c, "output_backlog", now)
+                return
+            self._pump_again = True  # what waited may be ready to go
 
     # -- driving the core -----------------------------------------------------------
 

@@ -28,9 +28,10 @@ and is the timer task, sleeping until :meth:`Broker.get_timer`'s deadline
 
 Back-pressure and slow consumers are handled as in the threads server: a
 connection with more than :data:`PAUSE_READING_ABOVE` unsent bytes is not
-read from; one with more than ``max_buffered_output`` is dropped as a slow
-consumer; a closing connection gets ``close_timeout`` seconds for its last
-bytes.
+read from, and its backlog is reported to the core, which holds deliveries
+for it past ``max_unsent_bytes``; one with more than ``max_buffered_output``
+(a last resort) is dropped as a slow consumer; a closing connection gets
+``close_timeout`` seconds for its last bytes.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from ._server_common import (
     TLS_HANDSHAKE_TIMEOUT,
     Endpoint,
     ServerBase,
+    backlog_report,
     format_peer,
     goodbye_reason,
     note_first_output,
@@ -77,6 +79,7 @@ class _Peer:
 
     __slots__ = (
         "accepted",
+        "backlog",
         "close_reason",
         "closing",
         "conn",
@@ -108,6 +111,8 @@ class _Peer:
         self.out = bytearray()
         #: Bytes handed to ``send_all`` that have not all gone yet.
         self.in_flight = 0
+        #: What Broker.output_backlog was last told.
+        self.backlog = 0
         self.last_data = b""
         self.last_pump = -1
         self.scope: trio.CancelScope | None = None
@@ -425,6 +430,7 @@ class BrokerServer(ServerBase):
                 peer.in_flight = 0
                 if peer.pending() <= PAUSE_READING_ABOVE:
                     peer.drained.set()
+                self._report_backlog(peer)
                 continue
             if peer.closing and (peer.ws is None or not peer.ws.awaiting_close):
                 break
@@ -517,6 +523,8 @@ class BrokerServer(ServerBase):
             self._queue(peer, data if peer.ws is None else peer.ws.send(data))
             if peer.pending() > self.max_buffered_output:
                 self._drop_slow_consumer(peer)
+            else:
+                self._report_backlog(peer)
         for conn in to_close:
             peer = self._peers.get(conn)
             if peer is not None and not peer.closing and not peer.dead:
@@ -543,6 +551,19 @@ class BrokerServer(ServerBase):
         peer.wake.set()
         if peer.scope is not None:
             peer.scope.deadline = min(peer.scope.deadline, trio.current_time() + self.close_timeout)
+
+    def _report_backlog(self, peer: _Peer) -> None:
+        """The core holds deliveries for a client that does not read."""
+        backlog = backlog_report(peer.pending(), peer.backlog)
+        if backlog is None or peer.dead:
+            return
+        peer.backlog = backlog
+        try:
+            self.broker.output_backlog(peer.conn, backlog, trio.current_time())
+        except Exception:
+            self._core_failed(peer, "output_backlog")
+            return
+        self._pump_wanted.set()  # what waited may be ready to go
 
     def _drop_slow_consumer(self, peer: _Peer) -> None:
         logger.warning(
