@@ -19,8 +19,10 @@ Invariants, whatever the interleaving:
   persistent subscriber at least once [MQTT-4.3.2], every QoS 2 message
   exactly once, and the retained message of each topic is the last one its
   publisher sent [MQTT-3.3.1-5];
-- subscriptions survive every reconnect; queues and in-flight windows stay
-  within their limits; the broker holds exactly one connection per open link.
+- subscriptions survive every reconnect (half-open connections taken over
+  by the client's next CONNECT included); queues and in-flight windows stay
+  within their limits; the broker holds exactly one connection per open link,
+  plus the half-open ones it has not yet noticed.
 
 :class:`ExpiringSessions` runs the same faults with short MQTT 5 Session
 Expiry Intervals and a rule that keeps a client away until its session ends,
@@ -119,6 +121,8 @@ class FaultyLinks(RuleBasedStateMachine):
         self.owed: dict[str, set[bytes]] = {name: set() for name in SUBSCRIBERS}
         self.sessions_ended = 0
         self.present: set[str] = set()
+        #: connections the broker still has whose client has gone (half-open)
+        self.zombies: set[int] = set()
         self.refused: set[bytes] = set()
         #: publisher -> payload of its last retained message on its own topic
         self.retained: dict[str, bytes | None] = {}
@@ -191,6 +195,7 @@ class FaultyLinks(RuleBasedStateMachine):
                 node = by_conn.get(conn_id)
                 if node is None or node.link is None or node.link.conn_id != conn_id:
                     self.broker.connection_lost(conn_id, self.now)
+                    self.zombies.discard(conn_id)
                     continue
                 # The broker closes after its last bytes: they arrive, then EOF.
                 self._deliver_down(node, len(node.link.down))
@@ -358,6 +363,28 @@ class FaultyLinks(RuleBasedStateMachine):
             self._cut(node)
         self.sync()
 
+    @rule(name=st.sampled_from(NAMES), up=st.floats(0, 1))
+    def half_open_then_reconnect(self, name: str, up: float) -> None:
+        """Only the client learns the link is gone (a NAT forgot it): the
+        broker keeps the old connection until the client's new CONNECT takes
+        the session over from it [MQTT-3.1.4-3], or its keep-alive runs out."""
+        node = self.nodes[name]
+        link = node.link
+        if link is None:
+            return
+        link.up += node.conn.data_to_send(self.now)
+        self._deliver_up(node, int(len(link.up) * up))
+        self.sync()
+        if node.link is not link:
+            return
+        node.link = None
+        self.zombies.add(link.conn_id)
+        if not node.conn.closed:
+            node.conn.receive_eof(self.now)
+        event("a half-open connection was taken over")
+        self._open(node)
+        self.sync()
+
     @rule(name=st.sampled_from(NAMES))
     def client_reconnects(self, name: str) -> None:
         node = self.nodes[name]
@@ -411,7 +438,7 @@ class FaultyLinks(RuleBasedStateMachine):
     def memory_is_bounded(self) -> None:
         broker = self.broker
         open_links = {n.link.conn_id for n in self.nodes.values() if n.link is not None}
-        assert set(broker._conns) == open_links
+        assert set(broker._conns) == open_links | self.zombies
         assert len(broker._sessions) <= len(self.nodes)
         assert len(broker._sessions) == len(self.nodes) or self.EXPIRY
         for session in broker._sessions.values():
