@@ -412,6 +412,55 @@ async def _connection_round(port: int, round_no: int, count: int) -> None:
     await asyncio.sleep(0.3)
 
 
+def test_a_storm_of_connects_with_one_client_id_leaves_one_session():
+    """50 connections race for one client id, each subscribing and publishing
+    right behind its CONNECT. Each CONNECT takes the session over from the
+    one before [MQTT-3.1.4-3]: that connection hears DISCONNECT 0x8E
+    *Session taken over* and is closed. In the end one connection holds the
+    one session, which kept the subscriptions made on it, and the broker
+    serves others."""
+    contenders = 50
+
+    async def scenario() -> tuple[list[tuple[bool, bool]], list[str], int]:
+        server = await start_server(HOST, 0)
+        try:
+            port = server.port
+
+            async def contender(i: int) -> tuple[bool, bool]:
+                reader, writer = await asyncio.open_connection(HOST, port)
+                writer.write(connect_bytes("same", clean_start=False, session_expiry_interval=60))
+                subscribe = SubscribePacket(1, [Subscription(f"race/{i}", QoS.AT_LEAST_ONCE)])
+                writer.write(encode_packet(subscribe, version=V5))
+                publish = PublishPacket("race/x", b"%d" % i, QoS.AT_LEAST_ONCE, packet_id=1)
+                writer.write(encode_packet(publish, version=V5))
+                taken_over = False
+                with contextlib.suppress(TimeoutError):
+                    for _ in range(10):
+                        packet = await read_packet(reader, timeout=3.0)
+                        if packet[0] == 0xE0:
+                            taken_over = packet[2] == 0x8E
+                            break
+                closed = await reader.read() == b"" if taken_over else False
+                still_open = not taken_over
+                writer.transport.abort()
+                return taken_over and closed, still_open
+
+            outcomes = await asyncio.gather(*(contender(i) for i in range(contenders)))
+            sessions = [info for info in server.broker.sessions() if info.client_id == "same"]
+            filters = [s.topic_filter for s in server.broker.subscriptions("same")]
+            await still_served(port)
+            return outcomes, filters, len(sessions)
+        finally:
+            await server.close()
+
+    outcomes, filters, sessions = run(scenario, timeout=60)
+    assert sessions == 1
+    # Every connection but the last CONNECT's was taken over and closed.
+    assert sum(taken for taken, _ in outcomes) == contenders - 1
+    assert sum(still_open for _, still_open in outcomes) == 1
+    assert filters and set(filters) <= {f"race/{i}" for i in range(contenders)}
+
+
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
 def test_2000_connections_in_rounds_do_not_grow_the_broker_process():
     """The broker as an operator runs it (``python -m mqttproto broker``), its
