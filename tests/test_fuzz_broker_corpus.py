@@ -7,29 +7,18 @@ escapes the Broker, every byte it sends parses, state stays bounded.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from fuzzing import corpus_params, load_harness, seeds
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = ROOT / "fuzz" / "corpus" / "fuzz_broker"
+CORPUS = seeds("fuzz_broker")
 
 
-def _load_harness() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fuzz_broker", ROOT / "fuzz" / "fuzz_broker.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fuzz_broker = _load_harness()
+fuzz_broker = load_harness("fuzz_broker")
 CORPUS_FILES = sorted(path.name for path in CORPUS.iterdir())
 
 
@@ -39,9 +28,9 @@ def test_corpus_covers_every_version_and_regressions() -> None:
         assert any(f"-v{version}-" in name for name in CORPUS_FILES)
 
 
-@pytest.mark.parametrize("name", CORPUS_FILES)
-def test_corpus_file(name: str) -> None:
-    fuzz_broker.TestOneInput((CORPUS / name).read_bytes())
+@pytest.mark.parametrize("path", corpus_params("fuzz_broker"))
+def test_corpus_file(path: Path) -> None:
+    fuzz_broker.TestOneInput(path.read_bytes())
 
 
 @given(st.binary(min_size=1, max_size=600))

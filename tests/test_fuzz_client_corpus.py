@@ -7,12 +7,10 @@ bounded. ``regress-*`` files are reproducers of crashes the fuzzer found.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from fuzzing import corpus_params, load_harness, seeds
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,19 +25,10 @@ from mqttproto import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = ROOT / "fuzz" / "corpus" / "fuzz_client"
+CORPUS = seeds("fuzz_client")
 
 
-def _load_harness() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fuzz_client", ROOT / "fuzz" / "fuzz_client.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fuzz_client = _load_harness()
+fuzz_client = load_harness("fuzz_client")
 CORPUS_FILES = sorted(path.name for path in CORPUS.iterdir())
 
 
@@ -50,9 +39,9 @@ def test_corpus_covers_every_version_and_regressions() -> None:
     assert any(name.startswith("regress-") for name in CORPUS_FILES)
 
 
-@pytest.mark.parametrize("name", CORPUS_FILES)
-def test_corpus_file(name: str) -> None:
-    fuzz_client.TestOneInput((CORPUS / name).read_bytes())
+@pytest.mark.parametrize("path", corpus_params("fuzz_client"))
+def test_corpus_file(path: Path) -> None:
+    fuzz_client.TestOneInput(path.read_bytes())
 
 
 @given(st.binary(min_size=2, max_size=600))

@@ -9,36 +9,34 @@ tests with their expected outcome.
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from fuzzing import corpus_params, grown, load_harness, seeds
 from hypothesis import given
 from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = ROOT / "fuzz" / "corpus" / "fuzz_codec"
+CORPUS = seeds("fuzz_codec")
 
 
-def _load_harness() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("fuzz_codec", ROOT / "fuzz" / "fuzz_codec.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fuzz_codec = _load_harness()
+fuzz_codec = load_harness("fuzz_codec")
 CORPUS_FILES = sorted(path.name for path in CORPUS.iterdir())
 
 
 def test_corpus_is_there_and_small() -> None:
     assert 300 <= len(CORPUS_FILES) < 500
     assert sum((CORPUS / name).stat().st_size for name in CORPUS_FILES) < 1_000_000
+
+
+@pytest.mark.parametrize("harness", ["fuzz_codec", "fuzz_client", "fuzz_broker"])
+def test_grown_corpus_is_small_and_apart_from_the_seeds(harness: str) -> None:
+    """What campaigns found (fuzz/merge_grown.py) stays minimal and small."""
+    found = list(grown(harness).iterdir()) if grown(harness).is_dir() else []
+    assert sum(path.stat().st_size for path in found) < 1_000_000
+    assert not {path.name for path in found} & {path.name for path in seeds(harness).iterdir()}
 
 
 def test_harness_imports_without_atheris() -> None:
@@ -50,9 +48,9 @@ def test_harness_imports_without_atheris() -> None:
     subprocess.run([sys.executable, "-c", code, str(ROOT / "fuzz")], check=True, timeout=60)
 
 
-@pytest.mark.parametrize("name", CORPUS_FILES)
-def test_corpus_file(name: str) -> None:
-    fuzz_codec.TestOneInput((CORPUS / name).read_bytes())
+@pytest.mark.parametrize("path", corpus_params("fuzz_codec"))
+def test_corpus_file(path: Path) -> None:
+    fuzz_codec.TestOneInput(path.read_bytes())
 
 
 @given(data=st.binary(max_size=300))
