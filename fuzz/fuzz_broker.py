@@ -21,7 +21,10 @@ The rest is a script of records ``[op][len][len bytes]``:
   0 = its ``len`` bytes arrive; 1 = the clock moves ``len / 4`` seconds and
   the broker's timer runs; 2 = the peer half-closes (``receive_eof``) after
   the bytes; 3 = the transport is gone (``connection_lost``), then a new
-  connection takes that slot. Bits 4-7 of ``op`` are unused.
+  connection takes that slot. With bit 4 of ``op`` set the record is none
+  of those: the adapter reports a backlog of ``len * 64`` unwritten bytes
+  for the connection (``output_backlog``; the small configuration's
+  ``max_unsent_bytes`` is 4,096). Bits 5-7 of ``op`` are unused.
 
 After every record the broker's output is drained with ``flush`` and the
 connections it wants closed are closed (``connection_lost``), as an adapter
@@ -71,6 +74,7 @@ SMALL = BrokerConfig(
     retain_available=False,
     sys_interval=5.0,
     max_packet_size=4096,
+    max_unsent_bytes=4096,
 )
 DEFAULT = BrokerConfig(max_packet_size=4096)
 
@@ -146,7 +150,9 @@ def TestOneInput(data: bytes) -> None:
             slot %= len(peers)
         peer = peers[slot]
         action = op >> 2 & 3
-        if action == 1:
+        if op & 0x10:
+            broker.output_backlog(peer.conn, length * 64, now)
+        elif action == 1:
             now += length / 4
             broker.handle_timer(now)
         elif peer.conn in broker._conns:

@@ -37,12 +37,16 @@ from mqttproto.packets import (  # noqa: E402
 CORPUS = HERE / "corpus" / "fuzz_broker"
 KEEP_PREFIX = "regress-"
 DATA, TICK, EOF, LOST = 0, 1, 2, 3
+BACKLOG = 0x10
 
 
 def record(slot: int, action: int, payload: bytes = b"", length: int | None = None) -> bytes:
-    """One script record; long payloads are split into several DATA records."""
-    if action == TICK:
-        return bytes((slot | TICK << 2, length or 0))
+    """One script record; long payloads are split into several DATA records.
+    A TICK or BACKLOG record's length is its argument, its bytes filler."""
+    if action in (TICK, BACKLOG):
+        return bytes((slot | (action << 2 if action == TICK else action), length or 0)) + bytes(
+            length or 0
+        )
     out = b""
     while len(payload) > 255:
         out += bytes((slot | DATA << 2, 255)) + payload[:255]
@@ -84,6 +88,14 @@ def scripts(version: ProtocolVersion) -> dict[str, bytes]:
         "silent": record(1, TICK, length=60) + send(0, version, connect("late")),
         "unsubscribe": send(0, version, connect("u"), sub, UnsubscribePacket(2, ("a/+",))),
         "eof": send(0, version, connect("e", will=Will("w/e", b"x")), action=EOF),
+        # A subscriber whose transport does not drain: the core holds its
+        # messages past max_unsent_bytes, then sends them.
+        "backlog": send(0, version, connect("b", clean_start=False, **expiry), sub)
+        + send(1, version, connect("p"))
+        + record(0, BACKLOG, length=200)
+        + send(1, version, *publishes, *publishes)
+        + record(0, BACKLOG, length=0)
+        + send(0, version, PubAckPacket(1), PubRecPacket(2)),
     }
     if v5:
         out["alias"] = send(
