@@ -399,19 +399,26 @@ def _raw_connect(broker: Broker, client_id: str, now: float, **kwargs) -> int:
     return conn
 
 
-def test_max_unsent_bytes_drops_qos0_and_holds_qos12_for_a_connection_not_drained():
-    now = 1.0
+def _subscriber_reader_publisher(name: str, now: float) -> tuple[Broker, int, int, int]:
+    """A broker with a 10 kB high-water mark; ``name`` (persistent) and
+    "reader" subscribed to t/# at QoS 2, and "pub"."""
     broker = Broker(BrokerConfig(max_unsent_bytes=10_000))
-    sleepy = _raw_connect(broker, "sleepy", now, clean_start=False, session_expiry_interval=60)
+    subscriber = _raw_connect(broker, name, now, clean_start=False, session_expiry_interval=60)
     reader = _raw_connect(broker, "reader", now)
     pub = _raw_connect(broker, "pub", now)
-    for conn in (sleepy, reader):
+    for conn in (subscriber, reader):
         broker.receive_data(
             conn,
             PacketFactory.encode(SubscribePacket(1, [Subscription("t/#", QoS.EXACTLY_ONCE)])),
             now,
         )
         broker.data_to_send(conn, now)
+    return broker, subscriber, reader, pub
+
+
+def test_max_unsent_bytes_drops_qos0_and_holds_qos12_for_a_connection_not_drained():
+    now = 1.0
+    broker, sleepy, reader, pub = _subscriber_reader_publisher("sleepy", now)
     payload = b"p" * 100
     qos0 = PacketFactory.encode(PublishPacket("t/0", payload))
     for i in range(1000):
@@ -449,17 +456,7 @@ def test_a_reported_backlog_counts_toward_max_unsent_bytes():
     dropped, QoS 1/2 queued) instead of letting the transport grow, and
     sends what waited once a smaller backlog is reported."""
     now = 1.0
-    broker = Broker(BrokerConfig(max_unsent_bytes=10_000))
-    slow = _raw_connect(broker, "slow", now, clean_start=False, session_expiry_interval=60)
-    reader = _raw_connect(broker, "reader", now)
-    pub = _raw_connect(broker, "pub", now)
-    for conn in (slow, reader):
-        broker.receive_data(
-            conn,
-            PacketFactory.encode(SubscribePacket(1, [Subscription("t/#", QoS.EXACTLY_ONCE)])),
-            now,
-        )
-        broker.data_to_send(conn, now)
+    broker, slow, reader, pub = _subscriber_reader_publisher("slow", now)
 
     def publish(i: int, qos: QoS) -> None:
         packet_id = i + 1 if qos else None
