@@ -101,6 +101,30 @@ class BrokerConnection(Connection):
     }
     _role = "server"
 
+    __slots__ = (
+        "_topic_chars_ok",
+        "assigned_id",
+        "auth_info",
+        "backlog",
+        "broker",
+        "client_id",
+        "connect",
+        "finished",
+        "id",
+        "identity",
+        "keep_alive",
+        "max_out",
+        "max_unsent",
+        "opened_at",
+        "over_quota",
+        "peer",
+        "reauthenticating",
+        "session",
+        "unsent",
+        "username",
+        "v5",
+    )
+
     def __init__(
         self,
         broker: Broker,

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import attrs
@@ -25,7 +24,6 @@ from ._state import ConnectionState, Input, transition
 from .codec import PacketReader, encode_packet
 from .enums import PacketType, ProtocolVersion, ReasonCode
 from .errors import LocalProtocolError, RemoteProtocolError, TopicAliasInvalid
-from .events import Event
 from .packets import Packet, PublishPacket
 
 __all__ = ["Connection"]
@@ -43,12 +41,24 @@ class Connection(abc.ABC):
     #: ``PacketType -> method name`` of the role's packet handlers.
     HANDLERS: ClassVar[dict[PacketType, str]] = {}
 
+    # A broker holds one per client: no per-instance dict.
+    __slots__ = (
+        "_aliases_in",
+        "_handlers",
+        "_last_received",
+        "_last_sent",
+        "_out",
+        "_peer_max_packet_size",
+        "_reader",
+        "_version",
+        "state",
+    )
+
     def __init__(self, version: ProtocolVersion | None) -> None:
         self.state = ConnectionState.IDLE
         self._version = version
         self._reader = PacketReader(version=version)
         self._out: list[bytes] = []
-        self._events: deque[Event] = deque()
         self._last_sent = 0.0
         self._last_received = 0.0
         #: The peer's Maximum Packet Size; None: the protocol's limit.
@@ -138,17 +148,6 @@ class Connection(abc.ABC):
             return
         self.state = transition(self.state, Input.RECV_EOF)
         self._connection_ended(ReasonCode.UNSPECIFIED_ERROR, now)
-
-    def next_event(self) -> Event | None:
-        """The next event, or None when more data (or time) is needed."""
-        events = self._events
-        return events.popleft() if events else None
-
-    def events(self) -> Iterator[Event]:
-        """Drain the pending events."""
-        events = self._events
-        while events:
-            yield events.popleft()
 
     def data_to_send(self, now: float) -> bytes:
         """Bytes to write to the transport; ``now`` is when they go out."""

@@ -11,8 +11,8 @@ and is resent [MQTT-4.4.0-1].
 from __future__ import annotations
 
 import struct
-from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Iterator, Sequence
 from typing import ClassVar
 
 from ._client_flows import MessageFlows, ServerLimits
@@ -29,6 +29,7 @@ from .events import (
     ConnectionAccepted,
     ConnectionRefused,
     Disconnected,
+    Event,
     PublishDiscarded,
     Reauthenticated,
     SubscribeAcknowledged,
@@ -126,6 +127,7 @@ class ClientConnection(MessageFlows, Connection):
         version = ProtocolVersion(version)
         super().__init__(version)
         self._version: ProtocolVersion = version
+        self._events: deque[Event] = deque()
         self.config = config if config is not None else ClientConfig()
         # Session state: survives the network connection.
         self._packet_ids = PacketIdAllocator()
@@ -169,6 +171,19 @@ class ClientConnection(MessageFlows, Connection):
     def queued(self) -> int:
         """Outgoing QoS 1/2 messages waiting for room in the server's window."""
         return len(self._outbound.queue)
+
+    # -- events -------------------------------------------------------------
+
+    def next_event(self) -> Event | None:
+        """The next event, or None when more data (or time) is needed."""
+        events = self._events
+        return events.popleft() if events else None
+
+    def events(self) -> Iterator[Event]:
+        """Drain the pending events."""
+        events = self._events
+        while events:
+            yield events.popleft()
 
     # -- commands -------------------------------------------------------------
 
