@@ -29,7 +29,7 @@ from .packets import (
     UnsubAckPacket,
     UnsubscribePacket,
 )
-from .store import RetainedMessage, SessionStore, StoredMessage
+from .store import RetainedMessage, SessionStore
 from .topics import parse_shared_subscription
 
 if TYPE_CHECKING:
@@ -318,12 +318,7 @@ class Routing:
             if not self._enqueue(session, (message, qos, retain, sub_ids)):
                 return False
             if session.persistent:
-                self.store.append_queued(
-                    session.client_id,
-                    StoredMessage(
-                        message.packet_for(True, qos, retain, sub_ids, None), message.expires_at
-                    ),
-                )
+                self.store.append_queued(session.client_id, message.stored(qos, retain, sub_ids))
             return True
         v5 = conn.v5
         if not v5 and sub_ids:

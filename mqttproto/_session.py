@@ -99,6 +99,7 @@ class Message:
         "_forms",
         "_forms_remaining",
         "_props",
+        "_stored",
         "_topic_bytes",
         "expires_at",
         "expiry",
@@ -118,6 +119,9 @@ class Message:
         self._props: dict[str, Any] | None = None
         self._forms: dict[tuple[bool, int, bool, tuple[int, ...]], tuple[bytes, bytes]] = {}
         self._forms_remaining: int | None = expiry
+        self._stored: dict[tuple[int, bool, tuple[int, ...], int | None], StoredMessage] | None = (
+            None
+        )
 
     @classmethod
     def from_stored(cls, stored: StoredMessage, now: float) -> Message:
@@ -231,6 +235,20 @@ class Message:
                 break
         return data[pos : pos + length]
 
+    def stored(self, qos: int, retain: bool, sub_ids: tuple[int, ...]) -> StoredMessage:
+        """The store's record of this message queued for a session with this
+        delivery: one shared by every session it is queued for alike (a
+        fan-out to many offline sessions keeps one packet, not one each)."""
+        stored = self._stored
+        if stored is None:
+            stored = self._stored = {}
+        key = (qos, retain, sub_ids, self._forms_remaining)
+        record = stored.get(key)
+        if record is None:
+            packet = self.packet_for(True, qos, retain, sub_ids, None)
+            record = stored[key] = StoredMessage(packet, self.expires_at)
+        return record
+
     def packet_for(
         self, v5: bool, qos: int, retain: bool, sub_ids: tuple[int, ...], packet_id: int | None
     ) -> PublishPacket:
@@ -314,8 +332,7 @@ class Session:
             for m in self.outbound.inflight.values()
         )
         queued = tuple(
-            StoredMessage(message.packet_for(True, qos, retain, sub_ids, None), message.expires_at)
-            for message, qos, retain, sub_ids in self.pending
+            message.stored(qos, retain, sub_ids) for message, qos, retain, sub_ids in self.pending
         )
         return StoredSession(
             self.client_id,

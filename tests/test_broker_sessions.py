@@ -240,6 +240,33 @@ def test_store_restores_sessions_and_retained():
     assert [m.payload for m in h2.broker.retained("r")] == [b"kept"]
 
 
+def test_a_fan_out_to_offline_sessions_stores_one_record_per_delivery_kind():
+    """Queued for many offline sessions, a message is stored once per granted
+    QoS (not once per session), and each session gets it back as granted."""
+    store = MemoryStore()
+    h = BrokerHarness(store=store)
+    for name, qos in [("a", QoS.AT_LEAST_ONCE), ("b", QoS.AT_LEAST_ONCE), ("c", QoS.AT_MOST_ONCE)]:
+        client = h.connected(name, clean_start=False, session_expiry_interval=100)
+        client.conn.subscribe([Subscription("t", qos)])
+        h.pump()
+        client.drop()
+    pub = h.connected("pub")
+    pub.conn.publish("t", b"m", qos=1)
+    h.pump()
+    [for_a], [for_b], [for_c] = store.queued["a"], store.queued["b"], store.queued["c"]
+    assert for_a is for_b and for_a.packet.qos == QoS.AT_LEAST_ONCE
+    assert for_c.packet.qos == QoS.AT_MOST_ONCE  # granted QoS 0: a record of its own
+    h2 = BrokerHarness(store=store)
+    for name in ("a", "b"):
+        client = h2.client(name)
+        assert accepted(
+            client.connect(clean_start=False, session_expiry_interval=100)
+        ).session_present
+        h2.pump()
+        [message] = client.take_messages()
+        assert (message.payload, message.qos) == (b"m", QoS.AT_LEAST_ONCE)
+
+
 def test_inflight_resent_with_dup_on_resume():
     h = BrokerHarness()
     sub = h.connected("sub", clean_start=False, session_expiry_interval=100)
