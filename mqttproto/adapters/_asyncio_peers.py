@@ -25,6 +25,7 @@ class _Peer(asyncio.Protocol):
     __slots__ = (
         "_server",
         "accepted",
+        "backlog",
         "close_reason",
         "close_timer",
         "closing",
@@ -52,6 +53,8 @@ class _Peer(asyncio.Protocol):
         self.close_timer: asyncio.TimerHandle | None = None
         self.writing_paused = False
         self.reading_paused = False
+        #: What Broker.output_backlog was last told.
+        self.backlog = 0
         #: The last chunk written and the number of the flush that wrote it,
         #: to name the goodbye when the broker closes the connection.
         self.last_data = b""

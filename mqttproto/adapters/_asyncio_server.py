@@ -387,8 +387,12 @@ class BrokerServer(ServerBase):
         transport = peer.transport
         if transport is None or peer.closing:
             return
+        backlog = transport.get_write_buffer_size()
+        if backlog == peer.backlog:
+            return
+        peer.backlog = backlog
         try:
-            self.broker.output_backlog(peer.conn, transport.get_write_buffer_size(), self._now())
+            self.broker.output_backlog(peer.conn, backlog, self._now())
         except Exception:
             self._core_failed(peer, "output_backlog")
             return
