@@ -223,6 +223,38 @@ def test_websocket_handshake_mqtt_in_binary_messages_ping_and_close() -> None:
     run(main)
 
 
+def test_websocket_layer_holds_no_more_than_it_is_given() -> None:
+    """A frame claiming 1 GiB is passed on as its bytes arrive, never
+    buffered whole; an endless HTTP header is refused (h11's bound)."""
+    pytest.importorskip("wsproto")
+    import struct
+    import tracemalloc
+
+    from mqttproto.adapters._websocket_server import ServerWebSocket
+
+    handshake = (
+        b"GET /mqtt HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Protocol: mqtt\r\n\r\n"
+    )
+    ws = ServerWebSocket()
+    assert ws.receive(handshake) == b""
+    assert ws.data_to_send().startswith(b"HTTP/1.1 101") and ws.is_open
+    header = bytes((0x82, 0x80 | 127)) + struct.pack("!Q", 1 << 30) + bytes(4)  # mask 0
+    tracemalloc.start()
+    try:
+        assert ws.receive(header) == b""
+        for _ in range(64):
+            assert len(ws.receive(bytes(65536))) == 65536
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000  # 4 MiB went through
+    endless = ServerWebSocket()
+    endless.receive(b"GET /mqtt HTTP/1.1\r\nX-Long: " + b"a" * 100_000)
+    assert endless.failure is not None and not endless.is_open
+
+
 @pytest.mark.parametrize(
     ("path", "subprotocols", "status"),
     [("/other", ("mqtt",), 404), ("/mqtt", ("chat",), 400), ("/mqtt", (), 400)],
