@@ -15,6 +15,7 @@ every run and CI's short campaigns start from it.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -34,8 +35,16 @@ def merge(harness: str, campaigns: list[Path]) -> tuple[int, int]:
     with tempfile.TemporaryDirectory(prefix=f"merge-{harness}-") as scratch:
         base = Path(scratch) / "corpus"
         shutil.copytree(seeds, base)
-        previous = Path(scratch) / "previous"
-        shutil.copytree(grown, previous)
+        # Snapshots: a campaign still running deletes inputs it reduces,
+        # which would make libFuzzer's merge fail on a missing file.
+        inputs = []
+        for number, directory in enumerate([grown, *campaigns]):
+            snapshot = Path(scratch) / f"input-{number}"
+            snapshot.mkdir()
+            for path in list(directory.iterdir()):
+                with contextlib.suppress(FileNotFoundError):
+                    shutil.copy2(path, snapshot / path.name)
+            inputs.append(str(snapshot))
         command = [
             sys.executable,
             str(FUZZ / f"{harness}.py"),
@@ -43,8 +52,7 @@ def merge(harness: str, campaigns: list[Path]) -> tuple[int, int]:
             "-rss_limit_mb=2048",
             "-timeout=60",
             str(base),
-            str(previous),
-            *map(str, campaigns),
+            *inputs,
         ]
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         seed_names = {path.name for path in seeds.iterdir()}
