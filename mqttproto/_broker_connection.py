@@ -200,6 +200,15 @@ class BrokerConnection(Connection):
             # Below the high-water mark again: what waited goes out.
             self.broker._pump(session, now)
 
+    def set_output_limit(self, limit: int, now: float) -> None:
+        """Change the connection's high-water mark (``max_unsent_bytes``, or 0
+        to hold everything back); what waited goes out if it is now below."""
+        held = self.unsent >= self.max_unsent
+        self.max_unsent = limit
+        session = self.session
+        if held and self.unsent < limit and session is not None and session.pending:
+            self.broker._pump(session, now)
+
     # -- goodbyes ---------------------------------------------------------------
 
     def _goodbye(self, exc: RemoteProtocolError) -> Packet | None:

@@ -57,6 +57,14 @@ class Routing:
     authorizer: Any
     messages_received: int
     messages_sent: int
+    #: Deliveries dropped or refused by a bound (queue, bytes, memory, a
+    #: slow or small client): ``$SYS/broker/publish/messages/dropped``.
+    messages_dropped: int
+    #: Bytes of the messages sessions hold (queued or in flight), each
+    #: counted once, and of the output backlogs adapters report: what
+    #: ``memory_limit`` bounds.
+    _held_bytes: int
+    _backlog_total: int
     _router: Router
     _retained: RetainedStore
     _dirty: dict[int, None]
@@ -200,6 +208,8 @@ class Routing:
                 conn._out.append(data)
                 dirty[conn.id] = None
                 sent += 1
+            else:
+                self.messages_dropped += 1
         self.messages_sent += sent
         return reached
 
@@ -216,17 +226,30 @@ class Routing:
             if retained_store.delete(topic):
                 self.store.set_retained(topic, None)
             return True
+        owner = message.origin
         if limited:
             config = self.config
-            old_size, new_size = retained_store.sizes(topic, packet.payload)
+            old_size, new_size, old_owner = retained_store.sizes(topic, packet.payload)
             if (
                 old_size is None and len(retained_store) >= config.max_retained_messages
             ) or retained_store.bytes - (old_size or 0) + new_size > config.max_retained_bytes:
                 return False
+            if owner is not None:
+                # One client's share, so that it cannot use up everyone's quota.
+                count, used = retained_store.usage(owner)
+                if old_owner == owner:
+                    used -= old_size or 0
+                else:
+                    count += 1
+                if (
+                    count > config.max_retained_messages_per_client
+                    or used + new_size > config.max_retained_bytes_per_client
+                ):
+                    return False
         retained = RetainedMessage(
             message.packet_for(True, packet.qos, True, (), None), message.expires_at
         )
-        retained_store.set(topic, retained)
+        retained_store.set(topic, retained, owner)
         self.store.set_retained(topic, retained)
         return True
 
@@ -277,6 +300,8 @@ class Routing:
                     conn._out.append(data)
                     dirty[conn.id] = None
                     sent += 1
+                else:
+                    self.messages_dropped += 1
                 reached += 1
                 continue
             if deliver(
@@ -310,7 +335,8 @@ class Routing:
         sub_ids: tuple[int, ...],
         now: float,
     ) -> bool:
-        """Send (or queue) one message to one session; False: refused, queue full."""
+        """Send (or queue) one message to one session; False: refused by a
+        bound (the queue, ``max_queued_bytes``, ``memory_limit``)."""
         conn = session.connection
         if conn is None:
             if not qos and not self.config.queue_qos0_offline:
@@ -332,6 +358,8 @@ class Routing:
                 conn._out.append(head)
                 self._dirty[conn.id] = None
                 self.messages_sent += 1
+            else:
+                self.messages_dropped += 1
             return True
         outbound = session.outbound
         if (
@@ -340,8 +368,32 @@ class Routing:
             or conn.unsent >= conn.max_unsent
         ):
             return self._enqueue(session, (message, qos, retain, sub_ids))
+        if self._over_budget(message):
+            self.messages_dropped += 1
+            return False
         self._send_qos(session, conn, message, qos, retain, sub_ids, now)
         return True
+
+    def _over_budget(self, message: Message) -> bool:
+        """Whether holding ``message`` once more would pass ``memory_limit``
+        (a message some session already holds costs nothing more).
+
+        Output backlogs are not counted here but by the throttle of slow
+        readers (``Broker.output_backlog``): a reader that stopped reading
+        must not stop everyone else's messages.
+        """
+        limit = self.config.memory_limit
+        return limit is not None and not message.holds and self._held_bytes + message.size > limit
+
+    def _hold(self, message: Message) -> None:
+        if not message.holds:
+            self._held_bytes += message.size
+        message.holds += 1
+
+    def _unhold(self, message: Message) -> None:
+        message.holds -= 1
+        if not message.holds:
+            self._held_bytes -= message.size
 
     def _send_qos(
         self,
@@ -356,6 +408,7 @@ class Routing:
         v5 = conn.v5
         head, tail = message.wire(v5, qos, retain, sub_ids, now)
         if len(head) + 2 + len(tail) > conn.max_out:
+            self.messages_dropped += 1
             return  # [MQTT-3.1.2-25]
         packet_id = session.packet_ids.allocate()
         out = conn._out
@@ -364,22 +417,49 @@ class Routing:
         out.append(tail)
         conn.unsent += len(head) + 2 + len(tail)
         session.outbound.start(message.packet_for(v5, qos, retain, sub_ids, packet_id))
+        session.inflight_messages[packet_id] = message
+        self._hold(message)
         self._dirty[conn.id] = None
         self.messages_sent += 1
 
     def _enqueue(self, session: Session, item: Pending) -> bool:
-        """Queue for later, bounded: drop the oldest QoS 0 message to make
-        room, else refuse the new message (the publisher hears 0x97 in v5)."""
+        """Queue for later, bounded by ``max_queued_messages``,
+        ``max_queued_bytes`` and ``memory_limit``: drop the oldest queued QoS 0
+        messages to make room, else drop a new QoS 0 message (at most once:
+        True) or refuse a QoS 1/2 one (False; the publisher hears 0x97 in v5).
+        Every message dropped or refused is counted."""
+        message = item[0]
+        size = message.size
+        if self._over_budget(message):
+            self.messages_dropped += 1
+            return item[1] == 0
         pending = session.pending
-        if len(pending) >= self.config.max_queued_messages:
+        config = self.config
+        excess_count = len(pending) + 1 - config.max_queued_messages
+        excess_bytes = session.queued_bytes + size - config.max_queued_bytes
+        if excess_count > 0 or excess_bytes > 0:
+            # Which queued QoS 0 messages, oldest first, would make room;
+            # nothing changes unless they are enough.
+            victims: list[int] = []
             for index, queued in enumerate(pending):
-                if queued[1] == 0:
-                    del pending[index]
+                if excess_count <= 0 and excess_bytes <= 0:
                     break
-            else:
-                # A new QoS 0 message is dropped (at most once); QoS 1/2 refused.
+                if queued[1] == 0:
+                    victims.append(index)
+                    excess_count -= 1
+                    excess_bytes -= queued[0].size
+            if excess_count > 0 or excess_bytes > 0:
+                self.messages_dropped += 1
                 return item[1] == 0
+            for index in reversed(victims):
+                dropped = pending[index][0]
+                del pending[index]
+                session.queued_bytes -= dropped.size
+                self._unhold(dropped)
+            self.messages_dropped += len(victims)
         pending.append(item)
+        session.queued_bytes += size
+        self._hold(message)
         return True
 
     def _pump(self, session: Session, now: float) -> None:
@@ -389,6 +469,7 @@ class Routing:
             return
         pending = session.pending
         outbound = session.outbound
+        authorizer = self.authorizer
         while pending:
             message, qos, retain, sub_ids = pending[0]
             if (qos and len(outbound.inflight) >= outbound.send_quota) or (
@@ -398,22 +479,36 @@ class Routing:
                 # mark: the rest waits (data_to_send pumps again).
                 break
             pending.popleft()
+            session.queued_bytes -= message.size
             if message.expired(now):
-                continue  # [MQTT-3.3.2-5]: expired messages are not delivered
-            if not conn.v5:
-                sub_ids = ()
-            if qos:
-                self._send_qos(session, conn, message, qos, retain, sub_ids, now)
+                pass  # [MQTT-3.3.2-5]: expired messages are not delivered
+            elif authorizer is not None and not authorizer.may_receive(
+                session.client_id, conn.username, message.packet.topic
+            ):
+                # Checked again as it is delivered: the rights may have
+                # changed (a reloaded ACL) since it was queued.
+                self.messages_dropped += 1
+            elif qos:
+                self._send_qos(
+                    session, conn, message, qos, retain, sub_ids if conn.v5 else (), now
+                )
             else:
-                head, _ = message.wire(conn.v5, 0, retain, sub_ids, now)
+                head, _ = message.wire(conn.v5, 0, retain, sub_ids if conn.v5 else (), now)
                 if len(head) <= conn.max_out:
                     conn.unsent += len(head)
                     conn._out.append(head)
                     self.messages_sent += 1
+                else:
+                    self.messages_dropped += 1
+            self._unhold(message)
         self._dirty[conn.id] = None
 
     def _flow_done(self, session: Session, packet_id: int, now: float) -> None:
+        """A QoS 1/2 flow to the client ended (acknowledged, refused or dropped)."""
         session.packet_ids.release(packet_id)
+        message = session.inflight_messages.pop(packet_id, None)
+        if message is not None:
+            self._unhold(message)
         if session.pending:
             self._pump(session, now)
 
@@ -563,6 +658,7 @@ class Routing:
             "$SYS/broker/clients/total": len(self._sessions),
             "$SYS/broker/messages/received": self.messages_received,
             "$SYS/broker/messages/sent": self.messages_sent,
+            "$SYS/broker/publish/messages/dropped": self.messages_dropped,
             "$SYS/broker/subscriptions/count": len(self._router),
             "$SYS/broker/retained messages/count": len(self._retained),
             "$SYS/broker/uptime": int(now - self._started_at),

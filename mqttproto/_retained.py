@@ -14,13 +14,15 @@ __all__ = ["RetainedStore"]
 
 
 class _Node:
-    __slots__ = ("children", "message", "size")
+    __slots__ = ("children", "message", "owner", "size")
 
     def __init__(self) -> None:
         self.children: dict[str, _Node] = {}
         self.message: RetainedMessage | None = None
         #: Bytes of the message's topic and payload (0 without a message).
         self.size = 0
+        #: The client identifier that set the message (None: the broker).
+        self.owner: str | None = None
 
 
 def _size(topic: str, payload: bytes) -> int:
@@ -31,13 +33,15 @@ def _size(topic: str, payload: bytes) -> int:
 class RetainedStore:
     """The retained message of each topic (MQTT 5.0 section 3.3.1.3)."""
 
-    __slots__ = ("_count", "_root", "bytes")
+    __slots__ = ("_count", "_root", "_usage", "bytes")
 
     def __init__(self) -> None:
         self._root = _Node()
         self._count = 0
         #: Topic and payload bytes of every retained message together.
         self.bytes = 0
+        #: owner -> [messages, bytes] of the retained messages it set last.
+        self._usage: dict[str, list[int]] = {}
 
     def __len__(self) -> int:
         return self._count
@@ -51,19 +55,27 @@ class RetainedStore:
             node = child
         return node.message
 
-    def sizes(self, topic: str, payload: bytes) -> tuple[int | None, int]:
-        """``(size of the message retained for topic, or None; size of a new one)``."""
+    def sizes(self, topic: str, payload: bytes) -> tuple[int | None, int, str | None]:
+        """``(size of the message retained for topic, or None; size of a new
+        one; the owner of the retained one)``."""
         node: _Node | None = self._root
         for level in topic.split("/"):
             assert node is not None
             node = node.children.get(level)
             if node is None:
                 break
-        old = node.size if node is not None and node.message is not None else None
-        return old, _size(topic, payload)
+        if node is None or node.message is None:
+            return None, _size(topic, payload), None
+        return node.size, _size(topic, payload), node.owner
 
-    def set(self, topic: str, message: RetainedMessage) -> None:
-        """Store ``message`` for ``topic``, replacing the previous one [MQTT-3.3.1-5]."""
+    def usage(self, owner: str) -> tuple[int, int]:
+        """``(messages, bytes)`` of the retained messages ``owner`` set last."""
+        used = self._usage.get(owner)
+        return (0, 0) if used is None else (used[0], used[1])
+
+    def set(self, topic: str, message: RetainedMessage, owner: str | None = None) -> None:
+        """Store ``message`` for ``topic``, replacing the previous one [MQTT-3.3.1-5];
+        ``owner`` is the client that published it (None: the broker)."""
         node = self._root
         for level in topic.split("/"):
             child = node.children.get(level)
@@ -72,10 +84,25 @@ class RetainedStore:
             node = child
         if node.message is None:
             self._count += 1
+        else:
+            self._charge(node.owner, -1, -node.size)
         size = _size(topic, message.packet.payload)
         self.bytes += size - node.size
         node.size = size
         node.message = message
+        node.owner = owner
+        self._charge(owner, 1, size)
+
+    def _charge(self, owner: str | None, count: int, size: int) -> None:
+        if owner is None:
+            return
+        used = self._usage.get(owner)
+        if used is None:
+            used = self._usage[owner] = [0, 0]
+        used[0] += count
+        used[1] += size
+        if not used[0]:
+            del self._usage[owner]
 
     def delete(self, topic: str) -> bool:
         """Remove the retained message of ``topic`` [MQTT-3.3.1-6]; prune empty nodes."""
@@ -92,7 +119,9 @@ class RetainedStore:
         node.message = None
         self._count -= 1
         self.bytes -= node.size
+        self._charge(node.owner, -1, -node.size)
         node.size = 0
+        node.owner = None
         for parent, level in reversed(path):
             child = parent.children[level]
             if child.message is not None or child.children:

@@ -103,15 +103,22 @@ class Message:
         "_topic_bytes",
         "expires_at",
         "expiry",
+        "holds",
         "origin",
         "packet",
         "received_at",
+        "size",
     )
 
     def __init__(self, packet: PublishPacket, now: float, origin: str | None) -> None:
         self.packet = packet
         self.origin = origin
         self.received_at = now
+        #: What it counts against the memory budgets: topic and payload.
+        self.size = len(packet.topic) + len(packet.payload)
+        #: How many session queues and in-flight windows hold it (the broker's
+        #: budget counts a message once, however many sessions share it).
+        self.holds = 0
         expiry = packet.message_expiry_interval
         self.expiry = expiry
         self.expires_at = None if expiry is None else now + expiry
@@ -283,9 +290,11 @@ class Session:
         "expires_at",
         "expiry_interval",
         "inbound",
+        "inflight_messages",
         "outbound",
         "packet_ids",
         "pending",
+        "queued_bytes",
         "subscriptions",
         "username",
         "will",
@@ -305,6 +314,12 @@ class Session:
         self.packet_ids = PacketIdAllocator()
         self.inbound = InboundFlow(receive_maximum=receive_maximum)
         self.pending: deque[Pending] = deque()
+        #: Sizes of the messages in ``pending`` together (``max_queued_bytes``).
+        self.queued_bytes = 0
+        #: packet id -> the message of each QoS 1/2 flow in ``outbound``, so
+        #: that the memory budget is given back when the flow ends.
+        self.inflight_messages: dict[int, Message] = {}
+        #: The identity that made the session and owns it (None: anonymous).
         self.username: str | None = None
         #: A will waiting for its delay after the connection ended.
         self.will: Will | None = None
@@ -344,6 +359,7 @@ class Session:
             tuple(sorted(self.inbound.awaiting_release)),
             self.will,
             self.will_due,
+            self.username,
         )
 
 

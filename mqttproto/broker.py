@@ -145,6 +145,12 @@ class Broker(Routing):
         self._stored: list[StoredSession] | None = self.store.load_sessions()
         self.messages_received = 0
         self.messages_sent = 0
+        #: Deliveries dropped or refused by a bound (see ``memory_limit``).
+        self.messages_dropped = 0
+        self._held_bytes = 0
+        self._backlog_total = 0
+        #: Connections held back while ``memory_limit`` is exceeded.
+        self._throttled: dict[int, None] = {}
         for retained in self.store.load_retained():
             self._retained.set(retained.packet.topic, retained)
 
@@ -201,8 +207,11 @@ class Broker(Routing):
         connection = self._conns.pop(conn, None)
         self._dirty.pop(conn, None)
         self._closing.pop(conn, None)
+        self._throttled.pop(conn, None)
         if connection is None:
             return
+        self._backlog_total -= connection.backlog
+        connection.backlog = 0
         if not connection.finished:
             if connection.state is not _S.CLOSED:
                 connection.state = transition(connection.state, Input.RECV_EOF)
@@ -235,7 +244,24 @@ class Broker(Routing):
         if connection is None or connection.backlog == nbytes:
             return
         self._tick(now)
+        self._backlog_total += nbytes - connection.backlog
         connection.set_backlog(nbytes, now)
+        limit = self.config.memory_limit
+        if limit is None:
+            return
+        if self._held_bytes + self._backlog_total > limit:
+            if nbytes and conn not in self._throttled:
+                # Over the broker-wide budget: a reader that is behind gets
+                # nothing more (QoS 0 dropped, QoS 1/2 queued) until it is below.
+                self._throttled[conn] = None
+                connection.set_output_limit(0, now)
+        elif self._throttled:
+            throttled = list(self._throttled)
+            self._throttled.clear()
+            for conn_id in throttled:
+                held = self._conns.get(conn_id)
+                if held is not None:
+                    held.set_output_limit(self.config.max_unsent_bytes, now)
 
     def flush(self, now: float) -> list[tuple[int, bytes]]:
         """Pending output of every connection that has any."""
@@ -527,30 +553,44 @@ class Broker(Routing):
             requested = 0 if connect.clean_start else NEVER_EXPIRES
         expiry = self._grant_expiry(requested)
         session = self._sessions.get(client_id)
+        if session is not None and session.username != conn.username:
+            # The client identifier is another identity's: none of that
+            # session (queued or in-flight messages, subscriptions) may reach
+            # this one, whatever the clean flags say.
+            if config.session_identity_mismatch == "refuse":
+                conn._refuse(_C.NOT_AUTHORIZED, "client identifier in use by another user")
+                return
+            resume = False
+        else:
+            # [MQTT-3.1.2-4] (5.0) / [MQTT-3.1.2-6] (3.1.1): a clean start
+            # discards the session; so does a session that was to end with its
+            # network connection (Session Expiry 0, 3.x CleanSession 1), even
+            # when that connection is only now being taken over
+            # [MQTT-3.1.2-23]: it is never resumed.
+            resume = session is not None and not connect.clean_start and session.persistent
         if session is not None and session.connection is not None:
-            self._take_over(session.connection, now)
-        if session is not None and session.will is not None:
+            self._take_over(session.connection, now, session_ends=not resume)
+        if session is not None and not resume:
+            self._end_session(session, now)
+            session = None
+        elif session is not None and session.will is not None:
             # The client is back before its will delay ran out: no will
-            # (MQTT 5.0 section 3.1.2.5).
+            # [MQTT-3.1.3-9].
             session.will = None
             session.will_due = None
         session_present = False
-        if session is not None and connect.clean_start:
-            # [MQTT-3.1.2-4]: a clean start discards any existing session.
-            self._discard_session(session)
-            session = None
         if session is None:
             session = Session(
                 client_id,
                 receive_maximum=config.receive_maximum,
                 max_queued=config.max_queued_messages,
             )
+            session.username = conn.username
             self._sessions[client_id] = session
         else:
             session_present = True  # [MQTT-3.2.2-2]
         session.expiry_interval = expiry
         session.expires_at = None
-        session.username = conn.username
         session.connection = conn
         conn.session = session
         keep_alive = requested_keep_alive = connect.keep_alive
@@ -596,20 +636,35 @@ class Broker(Routing):
         if session.persistent:
             self.store.save_session(session.snapshot())
         # [MQTT-4.4.0-1]: resend unacknowledged PUBLISH (DUP) and PUBREL.
+        authorizer = self.authorizer
         for packet in outbound.resend():
-            if isinstance(packet, PublishPacket) and not conn.v5:
-                packet = attrs.evolve(packet, subscription_identifiers=(), **_NO_V5_PROPS)
+            if isinstance(packet, PublishPacket):
+                if authorizer is not None and not authorizer.may_receive(
+                    client_id, conn.username, packet.topic
+                ):
+                    # The rights are checked as a message is delivered, a
+                    # resent one included: they may have changed since.
+                    self._end_flow(session, packet.packet_id)
+                    self.messages_dropped += 1
+                    continue
+                if not conn.v5:
+                    packet = attrs.evolve(packet, subscription_identifiers=(), **_NO_V5_PROPS)
             try:
                 conn._send(packet)
             except LocalProtocolError:
                 # Too large for the client now: the flow ends [MQTT-3.1.2-25].
-                assert packet.packet_id is not None
-                outbound.inflight.pop(packet.packet_id, None)
-                session.packet_ids.release(packet.packet_id)
+                self._end_flow(session, packet.packet_id)
+                self.messages_dropped += 1
         self._pump(session, now)
 
-    def _take_over(self, old: BrokerConnection, now: float) -> None:
-        """A new connection claims the client id: the old one goes [MQTT-3.1.4-3]."""
+    def _take_over(self, old: BrokerConnection, now: float, *, session_ends: bool) -> None:
+        """A new connection claims the client id: the old one goes [MQTT-3.1.4-3].
+
+        ``session_ends``: the new connection does not resume the session, so
+        the old connection's will goes now, will delay or not (MQTT 5.0
+        section 3.1.2.5: the will is delayed until the delay has passed or
+        the session ends, whichever is first).
+        """
         if old.v5:
             old._send(DisconnectPacket(_C.SESSION_TAKEN_OVER))
         if old.state is not _S.CLOSED:
@@ -624,10 +679,10 @@ class Broker(Routing):
             return
         session.connection = None
         will = connect.will
-        if will is not None and not will.will_delay_interval:
+        if will is not None and (session_ends or not will.will_delay_interval):
             # The old connection did not end with DISCONNECT: its will goes,
             # unless a will delay covers the reconnection that just happened.
-            self._send_will(will, session.client_id, now)
+            self._send_will(will, session, now)
 
     def _connection_ended(self, conn: BrokerConnection, now: float, *, publish_will: bool) -> None:
         """The network connection is over (any reason): will, session, close."""
@@ -650,7 +705,7 @@ class Broker(Routing):
                 session.will_due = now + delay
                 self._push_timer(session.will_due, "will", session.client_id)
             else:
-                self._send_will(will, session.client_id, now)
+                self._send_will(will, session, now)
         if not session.persistent:
             self._end_session(session, now)
             return
@@ -664,13 +719,15 @@ class Broker(Routing):
         session.will = None
         session.will_due = None
         if will is not None:
-            self._send_will(will, session.client_id, now)
+            self._send_will(will, session, now)
 
-    def _send_will(self, will: Will, client_id: str, now: float) -> None:
+    def _send_will(self, will: Will, session: Session, now: float) -> None:
+        """Publish ``session``'s will, with its owner's rights."""
         authorizer = self.authorizer
-        session = self._sessions.get(client_id)
-        username = session.username if session is not None else None
-        if authorizer is not None and not authorizer.may_publish(client_id, username, will.topic):
+        client_id = session.client_id
+        if authorizer is not None and not authorizer.may_publish(
+            client_id, session.username, will.topic
+        ):
             return
         packet = PublishPacket(
             will.topic,
@@ -706,8 +763,24 @@ class Broker(Routing):
         session.outbound.discard()
         session.packet_ids.clear()
         session.inbound.discard()
+        unhold = self._unhold
+        for message in session.inflight_messages.values():
+            unhold(message)
+        session.inflight_messages.clear()
+        for pending in session.pending:
+            unhold(pending[0])
         session.pending.clear()
+        session.queued_bytes = 0
         self.store.delete_session(session.client_id)
+
+    def _end_flow(self, session: Session, packet_id: int | None) -> None:
+        """Forget a QoS 1/2 flow to the client that will not be completed."""
+        assert packet_id is not None
+        session.outbound.inflight.pop(packet_id, None)
+        session.packet_ids.release(packet_id)
+        message = session.inflight_messages.pop(packet_id, None)
+        if message is not None:
+            self._unhold(message)
 
     def _restore(self, record: StoredSession, now: float) -> None:
         """A session from the store, as it was when the broker stopped."""
@@ -718,33 +791,39 @@ class Broker(Routing):
             max_queued=config.max_queued_messages,
         )
         session.expiry_interval = record.session_expiry_interval
+        session.username = record.username
         if session.expiry_interval != NEVER_EXPIRES:
             session.expires_at = now + session.expiry_interval
             self._push_timer(session.expires_at, "session", session.client_id)
-        for stored in record.subscriptions:
+        for subscription in record.subscriptions:
             self._add_subscription(
                 session,
                 Subscription(
-                    stored.topic_filter,
-                    stored.qos,
-                    stored.no_local,
-                    stored.retain_as_published,
-                    stored.retain_handling,
+                    subscription.topic_filter,
+                    subscription.qos,
+                    subscription.no_local,
+                    subscription.retain_as_published,
+                    subscription.retain_handling,
                 ),
-                stored.subscription_identifier,
+                subscription.subscription_identifier,
             )
-        for message in record.inflight:
-            packet = message.packet
-            assert message.packet_id is not None
-            session.outbound.start(attrs.evolve(packet, packet_id=message.packet_id))
-            if message.released:
-                session.outbound.inflight[message.packet_id].stage = OutboundStage.RELEASED
-            session.packet_ids.reserve(message.packet_id)
-        for message in record.queued:
-            p = message.packet
-            session.pending.append(
-                (Message.from_stored(message, now), p.qos, p.retain, p.subscription_identifiers)
-            )
+        for stored in record.inflight:
+            packet = stored.packet
+            packet_id = stored.packet_id
+            assert packet_id is not None
+            session.outbound.start(attrs.evolve(packet, packet_id=packet_id))
+            if stored.released:
+                session.outbound.inflight[packet_id].stage = OutboundStage.RELEASED
+            session.packet_ids.reserve(packet_id)
+            message = Message.from_stored(stored, now)
+            session.inflight_messages[packet_id] = message
+            self._hold(message)
+        for stored in record.queued:
+            p = stored.packet
+            message = Message.from_stored(stored, now)
+            session.pending.append((message, p.qos, p.retain, p.subscription_identifiers))
+            session.queued_bytes += message.size
+            self._hold(message)
         session.inbound.awaiting_release.update(record.awaiting_release)
         if record.will is not None:
             session.will = record.will

@@ -131,6 +131,26 @@ class BrokerConfig:
     #: Messages waiting for one session: behind the in-flight window while
     #: connected, or while the client is away. The bound of every queue.
     max_queued_messages: int = attrs.field(default=1000, validator=_positive)
+    #: Bytes (topic and payload) of the messages waiting in one session's
+    #: queue, like mosquitto's ``max_queued_bytes``. Past it, as past
+    #: ``max_queued_messages``: the oldest queued QoS 0 message makes room,
+    #: else a new QoS 0 message is dropped and a QoS 1/2 one refused.
+    max_queued_bytes: int = attrs.field(default=64 * 1024 * 1024, validator=_positive)
+    #: The broker-wide budget, in the spirit of mosquitto's ``memory_limit``:
+    #: bytes (topic and payload) of the messages the broker holds for
+    #: sessions, queued or in flight, each counted once however many sessions
+    #: share it. A message that would pass it is neither queued nor sent at
+    #: QoS 1/2 (QoS 0 is dropped). When those bytes and the output backlog
+    #: adapters report for readers that are behind (``Broker.output_backlog``)
+    #: together pass it, such a reader gets nothing more (QoS 0 dropped, QoS
+    #: 1/2 queued) until the total is below again; a reader that keeps up is
+    #: not affected. Every message dropped or refused is counted
+    #: (``Broker.messages_dropped``, ``$SYS``); an MQTT 5 QoS 1/2 publisher
+    #: hears 0x97 *Quota exceeded* when no subscriber took its message.
+    #: None: no limit.
+    memory_limit: int | None = attrs.field(
+        default=256 * 1024 * 1024, validator=_optional_positive
+    )
     #: Whether QoS 0 messages are queued for a persistent session whose
     #: client is away (the protocol allows either).
     queue_qos0_offline: bool = True
@@ -170,6 +190,14 @@ class BrokerConfig:
     #: published without being retained. ``Broker.publish`` is not limited.
     max_retained_messages: int = attrs.field(default=100_000, validator=_positive)
     max_retained_bytes: int = attrs.field(default=256 * 1024 * 1024, validator=_positive)
+    #: One client identifier's share of those: the retained messages it
+    #: published last that are kept at once, and their bytes. Past either,
+    #: its retained PUBLISH is refused as past the broker-wide limits, so that
+    #: one client cannot use up everyone's quota.
+    max_retained_messages_per_client: int = attrs.field(default=10_000, validator=_positive)
+    max_retained_bytes_per_client: int = attrs.field(
+        default=16 * 1024 * 1024, validator=_positive
+    )
     #: Network connections open at once (counting those before CONNECT). A
     #: connection opened past it is answered, once its CONNECT arrives, with
     #: CONNACK 0x97 *Quota exceeded* (3.x: return code 3 *Server
@@ -204,9 +232,24 @@ class BrokerConfig:
     #: A keep-alive to impose on MQTT 5 clients (Server Keep Alive); None
     #: accepts what the client asks for.
     server_keep_alive: int | None = attrs.field(default=None, validator=_optional_u16)
-    #: The longest Session Expiry Interval granted; a 3.1/3.1.1 persistent
-    #: session expires after this too. None: as the client asks (3.x: never).
-    max_session_expiry_interval: int | None = attrs.field(default=None, validator=_optional_u32)
+    #: The longest Session Expiry Interval granted, in seconds; a 3.1/3.1.1
+    #: persistent session expires after this too. The default, 7 days, ends
+    #: sessions whose clients never come back; an MQTT 5 client asking more
+    #: is told the value granted in CONNACK. None: as the client asks (3.x:
+    #: never).
+    max_session_expiry_interval: int | None = attrs.field(
+        default=7 * 24 * 3600, validator=_optional_u32
+    )
+    #: What a CONNECT gets when its client identifier belongs to a session
+    #: another identity made (a different username, or a certificate's
+    #: identity): ``"refuse"`` answers CONNACK 0x87 *Not authorized* (3.x:
+    #: return code 5) and leaves the session and its connection alone;
+    #: ``"discard"`` ends the other identity's session (its will goes, as when
+    #: it expires) and starts a new one, session present 0, as mosquitto does.
+    #: Either way nothing of one identity's session reaches another.
+    session_identity_mismatch: str = attrs.field(
+        default="refuse", validator=attrs.validators.in_(("refuse", "discard"))
+    )
     #: Seconds between ``$SYS/broker/...`` statistics; None: no ``$SYS``.
     sys_interval: float | None = attrs.field(default=None, validator=_optional_positive)
     #: How many topics' routing results are cached between subscription

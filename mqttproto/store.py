@@ -97,7 +97,10 @@ class StoredSession:
     ``session_expiry_interval`` is in seconds (0xFFFFFFFF: never);
     ``expires_at`` is None while the client is connected.
     ``awaiting_release`` holds the QoS 2 packet ids received from the client
-    whose PUBREL has not arrived (exactly-once de-duplication).
+    whose PUBREL has not arrived (exactly-once de-duplication). ``username``
+    is the identity that owns the session (the authenticated username, or
+    the one a client certificate established; None: anonymous): a CONNECT
+    with the same client identifier by another identity never resumes it.
     """
 
     client_id: str
@@ -109,6 +112,7 @@ class StoredSession:
     awaiting_release: tuple[int, ...] = ()
     will: Will | None = None
     will_due: float | None = None
+    username: str | None = None
 
 
 class SessionStore(Protocol):

@@ -484,6 +484,23 @@ class FaultyLinks(RuleBasedStateMachine):
             assert conn.unsent <= CONFIG.max_unsent_bytes
         assert len(broker._timers) <= 64 * len(self.nodes)
 
+    @invariant()
+    def held_bytes_are_what_sessions_hold(self) -> None:
+        # memory_limit's count: every message a session holds (queued or in
+        # flight) once, each with as many holds as places that hold it.
+        holds: dict[int, int] = {}
+        messages = {}
+        for session in self.broker._sessions.values():
+            assert sorted(session.inflight_messages) == sorted(session.outbound.inflight)
+            held = [m for m, *_ in session.pending] + list(session.inflight_messages.values())
+            assert session.queued_bytes == sum(m.size for m, *_ in session.pending)
+            for message in held:
+                holds[id(message)] = holds.get(id(message), 0) + 1
+                messages[id(message)] = message
+        for key, message in messages.items():
+            assert message.holds == holds[key]
+        assert self.broker._held_bytes == sum(m.size for m in messages.values())
+
     def teardown(self) -> None:
         self.settle()
         delivered = sum(sum(counts.values()) for counts in self.received.values())
