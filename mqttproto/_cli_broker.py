@@ -21,7 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._cli_common import Subparsers, logging_to_stderr, positive_float, positive_int
+from ._cli_common import Subparsers, logging_to_stderr, positive_int
+from ._cli_config import add_config_arguments, config_checks, config_from
 from .auth import AclAuthorizer, Authenticator, Authorizer, PasswordAuthenticator, PasswordFile
 
 __all__ = ["SETTINGS", "add_broker_parser", "broker_auth", "broker_settings", "command_broker"]
@@ -39,12 +40,6 @@ def _int(value: object) -> int:
     return value
 
 
-def _float(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError("a number")
-    return float(value)
-
-
 def _bool(value: object) -> bool:
     if not isinstance(value, bool):
         raise TypeError("true or false")
@@ -59,6 +54,8 @@ def _str(value: object) -> str:
 
 #: Every setting: its TOML/argparse name, how a TOML value is checked, its
 #: default, and whether it names a file (relative to the config file's folder).
+#: Every BrokerConfig field is one too (:mod:`._cli_config`), default None:
+#: not given, so the BrokerConfig default applies.
 SETTINGS: dict[str, tuple[Callable[[object], Any], Any, bool]] = {
     "host": (_str, "127.0.0.1", False),
     "port": (_int, 1883, False),
@@ -66,8 +63,7 @@ SETTINGS: dict[str, tuple[Callable[[object], Any], Any, bool]] = {
     "password_file": (_path, None, True),
     "acl_file": (_path, None, True),
     "verbose": (_int, 0, False),
-    "max_packet_size": (_int, None, False),
-    "sys_interval": (_float, None, False),
+    **{name: (check, None, False) for name, check in config_checks().items()},
     "max_buffered_output": (_int, None, False),
     "certfile": (_path, None, True),
     "keyfile": (_path, None, True),
@@ -230,19 +226,15 @@ async def _serve_until_signalled(**server_args: Any) -> int:
 def command_broker(args: argparse.Namespace) -> int:
     """``broker``: serve MQTT until SIGINT or SIGTERM (exit 0); 1 if it cannot start."""
     from .adapters._listener import server_ssl_context
-    from .config import BrokerConfig
 
     try:
         settings = broker_settings(args)
         _check_tls_settings(settings)
     except ConfigError as exc:
         return _fail(str(exc))
-    limits: dict[str, Any] = {"sys_interval": settings.sys_interval}
-    if settings.max_packet_size is not None:
-        limits["max_packet_size"] = settings.max_packet_size
     try:
-        config = BrokerConfig(**limits)
-    except (TypeError, ValueError) as exc:
+        config = config_from(settings)
+    except ValueError as exc:
         return _fail(str(exc))
     try:
         authenticator, authorizer = broker_auth(settings)
@@ -311,18 +303,6 @@ def add_broker_parser(subparsers: Subparsers) -> None:
         help="log connections (-v) or everything (-vv) to standard error",
     )
     parser.add_argument(
-        "--max-packet-size",
-        type=positive_int,
-        metavar="BYTES",
-        help="largest packet accepted from a client (default: the BrokerConfig default, 1 MiB)",
-    )
-    parser.add_argument(
-        "--sys-interval",
-        type=positive_float,
-        metavar="SECONDS",
-        help="publish $SYS statistics this often (default: no $SYS)",
-    )
-    parser.add_argument(
         "--max-buffered-output",
         type=positive_int,
         metavar="BYTES",
@@ -359,4 +339,5 @@ def add_broker_parser(subparsers: Subparsers) -> None:
         "--ws-port", type=_port, help="MQTT over WebSocket on this port (path /mqtt)"
     )
     other.add_argument("--unix", metavar="PATH", help="a Unix socket listener at PATH")
+    add_config_arguments(parser)
     parser.set_defaults(handler=command_broker)

@@ -142,3 +142,110 @@ def test_tls_listener(tmp_path: Path) -> None:
     with ProcessBroker("--tls-cert", str(cert), "--tls-key", str(key)) as broker:
         assert asyncio.run(asyncio.wait_for(connect(broker.port), 20)) == bytes.fromhex("20020000")
         assert broker.stop() == 0
+
+
+# -- every BrokerConfig setting on the command line and in TOML --------------------------
+
+
+def test_every_broker_config_field_has_a_flag_a_toml_key_and_help(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import attrs
+
+    from mqttproto._cli_broker import SETTINGS
+    from mqttproto._cli_config import HELP, config_from
+    from mqttproto.config import BrokerConfig
+
+    fields = [f.name for f in attrs.fields(BrokerConfig)]
+    assert sorted(HELP) == sorted(fields)
+    assert set(fields) <= set(SETTINGS)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["broker", "--help"])
+    help_text = capsys.readouterr().out
+    for name in fields:
+        assert "--" + name.replace("_", "-") in help_text, name
+    # Given nothing, the library's defaults apply.
+    assert config_from(settings()) == BrokerConfig()
+
+
+def test_limits_from_flags_and_from_toml(tmp_path: Path) -> None:
+    from mqttproto._cli_config import config_from
+
+    config = tmp_path / "broker.toml"
+    config.write_text(
+        "\n".join(
+            [
+                "max-queued-bytes = 1000",
+                'memory_limit = "none"',
+                "retain-available = false",
+                'session-identity-mismatch = "discard"',
+                "connect_timeout = 2.5",
+                "max-session-expiry-interval = 3600",
+            ]
+        ),
+        encoding="utf-8",
+    )
+    resolved = config_from(settings("--config", str(config)))
+    assert resolved.max_queued_bytes == 1000
+    assert resolved.memory_limit is None
+    assert resolved.retain_available is False
+    assert resolved.session_identity_mismatch == "discard"
+    assert resolved.connect_timeout == 2.5
+    assert resolved.max_session_expiry_interval == 3600
+    # Flags win over the file; "none" lifts a limit, mosquitto's spelling works.
+    flags = config_from(
+        settings(
+            "--config",
+            str(config),
+            "--memory-limit",
+            "5000",
+            "--max-session-expiry-interval",
+            "none",
+            "--retain-available",
+            "--message-size-limit",
+            "4096",
+        )
+    )
+    assert (flags.memory_limit, flags.max_session_expiry_interval) == (5000, None)
+    assert flags.retain_available is True
+    assert flags.max_packet_size == 4096
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--memory-limit", "lots"], "--memory-limit: must be an integer or none, not 'lots'"),
+        (["--max-queued-bytes", "none"], "--max-queued-bytes: must be an integer, not 'none'"),
+        (["--max-queued-bytes", "0"], "max_queued_bytes must be at least 1, not 0"),
+        (["--session-identity-mismatch", "ignore"], "invalid choice: 'ignore'"),
+        (["--connect-timeout", "-1"], "connect_timeout must be positive or None"),
+    ],
+)
+def test_bad_limits_are_one_line_naming_the_setting(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["broker", "--port", "0", *argv]) == 1
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("memory-limit = 1.5", 'memory-limit must be an integer or "none", not 1.5'),
+        ("max-queued-bytes = 'none'", "max-queued-bytes must be an integer, not 'none'"),
+        ("retain-available = 'no'", "retain-available must be true or false"),
+        ("session-identity-mismatch = 'x'", "must be 'refuse' or 'discard', not 'x'"),
+    ],
+)
+def test_bad_limits_in_toml_are_one_line_naming_the_file_and_key(
+    tmp_path: Path, text: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "broker.toml"
+    config.write_text(text + "\n", encoding="utf-8")
+    assert main(["broker", "--port", "0", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"mqttproto broker: {config}: ")
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
