@@ -93,6 +93,11 @@ def filter_includes(outer: str, inner: str) -> bool:
                 # inner is "#": every topic not starting with "$", each at least
                 # one level deep. Besides "#" itself only "+/#" matches them all.
                 return outer_levels == ["+", "#"]
+            if index == 1 and inner_levels[0] == "":
+                # inner is "/#": its parent would be the empty topic name, which
+                # does not exist, so it matches only names of two or more
+                # levels, as outer does when its rest is "+/#".
+                return outer_levels[1:] == ["+", "#"]
             # inner also matches the parent topic (exactly `index` levels), which
             # outer cannot: its level `index` is not '#'.
             return False

@@ -999,3 +999,12 @@ def test_python_dash_m_mqttproto(tmp_path: Path) -> None:
         check=False,
     )
     assert failed.returncode == 1 and "not found" in failed.stderr
+
+
+def test_filter_includes_knows_the_empty_parent_of_slash_hash() -> None:
+    # "/#" matches "/" and "/a/...", never its parent "" (no such topic name),
+    # so "/+/#" covers it; found by test_filter_includes_agrees_with_brute_force.
+    assert filter_includes("/+/#", "/#")
+    assert filter_includes("+/+/#", "/#")
+    assert not filter_includes("/+", "/#")
+    assert not filter_includes("a/+/#", "a/#")
