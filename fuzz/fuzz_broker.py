@@ -12,8 +12,10 @@ Input layout
 
 ``data[0]`` is the selector: bits 0-1 are how many connections (1 to 4) the
 broker opens; bit 2 a small configuration (receive maximum 2, 2 queued
-messages, 2 subscriptions per session, 3 topic levels, topic aliases 2,
-Maximum QoS 1, no retain, ``$SYS`` every 5 s); bits 3-7 are unused.
+messages of at most 2,048 bytes, a memory limit of 8,192 bytes, 2
+subscriptions per session, 3 topic levels, topic aliases 2, Maximum QoS 1,
+no retain, ``$SYS`` every 5 s; otherwise 3 retained messages per client);
+bits 3-7 are unused.
 
 The rest is a script of records ``[op][len][len bytes]``:
 
@@ -40,7 +42,9 @@ Invariants (any violation raises, which the fuzzer reports as a crash)
 2. Every byte the broker sends parses: each connection's output is a valid
    stream of server packets for that connection's protocol version.
 3. Bounded: live connections never exceed those opened and not lost;
-   sessions, subscriptions per session and queues stay within the config.
+   sessions, subscriptions per session and queues (messages and bytes) stay
+   within the config, and the bytes the broker holds for sessions are the
+   sum of the distinct messages they hold, within ``memory_limit``.
 4. ``get_timer()`` is None or finite.
 """
 
@@ -75,8 +79,10 @@ SMALL = BrokerConfig(
     sys_interval=5.0,
     max_packet_size=4096,
     max_unsent_bytes=4096,
+    max_queued_bytes=2048,
+    memory_limit=8192,
 )
-DEFAULT = BrokerConfig(max_packet_size=4096)
+DEFAULT = BrokerConfig(max_packet_size=4096, max_retained_messages_per_client=3)
 
 
 class _Peer:
@@ -122,10 +128,18 @@ def _check_output(peer: _Peer) -> None:
 
 def _check_bounds(broker: Broker, live: int, config: BrokerConfig) -> None:
     assert len(broker._conns) <= live
+    held = {}
     for session in broker._sessions.values():
         assert len(session.pending) <= config.max_queued_messages
+        assert session.queued_bytes == sum(m.size for m, *_ in session.pending)
+        assert session.queued_bytes <= config.max_queued_bytes
         assert len(session.outbound.inflight) <= min(config.max_inflight_messages, 65535)
+        assert session.inflight_messages.keys() == session.outbound.inflight.keys()
         assert len(session.subscriptions) <= config.max_subscriptions_per_session
+        for message in (*(m for m, *_ in session.pending), *session.inflight_messages.values()):
+            held[id(message)] = message
+    assert broker._held_bytes == sum(m.size for m in held.values())
+    assert config.memory_limit is None or broker._held_bytes <= config.memory_limit
     timer = broker.get_timer()
     assert timer is None or math.isfinite(timer)
 
