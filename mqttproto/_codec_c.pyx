@@ -17,7 +17,7 @@ How the work is split -- read this before changing either twin:
   from the stream buffer, which is exactly what ``bytes.decode()`` runs.
 - **Delegated to the pure-Python reference**: every other packet type
   (CONNECT, CONNACK, SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, DISCONNECT,
-  AUTH) and every general property block (``_decode._decode_properties``).
+  AUTH) and every general property block (``_decode_fields._decode_properties``).
   These are rare on a connection; calling the reference keeps one copy of
   their rules.
 - **Encoding takes a fast path only for canonical packets**: exact ``str``
@@ -54,7 +54,7 @@ import sys
 
 import attrs
 
-from . import _decode, _encode
+from . import _decode, _decode_fields, _encode
 from ._codec_common import (
     _PUBACK_CODES,
     _PUBREL_CODES,
@@ -110,9 +110,9 @@ cdef extern from *:
 
 # The reference functions this module delegates to (see the docstring).
 _decode_body = _decode._decode_body
-_decode_properties = _decode._decode_properties
-_decode_user_property = _decode._decode_user_property
-_check_topic_name = _decode._check_topic_name
+_decode_properties = _decode_fields._decode_properties
+_decode_user_property = _decode_fields._decode_user_property
+_check_topic_name = _decode_fields._check_topic_name
 _PINGREQ = _decode._PINGREQ
 _PINGRESP = _decode._PINGRESP
 cdef dict _ENCODERS = _encode._ENCODERS
@@ -209,7 +209,7 @@ cdef Py_ssize_t _read_varint(
 ) except -1:
     """Read a variable byte integer into ``value``; return the position after it.
 
-    The twin of ``_decode._read_varint``, with its messages.
+    The twin of ``_decode_fields._read_varint``, with its messages.
     """
     cdef Py_ssize_t result = 0
     cdef int shift = 0
@@ -233,7 +233,7 @@ cdef Py_ssize_t _read_varint(
 
 
 cdef object _decode_topic(const unsigned char *p, Py_ssize_t n):
-    """Decode a PUBLISH topic name (the twin of ``_decode._decode_topic_name``)."""
+    """Decode a PUBLISH topic name (the twin of ``_decode_fields._decode_topic_name``)."""
     cdef object topic
     try:
         # CPython's strict UTF-8 decoder, as bytes.decode(): it rejects overlong

@@ -5,7 +5,8 @@ from __future__ import annotations
 from ._codec_common import (
     _VERSIONS,
 )
-from ._decode import _decode_body, _decode_publish, _read_varint
+from ._decode import _decode_body, _decode_publish
+from ._decode_fields import _read_varint
 from .enums import PacketType, ProtocolVersion
 from .errors import (
     MalformedPacket,
