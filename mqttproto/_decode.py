@@ -28,6 +28,7 @@ from ._codec_common import (
     _unpack_u32,
 )
 from ._decode_fields import (
+    UserPropertyLimit,
     _check_topic_name,
     _decode_properties,
     _decode_topic_name,
@@ -37,8 +38,10 @@ from ._decode_fields import (
     _read_utf8,
     _read_varint,
     _reason,
+    _skip_user_properties,
     _topic_cache,
     _user_property_cache,
+    user_property_limit,
 )
 from ._properties import WILL
 from .enums import PacketType, ProtocolVersion, ReasonCode
@@ -73,9 +76,14 @@ from .topics import parse_shared_subscription, validate_topic_filter, validate_t
 
 __all__ = ["decode_packet"]
 
+# The user-property limit every decoder is given (None: no limit).
+Limit = UserPropertyLimit | None
+# (data, flags, pos, end, version, limit) -> packet; the body is data[pos:end].
+Decoder = Callable[[bytes, int, int, int, int, Limit], Packet]
+
 # ---------------------------------------------------------------------------
-# Decoders, one per packet type: (data, flags, pos, end, version) -> packet.
-# ``flags`` is the low nibble of the first byte; the body is data[pos:end].
+# Decoders, one per packet type (see ``Decoder``). ``flags`` is the low nibble
+# of the first byte; ``limit`` is passed to every property block.
 
 
 def _no_flags(flags: int, name: str) -> None:
@@ -90,7 +98,9 @@ def _trailing(pos: int, end: int, name: str) -> None:
         raise MalformedPacket(f"{end - pos} unexpected bytes at the end of {name}")
 
 
-def _decode_connect(data: bytes, flags: int, pos: int, end: int, version: int) -> ConnectPacket:
+def _decode_connect(
+    data: bytes, flags: int, pos: int, end: int, version: int, limit: Limit
+) -> ConnectPacket:
     _no_flags(flags, "CONNECT")
     name, pos = _read_utf8(data, pos, end, "protocol name")
     if pos >= end:
@@ -131,7 +141,7 @@ def _decode_connect(data: bytes, flags: int, pos: int, end: int, version: int) -
         raise MalformedPacket("password flag without user name flag [MQTT-3.1.2-22]")
     fields: dict[str, Any] = {}
     if v5:
-        fields, pos = _decode_properties(data, pos, end, PacketType.CONNECT)
+        fields, pos = _decode_properties(data, pos, end, PacketType.CONNECT, limit)
     fields["protocol_version"] = _VERSIONS[level]
     fields["clean_start"] = bool(connect_flags & 0x02)
     fields["keep_alive"] = keep_alive
@@ -151,7 +161,7 @@ def _decode_connect(data: bytes, flags: int, pos: int, end: int, version: int) -
     if has_will:
         will_fields: dict[str, Any] = {}
         if v5:
-            will_fields, pos = _decode_properties(data, pos, end, WILL)
+            will_fields, pos = _decode_properties(data, pos, end, WILL, limit)
         topic, pos = _read_utf8(data, pos, end, "will topic")
         validate_topic_name(topic, error=RemoteProtocolError)
         will_fields["topic"] = topic
@@ -167,7 +177,9 @@ def _decode_connect(data: bytes, flags: int, pos: int, end: int, version: int) -
     return _build(ConnectPacket, fields)  # type: ignore[no-any-return]
 
 
-def _decode_connack(data: bytes, flags: int, pos: int, end: int, version: int) -> ConnAckPacket:
+def _decode_connack(
+    data: bytes, flags: int, pos: int, end: int, version: int, limit: Limit
+) -> ConnAckPacket:
     _no_flags(flags, "CONNACK")
     if pos + 2 > end:
         raise MalformedPacket("CONNACK shorter than two bytes")
@@ -179,7 +191,7 @@ def _decode_connack(data: bytes, flags: int, pos: int, end: int, version: int) -
     fields: dict[str, Any] = {}
     if version == _V5:
         reason = _reason(code, _CONNACK_CODES, "CONNACK")
-        fields, pos = _decode_properties(data, pos, end, PacketType.CONNACK)
+        fields, pos = _decode_properties(data, pos, end, PacketType.CONNACK, limit)
     else:
         try:
             reason = ReasonCode.from_connack_return_code(code)
@@ -196,14 +208,16 @@ def _decode_connack(data: bytes, flags: int, pos: int, end: int, version: int) -
     return _build(ConnAckPacket, fields)  # type: ignore[no-any-return]
 
 
-def _read_publish_properties(data: bytes, pos: int, end: int, state: dict[str, Any]) -> int:
+def _read_publish_properties(
+    data: bytes, pos: int, end: int, state: dict[str, Any], limit: Limit
+) -> int:
     """Read the PUBLISH property block into ``state``; return the position after it.
 
     The common properties (message expiry, user properties) are read inline.
     Anything else or anything unusual (a property not allowed in PUBLISH, a
-    repeat, an overrun) goes to the general ``_decode_properties``, which
-    reads the whole block again and raises the precise error, so both paths
-    accept exactly the same bytes.
+    repeat, an overrun, user properties past the ``limit``) goes to the
+    general ``_decode_properties``, which reads the whole block again and
+    raises the precise error, so both paths accept exactly the same bytes.
     """
     start = pos
     length = data[pos] if pos < end else 0x80
@@ -212,9 +226,14 @@ def _read_publish_properties(data: bytes, pos: int, end: int, state: dict[str, A
         pos += 1
         expiry_seen = False
         user_properties: tuple[tuple[str, str], ...] = ()
+        user_bytes = 0
         while pos < stop:
             identifier = data[pos]
             if identifier == 0x26:
+                if limit is not None and (
+                    len(user_properties) > limit.count or user_bytes > limit.size
+                ):
+                    break
                 # User property: two length-prefixed strings, looked up whole.
                 pair = None
                 if pos + 3 <= stop:
@@ -226,6 +245,7 @@ def _read_publish_properties(data: bytes, pos: int, end: int, state: dict[str, A
                 if pair is None:
                     pair, pair_end = _decode_user_property(data, pos + 1, stop)
                 user_properties += (pair,)
+                user_bytes += pair_end - pos - 5  # less the identifier and two lengths
                 pos = pair_end
             elif identifier == 0x02 and pos + 5 <= stop and not expiry_seen:
                 state["message_expiry_interval"] = _unpack_u32(data, pos + 1)[0]
@@ -237,12 +257,14 @@ def _read_publish_properties(data: bytes, pos: int, end: int, state: dict[str, A
             if user_properties:
                 state["user_properties"] = user_properties
             return pos
-    properties, pos = _decode_properties(data, start, end, PacketType.PUBLISH)
+    properties, pos = _decode_properties(data, start, end, PacketType.PUBLISH, limit)
     state.update(properties)
     return pos
 
 
-def _decode_publish(data: bytes, flags: int, pos: int, end: int, version: int) -> PublishPacket:
+def _decode_publish(
+    data: bytes, flags: int, pos: int, end: int, version: int, limit: Limit
+) -> PublishPacket:
     qos = (flags >> 1) & 0x03
     if qos == 3:
         raise MalformedPacket("PUBLISH with QoS 3 [MQTT-3.3.1-4]")
@@ -282,7 +304,7 @@ def _decode_publish(data: bytes, flags: int, pos: int, end: int, version: int) -
             if not valid_topic:
                 _check_topic_name(topic, v5=True, has_alias=False)
         else:
-            pos = _read_publish_properties(data, pos, end, state)
+            pos = _read_publish_properties(data, pos, end, state, limit)
             if not valid_topic:
                 _check_topic_name(topic, v5=True, has_alias="topic_alias" in state)
     elif not valid_topic:
@@ -292,14 +314,12 @@ def _decode_publish(data: bytes, flags: int, pos: int, end: int, version: int) -
     return packet
 
 
-def _decode_ack(
-    cls: type[Any], allowed: frozenset[ReasonCode], name: str
-) -> Callable[[bytes, int, int, int, int], Any]:
+def _decode_ack(cls: type[Any], allowed: frozenset[ReasonCode], name: str) -> Decoder:
     """Build the decoder shared by PUBACK, PUBREC, PUBREL and PUBCOMP."""
     expected_flags = 0x02 if cls is PubRelPacket else 0x00
     kind = cls.packet_type
 
-    def decode(data: bytes, flags: int, pos: int, end: int, version: int) -> Any:
+    def decode(data: bytes, flags: int, pos: int, end: int, version: int, limit: Limit) -> Any:
         if flags != expected_flags:
             # [MQTT-3.6.1-1]: PUBREL flags are 0010; the others 0000.
             raise MalformedPacket(f"reserved flags 0x{flags:X} set in {name}")
@@ -312,7 +332,7 @@ def _decode_ack(
             fields["reason_code"] = _reason(data[pos], allowed, name)
             pos += 1
             if pos < end:
-                properties, pos = _decode_properties(data, pos, end, kind)
+                properties, pos = _decode_properties(data, pos, end, kind, limit)
                 fields.update(properties)
         _trailing(pos, end, name)
         return _build(cls, fields)
@@ -320,14 +340,16 @@ def _decode_ack(
     return decode
 
 
-def _decode_subscribe(data: bytes, flags: int, pos: int, end: int, version: int) -> SubscribePacket:
+def _decode_subscribe(
+    data: bytes, flags: int, pos: int, end: int, version: int, limit: Limit
+) -> SubscribePacket:
     if flags != 0x02:
         raise MalformedPacket("SUBSCRIBE flags must be 0010 [MQTT-3.8.1-1]")
     v5 = version == _V5
     fields: dict[str, Any] = {"packet_id": _read_packet_id(data, pos, end)}
     pos += 2
     if v5:
-        properties, pos = _decode_properties(data, pos, end, PacketType.SUBSCRIBE)
+        properties, pos = _decode_properties(data, pos, end, PacketType.SUBSCRIBE, limit)
         fields.update(properties)
     subscriptions = []
     while pos < end:
@@ -371,12 +393,14 @@ def _decode_subscribe(data: bytes, flags: int, pos: int, end: int, version: int)
     return _build(SubscribePacket, fields)  # type: ignore[no-any-return]
 
 
-def _decode_suback(data: bytes, flags: int, pos: int, end: int, version: int) -> SubAckPacket:
+def _decode_suback(
+    data: bytes, flags: int, pos: int, end: int, version: int, limit: Limit
+) -> SubAckPacket:
     _no_flags(flags, "SUBACK")
     fields: dict[str, Any] = {"packet_id": _read_packet_id(data, pos, end)}
     pos += 2
     if version == _V5:
-        properties, pos = _decode_properties(data, pos, end, PacketType.SUBACK)
+        properties, pos = _decode_properties(data, pos, end, PacketType.SUBACK, limit)
         fields.update(properties)
         codes = tuple(_reason(code, _SUBACK_CODES, "SUBACK") for code in data[pos:end])
     else:
@@ -391,14 +415,14 @@ def _decode_suback(data: bytes, flags: int, pos: int, end: int, version: int) ->
 
 
 def _decode_unsubscribe(
-    data: bytes, flags: int, pos: int, end: int, version: int
+    data: bytes, flags: int, pos: int, end: int, version: int, limit: Limit
 ) -> UnsubscribePacket:
     if flags != 0x02:
         raise MalformedPacket("UNSUBSCRIBE flags must be 0010 [MQTT-3.10.1-1]")
     fields: dict[str, Any] = {"packet_id": _read_packet_id(data, pos, end)}
     pos += 2
     if version == _V5:
-        properties, pos = _decode_properties(data, pos, end, PacketType.UNSUBSCRIBE)
+        properties, pos = _decode_properties(data, pos, end, PacketType.UNSUBSCRIBE, limit)
         fields.update(properties)
     filters = []
     while pos < end:
@@ -414,12 +438,14 @@ def _decode_unsubscribe(
     return _build(UnsubscribePacket, fields)  # type: ignore[no-any-return]
 
 
-def _decode_unsuback(data: bytes, flags: int, pos: int, end: int, version: int) -> UnsubAckPacket:
+def _decode_unsuback(
+    data: bytes, flags: int, pos: int, end: int, version: int, limit: Limit
+) -> UnsubAckPacket:
     _no_flags(flags, "UNSUBACK")
     fields: dict[str, Any] = {"packet_id": _read_packet_id(data, pos, end)}
     pos += 2
     if version == _V5:
-        properties, pos = _decode_properties(data, pos, end, PacketType.UNSUBACK)
+        properties, pos = _decode_properties(data, pos, end, PacketType.UNSUBACK, limit)
         fields.update(properties)
         codes = tuple(_reason(code, _UNSUBACK_CODES, "UNSUBACK") for code in data[pos:end])
         if not codes:
@@ -434,20 +460,24 @@ _PINGREQ: Final = PingReqPacket()
 _PINGRESP: Final = PingRespPacket()
 
 
-def _decode_pingreq(data: bytes, flags: int, pos: int, end: int, version: int) -> PingReqPacket:
+def _decode_pingreq(
+    data: bytes, flags: int, pos: int, end: int, version: int, limit: Limit
+) -> PingReqPacket:
     _no_flags(flags, "PINGREQ")
     _trailing(pos, end, "PINGREQ")
     return _PINGREQ
 
 
-def _decode_pingresp(data: bytes, flags: int, pos: int, end: int, version: int) -> PingRespPacket:
+def _decode_pingresp(
+    data: bytes, flags: int, pos: int, end: int, version: int, limit: Limit
+) -> PingRespPacket:
     _no_flags(flags, "PINGRESP")
     _trailing(pos, end, "PINGRESP")
     return _PINGRESP
 
 
 def _decode_disconnect(
-    data: bytes, flags: int, pos: int, end: int, version: int
+    data: bytes, flags: int, pos: int, end: int, version: int, limit: Limit
 ) -> DisconnectPacket:
     _no_flags(flags, "DISCONNECT")
     fields: dict[str, Any] = {}
@@ -455,13 +485,15 @@ def _decode_disconnect(
         fields["reason_code"] = _reason(data[pos], _DISCONNECT_CODES, "DISCONNECT")
         pos += 1
         if pos < end:
-            properties, pos = _decode_properties(data, pos, end, PacketType.DISCONNECT)
+            properties, pos = _decode_properties(data, pos, end, PacketType.DISCONNECT, limit)
             fields.update(properties)
     _trailing(pos, end, "DISCONNECT")
     return _build(DisconnectPacket, fields)  # type: ignore[no-any-return]
 
 
-def _decode_auth(data: bytes, flags: int, pos: int, end: int, version: int) -> AuthPacket:
+def _decode_auth(
+    data: bytes, flags: int, pos: int, end: int, version: int, limit: Limit
+) -> AuthPacket:
     if version != _V5:
         raise MalformedPacket("AUTH exists in MQTT 5 only; type 15 is reserved before it")
     _no_flags(flags, "AUTH")
@@ -471,13 +503,11 @@ def _decode_auth(data: bytes, flags: int, pos: int, end: int, version: int) -> A
         fields["reason_code"] = _reason(data[pos], _AUTH_CODES, "AUTH")
         pos += 1
         if pos < end:
-            properties, pos = _decode_properties(data, pos, end, PacketType.AUTH)
+            properties, pos = _decode_properties(data, pos, end, PacketType.AUTH, limit)
             fields.update(properties)
     _trailing(pos, end, "AUTH")
     return _build(AuthPacket, fields)  # type: ignore[no-any-return]
 
-
-Decoder = Callable[[bytes, int, int, int, int], Packet]
 
 # Indexed by the packet type nibble; None marks the reserved type 0.
 _DECODERS: Final[tuple[Decoder | None, ...]] = (
@@ -500,12 +530,12 @@ _DECODERS: Final[tuple[Decoder | None, ...]] = (
 )
 
 
-def _decode_body(data: bytes, first: int, pos: int, end: int, version: int) -> Packet:
+def _decode_body(data: bytes, first: int, pos: int, end: int, version: int, limit: Limit) -> Packet:
     decoder = _DECODERS[first >> 4]
     if decoder is None:
         raise MalformedPacket("reserved packet type 0")
     try:
-        return decoder(data, first & 0x0F, pos, end, version)
+        return decoder(data, first & 0x0F, pos, end, version, limit)
     except ProtocolError:
         raise
     except (IndexError, ValueError, KeyError, TypeError) as exc:  # pragma: no cover
@@ -514,13 +544,24 @@ def _decode_body(data: bytes, first: int, pos: int, end: int, version: int) -> P
         raise MalformedPacket(f"malformed packet ({exc.__class__.__name__})") from exc
 
 
-def decode_packet(data: bytes, *, version: ProtocolVersion) -> Packet:
+def decode_packet(
+    data: bytes,
+    *,
+    version: ProtocolVersion,
+    max_user_properties: int | None = None,
+    max_user_property_bytes: int | None = None,
+) -> Packet:
     """Decode exactly one complete packet.
 
     :param data: the whole packet, fixed header included. Fewer or more bytes
         than the packet declares is a :class:`~mqttproto.MalformedPacket`.
     :param version: the protocol version in use. A CONNECT is decoded with the
         level it carries, whatever ``version`` says.
+    :param max_user_properties: stop building the User Properties of a
+        property block once it holds more than this many; see
+        :class:`PacketReader`, which takes the same two limits.
+    :param max_user_property_bytes: the same, once their names and values
+        take more than this many UTF-8 bytes together.
     :raises RemoteProtocolError: (or a subclass) when the bytes break a rule;
         nothing else escapes for any input.
     """
@@ -535,4 +576,5 @@ def decode_packet(data: bytes, *, version: ProtocolVersion) -> Packet:
         )
     if version not in _VERSIONS:
         raise ValueError(f"unknown protocol version {version!r}")
-    return _decode_body(data, data[0], pos, end, int(version))
+    limit = user_property_limit(max_user_properties, max_user_property_bytes, _skip_user_properties)
+    return _decode_body(data, data[0], pos, end, int(version), limit)

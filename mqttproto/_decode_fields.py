@@ -11,6 +11,9 @@ copy of its rules.
 
 from __future__ import annotations
 
+import operator
+import sys
+from collections.abc import Callable
 from typing import Any, Final
 
 from ._codec_common import _QOS, _REASON
@@ -156,11 +159,89 @@ def _decode_user_property(data: bytes, pos: int, end: int) -> tuple[tuple[str, s
 
 
 # ---------------------------------------------------------------------------
+# The user-property limit
+
+
+class UserPropertyLimit:
+    """How many User Properties of one property block the decoders build.
+
+    Made by :func:`user_property_limit` from the ``max_user_properties`` and
+    ``max_user_property_bytes`` arguments of ``PacketReader`` and
+    ``decode_packet``; their docstrings state the contract. A property block
+    is *past the limit* once it holds more than ``count`` User Properties, or
+    their names and values take more than ``size`` UTF-8 bytes together. From
+    then on, ``skip(data, pos, end)`` is called instead of building the User
+    Property whose identifier ends at ``pos``; it checks that one and those
+    directly after it and returns the position of the next identifier that is
+    not a User Property's, or ``end``. Each twin brings its own ``skip`` (the
+    reference's is :func:`_skip_user_properties`); both raise what
+    :func:`_read_utf8` raises, in the same order.
+    """
+
+    __slots__ = ("count", "size", "skip")
+
+    def __init__(self, count: int, size: int, skip: Callable[[bytes, int, int], int]) -> None:
+        self.count = count
+        self.size = size
+        self.skip = skip
+
+
+def _limit_value(value: int | None, name: str) -> int:
+    if value is None:
+        return sys.maxsize
+    number = operator.index(value)
+    if number < 0:
+        raise ValueError(f"{name} must not be negative")
+    # The compiled twin keeps the limits as C integers; no block can reach
+    # sys.maxsize properties or bytes, so clamping changes nothing.
+    return min(number, sys.maxsize)
+
+
+def user_property_limit(
+    max_user_properties: int | None,
+    max_user_property_bytes: int | None,
+    skip: Callable[[bytes, int, int], int],
+) -> UserPropertyLimit | None:
+    """The limit for these arguments, or None when neither is set.
+
+    :raises TypeError: for a value that is not an integer.
+    :raises ValueError: for a negative value.
+    """
+    count = _limit_value(max_user_properties, "max_user_properties")
+    size = _limit_value(max_user_property_bytes, "max_user_property_bytes")
+    if max_user_properties is None and max_user_property_bytes is None:
+        return None
+    return UserPropertyLimit(count, size, skip)
+
+
+def _skip_user_properties(data: bytes, pos: int, end: int) -> int:
+    """Check User Properties from ``pos`` (after an identifier) without keeping them.
+
+    The reference ``UserPropertyLimit.skip``: each name and value goes
+    through :func:`_read_utf8` (bounds, well-formed UTF-8 [MQTT-1.5.4-1], no
+    U+0000 [MQTT-1.5.4-2]) and the string it built is dropped at once, so a
+    packet past the limit is accepted or refused exactly as without it.
+    """
+    while True:
+        pos = _read_utf8(data, pos, end, "user property name")[1]
+        pos = _read_utf8(data, pos, end, "user property value")[1]
+        if pos >= end or data[pos] != 0x26:
+            return pos
+        pos += 1
+
+
+# ---------------------------------------------------------------------------
 # Properties
 
 
-def _decode_properties(data: bytes, pos: int, end: int, kind: int) -> tuple[dict[str, Any], int]:
-    """Read a property length and the properties after it; return (fields, position)."""
+def _decode_properties(
+    data: bytes, pos: int, end: int, kind: int, limit: UserPropertyLimit | None
+) -> tuple[dict[str, Any], int]:
+    """Read a property length and the properties after it; return (fields, position).
+
+    With a ``limit``, User Properties past it are checked but not built (see
+    :class:`UserPropertyLimit`); nothing else changes.
+    """
     length, pos = _read_varint(data, pos, end)
     if not length:
         return {}, pos
@@ -169,6 +250,8 @@ def _decode_properties(data: bytes, pos: int, end: int, kind: int) -> tuple[dict
         raise MalformedPacket("property length runs past the end of the packet")
     table = PROPERTIES_BY_KIND[kind]
     fields: dict[str, Any] = {}
+    # User Properties built so far, and the UTF-8 bytes of their names and values.
+    kept = kept_bytes = 0
     while pos < stop:
         identifier = data[pos]
         pos += 1
@@ -183,7 +266,15 @@ def _decode_properties(data: bytes, pos: int, end: int, kind: int) -> tuple[dict
         wire_type = spec.wire_type
         value: Any
         if wire_type is WireType.UTF8_PAIR:
+            if limit is not None and (kept > limit.count or kept_bytes > limit.size):
+                # Past the limit: the kept ones already say so; the rest are
+                # only checked. Each kept one was built, so the list exists.
+                pos = limit.skip(data, pos, stop)
+                continue
+            start = pos
             value, pos = _decode_user_property(data, pos, stop)
+            kept += 1
+            kept_bytes += pos - start - 4  # less the two length prefixes
         elif wire_type is WireType.UTF8_STRING:
             value, pos = _read_utf8(data, pos, stop, spec.identifier.name)
         elif wire_type is WireType.BINARY:
