@@ -7,7 +7,7 @@ fit in 1 MiB (the broker's default ``max_packet_size``). Two kinds:
 - ``same``: every property is ``("a", "")``, 6 bytes on the wire, about
   175,000 of them; the decoders' caches of recent user properties hit;
 - ``distinct``: every property has its own name (``("0", "")``,
-  ``("1", "")`` ...), about 130,000 of them, so every one misses the caches.
+  ``("1", "")`` ...), about 112,000 of them, so every one misses the caches.
 
 The broker refuses it (more than ``max_user_properties``) with PUBACK 0x97.
 
@@ -51,7 +51,6 @@ from mqttproto import (  # noqa: E402
     PubAckPacket,
     PublishPacket,
     QoS,
-    ReasonCode,
     encode_packet,
 )
 from mqttproto.broker import Broker  # noqa: E402
