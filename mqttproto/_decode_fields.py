@@ -2,8 +2,9 @@
 
 Primitives (variable byte integer, two-byte integer, UTF-8 string, binary
 data, packet identifier, reason code), the bounded caches of recently decoded
-topic names and user properties, and the general reader of a property block.
-Each takes the buffer and the bounds it may read within (``data``, ``pos``,
+topic names and user properties, and the general reader of a property block
+with its optional limit on the User Properties it builds
+(:class:`UserPropertyLimit`). Each takes the buffer and the bounds it may read within (``data``, ``pos``,
 ``end``), so that no packet body is copied before it is parsed. The Cython
 twin calls the property-block reader of this module rather than keeping a
 copy of its rules.
