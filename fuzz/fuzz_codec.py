@@ -23,7 +23,9 @@ is cut off) is the byte stream under test.
   sizes from 0 (an empty feed) to ``2 * (p % 32 + 1)``, seeded with ``p``;
   2 = two pieces, cut at ``p * len // 255``; 3 = a cut before every byte that
   equals ``p``.
-- ``data[0]`` bits 6-7: unused.
+- ``data[0]`` bits 6-7: the user-property limit of invariant 8: 0 = none
+  (invariant 8 is not checked), 1 = ``max_user_properties=0``,
+  2 = ``max_user_properties=3``, 3 = ``max_user_property_bytes=16``.
 
 Invariants (any violation raises, which the fuzzer reports as a crash)
 ------------------------------------------------------------------------
@@ -62,6 +64,12 @@ Invariants (any violation raises, which the fuzzer reports as a crash)
    ``ROUNDTRIP_LIMIT`` per input) encodes with both twins, in the version it
    was decoded with (a CONNECT: its own ``protocol_version``), to identical
    bytes that decode, with both twins, to an equal packet.
+8. A user-property limit changes nothing but ``user_properties``. With the
+   limit the selector picks, each twin's reader (fed the whole stream) and
+   ``decode_packet`` give the same error as without it, or the same packets
+   with the ``user_properties`` of each property block (a will's too) cut to
+   the shortest prefix past the limit, and the same ``buffered`` and
+   ``version``. (The twins then agree too, by invariant 2.)
 """
 
 from __future__ import annotations
@@ -75,6 +83,8 @@ import sys
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any, NamedTuple
+
+import attrs
 
 if __name__ == "__main__":
     import atheris
@@ -125,6 +135,13 @@ _VERSIONS: tuple[ProtocolVersion | None, ...] = (
 _TWINS: tuple[ModuleType, ModuleType] = (py, c)
 # Fed to a broken reader: it must raise its error again.
 _AFTER_ERROR = b"\xc0\x00"
+# The user-property limits selector bits 6-7 pick (0: none).
+_LIMITS: tuple[dict[str, int] | None, ...] = (
+    None,
+    {"max_user_properties": 0},
+    {"max_user_properties": 3},
+    {"max_user_property_bytes": 16},
+)
 
 
 def selector(
@@ -133,11 +150,12 @@ def selector(
     max_packet_size: int | None = None,
     chunking: int = 0,
     chunk_param: int = 0,
+    user_property_limit: int = 0,
 ) -> bytes:
     """The selector bytes for this set-up (the inverse of ``_parse_selector``).
 
     ``max_packet_size`` must be representable: None, 2 to 257, or a multiple
-    of 256 up to 65,536.
+    of 256 up to 65,536. ``user_property_limit`` is an index of ``_LIMITS``.
     """
     code = {None: 3, 3: 0, 4: 1, 5: 2}[None if version is None else int(version)]
     if max_packet_size is None:
@@ -150,7 +168,10 @@ def selector(
         raise ValueError(f"max_packet_size {max_packet_size} cannot be selected")
     if not 0 <= chunking <= 3 or not 0 <= chunk_param <= 255:
         raise ValueError("chunking is 0 to 3, chunk_param a byte")
-    return bytes((code | size_kind << 2 | chunking << 4, size_param, chunk_param))
+    if not 0 <= user_property_limit <= 3:
+        raise ValueError("user_property_limit is 0 to 3")
+    mode = code | size_kind << 2 | chunking << 4 | user_property_limit << 6
+    return bytes((mode, size_param, chunk_param))
 
 
 class _Setup(NamedTuple):
@@ -158,6 +179,7 @@ class _Setup(NamedTuple):
     max_packet_size: int | None
     chunking: int
     chunk_param: int
+    limits: dict[str, int] | None
 
 
 def _parse_selector(head: bytes) -> _Setup:
@@ -170,7 +192,9 @@ def _parse_selector(head: bytes) -> _Setup:
         max_packet_size = (size_param + 1) * 256
     else:
         max_packet_size = None
-    return _Setup(_VERSIONS[mode & 3], max_packet_size, mode >> 4 & 3, chunk_param)
+    return _Setup(
+        _VERSIONS[mode & 3], max_packet_size, mode >> 4 & 3, chunk_param, _LIMITS[mode >> 6]
+    )
 
 
 def _pieces(stream: bytes, chunking: int, param: int) -> list[bytes]:
@@ -225,8 +249,9 @@ def _feed(
     pieces: list[bytes],
     version: ProtocolVersion | None,
     max_packet_size: int | None,
+    limits: dict[str, int] | None = None,
 ) -> _Run:
-    reader = twin.PacketReader(version=version, max_packet_size=max_packet_size)
+    reader = twin.PacketReader(version=version, max_packet_size=max_packet_size, **(limits or {}))
     packets: list[Any] = []
     bound = None if max_packet_size is None else max(max_packet_size, 5)
     for piece in pieces:
@@ -247,9 +272,11 @@ def _feed(
     return _Run(packets, None, reader.buffered, reader.version)
 
 
-def _decode(twin: ModuleType, data: bytes, version: ProtocolVersion) -> tuple[Any, ...]:
+def _decode(
+    twin: ModuleType, data: bytes, version: ProtocolVersion, limits: dict[str, int] | None = None
+) -> tuple[Any, ...]:
     try:
-        packet = twin.decode_packet(data, version=version)
+        packet = twin.decode_packet(data, version=version, **(limits or {}))
     except RemoteProtocolError as exc:
         return ("raised", _error_key(exc))
     return ("returned", packet)
@@ -259,6 +286,30 @@ def _decode_shape(outcome: tuple[Any, ...]) -> tuple[Any, ...]:
     if outcome[0] == "returned":
         return ("returned", type(outcome[1]), repr(outcome[1]))
     return outcome
+
+
+def _past(pairs: tuple[tuple[str, str], ...], limits: dict[str, int]) -> tuple[Any, ...]:
+    """The shortest prefix of ``pairs`` past ``limits``, or all of them."""
+    count = limits.get("max_user_properties")
+    size = limits.get("max_user_property_bytes")
+    total = 0
+    for index, (name, value) in enumerate(pairs):
+        if (count is not None and index > count) or (size is not None and total > size):
+            return pairs[:index]
+        total += len(name.encode()) + len(value.encode())
+    return pairs
+
+
+def _cut(packet: Any, limits: dict[str, int]) -> Any:
+    """``packet`` as a reader with ``limits`` must return it (invariant 8)."""
+    changes: dict[str, Any] = {}
+    properties = getattr(packet, "user_properties", ())
+    if _past(properties, limits) != properties:
+        changes["user_properties"] = _past(properties, limits)
+    will = getattr(packet, "will", None)
+    if will is not None and _past(will.user_properties, limits) != will.user_properties:
+        changes["will"] = attrs.evolve(will, user_properties=_past(will.user_properties, limits))
+    return attrs.evolve(packet, **changes) if changes else packet
 
 
 class FuzzFailure(AssertionError):
@@ -361,6 +412,22 @@ def TestOneInput(data: bytes) -> None:
         todo.append((decoded[0][1], decode_version))
     for packet, packet_version in todo:
         _roundtrip(packet, packet_version)
+
+    # (8): a user-property limit changes nothing but user_properties.
+    limits = setup.limits
+    if limits is not None:
+        for twin, (full, *_), full_decoded in zip(_TWINS, runs, decoded, strict=True):
+            run = _feed(twin, [stream], version, setup.max_packet_size, limits)
+            cut = _Run([_cut(p, limits) for p in full.packets], *full[1:])
+            _check(run.shape() == cut.shape(), f"the limit changed {cut!r} to {run!r}", twin)
+            outcome = _decode(twin, stream, decode_version, limits)
+            if full_decoded[0] == "returned":
+                full_decoded = ("returned", _cut(full_decoded[1], limits))
+            _check(
+                _decode_shape(outcome) == _decode_shape(full_decoded),
+                f"decode_packet: the limit changed {full_decoded!r} to {outcome!r}",
+                twin,
+            )
 
 
 def _roundtrip(packet: Any, version: ProtocolVersion | None) -> None:

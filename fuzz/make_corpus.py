@@ -13,7 +13,10 @@ The seeds come from the test suite's data, so that they stay in step with it:
 - ``length-*``: Remaining Lengths of one and two bytes;
 - ``bad-*``: every case of the malformed catalogue (tests/test_malformed.py)
   with its version and maximum packet size;
-- ``stream-*``: whole sessions of several packets in one stream.
+- ``stream-*``: whole sessions of several packets in one stream;
+- ``flood-*``: MQTT 5 packets with more user properties than the
+  user-property limit their selector picks (invariant 8), some with other
+  properties, or something malformed, after them.
 
 Each file is the selector bytes of fuzz_codec.py (version, maximum packet
 size, chunking) followed by the bytes. The chunking pattern varies from seed
@@ -43,8 +46,17 @@ from fuzz_codec import selector  # noqa: E402
 from test_malformed import CASES, _label  # noqa: E402
 from test_vectors import DECODE_ONLY, LENGTH_VECTORS, VECTORS, h  # noqa: E402
 
-from mqttproto.enums import ProtocolVersion  # noqa: E402
-from mqttproto.packets import ConnectPacket  # noqa: E402
+from mqttproto import encode_packet  # noqa: E402
+from mqttproto.enums import ProtocolVersion, QoS, ReasonCode  # noqa: E402
+from mqttproto.packets import (  # noqa: E402
+    ConnectPacket,
+    PubAckPacket,
+    PublishPacket,
+    SubscribePacket,
+    Subscription,
+    UnsubscribePacket,
+    Will,
+)
 
 
 def _name(text: str) -> str:
@@ -109,7 +121,92 @@ def seeds() -> dict[str, bytes]:
         chunking, param = _chunking(index, data)
         head = selector(version, max_packet_size=max_size, chunking=chunking, chunk_param=param)
         files[_name(name)] = head + data
+    # Numbered on their own, so that adding one leaves the others' chunking be.
+    for index, (name, (version, limit, data)) in enumerate(sorted(_floods().items())):
+        chunking, param = _chunking(index, data)
+        head = selector(version, chunking=chunking, chunk_param=param, user_property_limit=limit)
+        files[_name(f"flood-{name}")] = head + data
     return files
+
+
+def _floods() -> dict[str, tuple[ProtocolVersion | None, int, bytes]]:
+    """Name -> (version, user-property limit of the selector, bytes)."""
+    v5 = ProtocolVersion.MQTT_5_0
+
+    def encode(packet: object) -> bytes:
+        return encode_packet(packet, version=v5)  # type: ignore[arg-type]
+
+    def pairs(count: int, name: str = "k", value: str = "v") -> list[tuple[str, str]]:
+        return [(f"{name}{i}", value) for i in range(count)]
+
+    def pair(name: bytes, value: bytes) -> bytes:
+        return b"\x26" + len(name).to_bytes(2, "big") + name + len(value).to_bytes(2, "big") + value
+
+    def publish(block: bytes) -> bytes:
+        """A QoS 1 PUBLISH (topic ``t``, id 1) with ``block`` as its properties."""
+        body = b"\x00\x01t\x00\x01" + _varint(len(block)) + block + b"x"
+        return b"\x32" + _varint(len(body)) + body
+
+    flood = b"".join(pair(b"k%d" % i, b"v") for i in range(40))
+    return {
+        "publish-inline-count-0": (
+            v5,
+            1,
+            encode(PublishPacket("t", b"", user_properties=pairs(8))),
+        ),
+        "publish-count-3": (
+            v5,
+            2,
+            encode(
+                PublishPacket("t", b"p", QoS.AT_LEAST_ONCE, packet_id=2, user_properties=pairs(60))
+            ),
+        ),
+        "publish-bytes-16-utf8": (
+            v5,
+            3,
+            encode(PublishPacket("t", b"", user_properties=pairs(30, "é", "€"))),
+        ),
+        "publish-alias-after-the-flood": (v5, 2, publish(flood + b"\x23\x00\x03")),
+        "publish-bad-utf8-after-the-flood": (v5, 2, publish(flood + pair(b"\xed\xa0\x80", b""))),
+        "publish-nul-after-the-flood": (v5, 3, publish(flood + pair(b"k", b"\x00"))),
+        "publish-overrun-after-the-flood": (v5, 1, publish(flood + b"\x26\x00\x01k\x00\x09")),
+        "connect-will-count-3": (
+            None,
+            2,
+            encode(
+                ConnectPacket(
+                    "c",
+                    user_properties=pairs(20),
+                    will=Will("w", b"", user_properties=pairs(20, "w")),
+                )
+            ),
+        ),
+        "subscribe-count-0": (
+            v5,
+            1,
+            encode(SubscribePacket(3, (Subscription("a/#"),), user_properties=pairs(30))),
+        ),
+        "unsubscribe-bytes-16": (
+            v5,
+            3,
+            encode(UnsubscribePacket(4, ("a",), user_properties=pairs(30))),
+        ),
+        "puback-count-3": (
+            v5,
+            2,
+            encode(PubAckPacket(5, ReasonCode.QUOTA_EXCEEDED, user_properties=pairs(30))),
+        ),
+    }
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
 
 
 def _sessions(by_id: dict[str, bytes]) -> dict[str, list[str]]:

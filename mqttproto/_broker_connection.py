@@ -145,7 +145,15 @@ class BrokerConnection(Connection):
         self.identity = identity
         self.opened_at = now
         self._last_received = now
-        self._reader = PacketReader(max_packet_size=broker.config.max_packet_size)
+        # Past max_user_properties / max_user_property_bytes the reader stops
+        # building user properties; what it keeps is still past the limit, so
+        # _too_many_properties refuses the packet as it would the whole list.
+        config = broker.config
+        self._reader = PacketReader(
+            max_packet_size=config.max_packet_size,
+            max_user_properties=config.max_user_properties,
+            max_user_property_bytes=config.max_user_property_bytes,
+        )
         self.session: Session | None = None
         self.client_id = ""
         self.username: str | None = None

@@ -6,12 +6,23 @@ from .packets import Packet
 
 __all__ = ["PacketReader", "decode_packet", "encode_packet"]
 
-def decode_packet(data: bytes, *, version: ProtocolVersion) -> Packet: ...
+def decode_packet(
+    data: bytes,
+    *,
+    version: ProtocolVersion,
+    max_user_properties: int | None = None,
+    max_user_property_bytes: int | None = None,
+) -> Packet: ...
 def encode_packet(packet: Packet, *, version: ProtocolVersion) -> bytes: ...
 
 class PacketReader:
     def __init__(
-        self, *, version: ProtocolVersion | None = None, max_packet_size: int | None = None
+        self,
+        *,
+        version: ProtocolVersion | None = None,
+        max_packet_size: int | None = None,
+        max_user_properties: int | None = None,
+        max_user_property_bytes: int | None = None,
     ) -> None: ...
     @property
     def version(self) -> ProtocolVersion | None: ...

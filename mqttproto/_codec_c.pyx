@@ -17,9 +17,12 @@ How the work is split -- read this before changing either twin:
   from the stream buffer, which is exactly what ``bytes.decode()`` runs.
 - **Delegated to the pure-Python reference**: every other packet type
   (CONNECT, CONNACK, SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBACK, DISCONNECT,
-  AUTH) and every general property block (``_decode._decode_properties``).
+  AUTH) and every general property block (``_decode_fields._decode_properties``).
   These are rare on a connection; calling the reference keeps one copy of
-  their rules.
+  their rules. One piece of it is compiled and handed to the reference: the
+  walk over the User Properties past a user-property limit
+  (:func:`_skip_user_properties`, given to it through
+  ``_decode_fields.UserPropertyLimit``), which is what a flood of them costs.
 - **Encoding takes a fast path only for canonical packets**: exact ``str``
   topics, exact ``bytes`` payloads, QoS enum members or ints, ``True``/
   ``False`` flags, property values of their exact types. Any other shape --
@@ -54,7 +57,7 @@ import sys
 
 import attrs
 
-from . import _decode, _encode
+from . import _decode, _decode_fields, _encode
 from ._codec_common import (
     _PUBACK_CODES,
     _PUBREL_CODES,
@@ -110,9 +113,10 @@ cdef extern from *:
 
 # The reference functions this module delegates to (see the docstring).
 _decode_body = _decode._decode_body
-_decode_properties = _decode._decode_properties
-_decode_user_property = _decode._decode_user_property
-_check_topic_name = _decode._check_topic_name
+_decode_properties = _decode_fields._decode_properties
+_decode_user_property = _decode_fields._decode_user_property
+_check_topic_name = _decode_fields._check_topic_name
+_user_property_limit = _decode_fields.user_property_limit
 _PINGREQ = _decode._PINGREQ
 _PINGRESP = _decode._PINGRESP
 cdef dict _ENCODERS = _encode._ENCODERS
@@ -209,7 +213,7 @@ cdef Py_ssize_t _read_varint(
 ) except -1:
     """Read a variable byte integer into ``value``; return the position after it.
 
-    The twin of ``_decode._read_varint``, with its messages.
+    The twin of ``_decode_fields._read_varint``, with its messages.
     """
     cdef Py_ssize_t result = 0
     cdef int shift = 0
@@ -233,7 +237,7 @@ cdef Py_ssize_t _read_varint(
 
 
 cdef object _decode_topic(const unsigned char *p, Py_ssize_t n):
-    """Decode a PUBLISH topic name (the twin of ``_decode._decode_topic_name``)."""
+    """Decode a PUBLISH topic name (the twin of ``_decode_fields._decode_topic_name``)."""
     cdef object topic
     try:
         # CPython's strict UTF-8 decoder, as bytes.decode(): it rejects overlong
@@ -254,6 +258,65 @@ cdef object _decode_topic(const unsigned char *p, Py_ssize_t n):
     return topic
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef inline bint _is_ascii(const unsigned char *p, Py_ssize_t n) noexcept:
+    """Whether the ``n`` bytes at ``p`` are all below 0x80, eight at a time."""
+    cdef uint64_t word
+    cdef Py_ssize_t i = 0
+    while i + 8 <= n:
+        memcpy(&word, p + i, 8)
+        if word & 0x8080808080808080ULL:
+            return False
+        i += 8
+    while i < n:
+        if p[i] & 0x80:
+            return False
+        i += 1
+    return True
+
+
+cdef Py_ssize_t _check_utf8(
+    const unsigned char *buf, Py_ssize_t pos, Py_ssize_t end, str what
+) except -1:
+    """The checks of ``_decode_fields._read_utf8``, in its order and with its
+    messages, without building the string; return the position after it."""
+    cdef Py_ssize_t n, stop
+    if pos + 2 > end:
+        raise MalformedPacket(f"{what} runs past the end of the packet")
+    n = (buf[pos] << 8) | buf[pos + 1]
+    stop = pos + 2 + n
+    if stop > end:
+        raise MalformedPacket(f"{what} runs past the end of the packet")
+    # ASCII is well-formed UTF-8; anything else goes through CPython's strict
+    # decoder, as in the reference [MQTT-1.5.4-1], and the result is dropped.
+    if not _is_ascii(buf + pos + 2, n):
+        try:
+            PyUnicode_DecodeUTF8(<const char *>buf + pos + 2, n, NULL)
+        except UnicodeDecodeError:
+            raise MalformedPacket(f"{what} is not well-formed UTF-8") from None
+    # In well-formed UTF-8 the byte 0x00 only ever encodes U+0000.
+    if memchr(buf + pos + 2, 0, n) != NULL:
+        raise MalformedPacket(f"{what} contains U+0000 [MQTT-1.5.4-2]")
+    return stop
+
+
+def _skip_user_properties(bytes data not None, Py_ssize_t pos, Py_ssize_t end):
+    """The twin of ``_decode_fields._skip_user_properties``: check the User
+    Property at ``pos`` (after its identifier) and those directly after it
+    without building them; return the position of the next identifier that
+    is not a User Property's, or ``end``."""
+    cdef const unsigned char *buf = <const unsigned char *>PyBytes_AS_STRING(data)
+    if not 0 <= pos <= end <= PyBytes_GET_SIZE(data):
+        raise ValueError("bounds outside the data")
+    while True:
+        pos = _check_utf8(buf, pos, end, "user property name")
+        pos = _check_utf8(buf, pos, end, "user property value")
+        if pos >= end or buf[pos] != 0x26:
+            return pos
+        pos += 1
+
+
 # ---------------------------------------------------------------------------
 # Decoders
 
@@ -264,15 +327,15 @@ cdef uint32_t _last_expiry_value = 0
 
 cdef int _publish_properties(
     bytes data, const unsigned char *buf, Py_ssize_t pos, Py_ssize_t end, object packet,
-    Py_ssize_t *out_pos
+    object limit, Py_ssize_t *out_pos
 ) except -1:
     """The twin of ``_decode._read_publish_properties``; store them on ``packet``.
 
     Message Expiry Interval and User Property are read inline; anything else
-    or anything unusual goes to the reference ``_decode_properties``, which
-    reads the whole block again and raises the precise error. Sets
-    ``out_pos`` to the position after the block; returns whether a Topic
-    Alias was among the properties.
+    or anything unusual (user properties past the ``limit`` too) goes to the
+    reference ``_decode_properties``, which reads the whole block again and
+    raises the precise error. Sets ``out_pos`` to the position after the
+    block; returns whether a Topic Alias was among the properties.
     """
     global _last_expiry, _last_expiry_value
     cdef Py_ssize_t start = pos
@@ -285,11 +348,18 @@ cdef int _publish_properties(
     cdef list user_properties = None
     cdef object pair
     cdef uint32_t expiry
+    cdef Py_ssize_t user_count = 0, user_bytes = 0
     if length < 0x80 and stop <= end:
         pos += 1
         while pos < stop:
             identifier = buf[pos]
             if identifier == 0x26:
+                # Past the limit: the general path. The first one never is,
+                # so a PUBLISH with one user property reads no limit.
+                if user_count and limit is not None and (
+                    user_count > <Py_ssize_t>limit.count or user_bytes > <Py_ssize_t>limit.size
+                ):
+                    break
                 # User property: two length-prefixed strings, looked up whole.
                 pair = None
                 pair_end = 0
@@ -313,6 +383,8 @@ cdef int _publish_properties(
                     user_properties = [first_pair, pair]
                 else:
                     user_properties.append(pair)
+                user_count += 1
+                user_bytes += pair_end - pos - 5  # less the identifier and two lengths
                 pos = pair_end
             elif identifier == 0x02 and pos + 5 <= stop and not expiry_seen:
                 expiry = (
@@ -335,7 +407,7 @@ cdef int _publish_properties(
                 PyObject_GenericSetAttr(packet, "user_properties", (first_pair,))
             out_pos[0] = pos
             return False
-    properties, pos = _decode_properties(data, start, end, _PUBLISH_KIND)
+    properties, pos = _decode_properties(data, start, end, _PUBLISH_KIND, limit)
     out_pos[0] = pos
     for key, value in (<dict>properties).items():
         PyObject_GenericSetAttr(packet, key, value)
@@ -343,7 +415,8 @@ cdef int _publish_properties(
 
 
 cdef object _decode_publish(
-    bytes data, const unsigned char *buf, int flags, Py_ssize_t pos, Py_ssize_t end, bint v5
+    bytes data, const unsigned char *buf, int flags, Py_ssize_t pos, Py_ssize_t end, bint v5,
+    object limit
 ):
     """The twin of ``_decode._decode_publish``: same checks, same order."""
     cdef int qos = (flags >> 1) & 0x03
@@ -391,7 +464,7 @@ cdef object _decode_publish(
             if not valid_topic:
                 _check_topic_name(topic, v5=True, has_alias=False)
         else:
-            has_alias = _publish_properties(data, buf, pos, end, packet, &pos)
+            has_alias = _publish_properties(data, buf, pos, end, packet, limit, &pos)
             if not valid_topic:
                 _check_topic_name(topic, v5=True, has_alias=has_alias)
     elif not valid_topic:
@@ -405,7 +478,7 @@ cdef object _decode_publish(
 
 cdef object _decode_ack(
     bytes data, const unsigned char *buf, int kind, int flags,
-    Py_ssize_t pos, Py_ssize_t end, bint v5
+    Py_ssize_t pos, Py_ssize_t end, bint v5, object limit
 ):
     """PUBACK, PUBREC, PUBREL, PUBCOMP: the twin of ``_decode._decode_ack``."""
     cdef Py_ssize_t index = kind - 4
@@ -434,7 +507,7 @@ cdef object _decode_ack(
         PyObject_GenericSetAttr(packet, "reason_code", reason)
         pos += 1
         if pos < end:
-            properties, pos = _decode_properties(data, pos, end, _ACK_KINDS[index])
+            properties, pos = _decode_properties(data, pos, end, _ACK_KINDS[index], limit)
             for key, value in (<dict>properties).items():
                 PyObject_GenericSetAttr(packet, key, value)
     if pos != end:
@@ -455,20 +528,20 @@ cdef object _decode_ping(int kind, int flags, Py_ssize_t pos, Py_ssize_t end):
 
 cdef object _decode_one(
     bytes data, const unsigned char *buf, int first, Py_ssize_t pos, Py_ssize_t end,
-    object version
+    object version, object limit
 ):
     """Decode one packet body: compiled for the hot types, else the reference."""
     cdef int kind = first >> 4
     if kind == 3:
-        return _decode_publish(data, buf, first & 0x0F, pos, end, version == 5)
+        return _decode_publish(data, buf, first & 0x0F, pos, end, version == 5, limit)
     if 4 <= kind <= 7:
-        return _decode_ack(data, buf, kind, first & 0x0F, pos, end, version == 5)
+        return _decode_ack(data, buf, kind, first & 0x0F, pos, end, version == 5, limit)
     if kind == 12 or kind == 13:
         return _decode_ping(kind, first & 0x0F, pos, end)
-    return _decode_body(data, first, pos, end, version)
+    return _decode_body(data, first, pos, end, version, limit)
 
 
-def decode_packet(data, *, version):
+def decode_packet(data, *, version, max_user_properties=None, max_user_property_bytes=None):
     """Decode exactly one complete packet (see ``_codec_py.decode_packet``)."""
     cdef bytes whole = bytes(data)
     cdef Py_ssize_t end = PyBytes_GET_SIZE(whole)
@@ -483,9 +556,12 @@ def decode_packet(data, *, version):
         )
     if version not in _VERSIONS:
         raise ValueError(f"unknown protocol version {version!r}")
+    limit = _user_property_limit(
+        max_user_properties, max_user_property_bytes, _skip_user_properties
+    )
     level = int(version)
     try:
-        return _decode_one(whole, buf, buf[0], pos, end, level)
+        return _decode_one(whole, buf, buf[0], pos, end, level, limit)
     except ProtocolError:
         raise
     except (IndexError, ValueError, KeyError, TypeError) as exc:
@@ -510,12 +586,19 @@ cdef class PacketReader:
     cdef Py_ssize_t _need
     cdef object _error
     cdef object _max_packet_size  # as given, for the error message
+    cdef object _limit  # a _decode_fields.UserPropertyLimit, or None
 
-    def __init__(self, *, version=None, max_packet_size=None):
+    def __init__(
+        self, *, version=None, max_packet_size=None, max_user_properties=None,
+        max_user_property_bytes=None
+    ):
         if version is not None and version not in _VERSIONS:
             raise ValueError(f"unknown protocol version {version!r}")
         if max_packet_size is not None and max_packet_size < 2:
             raise ValueError("max_packet_size must be at least 2")
+        self._limit = _user_property_limit(
+            max_user_properties, max_user_property_bytes, _skip_user_properties
+        )
         self._version = -1 if version is None else int(version)
         if max_packet_size is None:
             self._max_size = -1
@@ -638,16 +721,18 @@ cdef class PacketReader:
                 self._need = end - pos
                 break
             if level is None:
-                connect = _decode_body(data, first, start, end, 0)
+                connect = _decode_body(data, first, start, end, 0, self._limit)
                 assert isinstance(connect, ConnectPacket)
                 self._version = int(connect.protocol_version)
                 level = self._version
                 v5 = self._version == 5
                 packets.append(connect)
             elif first >> 4 == 3:
-                packets.append(_decode_publish(data, buf, first & 0x0F, start, end, v5))
+                packets.append(
+                    _decode_publish(data, buf, first & 0x0F, start, end, v5, self._limit)
+                )
             else:
-                packets.append(_decode_one(data, buf, first, start, end, level))
+                packets.append(_decode_one(data, buf, first, start, end, level, self._limit))
             pos = end
         out_pos[0] = pos
         return packets

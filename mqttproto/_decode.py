@@ -27,20 +27,29 @@ from ._codec_common import (
     _new,
     _unpack_u32,
 )
-from ._properties import (
-    BOOLEAN_FIELDS,
-    PROPERTIES,
-    PROPERTIES_BY_KIND,
-    WILL,
-    WireType,
+from ._decode_fields import (
+    UserPropertyLimit,
+    _check_topic_name,
+    _decode_properties,
+    _decode_topic_name,
+    _decode_user_property,
+    _read_binary,
+    _read_packet_id,
+    _read_utf8,
+    _read_varint,
+    _reason,
+    _skip_user_properties,
+    _topic_cache,
+    _user_property_cache,
+    user_property_limit,
 )
+from ._properties import WILL
 from .enums import PacketType, ProtocolVersion, ReasonCode
 from .errors import (
     ClientIdentifierNotValid,
     MalformedPacket,
     ProtocolError,
     RemoteProtocolError,
-    TopicAliasInvalid,
     UnsupportedProtocolVersion,
 )
 from .packets import (
@@ -67,236 +76,14 @@ from .topics import parse_shared_subscription, validate_topic_filter, validate_t
 
 __all__ = ["decode_packet"]
 
-# ---------------------------------------------------------------------------
-# Primitive readers. Each takes the buffer and the bounds it may read within.
-
-
-def _read_varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
-    """Read a variable byte integer; return (value, position after it)."""
-    value = 0
-    shift = 0
-    for count in range(4):
-        if pos >= end:
-            raise MalformedPacket("variable byte integer runs past the end of the packet")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            # [MQTT-1.5.5-1] the encoding must use the minimum number of bytes.
-            if count and not byte:
-                raise MalformedPacket("variable byte integer is not minimally encoded")
-            return value, pos
-        shift += 7
-    # Four bytes is the limit; a fifth continuation is malformed [MQTT-1.5.5-1].
-    raise MalformedPacket("variable byte integer longer than four bytes")
-
-
-def _read_u16(data: bytes, pos: int, end: int, what: str) -> int:
-    if pos + 2 > end:
-        raise MalformedPacket(f"{what} runs past the end of the packet")
-    return (data[pos] << 8) | data[pos + 1]
-
-
-def _read_utf8(data: bytes, pos: int, end: int, what: str) -> tuple[str, int]:
-    """Read a UTF-8 Encoded String: two length bytes, then well-formed UTF-8."""
-    if pos + 2 > end:
-        raise MalformedPacket(f"{what} runs past the end of the packet")
-    stop = pos + 2 + ((data[pos] << 8) | data[pos + 1])
-    if stop > end:
-        raise MalformedPacket(f"{what} runs past the end of the packet")
-    try:
-        # Python's strict UTF-8 decoder rejects overlong forms, encoded
-        # surrogates U+D800..U+DFFF [MQTT-1.5.4-1] [MQTT-1.5.3-1] and code
-        # points past U+10FFFF; it keeps a leading U+FEFF [MQTT-1.5.4-3].
-        text = data[pos + 2 : stop].decode()
-    except UnicodeDecodeError:
-        raise MalformedPacket(f"{what} is not well-formed UTF-8") from None
-    if "\x00" in text:
-        raise MalformedPacket(f"{what} contains U+0000 [MQTT-1.5.4-2]")
-    return text, stop
-
-
-def _read_binary(data: bytes, pos: int, end: int, what: str) -> tuple[bytes, int]:
-    if pos + 2 > end:
-        raise MalformedPacket(f"{what} runs past the end of the packet")
-    stop = pos + 2 + ((data[pos] << 8) | data[pos + 1])
-    if stop > end:
-        raise MalformedPacket(f"{what} runs past the end of the packet")
-    return data[pos + 2 : stop], stop
-
-
-def _read_packet_id(data: bytes, pos: int, end: int) -> int:
-    if pos + 2 > end:
-        raise MalformedPacket("packet identifier runs past the end of the packet")
-    packet_id = (data[pos] << 8) | data[pos + 1]
-    if not packet_id:
-        # [MQTT-2.2.1-3] (5.0) / [MQTT-2.3.1-1] (3.1.1): identifiers are non-zero.
-        raise RemoteProtocolError("packet identifier 0")
-    return packet_id
-
-
-def _reason(code: int, allowed: frozenset[ReasonCode], packet: str) -> ReasonCode:
-    reason = _REASON.get(code)
-    if reason is None or reason not in allowed:
-        raise MalformedPacket(f"reason code 0x{code:02X} is not valid in {packet}")
-    return reason
-
-
-def _check_topic_name(topic: str, *, v5: bool, has_alias: bool) -> None:
-    """Raise RemoteProtocolError for a PUBLISH topic name that may not be received."""
-    if not topic:
-        # A zero-length topic is allowed in MQTT 5 only with a topic alias
-        # [MQTT-3.3.2-1] [MQTT-4.7.3-1].
-        if v5 and has_alias:
-            return
-        raise RemoteProtocolError(
-            "empty topic name without a topic alias", ReasonCode.TOPIC_NAME_INVALID
-        )
-    validate_topic_name(topic, error=RemoteProtocolError)
-
-
-# Topic names seen recently, raw bytes -> validated str. MQTT traffic repeats
-# a small set of topics, and a hit skips UTF-8 decoding and the wildcard and
-# U+0000 scans; it also shares one str per topic among decoded packets. Only
-# short, fully valid names are kept, and the cache is emptied when full, so it
-# holds at most _TOPIC_CACHE_SIZE x _TOPIC_CACHE_MAX_LENGTH bytes of names.
-_TOPIC_CACHE_SIZE: Final = 4096
-_TOPIC_CACHE_MAX_LENGTH: Final = 256
-_topic_cache: dict[bytes, str] = {}
-
-
-def _decode_topic_name(raw: bytes) -> str:
-    """Decode a PUBLISH topic name; validity beyond UTF-8 is checked by the caller."""
-    try:
-        topic = raw.decode()
-    except UnicodeDecodeError:
-        raise MalformedPacket("topic name is not well-formed UTF-8 [MQTT-1.5.4-1]") from None
-    if "\x00" in topic:
-        raise MalformedPacket("topic name contains U+0000 [MQTT-1.5.4-2]")
-    if topic and "+" not in topic and "#" not in topic and len(raw) <= _TOPIC_CACHE_MAX_LENGTH:
-        if len(_topic_cache) >= _TOPIC_CACHE_SIZE:
-            _topic_cache.clear()
-        _topic_cache[raw] = topic
-    return topic
-
-
-_user_property_cache: dict[bytes, tuple[str, str]] = {}
-
-
-def _decode_user_property(data: bytes, pos: int, end: int) -> tuple[tuple[str, str], int]:
-    """Read a user property (name and value strings) through a bounded cache."""
-    start = pos
-    if pos + 2 <= end:
-        value_at = pos + 2 + ((data[pos] << 8) | data[pos + 1])
-        if value_at + 2 <= end:
-            stop = value_at + 2 + ((data[value_at] << 8) | data[value_at + 1])
-            if stop <= end:
-                pair = _user_property_cache.get(data[start:stop])
-                if pair is not None:
-                    return pair, stop
-    key, pos = _read_utf8(data, start, end, "user property name")
-    value, stop = _read_utf8(data, pos, end, "user property value")
-    if stop - start <= _TOPIC_CACHE_MAX_LENGTH:
-        if len(_user_property_cache) >= _TOPIC_CACHE_SIZE:
-            _user_property_cache.clear()
-        _user_property_cache[data[start:stop]] = (key, value)
-    return (key, value), stop
-
+# The user-property limit every decoder is given (None: no limit).
+Limit = UserPropertyLimit | None
+# (data, flags, pos, end, version, limit) -> packet; the body is data[pos:end].
+Decoder = Callable[[bytes, int, int, int, int, Limit], Packet]
 
 # ---------------------------------------------------------------------------
-# Properties
-
-
-def _decode_properties(data: bytes, pos: int, end: int, kind: int) -> tuple[dict[str, Any], int]:
-    """Read a property length and the properties after it; return (fields, position)."""
-    length, pos = _read_varint(data, pos, end)
-    if not length:
-        return {}, pos
-    stop = pos + length
-    if stop > end:
-        raise MalformedPacket("property length runs past the end of the packet")
-    table = PROPERTIES_BY_KIND[kind]
-    fields: dict[str, Any] = {}
-    while pos < stop:
-        identifier = data[pos]
-        pos += 1
-        spec = table.get(identifier)
-        if spec is None:
-            # Section 2.2.2.2: an identifier not valid for the packet is malformed.
-            known = PROPERTIES.get(identifier)
-            where = "WILL" if kind == WILL else PacketType(kind).name
-            if known is None:
-                raise MalformedPacket(f"unknown property identifier 0x{identifier:02X}")
-            raise MalformedPacket(f"{known.identifier.name} is not allowed in {where}")
-        wire_type = spec.wire_type
-        value: Any
-        if wire_type is WireType.UTF8_PAIR:
-            value, pos = _decode_user_property(data, pos, stop)
-        elif wire_type is WireType.UTF8_STRING:
-            value, pos = _read_utf8(data, pos, stop, spec.identifier.name)
-        elif wire_type is WireType.BINARY:
-            value, pos = _read_binary(data, pos, stop, spec.identifier.name)
-        else:
-            if wire_type is WireType.FOUR_BYTE_INT:
-                if pos + 4 > stop:
-                    raise MalformedPacket(f"{spec.identifier.name} runs past the properties")
-                value = int.from_bytes(data[pos : pos + 4], "big")
-                pos += 4
-            elif wire_type is WireType.TWO_BYTE_INT:
-                value = _read_u16(data, pos, stop, spec.identifier.name)
-                pos += 2
-            elif wire_type is WireType.BYTE:
-                if pos >= stop:
-                    raise MalformedPacket(f"{spec.identifier.name} runs past the properties")
-                value = data[pos]
-                pos += 1
-            else:
-                value, pos = _read_varint(data, pos, stop)
-            if not spec.min_value <= value <= spec.max_value:
-                if identifier == 0x23:
-                    # 5.0 section 3.3.4: "A Topic Alias value of 0 [...] is a Protocol
-                    # Error, the receiver uses DISCONNECT with Reason Code of 0x94".
-                    raise TopicAliasInvalid("TOPIC_ALIAS has invalid value 0")
-                # E.g. Receive Maximum 0, Subscription Identifier 0, a flag
-                # other than 0 or 1: each is a Protocol Error.
-                raise RemoteProtocolError(f"{spec.identifier.name} has invalid value {value}")
-        field = spec.field
-        if spec.repeatable:
-            if kind == PacketType.SUBSCRIBE and field == "subscription_identifiers":
-                # SUBSCRIBE carries at most one Subscription Identifier.
-                if "subscription_identifier" in fields:
-                    raise RemoteProtocolError("SUBSCRIPTION_IDENTIFIER included more than once")
-                fields["subscription_identifier"] = value
-            elif field in fields:
-                fields[field].append(value)
-            else:
-                fields[field] = [value]
-        elif field in fields:
-            # Section 2.2.2.2: other properties may appear at most once.
-            raise RemoteProtocolError(f"{spec.identifier.name} included more than once")
-        else:
-            fields[field] = value
-    if pos != stop:
-        raise MalformedPacket("property overruns the property length")
-    for field, value in fields.items():
-        if type(value) is list:
-            fields[field] = tuple(value)
-        elif field in BOOLEAN_FIELDS:
-            fields[field] = bool(value)
-    if "maximum_qos" in fields:
-        fields["maximum_qos"] = _QOS[fields["maximum_qos"]]
-    response_topic = fields.get("response_topic")
-    if response_topic is not None:
-        # [MQTT-3.3.2-14] the Response Topic must be a topic name, not a filter.
-        validate_topic_name(response_topic, error=RemoteProtocolError)
-    if "authentication_data" in fields and "authentication_method" not in fields:
-        raise RemoteProtocolError("authentication data without an authentication method")
-    return fields, pos
-
-
-# ---------------------------------------------------------------------------
-# Decoders, one per packet type: (data, flags, pos, end, version) -> packet.
-# ``flags`` is the low nibble of the first byte; the body is data[pos:end].
+# Decoders, one per packet type (see ``Decoder``). ``flags`` is the low nibble
+# of the first byte; ``limit`` is passed to every property block.
 
 
 def _no_flags(flags: int, name: str) -> None:
@@ -311,7 +98,9 @@ def _trailing(pos: int, end: int, name: str) -> None:
         raise MalformedPacket(f"{end - pos} unexpected bytes at the end of {name}")
 
 
-def _decode_connect(data: bytes, flags: int, pos: int, end: int, version: int) -> ConnectPacket:
+def _decode_connect(
+    data: bytes, flags: int, pos: int, end: int, version: int, limit: Limit
+) -> ConnectPacket:
     _no_flags(flags, "CONNECT")
     name, pos = _read_utf8(data, pos, end, "protocol name")
     if pos >= end:
@@ -352,7 +141,7 @@ def _decode_connect(data: bytes, flags: int, pos: int, end: int, version: int) -
         raise MalformedPacket("password flag without user name flag [MQTT-3.1.2-22]")
     fields: dict[str, Any] = {}
     if v5:
-        fields, pos = _decode_properties(data, pos, end, PacketType.CONNECT)
+        fields, pos = _decode_properties(data, pos, end, PacketType.CONNECT, limit)
     fields["protocol_version"] = _VERSIONS[level]
     fields["clean_start"] = bool(connect_flags & 0x02)
     fields["keep_alive"] = keep_alive
@@ -372,7 +161,7 @@ def _decode_connect(data: bytes, flags: int, pos: int, end: int, version: int) -
     if has_will:
         will_fields: dict[str, Any] = {}
         if v5:
-            will_fields, pos = _decode_properties(data, pos, end, WILL)
+            will_fields, pos = _decode_properties(data, pos, end, WILL, limit)
         topic, pos = _read_utf8(data, pos, end, "will topic")
         validate_topic_name(topic, error=RemoteProtocolError)
         will_fields["topic"] = topic
@@ -388,7 +177,9 @@ def _decode_connect(data: bytes, flags: int, pos: int, end: int, version: int) -
     return _build(ConnectPacket, fields)  # type: ignore[no-any-return]
 
 
-def _decode_connack(data: bytes, flags: int, pos: int, end: int, version: int) -> ConnAckPacket:
+def _decode_connack(
+    data: bytes, flags: int, pos: int, end: int, version: int, limit: Limit
+) -> ConnAckPacket:
     _no_flags(flags, "CONNACK")
     if pos + 2 > end:
         raise MalformedPacket("CONNACK shorter than two bytes")
@@ -400,7 +191,7 @@ def _decode_connack(data: bytes, flags: int, pos: int, end: int, version: int) -
     fields: dict[str, Any] = {}
     if version == _V5:
         reason = _reason(code, _CONNACK_CODES, "CONNACK")
-        fields, pos = _decode_properties(data, pos, end, PacketType.CONNACK)
+        fields, pos = _decode_properties(data, pos, end, PacketType.CONNACK, limit)
     else:
         try:
             reason = ReasonCode.from_connack_return_code(code)
@@ -417,14 +208,16 @@ def _decode_connack(data: bytes, flags: int, pos: int, end: int, version: int) -
     return _build(ConnAckPacket, fields)  # type: ignore[no-any-return]
 
 
-def _read_publish_properties(data: bytes, pos: int, end: int, state: dict[str, Any]) -> int:
+def _read_publish_properties(
+    data: bytes, pos: int, end: int, state: dict[str, Any], limit: Limit
+) -> int:
     """Read the PUBLISH property block into ``state``; return the position after it.
 
     The common properties (message expiry, user properties) are read inline.
     Anything else or anything unusual (a property not allowed in PUBLISH, a
-    repeat, an overrun) goes to the general ``_decode_properties``, which
-    reads the whole block again and raises the precise error, so both paths
-    accept exactly the same bytes.
+    repeat, an overrun, user properties past the ``limit``) goes to the
+    general ``_decode_properties``, which reads the whole block again and
+    raises the precise error, so both paths accept exactly the same bytes.
     """
     start = pos
     length = data[pos] if pos < end else 0x80
@@ -433,9 +226,14 @@ def _read_publish_properties(data: bytes, pos: int, end: int, state: dict[str, A
         pos += 1
         expiry_seen = False
         user_properties: tuple[tuple[str, str], ...] = ()
+        user_bytes = 0
         while pos < stop:
             identifier = data[pos]
             if identifier == 0x26:
+                if limit is not None and (
+                    len(user_properties) > limit.count or user_bytes > limit.size
+                ):
+                    break
                 # User property: two length-prefixed strings, looked up whole.
                 pair = None
                 if pos + 3 <= stop:
@@ -447,6 +245,7 @@ def _read_publish_properties(data: bytes, pos: int, end: int, state: dict[str, A
                 if pair is None:
                     pair, pair_end = _decode_user_property(data, pos + 1, stop)
                 user_properties += (pair,)
+                user_bytes += pair_end - pos - 5  # less the identifier and two lengths
                 pos = pair_end
             elif identifier == 0x02 and pos + 5 <= stop and not expiry_seen:
                 state["message_expiry_interval"] = _unpack_u32(data, pos + 1)[0]
@@ -458,12 +257,14 @@ def _read_publish_properties(data: bytes, pos: int, end: int, state: dict[str, A
             if user_properties:
                 state["user_properties"] = user_properties
             return pos
-    properties, pos = _decode_properties(data, start, end, PacketType.PUBLISH)
+    properties, pos = _decode_properties(data, start, end, PacketType.PUBLISH, limit)
     state.update(properties)
     return pos
 
 
-def _decode_publish(data: bytes, flags: int, pos: int, end: int, version: int) -> PublishPacket:
+def _decode_publish(
+    data: bytes, flags: int, pos: int, end: int, version: int, limit: Limit
+) -> PublishPacket:
     qos = (flags >> 1) & 0x03
     if qos == 3:
         raise MalformedPacket("PUBLISH with QoS 3 [MQTT-3.3.1-4]")
@@ -503,7 +304,7 @@ def _decode_publish(data: bytes, flags: int, pos: int, end: int, version: int) -
             if not valid_topic:
                 _check_topic_name(topic, v5=True, has_alias=False)
         else:
-            pos = _read_publish_properties(data, pos, end, state)
+            pos = _read_publish_properties(data, pos, end, state, limit)
             if not valid_topic:
                 _check_topic_name(topic, v5=True, has_alias="topic_alias" in state)
     elif not valid_topic:
@@ -513,14 +314,12 @@ def _decode_publish(data: bytes, flags: int, pos: int, end: int, version: int) -
     return packet
 
 
-def _decode_ack(
-    cls: type[Any], allowed: frozenset[ReasonCode], name: str
-) -> Callable[[bytes, int, int, int, int], Any]:
+def _decode_ack(cls: type[Any], allowed: frozenset[ReasonCode], name: str) -> Decoder:
     """Build the decoder shared by PUBACK, PUBREC, PUBREL and PUBCOMP."""
     expected_flags = 0x02 if cls is PubRelPacket else 0x00
     kind = cls.packet_type
 
-    def decode(data: bytes, flags: int, pos: int, end: int, version: int) -> Any:
+    def decode(data: bytes, flags: int, pos: int, end: int, version: int, limit: Limit) -> Any:
         if flags != expected_flags:
             # [MQTT-3.6.1-1]: PUBREL flags are 0010; the others 0000.
             raise MalformedPacket(f"reserved flags 0x{flags:X} set in {name}")
@@ -533,7 +332,7 @@ def _decode_ack(
             fields["reason_code"] = _reason(data[pos], allowed, name)
             pos += 1
             if pos < end:
-                properties, pos = _decode_properties(data, pos, end, kind)
+                properties, pos = _decode_properties(data, pos, end, kind, limit)
                 fields.update(properties)
         _trailing(pos, end, name)
         return _build(cls, fields)
@@ -541,14 +340,16 @@ def _decode_ack(
     return decode
 
 
-def _decode_subscribe(data: bytes, flags: int, pos: int, end: int, version: int) -> SubscribePacket:
+def _decode_subscribe(
+    data: bytes, flags: int, pos: int, end: int, version: int, limit: Limit
+) -> SubscribePacket:
     if flags != 0x02:
         raise MalformedPacket("SUBSCRIBE flags must be 0010 [MQTT-3.8.1-1]")
     v5 = version == _V5
     fields: dict[str, Any] = {"packet_id": _read_packet_id(data, pos, end)}
     pos += 2
     if v5:
-        properties, pos = _decode_properties(data, pos, end, PacketType.SUBSCRIBE)
+        properties, pos = _decode_properties(data, pos, end, PacketType.SUBSCRIBE, limit)
         fields.update(properties)
     subscriptions = []
     while pos < end:
@@ -592,12 +393,14 @@ def _decode_subscribe(data: bytes, flags: int, pos: int, end: int, version: int)
     return _build(SubscribePacket, fields)  # type: ignore[no-any-return]
 
 
-def _decode_suback(data: bytes, flags: int, pos: int, end: int, version: int) -> SubAckPacket:
+def _decode_suback(
+    data: bytes, flags: int, pos: int, end: int, version: int, limit: Limit
+) -> SubAckPacket:
     _no_flags(flags, "SUBACK")
     fields: dict[str, Any] = {"packet_id": _read_packet_id(data, pos, end)}
     pos += 2
     if version == _V5:
-        properties, pos = _decode_properties(data, pos, end, PacketType.SUBACK)
+        properties, pos = _decode_properties(data, pos, end, PacketType.SUBACK, limit)
         fields.update(properties)
         codes = tuple(_reason(code, _SUBACK_CODES, "SUBACK") for code in data[pos:end])
     else:
@@ -612,14 +415,14 @@ def _decode_suback(data: bytes, flags: int, pos: int, end: int, version: int) ->
 
 
 def _decode_unsubscribe(
-    data: bytes, flags: int, pos: int, end: int, version: int
+    data: bytes, flags: int, pos: int, end: int, version: int, limit: Limit
 ) -> UnsubscribePacket:
     if flags != 0x02:
         raise MalformedPacket("UNSUBSCRIBE flags must be 0010 [MQTT-3.10.1-1]")
     fields: dict[str, Any] = {"packet_id": _read_packet_id(data, pos, end)}
     pos += 2
     if version == _V5:
-        properties, pos = _decode_properties(data, pos, end, PacketType.UNSUBSCRIBE)
+        properties, pos = _decode_properties(data, pos, end, PacketType.UNSUBSCRIBE, limit)
         fields.update(properties)
     filters = []
     while pos < end:
@@ -635,12 +438,14 @@ def _decode_unsubscribe(
     return _build(UnsubscribePacket, fields)  # type: ignore[no-any-return]
 
 
-def _decode_unsuback(data: bytes, flags: int, pos: int, end: int, version: int) -> UnsubAckPacket:
+def _decode_unsuback(
+    data: bytes, flags: int, pos: int, end: int, version: int, limit: Limit
+) -> UnsubAckPacket:
     _no_flags(flags, "UNSUBACK")
     fields: dict[str, Any] = {"packet_id": _read_packet_id(data, pos, end)}
     pos += 2
     if version == _V5:
-        properties, pos = _decode_properties(data, pos, end, PacketType.UNSUBACK)
+        properties, pos = _decode_properties(data, pos, end, PacketType.UNSUBACK, limit)
         fields.update(properties)
         codes = tuple(_reason(code, _UNSUBACK_CODES, "UNSUBACK") for code in data[pos:end])
         if not codes:
@@ -655,20 +460,24 @@ _PINGREQ: Final = PingReqPacket()
 _PINGRESP: Final = PingRespPacket()
 
 
-def _decode_pingreq(data: bytes, flags: int, pos: int, end: int, version: int) -> PingReqPacket:
+def _decode_pingreq(
+    data: bytes, flags: int, pos: int, end: int, version: int, limit: Limit
+) -> PingReqPacket:
     _no_flags(flags, "PINGREQ")
     _trailing(pos, end, "PINGREQ")
     return _PINGREQ
 
 
-def _decode_pingresp(data: bytes, flags: int, pos: int, end: int, version: int) -> PingRespPacket:
+def _decode_pingresp(
+    data: bytes, flags: int, pos: int, end: int, version: int, limit: Limit
+) -> PingRespPacket:
     _no_flags(flags, "PINGRESP")
     _trailing(pos, end, "PINGRESP")
     return _PINGRESP
 
 
 def _decode_disconnect(
-    data: bytes, flags: int, pos: int, end: int, version: int
+    data: bytes, flags: int, pos: int, end: int, version: int, limit: Limit
 ) -> DisconnectPacket:
     _no_flags(flags, "DISCONNECT")
     fields: dict[str, Any] = {}
@@ -676,13 +485,15 @@ def _decode_disconnect(
         fields["reason_code"] = _reason(data[pos], _DISCONNECT_CODES, "DISCONNECT")
         pos += 1
         if pos < end:
-            properties, pos = _decode_properties(data, pos, end, PacketType.DISCONNECT)
+            properties, pos = _decode_properties(data, pos, end, PacketType.DISCONNECT, limit)
             fields.update(properties)
     _trailing(pos, end, "DISCONNECT")
     return _build(DisconnectPacket, fields)  # type: ignore[no-any-return]
 
 
-def _decode_auth(data: bytes, flags: int, pos: int, end: int, version: int) -> AuthPacket:
+def _decode_auth(
+    data: bytes, flags: int, pos: int, end: int, version: int, limit: Limit
+) -> AuthPacket:
     if version != _V5:
         raise MalformedPacket("AUTH exists in MQTT 5 only; type 15 is reserved before it")
     _no_flags(flags, "AUTH")
@@ -692,13 +503,11 @@ def _decode_auth(data: bytes, flags: int, pos: int, end: int, version: int) -> A
         fields["reason_code"] = _reason(data[pos], _AUTH_CODES, "AUTH")
         pos += 1
         if pos < end:
-            properties, pos = _decode_properties(data, pos, end, PacketType.AUTH)
+            properties, pos = _decode_properties(data, pos, end, PacketType.AUTH, limit)
             fields.update(properties)
     _trailing(pos, end, "AUTH")
     return _build(AuthPacket, fields)  # type: ignore[no-any-return]
 
-
-Decoder = Callable[[bytes, int, int, int, int], Packet]
 
 # Indexed by the packet type nibble; None marks the reserved type 0.
 _DECODERS: Final[tuple[Decoder | None, ...]] = (
@@ -721,12 +530,12 @@ _DECODERS: Final[tuple[Decoder | None, ...]] = (
 )
 
 
-def _decode_body(data: bytes, first: int, pos: int, end: int, version: int) -> Packet:
+def _decode_body(data: bytes, first: int, pos: int, end: int, version: int, limit: Limit) -> Packet:
     decoder = _DECODERS[first >> 4]
     if decoder is None:
         raise MalformedPacket("reserved packet type 0")
     try:
-        return decoder(data, first & 0x0F, pos, end, version)
+        return decoder(data, first & 0x0F, pos, end, version, limit)
     except ProtocolError:
         raise
     except (IndexError, ValueError, KeyError, TypeError) as exc:  # pragma: no cover
@@ -735,13 +544,24 @@ def _decode_body(data: bytes, first: int, pos: int, end: int, version: int) -> P
         raise MalformedPacket(f"malformed packet ({exc.__class__.__name__})") from exc
 
 
-def decode_packet(data: bytes, *, version: ProtocolVersion) -> Packet:
+def decode_packet(
+    data: bytes,
+    *,
+    version: ProtocolVersion,
+    max_user_properties: int | None = None,
+    max_user_property_bytes: int | None = None,
+) -> Packet:
     """Decode exactly one complete packet.
 
     :param data: the whole packet, fixed header included. Fewer or more bytes
         than the packet declares is a :class:`~mqttproto.MalformedPacket`.
     :param version: the protocol version in use. A CONNECT is decoded with the
         level it carries, whatever ``version`` says.
+    :param max_user_properties: stop building the User Properties of a
+        property block once it holds more than this many; see
+        :class:`PacketReader`, which takes the same two limits.
+    :param max_user_property_bytes: the same, once their names and values
+        take more than this many UTF-8 bytes together.
     :raises RemoteProtocolError: (or a subclass) when the bytes break a rule;
         nothing else escapes for any input.
     """
@@ -756,4 +576,5 @@ def decode_packet(data: bytes, *, version: ProtocolVersion) -> Packet:
         )
     if version not in _VERSIONS:
         raise ValueError(f"unknown protocol version {version!r}")
-    return _decode_body(data, data[0], pos, end, int(version))
+    limit = user_property_limit(max_user_properties, max_user_property_bytes, _skip_user_properties)
+    return _decode_body(data, data[0], pos, end, int(version), limit)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from ._codec_common import (
     _VERSIONS,
 )
-from ._decode import _decode_body, _decode_publish, _read_varint
+from ._decode import _decode_body, _decode_publish
+from ._decode_fields import _read_varint, _skip_user_properties, user_property_limit
 from .enums import PacketType, ProtocolVersion
 from .errors import (
     MalformedPacket,
@@ -33,21 +34,59 @@ class PacketReader:
         to accept. The declared length is checked as soon as the fixed header
         is complete, so an oversized claim fails with
         :class:`~mqttproto.PacketTooLarge` before its body is buffered.
+    :param max_user_properties: stop building the User Properties of a
+        property block once it holds more than this many (see below).
+    :param max_user_property_bytes: stop building them once their names and
+        values take more than this many UTF-8 bytes together.
 
     The reader holds at most one incomplete packet. After it raises, it is
     broken: every later :meth:`feed` raises the same error, because the
     stream position is lost and the connection must be closed anyway.
+
+    **User-property limits.** By default every User Property is built. With
+    either limit (a whole number, 0 or more; None for none), the
+    ``user_properties`` of a property block stop growing as soon as they are
+    past it: they hold the first ``max_user_properties + 1``, or those up to
+    and including the one that took their bytes past
+    ``max_user_property_bytes``. That prefix is itself past the limit, so a
+    receiver that applies the same limit to ``user_properties`` refuses the
+    packet exactly as it would refuse the whole list -- which is what the
+    broker does. The User Properties after it are read but not built: their
+    lengths, their UTF-8 [MQTT-1.5.4-1] and the absence of U+0000
+    [MQTT-1.5.4-2] are checked as always, and so is everything else in the
+    packet. So a limit never changes which packets are accepted, which error
+    is raised (a packet past the limit and malformed later in its property
+    block is refused as malformed, as without a limit), nor any field but
+    ``user_properties``; it bounds what a flood of User Properties costs in
+    objects by the limit instead of by the packet size. Each property block
+    counts on its own: a CONNECT has two, its own and its will's.
     """
 
-    __slots__ = ("_error", "_max_packet_size", "_need", "_pending", "_pending_size", "_version")
+    __slots__ = (
+        "_error",
+        "_limit",
+        "_max_packet_size",
+        "_need",
+        "_pending",
+        "_pending_size",
+        "_version",
+    )
 
     def __init__(
-        self, *, version: ProtocolVersion | None = None, max_packet_size: int | None = None
+        self,
+        *,
+        version: ProtocolVersion | None = None,
+        max_packet_size: int | None = None,
+        max_user_properties: int | None = None,
+        max_user_property_bytes: int | None = None,
     ) -> None:
         if version is not None and version not in _VERSIONS:
             raise ValueError(f"unknown protocol version {version!r}")
         if max_packet_size is not None and max_packet_size < 2:
             raise ValueError("max_packet_size must be at least 2")
+        self._limit = user_property_limit(
+            max_user_properties, max_user_property_bytes, _skip_user_properties
+        )
         self._version: int | None = None if version is None else int(version)
         self._max_packet_size = max_packet_size
         # Chunks of one incomplete packet, joined once it is complete, so a
@@ -127,6 +166,7 @@ class PacketReader:
         size = len(data)
         max_size = self._max_packet_size
         version = self._version
+        limit = self._limit
         decode_publish = _decode_publish
         pos = 0
         while pos < size:
@@ -157,14 +197,14 @@ class PacketReader:
                 self._need = end - pos
                 return pos
             if first >> 4 == 3 and version is not None:
-                append(decode_publish(data, first & 0x0F, start, end, version))
+                append(decode_publish(data, first & 0x0F, start, end, version, limit))
             elif version is None:
-                connect = _decode_body(data, first, start, end, 0)
+                connect = _decode_body(data, first, start, end, 0, limit)
                 assert isinstance(connect, ConnectPacket)
                 version = self._version = int(connect.protocol_version)
                 append(connect)
             else:
-                append(_decode_body(data, first, start, end, version))
+                append(_decode_body(data, first, start, end, version, limit))
             pos = end
         return pos
 

@@ -26,7 +26,7 @@ from test_vectors import DECODE_ONLY, VECTORS
 from mqttproto import _codec_py as py
 from mqttproto.enums import ProtocolVersion, QoS, ReasonCode, RetainHandling
 from mqttproto.errors import ProtocolError, UnsupportedProtocolVersion
-from mqttproto.packets import PublishPacket, Subscription
+from mqttproto.packets import ConnectPacket, PublishPacket, SubscribePacket, Subscription, Will
 
 try:
     c: Any = importlib.import_module("mqttproto._codec_c")
@@ -73,10 +73,10 @@ def assert_same(reference: Callable[[], Any], compiled: Callable[[], Any]) -> tu
 # Decoding
 
 
-def check_decode(data: bytes, version: ProtocolVersion) -> None:
+def check_decode(data: bytes, version: ProtocolVersion, **limits: int | None) -> None:
     assert_same(
-        lambda: py.decode_packet(data, version=version),
-        lambda: c.decode_packet(data, version=version),
+        lambda: py.decode_packet(data, version=version, **limits),
+        lambda: c.decode_packet(data, version=version, **limits),
     )
 
 
@@ -85,10 +85,11 @@ def check_reader(
     version: ProtocolVersion | None,
     chunks: list[int],
     max_packet_size: int | None = None,
+    **limits: int | None,
 ) -> None:
     """Feed the same pieces to both readers; compare every step and the state after it."""
     readers = [
-        module.PacketReader(version=version, max_packet_size=max_packet_size)
+        module.PacketReader(version=version, max_packet_size=max_packet_size, **limits)
         for module in (py, c)
     ]
     pieces = []
@@ -106,6 +107,62 @@ def check_reader(
         assert readers[0].buffered == readers[1].buffered
         assert readers[0].version == readers[1].version
 
+
+# More user properties than the limits below: in a PUBLISH property block
+# shorter than 128 bytes (the inline path), and in blocks longer than that
+# (the general path) with other properties after them.
+FLOOD_SEEDS: list[tuple[bytes, ProtocolVersion | None]] = [
+    (
+        c.encode_packet(
+            PublishPacket(
+                "t",
+                b"",
+                user_properties=[("k", str(i)) for i in range(12)],
+                message_expiry_interval=9,
+            ),
+            version=V5,
+        ),
+        V5,
+    ),
+    (
+        c.encode_packet(
+            PublishPacket(
+                "a/b",
+                b"p",
+                QoS.AT_LEAST_ONCE,
+                packet_id=3,
+                user_properties=[(f"k{i}", "é" * (i % 3)) for i in range(40)],
+                topic_alias=4,
+                content_type="c",
+            ),
+            version=V5,
+        ),
+        V5,
+    ),
+    (
+        c.encode_packet(
+            ConnectPacket(
+                "id",
+                will=Will("w", b"", user_properties=[("w", str(i)) for i in range(30)]),
+                user_properties=[("c", str(i)) for i in range(30)],
+            ),
+            version=V5,
+        ),
+        None,
+    ),
+    (
+        c.encode_packet(
+            SubscribePacket(
+                9,
+                (Subscription("s/#"),),
+                user_properties=[("€", "v")] * 50,
+                subscription_identifier=5,
+            ),
+            version=V5,
+        ),
+        V5,
+    ),
+]
 
 SEEDS: list[tuple[bytes, ProtocolVersion | None]] = (
     [(v.data, v.version) for v in VECTORS + DECODE_ONLY]
@@ -130,13 +187,16 @@ SEEDS: list[tuple[bytes, ProtocolVersion | None]] = (
             V5,
         )
     ]
+    + FLOOD_SEEDS
 )
 
 
 @st.composite
-def mutated(draw: st.DrawFn) -> tuple[bytes, ProtocolVersion | None]:
+def mutated(
+    draw: st.DrawFn, seeds: list[tuple[bytes, ProtocolVersion | None]] = SEEDS
+) -> tuple[bytes, ProtocolVersion | None]:
     """A seed encoding with a few bytes flipped, inserted, deleted or cut."""
-    data, version = draw(st.sampled_from(SEEDS))
+    data, version = draw(st.sampled_from(seeds))
     buf = bytearray(data)
     for _ in range(draw(st.integers(0, 4))):
         op = draw(st.sampled_from(["set", "xor", "insert", "delete", "truncate", "append"]))
@@ -211,6 +271,41 @@ def test_mutated_stream(
     check_reader(data, version, chunks, max_packet_size)
 
 
+# The user-property limits: none, a count, a byte size, both.
+user_property_limits = st.fixed_dictionaries(
+    {
+        "max_user_properties": st.none() | st.integers(0, 45),
+        "max_user_property_bytes": st.none() | st.integers(0, 200),
+    }
+)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.lists(mutated(FLOOD_SEEDS) | mutated(), min_size=1, max_size=3),
+    server=st.booleans(),
+    chunks=st.lists(st.integers(0, 40), max_size=6),
+    limits=user_property_limits,
+)
+@example(seed=[FLOOD_SEEDS[0]], server=False, chunks=[], limits={"max_user_properties": 3})
+@example(seed=[FLOOD_SEEDS[0]], server=False, chunks=[], limits={"max_user_property_bytes": 5})
+@example(seed=[FLOOD_SEEDS[1]], server=False, chunks=[], limits={"max_user_properties": 3})
+@example(seed=[FLOOD_SEEDS[2]], server=True, chunks=[], limits={"max_user_property_bytes": 9})
+def test_mutated_with_user_property_limits(
+    seed: list[tuple[bytes, ProtocolVersion | None]],
+    server: bool,
+    chunks: list[int],
+    limits: dict[str, int | None],
+) -> None:
+    """With a user-property limit, both twins keep the same prefix or raise alike."""
+    data = b"".join(item[0] for item in seed)
+    version = None if server else (seed[0][1] or V5)
+    check_reader(data, version, [], **limits)
+    check_reader(data, version, chunks, **limits)
+    check_decode(seed[0][0], seed[0][1] or V5, **limits)
+    check_decode(_fixed_length(seed[0][0]), seed[0][1] or V5, **limits)
+
+
 @pytest.mark.parametrize("index", range(len(SEEDS)))
 def test_seeds_byte_by_byte(index: int) -> None:
     data, version = SEEDS[index]
@@ -269,9 +364,7 @@ PACKETS: list[Any] = [v.packet for v in VECTORS + DECODE_ONLY]
 def encodable(draw: st.DrawFn) -> tuple[Any, ProtocolVersion]:
     packet = draw(st.sampled_from(PACKETS))
     names = sorted(vars(packet)) or ["packet_id"]
-    changes = draw(
-        st.dictionaries(st.sampled_from(names), st.sampled_from(WEIRD), max_size=3)
-    )
+    changes = draw(st.dictionaries(st.sampled_from(names), st.sampled_from(WEIRD), max_size=3))
     return _with_fields(packet, changes), draw(versions)
 
 
@@ -342,12 +435,39 @@ def test_reader_arguments() -> None:
     for version in (None, V5, 5, 4, 3, 7, "5", 5.0):
         for size in (None, 1, 2, 2.5, 100, 2**80, "x"):
             assert_same(
-                lambda version=version, size=size: py.PacketReader(
-                    version=version, max_packet_size=size
-                ).version,
-                lambda version=version, size=size: c.PacketReader(
-                    version=version, max_packet_size=size
-                ).version,
+                lambda version=version, size=size: (
+                    py.PacketReader(version=version, max_packet_size=size).version
+                ),
+                lambda version=version, size=size: (
+                    c.PacketReader(version=version, max_packet_size=size).version
+                ),
+            )
+
+
+def test_user_property_limit_arguments() -> None:
+    data = FLOOD_SEEDS[1][0]
+    for name in ("max_user_properties", "max_user_property_bytes"):
+        for value in (None, 0, 1, -1, 2.5, 3.0, "3", True, 2**80, -(2**80)):
+            assert_same(
+                lambda name=name, value=value: py.PacketReader(version=V5, **{name: value}).feed(
+                    data
+                ),
+                lambda name=name, value=value: c.PacketReader(version=V5, **{name: value}).feed(
+                    data
+                ),
+            )
+            assert_same(
+                lambda name=name, value=value: py.decode_packet(data, version=V5, **{name: value}),
+                lambda name=name, value=value: c.decode_packet(data, version=V5, **{name: value}),
+            )
+            # The arguments are checked after the bytes, as the version is.
+            assert_same(
+                lambda name=name, value=value: py.decode_packet(
+                    b"\x30", version=V5, **{name: value}
+                ),
+                lambda name=name, value=value: c.decode_packet(
+                    b"\x30", version=V5, **{name: value}
+                ),
             )
 
 

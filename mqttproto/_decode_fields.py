@@ -1,0 +1,338 @@
+"""Field readers shared by the pure-Python decoders.
+
+Primitives (variable byte integer, two-byte integer, UTF-8 string, binary
+data, packet identifier, reason code), the bounded caches of recently decoded
+topic names and user properties, and the general reader of a property block
+with its optional limit on the User Properties it builds
+(:class:`UserPropertyLimit`). Each takes the buffer and the bounds it may read within (``data``, ``pos``,
+``end``), so that no packet body is copied before it is parsed. The Cython
+twin calls the property-block reader of this module rather than keeping a
+copy of its rules.
+"""
+
+from __future__ import annotations
+
+import operator
+import sys
+from collections.abc import Callable
+from typing import Any, Final
+
+from ._codec_common import _QOS, _REASON
+from ._properties import BOOLEAN_FIELDS, PROPERTIES, PROPERTIES_BY_KIND, WILL, WireType
+from .enums import PacketType, ReasonCode
+from .errors import MalformedPacket, RemoteProtocolError, TopicAliasInvalid
+from .topics import validate_topic_name
+
+# ---------------------------------------------------------------------------
+# Primitive readers. Each takes the buffer and the bounds it may read within.
+
+
+def _read_varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """Read a variable byte integer; return (value, position after it)."""
+    value = 0
+    shift = 0
+    for count in range(4):
+        if pos >= end:
+            raise MalformedPacket("variable byte integer runs past the end of the packet")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            # [MQTT-1.5.5-1] the encoding must use the minimum number of bytes.
+            if count and not byte:
+                raise MalformedPacket("variable byte integer is not minimally encoded")
+            return value, pos
+        shift += 7
+    # Four bytes is the limit; a fifth continuation is malformed [MQTT-1.5.5-1].
+    raise MalformedPacket("variable byte integer longer than four bytes")
+
+
+def _read_u16(data: bytes, pos: int, end: int, what: str) -> int:
+    if pos + 2 > end:
+        raise MalformedPacket(f"{what} runs past the end of the packet")
+    return (data[pos] << 8) | data[pos + 1]
+
+
+def _read_utf8(data: bytes, pos: int, end: int, what: str) -> tuple[str, int]:
+    """Read a UTF-8 Encoded String: two length bytes, then well-formed UTF-8."""
+    if pos + 2 > end:
+        raise MalformedPacket(f"{what} runs past the end of the packet")
+    stop = pos + 2 + ((data[pos] << 8) | data[pos + 1])
+    if stop > end:
+        raise MalformedPacket(f"{what} runs past the end of the packet")
+    try:
+        # Python's strict UTF-8 decoder rejects overlong forms, encoded
+        # surrogates U+D800..U+DFFF [MQTT-1.5.4-1] [MQTT-1.5.3-1] and code
+        # points past U+10FFFF; it keeps a leading U+FEFF [MQTT-1.5.4-3].
+        text = data[pos + 2 : stop].decode()
+    except UnicodeDecodeError:
+        raise MalformedPacket(f"{what} is not well-formed UTF-8") from None
+    if "\x00" in text:
+        raise MalformedPacket(f"{what} contains U+0000 [MQTT-1.5.4-2]")
+    return text, stop
+
+
+def _read_binary(data: bytes, pos: int, end: int, what: str) -> tuple[bytes, int]:
+    if pos + 2 > end:
+        raise MalformedPacket(f"{what} runs past the end of the packet")
+    stop = pos + 2 + ((data[pos] << 8) | data[pos + 1])
+    if stop > end:
+        raise MalformedPacket(f"{what} runs past the end of the packet")
+    return data[pos + 2 : stop], stop
+
+
+def _read_packet_id(data: bytes, pos: int, end: int) -> int:
+    if pos + 2 > end:
+        raise MalformedPacket("packet identifier runs past the end of the packet")
+    packet_id = (data[pos] << 8) | data[pos + 1]
+    if not packet_id:
+        # [MQTT-2.2.1-3] (5.0) / [MQTT-2.3.1-1] (3.1.1): identifiers are non-zero.
+        raise RemoteProtocolError("packet identifier 0")
+    return packet_id
+
+
+def _reason(code: int, allowed: frozenset[ReasonCode], packet: str) -> ReasonCode:
+    reason = _REASON.get(code)
+    if reason is None or reason not in allowed:
+        raise MalformedPacket(f"reason code 0x{code:02X} is not valid in {packet}")
+    return reason
+
+
+def _check_topic_name(topic: str, *, v5: bool, has_alias: bool) -> None:
+    """Raise RemoteProtocolError for a PUBLISH topic name that may not be received."""
+    if not topic:
+        # A zero-length topic is allowed in MQTT 5 only with a topic alias
+        # [MQTT-3.3.2-1] [MQTT-4.7.3-1].
+        if v5 and has_alias:
+            return
+        raise RemoteProtocolError(
+            "empty topic name without a topic alias", ReasonCode.TOPIC_NAME_INVALID
+        )
+    validate_topic_name(topic, error=RemoteProtocolError)
+
+
+# Topic names seen recently, raw bytes -> validated str. MQTT traffic repeats
+# a small set of topics, and a hit skips UTF-8 decoding and the wildcard and
+# U+0000 scans; it also shares one str per topic among decoded packets. Only
+# short, fully valid names are kept, and the cache is emptied when full, so it
+# holds at most _TOPIC_CACHE_SIZE x _TOPIC_CACHE_MAX_LENGTH bytes of names.
+_TOPIC_CACHE_SIZE: Final = 4096
+_TOPIC_CACHE_MAX_LENGTH: Final = 256
+_topic_cache: dict[bytes, str] = {}
+
+
+def _decode_topic_name(raw: bytes) -> str:
+    """Decode a PUBLISH topic name; validity beyond UTF-8 is checked by the caller."""
+    try:
+        topic = raw.decode()
+    except UnicodeDecodeError:
+        raise MalformedPacket("topic name is not well-formed UTF-8 [MQTT-1.5.4-1]") from None
+    if "\x00" in topic:
+        raise MalformedPacket("topic name contains U+0000 [MQTT-1.5.4-2]")
+    if topic and "+" not in topic and "#" not in topic and len(raw) <= _TOPIC_CACHE_MAX_LENGTH:
+        if len(_topic_cache) >= _TOPIC_CACHE_SIZE:
+            _topic_cache.clear()
+        _topic_cache[raw] = topic
+    return topic
+
+
+_user_property_cache: dict[bytes, tuple[str, str]] = {}
+
+
+def _decode_user_property(data: bytes, pos: int, end: int) -> tuple[tuple[str, str], int]:
+    """Read a user property (name and value strings) through a bounded cache."""
+    start = pos
+    if pos + 2 <= end:
+        value_at = pos + 2 + ((data[pos] << 8) | data[pos + 1])
+        if value_at + 2 <= end:
+            stop = value_at + 2 + ((data[value_at] << 8) | data[value_at + 1])
+            if stop <= end:
+                pair = _user_property_cache.get(data[start:stop])
+                if pair is not None:
+                    return pair, stop
+    key, pos = _read_utf8(data, start, end, "user property name")
+    value, stop = _read_utf8(data, pos, end, "user property value")
+    if stop - start <= _TOPIC_CACHE_MAX_LENGTH:
+        if len(_user_property_cache) >= _TOPIC_CACHE_SIZE:
+            _user_property_cache.clear()
+        _user_property_cache[data[start:stop]] = (key, value)
+    return (key, value), stop
+
+
+# ---------------------------------------------------------------------------
+# The user-property limit
+
+
+class UserPropertyLimit:
+    """How many User Properties of one property block the decoders build.
+
+    Made by :func:`user_property_limit` from the ``max_user_properties`` and
+    ``max_user_property_bytes`` arguments of ``PacketReader`` and
+    ``decode_packet``; their docstrings state the contract. A property block
+    is *past the limit* once it holds more than ``count`` User Properties, or
+    their names and values take more than ``size`` UTF-8 bytes together. From
+    then on, ``skip(data, pos, end)`` is called instead of building the User
+    Property whose identifier ends at ``pos``; it checks that one and those
+    directly after it and returns the position of the next identifier that is
+    not a User Property's, or ``end``. Each twin brings its own ``skip`` (the
+    reference's is :func:`_skip_user_properties`); both raise what
+    :func:`_read_utf8` raises, in the same order.
+    """
+
+    __slots__ = ("count", "size", "skip")
+
+    def __init__(self, count: int, size: int, skip: Callable[[bytes, int, int], int]) -> None:
+        self.count = count
+        self.size = size
+        self.skip = skip
+
+
+def _limit_value(value: int | None, name: str) -> int:
+    if value is None:
+        return sys.maxsize
+    number = operator.index(value)
+    if number < 0:
+        raise ValueError(f"{name} must not be negative")
+    # The compiled twin keeps the limits as C integers; no block can reach
+    # sys.maxsize properties or bytes, so clamping changes nothing.
+    return min(number, sys.maxsize)
+
+
+def user_property_limit(
+    max_user_properties: int | None,
+    max_user_property_bytes: int | None,
+    skip: Callable[[bytes, int, int], int],
+) -> UserPropertyLimit | None:
+    """The limit for these arguments, or None when neither is set.
+
+    :raises TypeError: for a value that is not an integer.
+    :raises ValueError: for a negative value.
+    """
+    count = _limit_value(max_user_properties, "max_user_properties")
+    size = _limit_value(max_user_property_bytes, "max_user_property_bytes")
+    if max_user_properties is None and max_user_property_bytes is None:
+        return None
+    return UserPropertyLimit(count, size, skip)
+
+
+def _skip_user_properties(data: bytes, pos: int, end: int) -> int:
+    """Check User Properties from ``pos`` (after an identifier) without keeping them.
+
+    The reference ``UserPropertyLimit.skip``: each name and value goes
+    through :func:`_read_utf8` (bounds, well-formed UTF-8 [MQTT-1.5.4-1], no
+    U+0000 [MQTT-1.5.4-2]) and the string it built is dropped at once, so a
+    packet past the limit is accepted or refused exactly as without it.
+    """
+    while True:
+        pos = _read_utf8(data, pos, end, "user property name")[1]
+        pos = _read_utf8(data, pos, end, "user property value")[1]
+        if pos >= end or data[pos] != 0x26:
+            return pos
+        pos += 1
+
+
+# ---------------------------------------------------------------------------
+# Properties
+
+
+def _decode_properties(
+    data: bytes, pos: int, end: int, kind: int, limit: UserPropertyLimit | None
+) -> tuple[dict[str, Any], int]:
+    """Read a property length and the properties after it; return (fields, position).
+
+    With a ``limit``, User Properties past it are checked but not built (see
+    :class:`UserPropertyLimit`); nothing else changes.
+    """
+    length, pos = _read_varint(data, pos, end)
+    if not length:
+        return {}, pos
+    stop = pos + length
+    if stop > end:
+        raise MalformedPacket("property length runs past the end of the packet")
+    table = PROPERTIES_BY_KIND[kind]
+    fields: dict[str, Any] = {}
+    # User Properties built so far, and the UTF-8 bytes of their names and values.
+    kept = kept_bytes = 0
+    while pos < stop:
+        identifier = data[pos]
+        pos += 1
+        spec = table.get(identifier)
+        if spec is None:
+            # Section 2.2.2.2: an identifier not valid for the packet is malformed.
+            known = PROPERTIES.get(identifier)
+            where = "WILL" if kind == WILL else PacketType(kind).name
+            if known is None:
+                raise MalformedPacket(f"unknown property identifier 0x{identifier:02X}")
+            raise MalformedPacket(f"{known.identifier.name} is not allowed in {where}")
+        wire_type = spec.wire_type
+        value: Any
+        if wire_type is WireType.UTF8_PAIR:
+            if limit is not None and (kept > limit.count or kept_bytes > limit.size):
+                # Past the limit: the kept ones already say so; the rest are
+                # only checked. Each kept one was built, so the list exists.
+                pos = limit.skip(data, pos, stop)
+                continue
+            start = pos
+            value, pos = _decode_user_property(data, pos, stop)
+            kept += 1
+            kept_bytes += pos - start - 4  # less the two length prefixes
+        elif wire_type is WireType.UTF8_STRING:
+            value, pos = _read_utf8(data, pos, stop, spec.identifier.name)
+        elif wire_type is WireType.BINARY:
+            value, pos = _read_binary(data, pos, stop, spec.identifier.name)
+        else:
+            if wire_type is WireType.FOUR_BYTE_INT:
+                if pos + 4 > stop:
+                    raise MalformedPacket(f"{spec.identifier.name} runs past the properties")
+                value = int.from_bytes(data[pos : pos + 4], "big")
+                pos += 4
+            elif wire_type is WireType.TWO_BYTE_INT:
+                value = _read_u16(data, pos, stop, spec.identifier.name)
+                pos += 2
+            elif wire_type is WireType.BYTE:
+                if pos >= stop:
+                    raise MalformedPacket(f"{spec.identifier.name} runs past the properties")
+                value = data[pos]
+                pos += 1
+            else:
+                value, pos = _read_varint(data, pos, stop)
+            if not spec.min_value <= value <= spec.max_value:
+                if identifier == 0x23:
+                    # 5.0 section 3.3.4: "A Topic Alias value of 0 [...] is a Protocol
+                    # Error, the receiver uses DISCONNECT with Reason Code of 0x94".
+                    raise TopicAliasInvalid("TOPIC_ALIAS has invalid value 0")
+                # E.g. Receive Maximum 0, Subscription Identifier 0, a flag
+                # other than 0 or 1: each is a Protocol Error.
+                raise RemoteProtocolError(f"{spec.identifier.name} has invalid value {value}")
+        field = spec.field
+        if spec.repeatable:
+            if kind == PacketType.SUBSCRIBE and field == "subscription_identifiers":
+                # SUBSCRIBE carries at most one Subscription Identifier.
+                if "subscription_identifier" in fields:
+                    raise RemoteProtocolError("SUBSCRIPTION_IDENTIFIER included more than once")
+                fields["subscription_identifier"] = value
+            elif field in fields:
+                fields[field].append(value)
+            else:
+                fields[field] = [value]
+        elif field in fields:
+            # Section 2.2.2.2: other properties may appear at most once.
+            raise RemoteProtocolError(f"{spec.identifier.name} included more than once")
+        else:
+            fields[field] = value
+    if pos != stop:
+        raise MalformedPacket("property overruns the property length")
+    for field, value in fields.items():
+        if type(value) is list:
+            fields[field] = tuple(value)
+        elif field in BOOLEAN_FIELDS:
+            fields[field] = bool(value)
+    if "maximum_qos" in fields:
+        fields["maximum_qos"] = _QOS[fields["maximum_qos"]]
+    response_topic = fields.get("response_topic")
+    if response_topic is not None:
+        # [MQTT-3.3.2-14] the Response Topic must be a topic name, not a filter.
+        validate_topic_name(response_topic, error=RemoteProtocolError)
+    if "authentication_data" in fields and "authentication_method" not in fields:
+        raise RemoteProtocolError("authentication data without an authentication method")
+    return fields, pos
