@@ -124,6 +124,15 @@ class _Peer:
         return len(self.out) + self.in_flight
 
 
+def _broken_in(group: ExceptionGroup[Exception]) -> Exception:
+    """The first broken-stream error of ``group`` if that is all it holds, else ``group``."""
+    broken, other = group.split(_BROKEN)
+    if broken is None or other is not None:
+        return group
+    first = broken.exceptions[0]
+    return _broken_in(first) if isinstance(first, ExceptionGroup) else first
+
+
 def _transport_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
     inner: Any = stream
     while isinstance(inner, trio.SSLStream):
@@ -359,10 +368,15 @@ class BrokerServer(ServerBase):
                 return
             if self._stopping or not self._open(peer):
                 return
-            async with trio.open_nursery() as nursery:
-                peer.scope = nursery.cancel_scope
-                nursery.start_soon(self._writer, peer)
-                await self._reader(peer)
+            try:
+                async with trio.open_nursery() as nursery:
+                    peer.scope = nursery.cancel_scope
+                    nursery.start_soon(self._writer, peer)
+                    await self._reader(peer)
+            except ExceptionGroup as group:
+                # The nursery wraps a lost stream (a reset, a TLS client
+                # gone without close_notify): unwrap it for the next clause.
+                raise _broken_in(group) from None
         except _BROKEN as exc:
             if peer.close_reason is None:
                 peer.close_reason = f"connection lost: {exc or type(exc).__name__}"
