@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import logging
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ import trio
 from interop import import_paho
 from tls_peers import (
     CONNACK_ACCEPTED,
+    CONNECT,
     HOST,
     WAIT,
     Pki,
@@ -297,6 +299,32 @@ def test_paho_over_websocket_over_tls(kind: str, pki: Pki) -> None:
             client.disconnect()
             client.loop_stop()
         assert server.tls_handshakes.completed == 1
+
+
+def test_tls_over_a_unix_socket(kind: str, pki: Pki, tmp_path: Path) -> None:
+    """A Unix socket listener with TLS (where the threads server starts the
+    handshake at the accept: poll() ignores SO_RCVLOWAT there)."""
+    path = str(tmp_path / "mqtt.sock")
+    listener = Listener(transport="unix", path=path, ssl=pki.server)
+    with Served(kind, listeners=[listener], tls_handshake_timeout=0.5) as server:
+        for _ in range(2):
+            with (
+                socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw,
+                pki.client.wrap_socket(
+                    raw, server_hostname=HOST, do_handshake_on_connect=False
+                ) as tls,
+            ):
+                tls.settimeout(WAIT)
+                tls.connect(path)
+                tls.do_handshake()
+                tls.sendall(CONNECT)
+                assert tls.recv(4) == CONNACK_ACCEPTED
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as idle:
+            idle.connect(path)
+            elapsed, _ = wait_closed(idle)
+        assert elapsed < 5.0
+        until(lambda: server.tls_handshakes.timed_out == 1, "the timeout counted")
+        assert server.tls_handshakes.completed == 2
 
 
 # -- mqttproto broker ---------------------------------------------------------------------
