@@ -21,7 +21,7 @@ subclass) it is the transport. It drives an :class:`ssl.SSLObject` over two
   300 KiB. Here the socket's reads arrive as ``data_received`` chunks and
   go straight into the incoming BIO, which keeps no more than a partial TLS
   record between reads: a pending handshake costs what OpenSSL allocates
-  for it, and an established connection about a fifth of before (the
+  for it, and an established connection a twelfth of before (the
   measurements are in the broker guide).
 
 The MQTT protocol does not see the difference: it gets ``connection_made``
