@@ -71,6 +71,8 @@ SETTINGS: dict[str, tuple[Callable[[object], Any], Any, bool]] = {
     "require_certificate": (_bool, False, False),
     "use_identity_as_username": (_bool, False, False),
     "tls_port": (_int, None, False),
+    "tls_handshake_timeout": (_float, None, False),
+    "max_tls_handshakes": (_int, None, False),
     "ws_port": (_int, None, False),
     "unix": (_path, None, True),
 }
@@ -164,6 +166,10 @@ def _check_tls_settings(settings: argparse.Namespace) -> None:
         raise ConfigError("--require-certificate needs --cafile")
     if settings.use_identity_as_username and settings.cafile is None:
         raise ConfigError("--use-identity-as-username needs --cafile")
+    for name in ("tls_handshake_timeout", "max_tls_handshakes"):
+        value = getattr(settings, name)
+        if value is not None and value <= 0:
+            raise ConfigError(f"{name} must be positive, not {value}")
 
 
 def _listeners(settings: argparse.Namespace, context: ssl.SSLContext | None) -> list[Any]:
@@ -261,8 +267,9 @@ def command_broker(args: argparse.Namespace) -> int:
         "authorizer": authorizer,
         "listeners": listeners,
     }
-    if settings.max_buffered_output is not None:
-        server_args["max_buffered_output"] = settings.max_buffered_output
+    for name in ("max_buffered_output", "tls_handshake_timeout", "max_tls_handshakes"):
+        if getattr(settings, name) is not None:
+            server_args[name] = getattr(settings, name)
     with logging_to_stderr(settings.verbose):
         return asyncio.run(_serve_until_signalled(**server_args))
 
@@ -333,6 +340,20 @@ def add_broker_parser(subparsers: Subparsers) -> None:
         action="store_true",
         default=None,
         help="the client certificate's subject CN is the username (no password needed)",
+    )
+    tls.add_argument(
+        "--tls-handshake-timeout",
+        type=positive_float,
+        metavar="SECONDS",
+        help="close a TLS connection whose handshake is not done this long after it was "
+        "accepted (10)",
+    )
+    tls.add_argument(
+        "--max-tls-handshakes",
+        type=positive_int,
+        metavar="N",
+        help="TLS handshakes under way at once; a connection past it is closed before its "
+        "handshake (1024)",
     )
     other = parser.add_argument_group("other listeners")
     other.add_argument(

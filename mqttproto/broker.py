@@ -381,6 +381,12 @@ class Broker(Routing):
             found.append((sub.session.client_id, QoS(sub.qos)))
         return found
 
+    @property
+    def connection_count(self) -> int:
+        """Connections opened and not yet lost: what ``max_connections`` counts
+        (the servers add their pending TLS handshakes to it)."""
+        return len(self._conns)
+
     def sessions(self) -> list[SessionInfo]:
         return [
             SessionInfo(

@@ -71,10 +71,13 @@ from ..auth import Authenticator, Authorizer
 from ..broker import Broker
 from ..config import BrokerConfig
 from ._asyncio_peers import _Peer
+from ._asyncio_tls import TlsLayer, protocol_factory
 from ._listener import Listener, certificate_common_name
 from ._server_common import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_MAX_BUFFERED_OUTPUT,
+    DEFAULT_MAX_TLS_HANDSHAKES,
+    DEFAULT_TLS_HANDSHAKE_TIMEOUT,
     Endpoint,
     ServerBase,
     format_peer,
@@ -123,6 +126,10 @@ class BrokerServer(ServerBase):
         where the core starts holding messages back).
     :param close_timeout: seconds a closing connection may take to send its
         last bytes (also the longest :meth:`close` waits) before it is aborted.
+    :param tls_handshake_timeout: seconds a TLS handshake may take.
+    :param max_tls_handshakes: TLS handshakes under way at once; a connection
+        past it, or past the broker's ``max_connections`` counting them, is
+        closed before its handshake (see :attr:`tls_handshakes`).
 
     Use it with ``async with BrokerServer(...) as server:`` (start, then
     close), or call :meth:`start` and :meth:`close` yourself. All methods
@@ -142,6 +149,8 @@ class BrokerServer(ServerBase):
         listeners: Sequence[Listener] | None = None,
         max_buffered_output: int = DEFAULT_MAX_BUFFERED_OUTPUT,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+        tls_handshake_timeout: float = DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+        max_tls_handshakes: int = DEFAULT_MAX_TLS_HANDSHAKES,
     ) -> None:
         super().__init__(
             broker,
@@ -154,6 +163,8 @@ class BrokerServer(ServerBase):
             listeners=listeners,
             max_buffered_output=max_buffered_output,
             close_timeout=close_timeout,
+            tls_handshake_timeout=tls_handshake_timeout,
+            max_tls_handshakes=max_tls_handshakes,
         )
         self.host = host
         self.ssl = ssl
@@ -161,6 +172,8 @@ class BrokerServer(ServerBase):
         self._started = False
         self._servers: list[tuple[Listener, asyncio.Server]] = []
         self._peers: dict[int, _Peer] = {}
+        #: Connections to TLS listeners still in their handshake.
+        self._handshaking: set[TlsLayer] = set()
         self._flush_pending = False
         self._pumps = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -205,32 +218,16 @@ class BrokerServer(ServerBase):
     async def _listen(self, listener: Listener) -> asyncio.Server:
         loop = self._loop
         assert loop is not None
-        factory: Callable[[], asyncio.Protocol]
-        if listener.transport == "websocket":
-            try:
-                from ._asyncio_websocket import _WebSocketPeer
-            except ImportError as exc:
-                raise ImportError(
-                    "a WebSocket listener needs wsproto: pip install 'mqttproto[websocket]'"
-                ) from exc
-
-            def factory() -> asyncio.Protocol:
-                return _WebSocketPeer(self, listener)
-        else:
-
-            def factory() -> asyncio.Protocol:
-                return _Peer(self, listener)
-
+        # The sockets are plain: TLS is the protocol's business (TlsLayer).
+        factory = protocol_factory(self, listener)
         if listener.transport == "unix":
             path = listener.path
             assert path is not None
             # A stale socket file is replaced (asyncio does that itself).
-            server = await loop.create_unix_server(factory, path, ssl=listener.ssl)
+            server = await loop.create_unix_server(factory, path)
             self._remember_socket_file(path)
             return server
-        return await loop.create_server(
-            factory, listener.host, listener.port, ssl=listener.ssl, reuse_address=True
-        )
+        return await loop.create_server(factory, listener.host, listener.port, reuse_address=True)
 
     async def serve_forever(self) -> None:
         """Start if needed, then wait until :meth:`close` has finished."""
@@ -257,7 +254,10 @@ class BrokerServer(ServerBase):
             for server in servers:
                 server.close()
             self._remove_socket_files()
+            for layer in list(self._handshaking):
+                layer.abort()
             now = loop.time()
+            self._tls_gate.close(now)
             try:
                 self.broker.shutdown(now)
             except Exception:

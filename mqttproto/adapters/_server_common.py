@@ -24,10 +24,18 @@ from ..broker import Broker
 from ..config import BrokerConfig
 from ..enums import ReasonCode
 from ._listener import Listener
+from ._tls_gate import (
+    DEFAULT_MAX_TLS_HANDSHAKES,
+    DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+    HandshakeGate,
+    TlsHandshakeStats,
+)
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT",
     "DEFAULT_MAX_BUFFERED_OUTPUT",
+    "DEFAULT_MAX_TLS_HANDSHAKES",
+    "DEFAULT_TLS_HANDSHAKE_TIMEOUT",
     "Endpoint",
     "PeerRecord",
     "ServerBase",
@@ -81,6 +89,8 @@ def broker_and_listeners(
     listeners: Sequence[Listener] | None,
     max_buffered_output: int,
     close_timeout: float,
+    tls_handshake_timeout: float = DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+    max_tls_handshakes: int = DEFAULT_MAX_TLS_HANDSHAKES,
 ) -> tuple[Broker, tuple[Listener, ...]]:
     """Check a server constructor's arguments; the broker and listeners to serve.
 
@@ -96,6 +106,10 @@ def broker_and_listeners(
         raise ValueError("max_buffered_output must be positive")
     if close_timeout <= 0:
         raise ValueError("close_timeout must be positive")
+    if not tls_handshake_timeout > 0:
+        raise ValueError("tls_handshake_timeout must be positive")
+    if max_tls_handshakes < 1:
+        raise ValueError("max_tls_handshakes must be positive")
     if listeners is None:
         listeners = [Listener(host=host, port=port, ssl=ssl)]
     elif ssl is not None:
@@ -126,9 +140,6 @@ def backlog_report(pending: int, reported: int) -> int | None:
     backlog = pending if pending > PAUSE_READING_ABOVE else 0
     return None if backlog == reported else backlog
 
-
-#: Seconds a TLS handshake may take.
-TLS_HANDSHAKE_TIMEOUT = 60.0
 
 #: Bytes asked of a socket or stream per read.
 READ_SIZE = 65536
@@ -188,7 +199,8 @@ class ServerBase:
     :class:`mqttproto.adapters.asyncio.BrokerServer`: a broker (or its
     ``config``, ``authenticator`` and ``authorizer``), one TCP listener on
     ``host``/``port`` (TLS with ``ssl``) or several ``listeners``,
-    ``max_buffered_output`` and ``close_timeout``.
+    ``max_buffered_output``, ``close_timeout``, ``tls_handshake_timeout``
+    and ``max_tls_handshakes``.
     """
 
     def __init__(
@@ -204,6 +216,8 @@ class ServerBase:
         listeners: Sequence[Listener] | None = None,
         max_buffered_output: int = DEFAULT_MAX_BUFFERED_OUTPUT,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+        tls_handshake_timeout: float = DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+        max_tls_handshakes: int = DEFAULT_MAX_TLS_HANDSHAKES,
     ) -> None:
         self.broker, self.listeners = broker_and_listeners(
             broker,
@@ -216,9 +230,17 @@ class ServerBase:
             listeners=listeners,
             max_buffered_output=max_buffered_output,
             close_timeout=close_timeout,
+            tls_handshake_timeout=tls_handshake_timeout,
+            max_tls_handshakes=max_tls_handshakes,
         )
         self.max_buffered_output = max_buffered_output
         self.close_timeout = close_timeout
+        self.tls_handshake_timeout = tls_handshake_timeout
+        self.max_tls_handshakes = max_tls_handshakes
+        #: Admits, times and counts the TLS handshakes of every TLS listener.
+        self._tls_gate = HandshakeGate(
+            self.broker, max_handshakes=max_tls_handshakes, timeout=tls_handshake_timeout
+        )
         #: Where the server listens, while it does (set by the subclass).
         self._endpoints: tuple[Endpoint, ...] = ()
         #: Unix socket files this server created: path -> inode, to remove on close.
@@ -228,6 +250,12 @@ class ServerBase:
     def endpoints(self) -> tuple[Endpoint, ...]:
         """Every listening socket with its listener (empty unless serving)."""
         return self._endpoints
+
+    @property
+    def tls_handshakes(self) -> TlsHandshakeStats:
+        """Pending TLS handshakes now, and how many were completed, refused
+        (closed before a handshake: a bound was reached), timed out or failed."""
+        return self._tls_gate.stats()
 
     def port_of(self, listener: Listener | int = 0) -> int:
         """The port a TCP or WebSocket listener got (the OS's choice for 0).

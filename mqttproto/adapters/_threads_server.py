@@ -67,7 +67,6 @@ from ._listener import Listener, certificate_common_name
 from ._server_common import (
     PAUSE_READING_ABOVE,
     READ_SIZE,
-    TLS_HANDSHAKE_TIMEOUT,
     Endpoint,
     ServerBase,
     backlog_report,
@@ -75,6 +74,12 @@ from ._server_common import (
     goodbye_reason,
     note_first_output,
     remove_stale_socket,
+)
+from ._tls_gate import (
+    MAX_PLAINTEXT_RECORD,
+    RECORD_HEADER,
+    first_record_size,
+    handshake_failure,
 )
 
 if TYPE_CHECKING:  # without importing wsproto at run time
@@ -106,10 +111,12 @@ class _Conn:
         "last_data",
         "last_pump",
         "listener",
+        "lowat",
         "mask",
         "out",
         "peer",
         "sock",
+        "started",
         "ws",
     )
 
@@ -125,7 +132,12 @@ class _Conn:
         self.dead = False
         #: When a TLS handshake or a close must be over.
         self.deadline: float | None = None
+        #: Accepted on a TLS listener and not yet a broker connection.
         self.handshaking = False
+        #: Admitted by HandshakeGate.start: the TLS state exists.
+        self.started = False
+        #: While waiting for the first TLS record: the socket's SO_RCVLOWAT.
+        self.lowat = 0
         self.handshake_wants_write = False
         self.last_data = b""
         self.last_pump = -1
@@ -184,7 +196,8 @@ class BrokerServer(ServerBase):
     :class:`mqttproto.adapters.asyncio.BrokerServer`: a broker (or its
     ``config``, ``authenticator`` and ``authorizer``), one TCP listener on
     ``host``/``port`` (TLS with ``ssl``) or several ``listeners``,
-    ``max_buffered_output`` and ``close_timeout``.
+    ``max_buffered_output``, ``close_timeout``, ``tls_handshake_timeout``
+    and ``max_tls_handshakes``.
 
     Use it as ``with BrokerServer(...) as server:`` or call :meth:`start`
     and :meth:`close`. After :meth:`start` the broker belongs to the I/O
@@ -393,6 +406,7 @@ class BrokerServer(ServerBase):
             sock.close()
         self._listening.clear()
         self._remove_socket_files()
+        self._tls_gate.close(now)
         try:
             self.broker.shutdown(now)
         except Exception:
@@ -405,6 +419,7 @@ class BrokerServer(ServerBase):
     def _check_deadlines(self, now: float) -> None:
         for c in [c for c in self._conns if c.deadline is not None and now >= c.deadline]:
             if c.handshaking:
+                self._tls_gate.timed_out(now, c.peer)
                 self._lost(c, now, "TLS handshake timed out")
             else:
                 logger.warning(
@@ -446,25 +461,76 @@ class BrokerServer(ServerBase):
         if self._stopping:
             client.close()
             return
-        if listener.ssl is not None:
-            try:
-                client = listener.ssl.wrap_socket(
-                    client, server_side=True, do_handshake_on_connect=False
-                )
-            except (OSError, ValueError) as exc:
-                logger.warning("connection from %s: TLS setup failed: %s", peer, exc)
-                client.close()
-                return
+        # The bounds first, before any TLS state (the gate logs and counts).
+        if listener.ssl is not None and not self._tls_gate.admit(now, peer):
+            client.close()
+            return
         c = _Conn(client, listener, peer)
         self._conns.add(c)
-        if listener.ssl is not None:
-            c.handshaking = True
-            c.deadline = now + TLS_HANDSHAKE_TIMEOUT
-            self._handshake(c, now)
-        else:
+        if listener.ssl is None:
             self._open(c, now)
+        else:
+            c.handshaking = True
+            c.deadline = now + self.tls_handshake_timeout
+            if listener.transport == "unix":
+                # poll() ignores SO_RCVLOWAT on Unix sockets (see _peek_record).
+                self._start_tls(c, now)
+            else:
+                c.lowat = 1
         if not c.dead:
             self._update_interest(c)
+
+    def _peek_record(self, c: _Conn, now: float) -> None:
+        """Wait, with no TLS state, until the client's first TLS record is in
+        the socket's buffer: it is peeked at, not read, and SO_RCVLOWAT
+        keeps select() quiet until the whole record is there (or the peer
+        is gone), so a client that dribbles costs no wake-ups."""
+        try:
+            head = c.sock.recv(RECORD_HEADER + MAX_PLAINTEXT_RECORD, socket.MSG_PEEK)
+        except _WOULD_BLOCK:
+            return
+        except OSError:
+            head = b""
+        size = first_record_size(head)
+        if size is None:
+            self._tls_gate.failed(now, c.peer, "not a TLS handshake")
+            self._lost(c, now, "not a TLS handshake")
+        elif not head or len(head) < size <= c.lowat:
+            # Readable below the low-water mark: an EOF or an error.
+            self._tls_gate.failed(now, c.peer, None)
+            self._lost(c, now, "peer closed the connection")
+        elif len(head) < size:
+            try:
+                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, size)
+                c.lowat = size
+            except OSError:
+                self._start_tls(c, now)  # no low-water mark: start with what there is
+        else:
+            if c.lowat > 1:
+                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+            self._start_tls(c, now)
+
+    def _start_tls(self, c: _Conn, now: float) -> None:
+        """Make the TLS state if the gate admits one more handshake, and start."""
+        c.lowat = 0
+        if not self._tls_gate.start(now, c.peer):
+            c.handshaking = False  # no longer counted by the gate
+            self._lost(c, now, "too many TLS handshakes")
+            return
+        c.started = True
+        context = c.listener.ssl
+        assert context is not None
+        if c.mask and self._selector is not None:
+            # The SSLSocket takes the file descriptor over from this object.
+            self._selector.unregister(c.sock)
+            c.mask = 0
+        try:
+            c.sock = context.wrap_socket(c.sock, server_side=True, do_handshake_on_connect=False)
+        except (OSError, ValueError) as exc:
+            logger.warning("connection from %s: TLS setup failed: %s", c.peer, exc)
+            self._lost(c, now, "TLS setup failed")
+            return
+        self._handshake(c, now)
 
     def _handshake(self, c: _Conn, now: float) -> None:
         sock = c.sock
@@ -478,12 +544,13 @@ class BrokerServer(ServerBase):
             c.handshake_wants_write = True
             return
         except (OSError, ValueError) as exc:
-            logger.info("connection from %s: TLS handshake failed: %s", c.peer, exc)
+            self._tls_gate.failed(now, c.peer, handshake_failure(exc))
             self._lost(c, now, "TLS handshake failed")
             return
         c.handshaking = False
         c.handshake_wants_write = False
         c.deadline = None
+        self._tls_gate.succeeded()
         self._open(c, now)
 
     def _open(self, c: _Conn, now: float) -> None:
@@ -538,7 +605,9 @@ class BrokerServer(ServerBase):
     def _ready(self, c: _Conn, mask: int, now: float) -> None:
         if c.dead:
             return
-        if c.handshaking:
+        if c.lowat:
+            self._peek_record(c, now)
+        elif c.handshaking:
             self._handshake(c, now)
         else:
             if mask & selectors.EVENT_WRITE:
@@ -711,6 +780,9 @@ class BrokerServer(ServerBase):
             return
         c.dead = True
         self._conns.discard(c)
+        if c.handshaking:
+            c.handshaking = False
+            self._tls_gate.release(c.started)
         if c.mask and self._selector is not None:
             with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(c.sock)

@@ -54,7 +54,6 @@ from ._listener import Listener, certificate_common_name
 from ._server_common import (
     PAUSE_READING_ABOVE,
     READ_SIZE,
-    TLS_HANDSHAKE_TIMEOUT,
     Endpoint,
     ServerBase,
     backlog_report,
@@ -63,6 +62,7 @@ from ._server_common import (
     note_first_output,
     remove_stale_socket,
 )
+from ._trio_tls import tls_handshake
 
 if TYPE_CHECKING:  # without importing wsproto at run time
     from ._websocket_server import ServerWebSocket
@@ -124,6 +124,15 @@ class _Peer:
         return len(self.out) + self.in_flight
 
 
+def _broken_in(group: ExceptionGroup[Exception]) -> Exception:
+    """The first broken-stream error of ``group`` if that is all it holds, else ``group``."""
+    broken, other = group.split(_BROKEN)
+    if broken is None or other is not None:
+        return group
+    first = broken.exceptions[0]
+    return _broken_in(first) if isinstance(first, ExceptionGroup) else first
+
+
 def _transport_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
     inner: Any = stream
     while isinstance(inner, trio.SSLStream):
@@ -138,7 +147,8 @@ class BrokerServer(ServerBase):
     :class:`mqttproto.adapters.asyncio.BrokerServer`: a broker (or its
     ``config``, ``authenticator`` and ``authorizer``), one TCP listener on
     ``host``/``port`` (TLS with ``ssl``) or several ``listeners``,
-    ``max_buffered_output`` and ``close_timeout``.
+    ``max_buffered_output``, ``close_timeout``, ``tls_handshake_timeout``
+    and ``max_tls_handshakes``.
 
     Run it with ``await nursery.start(server.run)`` (returns once it
     listens) and stop it with :meth:`close`, or use ``async with
@@ -155,6 +165,8 @@ class BrokerServer(ServerBase):
         self._all_gone = trio.Event()
         self._peers: dict[int, _Peer] = {}
         self._handlers = 0
+        #: The cancel scopes of the TLS handshakes under way.
+        self._handshakes: set[trio.CancelScope] = set()
         self._pump_wanted = trio.Event()
         self._timer_at: float | None = None
         self._pumps = 0
@@ -254,11 +266,9 @@ class BrokerServer(ServerBase):
         try:
             for listener in self.listeners:
                 sockets = await self._listening_sockets(listener)
+                # Plain sockets even for TLS: tls_handshake wraps a stream
+                # only once the handshake bounds admit it.
                 found: list[trio.abc.Listener[Any]] = list(sockets)
-                if listener.ssl is not None:
-                    found = [
-                        trio.SSLListener(s, listener.ssl, https_compatible=False) for s in sockets
-                    ]
                 opened.append((listener, found))
                 mine = [self._endpoint(listener, s) for s in sockets]
                 endpoints.extend(mine)
@@ -310,7 +320,10 @@ class BrokerServer(ServerBase):
             for trio_listener in found:
                 await trio_listener.aclose()
         self._remove_socket_files()
+        for scope in self._handshakes:
+            scope.cancel()
         now = trio.current_time()
+        self._tls_gate.close(now)
         try:
             self.broker.shutdown(now)
         except Exception:
@@ -351,18 +364,19 @@ class BrokerServer(ServerBase):
             name = format_peer(sock.getpeername() if sock is not None else None)
         peer = _Peer(stream, listener, name)
         try:
-            if isinstance(stream, trio.SSLStream):
-                with trio.move_on_after(TLS_HANDSHAKE_TIMEOUT) as handshake:
-                    await stream.do_handshake()
-                if handshake.cancelled_caught:
-                    logger.info("connection from %s: TLS handshake timed out", peer.peer)
-                    return
+            if listener.ssl is not None and not await tls_handshake(self, peer, listener.ssl):
+                return
             if self._stopping or not self._open(peer):
                 return
-            async with trio.open_nursery() as nursery:
-                peer.scope = nursery.cancel_scope
-                nursery.start_soon(self._writer, peer)
-                await self._reader(peer)
+            try:
+                async with trio.open_nursery() as nursery:
+                    peer.scope = nursery.cancel_scope
+                    nursery.start_soon(self._writer, peer)
+                    await self._reader(peer)
+            except ExceptionGroup as group:
+                # The nursery wraps a lost stream (a reset, a TLS client
+                # gone without close_notify): unwrap it for the next clause.
+                raise _broken_in(group) from None
         except _BROKEN as exc:
             if peer.close_reason is None:
                 peer.close_reason = f"connection lost: {exc or type(exc).__name__}"
@@ -372,7 +386,7 @@ class BrokerServer(ServerBase):
         finally:
             self._lost(peer)
             with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(stream)
+                await trio.aclose_forcefully(peer.stream)
             self._handlers -= 1
             self._all_gone.set()
 

@@ -37,6 +37,7 @@ from ._client_core import (
     SubscribeError,
 )
 from ._listener import Listener, server_ssl_context
+from ._tls_gate import TlsHandshakeStats
 
 __all__ = [
     "DEFAULT_MAX_BUFFERED_OUTPUT",
@@ -51,6 +52,7 @@ __all__ = [
     "PublishError",
     "ReconnectPolicy",
     "SubscribeError",
+    "TlsHandshakeStats",
     "serve",
     "server_ssl_context",
     "start_server",
