@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._cli_common import Subparsers, logging_to_stderr, positive_int
+from ._cli_common import Subparsers, logging_to_stderr, positive_float, positive_int
 from ._cli_config import add_config_arguments, config_checks, config_from
 from .auth import AclAuthorizer, Authenticator, Authorizer, PasswordAuthenticator, PasswordFile
 
@@ -38,6 +38,12 @@ def _int(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError("an integer")
     return value
+
+
+def _float(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError("a number")
+    return float(value)
 
 
 def _bool(value: object) -> bool:
