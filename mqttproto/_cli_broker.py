@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from ._cli_common import Subparsers, logging_to_stderr, positive_float, positive_int
-from .auth import AclAuthorizer, Authenticator, Authorizer, PasswordAuthenticator, PasswordFile
+from .auth import (
+    AclAuthorizer,
+    Authenticator,
+    Authorizer,
+    IdentityAuthenticator,
+    PasswordAuthenticator,
+    PasswordFile,
+)
 
 __all__ = ["SETTINGS", "add_broker_parser", "broker_auth", "broker_settings", "command_broker"]
 
@@ -77,7 +84,24 @@ SETTINGS: dict[str, tuple[Callable[[object], Any], Any, bool]] = {
     "tls_port": (_int, None, False),
     "ws_port": (_int, None, False),
     "unix": (_path, None, True),
+    "max_pending_authentications": (_int, None, False),
+    "auth_failure_delay": (_float, None, False),
+    "auth_failure_max_delay": (_float, None, False),
+    "auth_failure_decay": (_float, None, False),
+    "auth_failure_addresses": (_int, None, False),
+    "auth_workers": (_int, None, False),
 }
+
+#: The settings that are :class:`~mqttproto.config.BrokerConfig` fields of
+#: the same name (None: the field's default).
+_CONFIG_SETTINGS = (
+    "max_packet_size",
+    "max_pending_authentications",
+    "auth_failure_delay",
+    "auth_failure_max_delay",
+    "auth_failure_decay",
+    "auth_failure_addresses",
+)
 
 
 class ConfigError(Exception):
@@ -146,6 +170,11 @@ def broker_auth(settings: argparse.Namespace) -> tuple[Authenticator | None, Aut
         authenticator = PasswordAuthenticator(
             PasswordFile.load(settings.password_file), allow_anonymous=allow_anonymous
         )
+    elif settings.use_identity_as_username:
+        # Usernames come from client certificates, and nothing else can
+        # prove one: a client of a plain listener (TCP, WebSocket, Unix) that
+        # names a user is refused rather than given that user's rights.
+        authenticator = IdentityAuthenticator(allow_anonymous=settings.allow_anonymous is not False)
     elif settings.allow_anonymous is False:
         # Like mosquitto: no anonymous clients and no password file admits nobody.
         authenticator = PasswordAuthenticator(PasswordFile(), allow_anonymous=False)
@@ -238,12 +267,17 @@ def command_broker(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _fail(str(exc))
     limits: dict[str, Any] = {"sys_interval": settings.sys_interval}
-    if settings.max_packet_size is not None:
-        limits["max_packet_size"] = settings.max_packet_size
+    for name in _CONFIG_SETTINGS:
+        if getattr(settings, name) is not None:
+            limits[name] = getattr(settings, name)
+    if limits.get("auth_failure_delay") == 0:
+        limits["auth_failure_delay"] = None  # 0: no delay after failures
     try:
         config = BrokerConfig(**limits)
     except (TypeError, ValueError) as exc:
         return _fail(str(exc))
+    if settings.auth_workers is not None and settings.auth_workers < 1:
+        return _fail(f"auth_workers must be at least 1, not {settings.auth_workers}")
     try:
         authenticator, authorizer = broker_auth(settings)
     except (OSError, ValueError) as exc:
@@ -271,8 +305,17 @@ def command_broker(args: argparse.Namespace) -> int:
     }
     if settings.max_buffered_output is not None:
         server_args["max_buffered_output"] = settings.max_buffered_output
+    if settings.auth_workers is not None:
+        server_args["auth_workers"] = settings.auth_workers
     with logging_to_stderr(settings.verbose):
         return asyncio.run(_serve_until_signalled(**server_args))
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
 
 
 def _port(text: str) -> int:
@@ -328,6 +371,45 @@ def add_broker_parser(subparsers: Subparsers) -> None:
         metavar="BYTES",
         help="drop a client that leaves more than this unread (slow consumer; 32 MiB)",
     )
+    auth = parser.add_argument_group("authentication under load")
+    auth.add_argument(
+        "--max-pending-authentications",
+        type=positive_int,
+        metavar="N",
+        help="password checks waiting at once; past it a CONNECT is refused at once with "
+        "0x89 Server busy / return code 3 (64)",
+    )
+    auth.add_argument(
+        "--auth-failure-delay",
+        type=_non_negative_float,
+        metavar="SECONDS",
+        help="after a failed authentication, the next one from that address waits this long, "
+        "doubling with each further failure (1; 0: no delay)",
+    )
+    auth.add_argument(
+        "--auth-failure-max-delay",
+        type=positive_float,
+        metavar="SECONDS",
+        help="the longest such delay (8; keep it below the 10 s connect timeout)",
+    )
+    auth.add_argument(
+        "--auth-failure-decay",
+        type=positive_float,
+        metavar="SECONDS",
+        help="one failure of an address is forgotten every SECONDS (60)",
+    )
+    auth.add_argument(
+        "--auth-failure-addresses",
+        type=positive_int,
+        metavar="N",
+        help="addresses whose failures are remembered; the oldest go first (10000)",
+    )
+    auth.add_argument(
+        "--auth-workers",
+        type=positive_int,
+        metavar="N",
+        help="threads that check passwords off the event loop (CPUs less one, 1 to 4)",
+    )
     tls = parser.add_argument_group("TLS")
     tls.add_argument(
         "--certfile",
@@ -352,7 +434,8 @@ def add_broker_parser(subparsers: Subparsers) -> None:
         "--use-identity-as-username",
         action="store_true",
         default=None,
-        help="the client certificate's subject CN is the username (no password needed)",
+        help="the client certificate's subject CN is the username (no password needed); "
+        "without --password-file, clients of the other listeners may not give a username",
     )
     other = parser.add_argument_group("other listeners")
     other.add_argument(

@@ -14,6 +14,8 @@ Provided implementations:
 - :class:`AllowAll`: accepts every client and allows everything.
 - :class:`PasswordAuthenticator`: usernames and passwords from a
   :class:`PasswordFile` (scrypt or PBKDF2 hashes, mosquitto's ``$7$`` included).
+- :class:`IdentityAuthenticator`: only usernames the transport verified (TLS
+  client certificates), for a broker without a password file.
 - :class:`ChallengeResponseAuthenticator`: a small MQTT 5 enhanced-authentication
   method (HMAC-SHA256 over a server nonce), a real multi-step AUTH exchange.
 - :class:`AclAuthorizer`: mosquitto-style ACL files (:class:`AclFile`).
@@ -51,6 +53,7 @@ __all__ = [
     "ChallengeResponseAuthenticator",
     "ConnectInfo",
     "DeferredAuthResult",
+    "IdentityAuthenticator",
     "PasswordAuthenticator",
     "PasswordFile",
     "filter_includes",
@@ -369,6 +372,56 @@ def _password_result(
     if checker(password) and given is not None:
         return AuthResult.accept()
     return AuthResult.reject(ReasonCode.BAD_USER_NAME_OR_PASSWORD)
+
+
+class IdentityAuthenticator:
+    """Admits the usernames the transport verified, and no others.
+
+    For a broker whose usernames come from TLS client certificates (a
+    :class:`~mqttproto.adapters.asyncio.Listener` with ``use_identity_as_username``)
+    and that has no password file. Its other listeners (plain TCP,
+    WebSocket, a Unix socket) would otherwise take a username typed into
+    CONNECT at its word, and give the client that user's rights under the
+    ACL. Results (MQTT 5.0 section 3.2.2.2):
+
+    - a username the transport verified (:attr:`ConnectInfo.username_verified`):
+      ``SUCCESS``;
+    - any other username: ``NOT_AUTHORIZED`` (0x87; MQTT 3.x return code 5),
+      whatever the password: no username can be proved without a certificate;
+    - no username: ``SUCCESS`` if *allow_anonymous*, else ``NOT_AUTHORIZED``;
+      a password without a username is refused with
+      ``BAD_USER_NAME_OR_PASSWORD`` (0x86);
+    - an authentication method: ``BAD_AUTHENTICATION_METHOD`` (0x8C)
+      [MQTT-4.12.0-1].
+
+    Every answer comes at once: no secret is checked, and every unverified
+    username is refused alike, so the time reveals nothing.
+    """
+
+    def __init__(self, *, allow_anonymous: bool) -> None:
+        self.allow_anonymous = allow_anonymous
+
+    def authenticate(self, info: ConnectInfo) -> AuthResult:
+        if info.authentication_method is not None:
+            return AuthResult.reject(ReasonCode.BAD_AUTHENTICATION_METHOD, _NO_METHOD)
+        if info.username is None:
+            if info.password is not None:
+                return AuthResult.reject(
+                    ReasonCode.BAD_USER_NAME_OR_PASSWORD, "a password needs a username"
+                )
+            if self.allow_anonymous:
+                return AuthResult.accept()
+            return AuthResult.reject(ReasonCode.NOT_AUTHORIZED, "a username is required")
+        if info.username_verified:
+            return AuthResult.accept()
+        return AuthResult.reject(
+            ReasonCode.NOT_AUTHORIZED, "a username needs a verified client certificate"
+        )
+
+    def continue_authentication(
+        self, info: ConnectInfo, authentication_data: bytes | None
+    ) -> AuthResult:
+        return AuthResult.reject(ReasonCode.BAD_AUTHENTICATION_METHOD, _NO_METHOD)
 
 
 #: The Authentication Method name of :class:`ChallengeResponseAuthenticator`.

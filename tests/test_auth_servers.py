@@ -8,6 +8,10 @@
   its time).
 - The failure log line as an operator sees it; an authenticator that
   raises on a worker refuses that client only.
+- The knobs on the command line and in ``--config``; the pending bound as a
+  client sees it.
+- ``--use-identity-as-username`` without a password file: a plain listener
+  refuses a username nobody proved; the certificate path still works.
 
 Brokers listen on 127.0.0.1, on ports the system chooses; every process is
 stopped and every wait bounded.
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -27,12 +32,21 @@ from pathlib import Path
 
 import pytest
 from auth_probe import HOST, burst_probe, connect_bytes, recv_exactly
-from test_interop_broker import ROOT, WAIT, ThreadedBroker
+from certs import make_pki
+from test_cli_broker_listeners import port_in, read_listening_lines, settings
+from test_interop_broker import ROOT, WAIT, ProcessBroker, ThreadedBroker
 from test_servers_trio_threads import serving
 
-from mqttproto.auth import AuthResult, ConnectInfo, DeferredAuthResult, PasswordFile
+from mqttproto.auth import (
+    AuthResult,
+    ConnectInfo,
+    DeferredAuthResult,
+    IdentityAuthenticator,
+    PasswordFile,
+)
+from mqttproto.cli import broker_auth, main
 from mqttproto.config import BrokerConfig
-from mqttproto.enums import ReasonCode
+from mqttproto.enums import ProtocolVersion, ReasonCode
 
 #: A connected client's round trip must stay below this during the burst.
 RTT_LIMIT = 0.5
@@ -178,3 +192,126 @@ def test_an_authenticator_that_raises_on_a_worker_refuses_that_client_only(
             assert recv_exactly(sock, 4) == b"\x20\x02\x00\x00"
     assert "the authenticator raised for connection" in caplog.text
     assert "the directory is down" in caplog.text
+
+
+def test_cli_pending_bound_answers_server_unavailable(tmp_path: Path) -> None:
+    passwords = PasswordFile()
+    passwords.set("alice", "wonderland")
+    path = tmp_path / "passwd"
+    passwords.save(path)
+    args = ("--password-file", str(path), "--max-pending-authentications", "1")
+    with cli_broker(tmp_path, *args, "--auth-workers", "1") as (port, _):
+        socks = [socket.create_connection((HOST, port), timeout=WAIT) for _ in range(3)]
+        try:
+            for index, sock in enumerate(socks):
+                sock.sendall(connect_bytes(f"c{index}", "alice", b"wonderland"))
+            answers = sorted(recv_exactly(sock, 4) for sock in socks)
+        finally:
+            for sock in socks:
+                sock.close()
+    # One waits for its hash and is accepted; the others are refused at
+    # once with return code 3 (Server unavailable: MQTT 5's 0x89 Server busy).
+    assert answers == [b"\x20\x02\x00\x00", b"\x20\x02\x00\x03", b"\x20\x02\x00\x03"]
+
+
+def test_cli_authentication_settings_from_flags_and_config(tmp_path: Path) -> None:
+    config = tmp_path / "broker.toml"
+    config.write_text(
+        "max-pending-authentications = 8\nauth-failure-delay = 0.5\n"
+        "auth_failure_max_delay = 4.0\nauth-failure-decay = 30\n"
+        "auth-failure-addresses = 100\nauth-workers = 2\n",
+        encoding="utf-8",
+    )
+    resolved = settings("--config", str(config), "--auth-failure-delay", "2")
+    assert (resolved.max_pending_authentications, resolved.auth_failure_delay) == (8, 2.0)
+    assert (resolved.auth_failure_max_delay, resolved.auth_failure_decay) == (4.0, 30.0)
+    assert (resolved.auth_failure_addresses, resolved.auth_workers) == (100, 2)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--max-pending-authentications", "0"], "must be positive"),
+        (["--auth-failure-delay", "-1"], "must be 0 or more"),
+        (["--auth-failure-delay", "9"], "must not exceed auth_failure_max_delay"),
+        (["--auth-workers", "0"], "must be positive"),
+    ],
+)
+def test_cli_authentication_settings_are_checked(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["broker", "--port", "0", *argv]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_cli_auth_workers_from_config_is_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "broker.toml"
+    config.write_text("auth-workers = 0\n", encoding="utf-8")
+    assert main(["broker", "--port", "0", "--config", str(config)]) == 1
+    assert "auth_workers must be at least 1" in capsys.readouterr().err
+
+
+def test_cli_help_names_the_authentication_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["broker", "--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in (
+        "--max-pending-authentications",
+        "--auth-failure-delay",
+        "--auth-failure-max-delay",
+        "--auth-failure-decay",
+        "--auth-failure-addresses",
+        "--auth-workers",
+    ):
+        assert flag in out
+
+
+# -- --use-identity-as-username without a password file ---------------------------
+
+
+def info(username: str | None, *, verified: bool = False) -> ConnectInfo:
+    return ConnectInfo("c", username, None, ProtocolVersion.MQTT_3_1_1, username_verified=verified)
+
+
+def test_identity_without_a_password_file_admits_only_verified_usernames() -> None:
+    base = ("--certfile", "c.pem", "--cafile", "ca.pem", "--use-identity-as-username")
+    authenticator, _ = broker_auth(settings(*base))
+    assert isinstance(authenticator, IdentityAuthenticator)
+    assert authenticator.authenticate(info("alice")).reason_code is ReasonCode.NOT_AUTHORIZED
+    assert authenticator.authenticate(info("alice", verified=True)).accepted
+    assert authenticator.authenticate(info(None)).accepted
+    strict, _ = broker_auth(settings(*base, "--no-allow-anonymous"))
+    assert strict is not None and not strict.authenticate(info(None)).accepted
+
+
+def test_identity_broker_refuses_an_unproved_username_on_the_plain_listener(
+    tmp_path: Path,
+) -> None:
+    pki = make_pki(tmp_path, client_cn="alice")
+    acl = tmp_path / "acl"
+    acl.write_text("user alice\ntopic readwrite alice/#\n", encoding="utf-8")
+    args = (
+        *("--certfile", str(pki.server_cert), "--keyfile", str(pki.server_key)),
+        *("--cafile", str(pki.ca), "--tls-port", "0", "--use-identity-as-username"),
+        *("--acl-file", str(acl)),
+    )
+    with ProcessBroker(*args) as broker:
+        (tls_line,) = read_listening_lines(broker, 1)
+        tls_port = port_in(tls_line)
+        with socket.create_connection((HOST, broker.port), timeout=WAIT) as plain:
+            plain.sendall(connect_bytes("typed", "alice", None))
+            # Return code 5, not authorized: the name was not proved.
+            assert recv_exactly(plain, 4) == b"\x20\x02\x00\x05"
+        with socket.create_connection((HOST, broker.port), timeout=WAIT) as anonymous:
+            anonymous.sendall(connect_bytes("anon", None, None))
+            assert recv_exactly(anonymous, 4) == b"\x20\x02\x00\x00"
+        context = ssl.create_default_context(cafile=str(pki.ca))
+        context.load_cert_chain(str(pki.client_cert), str(pki.client_key))
+        with (
+            socket.create_connection((HOST, tls_port), timeout=WAIT) as raw,
+            context.wrap_socket(raw, server_hostname=HOST) as tls,
+        ):
+            tls.sendall(connect_bytes("cert", "mallory", None))
+            assert recv_exactly(tls, 4) == b"\x20\x02\x00\x00"
+        assert broker.stop() == 0
