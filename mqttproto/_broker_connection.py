@@ -3,7 +3,8 @@
 It is the shared :class:`~mqttproto._connection.Connection` engine with the
 server's state table and packet handlers. It keeps what belongs to one
 network connection only (keep-alive, the client's topic aliases and limits,
-the enhanced-authentication exchange) and hands everything that concerns
+the enhanced-authentication exchange, the input that waits while its
+authentication is being computed) and hands everything that concerns
 sessions and routing to its :class:`~mqttproto.broker.Broker`.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import struct
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._connection import Connection
@@ -34,6 +36,7 @@ from .packets import (
 )
 
 if TYPE_CHECKING:
+    from ._broker_auth import AuthenticationJob
     from ._session import Session
     from .auth import ConnectInfo
     from .broker import Broker
@@ -103,13 +106,17 @@ class BrokerConnection(Connection):
 
     __slots__ = (
         "_topic_chars_ok",
+        "address",
         "assigned_id",
         "auth_info",
+        "auth_job",
         "backlog",
         "broker",
         "client_id",
         "connect",
         "finished",
+        "held",
+        "held_data",
         "id",
         "identity",
         "keep_alive",
@@ -132,6 +139,7 @@ class BrokerConnection(Connection):
         now: float,
         peer: str | None,
         identity: str | None = None,
+        address: str | None = None,
     ) -> None:
         super().__init__(None)
         self.broker = broker
@@ -143,6 +151,14 @@ class BrokerConnection(Connection):
         #: The username the transport established (a client certificate's
         #: CN), which overrides the CONNECT's; see Broker.open_connection.
         self.identity = identity
+        #: Where the connection comes from, for the failure delay.
+        self.address = address
+        #: The deferred authentication this connection waits for.
+        self.auth_job: AuthenticationJob | None = None
+        #: While the CONNECT waits for its authentication: the packets that
+        #: came with it, then (``held_data``) the bytes that came after.
+        self.held: list[Packet] | None = None
+        self.held_data: bytearray | None = None
         self.opened_at = now
         self._last_received = now
         # Past max_user_properties / max_user_property_bytes the reader stops
@@ -181,6 +197,33 @@ class BrokerConnection(Connection):
 
     def _accepts_before_start(self) -> bool:
         return True
+
+    def _pause_input(self, remaining: Iterator[Packet]) -> bool:
+        held = self.held
+        if held is None:
+            return False
+        # The CONNECT waits for its authentication: what came with it waits too.
+        held.extend(remaining)
+        return True
+
+    def _hold_data(self, data: bytes, now: float) -> None:
+        """Bytes that came while the CONNECT waits for its authentication:
+        read once it is accepted, never if it is refused [MQTT-3.1.4-5].
+        Up to ``max_packet_size`` of them; more ends the connection (MQTT 5:
+        CONNACK 0x97 *Quota exceeded*)."""
+        if self.closed:
+            return
+        if self.held_data is None:
+            self.held_data = bytearray(data)
+        else:
+            self.held_data += data
+        if len(self.held_data) > self.broker.config.max_packet_size:
+            self.held_data = None
+            error = RemoteProtocolError(
+                "more than max_packet_size bytes sent while authenticating", _C.QUOTA_EXCEEDED
+            )
+            self._protocol_error(error, now)
+            raise error
 
     def data_to_send(self, now: float) -> bytes:
         """The output, all of it. Messages held back by the ``max_unsent_bytes``
@@ -318,7 +361,7 @@ class BrokerConnection(Connection):
             raise RemoteProtocolError("authentication method outside MQTT 5")
         from .auth import ConnectInfo
 
-        self.auth_info = ConnectInfo(
+        info = self.auth_info = ConnectInfo(
             client_id,
             username,
             password,
@@ -327,7 +370,53 @@ class BrokerConnection(Connection):
             packet.authentication_data,
             username_verified=identity is not None,
         )
-        self._auth_result(broker.authenticator.authenticate(self.auth_info), now)
+        broker._authenticate(
+            self, functools.partial(broker.authenticator.authenticate, info), now, connect=True
+        )
+
+    # -- the authenticator's answer (now or later; see mqttproto._broker_auth) ---------
+
+    def _wait_for_authentication(self, job: AuthenticationJob | None, *, connect: bool) -> None:
+        """The answer comes later: from ``job``, or after a failure delay.
+
+        While a CONNECT (``connect``) waits, nothing more from the client is
+        read: if it is refused, nothing is [MQTT-3.1.4-5]. An AUTH that waits
+        lets packets be read: only another AUTH (which is a protocol error,
+        the client must wait for the answer) or DISCONNECT may come then,
+        or, during a re-authentication, any packet (MQTT 5.0 section 4.12.1).
+        """
+        self.auth_job = job
+        if connect and self.held is None:
+            self.held = []
+
+    def _authenticated(self, result: Any, now: float) -> None:
+        """Act on the authenticator's answer, then read what waited for it."""
+        self.auth_job = None
+        if self.state is _S.CONNECTED:
+            self._reauth_result(result, now)
+        else:
+            self._auth_result(result, now)
+        held = self.held
+        if held is None or self.auth_job is not None:
+            return
+        self.held = None
+        data, self.held_data = self.held_data, None
+        if self.closed:
+            return
+        # Only the CONNECT holds input back: what was held cannot wait again.
+        self._dispatch(held, now)
+        if data and not self.closed:
+            self.receive_data(bytes(data), now)
+
+    def _refuse_busy(self, now: float) -> None:
+        """Too many authentications pending: 0x89 *Server busy* (3.x: return code 3)."""
+        reason = "too many authentications in progress"
+        if self.state is _S.CONNECTED:
+            from .auth import AuthResult
+
+            self._reauth_result(AuthResult.reject(_C.SERVER_BUSY, reason), now)
+        else:
+            self._refuse(_C.SERVER_BUSY, reason)
 
     def _auth_result(self, result: Any, now: float) -> None:
         """Act on an :class:`~mqttproto.auth.AuthResult` during CONNECT."""
@@ -367,15 +456,21 @@ class BrokerConnection(Connection):
         if method is None or packet.authentication_method != method:
             # [MQTT-4.12.0-5]: the same method throughout; no method, no AUTH.
             raise RemoteProtocolError("AUTH with a different or no authentication method")
-        authenticator = self.broker.authenticator
+        if self.auth_job is not None:
+            # The client sends AUTH in answer to the server's (MQTT 5.0
+            # section 4.12); this one did not wait for it.
+            raise RemoteProtocolError("AUTH while the previous one is being answered")
+        broker = self.broker
+        ask = functools.partial(
+            broker.authenticator.continue_authentication,
+            self.auth_info,
+            packet.authentication_data,
+        )
         if self.state is _S.CONNECTING:
             if packet.reason_code != _C.CONTINUE_AUTHENTICATION:
                 raise RemoteProtocolError("AUTH during CONNECT must continue authentication")
             self.state = transition(self.state, Input.RECV_AUTH)
-            result = authenticator.continue_authentication(
-                self.auth_info, packet.authentication_data
-            )
-            self._auth_result(result, now)
+            broker._authenticate(self, ask, now, connect=False)
             return
         # Re-authentication [MQTT-4.12.1]: 0x19 starts it, 0x18 continues it.
         if packet.reason_code == _C.RE_AUTHENTICATE and not self.reauthenticating:
@@ -383,7 +478,13 @@ class BrokerConnection(Connection):
         elif not (packet.reason_code == _C.CONTINUE_AUTHENTICATION and self.reauthenticating):
             raise RemoteProtocolError(f"unexpected AUTH {packet.reason_code.name}")
         self.state = transition(self.state, Input.RECV_AUTH)
-        result = authenticator.continue_authentication(self.auth_info, packet.authentication_data)
+        broker._authenticate(self, ask, now, connect=False)
+
+    def _reauth_result(self, result: Any, now: float) -> None:
+        """Act on the answer to a re-authentication's AUTH."""
+        connect = self.connect
+        assert connect is not None
+        method = connect.authentication_method
         code = ReasonCode(result.reason_code)
         if code >= 0x80:
             # [MQTT-4.12.1-2]: a failed re-authentication ends the connection.

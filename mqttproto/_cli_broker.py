@@ -23,7 +23,14 @@ from typing import Any
 
 from ._cli_common import Subparsers, logging_to_stderr, positive_float, positive_int
 from ._cli_config import add_config_arguments, config_checks, config_from
-from .auth import AclAuthorizer, Authenticator, Authorizer, PasswordAuthenticator, PasswordFile
+from .auth import (
+    AclAuthorizer,
+    Authenticator,
+    Authorizer,
+    IdentityAuthenticator,
+    PasswordAuthenticator,
+    PasswordFile,
+)
 
 __all__ = ["SETTINGS", "add_broker_parser", "broker_auth", "broker_settings", "command_broker"]
 
@@ -81,7 +88,9 @@ SETTINGS: dict[str, tuple[Callable[[object], Any], Any, bool]] = {
     "max_tls_handshakes": (_int, None, False),
     "ws_port": (_int, None, False),
     "unix": (_path, None, True),
+    "auth_workers": (_int, None, False),
 }
+
 
 
 class ConfigError(Exception):
@@ -150,6 +159,11 @@ def broker_auth(settings: argparse.Namespace) -> tuple[Authenticator | None, Aut
         authenticator = PasswordAuthenticator(
             PasswordFile.load(settings.password_file), allow_anonymous=allow_anonymous
         )
+    elif settings.use_identity_as_username:
+        # Usernames come from client certificates, and nothing else can
+        # prove one: a client of a plain listener (TCP, WebSocket, Unix) that
+        # names a user is refused rather than given that user's rights.
+        authenticator = IdentityAuthenticator(allow_anonymous=settings.allow_anonymous is not False)
     elif settings.allow_anonymous is False:
         # Like mosquitto: no anonymous clients and no password file admits nobody.
         authenticator = PasswordAuthenticator(PasswordFile(), allow_anonymous=False)
@@ -248,6 +262,8 @@ def command_broker(args: argparse.Namespace) -> int:
         config = config_from(settings)
     except ValueError as exc:
         return _fail(str(exc))
+    if settings.auth_workers is not None and settings.auth_workers < 1:
+        return _fail(f"auth_workers must be at least 1, not {settings.auth_workers}")
     try:
         authenticator, authorizer = broker_auth(settings)
     except (OSError, ValueError) as exc:
@@ -273,7 +289,7 @@ def command_broker(args: argparse.Namespace) -> int:
         "authorizer": authorizer,
         "listeners": listeners,
     }
-    for name in ("max_buffered_output", "tls_handshake_timeout", "max_tls_handshakes"):
+    for name in ("max_buffered_output", "tls_handshake_timeout", "max_tls_handshakes", "auth_workers"):
         if getattr(settings, name) is not None:
             server_args[name] = getattr(settings, name)
     with logging_to_stderr(settings.verbose):
@@ -321,6 +337,12 @@ def add_broker_parser(subparsers: Subparsers) -> None:
         metavar="BYTES",
         help="drop a client that leaves more than this unread (slow consumer; 32 MiB)",
     )
+    parser.add_argument(
+        "--auth-workers",
+        type=positive_int,
+        metavar="N",
+        help="threads that check passwords off the event loop (CPUs less one, 1 to 4)",
+    )
     tls = parser.add_argument_group("TLS")
     tls.add_argument(
         "--certfile",
@@ -345,7 +367,8 @@ def add_broker_parser(subparsers: Subparsers) -> None:
         "--use-identity-as-username",
         action="store_true",
         default=None,
-        help="the client certificate's subject CN is the username (no password needed)",
+        help="the client certificate's subject CN is the username (no password needed); "
+        "without --password-file, clients of the other listeners may not give a username",
     )
     tls.add_argument(
         "--tls-handshake-timeout",

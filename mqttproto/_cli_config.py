@@ -85,6 +85,22 @@ HELP: dict[str, tuple[str, str]] = {
     ),
     "sys_interval": ("SECONDS", "publish $SYS statistics this often"),
     "route_cache_size": ("N", "topics whose routing is cached"),
+    "max_pending_authentications": (
+        "N",
+        "password checks waiting at once; past it a CONNECT is refused at once "
+        "(0x89 Server busy, return code 3)",
+    ),
+    "auth_failure_delay": (
+        "SECONDS",
+        "after a failed authentication, the next one from that address waits this long, "
+        "doubling with each further failure",
+    ),
+    "auth_failure_max_delay": (
+        "SECONDS",
+        "the longest such delay (keep it below the connect timeout)",
+    ),
+    "auth_failure_decay": ("SECONDS", "one failure of an address is forgotten this often"),
+    "auth_failure_addresses": ("N", "addresses whose failures are remembered, oldest out first"),
 }
 
 #: Other spellings a mosquitto user knows: field -> extra flags.

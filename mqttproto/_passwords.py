@@ -24,7 +24,8 @@ import hashlib
 import hmac
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import attrs
@@ -82,6 +83,14 @@ class _Hash:
     def dummy(self) -> _Hash:
         """A hash with the same cost that no password matches in practice."""
         return attrs.evolve(self, salt=bytes(len(self.salt)), digest=bytes(len(self.digest)))
+
+    @property
+    def cost(self) -> tuple[object, ...]:
+        """What the time of :meth:`compute` depends on: the algorithm, its
+        parameters and the digest length (PBKDF2 runs once per 64 bytes of
+        it). ``pbkdf2-sha512`` and mosquitto's ``7`` are the same algorithm."""
+        family = "scrypt" if self.scheme == "scrypt" else "pbkdf2-sha512"
+        return (family, *self.params, len(self.digest))
 
 
 def _scrypt_memory(n: int, r: int, p: int) -> int:
@@ -230,14 +239,26 @@ def _check_username(username: str) -> None:
         )
 
 
-# Verified when a user is unknown, so that the answer takes about as long as for
-# a known user with a wrong password (the default cost; see PasswordFile.verify).
+# Verified for every user of an empty file, so that such a file answers in the
+# time a file of default-cost hashes would (see PasswordFile.verify).
 _DEFAULT_DUMMY = _Hash(
     "scrypt",
     (DEFAULT_SCRYPT_LN, DEFAULT_SCRYPT_R, DEFAULT_SCRYPT_P),
     bytes(_SALT_BYTES),
     bytes(_HASH_BYTES),
 )
+
+
+def _checker(own: _Hash | None, others: list[_Hash]) -> Callable[[bytes], bool]:
+    """Whether a password matches ``own``, after computing every hash in ``others``."""
+
+    def check(password: bytes) -> bool:
+        matched = own is not None and own.matches(password)
+        for dummy in others:
+            dummy.matches(password)
+        return matched
+
+    return check
 
 
 class PasswordFile:
@@ -259,13 +280,28 @@ class PasswordFile:
     def __init__(self, entries: Mapping[str, str] | None = None) -> None:
         self._entries: dict[str, str] = {}
         self._parsed: dict[str, _Hash] = {}
+        # One dummy hash per cost class in the file, and how many entries
+        # have that class (see verify()).
+        self._dummies: dict[tuple[object, ...], _Hash] = {}
+        self._cost_counts: Counter[tuple[object, ...]] = Counter()
         for username, encoded in (entries or {}).items():
             self._add(username, encoded)
 
     def _add(self, username: str, encoded: str) -> None:
         _check_username(username)
-        self._parsed[username] = _parse_hash(encoded)
+        parsed = _parse_hash(encoded)
+        if username in self._parsed:
+            self._forget_cost(self._parsed[username])
+        self._parsed[username] = parsed
         self._entries[username] = encoded
+        self._cost_counts[parsed.cost] += 1
+        self._dummies.setdefault(parsed.cost, parsed.dummy())
+
+    def _forget_cost(self, parsed: _Hash) -> None:
+        self._cost_counts[parsed.cost] -= 1
+        if not self._cost_counts[parsed.cost]:
+            del self._cost_counts[parsed.cost]
+            del self._dummies[parsed.cost]
 
     @classmethod
     def parse(cls, text: str) -> PasswordFile:
@@ -349,20 +385,37 @@ class PasswordFile:
         :raises KeyError: if there is no such user.
         """
         del self._entries[username]
-        del self._parsed[username]
+        self._forget_cost(self._parsed.pop(username))
 
     def verify(self, username: str, password: str | bytes) -> bool:
         """Return whether *username* exists and *password* is theirs.
 
-        For an unknown user a dummy hash with the cost of the first entry is
-        verified anyway, so the time taken does not reveal which users exist.
+        Every call costs the same, whoever asks: one hash computation of
+        each *cost class* in the file (algorithm, parameters and digest
+        length). A known user's own hash counts for its class; the other
+        classes, and all of them for an unknown user, are verified against
+        dummy hashes of that cost (an empty file: the default scrypt cost).
+        So the time taken does not tell which users exist, even in a file
+        that mixes kinds, such as mosquitto ``$7$`` entries (well under a
+        millisecond) with scrypt ones (tens of milliseconds) while users
+        migrate. Checking an unknown user against one dummy, of the most
+        expensive kind or any other, would not do: the users of the other
+        kinds would still answer in their own, different time.
         """
-        parsed = self._parsed.get(username)
-        if parsed is None:
-            dummy = next(iter(self._parsed.values()), _DEFAULT_DUMMY).dummy()
-            dummy.matches(_to_bytes(password))
-            return False
-        return parsed.matches(_to_bytes(password))
+        return self.checker(username)(_to_bytes(password))
+
+    def checker(self, username: str) -> Callable[[bytes], bool]:
+        """:meth:`verify` for *username*, as a function of the password.
+
+        The function holds what it needs (the hashes to compute), so it
+        gives the same answer if the file changes meanwhile, and may be run
+        on any thread: :class:`~mqttproto.auth.PasswordAuthenticator` runs
+        it off the event loop.
+        """
+        own = self._parsed.get(username)
+        dummies = self._dummies or {_DEFAULT_DUMMY.cost: _DEFAULT_DUMMY}
+        others = [dummy for cost, dummy in dummies.items() if own is None or cost != own.cost]
+        return _checker(own, others)
 
     def __contains__(self, username: object) -> bool:
         return username in self._entries

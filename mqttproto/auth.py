@@ -4,13 +4,18 @@ The broker asks an :class:`Authenticator` whether a connecting client may
 connect (and drives MQTT 5 enhanced authentication through it), and an
 :class:`Authorizer` whether a connected client may publish to a topic,
 subscribe to a topic filter, or receive a message. Both are plain objects with
-no I/O: the broker calls them synchronously while it handles a packet.
+no I/O: the broker calls them synchronously while it handles a packet. An
+authenticator whose answer takes time (a password hash) returns a
+:class:`DeferredAuthResult`, which the broker servers compute on a worker
+thread while the event loop serves everyone else.
 
 Provided implementations:
 
 - :class:`AllowAll`: accepts every client and allows everything.
 - :class:`PasswordAuthenticator`: usernames and passwords from a
   :class:`PasswordFile` (scrypt or PBKDF2 hashes, mosquitto's ``$7$`` included).
+- :class:`IdentityAuthenticator`: only usernames the transport verified (TLS
+  client certificates), for a broker without a password file.
 - :class:`ChallengeResponseAuthenticator`: a small MQTT 5 enhanced-authentication
   method (HMAC-SHA256 over a server nonce), a real multi-step AUTH exchange.
 - :class:`AclAuthorizer`: mosquitto-style ACL files (:class:`AclFile`).
@@ -23,6 +28,7 @@ codes with :meth:`~mqttproto.enums.ReasonCode.to_connack_return_code` (0x86 →
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Callable, Mapping
@@ -46,6 +52,8 @@ __all__ = [
     "Authorizer",
     "ChallengeResponseAuthenticator",
     "ConnectInfo",
+    "DeferredAuthResult",
+    "IdentityAuthenticator",
     "PasswordAuthenticator",
     "PasswordFile",
     "filter_includes",
@@ -150,14 +158,85 @@ class AuthResult:
         return self.reason_code is ReasonCode.CONTINUE_AUTHENTICATION
 
 
+class DeferredAuthResult:
+    """An :class:`AuthResult` that takes time to compute, computed later.
+
+    An authenticator returns one instead of an :class:`AuthResult` when its
+    answer costs time, such as a password hash (tens of milliseconds) or a
+    question to another service. The broker then holds the connection (the
+    CONNECT, or the AUTH packet, is answered when the result is in) and hands
+    *compute* out as an :class:`~mqttproto.broker.AuthenticationJob`; the
+    broker servers run it on a worker thread, so the event loop keeps
+    serving every other client meanwhile (see
+    :meth:`Broker.authentication_jobs <mqttproto.broker.Broker.authentication_jobs>`).
+
+    Read as an :class:`AuthResult` (:attr:`reason_code`, :attr:`accepted`, ...)
+    it computes the result on first use, on the reader's thread, so code that
+    calls an authenticator directly keeps working.
+
+    :param compute: returns the :class:`AuthResult`. It runs on any thread,
+        concurrently with the broker and with other computations: it must only
+        use what it was given (capture the credentials and hashes when the
+        DeferredAuthResult is made), never the authenticator's mutable state.
+        It must not block for long: the connect timeout keeps running.
+    """
+
+    __slots__ = ("_compute", "_result")
+
+    def __init__(self, compute: Callable[[], AuthResult]) -> None:
+        self._compute = compute
+        self._result: AuthResult | None = None
+
+    def compute(self) -> AuthResult:
+        """Call *compute* and return its result (computed again on each call)."""
+        result = self._compute()
+        if not isinstance(result, AuthResult):
+            raise TypeError(f"a deferred authentication returned {result!r}, not an AuthResult")
+        return result
+
+    def result(self) -> AuthResult:
+        """The result, computed on the first call and kept."""
+        if self._result is None:
+            self._result = self.compute()
+        return self._result
+
+    @property
+    def reason_code(self) -> ReasonCode:
+        return self.result().reason_code
+
+    @property
+    def authentication_data(self) -> bytes | None:
+        return self.result().authentication_data
+
+    @property
+    def reason_string(self) -> str | None:
+        return self.result().reason_string
+
+    @property
+    def accepted(self) -> bool:
+        return self.result().accepted
+
+    @property
+    def continues(self) -> bool:
+        return self.result().continues
+
+    def __repr__(self) -> str:
+        state = "pending" if self._result is None else repr(self._result)
+        return f"DeferredAuthResult({state})"
+
+
 class Authenticator(Protocol):
     """Decides whether a client may connect; drives enhanced authentication.
 
     Implementations must not block or perform I/O; the broker calls them while
-    it handles a packet.
+    it handles a packet. Work that takes time goes into a
+    :class:`DeferredAuthResult`, which the broker servers compute on a worker
+    thread. Cheap answers (a refusal that needs no secret, a verified
+    certificate) may come at once, as long as their speed reveals nothing
+    (an unknown username must not be refused faster than a wrong password).
     """
 
-    def authenticate(self, info: ConnectInfo) -> AuthResult:
+    def authenticate(self, info: ConnectInfo) -> AuthResult | DeferredAuthResult:
         """Answer a CONNECT.
 
         An authenticator that does not support ``info.authentication_method``
@@ -168,7 +247,7 @@ class Authenticator(Protocol):
 
     def continue_authentication(
         self, info: ConnectInfo, authentication_data: bytes | None
-    ) -> AuthResult:
+    ) -> AuthResult | DeferredAuthResult:
         """Answer an AUTH packet of an enhanced-authentication exchange.
 
         Called for each AUTH the client sends, during the CONNECT exchange or a
@@ -240,10 +319,15 @@ class PasswordAuthenticator:
     - a username the transport verified (:attr:`ConnectInfo.username_verified`,
       a TLS client certificate): ``SUCCESS`` without a password;
     - unknown username, missing or wrong password: ``BAD_USER_NAME_OR_PASSWORD``
-      (0x86), the same code and about the same time for each, so neither
-      reveals which usernames exist;
+      (0x86), the same code and the same work for each (see
+      :meth:`PasswordFile.verify`), so neither reveals which usernames exist;
     - an authentication method: ``BAD_AUTHENTICATION_METHOD`` (0x8C)
       [MQTT-4.12.0-1].
+
+    The answers that need a password hash (every CONNECT with a username
+    the transport did not verify, known or not) come as a
+    :class:`DeferredAuthResult`, so a broker server computes them off its
+    event loop; the others come at once.
     """
 
     def __init__(
@@ -252,6 +336,69 @@ class PasswordAuthenticator:
         self.passwords = (
             passwords if isinstance(passwords, PasswordFile) else PasswordFile(passwords)
         )
+        self.allow_anonymous = allow_anonymous
+
+    def authenticate(self, info: ConnectInfo) -> AuthResult | DeferredAuthResult:
+        if info.authentication_method is not None:
+            return AuthResult.reject(ReasonCode.BAD_AUTHENTICATION_METHOD, _NO_METHOD)
+        if info.username is None:
+            if info.password is not None:
+                return AuthResult.reject(
+                    ReasonCode.BAD_USER_NAME_OR_PASSWORD, "a password needs a username"
+                )
+            if self.allow_anonymous:
+                return AuthResult.accept()
+            return AuthResult.reject(ReasonCode.NOT_AUTHORIZED, "a username is required")
+        if info.username_verified:
+            # The transport proved the identity (a client certificate).
+            return AuthResult.accept()
+        # A missing password is checked as an empty one so it costs the same
+        # time. The checker holds the hashes to compute, so it can run on a
+        # worker thread while the file changes.
+        checker = self.passwords.checker(info.username)
+        return DeferredAuthResult(
+            functools.partial(_password_result, checker, info.password or b"", info.password)
+        )
+
+    def continue_authentication(
+        self, info: ConnectInfo, authentication_data: bytes | None
+    ) -> AuthResult:
+        return AuthResult.reject(ReasonCode.BAD_AUTHENTICATION_METHOD, _NO_METHOD)
+
+
+def _password_result(
+    checker: Callable[[bytes], bool], password: bytes, given: bytes | None
+) -> AuthResult:
+    if checker(password) and given is not None:
+        return AuthResult.accept()
+    return AuthResult.reject(ReasonCode.BAD_USER_NAME_OR_PASSWORD)
+
+
+class IdentityAuthenticator:
+    """Admits the usernames the transport verified, and no others.
+
+    For a broker whose usernames come from TLS client certificates (a
+    :class:`~mqttproto.adapters.asyncio.Listener` with ``use_identity_as_username``)
+    and that has no password file. Its other listeners (plain TCP,
+    WebSocket, a Unix socket) would otherwise take a username typed into
+    CONNECT at its word, and give the client that user's rights under the
+    ACL. Results (MQTT 5.0 section 3.2.2.2):
+
+    - a username the transport verified (:attr:`ConnectInfo.username_verified`):
+      ``SUCCESS``;
+    - any other username: ``NOT_AUTHORIZED`` (0x87; MQTT 3.x return code 5),
+      whatever the password: no username can be proved without a certificate;
+    - no username: ``SUCCESS`` if *allow_anonymous*, else ``NOT_AUTHORIZED``;
+      a password without a username is refused with
+      ``BAD_USER_NAME_OR_PASSWORD`` (0x86);
+    - an authentication method: ``BAD_AUTHENTICATION_METHOD`` (0x8C)
+      [MQTT-4.12.0-1].
+
+    Every answer comes at once: no secret is checked, and every unverified
+    username is refused alike, so the time reveals nothing.
+    """
+
+    def __init__(self, *, allow_anonymous: bool) -> None:
         self.allow_anonymous = allow_anonymous
 
     def authenticate(self, info: ConnectInfo) -> AuthResult:
@@ -266,13 +413,10 @@ class PasswordAuthenticator:
                 return AuthResult.accept()
             return AuthResult.reject(ReasonCode.NOT_AUTHORIZED, "a username is required")
         if info.username_verified:
-            # The transport proved the identity (a client certificate).
             return AuthResult.accept()
-        # A missing password is checked as an empty one so it costs the same time.
-        password = b"" if info.password is None else info.password
-        if self.passwords.verify(info.username, password) and info.password is not None:
-            return AuthResult.accept()
-        return AuthResult.reject(ReasonCode.BAD_USER_NAME_OR_PASSWORD)
+        return AuthResult.reject(
+            ReasonCode.NOT_AUTHORIZED, "a username needs a verified client certificate"
+        )
 
     def continue_authentication(
         self, info: ConnectInfo, authentication_data: bytes | None

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ._broker_auth import Authentication, AuthenticationJob, FailedAuthentication
 from ._broker_connection import BrokerConnection
 from ._broker_routing import Routing
 from ._qos import MAX_PACKET_ID, OutboundStage
@@ -51,7 +52,13 @@ from .topics import validate_topic_name
 if TYPE_CHECKING:
     from .auth import Authenticator, Authorizer, ConnectInfo
 
-__all__ = ["Broker", "BrokerConnection", "SessionInfo"]
+__all__ = [
+    "AuthenticationJob",
+    "Broker",
+    "BrokerConnection",
+    "FailedAuthentication",
+    "SessionInfo",
+]
 
 _S = ConnectionState
 _P = PacketType
@@ -101,7 +108,7 @@ class _AllowAll:
         return AllowAll().continue_authentication(info, data)
 
 
-class Broker(Routing):
+class Broker(Routing, Authentication):
     """The sans-IO MQTT broker core: many connections, sessions and routing.
 
     :param config: limits and switches (:class:`~mqttproto.config.BrokerConfig`).
@@ -109,7 +116,10 @@ class Broker(Routing):
         a :class:`~mqttproto.store.MemoryStore` by default. Sessions and
         retained messages found in it are resumed.
     :param authenticator: decides who may connect (default: everyone, and no
-        enhanced authentication method).
+        enhanced authentication method). An answer it defers (a
+        :class:`~mqttproto.auth.DeferredAuthResult`) is computed at once,
+        unless the driver runs such jobs itself: see
+        :meth:`authentication_jobs`.
     :param authorizer: decides who may publish, subscribe and receive what
         (default: everything).
 
@@ -151,17 +161,27 @@ class Broker(Routing):
         self._backlog_total = 0
         #: Connections held back while ``memory_limit`` is exceeded.
         self._throttled: dict[int, None] = {}
+        self._setup_authentication()
         for retained in self.store.load_retained():
             self._retained.set(retained.packet.topic, retained)
 
     # -- the adapter's API ------------------------------------------------------
 
     def open_connection(
-        self, now: float, *, peer: str | None = None, username: str | None = None
+        self,
+        now: float,
+        *,
+        peer: str | None = None,
+        username: str | None = None,
+        address: str | None = None,
     ) -> int:
         """A new network connection; returns its id (never reused).
 
         :param peer: how to name the peer in :meth:`sessions` (an address).
+        :param address: the host the connection comes from (an IP address,
+            without the port), which its failed authentications count against
+            (``auth_failure_delay`` of :class:`~mqttproto.config.BrokerConfig`).
+            Connections without one are not delayed.
         :param username: an identity the transport has already established,
             e.g. the subject CN of a verified TLS client certificate (like
             mosquitto's ``use_identity_as_username``). It replaces the User
@@ -172,7 +192,7 @@ class Broker(Routing):
         """
         self._tick(now)
         conn_id = next(self._conn_ids)
-        conn = BrokerConnection(self, conn_id, now, peer, username)
+        conn = BrokerConnection(self, conn_id, now, peer, username, address)
         limit = self.config.max_connections
         if limit is not None and len(self._conns) >= limit:
             # Answered when its CONNECT arrives, so the client hears why
@@ -194,7 +214,11 @@ class Broker(Routing):
         # A peer's fault: the goodbye is queued and _connection_ended
         # scheduled the close; nothing else changes.
         with contextlib.suppress(RemoteProtocolError):
-            connection.receive_data(data, now)
+            if connection.held is None:
+                connection.receive_data(data, now)
+            else:
+                # Its CONNECT waits for authentication: so does this [MQTT-3.1.4-5].
+                connection._hold_data(data, now)
 
     def receive_eof(self, conn: int, now: float) -> None:
         """The client closed its side: the will is published [MQTT-3.1.2-8]."""
@@ -316,6 +340,8 @@ class Broker(Routing):
                     and session.expires_at <= now
                 ):
                     self._end_session(session, now)
+            elif kind == "auth":
+                self._authentication_timer(key, now)
             elif kind == "sys":
                 self._publish_sys(now)
                 interval = self.config.sys_interval

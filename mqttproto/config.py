@@ -102,6 +102,11 @@ def _qos(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
         raise ValueError(f"{attribute.name} must be 0, 1 or 2, not {value!r}")
 
 
+def _positive_number(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{attribute.name} must be a positive number, not {value!r}")
+
+
 @attrs.frozen
 class BrokerConfig:
     """Limits and switches of a :class:`~mqttproto.broker.Broker`.
@@ -255,7 +260,34 @@ class BrokerConfig:
     #: How many topics' routing results are cached between subscription
     #: changes (the cache is emptied on any change, and when full).
     route_cache_size: int = attrs.field(default=4096, validator=_positive)
+    # -- Authentication (docs/broker-auth.rst, "Under load") ------------------------
+    #: Deferred authentications (a :class:`~mqttproto.auth.DeferredAuthResult`,
+    #: such as a password hash, computed off the event loop) waiting at once.
+    #: Past it a CONNECT that needs one is refused at once, with no hash
+    #: computed: CONNACK 0x89 *Server busy* (3.x: return code 3 *Server
+    #: unavailable*); a re-authentication gets DISCONNECT 0x89.
+    max_pending_authentications: int = attrs.field(default=64, validator=_positive)
+    #: The delay after failed authentications, per source address (the
+    #: ``address`` of ``Broker.open_connection``; an IPv6 address counts as
+    #: its /64). Each refusal by the authenticator adds one to the address's
+    #: score, which falls by one every ``auth_failure_decay`` seconds; the
+    #: next authentication from there starts ``auth_failure_delay * (2**score
+    #: - 1)`` seconds, at most ``auth_failure_max_delay``, after the previous
+    #: start or failure (1, 3, 7, 8, 8... seconds with the defaults), the
+    #: CONNECT waiting meanwhile (``connect_timeout`` still applies). Keep the
+    #: maximum below ``connect_timeout`` so that a waiting client is answered.
+    #: None: no delay.
+    auth_failure_delay: float | None = attrs.field(default=1.0, validator=_optional_positive)
+    auth_failure_max_delay: float = attrs.field(default=8.0, validator=_positive_number)
+    auth_failure_decay: float = attrs.field(default=60.0, validator=_positive_number)
+    #: Addresses whose failures are remembered; past it the address whose
+    #: last failure is oldest is forgotten (bounded memory under a flood of
+    #: addresses).
+    auth_failure_addresses: int = attrs.field(default=10_000, validator=_positive)
 
     def __attrs_post_init__(self) -> None:
         if self.min_keep_alive > self.max_keep_alive:
             raise ValueError("min_keep_alive must not exceed max_keep_alive")
+        delay = self.auth_failure_delay
+        if delay is not None and delay > self.auth_failure_max_delay:
+            raise ValueError("auth_failure_delay must not exceed auth_failure_max_delay")

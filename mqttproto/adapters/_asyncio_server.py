@@ -72,6 +72,7 @@ from ..broker import Broker
 from ..config import BrokerConfig
 from ._asyncio_peers import _Peer
 from ._asyncio_tls import TlsLayer, protocol_factory
+from ._auth_workers import AuthWorkers
 from ._listener import Listener, certificate_common_name
 from ._server_common import (
     DEFAULT_CLOSE_TIMEOUT,
@@ -83,6 +84,7 @@ from ._server_common import (
     format_peer,
     goodbye_reason,
     note_first_output,
+    source_address,
 )
 
 __all__ = [
@@ -130,6 +132,9 @@ class BrokerServer(ServerBase):
     :param max_tls_handshakes: TLS handshakes under way at once; a connection
         past it, or past the broker's ``max_connections`` counting them, is
         closed before its handshake (see :attr:`tls_handshakes`).
+    :param auth_workers: threads that compute deferred authentications
+        (password hashes) off the event loop; None: the CPUs less one, at
+        least 1 and at most 4 (see ``docs/broker-auth.rst``).
 
     Use it with ``async with BrokerServer(...) as server:`` (start, then
     close), or call :meth:`start` and :meth:`close` yourself. All methods
@@ -151,6 +156,7 @@ class BrokerServer(ServerBase):
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         tls_handshake_timeout: float = DEFAULT_TLS_HANDSHAKE_TIMEOUT,
         max_tls_handshakes: int = DEFAULT_MAX_TLS_HANDSHAKES,
+        auth_workers: int | None = None,
     ) -> None:
         super().__init__(
             broker,
@@ -165,6 +171,7 @@ class BrokerServer(ServerBase):
             close_timeout=close_timeout,
             tls_handshake_timeout=tls_handshake_timeout,
             max_tls_handshakes=max_tls_handshakes,
+            auth_workers=auth_workers,
         )
         self.host = host
         self.ssl = ssl
@@ -181,6 +188,7 @@ class BrokerServer(ServerBase):
         self._closing = False
         self._closed = asyncio.Event()
         self._all_gone = asyncio.Event()
+        self._auth: AuthWorkers | None = None
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -198,7 +206,15 @@ class BrokerServer(ServerBase):
         if self._closing:
             raise RuntimeError("the server was closed")
         self._started = True
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
+        self._auth = AuthWorkers(
+            self.broker,
+            self.auth_workers,
+            call_soon_threadsafe=loop.call_soon_threadsafe,
+            clock=loop.time,
+            answered=self._schedule_flush,
+        )
+        self._auth.start()
         try:
             for listener in self.listeners:
                 server = await self._listen(listener)
@@ -213,6 +229,7 @@ class BrokerServer(ServerBase):
                 server.close()
             self._servers.clear()
             self._remove_socket_files()
+            self._auth.close()
             raise
 
     async def _listen(self, listener: Listener) -> asyncio.Server:
@@ -283,6 +300,8 @@ class BrokerServer(ServerBase):
                 await server.wait_closed()
             logger.info("server closed")
         finally:
+            if self._auth is not None:
+                self._auth.close()
             self._closed.set()
 
     async def __aenter__(self) -> BrokerServer:
@@ -361,7 +380,12 @@ class BrokerServer(ServerBase):
                 transport.abort()
                 return
         try:
-            peer.conn = self.broker.open_connection(self._now(), peer=peer.peer, username=identity)
+            peer.conn = self.broker.open_connection(
+                self._now(),
+                peer=peer.peer,
+                username=identity,
+                address=source_address(listener, transport.get_extra_info("peername")),
+            )
         except Exception:
             logger.exception("the broker core raised in open_connection() for %s", peer.peer)
             transport.abort()
@@ -475,6 +499,8 @@ class BrokerServer(ServerBase):
             peer = peers.get(conn)
             if peer is not None and not peer.closing:
                 self._close_peer(peer, goodbye_reason(peer, pump))
+        if self._auth is not None:
+            self._auth.pump()
         self._arm_timer()
 
     def _arm_timer(self) -> None:

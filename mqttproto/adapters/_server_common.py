@@ -23,6 +23,7 @@ from ..auth import Authenticator, Authorizer
 from ..broker import Broker
 from ..config import BrokerConfig
 from ..enums import ReasonCode
+from ._auth_workers import check_auth_workers
 from ._listener import Listener
 from ._tls_gate import (
     DEFAULT_MAX_TLS_HANDSHAKES,
@@ -48,6 +49,7 @@ __all__ = [
     "note_first_output",
     "port_of",
     "remove_stale_socket",
+    "source_address",
 ]
 
 logger = logging.getLogger("mqttproto.broker")
@@ -127,6 +129,17 @@ def format_peer(address: Any) -> str:
     return str(address) if address else "unknown"
 
 
+def source_address(listener: Listener, address: Any) -> str | None:
+    """What a connection's failed authentications count against
+    (``Broker.open_connection(address=...)``): the peer's host, without the
+    port; for a Unix socket, its path, the same for every local client."""
+    if listener.transport == "unix":
+        return f"unix:{listener.path}"
+    if isinstance(address, tuple) and address:
+        return str(address[0])
+    return None
+
+
 #: Unsent bytes above which a server stops reading from a connection.
 PAUSE_READING_ABOVE = 256 * 1024
 
@@ -199,8 +212,8 @@ class ServerBase:
     :class:`mqttproto.adapters.asyncio.BrokerServer`: a broker (or its
     ``config``, ``authenticator`` and ``authorizer``), one TCP listener on
     ``host``/``port`` (TLS with ``ssl``) or several ``listeners``,
-    ``max_buffered_output``, ``close_timeout``, ``tls_handshake_timeout``
-    and ``max_tls_handshakes``.
+    ``max_buffered_output``, ``close_timeout``, ``tls_handshake_timeout``,
+    ``max_tls_handshakes`` and ``auth_workers``.
     """
 
     def __init__(
@@ -218,7 +231,10 @@ class ServerBase:
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         tls_handshake_timeout: float = DEFAULT_TLS_HANDSHAKE_TIMEOUT,
         max_tls_handshakes: int = DEFAULT_MAX_TLS_HANDSHAKES,
+        auth_workers: int | None = None,
     ) -> None:
+        #: Worker threads for deferred authentications (password hashes).
+        self.auth_workers = check_auth_workers(auth_workers)
         self.broker, self.listeners = broker_and_listeners(
             broker,
             host=host,

@@ -49,6 +49,7 @@ broker whose peer does not take its last bytes is dropped after
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import logging
@@ -63,6 +64,7 @@ from typing import TYPE_CHECKING, Any
 from ..auth import Authenticator, Authorizer
 from ..broker import Broker
 from ..config import BrokerConfig
+from ._auth_workers import AuthWorkers
 from ._listener import Listener, certificate_common_name
 from ._server_common import (
     PAUSE_READING_ABOVE,
@@ -74,6 +76,7 @@ from ._server_common import (
     goodbye_reason,
     note_first_output,
     remove_stale_socket,
+    source_address,
 )
 from ._tls_gate import (
     MAX_PLAINTEXT_RECORD,
@@ -196,8 +199,9 @@ class BrokerServer(ServerBase):
     :class:`mqttproto.adapters.asyncio.BrokerServer`: a broker (or its
     ``config``, ``authenticator`` and ``authorizer``), one TCP listener on
     ``host``/``port`` (TLS with ``ssl``) or several ``listeners``,
-    ``max_buffered_output``, ``close_timeout``, ``tls_handshake_timeout``
-    and ``max_tls_handshakes``.
+    ``max_buffered_output``, ``close_timeout``, ``tls_handshake_timeout``,
+    ``max_tls_handshakes`` and ``auth_workers`` (the threads that compute
+    deferred authentications, such as password hashes).
 
     Use it as ``with BrokerServer(...) as server:`` or call :meth:`start`
     and :meth:`close`. After :meth:`start` the broker belongs to the I/O
@@ -224,6 +228,9 @@ class BrokerServer(ServerBase):
         self._by_id: dict[int, _Conn] = {}
         self._timer_at: float | None = None
         self._pumps = 0
+        self._auth: AuthWorkers | None = None
+        #: Calls from the authentication workers, run on the I/O thread.
+        self._callbacks: collections.deque[Callable[[], None]] = collections.deque()
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -271,6 +278,14 @@ class BrokerServer(ServerBase):
             raise
         self._endpoints = self._endpoints_now()
         self._selector = selector
+        self._auth = AuthWorkers(
+            self.broker,
+            self.auth_workers,
+            call_soon_threadsafe=self._call_soon_threadsafe,
+            clock=time.monotonic,
+            answered=self._answered,
+        )
+        self._auth.start()
         self._thread = threading.Thread(target=self._run, name="mqttproto-broker", daemon=True)
         self._thread.start()
 
@@ -346,6 +361,20 @@ class BrokerServer(ServerBase):
         with contextlib.suppress(OSError):
             assert self._wake_r is not None
             self._wake_r.recv(4096)
+        callbacks = self._callbacks
+        while callbacks:
+            callbacks.popleft()()
+
+    def _call_soon_threadsafe(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the I/O thread (from an authentication worker)."""
+        if self._closed.is_set():
+            raise RuntimeError("the server is closed")
+        self._callbacks.append(callback)
+        self._wake()
+
+    def _answered(self) -> None:
+        # An authentication answer may have output: pump before sleeping.
+        self._pump_again = True
 
     def _run(self) -> None:
         selector = self._selector
@@ -378,6 +407,8 @@ class BrokerServer(ServerBase):
                 sock.close()
             self._listening.clear()
             self._remove_socket_files()
+            if self._auth is not None:
+                self._auth.close()
             for wake in (self._wake_r, self._wake_w):
                 if wake is not None:
                     wake.close()
@@ -570,7 +601,13 @@ class BrokerServer(ServerBase):
 
             c.ws = ServerWebSocket(listener.websocket_path)
         try:
-            c.conn = self.broker.open_connection(now, peer=c.peer, username=identity)
+            try:
+                address = source_address(listener, c.sock.getpeername())
+            except OSError:
+                address = source_address(listener, None)
+            c.conn = self.broker.open_connection(
+                now, peer=c.peer, username=identity, address=address
+            )
         except Exception:
             logger.exception("the broker core raised in open_connection() for %s", c.peer)
             self._lost(c, now, "internal error in open_connection()")
@@ -735,6 +772,8 @@ class BrokerServer(ServerBase):
             c = self._by_id.get(conn)
             if c is not None and not c.closing and not c.dead:
                 self._close(c, now, goodbye_reason(c, pump))
+        if self._auth is not None:
+            self._auth.pump()
         try:
             self._timer_at = broker.get_timer()
         except Exception:

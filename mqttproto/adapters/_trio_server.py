@@ -50,6 +50,7 @@ import trio
 from ..auth import Authenticator, Authorizer
 from ..broker import Broker
 from ..config import BrokerConfig
+from ._auth_workers import AuthWorkers
 from ._listener import Listener, certificate_common_name
 from ._server_common import (
     PAUSE_READING_ABOVE,
@@ -61,6 +62,7 @@ from ._server_common import (
     goodbye_reason,
     note_first_output,
     remove_stale_socket,
+    source_address,
 )
 from ._trio_tls import tls_handshake
 
@@ -147,8 +149,9 @@ class BrokerServer(ServerBase):
     :class:`mqttproto.adapters.asyncio.BrokerServer`: a broker (or its
     ``config``, ``authenticator`` and ``authorizer``), one TCP listener on
     ``host``/``port`` (TLS with ``ssl``) or several ``listeners``,
-    ``max_buffered_output``, ``close_timeout``, ``tls_handshake_timeout``
-    and ``max_tls_handshakes``.
+    ``max_buffered_output``, ``close_timeout``, ``tls_handshake_timeout``,
+    ``max_tls_handshakes`` and ``auth_workers`` (the threads that compute
+    deferred authentications, such as password hashes).
 
     Run it with ``await nursery.start(server.run)`` (returns once it
     listens) and stop it with :meth:`close`, or use ``async with
@@ -171,6 +174,7 @@ class BrokerServer(ServerBase):
         self._timer_at: float | None = None
         self._pumps = 0
         self._nursery_cm: Any = None
+        self._auth: AuthWorkers | None = None
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -195,6 +199,14 @@ class BrokerServer(ServerBase):
             self._remove_socket_files()
             self._closed.set()
             raise
+        self._auth = AuthWorkers(
+            self.broker,
+            self.auth_workers,
+            call_soon_threadsafe=trio.lowlevel.current_trio_token().run_sync_soon,
+            clock=trio.current_time,
+            answered=self._wake_pump,
+        )
+        self._auth.start()
         try:
             async with trio.open_nursery() as connections:
                 connections.start_soon(self._pump_task)
@@ -217,6 +229,7 @@ class BrokerServer(ServerBase):
                             await self._shutdown(opened)
                 connections.cancel_scope.cancel()
         finally:
+            self._auth.close()
             self._remove_socket_files()
             logger.info("server closed")
             self._closed.set()
@@ -407,9 +420,17 @@ class BrokerServer(ServerBase):
             from ._websocket_server import ServerWebSocket
 
             peer.ws = ServerWebSocket(listener.websocket_path)
+        sock = _transport_socket(peer.stream)
+        try:
+            sockaddr = sock.getpeername() if sock is not None else None
+        except OSError:
+            sockaddr = None
         try:
             peer.conn = self.broker.open_connection(
-                trio.current_time(), peer=peer.peer, username=identity
+                trio.current_time(),
+                peer=peer.peer,
+                username=identity,
+                address=source_address(listener, sockaddr),
             )
         except Exception:
             logger.exception("the broker core raised in open_connection() for %s", peer.peer)
@@ -499,6 +520,9 @@ class BrokerServer(ServerBase):
 
     # -- driving the core -----------------------------------------------------------
 
+    def _wake_pump(self) -> None:
+        self._pump_wanted.set()
+
     async def _pump_task(self) -> None:
         """Flush after reads (once for all that were ready together) and at the timer."""
         while True:
@@ -543,6 +567,8 @@ class BrokerServer(ServerBase):
             peer = self._peers.get(conn)
             if peer is not None and not peer.closing and not peer.dead:
                 self._close(peer, goodbye_reason(peer, pump))
+        if self._auth is not None:
+            self._auth.pump()
         try:
             timer_at = broker.get_timer()
         except Exception:
