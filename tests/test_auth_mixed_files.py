@@ -4,16 +4,14 @@ The documented migration from mosquitto keeps ``$7$`` entries (PBKDF2, a
 fraction of a millisecond) next to scrypt ones (milliseconds to tens of
 milliseconds). Every check must then cost the same: unknown user, wrong
 password for a ``$7$`` user, wrong password for a scrypt user. Checked by
-counting the hash computations, and by timing them (cheap costs here, the
-same mix of kinds).
+counting the hash computations, which decides it whatever else the machine
+is doing; ``benchmarks/auth_timing.py`` measures the times themselves.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import statistics
-import time
 from collections import Counter
 from typing import Any
 
@@ -21,13 +19,9 @@ import pytest
 
 from mqttproto import ProtocolVersion
 from mqttproto.auth import (
-    ConnectInfo,
-    DeferredAuthResult,
-    PasswordAuthenticator,
     PasswordFile,
     hash_password,
 )
-from mqttproto.enums import ReasonCode
 
 V5 = ProtocolVersion.MQTT_5_0
 SALT = b"0123456789ab"
@@ -106,30 +100,3 @@ def test_the_checker_holds_its_hashes_while_the_file_changes() -> None:
     passwords.delete("carol")
     assert check(b"carol-pw") is True
     assert passwords.checker("carol")(b"carol-pw") is False
-
-
-def median_ms(authenticator: PasswordAuthenticator, username: str, rounds: int = 41) -> float:
-    """Median time of a complete check (the deferred result computed), in ms."""
-    times = []
-    for _ in range(rounds):
-        info = ConnectInfo("c", username, b"wrong", V5)
-        started = time.perf_counter()
-        result = authenticator.authenticate(info)
-        assert isinstance(result, DeferredAuthResult)
-        assert result.compute().reason_code is ReasonCode.BAD_USER_NAME_OR_PASSWORD
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1000
-
-
-def test_unknown_users_cost_what_a_wrong_password_costs_for_every_kind() -> None:
-    # scrypt at n=2**10 (about 2 ms) next to $7$ at 101 iterations (about
-    # 0.05 ms): the ratio of the real file's 25 ms against 0.4 ms.
-    authenticator = PasswordAuthenticator(mixed_file(2**10), allow_anonymous=False)
-    median_ms(authenticator, "carol", rounds=5)  # warm up
-    unknown = median_ms(authenticator, "nobody")
-    seven = median_ms(authenticator, "bob")
-    scrypt = median_ms(authenticator, "carol")
-    slowest, fastest = max(unknown, seven, scrypt), min(unknown, seven, scrypt)
-    assert fastest > 0.7 * slowest, (
-        f"unknown {unknown:.3f} ms, $7$ {seven:.3f}, scrypt {scrypt:.3f}"
-    )

@@ -231,8 +231,8 @@ def test_cli_authentication_settings_from_flags_and_config(tmp_path: Path) -> No
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--max-pending-authentications", "0"], "must be positive"),
-        (["--auth-failure-delay", "-1"], "must be 0 or more"),
+        (["--max-pending-authentications", "0"], "max_pending_authentications must be at least 1"),
+        (["--auth-failure-delay", "-1"], "auth_failure_delay must be positive or None"),
         (["--auth-failure-delay", "9"], "must not exceed auth_failure_max_delay"),
         (["--auth-workers", "0"], "must be positive"),
     ],
