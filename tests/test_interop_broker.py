@@ -94,6 +94,9 @@ class ProcessBroker:
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.returncode: int | None = None
         self.stderr = ""
+        #: What the broker wrote to standard error so far; read as it comes,
+        #: so that a broker logging more than a pipe holds never blocks.
+        self._stderr_parts: list[str] = []
 
     def __enter__(self) -> ProcessBroker:
         self.process = subprocess.Popen(
@@ -115,6 +118,8 @@ class ProcessBroker:
             cwd=ROOT,
         )
         threading.Thread(target=self._read_stdout, daemon=True).start()
+        self._stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._stderr_reader.start()
         try:
             line = self.lines.get(timeout=WAIT)
         except queue.Empty:
@@ -131,6 +136,11 @@ class ProcessBroker:
             self.lines.put(line.strip())
         self.lines.put(None)
 
+    def _read_stderr(self) -> None:
+        assert self.process is not None and self.process.stderr is not None
+        for line in self.process.stderr:
+            self._stderr_parts.append(line)
+
     def stop(self) -> int:
         """SIGTERM, then a bounded wait (kill if it overruns); the exit status."""
         process = self.process
@@ -144,7 +154,8 @@ class ProcessBroker:
                 process.kill()
                 process.wait(timeout=WAIT)
         assert process.stderr is not None
-        self.stderr = process.stderr.read()
+        self._stderr_reader.join(timeout=WAIT)
+        self.stderr = "".join(self._stderr_parts)
         process.stderr.close()
         self.returncode = process.returncode
         self.process = None
