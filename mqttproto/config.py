@@ -250,7 +250,8 @@ class BrokerConfig:
     #: identity): ``"refuse"`` answers CONNACK 0x87 *Not authorized* (3.x:
     #: return code 5) and leaves the session and its connection alone;
     #: ``"discard"`` ends the other identity's session (its will goes, as when
-    #: it expires) and starts a new one, session present 0, as mosquitto does.
+    #: it expires) and starts a new one, session present 0 (mosquitto, too,
+    #: lets the other identity take the client identifier).
     #: Either way nothing of one identity's session reaches another.
     session_identity_mismatch: str = attrs.field(
         default="refuse", validator=attrs.validators.in_(("refuse", "discard"))
