@@ -11,12 +11,24 @@ does not know the transport.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ._listener import Listener
 
-if TYPE_CHECKING:
-    from ._asyncio_server import BrokerServer
+
+class PeerOwner(Protocol):
+    """What a :class:`_Peer` calls on its server (the asyncio
+    ``BrokerServer``), named here so that this module does not import it."""
+
+    def _connection_made(self, peer: _Peer, transport: asyncio.Transport) -> None: ...
+
+    def _data_received(self, peer: _Peer, data: bytes) -> None: ...
+
+    def _eof_received(self, peer: _Peer) -> None: ...
+
+    def _connection_lost(self, peer: _Peer, exc: Exception | None) -> None: ...
+
+    def _report_backlog(self, peer: _Peer) -> None: ...
 
 
 class _Peer(asyncio.Protocol):
@@ -39,7 +51,7 @@ class _Peer(asyncio.Protocol):
         "writing_paused",
     )
 
-    def __init__(self, server: BrokerServer, listener: Listener) -> None:
+    def __init__(self, server: PeerOwner, listener: Listener) -> None:
         self._server = server
         self.listener = listener
         self.conn = -1

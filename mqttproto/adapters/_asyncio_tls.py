@@ -37,15 +37,25 @@ import asyncio
 import contextlib
 import ssl as _ssl
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ._asyncio_peers import _Peer
+from ._asyncio_peers import PeerOwner, _Peer
 from ._listener import Listener
 from ._server_common import READ_SIZE, format_peer
-from ._tls_gate import first_record_size, handshake_failure
+from ._tls_gate import HandshakeGate, first_record_size, handshake_failure
 
-if TYPE_CHECKING:
-    from ._asyncio_server import BrokerServer
+
+class TlsOwner(PeerOwner, Protocol):
+    """What a :class:`TlsLayer` reads of its server (the asyncio
+    ``BrokerServer``), named here so that this module does not import it."""
+
+    tls_handshake_timeout: float
+    _closing: bool
+    _loop: asyncio.AbstractEventLoop | None
+    _tls_gate: HandshakeGate
+    _handshaking: set[TlsLayer]
+
+    def _now(self) -> float: ...
 
 __all__ = ["TlsLayer", "protocol_factory"]
 
@@ -56,7 +66,7 @@ __all__ = ["TlsLayer", "protocol_factory"]
 _REFUSED, _WAITING, _HANDSHAKING, _FAILED, _OPEN, _CLOSING, _CLOSED = range(7)
 
 
-def protocol_factory(server: BrokerServer, listener: Listener) -> Callable[[], asyncio.Protocol]:
+def protocol_factory(server: TlsOwner, listener: Listener) -> Callable[[], asyncio.Protocol]:
     """What each connection to ``listener`` gets: MQTT on the stream, or in
     WebSocket messages; under a :class:`TlsLayer` if the listener has TLS.
 
@@ -109,7 +119,7 @@ class TlsLayer(asyncio.Protocol, asyncio.Transport):
 
     def __init__(
         self,
-        server: BrokerServer,
+        server: TlsOwner,
         listener: Listener,
         app_factory: Callable[[], asyncio.Protocol],
     ) -> None:

@@ -8,14 +8,10 @@ the close handshake). Imported only when a WebSocket listener starts.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
-from ._asyncio_peers import _Peer
+from ._asyncio_peers import PeerOwner, _Peer
 from ._listener import Listener
 from ._websocket_server import ServerWebSocket
-
-if TYPE_CHECKING:
-    from ._asyncio_server import BrokerServer
 
 __all__ = ["_WebSocketPeer"]
 
@@ -32,7 +28,7 @@ class _WebSocketPeer(_Peer):
 
     __slots__ = ("_ws",)
 
-    def __init__(self, server: BrokerServer, listener: Listener) -> None:
+    def __init__(self, server: PeerOwner, listener: Listener) -> None:
         super().__init__(server, listener)
         self._ws = ServerWebSocket(listener.websocket_path)
 

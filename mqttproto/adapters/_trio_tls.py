@@ -13,14 +13,28 @@ and the server cancels what is under way when it shuts down.
 from __future__ import annotations
 
 import ssl as _ssl
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import trio
 
-from ._tls_gate import first_record_size, handshake_failure
+from ._tls_gate import HandshakeGate, first_record_size, handshake_failure
 
-if TYPE_CHECKING:
-    from ._trio_server import BrokerServer, _Peer
+
+class TlsPeer(Protocol):
+    """What the handshake reads and replaces of a trio server's connection."""
+
+    peer: str
+    stream: trio.abc.Stream
+
+
+class TlsOwner(Protocol):
+    """What the handshake reads of the trio ``BrokerServer``, named here so
+    that this module does not import it."""
+
+    tls_handshake_timeout: float
+    _stopping: bool
+    _tls_gate: HandshakeGate
+    _handshakes: set[trio.CancelScope]
 
 __all__ = ["tls_handshake"]
 
@@ -70,7 +84,7 @@ async def _first_record(stream: trio.abc.Stream) -> bytes | None:
         hello += data
 
 
-async def tls_handshake(server: BrokerServer, peer: _Peer, context: _ssl.SSLContext) -> bool:
+async def tls_handshake(server: TlsOwner, peer: TlsPeer, context: _ssl.SSLContext) -> bool:
     """Admit ``peer`` under the handshake bounds and do its TLS handshake
     within ``tls_handshake_timeout``; on success ``peer.stream`` is the
     :class:`trio.SSLStream`. False: the connection is to be closed (the
