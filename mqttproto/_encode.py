@@ -6,6 +6,8 @@ import struct
 from collections.abc import Callable
 from typing import Any, Final
 
+import attrs
+
 from ._codec_common import (
     _AUTH_CODES,
     _CONNACK_CODES,
@@ -53,7 +55,7 @@ from .packets import (
 )
 from .topics import parse_shared_subscription, validate_topic_filter, validate_topic_name
 
-__all__ = ["encode_packet"]
+__all__ = ["encode_ack", "encode_packet", "encode_publish_split"]
 
 
 def _encode_varint(value: int) -> bytes:
@@ -604,3 +606,70 @@ def encode_packet(packet: Packet, *, version: ProtocolVersion) -> bytes:
     if version not in _VERSIONS:
         raise ValueError(f"unknown protocol version {version!r}")
     return encoder(packet, version)
+
+
+#: The first byte of each acknowledgement, and the reason codes it may carry.
+_ACKS: Final[dict[int, tuple[int, frozenset[ReasonCode], str]]] = {
+    PacketType.PUBACK: (0x40, _PUBACK_CODES, "PUBACK"),
+    PacketType.PUBREC: (0x50, _PUBACK_CODES, "PUBREC"),
+    PacketType.PUBREL: (0x62, _PUBREL_CODES, "PUBREL"),
+    PacketType.PUBCOMP: (0x70, _PUBREL_CODES, "PUBCOMP"),
+}
+
+
+def encode_ack(
+    packet_type: PacketType,
+    packet_id: int,
+    reason_code: ReasonCode | int = 0,
+    *,
+    version: ProtocolVersion,
+) -> bytes:
+    """A PUBACK, PUBREC, PUBREL or PUBCOMP without properties: what
+    ``encode_packet`` makes of such a packet, without building it.
+
+    :raises LocalProtocolError: an invalid packet identifier, a reason code
+        the packet cannot carry, or one other than success before MQTT 5.
+    :raises ValueError: ``packet_type`` is not one of the four.
+    """
+    spec = _ACKS.get(packet_type)
+    if spec is None:
+        raise ValueError(f"not a publish acknowledgement: {packet_type!r}")
+    first, allowed, name = spec
+    if type(packet_id) is not int or not 0 < packet_id <= 0xFFFF:
+        _check_packet_id(packet_id)
+    if version not in _VERSIONS:
+        raise ValueError(f"unknown protocol version {version!r}")
+    if not reason_code and type(reason_code) is not bool:
+        return bytes((first, 2, packet_id >> 8, packet_id & 0xFF))
+    if version != _V5:
+        raise LocalProtocolError(f"{name} reason codes exist in MQTT 5 only")
+    code = _check_reason(reason_code, allowed, name)
+    return bytes((first, 3, packet_id >> 8, packet_id & 0xFF, code))
+
+
+def encode_publish_split(packet: PublishPacket, *, version: ProtocolVersion) -> tuple[bytes, bytes]:
+    """A PUBLISH encoded once, to be sent with many packet identifiers.
+
+    Returns ``(head, tail)`` such that ``head + id + tail``, where ``id`` is a
+    packet identifier as two bytes, is what :func:`encode_packet` makes of
+    the packet with that identifier (the packet's own ``packet_id`` is
+    ignored). A QoS 0 PUBLISH has no identifier: ``head`` is all of it and
+    ``tail`` is empty. Validated as :func:`encode_packet` validates.
+
+    :raises LocalProtocolError: as :func:`encode_packet`.
+    """
+    if packet.qos:
+        if packet.packet_id is None:
+            packet = attrs.evolve(packet, packet_id=1)
+    elif packet.packet_id is not None:
+        raise LocalProtocolError("a QoS 0 PUBLISH has no packet identifier [MQTT-2.2.1-2]")
+    data = encode_packet(packet, version=version)
+    if not packet.qos:
+        return data, b""
+    # The packet identifier follows the fixed header and the topic name.
+    pos = 1
+    while data[pos] & 0x80:
+        pos += 1
+    pos += 1
+    at = pos + 2 + ((data[pos] << 8) | data[pos + 1])
+    return data[:at], data[at + 2 :]
