@@ -18,7 +18,13 @@ The Cython twin (``_codec_c.pyx``) mirrors this module name for name.
 from __future__ import annotations
 
 from ._decode import decode_packet
-from ._encode import encode_packet
+from ._encode import encode_ack, encode_packet, encode_publish_split
 from ._reader import PacketReader
 
-__all__ = ["PacketReader", "decode_packet", "encode_packet"]
+__all__ = [
+    "PacketReader",
+    "decode_packet",
+    "encode_ack",
+    "encode_packet",
+    "encode_publish_split",
+]

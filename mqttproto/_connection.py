@@ -149,7 +149,7 @@ class Connection(abc.ABC):
         """The peer closed its side of the stream."""
         if self.state is ConnectionState.CLOSED:
             return
-        self.state = transition(self.state, Input.RECV_EOF)
+        self._move(Input.RECV_EOF)
         self._connection_ended(ReasonCode.UNSPECIFIED_ERROR, now)
 
     def data_to_send(self, now: float) -> bytes:
@@ -165,6 +165,12 @@ class Connection(abc.ABC):
     # -- for the roles ----------------------------------------------------------
 
     _role: ClassVar[str] = "peer"
+
+    def _move(self, event: Input) -> None:
+        """The one way a connection changes state: the ``(state, input)``
+        table of :mod:`._state`. An illegal move raises ``KeyError`` before
+        anything changes (the callers check first)."""
+        self.state = transition(self.state, event)
 
     def _accepts_before_start(self) -> bool:
         """Whether bytes may arrive in IDLE (a server waits for CONNECT there)."""
@@ -210,7 +216,7 @@ class Connection(abc.ABC):
                 with contextlib.suppress(LocalProtocolError, TypeError):
                     bare = attrs.evolve(goodbye, reason_string=None)  # type: ignore[arg-type]
                     self._out.append(self._encode(bare))
-        self.state = transition(self.state, Input.PROTOCOL_ERROR)
+        self._move(Input.PROTOCOL_ERROR)
         self._connection_ended(exc.reason_code, now)
 
     def _resolve_alias(self, packet: PublishPacket, maximum: int, *, keep: bool) -> PublishPacket:

@@ -19,7 +19,7 @@ from ._client_flows import MessageFlows, ServerLimits
 from ._connection import Connection
 from ._keepalive import ping_due, ping_response_deadline
 from ._qos import InboundFlow, OutboundFlow, PacketIdAllocator
-from ._state import TRANSITIONS, ConnectionState, Input, transition
+from ._state import TRANSITIONS, ConnectionState, Input
 from .codec import PacketReader
 from .config import MAX_PACKET_SIZE, ClientConfig
 from .enums import PacketType, ProtocolVersion, QoS, ReasonCode
@@ -262,7 +262,7 @@ class ClientConnection(MessageFlows, Connection):
         discarded: list[int] = []
         if clean_start:
             discarded = self._discard_session()
-        self.state = transition(self.state, Input.SEND_CONNECT)
+        self._move(Input.SEND_CONNECT)
         self._connect = packet
         self.client_id = client_id
         self._keep_alive = keep_alive
@@ -486,7 +486,7 @@ class ClientConnection(MessageFlows, Connection):
             user_properties=user_properties,
         )
         self._out.append(self._encode(packet))
-        self.state = transition(self.state, Input.SEND_DISCONNECT)
+        self._move(Input.SEND_DISCONNECT)
         if session_expiry_interval is not None:
             self._session_may_persist = session_expiry_interval > 0
         self._end_connection()
@@ -524,7 +524,7 @@ class ClientConnection(MessageFlows, Connection):
             user_properties=user_properties,
         )
         self._out.append(self._encode(packet))
-        self.state = transition(self.state, Input.SEND_AUTH)
+        self._move(Input.SEND_AUTH)
         self._auth_challenged = False
         if self.state is _S.CONNECTED:
             self._reauthenticating = True
@@ -587,7 +587,7 @@ class ClientConnection(MessageFlows, Connection):
             self._ping_sent_at = now
 
     def _time_out(self, why: str, reason_code: ReasonCode) -> None:
-        self.state = transition(self.state, Input.TIMEOUT)
+        self._move(Input.TIMEOUT)
         self._end_connection()
         self._events.append(Disconnected(reason_code, reason_string=why))
 
@@ -634,7 +634,7 @@ class ClientConnection(MessageFlows, Connection):
     def _on_connack(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, ConnAckPacket)
         if packet.reason_code >= 0x80:
-            self.state = transition(self.state, Input.RECV_CONNACK_REFUSED)
+            self._move(Input.RECV_CONNACK_REFUSED)
             self._end_connection()
             self._events.append(
                 ConnectionRefused(
@@ -656,7 +656,7 @@ class ClientConnection(MessageFlows, Connection):
             and packet.authentication_method != connect.authentication_method
         ):
             raise RemoteProtocolError("CONNACK does not match the authentication exchange")
-        self.state = transition(self.state, Input.RECV_CONNACK)
+        self._move(Input.RECV_CONNACK)
         limits = self._limits = ServerLimits(
             receive_maximum=packet.receive_maximum or 65535,
             maximum_qos=QoS.EXACTLY_ONCE if packet.maximum_qos is None else packet.maximum_qos,
@@ -776,7 +776,7 @@ class ClientConnection(MessageFlows, Connection):
         assert isinstance(packet, DisconnectPacket)
         if self._version != _V5:
             raise RemoteProtocolError("a 3.1/3.1.1 server never sends DISCONNECT")
-        self.state = transition(self.state, Input.RECV_DISCONNECT)
+        self._move(Input.RECV_DISCONNECT)
         self._end_connection()
         self._events.append(
             Disconnected(
@@ -800,7 +800,7 @@ class ClientConnection(MessageFlows, Connection):
             raise RemoteProtocolError("AUTH with a different authentication method [MQTT-4.12.0-5]")
         code = packet.reason_code
         if code == ReasonCode.CONTINUE_AUTHENTICATION:
-            self.state = transition(self.state, Input.RECV_AUTH)
+            self._move(Input.RECV_AUTH)
             self._auth_challenged = True
             self._events.append(
                 AuthChallenged(
@@ -812,7 +812,7 @@ class ClientConnection(MessageFlows, Connection):
                 )
             )
         elif code == ReasonCode.SUCCESS and self.state is _S.CONNECTED and self._reauthenticating:
-            self.state = transition(self.state, Input.RECV_AUTH)
+            self._move(Input.RECV_AUTH)
             self._reauthenticating = False
             self._events.append(
                 Reauthenticated(

@@ -1,0 +1,371 @@
+"""Application-message flows of the server role: QoS 0/1/2 in both directions.
+
+A mixin of :class:`~mqttproto.server.ServerConnection`, as
+:mod:`._client_flows` is of the client: received PUBLISH (checked against
+what the server announced, reported, acknowledged by the application),
+PUBREL answered by the role, and PUBLISH sent to the client within its
+Receive Maximum, with the acks that come back. Also here:
+:class:`ServerSession`, the part of this state that outlives a network
+connection, which the application keeps between connections.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import attrs
+
+from ._qos import InboundFlow, OutboundFlow, OutboundStage, PacketIdAllocator
+from .codec import PreparedPublish, encode_ack
+from .config import ServerConfig
+from .enums import PacketType, ProtocolVersion, QoS, ReasonCode
+from .errors import LocalProtocolError, RemoteProtocolError
+from .events import Event, PublishDiscarded, message_received, publish_acknowledged
+from .packets import (
+    Packet,
+    PubAckPacket,
+    PubCompPacket,
+    PublishPacket,
+    PubRecPacket,
+    PubRelPacket,
+)
+
+__all__ = ["InflightMessage", "ServerFlows", "ServerSession"]
+
+_P = PacketType
+_C = ReasonCode
+_V5 = ProtocolVersion.MQTT_5_0
+_QOS: dict[int, QoS] = {int(q): q for q in QoS}
+
+
+@attrs.frozen
+class InflightMessage:
+    """A QoS 1/2 message sent to the client and not yet acknowledged.
+
+    ``packet`` is the PUBLISH as it went out (its own ``packet_id`` may be
+    unset when it was prepared for many clients: ``packet_id`` is the one it
+    carried). ``released``: a QoS 2 flow past PUBREC, whose PUBREL is what goes
+    again on resume.
+    """
+
+    packet_id: int
+    packet: PublishPacket
+    released: bool = False
+
+
+class ServerSession:
+    """The QoS 1/2 state of one client's session, kept by the application
+    between network connections (MQTT 5.0 section 4.1).
+
+    Outgoing messages in flight and their packet identifiers, the outgoing
+    messages waiting for room in the client's Receive Maximum, and the QoS 2
+    identifiers received from the client whose PUBREL has not come
+    [MQTT-4.3.3-10]. Give it to :meth:`ServerConnection.accept
+    <mqttproto.server.ServerConnection.accept>` with ``session_present=True``
+    and what was in flight is sent again [MQTT-4.4.0-1]; without a session a
+    connection makes a new one (:attr:`ServerConnection.session
+    <mqttproto.server.ServerConnection.session>`).
+
+    :param max_queued: messages that may wait behind the client's window.
+    """
+
+    __slots__ = ("inbound", "outbound", "packet_ids")
+
+    def __init__(self, *, max_queued: int = 1000) -> None:
+        self.packet_ids = PacketIdAllocator()
+        self.outbound = OutboundFlow(max_queued=max_queued)
+        self.inbound = InboundFlow()
+
+    @property
+    def inflight(self) -> tuple[InflightMessage, ...]:
+        """The messages in flight to the client, oldest first."""
+        return tuple(
+            InflightMessage(m.packet_id, m.packet, m.stage is OutboundStage.RELEASED)
+            for m in self.outbound.inflight.values()
+        )
+
+    @property
+    def queued(self) -> tuple[PublishPacket, ...]:
+        """QoS 1/2 messages waiting for room in the client's window, in order."""
+        return tuple(self.outbound.queue)
+
+    @property
+    def awaiting_release(self) -> tuple[int, ...]:
+        """QoS 2 packet identifiers received from the client, waiting for PUBREL."""
+        return tuple(sorted(self.inbound.awaiting_release))
+
+    def restore_inflight(
+        self, packet_id: int, packet: PublishPacket, *, released: bool = False
+    ) -> None:
+        """Put back a message that was in flight (a session read from a store).
+
+        :raises LocalProtocolError: the identifier is in use, or the packet is QoS 0.
+        """
+        if not packet.qos:
+            raise LocalProtocolError("a QoS 0 message is never in flight")
+        if packet_id in self.packet_ids:
+            raise LocalProtocolError(f"packet identifier {packet_id} is already in use")
+        self.outbound.start(packet, packet_id)
+        if released:
+            self.outbound.inflight[packet_id].stage = OutboundStage.RELEASED
+        self.packet_ids.reserve(packet_id)
+
+    def restore_awaiting_release(self, packet_ids: Iterable[int]) -> None:
+        """Put back QoS 2 identifiers received and not yet released."""
+        self.inbound.awaiting_release.update(packet_ids)
+
+    def discard_inflight(self, packet_id: int) -> bool:
+        """Forget a message in flight, which will then never be sent again;
+        False if there was none with that identifier."""
+        message = self.outbound.inflight.pop(packet_id, None)
+        if message is None:
+            return False
+        self.packet_ids.release(packet_id)
+        return True
+
+    def clear(self) -> list[int]:
+        """Forget everything; return the identifiers of the outgoing messages lost."""
+        lost = self.outbound.discard()
+        self.inbound.discard()
+        self.packet_ids.clear()
+        return lost
+
+    def __len__(self) -> int:
+        """Outgoing messages in flight or queued."""
+        return len(self.outbound)
+
+
+class ServerFlows:
+    """The QoS flows half of :class:`~mqttproto.server.ServerConnection`."""
+
+    config: ServerConfig
+    _version: ProtocolVersion | None
+    _out: list[bytes]
+    _out_bytes: int
+    _events: deque[Event]
+    _session: ServerSession
+    _peer_max_packet_size: int | None
+    _client_alias_maximum: int
+    _aliases_out: OrderedDict[str, int]
+    _acks_fit: bool
+
+    if TYPE_CHECKING:
+        # Provided by the engine (mqttproto._connection.Connection) and the role.
+        def _encode(self, packet: Packet) -> bytes: ...
+
+        def _resolve_alias(
+            self, packet: PublishPacket, maximum: int, *, keep: bool
+        ) -> PublishPacket: ...
+
+        def _write(self, data: bytes) -> None: ...
+
+        def _too_many_properties(self, properties: tuple[tuple[str, str], ...]) -> bool: ...
+
+    # -- received PUBLISH ---------------------------------------------------------
+
+    def _on_publish(self, packet: PublishPacket, now: float) -> None:
+        config = self.config
+        if packet.topic_alias is not None:
+            packet = self._resolve_alias(packet, config.topic_alias_maximum, keep=False)
+        qos = packet.qos
+        if qos > config.maximum_qos:
+            # [MQTT-3.2.2-12]: QoS above Maximum QoS is answered with 0x9B.
+            raise RemoteProtocolError(f"QoS {int(qos)} above Maximum QoS", _C.QOS_NOT_SUPPORTED)
+        if packet.retain and not config.retain_available:
+            # [MQTT-3.2.2-15]: retain when Retain Available is 0 gets 0x9A.
+            raise RemoteProtocolError(
+                "retained messages are not supported", _C.RETAIN_NOT_SUPPORTED
+            )
+        if packet.subscription_identifiers:
+            # [MQTT-3.3.4-6]: only a server puts Subscription Identifiers in PUBLISH.
+            raise RemoteProtocolError("a client PUBLISH carries a Subscription Identifier")
+        packet_id = packet.packet_id
+        inbound = self._session.inbound
+        if qos == 2 and packet_id in inbound.awaiting_release:
+            # A retransmission: acknowledge again, deliver once [MQTT-4.3.3-10].
+            self._ack(0x50, packet_id)
+            return
+        if packet.user_properties and self._too_many_properties(packet.user_properties):
+            # Refused, not reported: 0x97 for QoS 1/2 (MQTT 5.0 section
+            # 3.4.2.1 / 3.5.2.1), QoS 0 dropped. The flow ends here, so a
+            # QoS 2 identifier is not held.
+            if qos:
+                assert packet_id is not None
+                kind = _P.PUBACK if qos == 1 else _P.PUBREC
+                self._write(encode_ack(kind, packet_id, _C.QUOTA_EXCEEDED, version=_V5))
+            return
+        if qos:
+            assert packet_id is not None
+            if packet_id in inbound.unacked:
+                # Sent again before the application acknowledged it: once is enough.
+                return
+            # [MQTT-3.3.4-9]: more than our Receive Maximum unacknowledged: 0x93.
+            inbound.check_quota(self._version == _V5)
+            inbound.unacked[packet_id] = _QOS[qos]
+        self._events.append(message_received(packet))
+
+    def _on_pubrel(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, PubRelPacket)
+        if self._session.inbound.release(packet.packet_id):
+            self._ack(0x70, packet.packet_id)
+        elif self._version == _V5:
+            # [MQTT-4.3.3-11]: answer PUBREL even for an unknown identifier.
+            self._write(
+                encode_ack(
+                    _P.PUBCOMP, packet.packet_id, _C.PACKET_IDENTIFIER_NOT_FOUND, version=_V5
+                )
+            )
+        else:
+            self._ack(0x70, packet.packet_id)
+
+    def _ack(self, first: int, packet_id: int) -> None:
+        """A 4-byte PUBACK/PUBREC/PUBREL/PUBCOMP with success and no properties."""
+        if self._acks_fit:
+            self._write(bytes((first, 2, packet_id >> 8, packet_id & 0xFF)))
+
+    # -- acks of what we sent -----------------------------------------------------
+
+    def _on_puback(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, PubAckPacket)
+        if self._session.outbound.on_puback(packet.packet_id) is None:
+            return  # a late duplicate
+        self._finish_outbound(
+            packet.packet_id,
+            publish_acknowledged(
+                packet.packet_id, packet.reason_code, packet.reason_string, packet.user_properties
+            ),
+        )
+
+    def _on_pubrec(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, PubRecPacket)
+        packet_id = packet.packet_id
+        message = self._session.outbound.on_pubrec(packet_id, packet.reason_code)
+        if message is None:
+            if self._version == _V5:
+                self._write(
+                    encode_ack(_P.PUBREL, packet_id, _C.PACKET_IDENTIFIER_NOT_FOUND, version=_V5)
+                )
+            else:
+                self._ack(0x62, packet_id)
+            return
+        if packet.reason_code >= 0x80:
+            # A failed PUBREC ends the flow; no PUBREL [MQTT-4.3.3-4].
+            self._finish_outbound(
+                packet_id,
+                publish_acknowledged(
+                    packet_id, packet.reason_code, packet.reason_string, packet.user_properties
+                ),
+            )
+            return
+        self._ack(0x62, packet_id)
+
+    def _on_pubcomp(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, PubCompPacket)
+        if self._session.outbound.on_pubcomp(packet.packet_id) is None:
+            return
+        self._finish_outbound(
+            packet.packet_id,
+            publish_acknowledged(
+                packet.packet_id, packet.reason_code, packet.reason_string, packet.user_properties
+            ),
+        )
+
+    def _finish_outbound(self, packet_id: int, event: Event) -> None:
+        session = self._session
+        session.packet_ids.release(packet_id)
+        self._events.append(event)
+        outbound = session.outbound
+        if outbound.queue:
+            self._send_released(outbound.release_queued())
+
+    # -- sending PUBLISH ----------------------------------------------------------
+
+    def _send_publish(self, packet: PublishPacket, data: bytes) -> None:
+        """Write an encoded PUBLISH, with a topic alias when that helps."""
+        if self._client_alias_maximum and self.config.auto_topic_alias:
+            data = self._aliased(packet, data)
+        self._write(data)
+
+    def _aliased(self, packet: PublishPacket, data: bytes) -> bytes:
+        """The wire form of ``packet`` using a topic alias, least recently
+        used out first, within the client's Topic Alias Maximum."""
+        aliases = self._aliases_out
+        topic = packet.topic
+        alias = aliases.get(topic)
+        if alias is not None:
+            aliases.move_to_end(topic)
+            # The topic is sent empty once its alias is known [MQTT-3.3.2-12].
+            return self._encode(attrs.evolve(packet, topic="", topic_alias=alias))
+        evicted = None
+        if len(aliases) >= self._client_alias_maximum:
+            evicted, alias = next(iter(aliases.items()))
+        else:
+            alias = len(aliases) + 1
+        try:
+            aliased = self._encode(attrs.evolve(packet, topic_alias=alias))
+        except LocalProtocolError:
+            return data  # three bytes too many for the client's limit: plain
+        if evicted is not None:
+            del aliases[evicted]
+        aliases[topic] = alias
+        return aliased
+
+    def _send_prepared(self, prepared: PreparedPublish, packet_id: int | None) -> None:
+        if self._client_alias_maximum and self.config.auto_topic_alias:
+            packet = prepared.packet
+            if packet_id is not None:
+                packet = attrs.evolve(packet, packet_id=packet_id)
+            self._send_publish(packet, self._encode(packet))
+        elif packet_id is None:
+            self._write(prepared.head)
+        else:
+            self._write(prepared.head + bytes((packet_id >> 8, packet_id & 0xFF)) + prepared.tail)
+
+    def _send_released(self, packets: Iterable[PublishPacket]) -> None:
+        """Send queued messages that just got room in the window."""
+        session = self._session
+        for packet in packets:
+            packet_id = packet.packet_id
+            assert packet_id is not None
+            try:
+                data = self._encode(packet)
+            except LocalProtocolError as exc:
+                # Too large for the client [MQTT-3.1.2-25]: dropped, reported.
+                del session.outbound.inflight[packet_id]
+                session.packet_ids.release(packet_id)
+                self._events.append(PublishDiscarded(packet_id, str(exc)))
+                continue
+            self._send_publish(packet, data)
+
+    def _resend_session(self) -> None:
+        """A resumed session: what was in flight goes again, in order, PUBLISH
+        with DUP and PUBREL past PUBREC [MQTT-4.4.0-1]."""
+        session = self._session
+        for packet in session.outbound.resend():
+            if isinstance(packet, PublishPacket):
+                if self._version != _V5:
+                    packet = attrs.evolve(
+                        packet,
+                        subscription_identifiers=(),
+                        payload_format_indicator=None,
+                        message_expiry_interval=None,
+                        response_topic=None,
+                        correlation_data=None,
+                        user_properties=(),
+                        content_type=None,
+                    )
+                try:
+                    # Topic aliases do not outlive a connection: sent in full.
+                    self._write(self._encode(packet))
+                except LocalProtocolError as exc:
+                    assert packet.packet_id is not None
+                    session.discard_inflight(packet.packet_id)
+                    self._events.append(PublishDiscarded(packet.packet_id, str(exc)))
+            else:
+                with contextlib.suppress(LocalProtocolError):
+                    self._write(self._encode(packet))
+        if session.outbound.queue:
+            self._send_released(session.outbound.release_queued())
