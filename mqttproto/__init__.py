@@ -5,10 +5,17 @@ The public names are re-exported here; see the modules for details.
 
 from __future__ import annotations
 
-from .broker import Broker, BrokerConnection
+from .broker import Broker
 from .client import ClientConnection
-from .codec import PacketReader, codec_implementation, decode_packet, encode_packet
-from .config import BrokerConfig, ClientConfig
+from .codec import (
+    PacketReader,
+    PreparedPublish,
+    codec_implementation,
+    decode_packet,
+    encode_ack,
+    encode_packet,
+)
+from .config import BrokerConfig, ClientConfig, ServerConfig
 from .enums import PacketType, PropertyId, ProtocolVersion, QoS, ReasonCode, RetainHandling
 from .errors import (
     ClientIdentifierNotValid,
@@ -58,7 +65,6 @@ __all__ = [
     "AuthPacket",
     "Broker",
     "BrokerConfig",
-    "BrokerConnection",
     "ClientConfig",
     "ClientConnection",
     "ClientIdentifierNotValid",

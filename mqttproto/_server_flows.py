@@ -22,7 +22,7 @@ from ._qos import InboundFlow, OutboundFlow, OutboundStage, PacketIdAllocator
 from .codec import PreparedPublish, encode_ack
 from .config import ServerConfig
 from .enums import PacketType, ProtocolVersion, QoS, ReasonCode
-from .errors import LocalProtocolError, RemoteProtocolError
+from .errors import LocalProtocolError, ReceiveMaximumExceeded, RemoteProtocolError
 from .events import Event, PublishDiscarded, message_received, publish_acknowledged
 from .packets import (
     Packet,
@@ -151,6 +151,8 @@ class ServerFlows:
     _client_alias_maximum: int
     _aliases_out: OrderedDict[str, int]
     _acks_fit: bool
+    _unacked: dict[int, QoS]
+    _topic_chars_ok: int
 
     if TYPE_CHECKING:
         # Provided by the engine (mqttproto._connection.Connection) and the role.
@@ -170,7 +172,24 @@ class ServerFlows:
         config = self.config
         if packet.topic_alias is not None:
             packet = self._resolve_alias(packet, config.topic_alias_maximum, keep=False)
+        topic = packet.topic
+        # max_topic_length, counted in bytes only when the characters leave a doubt.
+        if len(topic) > self._topic_chars_ok:
+            limit = config.max_topic_length
+            if len(topic.encode()) > limit:
+                raise RemoteProtocolError(
+                    f"topic name longer than {limit} bytes", _C.TOPIC_NAME_INVALID
+                )
         qos = packet.qos
+        if packet.user_properties and self._too_many_properties(packet.user_properties):
+            # Refused, not reported: 0x97 for QoS 1/2 (MQTT 5.0 section
+            # 3.4.2.1 / 3.5.2.1), QoS 0 dropped. The flow ends here, so a
+            # QoS 2 identifier is not held.
+            if qos:
+                assert packet.packet_id is not None
+                kind = _P.PUBACK if qos == 1 else _P.PUBREC
+                self._write(encode_ack(kind, packet.packet_id, _C.QUOTA_EXCEEDED, version=_V5))
+            return
         if qos > config.maximum_qos:
             # [MQTT-3.2.2-12]: QoS above Maximum QoS is answered with 0x9B.
             raise RemoteProtocolError(f"QoS {int(qos)} above Maximum QoS", _C.QOS_NOT_SUPPORTED)
@@ -182,29 +201,26 @@ class ServerFlows:
         if packet.subscription_identifiers:
             # [MQTT-3.3.4-6]: only a server puts Subscription Identifiers in PUBLISH.
             raise RemoteProtocolError("a client PUBLISH carries a Subscription Identifier")
-        packet_id = packet.packet_id
-        inbound = self._session.inbound
-        if qos == 2 and packet_id in inbound.awaiting_release:
-            # A retransmission: acknowledge again, deliver once [MQTT-4.3.3-10].
-            self._ack(0x50, packet_id)
-            return
-        if packet.user_properties and self._too_many_properties(packet.user_properties):
-            # Refused, not reported: 0x97 for QoS 1/2 (MQTT 5.0 section
-            # 3.4.2.1 / 3.5.2.1), QoS 0 dropped. The flow ends here, so a
-            # QoS 2 identifier is not held.
-            if qos:
-                assert packet_id is not None
-                kind = _P.PUBACK if qos == 1 else _P.PUBREC
-                self._write(encode_ack(kind, packet_id, _C.QUOTA_EXCEEDED, version=_V5))
-            return
+        if topic.count("/") >= config.max_topic_levels:
+            raise RemoteProtocolError("topic has too many levels", _C.TOPIC_NAME_INVALID)
         if qos:
+            packet_id = packet.packet_id
             assert packet_id is not None
-            if packet_id in inbound.unacked:
+            awaiting = self._session.inbound.awaiting_release
+            if qos == 2 and packet_id in awaiting:
+                # A retransmission: acknowledge again, deliver once [MQTT-4.3.3-10].
+                self._ack(0x50, packet_id)
+                return
+            unacked = self._unacked
+            if packet_id in unacked:
                 # Sent again before the application acknowledged it: once is enough.
                 return
-            # [MQTT-3.3.4-9]: more than our Receive Maximum unacknowledged: 0x93.
-            inbound.check_quota(self._version == _V5)
-            inbound.unacked[packet_id] = _QOS[qos]
+            if self._version == _V5 and len(unacked) + len(awaiting) >= config.receive_maximum:
+                raise ReceiveMaximumExceeded(
+                    f"more than {config.receive_maximum} unacknowledged QoS 1/2 PUBLISH"
+                    " received [MQTT-3.3.4-9]"
+                )
+            unacked[packet_id] = _QOS[qos]
         self._events.append(message_received(packet))
 
     def _on_pubrel(self, packet: Packet, now: float) -> None:

@@ -152,6 +152,12 @@ class ServerConfig:
     #: The longest client identifier in UTF-8 bytes; longer is refused with
     #: 0x85 (3.x: return code 2) [MQTT-3.1.3-8 (5.0)] / [MQTT-3.1.3-9 (3.1.1)].
     max_client_id_length: int = attrs.field(default=256, validator=_client_id_length)
+    #: The longest topic name in UTF-8 bytes, and the most levels it may
+    #: have. A PUBLISH past either ends the connection with 0x90 *Topic Name
+    #: invalid* (3.x: closed); a will topic past either refuses CONNECT with
+    #: 0x90 (3.x: return code 3).
+    max_topic_length: int = attrs.field(default=4096, validator=_u16_positive)
+    max_topic_levels: int = attrs.field(default=64, validator=_positive)
     #: Bounds on the keep-alive the client may use (seconds; 0, no keep-alive,
     #: counts as more than any maximum). MQTT 5 clients outside them are told
     #: the clamped value as Server Keep Alive, which they must use
@@ -367,6 +373,8 @@ class BrokerConfig:
             max_user_properties=self.max_user_properties,
             max_user_property_bytes=self.max_user_property_bytes,
             max_client_id_length=self.max_client_id_length,
+            max_topic_length=self.max_topic_length,
+            max_topic_levels=self.max_topic_levels,
             min_keep_alive=self.min_keep_alive,
             max_keep_alive=self.max_keep_alive,
             server_keep_alive=self.server_keep_alive,

@@ -155,6 +155,8 @@ class ServerConnection(ServerFlows, Connection):
         "_pending_unsubscribes",
         "_reauth",
         "_session",
+        "_topic_chars_ok",
+        "_unacked",
         "client_id",
         "config",
     )
@@ -189,6 +191,11 @@ class ServerConnection(ServerFlows, Connection):
         self._acks_fit = True
         self._pending_subscribes: dict[int, int] = {}
         self._pending_unsubscribes: dict[int, int] = {}
+        #: QoS 1/2 messages reported and not yet acknowledged by the application.
+        self._unacked: dict[int, QoS] = {}
+        #: Topic names this many characters long or shorter are within
+        #: ``max_topic_length`` whatever they hold (4 UTF-8 bytes at most each).
+        self._topic_chars_ok = config.max_topic_length // 4
 
     # -- what the caller sees -------------------------------------------------
 
@@ -454,7 +461,6 @@ class ServerConnection(ServerFlows, Connection):
         outbound.send_quota = min(
             connect.receive_maximum or 65535 if v5 else 65535, config.max_inflight_messages
         )
-        self._session.inbound.receive_maximum = config.receive_maximum
         self._write(data)
         self._move(Input.SEND_CONNACK)
         if session_present or self._version == ProtocolVersion.MQTT_3_1:
@@ -594,8 +600,7 @@ class ServerConnection(ServerFlows, Connection):
         """
         if self.state is _S.CLOSED:
             return
-        inbound = self._session.inbound
-        qos = inbound.unacked.get(packet_id)
+        qos = self._unacked.get(packet_id)
         if qos is None:
             raise LocalProtocolError(f"no received message with packet id {packet_id} awaits an ack")
         v5 = self._version == _V5
@@ -612,7 +617,11 @@ class ServerConnection(ServerFlows, Connection):
                 user_properties=tuple(user_properties) if v5 else (),
             )
             data = self._encode(ack)
-        inbound.acknowledge(packet_id, ReasonCode(code))
+        del self._unacked[packet_id]
+        if qos == QoS.EXACTLY_ONCE and code < 0x80:
+            # Until PUBREL, a resent PUBLISH with this id is not delivered
+            # again [MQTT-4.3.3-10]; that outlives the connection.
+            self._session.inbound.awaiting_release.add(packet_id)
         if self._acks_fit or len(data) <= self.client_maximum_packet_size:
             self._write(data)
 
@@ -840,7 +849,7 @@ class ServerConnection(ServerFlows, Connection):
         self._held = self._held_data = None
         self._pending_subscribes.clear()
         self._pending_unsubscribes.clear()
-        self._session.inbound.unacked.clear()
+        self._unacked.clear()
         self._reauth = False
         self._events.append(event)
 
@@ -962,6 +971,10 @@ class ServerConnection(ServerFlows, Connection):
                 raise ConnectRefusal(
                     "retained wills are not supported", _C.RETAIN_NOT_SUPPORTED, version
                 )
+            if will.topic.count("/") >= config.max_topic_levels:
+                raise ConnectRefusal("will topic too deep", _C.TOPIC_NAME_INVALID, version)
+            if _utf8_length(will.topic) > config.max_topic_length:
+                raise ConnectRefusal("will topic too long", _C.TOPIC_NAME_INVALID, version)
         self._auth_turn = _APP
         self._events.append(
             ConnectRequested(
