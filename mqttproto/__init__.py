@@ -50,6 +50,7 @@ from .packets import (
     UnsubscribePacket,
     Will,
 )
+from .server import ServerConnection, ServerSession
 from .store import MemoryStore, SessionStore
 from .topics import (
     SharedSubscription,
@@ -82,6 +83,7 @@ __all__ = [
     "PacketType",
     "PingReqPacket",
     "PingRespPacket",
+    "PreparedPublish",
     "PropertyId",
     "ProtocolError",
     "ProtocolVersion",
@@ -95,6 +97,9 @@ __all__ = [
     "ReceiveMaximumExceeded",
     "RemoteProtocolError",
     "RetainHandling",
+    "ServerConfig",
+    "ServerConnection",
+    "ServerSession",
     "SessionStore",
     "SharedSubscription",
     "SubAckPacket",
@@ -107,6 +112,7 @@ __all__ = [
     "Will",
     "codec_implementation",
     "decode_packet",
+    "encode_ack",
     "encode_packet",
     "parse_shared_subscription",
     "topic_matches",

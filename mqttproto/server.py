@@ -168,6 +168,9 @@ class ServerConnection(ServerFlows, Connection):
             max_packet_size=config.max_packet_size,
             max_user_properties=config.max_user_properties,
             max_user_property_bytes=config.max_user_property_bytes,
+            # A client may send none [MQTT-3.3.4-6]: the first is refused,
+            # the rest of a flood is checked, not built.
+            max_subscription_identifiers=0,
         )
         self._events: deque[Event] = deque()
         self._opened_at = now
@@ -834,6 +837,20 @@ class ServerConnection(ServerFlows, Connection):
         self._events.clear()
         self._move(Input.SEND_DISCONNECT)
         self._close(Disconnected(code, reason_string=reason_string))
+
+    def close(self, reason_code: ReasonCode = ReasonCode.UNSPECIFIED_ERROR) -> None:
+        """End the connection without a word: nothing more is sent (what is
+        already in :meth:`data_to_send` still is). For a server that stops,
+        or a connection it gives up on before answering its CONNECT; once
+        connected, :meth:`disconnect` tells an MQTT 5 client why. Events not
+        yet taken are dropped; :class:`~mqttproto.events.Disconnected` with
+        ``reason_code`` is the last one. Nothing happens if already closed.
+        """
+        if self.state is _S.CLOSED:
+            return
+        self._events.clear()
+        self._move(Input.TIMEOUT)
+        self._close(Disconnected(ReasonCode(reason_code)))
 
     # -- internals ----------------------------------------------------------------
 

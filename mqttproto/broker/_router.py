@@ -197,18 +197,20 @@ class Router(Generic[S]):
         if route is not None:
             return route
         matches = self.tree.matches(topic)
+        found: Route[S]
         if len(matches) == 1 and matches[0][2].group is None:
             # The common case on a big broker: one subscriber for the topic.
-            route = Route([Target.of(matches[0][2])], [])
+            found = Route([Target.of(matches[0][2])], [])
         elif not matches:
-            route = _NO_ROUTE  # type: ignore[assignment]  # empty: any session type
+            found = _NO_ROUTE  # type: ignore[assignment]  # empty: any session type
         else:
-            route = self._build(matches)
+            found = self._build(matches)
+        route = found
         cache = self._cache
         if len(cache) >= self._cache_size:
             cache.clear()
-        cache[topic] = route
-        return route
+        cache[topic] = found
+        return found
 
     def _build(self, matches: list[tuple[str, Hashable, Sub[S]]]) -> Route[S]:
         targets: dict[str, Target[S]] = {}
