@@ -777,7 +777,8 @@ class ServerConnection(ServerFlows, Connection):
         :raises LocalProtocolError: as :meth:`publish`.
         """
         self._connected("publish_prepared()")
-        if prepared.version != self._version:
+        if (prepared.version == _V5) is not (self._version == _V5):
+            # 3.1 and 3.1.1 PUBLISH packets are the same; 5.0 ones are not.
             raise LocalProtocolError(
                 f"prepared for {prepared.version!r}, not for this connection's {self._version!r}"
             )
