@@ -133,8 +133,8 @@ def _check_bounds(broker: Broker, live: int, config: BrokerConfig) -> None:
         assert len(session.pending) <= config.max_queued_messages
         assert session.queued_bytes == sum(m.size for m, *_ in session.pending)
         assert session.queued_bytes <= config.max_queued_bytes
-        assert len(session.outbound.inflight) <= min(config.max_inflight_messages, 65535)
-        assert session.inflight_messages.keys() == session.outbound.inflight.keys()
+        assert len(session.flows.outbound.inflight) <= min(config.max_inflight_messages, 65535)
+        assert session.inflight_messages.keys() == session.flows.outbound.inflight.keys()
         assert len(session.subscriptions) <= config.max_subscriptions_per_session
         for message in (*(m for m, *_ in session.pending), *session.inflight_messages.values()):
             held[id(message)] = message

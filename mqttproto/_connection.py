@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import attrs
@@ -123,8 +123,7 @@ class Connection(abc.ABC):
         handlers = self._handlers
         state = self.state
         allowed = receivable[state]
-        remaining = iter(packets)
-        for packet in remaining:
+        for packet in packets:
             packet_type = packet.packet_type
             try:
                 if packet_type not in allowed:
@@ -142,8 +141,6 @@ class Connection(abc.ABC):
             if self.state is not state:
                 state = self.state
                 allowed = receivable[state]
-                if self._pause_input(remaining):
-                    return
 
     def receive_eof(self, now: float) -> None:
         """The peer closed its side of the stream."""
@@ -174,12 +171,6 @@ class Connection(abc.ABC):
 
     def _accepts_before_start(self) -> bool:
         """Whether bytes may arrive in IDLE (a server waits for CONNECT there)."""
-        return False
-
-    def _pause_input(self, remaining: Iterator[Packet]) -> bool:
-        """After a state change: whether to stop handling packets here, the
-        role keeping ``remaining`` for later (a server whose CONNECT waits
-        for its authentication does)."""
         return False
 
     def _encode(self, packet: Packet) -> bytes:

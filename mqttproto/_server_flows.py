@@ -12,13 +12,14 @@ connection, which the application keeps between connections.
 from __future__ import annotations
 
 import contextlib
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import attrs
 
 from ._qos import InboundFlow, OutboundFlow, OutboundStage, PacketIdAllocator
+from ._state import ConnectionState
 from .codec import PreparedPublish, encode_ack
 from .config import ServerConfig
 from .enums import PacketType, ProtocolVersion, QoS, ReasonCode
@@ -145,11 +146,11 @@ class ServerFlows:
     _version: ProtocolVersion | None
     _out: list[bytes]
     _out_bytes: int
-    _events: deque[Event]
-    _session: ServerSession
+    _events: list[Event]
     _peer_max_packet_size: int | None
     _client_alias_maximum: int
-    _aliases_out: OrderedDict[str, int]
+    _aliases_out: OrderedDict[str, int] | None
+    state: ConnectionState
     _acks_fit: bool
     _unacked: dict[int, QoS]
     _topic_chars_ok: int
@@ -165,6 +166,14 @@ class ServerFlows:
         def _write(self, data: bytes) -> None: ...
 
         def _too_many_properties(self, properties: tuple[tuple[str, str], ...]) -> bool: ...
+
+        def _connected(self, what: str) -> None: ...
+
+        @property
+        def client_maximum_packet_size(self) -> int: ...
+
+        @property
+        def _session(self) -> ServerSession: ...
 
     # -- received PUBLISH ---------------------------------------------------------
 
@@ -297,6 +306,162 @@ class ServerFlows:
         if outbound.queue:
             self._send_released(outbound.release_queued())
 
+    # -- the application's answers --------------------------------------------------
+
+    def acknowledge(
+        self,
+        packet_id: int,
+        reason_code: ReasonCode = ReasonCode.SUCCESS,
+        *,
+        reason_string: str | None = None,
+        user_properties: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Acknowledge a QoS 1/2 message from :class:`~mqttproto.events.MessageReceived`:
+        PUBACK (QoS 1) or PUBREC (QoS 2), which the application sends when it
+        has taken the message (stored it, routed it). The client's PUBREL is
+        then answered with PUBCOMP by the role.
+
+        In MQTT 5 a failure ``reason_code`` refuses the message (a refused QoS
+        2 flow ends there); 3.1/3.1.1 acks carry no code, so the message is
+        acknowledged as it stands. After the connection closed this does
+        nothing: the client sends the message again on its next connection.
+
+        :raises LocalProtocolError: no received message with that identifier
+            waits for an acknowledgement, or a code PUBACK cannot carry.
+        """
+        if self.state is ConnectionState.CLOSED:
+            return
+        qos = self._unacked.get(packet_id)
+        if qos is None:
+            raise LocalProtocolError(f"no received message with packet id {packet_id} awaits an ack")
+        v5 = self._version == _V5
+        code = int(reason_code) if v5 else 0
+        if reason_string is None and not user_properties:
+            kind = _P.PUBACK if qos == 1 else _P.PUBREC
+            data = encode_ack(kind, packet_id, code, version=_V5 if v5 else ProtocolVersion.MQTT_3_1_1)
+        else:
+            cls = PubAckPacket if qos == 1 else PubRecPacket
+            ack = cls(
+                packet_id,
+                ReasonCode(code),
+                reason_string=reason_string if v5 else None,
+                user_properties=tuple(user_properties) if v5 else (),
+            )
+            data = self._encode(ack)
+        del self._unacked[packet_id]
+        if qos == QoS.EXACTLY_ONCE and code < 0x80:
+            # Until PUBREL, a resent PUBLISH with this id is not delivered
+            # again [MQTT-4.3.3-10]; that outlives the connection.
+            self._session.inbound.awaiting_release.add(packet_id)
+        if self._acks_fit or len(data) <= self.client_maximum_packet_size:
+            self._write(data)
+
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes | str = b"",
+        *,
+        qos: QoS | int = QoS.AT_MOST_ONCE,
+        retain: bool = False,
+        payload_format_indicator: int | None = None,
+        message_expiry_interval: int | None = None,
+        response_topic: str | None = None,
+        correlation_data: bytes | None = None,
+        user_properties: Iterable[tuple[str, str]] = (),
+        content_type: str | None = None,
+        subscription_identifiers: Iterable[int] = (),
+    ) -> int | None:
+        """Send an application message to the client; its packet id (None for QoS 0).
+
+        QoS 1/2 messages beyond the client's Receive Maximum (at most
+        ``max_inflight_messages``) wait in a queue of ``max_queued_messages``
+        and go out in order as acknowledgements come
+        (:class:`~mqttproto.events.PublishAcknowledged`). Topic aliases are
+        chosen by themselves within the client's Topic Alias Maximum
+        (``auto_topic_alias``). In MQTT 3.1/3.1.1 the MQTT 5 properties must
+        be left out.
+
+        :raises LocalProtocolError: not connected, the queue is full, the
+            message breaks a rule, or it is larger than the client's Maximum
+            Packet Size [MQTT-3.1.2-25].
+        """
+        qos_ = _QOS.get(qos)
+        if qos_ is None:
+            raise LocalProtocolError(f"QoS must be 0, 1 or 2, not {qos!r}")
+        self._connected("publish()")
+        if isinstance(payload, str):
+            payload = payload.encode()
+        session = self._session
+        outbound = session.outbound
+        send_now = not qos_ or outbound.has_room()
+        if qos_ and not send_now:
+            outbound.check_queue_room()
+        packet_id = session.packet_ids.peek() if qos_ else None
+        packet = PublishPacket(
+            topic,
+            payload,
+            qos_,
+            retain,
+            False,
+            packet_id,
+            payload_format_indicator=payload_format_indicator,
+            message_expiry_interval=message_expiry_interval,
+            response_topic=response_topic,
+            correlation_data=correlation_data,
+            user_properties=tuple(user_properties),
+            subscription_identifiers=tuple(subscription_identifiers),
+            content_type=content_type,
+        )
+        data = self._encode(packet)
+        if send_now:
+            self._send_publish(packet, data)
+        if packet_id is not None:
+            session.packet_ids.allocate()
+            if send_now:
+                outbound.start(packet)
+            else:
+                outbound.enqueue(packet)
+        return packet_id
+
+
+    def publish_prepared(self, prepared: PreparedPublish) -> int | None:
+        """Send a message encoded once for many clients (see
+        :class:`~mqttproto.codec.PreparedPublish`); its packet id (None for QoS 0).
+
+        As :meth:`publish`, without encoding: the prepared bytes are written
+        with a packet identifier of this connection's. The prepared version
+        must be this connection's.
+
+        :raises LocalProtocolError: as :meth:`publish`.
+        """
+        self._connected("publish_prepared()")
+        if (prepared.version == _V5) is not (self._version == _V5):
+            # 3.1 and 3.1.1 PUBLISH packets are the same; 5.0 ones are not.
+            raise LocalProtocolError(
+                f"prepared for {prepared.version!r}, not for this connection's {self._version!r}"
+            )
+        if prepared.size > self.client_maximum_packet_size:
+            raise LocalProtocolError(
+                f"PUBLISH of {prepared.size} bytes exceeds the client's Maximum Packet Size"
+                " [MQTT-3.1.2-25]"
+            )
+        if not prepared.qos:
+            self._send_prepared(prepared, None)
+            return None
+        session = self._session
+        outbound = session.outbound
+        send_now = outbound.has_room()
+        if not send_now:
+            outbound.check_queue_room()
+        packet_id = session.packet_ids.allocate()
+        if send_now:
+            self._send_prepared(prepared, packet_id)
+            outbound.start(prepared.packet, packet_id)
+        else:
+            outbound.enqueue(attrs.evolve(prepared.packet, packet_id=packet_id))
+        return packet_id
+
     # -- sending PUBLISH ----------------------------------------------------------
 
     def _send_publish(self, packet: PublishPacket, data: bytes) -> None:
@@ -309,6 +474,8 @@ class ServerFlows:
         """The wire form of ``packet`` using a topic alias, least recently
         used out first, within the client's Topic Alias Maximum."""
         aliases = self._aliases_out
+        if aliases is None:
+            aliases = self._aliases_out = OrderedDict()
         topic = packet.topic
         alias = aliases.get(topic)
         if alias is not None:

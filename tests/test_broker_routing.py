@@ -353,11 +353,11 @@ def test_routing_agrees_with_topic_matches(subscription_filters, names):
         client_id = f"c{index % 4}"
         client_filters.setdefault(client_id, set()).add(topic_filter)
     router = h.broker._router
-    from mqttproto._router import Sub
-    from mqttproto._session import Session
+    from mqttproto.broker._router import Sub
+    from mqttproto.broker._sessions import Session
 
     for client_id, fs in client_filters.items():
-        session = Session(client_id, receive_maximum=10, max_queued=10)
+        session = Session(client_id, max_queued=10)
         for f in fs:
             router.add(Sub(session, f, 0))
     for name in names:

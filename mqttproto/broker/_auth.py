@@ -262,6 +262,9 @@ class Authentication:
         def _refuse_busy(self, conn: Any, now: float) -> None:
             """Too many authentications are pending: refuse ``conn`` with 0x89."""
 
+        def _process(self, conn: Any, now: float) -> None:
+            """Act on what ``conn`` reports now that it was answered."""
+
     def _setup_authentication(self) -> None:
         config = self.config
         self.inline_authentication = True
@@ -333,6 +336,7 @@ class Authentication:
         self._dirty[connection.id] = None
         with contextlib.suppress(RemoteProtocolError):
             self._answered(connection, result, now)
+        self._process(connection, now)
 
     def failed_authentications(self) -> list[FailedAuthentication]:
         """The failures counted since the last call, for the log (the broker
@@ -390,6 +394,7 @@ class Authentication:
         self._dirty[conn.id] = None
         with contextlib.suppress(RemoteProtocolError):
             self._ask(conn, ask, now, connect=True)
+        self._process(conn, now)
 
     # -- internals ----------------------------------------------------------------------
 

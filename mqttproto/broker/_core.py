@@ -468,14 +468,20 @@ class Broker(Routing, Subscriptions, Lifecycle, Authentication):
     # -- internals: events -----------------------------------------------------------
 
     def _process(self, link: Link, now: float) -> None:
-        """Act on what the connection reported, in order."""
-        conn = link.conn
+        """Act on what the connection reports, in order, each event answered
+        before the next packet is read."""
+        next_event = link.conn.next_event
         handlers = self._handlers
-        event = conn.next_event()
-        while event is not None:
-            with contextlib.suppress(RemoteProtocolError):
-                handlers[type(event)](link, event, now)
-            event = conn.next_event()
+        while True:
+            try:
+                event = next_event()
+            except RemoteProtocolError:
+                # The client's fault: the goodbye is queued and Disconnected
+                # comes next.
+                continue
+            if event is None:
+                return
+            handlers[type(event)](link, event, now)
 
     def _on_message(self, link: Link, event: MessageReceived, now: float) -> None:
         self._client_publish(link, event.packet, now)

@@ -1,0 +1,629 @@
+"""What a server connection reads: :class:`ServerInput`, a mixin of
+:class:`~mqttproto.server.ServerConnection`.
+
+Packets are handled one by one as the application takes events
+(``next_event``): the lifecycle (CONNECT, AUTH, DISCONNECT), SUBSCRIBE and
+UNSUBSCRIBE with their answers, PINGREQ, the timers, the CONNACK and the
+goodbye a protocol error sends. The QoS flows are in :mod:`._server_flows`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._keepalive import receive_deadline
+from ._state import ConnectionState, Input
+from .config import ServerConfig
+from .enums import PacketType, ProtocolVersion, QoS, ReasonCode
+from .errors import ConnectRefusal, LocalProtocolError, RemoteProtocolError
+from .events import (
+    AuthReceived,
+    ConnectRequested,
+    Disconnected,
+    Event,
+    SubscribeRequested,
+    UnsubscribeRequested,
+)
+from .packets import (
+    AuthPacket,
+    ConnAckPacket,
+    ConnectPacket,
+    DisconnectPacket,
+    Packet,
+    SubAckPacket,
+    SubscribePacket,
+    UnsubAckPacket,
+    UnsubscribePacket,
+)
+
+__all__ = ["RECEIVABLE", "ServerInput"]
+
+_S = ConnectionState
+_P = PacketType
+_C = ReasonCode
+_V5 = ProtocolVersion.MQTT_5_0
+_QOS: dict[int, QoS] = {int(q): q for q in QoS}
+
+#: What a server may receive in each state. In CONNECTING only AUTH and
+#: DISCONNECT are read; anything else the client sends right after CONNECT
+#: waits until the application accepted it [MQTT-3.1.4-5].
+RECEIVABLE: dict[ConnectionState, frozenset[PacketType]] = {
+    # [MQTT-3.1.0-1]: the first packet is CONNECT (the reader refuses others).
+    _S.IDLE: frozenset({_P.CONNECT}),
+    _S.CONNECTING: frozenset({_P.AUTH, _P.DISCONNECT}),
+    # A second CONNECT is a protocol error [MQTT-3.1.0-2].
+    _S.CONNECTED: frozenset(
+        {
+            _P.PUBLISH,
+            _P.PUBACK,
+            _P.PUBREC,
+            _P.PUBREL,
+            _P.PUBCOMP,
+            _P.SUBSCRIBE,
+            _P.UNSUBSCRIBE,
+            _P.PINGREQ,
+            _P.DISCONNECT,
+            _P.AUTH,
+        }
+    ),
+    _S.CLOSED: frozenset(),
+}
+
+#: Whose turn it is while CONNECTING: the application's (after CONNECT, or
+#: after the client's AUTH) or the client's (after our AUTH challenge).
+_APP, _CLIENT = True, False
+
+
+class _EndOfStream(RemoteProtocolError):
+    """The client closed its side after the packets still to handle."""
+
+
+def _utf8_length(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+class ServerInput:
+    """The reading half of :class:`~mqttproto.server.ServerConnection`."""
+
+    config: ServerConfig
+    state: ConnectionState
+    client_id: str
+    _version: ProtocolVersion | None
+    _events: list[Event]
+    _connect: ConnectPacket | None
+    _auth_turn: bool
+    _reauth: bool
+    _held: list[Packet] | None
+    _incoming: list[Packet]
+    _incoming_pos: int
+    _incoming_error: RemoteProtocolError | None
+    _input_now: float
+    _opened_at: float | None
+    _last_received: float
+    _keep_alive: int
+    _peer_max_packet_size: int | None
+    _acks_fit: bool
+    _client_alias_maximum: int
+    _pending_subscribes: dict[int, int]
+    _pending_unsubscribes: dict[int, int]
+    _handlers: dict[PacketType, Any]
+
+    if TYPE_CHECKING:
+
+        def _move(self, event: Input) -> None: ...
+
+        def _write(self, data: bytes) -> None: ...
+
+        def _send(self, packet: Packet) -> None: ...
+
+        def _encode(self, packet: Packet) -> bytes: ...
+
+        def _close(self, event: Disconnected) -> None: ...
+
+        def _protocol_error(self, exc: RemoteProtocolError, now: float) -> None: ...
+
+        def _waiting_connect(self, what: str) -> ConnectPacket: ...
+
+        def _connected(self, what: str) -> None: ...
+
+    def _connack(
+        self,
+        connect: ConnectPacket,
+        *,
+        present: bool,
+        assigned_client_identifier: str | None,
+        session_expiry_interval: int | None,
+        authentication_data: bytes | None,
+        response_information: str | None,
+        server_reference: str | None,
+        reason_string: str | None,
+        user_properties: tuple[tuple[str, str], ...],
+    ) -> tuple[ConnAckPacket, int]:
+        """The accepting CONNACK, and the keep-alive in force: the client's,
+        clamped to the config's bounds, or ``server_keep_alive``."""
+        config = self.config
+        v5 = self._version == _V5
+        requested = connect.keep_alive
+        keep_alive = requested
+        if keep_alive == 0 or keep_alive > config.max_keep_alive:
+            keep_alive = config.max_keep_alive
+        elif keep_alive < config.min_keep_alive:
+            keep_alive = config.min_keep_alive
+        server_keep_alive = config.server_keep_alive
+        if server_keep_alive is not None:
+            keep_alive = server_keep_alive  # [MQTT-3.2.2-21]
+        elif keep_alive != requested:
+            # Clamped: a v5 client is told and must use it; a 3.x client
+            # cannot be told, and is held to it silently (3.1.1 section
+            # 3.1.2.10 lets a server close an inactive client at any time).
+            server_keep_alive = keep_alive
+        if v5:
+            ack = ConnAckPacket(
+                present,
+                _C.SUCCESS,
+                session_expiry_interval=session_expiry_interval,
+                receive_maximum=config.receive_maximum if config.receive_maximum != 65535 else None,
+                maximum_qos=_QOS[config.maximum_qos] if config.maximum_qos < 2 else None,
+                retain_available=False if not config.retain_available else None,
+                maximum_packet_size=config.max_packet_size,
+                assigned_client_identifier=assigned_client_identifier,
+                topic_alias_maximum=config.topic_alias_maximum or None,
+                wildcard_subscription_available=(
+                    False if not config.wildcard_subscription_available else None
+                ),
+                subscription_identifiers_available=(
+                    False if not config.subscription_identifiers_available else None
+                ),
+                shared_subscription_available=(
+                    False if not config.shared_subscription_available else None
+                ),
+                server_keep_alive=server_keep_alive,
+                response_information=response_information,
+                server_reference=server_reference,
+                reason_string=reason_string,
+                user_properties=user_properties,
+                authentication_method=connect.authentication_method,
+                authentication_data=authentication_data,
+            )
+        else:
+            ack = ConnAckPacket(present, _C.SUCCESS)
+        return ack, keep_alive
+
+    def auth(
+        self,
+        reason_code: ReasonCode = ReasonCode.CONTINUE_AUTHENTICATION,
+        *,
+        authentication_data: bytes | None = None,
+        reason_string: str | None = None,
+        user_properties: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Send AUTH with the CONNECT's Authentication Method (MQTT 5 [MQTT-4.12]).
+
+        During CONNECT: 0x18 *Continue authentication* challenges the client
+        (its answer comes as :class:`~mqttproto.events.AuthReceived`); end
+        the exchange with :meth:`accept` or :meth:`refuse`. While connected,
+        after the client's re-authentication AUTH: 0x18 to continue, 0x00
+        *Success* when it succeeded (a failure ends the connection:
+        :meth:`disconnect`).
+
+        :raises LocalProtocolError: no AUTH is owed now, or the client used
+            no authentication method.
+        """
+        code = ReasonCode(reason_code)
+        connect = self._connect
+        method = connect.authentication_method if connect is not None else None
+        if method is None:
+            raise LocalProtocolError("auth() needs a CONNECT with an authentication method")
+        if self.state is _S.CONNECTING:
+            self._waiting_connect("auth()")
+            if code != _C.CONTINUE_AUTHENTICATION:
+                raise LocalProtocolError("during CONNECT, AUTH continues; accept() succeeds")
+        elif self.state is _S.CONNECTED:
+            if not self._reauth:
+                raise LocalProtocolError("auth() while connected answers a re-authentication")
+            if code not in (_C.CONTINUE_AUTHENTICATION, _C.SUCCESS):
+                raise LocalProtocolError("a failed re-authentication ends with disconnect()")
+        else:
+            raise LocalProtocolError(f"auth() while {self.state.value}")
+        data = self._encode(
+            AuthPacket(
+                code,
+                authentication_method=method,
+                authentication_data=authentication_data,
+                reason_string=reason_string,
+                user_properties=tuple(user_properties),
+            )
+        )
+        self._write(data)
+        self._move(Input.SEND_AUTH)
+        if self.state is _S.CONNECTING:
+            # The client's turn: what it sends is read again.
+            self._auth_turn = _CLIENT
+            self._waiting_bytes = 0
+        elif code == _C.SUCCESS:
+            self._reauth = False
+
+
+    def close(self, reason_code: ReasonCode = ReasonCode.UNSPECIFIED_ERROR) -> None:
+        """End the connection without a word: nothing more is sent (what is
+        already in :meth:`data_to_send` still is). For a server that stops,
+        or a connection it gives up on before answering its CONNECT; once
+        connected, :meth:`disconnect` tells an MQTT 5 client why. Events not
+        yet taken are dropped; :class:`~mqttproto.events.Disconnected` with
+        ``reason_code`` is the last one. Nothing happens if already closed.
+        """
+        if self.state is _S.CLOSED:
+            return
+        self._events.clear()
+        self._move(Input.TIMEOUT)
+        self._close(Disconnected(ReasonCode(reason_code)))
+
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` must be called next; None: no timer.
+
+        Before the CONNECT is answered (and during an enhanced authentication
+        exchange) it is the connect timeout from :attr:`opened
+        <ServerConfig.connect_timeout>`; once connected, one and a half times
+        the keep-alive after the last packet received [MQTT-3.1.2-24].
+        """
+        state = self.state
+        if state is _S.CONNECTED:
+            return receive_deadline(self._last_received, self._keep_alive)
+        if state is _S.CLOSED or self._opened_at is None:
+            return None
+        timeout = self.config.connect_timeout
+        return None if timeout is None else self._opened_at + timeout
+
+
+    def handle_timer(self, now: float) -> None:
+        """Close the connection if its deadline (:meth:`get_timer`) passed.
+
+        A silent client is closed: MQTT 5 clients get DISCONNECT 0x8D *Keep
+        alive timeout* [MQTT-3.1.2-22]; a connection without an answered
+        CONNECT within the connect timeout is closed without a word
+        (:class:`~mqttproto.events.Disconnected` 0xA0). Calling it early
+        changes nothing.
+        """
+        if self._opened_at is None:
+            self._opened_at = now
+        deadline = self.get_timer()
+        if deadline is None or now < deadline:
+            return
+        if self.state is _S.CONNECTED:
+            if self._version == _V5:
+                self._send(DisconnectPacket(_C.KEEP_ALIVE_TIMEOUT))
+            reason = _C.KEEP_ALIVE_TIMEOUT
+        else:
+            reason = _C.MAXIMUM_CONNECT_TIME
+        self._move(Input.TIMEOUT)
+        self._close(Disconnected(reason))
+
+
+    def _handle_next(self) -> bool:
+        """Handle the next packet received; False when there is nothing to do
+        now (no packet, or the application must answer first).
+
+        :raises RemoteProtocolError: as :meth:`next_event`.
+        """
+        if self.state is _S.CONNECTING and self._auth_turn is _APP:
+            return False  # the CONNECT (or the client's AUTH) waits for its answer
+        incoming = self._incoming
+        now = self._input_now
+        pos = self._incoming_pos
+        if pos >= len(incoming):
+            error = self._incoming_error
+            if error is None:
+                return False
+            self._incoming_error = None
+            if isinstance(error, _EndOfStream):
+                self._end_of_stream(now)
+                return True
+            self._protocol_error(error, now)
+            raise error
+        packet = incoming[pos]
+        self._incoming_pos = pos + 1
+        packet_type = packet.packet_type
+        state = self.state
+        if packet_type not in RECEIVABLE[state]:
+            if state is _S.CONNECTING and packet_type is not _P.CONNECT:
+                # Sent right after CONNECT, during an authentication
+                # exchange: read once the client is accepted [MQTT-3.1.4-5].
+                if self._held is None:
+                    self._held = []
+                self._held.append(packet)
+                return True
+            error = RemoteProtocolError(
+                f"{packet_type.name} may not be received by a server in state {state.value}"
+            )
+            self._protocol_error(error, now)
+            raise error
+        try:
+            self._handlers[packet_type](packet, now)
+        except RemoteProtocolError as exc:
+            self._protocol_error(exc, now)
+            raise
+        return True
+
+
+    def _end_of_stream(self, now: float) -> None:
+        self._move(Input.RECV_EOF)
+        self._connection_ended(_C.UNSPECIFIED_ERROR, now)
+
+
+    def _too_many_properties(self, properties: tuple[tuple[str, str], ...]) -> bool:
+        """Whether user properties pass ``max_user_properties`` / ``max_user_property_bytes``."""
+        config = self.config
+        if len(properties) > config.max_user_properties:
+            return True
+        limit = config.max_user_property_bytes
+        size = sum(len(name) + len(value) for name, value in properties)
+        if size * 4 <= limit:
+            return False
+        return sum(_utf8_length(name) + _utf8_length(value) for name, value in properties) > limit
+
+
+    def _goodbye(self, exc: RemoteProtocolError) -> Packet | None:
+        if self.state is _S.CONNECTED:
+            if self._version == _V5:
+                return DisconnectPacket(exc.reason_code, reason_string=str(exc)[:200])
+            return None
+        # Before CONNACK: a refusing CONNACK where the version is known
+        # [MQTT-3.2.2-6 (3.1.1)] / [MQTT-3.2.2-7 (5.0)]; a malformed CONNECT
+        # just closes in 3.1.1 [MQTT-3.1.4-1].
+        version = self._version
+        if isinstance(exc, ConnectRefusal):
+            version = exc.protocol_version
+            if version is None and exc.reason_code == _C.UNSUPPORTED_PROTOCOL_VERSION:
+                # An unknown level: answered as 3.1.1 does, return code 1 [MQTT-3.1.2-2].
+                version = ProtocolVersion.MQTT_3_1_1
+        if version is None:
+            return None
+        self._version = version
+        if version != _V5 and not isinstance(exc, ConnectRefusal):
+            return None
+        return ConnAckPacket(False, exc.reason_code)
+
+
+    def _connection_ended(self, reason_code: ReasonCode, now: float) -> None:
+        self._close(Disconnected(reason_code))
+
+
+    def _on_connect(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, ConnectPacket)
+        self._move(Input.RECV_CONNECT)
+        version = packet.protocol_version
+        self._version = version
+        self._connect = packet
+        self.client_id = packet.client_id
+        if version == _V5:
+            self._peer_max_packet_size = packet.maximum_packet_size
+            self._acks_fit = packet.maximum_packet_size is None or packet.maximum_packet_size >= 4
+            self._client_alias_maximum = packet.topic_alias_maximum or 0
+        config = self.config
+        if _utf8_length(packet.client_id) > config.max_client_id_length:
+            # [MQTT-3.1.3-8] (5.0) / [MQTT-3.1.3-9] (3.1.1): 0x85 / return code 2.
+            raise ConnectRefusal(
+                "client identifier too long", _C.CLIENT_IDENTIFIER_NOT_VALID, version
+            )
+        if version == _V5:
+            properties = packet.user_properties
+            if packet.will is not None:
+                properties = properties + packet.will.user_properties
+            if properties and self._too_many_properties(properties):
+                raise ConnectRefusal("too many user properties", _C.QUOTA_EXCEEDED, version)
+        elif packet.authentication_method is not None:
+            raise RemoteProtocolError("authentication method outside MQTT 5")
+        will = packet.will
+        if will is not None:
+            if will.qos > config.maximum_qos:
+                raise ConnectRefusal("will QoS exceeds Maximum QoS", _C.QOS_NOT_SUPPORTED, version)
+            if will.retain and not config.retain_available:
+                raise ConnectRefusal(
+                    "retained wills are not supported", _C.RETAIN_NOT_SUPPORTED, version
+                )
+            if will.topic.count("/") >= config.max_topic_levels:
+                raise ConnectRefusal("will topic too deep", _C.TOPIC_NAME_INVALID, version)
+            if _utf8_length(will.topic) > config.max_topic_length:
+                raise ConnectRefusal("will topic too long", _C.TOPIC_NAME_INVALID, version)
+        self._auth_turn = _APP
+        self._events.append(
+            ConnectRequested(
+                packet.client_id,
+                packet.clean_start,
+                packet.keep_alive,
+                packet.username,
+                packet.password,
+                packet.will,
+                version,
+                session_expiry_interval=packet.session_expiry_interval,
+                receive_maximum=packet.receive_maximum,
+                maximum_packet_size=packet.maximum_packet_size,
+                topic_alias_maximum=packet.topic_alias_maximum,
+                request_response_information=packet.request_response_information,
+                request_problem_information=packet.request_problem_information,
+                user_properties=packet.user_properties,
+                authentication_method=packet.authentication_method,
+                authentication_data=packet.authentication_data,
+            )
+        )
+
+
+    def _on_auth(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, AuthPacket)
+        connect = self._connect
+        assert connect is not None
+        method = connect.authentication_method
+        if method is None or packet.authentication_method != method:
+            # [MQTT-4.12.0-5]: the same method throughout; no method, no AUTH.
+            raise RemoteProtocolError("AUTH with a different or no authentication method")
+        code = packet.reason_code
+        if self.state is _S.CONNECTING:
+            if self._auth_turn is _APP:
+                raise RemoteProtocolError("AUTH before the server answered the previous one")
+            if code != _C.CONTINUE_AUTHENTICATION:
+                raise RemoteProtocolError("AUTH during CONNECT must continue authentication")
+            self._move(Input.RECV_AUTH)
+            self._auth_turn = _APP
+        else:
+            # Re-authentication [MQTT-4.12.1]: 0x19 starts it, 0x18 continues
+            # it, each after the server's answer.
+            if self._reauth:
+                raise RemoteProtocolError("AUTH before the server answered the previous one")
+            if code not in (_C.RE_AUTHENTICATE, _C.CONTINUE_AUTHENTICATION):
+                raise RemoteProtocolError(f"unexpected AUTH {code.name}")
+            self._move(Input.RECV_AUTH)
+            self._reauth = True
+        assert packet.authentication_method is not None
+        self._events.append(
+            AuthReceived(
+                code,
+                packet.authentication_method,
+                packet.authentication_data,
+                packet.reason_string,
+                packet.user_properties,
+            )
+        )
+
+
+    def _on_subscribe(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, SubscribePacket)
+        packet_id = packet.packet_id
+        if packet_id in self._pending_subscribes:
+            raise RemoteProtocolError(
+                f"SUBSCRIBE {packet_id} while the previous one with that id waits for SUBACK"
+            )
+        if packet.user_properties and self._too_many_properties(packet.user_properties):
+            # Refused as a whole: 0x97 for each filter (3.1.1: 0x80).
+            self._pending_subscribes[packet_id] = len(packet.subscriptions)
+            self.suback(packet_id, [_C.QUOTA_EXCEEDED] * len(packet.subscriptions))
+            return
+        for sub in packet.subscriptions:
+            if sub.no_local and sub.topic_filter.startswith("$share/"):
+                # [MQTT-3.8.3-4]: No Local on a shared subscription.
+                raise RemoteProtocolError("No Local on a shared subscription")
+        self._pending_subscribes[packet_id] = len(packet.subscriptions)
+        self._events.append(
+            SubscribeRequested(
+                packet_id,
+                tuple(packet.subscriptions),
+                packet.subscription_identifier,
+                packet.user_properties,
+            )
+        )
+
+
+    def _on_unsubscribe(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, UnsubscribePacket)
+        if packet.user_properties and self._too_many_properties(packet.user_properties):
+            # UNSUBACK has no quota code (MQTT 5.0 section 3.11.2.1): the
+            # connection ends with DISCONNECT 0x97.
+            raise RemoteProtocolError("too many user properties", _C.QUOTA_EXCEEDED)
+        packet_id = packet.packet_id
+        if packet_id in self._pending_unsubscribes:
+            raise RemoteProtocolError(
+                f"UNSUBSCRIBE {packet_id} while the previous one with that id waits for UNSUBACK"
+            )
+        self._pending_unsubscribes[packet_id] = len(packet.topic_filters)
+        self._events.append(
+            UnsubscribeRequested(packet_id, tuple(packet.topic_filters), packet.user_properties)
+        )
+
+
+    def _on_pingreq(self, packet: Packet, now: float) -> None:
+        # [MQTT-3.12.4-1]: the server answers PINGREQ with PINGRESP.
+        self._write(b"\xd0\x00")
+
+
+    def _on_disconnect(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, DisconnectPacket)
+        connect = self._connect
+        expiry = packet.session_expiry_interval
+        if expiry and connect is not None and not connect.session_expiry_interval:
+            # [MQTT-3.14.2-2]: 0 in CONNECT cannot become non-zero.
+            raise RemoteProtocolError("session expiry interval raised in DISCONNECT")
+        self._move(Input.RECV_DISCONNECT)
+        self._close(
+            Disconnected(
+                packet.reason_code,
+                server_reference=packet.server_reference,
+                reason_string=packet.reason_string,
+                session_expiry_interval=expiry,
+                user_properties=packet.user_properties,
+                by_client=True,
+            )
+        )
+
+
+    def suback(
+        self,
+        packet_id: int,
+        reason_codes: Sequence[ReasonCode | int],
+        *,
+        reason_string: str | None = None,
+        user_properties: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Answer a :class:`~mqttproto.events.SubscribeRequested`: one code
+        per subscription, in order [MQTT-3.8.4-6] (the granted QoS 0x00-0x02,
+        or a failure); 3.1.1 gets 0x80 for any failure.
+
+        :raises LocalProtocolError: no such SUBSCRIBE waits, or the number of
+            codes is not the number of subscriptions.
+        """
+        self._connected("suback()")
+        count = self._pending_subscribes.get(packet_id)
+        if count is None:
+            raise LocalProtocolError(f"no SUBSCRIBE with packet id {packet_id} waits for SUBACK")
+        codes = [ReasonCode(c) for c in reason_codes]
+        if len(codes) != count:
+            raise LocalProtocolError(f"SUBACK needs {count} reason codes, not {len(codes)}")
+        if self._version == _V5:
+            ack = SubAckPacket(
+                packet_id,
+                codes,
+                reason_string=reason_string,
+                user_properties=tuple(user_properties),
+            )
+        else:
+            ack = SubAckPacket(packet_id, [ReasonCode(c.to_suback_v3()) for c in codes])
+        data = self._encode(ack)
+        del self._pending_subscribes[packet_id]
+        self._write(data)
+
+
+    def unsuback(
+        self,
+        packet_id: int,
+        reason_codes: Sequence[ReasonCode | int] | None = None,
+        *,
+        reason_string: str | None = None,
+        user_properties: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Answer a :class:`~mqttproto.events.UnsubscribeRequested`
+        [MQTT-3.10.4-4]. MQTT 5 has one code per filter (None: 0x00 *Success*
+        for each); 3.1/3.1.1 have none.
+
+        :raises LocalProtocolError: no such UNSUBSCRIBE waits, or the wrong
+            number of codes.
+        """
+        self._connected("unsuback()")
+        count = self._pending_unsubscribes.get(packet_id)
+        if count is None:
+            raise LocalProtocolError(
+                f"no UNSUBSCRIBE with packet id {packet_id} waits for UNSUBACK"
+            )
+        if self._version == _V5:
+            codes = [_C.SUCCESS] * count if reason_codes is None else [
+                ReasonCode(c) for c in reason_codes
+            ]
+            if len(codes) != count:
+                raise LocalProtocolError(f"UNSUBACK needs {count} reason codes, not {len(codes)}")
+            ack = UnsubAckPacket(
+                packet_id, codes, reason_string=reason_string, user_properties=tuple(user_properties)
+            )
+        else:
+            ack = UnsubAckPacket(packet_id, ())
+        data = self._encode(ack)
+        del self._pending_unsubscribes[packet_id]
+        self._write(data)
