@@ -28,8 +28,9 @@ from .packets import Packet, PublishPacket
 
 __all__ = ["Connection"]
 
-# Each handler takes the packet type it is registered for.
-Handler = Callable[[Any, float], None]
+# Each handler takes the connection, the packet type it is registered for
+# and the time.
+Handler = Callable[[Any, Any, float], None]
 
 
 class Connection(abc.ABC):
@@ -41,10 +42,20 @@ class Connection(abc.ABC):
     #: ``PacketType -> method name`` of the role's packet handlers.
     HANDLERS: ClassVar[dict[PacketType, str]] = {}
 
+    #: ``PacketType -> handler function``, made once per role from HANDLERS
+    #: (a table per connection would cost a bound method per packet type).
+    _HANDLER_FUNCTIONS: ClassVar[dict[PacketType, Handler]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.HANDLERS:
+            cls._HANDLER_FUNCTIONS = {
+                packet_type: getattr(cls, name) for packet_type, name in cls.HANDLERS.items()
+            }
+
     # A broker holds one per client: no per-instance dict.
     __slots__ = (
         "_aliases_in",
-        "_handlers",
         "_last_received",
         "_last_sent",
         "_out",
@@ -65,9 +76,6 @@ class Connection(abc.ABC):
         self._peer_max_packet_size: int | None = None
         #: Topic aliases the peer defined on this connection.
         self._aliases_in: dict[int, str] = {}
-        self._handlers: dict[PacketType, Handler] = {
-            packet_type: getattr(self, name) for packet_type, name in self.HANDLERS.items()
-        }
 
     # -- what the caller sees -------------------------------------------------
 
@@ -120,7 +128,7 @@ class Connection(abc.ABC):
     def _dispatch(self, packets: list[Packet], now: float) -> None:
         """Hand each packet to its handler; a protocol error ends the connection."""
         receivable = self.RECEIVABLE
-        handlers = self._handlers
+        handlers = self._HANDLER_FUNCTIONS
         state = self.state
         allowed = receivable[state]
         for packet in packets:
@@ -134,7 +142,7 @@ class Connection(abc.ABC):
                         f"{packet_type.name} may not be received by a {self._role} "
                         f"in state {state.value}"
                     )
-                handlers[packet_type](packet, now)
+                handlers[packet_type](self, packet, now)
             except RemoteProtocolError as exc:
                 self._protocol_error(exc, now)
                 raise

@@ -107,7 +107,7 @@ class ServerInput:
     _client_alias_maximum: int
     _pending_subscribes: dict[int, int]
     _pending_unsubscribes: dict[int, int]
-    _handlers: dict[PacketType, Any]
+    _HANDLER_FUNCTIONS: dict[PacketType, Any]
 
     if TYPE_CHECKING:
 
@@ -340,7 +340,7 @@ class ServerInput:
             self._protocol_error(error, now)
             raise error
         try:
-            self._handlers[packet_type](packet, now)
+            self._HANDLER_FUNCTIONS[packet_type](self, packet, now)
         except RemoteProtocolError as exc:
             self._protocol_error(exc, now)
             raise
