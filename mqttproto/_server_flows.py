@@ -39,6 +39,9 @@ __all__ = ["InflightMessage", "ServerFlows", "ServerSession"]
 _P = PacketType
 _C = ReasonCode
 _V5 = ProtocolVersion.MQTT_5_0
+#: Every acknowledgement without a reason code or properties is the same in
+#: each version: the codec's 3.1.1 form.
+_V311 = ProtocolVersion.MQTT_3_1_1
 _QOS: dict[int, QoS] = {int(q): q for q in QoS}
 
 
@@ -218,7 +221,7 @@ class ServerFlows:
             awaiting = self._session.inbound.awaiting_release
             if qos == 2 and packet_id in awaiting:
                 # A retransmission: acknowledge again, deliver once [MQTT-4.3.3-10].
-                self._ack(0x50, packet_id)
+                self._ack(_P.PUBREC, packet_id)
                 return
             unacked = self._unacked
             if packet_id in unacked:
@@ -235,7 +238,7 @@ class ServerFlows:
     def _on_pubrel(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, PubRelPacket)
         if self._session.inbound.release(packet.packet_id):
-            self._ack(0x70, packet.packet_id)
+            self._ack(_P.PUBCOMP, packet.packet_id)
         elif self._version == _V5:
             # [MQTT-4.3.3-11]: answer PUBREL even for an unknown identifier.
             self._write(
@@ -244,12 +247,12 @@ class ServerFlows:
                 )
             )
         else:
-            self._ack(0x70, packet.packet_id)
+            self._ack(_P.PUBCOMP, packet.packet_id)
 
-    def _ack(self, first: int, packet_id: int) -> None:
+    def _ack(self, kind: PacketType, packet_id: int) -> None:
         """A 4-byte PUBACK/PUBREC/PUBREL/PUBCOMP with success and no properties."""
         if self._acks_fit:
-            self._write(bytes((first, 2, packet_id >> 8, packet_id & 0xFF)))
+            self._write(encode_ack(kind, packet_id, version=_V311))
 
     # -- acks of what we sent -----------------------------------------------------
 
@@ -274,7 +277,7 @@ class ServerFlows:
                     encode_ack(_P.PUBREL, packet_id, _C.PACKET_IDENTIFIER_NOT_FOUND, version=_V5)
                 )
             else:
-                self._ack(0x62, packet_id)
+                self._ack(_P.PUBREL, packet_id)
             return
         if packet.reason_code >= 0x80:
             # A failed PUBREC ends the flow; no PUBREL [MQTT-4.3.3-4].
@@ -285,7 +288,7 @@ class ServerFlows:
                 ),
             )
             return
-        self._ack(0x62, packet_id)
+        self._ack(_P.PUBREL, packet_id)
 
     def _on_pubcomp(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, PubCompPacket)
@@ -505,7 +508,13 @@ class ServerFlows:
         elif packet_id is None:
             self._write(prepared.head)
         else:
-            self._write(prepared.head + bytes((packet_id >> 8, packet_id & 0xFF)) + prepared.tail)
+            # Three pieces, joined once by data_to_send(): the payload in
+            # ``tail`` is shared by every receiver, not copied per receiver.
+            out = self._out
+            out.append(prepared.head)
+            out.append(prepared.packet_id_bytes(packet_id))
+            out.append(prepared.tail)
+            self._out_bytes += prepared.size
 
     def _send_released(self, packets: Iterable[PublishPacket]) -> None:
         """Send queued messages that just got room in the window."""

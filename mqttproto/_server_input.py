@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._keepalive import receive_deadline
 from ._state import ConnectionState, Input
+from .codec import encode_packet
 from .config import ServerConfig
 from .enums import PacketType, ProtocolVersion, QoS, ReasonCode
 from .errors import ConnectRefusal, LocalProtocolError, RemoteProtocolError
@@ -31,6 +32,7 @@ from .packets import (
     ConnectPacket,
     DisconnectPacket,
     Packet,
+    PingRespPacket,
     SubAckPacket,
     SubscribePacket,
     UnsubAckPacket,
@@ -38,6 +40,9 @@ from .packets import (
 )
 
 __all__ = ["RECEIVABLE", "ServerInput"]
+
+#: PINGRESP is the same two bytes in every version.
+_PINGRESP = encode_packet(PingRespPacket(), version=ProtocolVersion.MQTT_3_1_1)
 
 _S = ConnectionState
 _P = PacketType
@@ -533,7 +538,7 @@ class ServerInput:
 
     def _on_pingreq(self, packet: Packet, now: float) -> None:
         # [MQTT-3.12.4-1]: the server answers PINGREQ with PINGRESP.
-        self._write(b"\xd0\x00")
+        self._write(_PINGRESP)
 
 
     def _on_disconnect(self, packet: Packet, now: float) -> None:

@@ -10,7 +10,6 @@ and is resent [MQTT-4.4.0-1].
 
 from __future__ import annotations
 
-import struct
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator, Sequence
 from typing import ClassVar
@@ -20,7 +19,7 @@ from ._connection import Connection
 from ._keepalive import ping_due, ping_response_deadline
 from ._qos import InboundFlow, OutboundFlow, PacketIdAllocator
 from ._state import TRANSITIONS, ConnectionState, Input
-from .codec import PacketReader
+from .codec import PacketReader, encode_packet
 from .config import MAX_PACKET_SIZE, ClientConfig
 from .enums import PacketType, ProtocolVersion, QoS, ReasonCode
 from .errors import ConnectRefusal, LocalProtocolError, RemoteProtocolError
@@ -41,6 +40,7 @@ from .packets import (
     ConnectPacket,
     DisconnectPacket,
     Packet,
+    PingReqPacket,
     PubAckPacket,
     PublishPacket,
     PubRecPacket,
@@ -58,7 +58,8 @@ __all__ = ["ClientConnection"]
 _S = ConnectionState
 _P = PacketType
 _V5 = ProtocolVersion.MQTT_5_0
-_ACK = struct.Struct(">BBH").pack
+#: PINGREQ is the same two bytes in every version.
+_PINGREQ = encode_packet(PingReqPacket(), version=ProtocolVersion.MQTT_3_1_1)
 _QOS: dict[int, QoS] = {int(q): q for q in QoS}
 
 #: What a client may receive in each state. The server sends CONNACK before
@@ -583,7 +584,7 @@ class ClientConnection(MessageFlows, Connection):
                 return
         due = ping_due(self._last_sent, self._keep_alive)
         if due is not None and now >= due:
-            self._out.append(b"\xc0\x00")
+            self._out.append(_PINGREQ)
             self._ping_sent_at = now
 
     def _time_out(self, why: str, reason_code: ReasonCode) -> None:

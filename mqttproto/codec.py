@@ -14,6 +14,8 @@ tells which one is in use.
 
 from __future__ import annotations
 
+import struct
+
 from ._codec import (
     IMPLEMENTATION,
     PacketReader,
@@ -34,6 +36,9 @@ __all__ = [
     "encode_packet",
     "encode_publish_split",
 ]
+
+
+_u16 = struct.Struct(">H").pack
 
 
 def codec_implementation() -> str:
@@ -67,6 +72,11 @@ class PreparedPublish:
         self.tail = tail
         #: Bytes on the wire, packet identifier included.
         self.size = len(head) + len(tail) + (2 if self.qos else 0)
+
+    @staticmethod
+    def packet_id_bytes(packet_id: int) -> bytes:
+        """The two bytes of a packet identifier, between ``head`` and ``tail``."""
+        return _u16(packet_id)
 
     def __repr__(self) -> str:
         return f"PreparedPublish({self.packet!r}, version={self.version!r})"
