@@ -1,7 +1,7 @@
 """The client adapters' shared vocabulary: exceptions, completions, queues, policy.
 
-Split from :mod:`mqttproto.adapters._client_core` (which re-exports every
-name): the plain data types the core and the three adapters pass around.
+Split from :mod:`mqttproto.adapters._client_core`: the plain data types the
+core and the three adapters pass around.
 """
 
 from __future__ import annotations

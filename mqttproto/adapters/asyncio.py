@@ -28,7 +28,7 @@ from ._asyncio_server import (
     serve,
     start_server,
 )
-from ._client_core import (
+from ._client_types import (
     ClientError,
     ConnectError,
     ConnectionLostError,

@@ -38,9 +38,9 @@ from ..enums import ProtocolVersion, ReasonCode
 from ..events import ConnectionAccepted, Disconnected, MessageReceived, PublishAcknowledged
 from ..packets import Subscription, Will
 from ._asyncio_client import Client as AsyncClient
-from ._client_core import (
+from ._client_core import ClientCore
+from ._client_types import (
     DEFAULT_MAX_QUEUED_MESSAGES,
-    ClientCore,
     ClientError,
     ConnectError,
     ConnectionLostError,
@@ -212,11 +212,11 @@ class Client:
     @on_message.setter
     def on_message(self, callback: Callable[[Client, MessageReceived], object] | None) -> None:
         self._on_message = callback
-        core = self._async.core
+        router = self._async.core.router
         if callback is None:
-            core.on_message = None
+            router.on_message = None
         else:
-            core.on_message = lambda message: callback(self, message)
+            router.on_message = lambda message: callback(self, message)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -328,7 +328,7 @@ class Client:
         """Blocking iterator over messages no :meth:`subscription` claimed
         (and that no ``on_message`` callback took). With ``timeout``,
         iteration also ends after that many seconds without a message."""
-        return MessageIterator(self, self._async.core.default_queue, timeout)
+        return MessageIterator(self, self._async.core.router.default_queue, timeout)
 
     @contextlib.contextmanager
     def subscription(

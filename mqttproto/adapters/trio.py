@@ -27,9 +27,9 @@ from ..config import ClientConfig
 from ..enums import ProtocolVersion, ReasonCode
 from ..events import ConnectionAccepted, MessageReceived, PublishAcknowledged
 from ..packets import Subscription, Will
-from ._client_core import (
+from ._client_core import ClientCore
+from ._client_types import (
     DEFAULT_MAX_QUEUED_MESSAGES,
-    ClientCore,
     ClientError,
     Completion,
     ConnectError,
@@ -154,7 +154,7 @@ class Client:
             rng=rng,
             connect_properties=dict(connect_properties or {}),
         )
-        self._core.resume_reading = self._resume_reading
+        self._core.router.resume_reading = self._resume_reading
         self._nursery: trio.Nursery | None = None
         self._nursery_manager: Any = None
         self._connection_scope: trio.CancelScope | None = None
@@ -386,7 +386,7 @@ class Client:
 
     def messages(self) -> MessageIterator:
         """Every received message no :meth:`subscription` claimed."""
-        return MessageIterator(self._core.default_queue)
+        return MessageIterator(self._core.router.default_queue)
 
     @contextlib.asynccontextmanager
     async def subscription(
