@@ -18,8 +18,8 @@ results application calls wait for:
   operations made while offline held until the connection is back.
 
 The pending operations live in :mod:`._client_operations`, the queues and
-pending requests in :mod:`._client_routing`; this module ties them to the
-connection.
+pending requests in :mod:`._client_routing`, MQTT 5 enhanced authentication
+in :mod:`._client_auth`; this module ties them to the connection.
 
 Like the protocol core, it opens no socket, starts no thread, reads no clock
 and never sleeps: the adapter passes ``now`` and does the waiting. The only
@@ -39,6 +39,7 @@ from ..config import ClientConfig
 from ..enums import ProtocolVersion, QoS, ReasonCode, RetainHandling
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..events import (
+    AuthChallenged,
     ConnectionAccepted,
     ConnectionRefused,
     Disconnected,
@@ -46,10 +47,12 @@ from ..events import (
     MessageReceived,
     PublishAcknowledged,
     PublishDiscarded,
+    Reauthenticated,
     SubscribeAcknowledged,
     UnsubscribeAcknowledged,
 )
 from ..packets import Subscription, Will
+from ._client_auth import AsyncAuthenticator, AuthenticationData, EnhancedAuth
 from ._client_operations import (
     PendingOperation,
     PendingOperations,
@@ -109,6 +112,9 @@ class ClientCore:
         max_queued_messages: int = DEFAULT_MAX_QUEUED_MESSAGES,
         rng: _random.Random | None = None,
         connect_properties: dict[str, Any] | None = None,
+        authentication_method: str | None = None,
+        authentication_data: AuthenticationData = None,
+        authenticator: AsyncAuthenticator | None = None,
     ) -> None:
         if transport not in ("tcp", "websocket", "unix"):
             raise ValueError(f"transport must be 'tcp', 'websocket' or 'unix', not {transport!r}")
@@ -119,13 +125,31 @@ class ClientCore:
         self.transport: Transport = transport
         self.websocket_path = websocket_path
         self._client_id = client_id
+        properties = dict(connect_properties or {})
+        if authentication_method is None:
+            # Given the old way, as CONNECT properties: the same thing.
+            authentication_method = properties.pop("authentication_method", None)
+            if authentication_data is None:
+                authentication_data = properties.pop("authentication_data", None)
+        elif {"authentication_method", "authentication_data"} & properties.keys():
+            raise ValueError(
+                "give the authentication method and data as arguments, not in connect_properties"
+            )
         self._connect_args: dict[str, Any] = dict(
             username=username,
             password=password,
             keep_alive=keep_alive,
             will=will,
             session_expiry_interval=session_expiry_interval,
-            **(connect_properties or {}),
+            **properties,
+        )
+        #: MQTT 5 enhanced authentication: the method, the exchanges.
+        self.auth = EnhancedAuth(
+            self.conn,
+            method=authentication_method,
+            data=authentication_data,
+            authenticator=authenticator,
+            fail_connect=self._fail_attempt,
         )
         self._clean_start = clean_start
         if reconnect is True:
@@ -161,6 +185,8 @@ class ClientCore:
             SubscribeAcknowledged: self.operations.subscribed,
             UnsubscribeAcknowledged: self.operations.unsubscribed,
             Disconnected: self._on_disconnected,
+            AuthChallenged: self.auth.challenged,
+            Reauthenticated: self.auth.reauthenticated,
         }
 
     # -- the network connection --------------------------------------------------
@@ -184,7 +210,15 @@ class ClientCore:
     def _send_connect(self) -> None:
         clean_start = self._clean_start if not self._has_connected else False
         client_id = self.conn.client_id if self._has_connected else self._client_id
-        self.conn.connect(client_id=client_id, clean_start=clean_start, **self._connect_args)
+        self.conn.connect(
+            client_id=client_id,
+            clean_start=clean_start,
+            **self._connect_args,
+            **self.auth.connect_arguments(),
+        )
+
+    def _fail_attempt(self, error: BaseException) -> None:
+        self.connect_completion.set_error(error)
 
     def data_to_send(self, now: float) -> bytes:
         data = self.conn.data_to_send(now)
@@ -386,6 +420,32 @@ class ClientCore:
         :meth:`MessageRouter.response_topic`)."""
         return self.router.response_topic(self.accepted, self.conn.client_id)
 
+    # -- enhanced authentication -------------------------------------------------
+
+    def reauthenticate(
+        self,
+        authentication_data: bytes | None = None,
+        *,
+        reason_string: str | None = None,
+        user_properties: Iterable[tuple[str, str]] = (),
+    ) -> Completion[Reauthenticated]:
+        """Start an MQTT 5 re-authentication; see :meth:`EnhancedAuth.reauthenticate`."""
+        if self.finished:
+            raise ConnectionLostError("the client is closed")
+        return self.auth.reauthenticate(
+            authentication_data, reason_string=reason_string, user_properties=user_properties
+        )
+
+    def answer_challenge(self, number: int, data: object) -> None:
+        """An awaited authenticator answered challenge *number* (adapters call this)."""
+        self.auth.answer(number, data)
+        self._process()
+
+    def authenticator_failed(self, number: int, error: BaseException) -> None:
+        """An awaited authenticator raised *error* for challenge *number*."""
+        self.auth.answer_failed(number, error)
+        self._process()
+
     def disconnect(self, reason_code: ReasonCode = ReasonCode.NORMAL_DISCONNECTION) -> None:
         """Send DISCONNECT if connected; the client is finished."""
         if self.connected and self.conn.state is ConnectionState.CONNECTED:
@@ -401,6 +461,7 @@ class ClientCore:
         self.final_error = None if clean else error
         self.connected = False
         self.connect_completion.set_error(error)
+        self.auth.close(error)
         self.operations.fail(error)
         self.router.close(error, clean=clean)
         self._process()
@@ -459,6 +520,8 @@ class ClientCore:
         text = f"connection refused: {name} (0x{int(event.reason_code):02X})"
         if event.reason_string:
             text += f": {event.reason_string}"
+        if self.auth.method is not None:
+            text += f" (authentication method {self.auth.method})"
         self.connect_completion.set_error(ConnectError(text, event.reason_code))
 
     def _on_discarded(self, event: PublishDiscarded) -> None:
@@ -468,6 +531,7 @@ class ClientCore:
     def _on_disconnected(self, event: Disconnected) -> None:
         was_connected = self.connected
         self.connected = False
+        self.auth.connection_ended(event)
         for callback in self.on_disconnect:
             callback(event)
         if not was_connected:

@@ -29,6 +29,7 @@ from ._asyncio_server import (
     start_server,
 )
 from ._client_types import (
+    AuthenticationError,
     ClientError,
     ConnectError,
     ConnectionLostError,
@@ -41,6 +42,7 @@ from ._tls_gate import TlsHandshakeStats
 
 __all__ = [
     "DEFAULT_MAX_BUFFERED_OUTPUT",
+    "AuthenticationError",
     "BrokerServer",
     "Client",
     "ClientError",
