@@ -15,7 +15,8 @@ import itertools
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import pytest
@@ -101,11 +102,26 @@ class AsyncAnswers(Answers):
     """The same as a coroutine function, which yields to the loop first."""
 
     async def __call__(self, challenge: AuthChallenged) -> bytes:  # type: ignore[override]
-        if sniffio.current_async_library() == "trio":
-            await trio.sleep(0.01)
-        else:
-            await asyncio.sleep(0.01)
+        await sleep(0.01)
         return Answers.__call__(self, challenge)
+
+
+async def sleep(seconds: float) -> None:
+    if sniffio.current_async_library() == "trio":
+        await trio.sleep(seconds)
+    else:
+        await asyncio.sleep(seconds)
+
+
+@asynccontextmanager
+async def task_group() -> AsyncIterator[Callable[[Callable[[], Awaitable[Any]]], None]]:
+    """Run tasks alongside the block; the block's end waits for them."""
+    if sniffio.current_async_library() == "trio":
+        async with trio.open_nursery() as nursery:
+            yield lambda function: nursery.start_soon(function)
+    else:
+        async with asyncio.TaskGroup() as group:
+            yield lambda function: group.create_task(function())  # type: ignore[arg-type]
 
 
 def client_class(lib: str) -> Any:
@@ -214,6 +230,37 @@ def test_failed_reauthentication_raises_and_ends_the_connection(
 
 
 @ASYNC_LIBS
+def test_refused_reauthentication_with_a_reconnect_policy(
+    broker: ThreadedBroker, nonces: Nonces, lib: str
+) -> None:
+    """The refusal ends the connection; the client reconnects through the
+    exchange of CONNECT, with what its authenticator answers by then. One
+    re-authentication at a time."""
+    answers = Answers()
+    policy = ReconnectPolicy(initial=0.02, maximum=0.1)
+
+    async def main() -> None:
+        options = auth_options(answers, reconnect=policy, rng=random.Random(7))
+        async with client_class(lib)(HOST, broker.port, **options) as client:
+            async with task_group() as spawn:
+                spawn(client.reauthenticate)
+                await sleep(0)  # the first one is under way
+                with pytest.raises(ClientError, match="already under way"):
+                    await client.reauthenticate()
+            answers.secret = b"rotated away"
+            with pytest.raises(AuthenticationError):
+                await client.reauthenticate()
+            answers.secret = SECRET
+            # Held while offline, sent once the CONNECT exchange succeeded.
+            ack = await client.publish("auth/again", b"", qos=1)
+            assert ack is not None and client.connected
+
+    run(lib, main)
+    # CONNECT, two re-authentications, the reconnect's CONNECT.
+    assert answers.challenges == nonces.issued and len(nonces.issued) == 4
+
+
+@ASYNC_LIBS
 def test_reconnect_runs_the_exchange_again(
     broker: ThreadedBroker, nonces: Nonces, lib: str
 ) -> None:
@@ -295,10 +342,7 @@ def test_an_answer_outlived_by_its_connection_is_cancelled(
             async with client_class(lib)(HOST, proxy.port, **auth_options(stuck)):
                 pass
         # Cancelled by the client, not by the end of the event loop.
-        if sniffio.current_async_library() == "trio":
-            await trio.sleep(0.05)
-        else:
-            await asyncio.sleep(0.05)
+        await sleep(0.05)
         assert events == ["challenged", "cancelled"]
 
     with CutProxy(broker.port) as proxy:
