@@ -135,8 +135,8 @@ class Client:
         called with the :class:`~mqttproto.events.AuthChallenged`, returns
         the Authentication Data of the client's AUTH, bytes or None. A plain
         function runs on the loop (keep it short); a coroutine function is
-        awaited in a task, while the connection carries on. See *Enhanced
-        authentication* in :doc:`/clients`.
+        awaited in a task, while the connection carries on. See
+        :ref:`enhanced-authentication`.
     """
 
     def __init__(
