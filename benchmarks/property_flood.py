@@ -1,35 +1,47 @@
-"""What one user-property flood costs a broker.
+"""What one property flood costs a broker.
 
-The packet: an MQTT 5 QoS 1 PUBLISH (topic ``flood``, packet id 7, empty
-payload) whose property block is nothing but tiny User Properties, as many as
-fit in 1 MiB (the broker's default ``max_packet_size``). Two kinds:
+The packets: an MQTT 5 QoS 1 PUBLISH (topic ``flood``, packet id 7, empty
+payload) whose property block is nothing but tiny repeatable properties, as
+many as fit in 1 MiB (the broker's default ``max_packet_size``). Five kinds:
 
-- ``same``: every property is ``("a", "")``, 6 bytes on the wire, about
-  175,000 of them; the decoders' caches of recent user properties hit;
-- ``distinct``: every property has its own name (``("0", "")``,
-  ``("1", "")`` ...), about 112,000 of them, so every one misses the caches.
+- ``same``: every property is the User Property ``("a", "")``, 6 bytes on
+  the wire, about 175,000 of them; the decoders' caches of recent user
+  properties hit;
+- ``distinct``: every User Property has its own name (``("0", "")``,
+  ``("1", "")`` ...), about 112,000 of them, so every one misses the caches;
+- ``subid``: every property is the Subscription Identifier 1, 2 bytes on the
+  wire, about 524,000 of them;
+- ``subid-distinct``: Subscription Identifiers 1, 2, 3 ... (each a new
+  ``int`` past 256), about 266,000 of them;
+- ``mixed``: User Property ``("a", "")`` and Subscription Identifier 1 in
+  turn, about 131,000 of each, so that no run of one kind is long.
 
-The broker refuses it (more than ``max_user_properties``) with PUBACK 0x97.
+The broker refuses the user-property floods and ``mixed`` (more than
+``max_user_properties``, checked first) with PUBACK 0x97, and the
+Subscription Identifier floods with DISCONNECT 0x82 (a client must not send
+them [MQTT-3.3.4-6]), which closes the connection.
 
 Measured, as medians over repeats, in ms per packet:
 
 - **sans-IO**: ``Broker.receive_data`` on a connected MQTT 5 connection, then
-  ``data_to_send`` (checked to be the PUBACK 0x97), with the garbage
-  collector on; the codec in use, then the pure one in a subprocess.
-- **loopback** (``--loopback``): our broker (``python -m mqttproto broker``)
-  and mosquitto (``/usr/sbin/mosquitto``, if installed), each in its own
-  process on 127.0.0.1. One client sends ``--packets`` floods back to back
-  followed by a PINGREQ and waits for the PINGRESP (after every PUBACK); the
-  time from the first byte sent to the PINGRESP, divided by the number of
-  floods, includes the transfer of 1 MiB over loopback. The brokers take
-  turns, round by round.
+  ``data_to_send`` (checked to be the expected answer), with the garbage
+  collector on; the codec in use, then the pure one in a subprocess. A
+  connection the broker closed is replaced, outside the timing.
+- **loopback** (``--loopback``, the ``same`` flood only): our broker
+  (``python -m mqttproto broker``) and mosquitto (``/usr/sbin/mosquitto``, if
+  installed), each in its own process on 127.0.0.1. One client sends
+  ``--packets`` floods back to back followed by a PINGREQ and waits for the
+  PINGRESP (after every PUBACK); the time from the first byte sent to the
+  PINGRESP, divided by the number of floods, includes the transfer of 1 MiB
+  over loopback. The brokers take turns, round by round.
 
-Run: ``python benchmarks/property_flood.py [--loopback] [--repeats R]``.
+Run: ``python benchmarks/property_flood.py [--loopback] [--repeats R] [--kinds K,...]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import socket
@@ -38,6 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,12 +58,14 @@ sys.path.insert(0, str(ROOT))
 
 from mqttproto import (  # noqa: E402
     ConnectPacket,
+    DisconnectPacket,
     PacketReader,
     PingRespPacket,
     ProtocolVersion,
     PubAckPacket,
     PublishPacket,
     QoS,
+    ReasonCode,
     encode_packet,
 )
 from mqttproto.broker import Broker  # noqa: E402
@@ -62,23 +77,73 @@ HOST = "127.0.0.1"
 MAX_PACKET = 1024 * 1024
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 PUBACK_QUOTA = b"\x40\x03\x00\x07\x97"
+DISCONNECT_SUBID = encode_packet(
+    DisconnectPacket(
+        ReasonCode.PROTOCOL_ERROR,
+        reason_string="a client PUBLISH carries a Subscription Identifier",
+    ),
+    version=V5,
+)
+KINDS = ("same", "distinct", "subid", "subid-distinct", "mixed")
+# What the broker answers each kind with.
+ANSWERS = {
+    "same": PUBACK_QUOTA,
+    "distinct": PUBACK_QUOTA,
+    "subid": DISCONNECT_SUBID,
+    "subid-distinct": DISCONNECT_SUBID,
+    "mixed": PUBACK_QUOTA,
+}
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _publish_with_block(block: bytes) -> bytes:
+    """The QoS 1 PUBLISH (topic ``flood``, id 7, no payload) with these properties."""
+    body = b"\x00\x05flood\x00\x07" + _varint(len(block)) + block
+    return b"\x32" + _varint(len(body)) + body
+
+
+def _fill(pieces: Iterator[bytes]) -> bytes:
+    """As many of ``pieces`` as fit in a PUBLISH of at most MAX_PACKET bytes."""
+    block = bytearray()
+    room = MAX_PACKET - 32  # the fixed header, topic, id and property length
+    for piece in pieces:
+        if len(block) + len(piece) > room:
+            break
+        block += piece
+    return _publish_with_block(bytes(block))
 
 
 def flood(kind: str) -> bytes:
     """The flood PUBLISH of ``kind``, as close to 1 MiB as it gets."""
-    if kind == "same":
-        pairs = [("a", "")] * ((MAX_PACKET - 32) // 6)
+    if kind in ("same", "distinct"):
+        if kind == "same":
+            pairs = [("a", "")] * ((MAX_PACKET - 32) // 6)
+        else:
+            pairs = []
+            size = 32
+            while True:
+                name = format(len(pairs), "x")
+                size += 5 + len(name)
+                if size > MAX_PACKET:
+                    break
+                pairs.append((name, ""))
+        packet = PublishPacket("flood", b"", QoS.AT_LEAST_ONCE, packet_id=7, user_properties=pairs)
+        data = encode_packet(packet, version=V5)
+    elif kind == "subid":
+        data = _fill(itertools.repeat(b"\x0b\x01"))
+    elif kind == "subid-distinct":
+        data = _fill(b"\x0b" + _varint(value) for value in itertools.count(1))
     else:
-        pairs = []
-        size = 32
-        while True:
-            name = format(len(pairs), "x")
-            size += 5 + len(name)
-            if size > MAX_PACKET:
-                break
-            pairs.append((name, ""))
-    packet = PublishPacket("flood", b"", QoS.AT_LEAST_ONCE, packet_id=7, user_properties=pairs)
-    data = encode_packet(packet, version=V5)
+        data = _fill(itertools.cycle((b"\x26\x00\x01a\x00\x00", b"\x0b\x01")))
     assert len(data) <= MAX_PACKET, len(data)
     return data
 
@@ -87,30 +152,40 @@ def flood(kind: str) -> bytes:
 # The sans-IO broker core
 
 
-def sans_io(data: bytes, repeats: int) -> float:
-    broker = Broker()
-    now = 0.0
+def connected(broker: Broker, now: float) -> int:
+    """A new MQTT 5 connection to ``broker``, past its CONNACK."""
     client = ClientConnection(V5)
     conn = broker.open_connection(now)
     client.connect(client_id="flooder", keep_alive=0)
     broker.receive_data(conn, client.data_to_send(now), now)
     client.receive_data(broker.data_to_send(conn, now), now)
     list(client.events())
+    return conn
+
+
+def sans_io(data: bytes, expected: bytes, repeats: int) -> float:
+    broker = Broker()
+    now = 0.0
+    conn = connected(broker, now)
     timings = []
     for _ in range(repeats):
         start = time.perf_counter()
         broker.receive_data(conn, data, now)
         out = broker.data_to_send(conn, now)
         timings.append((time.perf_counter() - start) * 1e3)
-        assert out == PUBACK_QUOTA, out
+        assert out == expected, out[:80]
+        if conn in broker.connections_to_close():
+            broker.connection_lost(conn, now)
+            conn = connected(broker, now)
     return statistics.median(timings)
 
 
-def run_sans_io(repeats: int) -> None:
+def run_sans_io(repeats: int, kinds: list[str]) -> None:
     print(f"sans-IO Broker.receive_data, codec {codec_implementation()}, GC on:")
-    for kind in ("same", "distinct"):
+    for kind in kinds:
         data = flood(kind)
-        print(f"  {kind:9} ({len(data):,} bytes): {sans_io(data, repeats):8.2f} ms/packet")
+        timing = sans_io(data, ANSWERS[kind], repeats)
+        print(f"  {kind:14} ({len(data):,} bytes): {timing:8.2f} ms/packet")
 
 
 # --------------------------------------------------------------------------
@@ -240,11 +315,18 @@ def main() -> None:
     parser.add_argument("--loopback", action="store_true")
     parser.add_argument("--packets", type=int, default=10)
     parser.add_argument("--single", action="store_true", help="only the codec in use")
+    parser.add_argument(
+        "--kinds", default=",".join(KINDS), help=f"floods to send (of {', '.join(KINDS)})"
+    )
     args = parser.parse_args()
-    run_sans_io(args.repeats)
+    kinds = args.kinds.split(",")
+    if not set(kinds) <= set(KINDS):
+        parser.error(f"--kinds: not among {', '.join(KINDS)}")
+    run_sans_io(args.repeats, kinds)
     if not args.single and codec_implementation() != "python":
         env = dict(os.environ, MQTTPROTO_PURE_PYTHON="1")
         argv = [sys.executable, __file__, "--single", "--repeats", str(args.repeats)]
+        argv += ["--kinds", args.kinds]
         subprocess.run(argv, env=env, check=True)
     if args.loopback:
         run_loopback(args.repeats, args.packets)

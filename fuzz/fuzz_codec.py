@@ -23,9 +23,13 @@ is cut off) is the byte stream under test.
   sizes from 0 (an empty feed) to ``2 * (p % 32 + 1)``, seeded with ``p``;
   2 = two pieces, cut at ``p * len // 255``; 3 = a cut before every byte that
   equals ``p``.
-- ``data[0]`` bits 6-7: the user-property limit of invariant 8: 0 = none
-  (invariant 8 is not checked), 1 = ``max_user_properties=0``,
-  2 = ``max_user_properties=3``, 3 = ``max_user_property_bytes=16``.
+- ``data[0]`` bits 6-7: the user-property limit of invariant 8: 0 = none,
+  1 = ``max_user_properties=0``, 2 = ``max_user_properties=3``,
+  3 = ``max_user_property_bytes=16``.
+- ``data[1]``: the ``max_packet_size`` parameter when bits 2-3 pick one;
+  otherwise its bits 0-1 pick the Subscription Identifier limit of
+  invariant 8: 0 = none, 1 = ``max_subscription_identifiers=0``, 2 = ``1``,
+  3 = ``3``. (With neither limit, invariant 8 is not checked.)
 
 Invariants (any violation raises, which the fuzzer reports as a crash)
 ------------------------------------------------------------------------
@@ -64,11 +68,13 @@ Invariants (any violation raises, which the fuzzer reports as a crash)
    ``ROUNDTRIP_LIMIT`` per input) encodes with both twins, in the version it
    was decoded with (a CONNECT: its own ``protocol_version``), to identical
    bytes that decode, with both twins, to an equal packet.
-8. A user-property limit changes nothing but ``user_properties``. With the
-   limit the selector picks, each twin's reader (fed the whole stream) and
-   ``decode_packet`` give the same error as without it, or the same packets
-   with the ``user_properties`` of each property block (a will's too) cut to
-   the shortest prefix past the limit, and the same ``buffered`` and
+8. Property limits change nothing but the lists they cut. With the limits
+   the selector picks, each twin's reader (fed the whole stream) and
+   ``decode_packet`` give the same error as without them, or the same
+   packets with the ``user_properties`` of each property block (a will's
+   too) cut to the shortest prefix past the user-property limit and the
+   ``subscription_identifiers`` of each PUBLISH (no other packet) cut to the
+   first ``max_subscription_identifiers + 1``, and the same ``buffered`` and
    ``version``. (The twins then agree too, by invariant 2.)
 """
 
@@ -102,7 +108,7 @@ with _instrumented:
     from mqttproto import _codec_py as py
     from mqttproto.enums import ProtocolVersion
     from mqttproto.errors import ConnectRefusal, RemoteProtocolError
-    from mqttproto.packets import ConnectPacket
+    from mqttproto.packets import ConnectPacket, PublishPacket
 
     try:
         c: ModuleType = importlib.import_module("mqttproto._codec_c")
@@ -136,11 +142,19 @@ _TWINS: tuple[ModuleType, ModuleType] = (py, c)
 # Fed to a broken reader: it must raise its error again.
 _AFTER_ERROR = b"\xc0\x00"
 # The user-property limits selector bits 6-7 pick (0: none).
-_LIMITS: tuple[dict[str, int] | None, ...] = (
-    None,
+_LIMITS: tuple[dict[str, int], ...] = (
+    {},
     {"max_user_properties": 0},
     {"max_user_properties": 3},
     {"max_user_property_bytes": 16},
+)
+# The Subscription Identifier limits bits 0-1 of data[1] pick when no
+# maximum packet size is selected (0: none).
+_IDENTIFIER_LIMITS: tuple[dict[str, int], ...] = (
+    {},
+    {"max_subscription_identifiers": 0},
+    {"max_subscription_identifiers": 1},
+    {"max_subscription_identifiers": 3},
 )
 
 
@@ -151,15 +165,22 @@ def selector(
     chunking: int = 0,
     chunk_param: int = 0,
     user_property_limit: int = 0,
+    subscription_identifier_limit: int = 0,
 ) -> bytes:
     """The selector bytes for this set-up (the inverse of ``_parse_selector``).
 
     ``max_packet_size`` must be representable: None, 2 to 257, or a multiple
-    of 256 up to 65,536. ``user_property_limit`` is an index of ``_LIMITS``.
+    of 256 up to 65,536. ``user_property_limit`` is an index of ``_LIMITS``,
+    ``subscription_identifier_limit`` one of ``_IDENTIFIER_LIMITS`` (only
+    without a ``max_packet_size``).
     """
     code = {None: 3, 3: 0, 4: 1, 5: 2}[None if version is None else int(version)]
+    if not 0 <= subscription_identifier_limit <= 3:
+        raise ValueError("subscription_identifier_limit is 0 to 3")
     if max_packet_size is None:
-        size_kind, size_param = 0, 0
+        size_kind, size_param = 0, subscription_identifier_limit
+    elif subscription_identifier_limit:
+        raise ValueError("a Subscription Identifier limit needs max_packet_size None")
     elif 2 <= max_packet_size <= 257:
         size_kind, size_param = 2, max_packet_size - 2
     elif max_packet_size % 256 == 0 and 256 <= max_packet_size <= 65536:
@@ -179,7 +200,7 @@ class _Setup(NamedTuple):
     max_packet_size: int | None
     chunking: int
     chunk_param: int
-    limits: dict[str, int] | None
+    limits: dict[str, int] | None  # None: invariant 8 is not checked
 
 
 def _parse_selector(head: bytes) -> _Setup:
@@ -192,9 +213,10 @@ def _parse_selector(head: bytes) -> _Setup:
         max_packet_size = (size_param + 1) * 256
     else:
         max_packet_size = None
-    return _Setup(
-        _VERSIONS[mode & 3], max_packet_size, mode >> 4 & 3, chunk_param, _LIMITS[mode >> 6]
-    )
+    limits = dict(_LIMITS[mode >> 6])
+    if max_packet_size is None:
+        limits.update(_IDENTIFIER_LIMITS[size_param & 3])
+    return _Setup(_VERSIONS[mode & 3], max_packet_size, mode >> 4 & 3, chunk_param, limits or None)
 
 
 def _pieces(stream: bytes, chunking: int, param: int) -> list[bytes]:
@@ -303,6 +325,13 @@ def _past(pairs: tuple[tuple[str, str], ...], limits: dict[str, int]) -> tuple[A
 def _cut(packet: Any, limits: dict[str, int]) -> Any:
     """``packet`` as a reader with ``limits`` must return it (invariant 8)."""
     changes: dict[str, Any] = {}
+    identifiers = limits.get("max_subscription_identifiers")
+    if (
+        identifiers is not None
+        and isinstance(packet, PublishPacket)
+        and len(packet.subscription_identifiers) > identifiers + 1
+    ):
+        changes["subscription_identifiers"] = packet.subscription_identifiers[: identifiers + 1]
     properties = getattr(packet, "user_properties", ())
     if _past(properties, limits) != properties:
         changes["user_properties"] = _past(properties, limits)
@@ -413,7 +442,7 @@ def TestOneInput(data: bytes) -> None:
     for packet, packet_version in todo:
         _roundtrip(packet, packet_version)
 
-    # (8): a user-property limit changes nothing but user_properties.
+    # (8): property limits change nothing but the lists they cut.
     limits = setup.limits
     if limits is not None:
         for twin, (full, *_), full_decoded in zip(_TWINS, runs, decoded, strict=True):

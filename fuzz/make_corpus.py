@@ -16,7 +16,12 @@ The seeds come from the test suite's data, so that they stay in step with it:
 - ``stream-*``: whole sessions of several packets in one stream;
 - ``flood-*``: MQTT 5 packets with more user properties than the
   user-property limit their selector picks (invariant 8), some with other
-  properties, or something malformed, after them.
+  properties, or something malformed, after them;
+- ``subid-*``: packets with more Subscription Identifiers than the limit
+  their selector picks (invariant 8): PUBLISH with identifiers of every
+  width, with other properties, user properties in turn, or something
+  malformed after them; SUBSCRIBE with one and with a repeat; an MQTT 3.1.1
+  PUBLISH whose payload looks like them.
 
 Each file is the selector bytes of fuzz_codec.py (version, maximum packet
 size, chunking) followed by the bytes. The chunking pattern varies from seed
@@ -126,6 +131,18 @@ def seeds() -> dict[str, bytes]:
         chunking, param = _chunking(index, data)
         head = selector(version, chunking=chunking, chunk_param=param, user_property_limit=limit)
         files[_name(f"flood-{name}")] = head + data
+    for index, (name, (version, users, ids, data)) in enumerate(
+        sorted(_identifier_floods().items())
+    ):
+        chunking, param = _chunking(index, data)
+        head = selector(
+            version,
+            chunking=chunking,
+            chunk_param=param,
+            user_property_limit=users,
+            subscription_identifier_limit=ids,
+        )
+        files[_name(f"subid-{name}")] = head + data
     return files
 
 
@@ -195,6 +212,63 @@ def _floods() -> dict[str, tuple[ProtocolVersion | None, int, bytes]]:
             v5,
             2,
             encode(PubAckPacket(5, ReasonCode.QUOTA_EXCEEDED, user_properties=pairs(30))),
+        ),
+    }
+
+
+def _identifier_floods() -> dict[str, tuple[ProtocolVersion | None, int, int, bytes]]:
+    """Name -> (version, user-property and Subscription Identifier limits of
+    the selector, bytes)."""
+    v5 = ProtocolVersion.MQTT_5_0
+
+    def sid(value: int) -> bytes:
+        return b"\x0b" + _varint(value)
+
+    def frame(first: int, body: bytes) -> bytes:
+        return bytes((first,)) + _varint(len(body)) + body
+
+    def publish(block: bytes, topic: bytes = b"t") -> bytes:
+        """A QoS 1 PUBLISH (id 1) with ``block`` as its properties."""
+        body = len(topic).to_bytes(2, "big") + topic + b"\x00\x01"
+        return frame(0x32, body + _varint(len(block)) + block + b"x")
+
+    widths = (1, 127, 128, 16_383, 16_384, 2_097_152, 268_435_455)
+    flood = b"".join(sid(i % 300 + 1) for i in range(60))
+    pair = b"\x26\x00\x01k\x00\x01v"
+    connect = encode_packet(ConnectPacket("c"), version=v5)
+    return {
+        "publish-count-0": (v5, 0, 1, publish(flood)),
+        "publish-widths-count-1": (v5, 0, 2, publish(b"".join(map(sid, widths * 4)))),
+        "publish-alias-after": (v5, 0, 1, publish(flood + b"\x23\x00\x03", topic=b"")),
+        "publish-zero-after": (v5, 0, 3, publish(flood + b"\x0b\x00" + flood)),
+        "publish-not-minimal-after": (v5, 0, 1, publish(flood + b"\x0b\x80\x80\x00")),
+        "publish-overrun-after": (v5, 0, 1, publish(flood + b"\x0b\x80")),
+        "publish-in-turn-both": (v5, 1, 1, publish((sid(200) + pair) * 20)),
+        "publish-in-turn-identifiers": (v5, 0, 2, publish((pair + sid(9)) * 20)),
+        "subscribe-one": (
+            v5,
+            0,
+            1,
+            encode_packet(
+                SubscribePacket(3, (Subscription("a/#"),), subscription_identifier=70_000),
+                version=v5,
+            ),
+        ),
+        "subscribe-repeated": (
+            v5,
+            0,
+            1,
+            frame(0x82, b"\x00\x03\x04" + sid(5) * 2 + b"\x00\x01a\x00"),
+        ),
+        "server-stream": (None, 0, 1, connect + publish(flood) + b"\xc0\x00"),
+        "publish-3.1.1": (
+            ProtocolVersion.MQTT_3_1_1,
+            0,
+            1,
+            encode_packet(
+                PublishPacket("t", flood, QoS.AT_LEAST_ONCE, packet_id=1),
+                version=ProtocolVersion.MQTT_3_1_1,
+            ),
         ),
     }
 

@@ -164,11 +164,15 @@ class BrokerConnection(Connection):
         # Past max_user_properties / max_user_property_bytes the reader stops
         # building user properties; what it keeps is still past the limit, so
         # _too_many_properties refuses the packet as it would the whole list.
+        # A client PUBLISH carries no Subscription Identifier [MQTT-3.3.4-6]:
+        # the reader keeps the first and only checks the rest, so
+        # _client_publish refuses it as before, after the same earlier checks.
         config = broker.config
         self._reader = PacketReader(
             max_packet_size=config.max_packet_size,
             max_user_properties=config.max_user_properties,
             max_user_property_bytes=config.max_user_property_bytes,
+            max_subscription_identifiers=0,
         )
         self.session: Session | None = None
         self.client_id = ""

@@ -12,6 +12,7 @@ def decode_packet(
     version: ProtocolVersion,
     max_user_properties: int | None = None,
     max_user_property_bytes: int | None = None,
+    max_subscription_identifiers: int | None = None,
 ) -> Packet: ...
 def encode_packet(packet: Packet, *, version: ProtocolVersion) -> bytes: ...
 
@@ -23,6 +24,7 @@ class PacketReader:
         max_packet_size: int | None = None,
         max_user_properties: int | None = None,
         max_user_property_bytes: int | None = None,
+        max_subscription_identifiers: int | None = None,
     ) -> None: ...
     @property
     def version(self) -> ProtocolVersion | None: ...

@@ -20,9 +20,9 @@ How the work is split -- read this before changing either twin:
   AUTH) and every general property block (``_decode_fields._decode_properties``).
   These are rare on a connection; calling the reference keeps one copy of
   their rules. One piece of it is compiled and handed to the reference: the
-  walk over the User Properties past a user-property limit
-  (:func:`_skip_user_properties`, given to it through
-  ``_decode_fields.UserPropertyLimit``), which is what a flood of them costs.
+  walk over the User Properties and Subscription Identifiers past their
+  limits (:func:`_skip_properties`, given to it through
+  ``_decode_fields.PropertyLimit``), which is what a flood of them costs.
 - **Encoding takes a fast path only for canonical packets**: exact ``str``
   topics, exact ``bytes`` payloads, QoS enum members or ints, ``True``/
   ``False`` flags, property values of their exact types. Any other shape --
@@ -116,7 +116,8 @@ _decode_body = _decode._decode_body
 _decode_properties = _decode_fields._decode_properties
 _decode_user_property = _decode_fields._decode_user_property
 _check_topic_name = _decode_fields._check_topic_name
-_user_property_limit = _decode_fields.user_property_limit
+_property_limit = _decode_fields.property_limit
+_SUBSCRIPTION_IDENTIFIER = _decode_fields._SUBSCRIPTION_IDENTIFIER
 _PINGREQ = _decode._PINGREQ
 _PINGRESP = _decode._PINGRESP
 cdef dict _ENCODERS = _encode._ENCODERS
@@ -301,20 +302,58 @@ cdef Py_ssize_t _check_utf8(
     return stop
 
 
-def _skip_user_properties(bytes data not None, Py_ssize_t pos, Py_ssize_t end):
-    """The twin of ``_decode_fields._skip_user_properties``: check the User
-    Property at ``pos`` (after its identifier) and those directly after it
-    without building them; return the position of the next identifier that
-    is not a User Property's, or ``end``."""
+cdef Py_ssize_t _check_subscription_identifier(
+    const unsigned char *buf, Py_ssize_t pos, Py_ssize_t end
+) except -1:
+    """What ``_decode_fields._decode_properties`` checks of a Subscription
+    Identifier at ``pos`` (after its identifier), in its order and with its
+    messages, without building it; return the position after it."""
+    cdef uint32_t value
+    cdef unsigned char byte
+    cdef int count
+    if pos < end and 0 < buf[pos] < 0x80:
+        return pos + 1  # 1 to 127: the common case
+    # The steps of _decode_fields._read_varint [MQTT-1.5.5-1].
+    value = 0
+    for count in range(4):
+        if pos >= end:
+            raise MalformedPacket("variable byte integer runs past the end of the packet")
+        byte = buf[pos]
+        pos += 1
+        value |= (<uint32_t>(byte & 0x7F)) << (7 * count)
+        if not byte & 0x80:
+            if count and not byte:
+                raise MalformedPacket("variable byte integer is not minimally encoded")
+            if not value:
+                # 0 is a Protocol Error (5.0 section 3.3.2.3.8); four bytes
+                # cannot exceed the maximum, 268,435,455.
+                spec = _SUBSCRIPTION_IDENTIFIER
+                raise RemoteProtocolError(f"{spec.identifier.name} has invalid value {value}")
+            return pos
+    raise MalformedPacket("variable byte integer longer than four bytes")
+
+
+def _skip_properties(
+    bytes data not None, Py_ssize_t pos, Py_ssize_t end, bint users, bint identifiers
+):
+    """The twin of ``_decode_fields._skip_properties``: from ``pos`` (an
+    identifier), check the User Properties (when ``users``) and Subscription
+    Identifiers (when ``identifiers``) directly there without building them;
+    return the position of the first other property, or ``end``."""
     cdef const unsigned char *buf = <const unsigned char *>PyBytes_AS_STRING(data)
+    cdef unsigned char identifier
     if not 0 <= pos <= end <= PyBytes_GET_SIZE(data):
         raise ValueError("bounds outside the data")
-    while True:
-        pos = _check_utf8(buf, pos, end, "user property name")
-        pos = _check_utf8(buf, pos, end, "user property value")
-        if pos >= end or buf[pos] != 0x26:
-            return pos
-        pos += 1
+    while pos < end:
+        identifier = buf[pos]
+        if identifier == 0x26 and users:
+            pos = _check_utf8(buf, pos + 1, end, "user property name")
+            pos = _check_utf8(buf, pos, end, "user property value")
+        elif identifier == 0x0B and identifiers:
+            pos = _check_subscription_identifier(buf, pos + 1, end)
+        else:
+            break
+    return pos
 
 
 # ---------------------------------------------------------------------------
@@ -541,7 +580,10 @@ cdef object _decode_one(
     return _decode_body(data, first, pos, end, version, limit)
 
 
-def decode_packet(data, *, version, max_user_properties=None, max_user_property_bytes=None):
+def decode_packet(
+    data, *, version, max_user_properties=None, max_user_property_bytes=None,
+    max_subscription_identifiers=None
+):
     """Decode exactly one complete packet (see ``_codec_py.decode_packet``)."""
     cdef bytes whole = bytes(data)
     cdef Py_ssize_t end = PyBytes_GET_SIZE(whole)
@@ -556,8 +598,9 @@ def decode_packet(data, *, version, max_user_properties=None, max_user_property_
         )
     if version not in _VERSIONS:
         raise ValueError(f"unknown protocol version {version!r}")
-    limit = _user_property_limit(
-        max_user_properties, max_user_property_bytes, _skip_user_properties
+    limit = _property_limit(
+        max_user_properties, max_user_property_bytes, max_subscription_identifiers,
+        _skip_properties,
     )
     level = int(version)
     try:
@@ -586,18 +629,19 @@ cdef class PacketReader:
     cdef Py_ssize_t _need
     cdef object _error
     cdef object _max_packet_size  # as given, for the error message
-    cdef object _limit  # a _decode_fields.UserPropertyLimit, or None
+    cdef object _limit  # a _decode_fields.PropertyLimit, or None
 
     def __init__(
         self, *, version=None, max_packet_size=None, max_user_properties=None,
-        max_user_property_bytes=None
+        max_user_property_bytes=None, max_subscription_identifiers=None
     ):
         if version is not None and version not in _VERSIONS:
             raise ValueError(f"unknown protocol version {version!r}")
         if max_packet_size is not None and max_packet_size < 2:
             raise ValueError("max_packet_size must be at least 2")
-        self._limit = _user_property_limit(
-            max_user_properties, max_user_property_bytes, _skip_user_properties
+        self._limit = _property_limit(
+            max_user_properties, max_user_property_bytes, max_subscription_identifiers,
+            _skip_properties,
         )
         self._version = -1 if version is None else int(version)
         if max_packet_size is None:

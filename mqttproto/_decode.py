@@ -28,7 +28,7 @@ from ._codec_common import (
     _unpack_u32,
 )
 from ._decode_fields import (
-    UserPropertyLimit,
+    PropertyLimit,
     _check_topic_name,
     _decode_properties,
     _decode_topic_name,
@@ -38,10 +38,10 @@ from ._decode_fields import (
     _read_utf8,
     _read_varint,
     _reason,
-    _skip_user_properties,
+    _skip_properties,
     _topic_cache,
     _user_property_cache,
-    user_property_limit,
+    property_limit,
 )
 from ._properties import WILL
 from .enums import PacketType, ProtocolVersion, ReasonCode
@@ -76,8 +76,8 @@ from .topics import parse_shared_subscription, validate_topic_filter, validate_t
 
 __all__ = ["decode_packet"]
 
-# The user-property limit every decoder is given (None: no limit).
-Limit = UserPropertyLimit | None
+# The property limit every decoder is given (None: no limit).
+Limit = PropertyLimit | None
 # (data, flags, pos, end, version, limit) -> packet; the body is data[pos:end].
 Decoder = Callable[[bytes, int, int, int, int, Limit], Packet]
 
@@ -550,6 +550,7 @@ def decode_packet(
     version: ProtocolVersion,
     max_user_properties: int | None = None,
     max_user_property_bytes: int | None = None,
+    max_subscription_identifiers: int | None = None,
 ) -> Packet:
     """Decode exactly one complete packet.
 
@@ -559,9 +560,11 @@ def decode_packet(
         level it carries, whatever ``version`` says.
     :param max_user_properties: stop building the User Properties of a
         property block once it holds more than this many; see
-        :class:`PacketReader`, which takes the same two limits.
+        :class:`PacketReader`, which takes the same three limits.
     :param max_user_property_bytes: the same, once their names and values
         take more than this many UTF-8 bytes together.
+    :param max_subscription_identifiers: stop building the Subscription
+        Identifiers of a PUBLISH once it holds more than this many.
     :raises RemoteProtocolError: (or a subclass) when the bytes break a rule;
         nothing else escapes for any input.
     """
@@ -576,5 +579,10 @@ def decode_packet(
         )
     if version not in _VERSIONS:
         raise ValueError(f"unknown protocol version {version!r}")
-    limit = user_property_limit(max_user_properties, max_user_property_bytes, _skip_user_properties)
+    limit = property_limit(
+        max_user_properties,
+        max_user_property_bytes,
+        max_subscription_identifiers,
+        _skip_properties,
+    )
     return _decode_body(data, data[0], pos, end, int(version), limit)

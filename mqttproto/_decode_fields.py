@@ -3,16 +3,17 @@
 Primitives (variable byte integer, two-byte integer, UTF-8 string, binary
 data, packet identifier, reason code), the bounded caches of recently decoded
 topic names and user properties, and the general reader of a property block
-with its optional limit on the User Properties it builds
-(:class:`UserPropertyLimit`). Each takes the buffer and the bounds it may read within (``data``, ``pos``,
-``end``), so that no packet body is copied before it is parsed. The Cython
-twin calls the property-block reader of this module rather than keeping a
-copy of its rules.
+with its optional limit on the User Properties and Subscription Identifiers
+it builds (:class:`PropertyLimit`). Each takes the buffer and the bounds it
+may read within (``data``, ``pos``, ``end``), so that no packet body is
+copied before it is parsed. The Cython twin calls the property-block reader
+of this module rather than keeping a copy of its rules.
 """
 
 from __future__ import annotations
 
 import operator
+import re
 import sys
 from collections.abc import Callable
 from typing import Any, Final
@@ -160,30 +161,46 @@ def _decode_user_property(data: bytes, pos: int, end: int) -> tuple[tuple[str, s
 
 
 # ---------------------------------------------------------------------------
-# The user-property limit
+# The property limits
 
 
-class UserPropertyLimit:
-    """How many User Properties of one property block the decoders build.
+class PropertyLimit:
+    """How many repeatable properties of one property block the decoders build.
 
-    Made by :func:`user_property_limit` from the ``max_user_properties`` and
-    ``max_user_property_bytes`` arguments of ``PacketReader`` and
-    ``decode_packet``; their docstrings state the contract. A property block
-    is *past the limit* once it holds more than ``count`` User Properties, or
-    their names and values take more than ``size`` UTF-8 bytes together. From
-    then on, ``skip(data, pos, end)`` is called instead of building the User
-    Property whose identifier ends at ``pos``; it checks that one and those
-    directly after it and returns the position of the next identifier that is
-    not a User Property's, or ``end``. Each twin brings its own ``skip`` (the
-    reference's is :func:`_skip_user_properties`); both raise what
-    :func:`_read_utf8` raises, in the same order.
+    Made by :func:`property_limit` from the ``max_user_properties``,
+    ``max_user_property_bytes`` and ``max_subscription_identifiers``
+    arguments of ``PacketReader`` and ``decode_packet``; their docstrings
+    state the contract. A property block is *past the user-property limit*
+    once it holds more than ``count`` User Properties, or their names and
+    values take more than ``size`` UTF-8 bytes together; a PUBLISH's block
+    is *past the Subscription Identifier limit* once it holds more than
+    ``identifiers`` of them (no other packet's: a SUBSCRIBE carries one, and
+    a second is a Protocol Error that must stay one).
+
+    From then on, ``skip(data, pos, end, users, identifiers)`` is called
+    instead of building the property whose identifier is at ``pos``: it
+    walks that property and those directly after it as long as each is a
+    User Property (when ``users``) or a Subscription Identifier (when
+    ``identifiers``), checks each as :func:`_decode_properties` would, and
+    returns the position of the first property it did not walk, or ``end``.
+    So a flood that mixes both kinds is walked in one call, once both are
+    past their limits. Each twin brings its own ``skip`` (the reference's is
+    :func:`_skip_properties`); both raise what the reference's readers
+    raise, in the same order.
     """
 
-    __slots__ = ("count", "size", "skip")
+    __slots__ = ("count", "identifiers", "size", "skip")
 
-    def __init__(self, count: int, size: int, skip: Callable[[bytes, int, int], int]) -> None:
+    def __init__(
+        self,
+        count: int,
+        size: int,
+        identifiers: int,
+        skip: Callable[[bytes, int, int, bool, bool], int],
+    ) -> None:
         self.count = count
         self.size = size
+        self.identifiers = identifiers
         self.skip = skip
 
 
@@ -198,37 +215,70 @@ def _limit_value(value: int | None, name: str) -> int:
     return min(number, sys.maxsize)
 
 
-def user_property_limit(
+def property_limit(
     max_user_properties: int | None,
     max_user_property_bytes: int | None,
-    skip: Callable[[bytes, int, int], int],
-) -> UserPropertyLimit | None:
-    """The limit for these arguments, or None when neither is set.
+    max_subscription_identifiers: int | None,
+    skip: Callable[[bytes, int, int, bool, bool], int],
+) -> PropertyLimit | None:
+    """The limit for these arguments, or None when none is set.
 
     :raises TypeError: for a value that is not an integer.
     :raises ValueError: for a negative value.
     """
     count = _limit_value(max_user_properties, "max_user_properties")
     size = _limit_value(max_user_property_bytes, "max_user_property_bytes")
-    if max_user_properties is None and max_user_property_bytes is None:
+    identifiers = _limit_value(max_subscription_identifiers, "max_subscription_identifiers")
+    if (
+        max_user_properties is None
+        and max_user_property_bytes is None
+        and max_subscription_identifiers is None
+    ):
         return None
-    return UserPropertyLimit(count, size, skip)
+    return PropertyLimit(count, size, identifiers, skip)
 
 
-def _skip_user_properties(data: bytes, pos: int, end: int) -> int:
-    """Check User Properties from ``pos`` (after an identifier) without keeping them.
+_SUBSCRIPTION_IDENTIFIER: Final = PROPERTIES[0x0B]
 
-    The reference ``UserPropertyLimit.skip``: each name and value goes
-    through :func:`_read_utf8` (bounds, well-formed UTF-8 [MQTT-1.5.4-1], no
-    U+0000 [MQTT-1.5.4-2]) and the string it built is dropped at once, so a
-    packet past the limit is accepted or refused exactly as without it.
+# A run of Subscription Identifiers that _decode_properties accepts: each a
+# Variable Byte Integer of one to four bytes whose last byte is 0x01-0x7F. A
+# last byte 0x00 is either not minimally encoded [MQTT-1.5.5-1] or the value
+# 0, a Protocol Error (5.0 section 3.3.2.3.8); four bytes cannot exceed
+# 268,435,455. Possessive: the engine keeps no backtracking state per item.
+_SUBSCRIPTION_IDENTIFIER_RUN: Final = re.compile(rb"(?:\x0b[\x80-\xff]{0,3}[\x01-\x7f])*+")
+
+
+def _skip_properties(data: bytes, pos: int, end: int, users: bool, identifiers: bool) -> int:
+    """Check properties from ``pos`` (an identifier) without keeping them.
+
+    The reference ``PropertyLimit.skip``. Each User Property (when
+    ``users``) goes through :func:`_read_utf8` (bounds, well-formed UTF-8
+    [MQTT-1.5.4-1], no U+0000 [MQTT-1.5.4-2]) and the strings it built are
+    dropped at once. A run of Subscription Identifiers (when
+    ``identifiers``) is matched by :data:`_SUBSCRIPTION_IDENTIFIER_RUN`,
+    which builds nothing; one it does not match is read as
+    :func:`_decode_properties` reads it, which raises its error. So a packet
+    past a limit is accepted or refused exactly as without it.
     """
-    while True:
-        pos = _read_utf8(data, pos, end, "user property name")[1]
-        pos = _read_utf8(data, pos, end, "user property value")[1]
-        if pos >= end or data[pos] != 0x26:
-            return pos
-        pos += 1
+    run = _SUBSCRIPTION_IDENTIFIER_RUN.match
+    spec = _SUBSCRIPTION_IDENTIFIER
+    while pos < end:
+        identifier = data[pos]
+        if identifier == 0x26 and users:
+            pos = _read_utf8(data, pos + 1, end, "user property name")[1]
+            pos = _read_utf8(data, pos, end, "user property value")[1]
+        elif identifier == 0x0B and identifiers:
+            match = run(data, pos, end)  # it always matches, if only nothing
+            after = match.end() if match else pos
+            if after == pos:
+                value, pos = _read_varint(data, pos + 1, end)
+                if not spec.min_value <= value <= spec.max_value:
+                    raise RemoteProtocolError(f"{spec.identifier.name} has invalid value {value}")
+            else:
+                pos = after
+        else:
+            break
+    return pos
 
 
 # ---------------------------------------------------------------------------
@@ -236,12 +286,13 @@ def _skip_user_properties(data: bytes, pos: int, end: int) -> int:
 
 
 def _decode_properties(
-    data: bytes, pos: int, end: int, kind: int, limit: UserPropertyLimit | None
+    data: bytes, pos: int, end: int, kind: int, limit: PropertyLimit | None
 ) -> tuple[dict[str, Any], int]:
     """Read a property length and the properties after it; return (fields, position).
 
-    With a ``limit``, User Properties past it are checked but not built (see
-    :class:`UserPropertyLimit`); nothing else changes.
+    With a ``limit``, User Properties and a PUBLISH's Subscription
+    Identifiers past it are checked but not built (see
+    :class:`PropertyLimit`); nothing else changes.
     """
     length, pos = _read_varint(data, pos, end)
     if not length:
@@ -253,6 +304,12 @@ def _decode_properties(
     fields: dict[str, Any] = {}
     # User Properties built so far, and the UTF-8 bytes of their names and values.
     kept = kept_bytes = 0
+    # Subscription Identifiers built so far, and how many may be. Only a
+    # PUBLISH's are limited: SUBSCRIBE must still refuse a second one.
+    identifiers = 0
+    max_identifiers = sys.maxsize
+    if limit is not None and kind == PacketType.PUBLISH:
+        max_identifiers = limit.identifiers
     while pos < stop:
         identifier = data[pos]
         pos += 1
@@ -269,8 +326,9 @@ def _decode_properties(
         if wire_type is WireType.UTF8_PAIR:
             if limit is not None and (kept > limit.count or kept_bytes > limit.size):
                 # Past the limit: the kept ones already say so; the rest are
-                # only checked. Each kept one was built, so the list exists.
-                pos = limit.skip(data, pos, stop)
+                # only checked, and so are the Subscription Identifiers among
+                # them once those are past their limit too.
+                pos = limit.skip(data, pos - 1, stop, True, identifiers > max_identifiers)
                 continue
             start = pos
             value, pos = _decode_user_property(data, pos, stop)
@@ -295,7 +353,15 @@ def _decode_properties(
                 value = data[pos]
                 pos += 1
             else:
+                # The Subscription Identifier, the one Variable Byte Integer.
+                if identifiers > max_identifiers:
+                    # Past the limit, as for User Properties above.
+                    assert limit is not None
+                    users = kept > limit.count or kept_bytes > limit.size
+                    pos = limit.skip(data, pos - 1, stop, users, True)
+                    continue
                 value, pos = _read_varint(data, pos, stop)
+                identifiers += 1
             if not spec.min_value <= value <= spec.max_value:
                 if identifier == 0x23:
                     # 5.0 section 3.3.4: "A Topic Alias value of 0 [...] is a Protocol

@@ -6,7 +6,7 @@ from ._codec_common import (
     _VERSIONS,
 )
 from ._decode import _decode_body, _decode_publish
-from ._decode_fields import _read_varint, _skip_user_properties, user_property_limit
+from ._decode_fields import _read_varint, _skip_properties, property_limit
 from .enums import PacketType, ProtocolVersion
 from .errors import (
     MalformedPacket,
@@ -38,6 +38,9 @@ class PacketReader:
         property block once it holds more than this many (see below).
     :param max_user_property_bytes: stop building them once their names and
         values take more than this many UTF-8 bytes together.
+    :param max_subscription_identifiers: stop building the Subscription
+        Identifiers of a PUBLISH once it holds more than this many (see
+        below).
 
     The reader holds at most one incomplete packet. After it raises, it is
     broken: every later :meth:`feed` raises the same error, because the
@@ -60,6 +63,28 @@ class PacketReader:
     ``user_properties``; it bounds what a flood of User Properties costs in
     objects by the limit instead of by the packet size. Each property block
     counts on its own: a CONNECT has two, its own and its will's.
+
+    **Subscription Identifier limit.** The same for the Subscription
+    Identifiers of a PUBLISH. With ``max_subscription_identifiers`` (0 or
+    more; None, the default, for none), ``subscription_identifiers`` hold at
+    most the first ``max_subscription_identifiers + 1``, which is past the
+    limit whenever the whole list is. The rest are checked, not built: each
+    must still be a minimally encoded Variable Byte Integer [MQTT-1.5.5-1]
+    within the property block, and not 0 (a Protocol Error). Only PUBLISH is
+    limited: a SUBSCRIBE carries at most one, and a second is refused as
+    always. A server's reader can take 0, since a client sends none
+    [MQTT-3.3.4-6], and refuse any PUBLISH whose list is not empty, with the
+    answer the whole list would get. A client's reader should take none: a
+    server sends those of every matching subscription [MQTT-3.3.4-3]
+    [MQTT-3.3.4-4], as many as there are.
+
+    **Order of checks.** A limit moves no check: the properties of a block
+    are read in order, each checked as without a limit, and the packet after
+    the block as well. So a packet past a limit is refused for the first
+    rule it breaks in that order (malformed later in its property block: as
+    malformed; a Topic Alias 0: as such), or returned with the lists cut;
+    deciding what a list past the limit means is the receiver's, after
+    decoding, as it would be with the whole list.
     """
 
     __slots__ = (
@@ -79,13 +104,17 @@ class PacketReader:
         max_packet_size: int | None = None,
         max_user_properties: int | None = None,
         max_user_property_bytes: int | None = None,
+        max_subscription_identifiers: int | None = None,
     ) -> None:
         if version is not None and version not in _VERSIONS:
             raise ValueError(f"unknown protocol version {version!r}")
         if max_packet_size is not None and max_packet_size < 2:
             raise ValueError("max_packet_size must be at least 2")
-        self._limit = user_property_limit(
-            max_user_properties, max_user_property_bytes, _skip_user_properties
+        self._limit = property_limit(
+            max_user_properties,
+            max_user_property_bytes,
+            max_subscription_identifiers,
+            _skip_properties,
         )
         self._version: int | None = None if version is None else int(version)
         self._max_packet_size = max_packet_size

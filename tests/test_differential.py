@@ -21,6 +21,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from test_malformed import CASES
+from test_subscription_identifier_limit import (
+    AFTER_THE_FLOOD,
+    _frame,
+    _varint,
+    publish_with_block,
+)
 from test_vectors import DECODE_ONLY, VECTORS
 
 from mqttproto import _codec_py as py
@@ -164,6 +170,32 @@ FLOOD_SEEDS: list[tuple[bytes, ProtocolVersion | None]] = [
     ),
 ]
 
+
+# More Subscription Identifiers than the limits below: in a PUBLISH (one to
+# four bytes each, with other properties after them; and in turn with User
+# Properties, which the encoder does not write), and in a SUBSCRIBE, which
+# carries one and must refuse a second whatever the limit.
+_TURNS = b"".join(b"\x0b" + _varint(v) + b"\x26\x00\x01k\x00\x01v" for v in (1, 200, 70_000) * 4)
+FLOOD_SEEDS += [
+    (
+        c.encode_packet(
+            PublishPacket(
+                "a/b",
+                b"p",
+                QoS.EXACTLY_ONCE,
+                packet_id=4,
+                subscription_identifiers=(1, 127, 128, 16_384, 268_435_455) * 4,
+                topic_alias=2,
+                message_expiry_interval=7,
+            ),
+            version=V5,
+        ),
+        V5,
+    ),
+    (_frame(0x30, b"\x00\x01t" + _varint(len(_TURNS)) + _TURNS + b"x"), V5),
+    (_frame(0x82, b"\x00\x09\x06\x0b\x05\x0b\x05\x0b\x05\x00\x01s\x00"), V5),
+]
+
 SEEDS: list[tuple[bytes, ProtocolVersion | None]] = (
     [(v.data, v.version) for v in VECTORS + DECODE_ONLY]
     + [
@@ -271,11 +303,13 @@ def test_mutated_stream(
     check_reader(data, version, chunks, max_packet_size)
 
 
-# The user-property limits: none, a count, a byte size, both.
-user_property_limits = st.fixed_dictionaries(
+# The property limits: for user properties none, a count, a byte size, both;
+# for Subscription Identifiers none or a count.
+property_limits = st.fixed_dictionaries(
     {
         "max_user_properties": st.none() | st.integers(0, 45),
         "max_user_property_bytes": st.none() | st.integers(0, 200),
+        "max_subscription_identifiers": st.none() | st.integers(0, 21),
     }
 )
 
@@ -285,19 +319,27 @@ user_property_limits = st.fixed_dictionaries(
     seed=st.lists(mutated(FLOOD_SEEDS) | mutated(), min_size=1, max_size=3),
     server=st.booleans(),
     chunks=st.lists(st.integers(0, 40), max_size=6),
-    limits=user_property_limits,
+    limits=property_limits,
 )
 @example(seed=[FLOOD_SEEDS[0]], server=False, chunks=[], limits={"max_user_properties": 3})
 @example(seed=[FLOOD_SEEDS[0]], server=False, chunks=[], limits={"max_user_property_bytes": 5})
 @example(seed=[FLOOD_SEEDS[1]], server=False, chunks=[], limits={"max_user_properties": 3})
 @example(seed=[FLOOD_SEEDS[2]], server=True, chunks=[], limits={"max_user_property_bytes": 9})
-def test_mutated_with_user_property_limits(
+@example(seed=[FLOOD_SEEDS[4]], server=False, chunks=[], limits={"max_subscription_identifiers": 0})
+@example(
+    seed=[FLOOD_SEEDS[5]],
+    server=False,
+    chunks=[],
+    limits={"max_subscription_identifiers": 1, "max_user_properties": 2},
+)
+@example(seed=[FLOOD_SEEDS[6]], server=False, chunks=[], limits={"max_subscription_identifiers": 0})
+def test_mutated_with_property_limits(
     seed: list[tuple[bytes, ProtocolVersion | None]],
     server: bool,
     chunks: list[int],
     limits: dict[str, int | None],
 ) -> None:
-    """With a user-property limit, both twins keep the same prefix or raise alike."""
+    """With property limits, both twins keep the same prefixes or raise alike."""
     data = b"".join(item[0] for item in seed)
     version = None if server else (seed[0][1] or V5)
     check_reader(data, version, [], **limits)
@@ -444,9 +486,24 @@ def test_reader_arguments() -> None:
             )
 
 
-def test_user_property_limit_arguments() -> None:
+@pytest.mark.parametrize(
+    "block", [case[1] for case in AFTER_THE_FLOOD], ids=[case[0] for case in AFTER_THE_FLOOD]
+)
+def test_subscription_identifier_floods_with_a_bad_tail(block: bytes) -> None:
+    """Each twin's walk past the limit raises where and what the other's does."""
+    data = publish_with_block(block)
+    for limits in (
+        {},
+        {"max_subscription_identifiers": 0},
+        {"max_subscription_identifiers": 0, "max_user_properties": 0},
+    ):
+        check_decode(data, V5, **limits)
+        check_reader(data, V5, [len(data) // 2], **limits)
+
+
+def test_property_limit_arguments() -> None:
     data = FLOOD_SEEDS[1][0]
-    for name in ("max_user_properties", "max_user_property_bytes"):
+    for name in ("max_user_properties", "max_user_property_bytes", "max_subscription_identifiers"):
         for value in (None, 0, 1, -1, 2.5, 3.0, "3", True, 2**80, -(2**80)):
             assert_same(
                 lambda name=name, value=value: py.PacketReader(version=V5, **{name: value}).feed(
