@@ -1,7 +1,11 @@
-"""A complete MQTT client over a socket and a selector: the sans-IO loop."""
+"""A complete MQTT client over a socket and a selector: the sans-IO loop.
+
+Run it against the broker at MQTT_HOST:MQTT_PORT (default 127.0.0.1:1883).
+"""
 
 from __future__ import annotations
 
+import os
 import selectors
 import socket
 import time
@@ -43,3 +47,9 @@ def run(host: str = "127.0.0.1", port: int = 1883, timeout: float = 10.0) -> lis
     sock.sendall(conn.data_to_send(time.monotonic()))
     sock.close()
     return received
+
+
+if __name__ == "__main__":
+    host = os.environ.get("MQTT_HOST", "127.0.0.1")
+    port = int(os.environ.get("MQTT_PORT", "1883"))
+    print("received:", run(host, port))

@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import random as _random
 import ssl as _ssl
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ..config import ClientConfig
 from ..enums import ProtocolVersion, ReasonCode
-from ..events import ConnectionAccepted, MessageReceived, PublishAcknowledged
+from ..events import ConnectionAccepted, MessageReceived, PublishAcknowledged, Reauthenticated
 from ..packets import Subscription, Will
-from ._client_core import (
+from ._client_auth import AsyncAuthenticator, AuthenticationData
+from ._client_core import ClientCore
+from ._client_types import (
     DEFAULT_MAX_QUEUED_MESSAGES,
-    ClientCore,
     ClientError,
     Completion,
     MessageQueue,
@@ -124,6 +126,17 @@ class Client:
     :param connect_properties: more keyword arguments for
         :meth:`~mqttproto.client.ClientConnection.connect` (MQTT 5 properties
         such as ``request_response_information`` or ``user_properties``).
+    :param authentication_method: MQTT 5 enhanced authentication: the
+        Authentication Method of every CONNECT (and re-authentication).
+    :param authentication_data: the Authentication Data of CONNECT and of
+        :meth:`reauthenticate`: bytes, or a function called for each exchange
+        that returns them (or None).
+    :param authenticator: answers each challenge of the server (AUTH 0x18):
+        called with the :class:`~mqttproto.events.AuthChallenged`, returns
+        the Authentication Data of the client's AUTH, bytes or None. A plain
+        function runs on the loop (keep it short); a coroutine function is
+        awaited in a task, while the connection carries on. See
+        :ref:`enhanced-authentication`.
     """
 
     def __init__(
@@ -148,6 +161,9 @@ class Client:
         connect_timeout: float = 10.0,
         rng: _random.Random | None = None,
         connect_properties: Mapping[str, Any] | None = None,
+        authentication_method: str | None = None,
+        authentication_data: AuthenticationData = None,
+        authenticator: AsyncAuthenticator | None = None,
     ) -> None:
         self.host = host
         self.port = default_port(transport, tls) if port is None else port
@@ -171,8 +187,13 @@ class Client:
             max_queued_messages=max_queued_messages,
             rng=rng,
             connect_properties=dict(connect_properties or {}),
+            authentication_method=authentication_method,
+            authentication_data=authentication_data,
+            authenticator=authenticator,
         )
-        self._core.resume_reading = self._resume_reading
+        self._core.router.resume_reading = self._resume_reading
+        self._core.auth.run_async = self._run_authenticator
+        self._auth_tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._transport: asyncio.Transport | None = None
         self._lost = asyncio.Event()
@@ -285,6 +306,7 @@ class Client:
             supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await supervisor
+        self._cancel_authenticators()
         if self._transport is not None:
             try:
                 await asyncio.wait_for(self._closed.wait(), CLOSE_TIMEOUT)
@@ -365,9 +387,39 @@ class Client:
             self._core.cancel_request(correlation)
             raise TimeoutError(f"no response on {topic!r} within {timeout} s") from None
 
+    async def reauthenticate(
+        self,
+        authentication_data: bytes | None = None,
+        *,
+        reason_string: str | None = None,
+        user_properties: Iterable[tuple[str, str]] = (),
+    ) -> Reauthenticated:
+        """MQTT 5 re-authentication [MQTT-4.12.1-1]: run the exchange again
+        on the live connection and wait for its result.
+
+        Sends AUTH 0x19 with ``authentication_data`` (None: the client's
+        ``authentication_data``, as in CONNECT); the authenticator answers
+        the server's challenges. Returns the server's final AUTH 0x00
+        (:class:`~mqttproto.events.Reauthenticated`, with any final data).
+
+        :raises AuthenticationError: the server refused (it ends the
+            connection with DISCONNECT, whose code is ``reason_code``
+            [MQTT-4.12.1-2]; with a reconnect policy the client then
+            reconnects, running the exchange of CONNECT again), or the
+            authenticator failed.
+        :raises ClientError: no ``authentication_method``, not connected, or
+            another re-authentication is under way.
+        :raises ConnectionLostError: the connection ended otherwise first.
+        """
+        completion = self._core.reauthenticate(
+            authentication_data, reason_string=reason_string, user_properties=user_properties
+        )
+        self._flush()
+        return await self._wait(completion)
+
     def messages(self) -> MessageIterator:
         """Every received message no :meth:`subscription` claimed."""
-        return MessageIterator(self._core.default_queue)
+        return MessageIterator(self._core.router.default_queue)
 
     @contextlib.asynccontextmanager
     async def subscription(
@@ -435,6 +487,7 @@ class Client:
             return
         self._core.connection_lost(self._now())
         self._cancel_timer()
+        self._cancel_authenticators()
         self._lost.set()
         self._flush()
 
@@ -458,6 +511,29 @@ class Client:
             self._paused = True
             transport.pause_reading()
         self._arm_timer()
+
+    def _run_authenticator(self, number: int, answer: Awaitable[bytes | None]) -> None:
+        loop = self._loop
+        assert loop is not None
+        task = loop.create_task(self._answer(number, answer))
+        self._auth_tasks.add(task)
+        task.add_done_callback(self._auth_tasks.discard)
+        if inspect.iscoroutine(answer):
+            # Cancelled before it ran, the coroutine was never awaited: close it.
+            task.add_done_callback(lambda _: answer.close())
+
+    async def _answer(self, number: int, answer: Awaitable[bytes | None]) -> None:
+        try:
+            data = await answer
+        except Exception as exc:
+            self._core.authenticator_failed(number, exc)
+        else:
+            self._core.answer_challenge(number, data)
+        self._flush()
+
+    def _cancel_authenticators(self) -> None:
+        for task in list(self._auth_tasks):
+            task.cancel()
 
     def _resume_reading(self) -> None:
         transport = self._transport

@@ -17,6 +17,10 @@ results application calls wait for:
   lost the session, QoS 1/2 publishes the server lost published again, and
   operations made while offline held until the connection is back.
 
+The pending operations live in :mod:`._client_operations`, the queues and
+pending requests in :mod:`._client_routing`, MQTT 5 enhanced authentication
+in :mod:`._client_auth`; this module ties them to the connection.
+
 Like the protocol core, it opens no socket, starts no thread, reads no clock
 and never sleeps: the adapter passes ``now`` and does the waiting. The only
 callbacks it makes are the ones the adapter installs to wake its waiters.
@@ -26,11 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import random as _random
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
-
-import attrs
 
 from .._state import ConnectionState
 from ..client import ClientConnection
@@ -38,6 +39,7 @@ from ..config import ClientConfig
 from ..enums import ProtocolVersion, QoS, ReasonCode, RetainHandling
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..events import (
+    AuthChallenged,
     ConnectionAccepted,
     ConnectionRefused,
     Disconnected,
@@ -45,71 +47,34 @@ from ..events import (
     MessageReceived,
     PublishAcknowledged,
     PublishDiscarded,
+    Reauthenticated,
     SubscribeAcknowledged,
     UnsubscribeAcknowledged,
 )
 from ..packets import Subscription, Will
+from ._client_auth import AsyncAuthenticator, AuthenticationData, EnhancedAuth
+from ._client_operations import (
+    PendingOperation,
+    PendingOperations,
+    PendingPublish,
+    PendingSubscribe,
+    PendingUnsubscribe,
+)
+from ._client_routing import MessageRouter
 from ._client_types import (
     DEFAULT_MAX_QUEUED_MESSAGES,
-    ClientError,
     Completion,
     ConnectError,
     ConnectionLostError,
     MessageQueue,
-    PublishError,
     ReconnectPolicy,
-    SubscribeError,
     Transport,
-    default_port,
 )
 
 if TYPE_CHECKING:
     from ._websocket import WebSocketLayer
 
-__all__ = [
-    "DEFAULT_MAX_QUEUED_MESSAGES",
-    "ClientCore",
-    "ClientError",
-    "Completion",
-    "ConnectError",
-    "ConnectionLostError",
-    "MessageQueue",
-    "PublishError",
-    "ReconnectPolicy",
-    "SubscribeError",
-    "Transport",
-    "default_port",
-]
-
-
-# -- pending operations --------------------------------------------------------
-
-
-@attrs.define
-class _Publish:
-    completion: Completion[PublishAcknowledged | None]
-    topic: str
-    payload: bytes
-    qos: QoS
-    retain: bool
-    properties: dict[str, Any]
-
-
-@attrs.define
-class _Subscribe:
-    completion: Completion[tuple[ReasonCode, ...]]
-    subscriptions: tuple[Subscription, ...]
-    properties: dict[str, Any]
-
-
-@attrs.define
-class _Unsubscribe:
-    completion: Completion[tuple[ReasonCode, ...]]
-    filters: tuple[str, ...]
-    properties: dict[str, Any]
-
-
-_Operation = _Publish | _Subscribe | _Unsubscribe
+__all__ = ["ClientCore"]
 
 
 class ClientCore:
@@ -147,6 +112,9 @@ class ClientCore:
         max_queued_messages: int = DEFAULT_MAX_QUEUED_MESSAGES,
         rng: _random.Random | None = None,
         connect_properties: dict[str, Any] | None = None,
+        authentication_method: str | None = None,
+        authentication_data: AuthenticationData = None,
+        authenticator: AsyncAuthenticator | None = None,
     ) -> None:
         if transport not in ("tcp", "websocket", "unix"):
             raise ValueError(f"transport must be 'tcp', 'websocket' or 'unix', not {transport!r}")
@@ -157,13 +125,31 @@ class ClientCore:
         self.transport: Transport = transport
         self.websocket_path = websocket_path
         self._client_id = client_id
+        properties = dict(connect_properties or {})
+        if authentication_method is None:
+            # Given the old way, as CONNECT properties: the same thing.
+            authentication_method = properties.pop("authentication_method", None)
+            if authentication_data is None:
+                authentication_data = properties.pop("authentication_data", None)
+        elif {"authentication_method", "authentication_data"} & properties.keys():
+            raise ValueError(
+                "give the authentication method and data as arguments, not in connect_properties"
+            )
         self._connect_args: dict[str, Any] = dict(
             username=username,
             password=password,
             keep_alive=keep_alive,
             will=will,
             session_expiry_interval=session_expiry_interval,
-            **(connect_properties or {}),
+            **properties,
+        )
+        #: MQTT 5 enhanced authentication: the method, the exchanges.
+        self.auth = EnhancedAuth(
+            self.conn,
+            method=authentication_method,
+            data=authentication_data,
+            authenticator=authenticator,
+            fail_connect=self._fail_attempt,
         )
         self._clean_start = clean_start
         if reconnect is True:
@@ -183,41 +169,24 @@ class ClientCore:
         self.final_error: BaseException | None = None
         self.accepted: ConnectionAccepted | None = None
 
-        self._publishes: dict[int, _Publish] = {}
-        self._subscribes: dict[int, _Subscribe] = {}
-        self._unsubscribes: dict[int, _Unsubscribe] = {}
-        self._offline: deque[_Operation] = deque()
-        #: Sent first when a connection is accepted: subscriptions and QoS 1/2
-        #: messages of a session the server lost, in their original order.
-        self._replay: list[_Operation] = []
-        #: Filters granted by the server, replayed when a session is lost.
-        self.subscriptions: dict[str, Subscription] = {}
-        self._subscription_properties: dict[str, dict[str, Any]] = {}
-
-        self.default_queue = MessageQueue(None, max_queued_messages)
-        self.default_queue.on_space = self._queue_has_space
-        self._filtered: list[MessageQueue] = []
-        #: Instead of the default queue, unclaimed messages go here when set.
-        self.on_message: Callable[[MessageReceived], object] | None = None
-        #: Called (by the core) when reading may resume after a pause.
-        self.resume_reading: Callable[[], object] | None = None
+        #: Operations waiting for the server or the connection.
+        self.operations = PendingOperations()
+        #: The queues, ``on_message`` and the pending requests.
+        self.router = MessageRouter(max_queued_messages, self.rng)
         self.on_connect: list[Callable[[ConnectionAccepted], object]] = []
         self.on_disconnect: list[Callable[[Disconnected], object]] = []
-
-        self._response_topic: str | None = None
-        self._requests: dict[bytes, Completion[MessageReceived]] = {}
-        self._request_counter = 0
-        self._request_prefix = self.rng.getrandbits(64).to_bytes(8, "big")
 
         self._handlers: dict[type[Event], Callable[[Any], None]] = {
             ConnectionAccepted: self._on_accepted,
             ConnectionRefused: self._on_refused,
-            MessageReceived: self._on_message,
-            PublishAcknowledged: self._on_puback,
+            MessageReceived: self.router.route,
+            PublishAcknowledged: self.operations.acknowledged,
             PublishDiscarded: self._on_discarded,
-            SubscribeAcknowledged: self._on_suback,
-            UnsubscribeAcknowledged: self._on_unsuback,
+            SubscribeAcknowledged: self.operations.subscribed,
+            UnsubscribeAcknowledged: self.operations.unsubscribed,
             Disconnected: self._on_disconnected,
+            AuthChallenged: self.auth.challenged,
+            Reauthenticated: self.auth.reauthenticated,
         }
 
     # -- the network connection --------------------------------------------------
@@ -241,7 +210,15 @@ class ClientCore:
     def _send_connect(self) -> None:
         clean_start = self._clean_start if not self._has_connected else False
         client_id = self.conn.client_id if self._has_connected else self._client_id
-        self.conn.connect(client_id=client_id, clean_start=clean_start, **self._connect_args)
+        self.conn.connect(
+            client_id=client_id,
+            clean_start=clean_start,
+            **self._connect_args,
+            **self.auth.connect_arguments(),
+        )
+
+    def _fail_attempt(self, error: BaseException) -> None:
+        self.connect_completion.set_error(error)
 
     def data_to_send(self, now: float) -> bytes:
         data = self.conn.data_to_send(now)
@@ -309,13 +286,7 @@ class ClientCore:
     @property
     def reading_paused(self) -> bool:
         """Whether a consumer's queue is full: stop reading until it has room."""
-        if self.on_message is None and self.default_queue.full:
-            return True
-        return any(queue.full for queue in self._filtered)
-
-    def _queue_has_space(self) -> None:
-        if not self.reading_paused and self.resume_reading is not None:
-            self.resume_reading()
+        return self.router.reading_paused
 
     def next_reconnect_delay(self) -> float | None:
         """Seconds to wait before the next attempt; None: give up (the core
@@ -354,7 +325,7 @@ class ClientCore:
             qos_ = QoS(qos)
         except ValueError:
             raise LocalProtocolError(f"QoS must be 0, 1 or 2, not {qos!r}") from None
-        op = _Publish(Completion(), topic, bytes(payload), qos_, retain, properties)
+        op = PendingPublish(Completion(), topic, bytes(payload), qos_, retain, properties)
         self._start(op)
         return op.completion
 
@@ -385,7 +356,7 @@ class ClientCore:
         )
         if not subs:
             raise LocalProtocolError("subscribe() needs at least one topic filter")
-        op = _Subscribe(Completion(), subs, properties)
+        op = PendingSubscribe(Completion(), subs, properties)
         self._start(op)
         return op.completion
 
@@ -395,7 +366,7 @@ class ClientCore:
         filters = (filters,) if isinstance(filters, str) else tuple(filters)
         if not filters:
             raise LocalProtocolError("unsubscribe() needs at least one topic filter")
-        op = _Unsubscribe(Completion(), filters, properties)
+        op = PendingUnsubscribe(Completion(), filters, properties)
         self._start(op)
         return op.completion
 
@@ -415,12 +386,12 @@ class ClientCore:
         if "response_topic" in properties or "correlation_data" in properties:
             raise LocalProtocolError("request() sets response_topic and correlation_data itself")
         response_topic = self.response_topic
-        if response_topic not in self.subscriptions and not self._subscribing(response_topic):
+        operations = self.operations
+        if response_topic not in operations.subscriptions and not operations.subscribing(
+            response_topic
+        ):
             self.subscribe(response_topic, qos=qos)
-        self._request_counter += 1
-        correlation = self._request_prefix + self._request_counter.to_bytes(8, "big")
-        completion: Completion[MessageReceived] = Completion()
-        self._requests[correlation] = completion
+        correlation, completion = self.router.open_request()
         published = self.publish(
             topic,
             payload,
@@ -434,35 +405,46 @@ class ClientCore:
             try:
                 done.result()
             except BaseException as exc:
-                self._requests.pop(correlation, None)
+                self.router.cancel_request(correlation)
                 completion.set_error(exc)
 
         published.add_done_callback(failed)
         return correlation, completion
 
     def cancel_request(self, correlation: bytes) -> None:
-        self._requests.pop(correlation, None)
+        self.router.cancel_request(correlation)
 
     @property
     def response_topic(self) -> str:
-        """The topic this client receives responses on.
+        """The topic this client receives responses on (see
+        :meth:`MessageRouter.response_topic`)."""
+        return self.router.response_topic(self.accepted, self.conn.client_id)
 
-        ``<response information>/responses`` when the server offered response
-        information in CONNACK, else ``<client id>/responses``.
-        """
-        if self._response_topic is None:
-            info = self.accepted.response_information if self.accepted is not None else None
-            base = info.rstrip("/") if info else (self.conn.client_id or "mqttproto")
-            self._response_topic = f"{base}/responses"
-        return self._response_topic
+    # -- enhanced authentication -------------------------------------------------
 
-    def _subscribing(self, topic_filter: str) -> bool:
-        ops: Iterable[_Operation] = (*self._subscribes.values(), *self._offline)
-        return any(
-            isinstance(op, _Subscribe)
-            and any(s.topic_filter == topic_filter for s in op.subscriptions)
-            for op in ops
+    def reauthenticate(
+        self,
+        authentication_data: bytes | None = None,
+        *,
+        reason_string: str | None = None,
+        user_properties: Iterable[tuple[str, str]] = (),
+    ) -> Completion[Reauthenticated]:
+        """Start an MQTT 5 re-authentication; see :meth:`EnhancedAuth.reauthenticate`."""
+        if self.finished:
+            raise ConnectionLostError("the client is closed")
+        return self.auth.reauthenticate(
+            authentication_data, reason_string=reason_string, user_properties=user_properties
         )
+
+    def answer_challenge(self, number: int, data: object) -> None:
+        """An awaited authenticator answered challenge *number* (adapters call this)."""
+        self.auth.answer(number, data)
+        self._process()
+
+    def authenticator_failed(self, number: int, error: BaseException) -> None:
+        """An awaited authenticator raised *error* for challenge *number*."""
+        self.auth.answer_failed(number, error)
+        self._process()
 
     def disconnect(self, reason_code: ReasonCode = ReasonCode.NORMAL_DISCONNECTION) -> None:
         """Send DISCONNECT if connected; the client is finished."""
@@ -479,26 +461,9 @@ class ClientCore:
         self.final_error = None if clean else error
         self.connected = False
         self.connect_completion.set_error(error)
-        pending: list[_Operation] = [
-            *self._publishes.values(),
-            *self._subscribes.values(),
-            *self._unsubscribes.values(),
-            *self._replay,
-            *self._offline,
-        ]
-        self._replay.clear()
-        self._publishes.clear()
-        self._subscribes.clear()
-        self._unsubscribes.clear()
-        self._offline.clear()
-        for op in pending:
-            op.completion.set_error(error)
-        requests = list(self._requests.values())
-        self._requests.clear()
-        for request in requests:
-            request.set_error(error)
-        for queue in (self.default_queue, *self._filtered):
-            queue.close(None if clean else error)
+        self.auth.close(error)
+        self.operations.fail(error)
+        self.router.close(error, clean=clean)
         self._process()
 
     # -- consumers ---------------------------------------------------------------
@@ -506,53 +471,26 @@ class ClientCore:
     def add_queue(self, topic_filter: str | None, maxsize: int | None = None) -> MessageQueue:
         """A queue of the messages matching ``topic_filter`` (claimed before
         the default queue sees them)."""
-        queue = MessageQueue(topic_filter, maxsize or self.max_queued_messages)
-        queue.on_space = self._queue_has_space
+        queue = self.router.add_queue(topic_filter, maxsize)
         if self.finished:
             queue.close(self.final_error)
-        self._filtered.append(queue)
         return queue
 
     def remove_queue(self, queue: MessageQueue) -> None:
-        if queue in self._filtered:
-            self._filtered.remove(queue)
-            queue.close()
-            self._queue_has_space()
+        self.router.remove_queue(queue)
 
     # -- internals -----------------------------------------------------------------
 
-    def _start(self, op: _Operation) -> None:
+    def _start(self, op: PendingOperation) -> None:
         if self.finished:
             raise ConnectionLostError("the client is closed")
         if self.connected:
-            self._issue(op)
+            self.operations.issue(self.conn, op)
         elif self.reconnecting or not self._has_connected:
             # Offline: held (bounded) until the connection is back.
-            if len(self._offline) >= self.conn.config.max_queued_messages:
-                raise ClientError("too many operations waiting for the connection")
-            self._offline.append(op)
+            self.operations.hold(op, self.conn.config.max_queued_messages)
         else:
             raise ConnectionLostError("not connected")
-
-    def _issue(self, op: _Operation) -> None:
-        conn = self.conn
-        try:
-            if isinstance(op, _Publish):
-                packet_id = conn.publish(
-                    op.topic, op.payload, qos=op.qos, retain=op.retain, **op.properties
-                )
-                if packet_id is None:
-                    op.completion.set_result(None)
-                else:
-                    self._publishes[packet_id] = op
-            elif isinstance(op, _Subscribe):
-                packet_id = conn.subscribe(op.subscriptions, **op.properties)
-                self._subscribes[packet_id] = op
-            else:
-                packet_id = conn.unsubscribe(op.filters, **op.properties)
-                self._unsubscribes[packet_id] = op
-        except (LocalProtocolError, ValueError, TypeError) as exc:
-            op.completion.set_error(exc)
 
     def _process(self) -> None:
         handlers = self._handlers
@@ -560,12 +498,9 @@ class ClientCore:
             handler = handlers.get(type(event))
             if handler is not None:
                 handler(event)
-        if self.connected and (self._replay or self._offline):
-            ops = [*self._replay, *self._offline]
-            self._replay.clear()
-            self._offline.clear()
-            for op in ops:
-                self._issue(op)
+        if self.connected:
+            for op in self.operations.take_ready():
+                self.operations.issue(self.conn, op)
 
     def _on_accepted(self, event: ConnectionAccepted) -> None:
         resumed_after_loss = self._has_connected and not event.session_present
@@ -573,11 +508,8 @@ class ClientCore:
         self.connected = True
         self._attempt = 0
         self.accepted = event
-        if resumed_after_loss and self.subscriptions:
-            # The server lost the session: subscribe again, before anything
-            # held offline is sent.
-            subs = tuple(self.subscriptions.values())
-            self._replay.append(_Subscribe(Completion(), subs, {}))
+        if resumed_after_loss:
+            self.operations.session_lost()
         self.connect_completion.set_result(event)
         for callback in self.on_connect:
             callback(event)
@@ -588,94 +520,27 @@ class ClientCore:
         text = f"connection refused: {name} (0x{int(event.reason_code):02X})"
         if event.reason_string:
             text += f": {event.reason_string}"
+        if self.auth.method is not None:
+            text += f" (authentication method {self.auth.method})"
         self.connect_completion.set_error(ConnectError(text, event.reason_code))
 
-    def _on_message(self, message: MessageReceived) -> None:
-        correlation = message.correlation_data
-        if correlation is not None and message.topic == self._response_topic:
-            request = self._requests.pop(correlation, None)
-            if request is not None:
-                request.set_result(message)
-                return
-        claimed = False
-        for queue in self._filtered:
-            if queue.matches(message.topic):
-                queue.put(message)
-                claimed = True
-        if claimed:
-            return
-        if self.on_message is not None:
-            self.on_message(message)
-        else:
-            self.default_queue.put(message)
-
-    def _on_puback(self, event: PublishAcknowledged) -> None:
-        op = self._publishes.pop(event.packet_id, None)
-        if op is None:
-            return
-        if event.reason_code >= 0x80:
-            op.completion.set_error(
-                PublishError(
-                    f"publish to {op.topic!r} refused: {event.reason_code.name}"
-                    + (f": {event.reason_string}" if event.reason_string else ""),
-                    event.reason_code,
-                )
-            )
-        else:
-            op.completion.set_result(event)
-
     def _on_discarded(self, event: PublishDiscarded) -> None:
-        op = self._publishes.pop(event.packet_id, None)
-        if op is None:
-            return
-        if self.connected and self.reconnect_policy is not None and not self.finished:
-            # The server lost the session (or the message no longer fits):
-            # publish it again as a new message, so that it is not lost.
-            self._replay.append(op)
-            return
-        op.completion.set_error(PublishError(f"publish discarded: {event.reason}"))
-
-    def _on_suback(self, event: SubscribeAcknowledged) -> None:
-        op = self._subscribes.pop(event.packet_id, None)
-        if op is None:
-            return
-        codes = event.reason_codes
-        for sub, code in zip(op.subscriptions, codes, strict=False):
-            if code < 0x80:
-                self.subscriptions[sub.topic_filter] = sub
-        if codes and all(code >= 0x80 for code in codes):
-            names = ", ".join(getattr(c, "name", str(c)) for c in codes)
-            op.completion.set_error(SubscribeError(f"subscription refused: {names}", codes))
-        else:
-            op.completion.set_result(codes)
-
-    def _on_unsuback(self, event: UnsubscribeAcknowledged) -> None:
-        op = self._unsubscribes.pop(event.packet_id, None)
-        if op is None:
-            return
-        for topic_filter in op.filters:
-            self.subscriptions.pop(topic_filter, None)
-        op.completion.set_result(event.reason_codes)
+        republish = self.connected and self.reconnect_policy is not None and not self.finished
+        self.operations.discarded(event, republish=republish)
 
     def _on_disconnected(self, event: Disconnected) -> None:
         was_connected = self.connected
         self.connected = False
+        self.auth.connection_ended(event)
         for callback in self.on_disconnect:
             callback(event)
         if not was_connected:
             return
-        # SUBSCRIBE/UNSUBSCRIBE are per connection: their packet ids are gone.
-        lost: list[_Operation] = [*self._subscribes.values(), *self._unsubscribes.values()]
-        self._subscribes.clear()
-        self._unsubscribes.clear()
         if self.reconnect_policy is not None and not self.finished:
-            # Sent again once the connection is back; QoS 1/2 publishes stay
-            # in the session and are resent (or published again).
-            self._offline.extendleft(reversed(lost))
+            self.operations.connection_ended(None)
             return
         name = getattr(event.reason_code, "name", str(event.reason_code))
         error = ConnectionLostError(f"connection lost: {name}", event.reason_code)
-        for op in lost:
-            op.completion.set_error(error)
+        self.operations.connection_ended(error)
         if not self.finished:
             self.fail(error)

@@ -1,7 +1,7 @@
 """The client adapters' shared vocabulary: exceptions, completions, queues, policy.
 
-Split from :mod:`mqttproto.adapters._client_core` (which re-exports every
-name): the plain data types the core and the three adapters pass around.
+Split from :mod:`mqttproto.adapters._client_core`: the plain data types the
+core and the three adapters pass around.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from ..topics import parse_shared_subscription, topic_matches
 
 __all__ = [
     "DEFAULT_MAX_QUEUED_MESSAGES",
+    "AuthenticationError",
     "ClientError",
     "Completion",
     "ConnectError",
@@ -73,6 +74,20 @@ class ConnectionLostError(ClientError):
 class PublishError(ClientError):
     """The server refused a QoS 1/2 message (PUBACK or PUBREC with a failure
     code), or the message was discarded (:class:`~mqttproto.events.PublishDiscarded`)."""
+
+
+class AuthenticationError(ClientError):
+    """MQTT 5 enhanced authentication failed [MQTT-4.12].
+
+    Raised by ``reauthenticate()`` when the server ends the connection
+    during a re-authentication (it must, with DISCONNECT, when the
+    re-authentication fails [MQTT-4.12.1-2]; ``reason_code`` is the
+    DISCONNECT's), and by ``connect()`` or ``reauthenticate()`` when this
+    side cannot go on: the server challenged a client that has no
+    authenticator, or the authenticator raised (the exception is the
+    ``__cause__``) or returned something other than bytes or None. A CONNECT
+    the server refuses raises :class:`ConnectError`, as any refusal does.
+    """
 
 
 class SubscribeError(ClientError):

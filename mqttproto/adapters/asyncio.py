@@ -28,7 +28,8 @@ from ._asyncio_server import (
     serve,
     start_server,
 )
-from ._client_core import (
+from ._client_types import (
+    AuthenticationError,
     ClientError,
     ConnectError,
     ConnectionLostError,
@@ -41,6 +42,7 @@ from ._tls_gate import TlsHandshakeStats
 
 __all__ = [
     "DEFAULT_MAX_BUFFERED_OUTPUT",
+    "AuthenticationError",
     "BrokerServer",
     "Client",
     "ClientError",

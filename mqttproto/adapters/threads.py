@@ -27,20 +27,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import random as _random
 import ssl as _ssl
 import threading
-from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ..config import ClientConfig
 from ..enums import ProtocolVersion, ReasonCode
-from ..events import ConnectionAccepted, Disconnected, MessageReceived, PublishAcknowledged
+from ..events import (
+    AuthChallenged,
+    ConnectionAccepted,
+    Disconnected,
+    MessageReceived,
+    PublishAcknowledged,
+    Reauthenticated,
+)
 from ..packets import Subscription, Will
 from ._asyncio_client import Client as AsyncClient
-from ._client_core import (
+from ._client_auth import AuthenticationData, SyncAuthenticator
+from ._client_core import ClientCore
+from ._client_types import (
     DEFAULT_MAX_QUEUED_MESSAGES,
-    ClientCore,
+    AuthenticationError,
     ClientError,
     ConnectError,
     ConnectionLostError,
@@ -55,6 +65,7 @@ from ._server_common import Endpoint
 from ._threads_server import BrokerServer, serve
 
 __all__ = [
+    "AuthenticationError",
     "BrokerServer",
     "Client",
     "ClientError",
@@ -120,7 +131,10 @@ class MessageIterator:
 class Client:
     """A blocking MQTT client: ``with Client("broker.example") as client:``.
 
-    The arguments are those of :class:`mqttproto.adapters.asyncio.Client`.
+    The arguments are those of :class:`mqttproto.adapters.asyncio.Client`,
+    except that the ``authenticator`` is a plain function: it runs on a
+    worker thread (so it may block, for example to fetch a token), never in
+    the I/O thread, and must not call the client's blocking methods.
     Every blocking method takes an optional ``timeout`` (seconds; None
     waits as long as it takes) and raises :class:`TimeoutError` past it.
 
@@ -154,7 +168,12 @@ class Client:
         connect_timeout: float = 10.0,
         rng: _random.Random | None = None,
         connect_properties: Mapping[str, Any] | None = None,
+        authentication_method: str | None = None,
+        authentication_data: AuthenticationData = None,
+        authenticator: SyncAuthenticator | None = None,
     ) -> None:
+        if authenticator is not None and inspect.iscoroutinefunction(authenticator):
+            raise TypeError("the threads client's authenticator is a plain function, not async")
         self._async = AsyncClient(
             host,
             port,
@@ -175,6 +194,9 @@ class Client:
             connect_timeout=connect_timeout,
             rng=rng,
             connect_properties=connect_properties,
+            authentication_method=authentication_method,
+            authentication_data=authentication_data,
+            authenticator=None if authenticator is None else _on_worker_thread(authenticator),
         )
         self.host = self._async.host
         self.port = self._async.port
@@ -212,11 +234,11 @@ class Client:
     @on_message.setter
     def on_message(self, callback: Callable[[Client, MessageReceived], object] | None) -> None:
         self._on_message = callback
-        core = self._async.core
+        router = self._async.core.router
         if callback is None:
-            core.on_message = None
+            router.on_message = None
         else:
-            core.on_message = lambda message: callback(self, message)
+            router.on_message = lambda message: callback(self, message)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -324,11 +346,29 @@ class Client:
             timeout=None,
         )
 
+    def reauthenticate(
+        self,
+        authentication_data: bytes | None = None,
+        *,
+        reason_string: str | None = None,
+        user_properties: Iterable[tuple[str, str]] = (),
+        timeout: float | None = None,
+    ) -> Reauthenticated:
+        """MQTT 5 re-authentication; blocks for the result and raises as the
+        asyncio client's :meth:`~mqttproto.adapters.asyncio.Client.reauthenticate`
+        (:class:`AuthenticationError` when the server refuses)."""
+        return self._call(
+            self._async.reauthenticate(
+                authentication_data, reason_string=reason_string, user_properties=user_properties
+            ),
+            timeout=timeout,
+        )
+
     def messages(self, timeout: float | None = None) -> MessageIterator:
         """Blocking iterator over messages no :meth:`subscription` claimed
         (and that no ``on_message`` callback took). With ``timeout``,
         iteration also ends after that many seconds without a message."""
-        return MessageIterator(self, self._async.core.default_queue, timeout)
+        return MessageIterator(self, self._async.core.router.default_queue, timeout)
 
     @contextlib.contextmanager
     def subscription(
@@ -412,6 +452,18 @@ class Client:
     def _disconnected(self, event: Disconnected) -> None:
         if self.on_disconnect is not None:
             self.on_disconnect(self, event)
+
+
+def _on_worker_thread(
+    authenticator: SyncAuthenticator,
+) -> Callable[[AuthChallenged], Coroutine[Any, Any, bytes | None]]:
+    """The asyncio client awaits the answer; a worker thread computes it, so
+    a slow authenticator holds up neither keep-alive nor acknowledgements."""
+
+    async def answer(challenge: AuthChallenged) -> bytes | None:
+        return await asyncio.to_thread(authenticator, challenge)
+
+    return answer
 
 
 async def _none_after(

@@ -17,7 +17,7 @@ import logging
 import math
 import random as _random
 import ssl as _ssl
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -25,11 +25,13 @@ import trio
 
 from ..config import ClientConfig
 from ..enums import ProtocolVersion, ReasonCode
-from ..events import ConnectionAccepted, MessageReceived, PublishAcknowledged
+from ..events import ConnectionAccepted, MessageReceived, PublishAcknowledged, Reauthenticated
 from ..packets import Subscription, Will
-from ._client_core import (
+from ._client_auth import AsyncAuthenticator, AuthenticationData
+from ._client_core import ClientCore
+from ._client_types import (
     DEFAULT_MAX_QUEUED_MESSAGES,
-    ClientCore,
+    AuthenticationError,
     ClientError,
     Completion,
     ConnectError,
@@ -46,6 +48,7 @@ from ._server_common import Endpoint
 from ._trio_server import BrokerServer, serve
 
 __all__ = [
+    "AuthenticationError",
     "BrokerServer",
     "Client",
     "ClientError",
@@ -105,7 +108,9 @@ class Client:
 
     The arguments are those of :class:`mqttproto.adapters.asyncio.Client`.
     The client runs its tasks in a nursery of its own, opened by ``async
-    with`` and closed (after DISCONNECT) when the block ends.
+    with`` and closed (after DISCONNECT) when the block ends. An async
+    ``authenticator`` runs in a task of the connection it answers for, and
+    is cancelled if that connection ends first.
     """
 
     def __init__(
@@ -130,6 +135,9 @@ class Client:
         connect_timeout: float = 10.0,
         rng: _random.Random | None = None,
         connect_properties: Mapping[str, Any] | None = None,
+        authentication_method: str | None = None,
+        authentication_data: AuthenticationData = None,
+        authenticator: AsyncAuthenticator | None = None,
     ) -> None:
         self.host = host
         self.port = default_port(transport, tls) if port is None else port
@@ -153,11 +161,16 @@ class Client:
             max_queued_messages=max_queued_messages,
             rng=rng,
             connect_properties=dict(connect_properties or {}),
+            authentication_method=authentication_method,
+            authentication_data=authentication_data,
+            authenticator=authenticator,
         )
-        self._core.resume_reading = self._resume_reading
+        self._core.router.resume_reading = self._resume_reading
+        self._core.auth.run_async = self._run_authenticator
         self._nursery: trio.Nursery | None = None
         self._nursery_manager: Any = None
         self._connection_scope: trio.CancelScope | None = None
+        self._connection_nursery: trio.Nursery | None = None
         self._lost = trio.Event()
         self._wakeup = trio.Event()
         self._resume = trio.Event()
@@ -249,6 +262,7 @@ class Client:
         try:
             async with trio.open_nursery() as nursery:
                 self._connection_scope = nursery.cancel_scope
+                self._connection_nursery = nursery
                 nursery.start_soon(self._reader, stream, nursery.cancel_scope)
                 nursery.start_soon(self._writer, stream, nursery.cancel_scope)
                 task_status.started()
@@ -384,9 +398,23 @@ class Client:
         self._core.cancel_request(correlation)
         raise TimeoutError(f"no response on {topic!r} within {timeout} s")
 
+    async def reauthenticate(
+        self,
+        authentication_data: bytes | None = None,
+        *,
+        reason_string: str | None = None,
+        user_properties: Iterable[tuple[str, str]] = (),
+    ) -> Reauthenticated:
+        """As :meth:`mqttproto.adapters.asyncio.Client.reauthenticate`."""
+        completion = self._core.reauthenticate(
+            authentication_data, reason_string=reason_string, user_properties=user_properties
+        )
+        self._wake()
+        return await self._wait(completion)
+
     def messages(self) -> MessageIterator:
         """Every received message no :meth:`subscription` claimed."""
-        return MessageIterator(self._core.default_queue)
+        return MessageIterator(self._core.router.default_queue)
 
     @contextlib.asynccontextmanager
     async def subscription(
@@ -418,6 +446,22 @@ class Client:
 
     def _resume_reading(self) -> None:
         self._resume.set()
+
+    def _run_authenticator(self, number: int, answer: Awaitable[bytes | None]) -> None:
+        # Called from the reader task, inside the connection's nursery: the
+        # answer dies with the connection it is for.
+        nursery = self._connection_nursery
+        assert nursery is not None
+        nursery.start_soon(self._answer, number, answer)
+
+    async def _answer(self, number: int, answer: Awaitable[bytes | None]) -> None:
+        try:
+            data = await answer
+        except Exception as exc:
+            self._core.authenticator_failed(number, exc)
+        else:
+            self._core.answer_challenge(number, data)
+        self._wake()
 
     async def _wait(self, completion: Completion[T]) -> T:
         if not completion.done:
