@@ -225,7 +225,7 @@ class ServerInput:
             if code != _C.CONTINUE_AUTHENTICATION:
                 raise LocalProtocolError("during CONNECT, AUTH continues; accept() succeeds")
         elif self.state is _S.CONNECTED:
-            if not self._reauth:
+            if not self._reauth or self._auth_turn is not _APP:
                 raise LocalProtocolError("auth() while connected answers a re-authentication")
             if code not in (_C.CONTINUE_AUTHENTICATION, _C.SUCCESS):
                 raise LocalProtocolError("a failed re-authentication ends with disconnect()")
@@ -242,9 +242,9 @@ class ServerInput:
         )
         self._write(data)
         self._move(Input.SEND_AUTH)
+        # The client's turn: what it sends is read again.
+        self._auth_turn = _CLIENT
         if self.state is _S.CONNECTING:
-            # The client's turn: what it sends is read again.
-            self._auth_turn = _CLIENT
             self._waiting_bytes = 0
         elif code == _C.SUCCESS:
             self._reauth = False
@@ -474,12 +474,16 @@ class ServerInput:
         else:
             # Re-authentication [MQTT-4.12.1]: 0x19 starts it, 0x18 continues
             # it, each after the server's answer.
-            if self._reauth:
+            if self._reauth and self._auth_turn is _APP:
                 raise RemoteProtocolError("AUTH before the server answered the previous one")
-            if code not in (_C.RE_AUTHENTICATE, _C.CONTINUE_AUTHENTICATION):
+            if not (
+                (code == _C.RE_AUTHENTICATE and not self._reauth)
+                or (code == _C.CONTINUE_AUTHENTICATION and self._reauth)
+            ):
                 raise RemoteProtocolError(f"unexpected AUTH {code.name}")
             self._move(Input.RECV_AUTH)
             self._reauth = True
+            self._auth_turn = _APP
         assert packet.authentication_method is not None
         self._events.append(
             AuthReceived(
