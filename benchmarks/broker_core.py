@@ -24,9 +24,9 @@ import sys
 import time
 
 from mqttproto import ProtocolVersion, PublishPacket, QoS, Subscription, encode_packet
+from mqttproto.broker import Broker
 from mqttproto.broker._router import Sub
 from mqttproto.broker._sessions import Session
-from mqttproto.broker import Broker
 from mqttproto.client import ClientConnection
 from mqttproto.codec import codec_implementation
 

@@ -10,8 +10,14 @@ import asyncio
 import contextlib
 import time
 
-from mqttproto import LocalProtocolError, QoS, ReasonCode, RemoteProtocolError, ServerConnection
-from mqttproto import topic_matches
+from mqttproto import (
+    LocalProtocolError,
+    QoS,
+    ReasonCode,
+    RemoteProtocolError,
+    ServerConnection,
+    topic_matches,
+)
 from mqttproto.events import (
     ConnectRequested,
     Disconnected,
