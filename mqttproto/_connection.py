@@ -91,13 +91,26 @@ class Connection(abc.ABC):
     def receive_data(self, data: bytes, now: float) -> None:
         """Feed bytes received from the peer at time ``now``.
 
-        Events become available through :meth:`next_event`; replies (acks,
-        PINGRESP, ...) through :meth:`data_to_send`. Bytes that arrive after
-        the connection closed are ignored.
+        Any amount is fine: a partial packet waits for the rest, and a packet
+        announced larger than the connection's maximum is refused on its
+        fixed header, before its body is buffered. Every complete packet is
+        handled at once: what it means becomes events (:meth:`next_event`),
+        what the protocol answers by itself (PUBACK and PUBREC with automatic
+        acknowledgement, PUBREL, PUBCOMP) goes to :meth:`data_to_send`.
+        Keep-alive counts whole packets only. Bytes that arrive after the
+        connection closed are ignored; ``b""`` changes nothing (use
+        :meth:`receive_eof` for the end of the stream).
 
-        :raises RemoteProtocolError: the peer broke the protocol. The goodbye
-            is already queued, the connection is closed and a
-            :class:`~mqttproto.events.Disconnected` event is queued.
+        :raises LocalProtocolError: no connection was started (a client
+            before ``connect()``).
+        :raises RemoteProtocolError: the peer broke the protocol (a malformed
+            packet, one too large, one not allowed now, a limit this side
+            announced exceeded). The packets before the faulty one were
+            handled first, as if they had come in an earlier read, so the
+            outcome does not depend on how the stream was cut. The goodbye
+            with the error's reason code is queued (an MQTT 5 DISCONNECT; in
+            3.1.1 nothing, the stream just closes), the connection is CLOSED
+            and :class:`~mqttproto.events.Disconnected` is the last event.
         """
         if self.state is ConnectionState.CLOSED:
             return
@@ -151,14 +164,24 @@ class Connection(abc.ABC):
                 allowed = receivable[state]
 
     def receive_eof(self, now: float) -> None:
-        """The peer closed its side of the stream."""
+        """The peer closed its side of the stream at ``now``: the connection
+        ends, and :class:`~mqttproto.events.Disconnected` (0x80 *Unspecified
+        error*, as the peer said nothing) is the last event. Nothing happens
+        if it was already closed."""
         if self.state is ConnectionState.CLOSED:
             return
         self._move(Input.RECV_EOF)
         self._connection_ended(ReasonCode.UNSPECIFIED_ERROR, now)
 
     def data_to_send(self, now: float) -> bytes:
-        """Bytes to write to the transport; ``now`` is when they go out."""
+        """The bytes to write to the transport, all of them, in order, and
+        forget them; ``b""`` if there are none.
+
+        ``now`` is when they go out: a client's keep-alive counts from the
+        last bytes sent. Call it after every other call (any of them may
+        queue bytes). After :class:`~mqttproto.events.Disconnected`, write
+        what it returns, then close the transport.
+        """
         out = self._out
         if not out:
             return b""

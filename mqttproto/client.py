@@ -176,12 +176,30 @@ class ClientConnection(MessageFlows, Connection):
     # -- events -------------------------------------------------------------
 
     def next_event(self) -> Event | None:
-        """The next event, or None when more data (or time) is needed."""
+        """The next event, or None when more data (or time) is needed.
+
+        Events are made by :meth:`receive_data`, :meth:`receive_eof`,
+        :meth:`handle_timer` and some calls (``connect`` after a lost session,
+        ``disconnect``): :class:`~mqttproto.events.ConnectionAccepted` or
+        :class:`~mqttproto.events.ConnectionRefused`,
+        :class:`~mqttproto.events.AuthChallenged`,
+        :class:`~mqttproto.events.Reauthenticated`,
+        :class:`~mqttproto.events.MessageReceived` (acknowledge it with
+        :meth:`acknowledge` if ``auto_acknowledge`` is off),
+        :class:`~mqttproto.events.PublishAcknowledged`,
+        :class:`~mqttproto.events.PublishDiscarded`,
+        :class:`~mqttproto.events.SubscribeAcknowledged`,
+        :class:`~mqttproto.events.UnsubscribeAcknowledged`, and
+        :class:`~mqttproto.events.Disconnected`, the last one of each network
+        connection: after it the state is CLOSED, and only a new
+        :meth:`connect` makes more. Returning None changes nothing; it never
+        raises (a peer's fault was raised by the call that fed the bytes).
+        """
         events = self._events
         return events.popleft() if events else None
 
     def events(self) -> Iterator[Event]:
-        """Drain the pending events."""
+        """Drain the pending events, in order (see :meth:`next_event`)."""
         events = self._events
         while events:
             yield events.popleft()
@@ -539,13 +557,31 @@ class ClientConnection(MessageFlows, Connection):
     # -- time -----------------------------------------------------------------
 
     def data_to_send(self, now: float) -> bytes:
+        """The bytes to write to the transport, all of them, in order, and
+        forget them; ``b""`` if there are none.
+
+        ``now`` is when they go out: the keep-alive counts from the last
+        bytes sent, and the connect timeout from when CONNECT went out. Call
+        it after every other call (any of them may queue bytes). After
+        :class:`~mqttproto.events.Disconnected`, write what it returns, then
+        close the transport.
+        """
         data = super().data_to_send(now)
         if data and self.state is _S.CONNECTING and self._connect_sent_at is None:
             self._connect_sent_at = now
         return data
 
     def get_timer(self) -> float | None:
-        """When :meth:`handle_timer` must next be called; None: no timer."""
+        """When :meth:`handle_timer` must be called next, on the clock of the
+        ``now`` arguments; None: no timer (before CONNECT goes out, after the
+        connection closed, or keep-alive 0).
+
+        While connecting, the connect timeout from when CONNECT was sent; once
+        connected, when PINGREQ is due (the keep-alive after the last bytes
+        sent [MQTT-3.1.2-23]) or, with a PINGREQ outstanding, when the wait for
+        the server gives up (``ping_timeout``). It changes after every call
+        that sends or receives: ask again each time round the loop.
+        """
         state = self.state
         if state is _S.CONNECTED:
             if self._ping_sent_at is not None:
@@ -559,7 +595,13 @@ class ClientConnection(MessageFlows, Connection):
         return None
 
     def handle_timer(self, now: float) -> None:
-        """Act on the timer: send PINGREQ, or give up on a silent server."""
+        """Act on the clock at ``now``: send PINGREQ when it is due, or end
+        the connection when the server stayed silent past the ping timeout
+        (:class:`~mqttproto.events.Disconnected` 0x8D *Keep alive timeout*;
+        MQTT 5 with a DISCONNECT) or did not answer CONNECT in time
+        (:class:`~mqttproto.events.Disconnected` 0x80). Calling it early, or
+        when there is no timer, does nothing; it never raises.
+        """
         state = self.state
         if state is _S.CONNECTING:
             deadline = self.get_timer()
