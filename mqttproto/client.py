@@ -597,8 +597,8 @@ class ClientConnection(MessageFlows, Connection):
     def handle_timer(self, now: float) -> None:
         """Act on the clock at ``now``: send PINGREQ when it is due, or end
         the connection when the server stayed silent past the ping timeout
-        (:class:`~mqttproto.events.Disconnected` 0x8D *Keep alive timeout*;
-        MQTT 5 with a DISCONNECT) or did not answer CONNECT in time
+        (:class:`~mqttproto.events.Disconnected` 0x8D *Keep alive timeout*)
+        or did not answer CONNECT in time
         (:class:`~mqttproto.events.Disconnected` 0x80). Calling it early, or
         when there is no timer, does nothing; it never raises.
         """
