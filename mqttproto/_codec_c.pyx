@@ -987,24 +987,23 @@ cdef object _encode_publish(object packet, bint v5, bint split):
     cdef PyObject *fields[P_COUNT]
     if not _gather(packet, _PUBLISH_NAMES, _PUBLISH_DEFAULTS, fields):
         return None
-    # Owned references from here on: allocating the result may run the
-    # collector, and with it arbitrary finalizers.
+    # The values stay borrowed from the packet's dict (see _gather): until the
+    # bytes are written nothing runs Python code, and the only allocations
+    # are of bytes, which the collector does not track (so no collection, no
+    # finalizer, can run in between). The hot ones are taken as locals.
     cdef object topic = <object>fields[P_TOPIC]
     cdef object payload = <object>fields[P_PAYLOAD]
     cdef object qos = <object>fields[P_QOS]
     cdef object retain = <object>fields[P_RETAIN]
     cdef object duplicate = <object>fields[P_DUPLICATE]
     cdef object packet_id = <object>fields[P_PACKET_ID]
-    cdef object expiry = <object>fields[P_EXPIRY]
-    cdef object content = <object>fields[P_CONTENT]
-    cdef object response = <object>fields[P_RESPONSE]
-    cdef object correlation = <object>fields[P_CORRELATION]
-    cdef object identifiers = <object>fields[P_SUBSCRIPTION_IDS]
-    cdef object alias = <object>fields[P_ALIAS]
     cdef object user_properties = <object>fields[P_USER]
-    cdef object format_indicator = <object>fields[P_FORMAT]
+    cdef PyObject *correlation = fields[P_CORRELATION]
+    cdef PyObject *identifiers = fields[P_SUBSCRIPTION_IDS]
+    cdef PyObject *alias = fields[P_ALIAS]
     cdef int first
     cdef long q, pid = 0, number, format_value = -1, alias_value = -1
+    cdef long long expiry_value = -1
     cdef Py_ssize_t topic_size, payload_size, length, props = 0
     cdef Py_ssize_t key_size, val_size, content_size = 0, response_size = 0
     cdef Py_ssize_t correlation_size = 0
@@ -1053,40 +1052,43 @@ cdef object _encode_publish(object packet, bint v5, bint split):
     if topic_raw == NULL:
         return None
     if not _is_topic_name(topic_raw, topic_size) and (
-        topic_size or not v5 or alias is None
+        topic_size or not v5 or <object>alias is None
     ):
         return None
 
     if v5:
         # Every PUBLISH property, in the reference's order (by identifier).
-        if format_indicator is not None:
-            format_value = _exact_int(format_indicator, 0, 1)
+        if <object>fields[P_FORMAT] is not None:
+            format_value = _exact_int(<object>fields[P_FORMAT], 0, 1)
             if format_value < 0:
                 return None
             props += 2
-        if expiry is not None:
-            if type(expiry) is not int or not 0 <= expiry <= 0xFFFFFFFF:
+        value = <object>fields[P_EXPIRY]
+        if value is not None:
+            # Compared as Python ints: 2**32 - 1 does not fit a C long everywhere.
+            if type(value) is not int or not 0 <= value <= 0xFFFFFFFF:
                 return None
+            expiry_value = value
             props += 5
-        if content is not None:
-            content_raw = _utf8(content, &content_size)
+        if <object>fields[P_CONTENT] is not None:
+            content_raw = _utf8(<object>fields[P_CONTENT], &content_size)
             if content_raw == NULL:
                 return None
             props += 3 + content_size
-        if response is not None:
+        if <object>fields[P_RESPONSE] is not None:
             # A Response Topic is a topic name [MQTT-3.3.2-14].
-            response_raw = _utf8(response, &response_size)
+            response_raw = _utf8(<object>fields[P_RESPONSE], &response_size)
             if response_raw == NULL or not _is_topic_name(response_raw, response_size):
                 return None
             props += 3 + response_size
-        if correlation is not None:
-            if type(correlation) is not bytes:
+        if <object>correlation is not None:
+            if type(<object>correlation) is not bytes:
                 return None
-            correlation_size = PyBytes_GET_SIZE(correlation)
+            correlation_size = PyBytes_GET_SIZE(<object>correlation)
             if correlation_size > 0xFFFF:
                 return None
             props += 3 + correlation_size
-        if type(identifiers) is not tuple:
+        if type(<object>identifiers) is not tuple:
             return None
         for value in <tuple>identifiers:
             # A Subscription Identifier is 1..268,435,455 (section 3.3.2.3.8).
@@ -1094,8 +1096,8 @@ cdef object _encode_publish(object packet, bint v5, bint split):
             if number < 0:
                 return None
             props += 1 + _varint_size(number)
-        if alias is not None:
-            alias_value = _exact_int(alias, 1, 0xFFFF)  # [MQTT-3.3.2-8]
+        if <object>alias is not None:
+            alias_value = _exact_int(<object>alias, 1, 0xFFFF)  # [MQTT-3.3.2-8]
             if alias_value < 0:
                 return None
             props += 3
@@ -1115,15 +1117,15 @@ cdef object _encode_publish(object packet, bint v5, bint split):
     else:
         # Before 5.0 every property must be absent: the reference refuses the rest.
         if (
-            format_indicator is not None
-            or expiry is not None
-            or alias is not None
-            or response is not None
-            or correlation is not None
-            or content is not None
+            <object>fields[P_FORMAT] is not None
+            or <object>fields[P_EXPIRY] is not None
+            or <object>alias is not None
+            or <object>fields[P_RESPONSE] is not None
+            or <object>correlation is not None
+            or <object>fields[P_CONTENT] is not None
         ):
             return None
-        if type(identifiers) is not tuple or len(<tuple>identifiers):
+        if type(<object>identifiers) is not tuple or len(<tuple>identifiers):
             return None
         if type(user_properties) is not tuple or len(<tuple>user_properties):
             return None
@@ -1155,18 +1157,18 @@ cdef object _encode_publish(object packet, bint v5, bint split):
             out[0] = 0x01
             out[1] = <char>format_value
             out += 2
-        if expiry is not None:
+        if expiry_value >= 0:
             out[0] = 0x02
-            out = _write_u32(out + 1, <uint32_t>(<uint64_t>expiry))
+            out = _write_u32(out + 1, <uint32_t>expiry_value)
         if content_raw != NULL:
             out[0] = 0x03
             out = _write_string(out + 1, content_raw, content_size)
         if response_raw != NULL:
             out[0] = 0x08
             out = _write_string(out + 1, response_raw, response_size)
-        if correlation is not None:
+        if <object>correlation is not None:
             out[0] = 0x09
-            out = _write_string(out + 1, PyBytes_AS_STRING(correlation), correlation_size)
+            out = _write_string(out + 1, PyBytes_AS_STRING(<object>correlation), correlation_size)
         for value in <tuple>identifiers:
             out[0] = 0x0B
             out = _write_varint(out + 1, <long>value)
