@@ -989,8 +989,10 @@ cdef object _encode_publish(object packet, bint v5, bint split):
         return None
     # The values stay borrowed from the packet's dict (see _gather): until the
     # bytes are written nothing runs Python code, and the only allocations
-    # are of bytes, which the collector does not track (so no collection, no
-    # finalizer, can run in between). The hot ones are taken as locals.
+    # are of bytes, which the collector does not track, so no collection (no
+    # finalizer) can run in between. (An int too large for _exact_int raises
+    # and catches an OverflowError, a tracked object, but then the fast path
+    # only declines.) The hot ones are taken as locals.
     cdef object topic = <object>fields[P_TOPIC]
     cdef object payload = <object>fields[P_PAYLOAD]
     cdef object qos = <object>fields[P_QOS]
