@@ -1,10 +1,16 @@
 # Type stub for the compiled twin of the codec (mqttproto/_codec_c.pyx).
 # The signatures are those of the pure-Python reference, mqttproto._codec_py.
 
-from .enums import ProtocolVersion
-from .packets import Packet
+from .enums import PacketType, ProtocolVersion, ReasonCode
+from .packets import Packet, PublishPacket
 
-__all__ = ["PacketReader", "decode_packet", "encode_packet"]
+__all__ = [
+    "PacketReader",
+    "decode_packet",
+    "encode_ack",
+    "encode_packet",
+    "encode_publish_split",
+]
 
 def decode_packet(
     data: bytes,
@@ -15,6 +21,16 @@ def decode_packet(
     max_subscription_identifiers: int | None = None,
 ) -> Packet: ...
 def encode_packet(packet: Packet, *, version: ProtocolVersion) -> bytes: ...
+def encode_ack(
+    packet_type: PacketType,
+    packet_id: int,
+    reason_code: ReasonCode | int = 0,
+    *,
+    version: ProtocolVersion,
+) -> bytes: ...
+def encode_publish_split(
+    packet: PublishPacket, *, version: ProtocolVersion
+) -> tuple[bytes, bytes]: ...
 
 class PacketReader:
     def __init__(

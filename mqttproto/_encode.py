@@ -6,8 +6,6 @@ import struct
 from collections.abc import Callable
 from typing import Any, Final
 
-import attrs
-
 from ._codec_common import (
     _AUTH_CODES,
     _CONNACK_CODES,
@@ -19,6 +17,7 @@ from ._codec_common import (
     _V5,
     _VERSIONS,
     MAX_REMAINING_LENGTH,
+    _new,
     _u16,
     _u32,
 )
@@ -627,23 +626,34 @@ def encode_ack(
     """A PUBACK, PUBREC, PUBREL or PUBCOMP without properties: what
     ``encode_packet`` makes of such a packet, without building it.
 
+    The checks are ``encode_packet``'s, in its order (the version, then the
+    packet identifier, then the reason code), so that for every argument this
+    returns the bytes of ``encode_packet(cls(packet_id, reason_code),
+    version=version)`` or raises what that raises.
+
     :raises LocalProtocolError: an invalid packet identifier, a reason code
         the packet cannot carry, or one other than success before MQTT 5.
-    :raises ValueError: ``packet_type`` is not one of the four.
+    :raises ValueError: ``packet_type`` is not one of the four, or
+        ``version`` is not a protocol version.
     """
     spec = _ACKS.get(packet_type)
     if spec is None:
         raise ValueError(f"not a publish acknowledgement: {packet_type!r}")
     first, allowed, name = spec
-    if type(packet_id) is not int or not 0 < packet_id <= 0xFFFF:
-        _check_packet_id(packet_id)
     if version not in _VERSIONS:
         raise ValueError(f"unknown protocol version {version!r}")
-    if not reason_code and type(reason_code) is not bool:
-        return bytes((first, 2, packet_id >> 8, packet_id & 0xFF))
+    if type(packet_id) is not int or not 0 < packet_id <= 0xFFFF:
+        _check_packet_id(packet_id)  # [MQTT-2.2.1-3]
     if version != _V5:
-        raise LocalProtocolError(f"{name} reason codes exist in MQTT 5 only")
+        # Before 5.0 an acknowledgement is the packet identifier alone; the
+        # comparison is _encode_ack's, so whatever equals SUCCESS passes.
+        if reason_code != ReasonCode.SUCCESS:
+            raise LocalProtocolError(f"{name} reason codes exist in MQTT 5 only")
+        return bytes((first, 2, packet_id >> 8, packet_id & 0xFF))
     code = _check_reason(reason_code, allowed, name)
+    if not code:
+        # Success may be left out when there are no properties (section 3.4.2.1).
+        return bytes((first, 2, packet_id >> 8, packet_id & 0xFF))
     return bytes((first, 3, packet_id >> 8, packet_id & 0xFF, code))
 
 
@@ -656,16 +666,28 @@ def encode_publish_split(packet: PublishPacket, *, version: ProtocolVersion) -> 
     ignored). A QoS 0 PUBLISH has no identifier: ``head`` is all of it and
     ``tail`` is empty. Validated as :func:`encode_packet` validates.
 
-    :raises LocalProtocolError: as :func:`encode_packet`.
+    :raises LocalProtocolError: as :func:`encode_packet` (a QoS 0 PUBLISH
+        with a packet identifier included).
+    :raises TypeError: ``packet`` is not a :class:`PublishPacket`.
+    :raises ValueError: ``version`` is not a protocol version.
     """
-    if packet.qos:
-        if packet.packet_id is None:
-            packet = attrs.evolve(packet, packet_id=1)
-    elif packet.packet_id is not None:
-        raise LocalProtocolError("a QoS 0 PUBLISH has no packet identifier [MQTT-2.2.1-2]")
-    data = encode_packet(packet, version=version)
-    if not packet.qos:
-        return data, b""
+    if type(packet) is not PublishPacket:
+        raise TypeError(f"not a PUBLISH packet: {packet!r}")
+    if version not in _VERSIONS:
+        raise ValueError(f"unknown protocol version {version!r}")
+    if packet.qos == 0:  # the test _encode_publish makes
+        # Nothing to splice in; a packet identifier is refused [MQTT-2.2.1-2].
+        return _encode_publish(packet, version), b""
+    packet_id = packet.packet_id
+    if type(packet_id) is not int or not 0 < packet_id <= 0xFFFF:
+        # Any valid identifier gives the same head and tail. The copy keeps the
+        # other field values as they are (attrs.evolve would run converters),
+        # so that a bad one is refused as encode_packet refuses it.
+        copy = _new(PublishPacket)
+        copy.__dict__.update(vars(packet))
+        copy.__dict__["packet_id"] = 1
+        packet = copy
+    data = _encode_publish(packet, version)
     # The packet identifier follows the fixed header and the topic name.
     pos = 1
     while data[pos] & 0x80:

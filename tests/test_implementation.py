@@ -65,6 +65,8 @@ def test_selected_implementation_follows_the_switches() -> None:
         assert mqttproto.decode_packet is _codec_c.decode_packet
         assert mqttproto.encode_packet is _codec_c.encode_packet
         assert mqttproto.PacketReader is _codec_c.PacketReader
+        assert mqttproto.encode_ack is _codec_c.encode_ack
+        assert mqttproto.codec.encode_publish_split is _codec_c.encode_publish_split
     else:
         expected = "cython" if _compiled_available() else "python"
         assert mqttproto.codec_implementation() == expected
