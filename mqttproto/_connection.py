@@ -24,7 +24,7 @@ from ._state import ConnectionState, Input, transition
 from .codec import PacketReader, encode_packet
 from .enums import PacketType, ProtocolVersion, ReasonCode
 from .errors import LocalProtocolError, RemoteProtocolError, TopicAliasInvalid
-from .packets import Packet, PublishPacket
+from .packets import PACKET_CLASSES, Packet, PublishPacket
 
 __all__ = ["Connection"]
 
@@ -42,15 +42,23 @@ class Connection(abc.ABC):
     #: ``PacketType -> method name`` of the role's packet handlers.
     HANDLERS: ClassVar[dict[PacketType, str]] = {}
 
-    #: ``PacketType -> handler function``, made once per role from HANDLERS
-    #: (a table per connection would cost a bound method per packet type).
-    _HANDLER_FUNCTIONS: ClassVar[dict[PacketType, Handler]] = {}
+    #: ``packet class -> handler function`` and ``state -> packet classes``,
+    #: made once per role from HANDLERS and RECEIVABLE: a table per
+    #: connection would cost a bound method per packet type, and keys that
+    #: are classes hash in C where an Enum member's hash is Python code.
+    _HANDLER_FUNCTIONS: ClassVar[dict[type, Handler]] = {}
+    _RECEIVABLE_CLASSES: ClassVar[dict[ConnectionState, frozenset[type]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.HANDLERS:
             cls._HANDLER_FUNCTIONS = {
-                packet_type: getattr(cls, name) for packet_type, name in cls.HANDLERS.items()
+                PACKET_CLASSES[packet_type]: getattr(cls, name)
+                for packet_type, name in cls.HANDLERS.items()
+            }
+            cls._RECEIVABLE_CLASSES = {
+                state: frozenset(PACKET_CLASSES[t] for t in types)
+                for state, types in cls.RECEIVABLE.items()
             }
 
     # A broker holds one per client: no per-instance dict.
@@ -140,22 +148,22 @@ class Connection(abc.ABC):
 
     def _dispatch(self, packets: list[Packet], now: float) -> None:
         """Hand each packet to its handler; a protocol error ends the connection."""
-        receivable = self.RECEIVABLE
+        receivable = self._RECEIVABLE_CLASSES
         handlers = self._HANDLER_FUNCTIONS
         state = self.state
         allowed = receivable[state]
         for packet in packets:
-            packet_type = packet.packet_type
+            kind = type(packet)
             try:
-                if packet_type not in allowed:
+                if kind not in allowed:
                     if self.closed:
                         # Whatever follows the end of the conversation is dropped.
                         return
                     raise RemoteProtocolError(
-                        f"{packet_type.name} may not be received by a {self._role} "
+                        f"{packet.packet_type.name} may not be received by a {self._role} "
                         f"in state {state.value}"
                     )
-                handlers[packet_type](self, packet, now)
+                handlers[kind](self, packet, now)
             except RemoteProtocolError as exc:
                 self._protocol_error(exc, now)
                 raise

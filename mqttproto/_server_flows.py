@@ -39,6 +39,7 @@ __all__ = ["InflightMessage", "ServerFlows", "ServerSession"]
 _P = PacketType
 _C = ReasonCode
 _V5 = ProtocolVersion.MQTT_5_0
+_CONNECTED = ConnectionState.CONNECTED
 #: Every acknowledgement without a reason code or properties is the same in
 #: each version: the codec's 3.1.1 form.
 _V311 = ProtocolVersion.MQTT_3_1_1
@@ -148,10 +149,13 @@ class ServerFlows:
     config: ServerConfig
     _version: ProtocolVersion | None
     _out: list[bytes]
-    _out_bytes: int
+    bytes_to_send: int
     _events: list[Event]
     _peer_max_packet_size: int | None
     _client_alias_maximum: int
+    _v5: bool
+    _max_out: int
+    _aliasing: bool
     _aliases_out: OrderedDict[str, int] | None
     state: ConnectionState
     _acks_fit: bool
@@ -434,23 +438,59 @@ class ServerFlows:
 
         As :meth:`publish`, without encoding: the prepared bytes are written
         with a packet identifier of this connection's. The prepared version
-        must be this connection's.
+        must be this connection's (3.1 and 3.1.1 share theirs).
 
         :raises LocalProtocolError: as :meth:`publish`.
         """
+        if (
+            self.state is not _CONNECTED
+            or prepared.v5 is not self._v5
+            or prepared.size > self._max_out
+        ):
+            self._refuse_prepared(prepared)
+        if self._aliasing:
+            return self._publish_aliased(prepared)
+        if not prepared.qos:
+            # The hot path of a fan-out: the shared bytes appended, no copy.
+            self._out.append(prepared.head)
+            self.bytes_to_send += prepared.size
+            return None
+        session = self._session
+        outbound = session.outbound
+        if outbound.queue or len(outbound.inflight) >= outbound.send_quota:
+            outbound.check_queue_room()
+            packet_id = session.packet_ids.allocate()
+            outbound.enqueue(attrs.evolve(prepared.packet, packet_id=packet_id))
+            return packet_id
+        packet_id = session.packet_ids.allocate()
+        # Three pieces, joined once by data_to_send(): the payload in
+        # ``tail`` is shared by every receiver, not copied per receiver.
+        out = self._out
+        out.append(prepared.head)
+        out.append(prepared.packet_id_bytes(packet_id))
+        out.append(prepared.tail)
+        self.bytes_to_send += prepared.size
+        outbound.start(prepared.packet, packet_id)
+        return packet_id
+
+    def _refuse_prepared(self, prepared: PreparedPublish) -> None:
+        """Raise why ``publish_prepared`` cannot send ``prepared``."""
         self._connected("publish_prepared()")
-        if (prepared.version == _V5) is not (self._version == _V5):
-            # 3.1 and 3.1.1 PUBLISH packets are the same; 5.0 ones are not.
+        if prepared.v5 is not self._v5:
             raise LocalProtocolError(
                 f"prepared for {prepared.version!r}, not for this connection's {self._version!r}"
             )
-        if prepared.size > self.client_maximum_packet_size:
-            raise LocalProtocolError(
-                f"PUBLISH of {prepared.size} bytes exceeds the client's Maximum Packet Size"
-                " [MQTT-3.1.2-25]"
-            )
+        raise LocalProtocolError(
+            f"PUBLISH of {prepared.size} bytes exceeds the client's Maximum Packet Size"
+            " [MQTT-3.1.2-25]"
+        )
+
+    def _publish_aliased(self, prepared: PreparedPublish) -> int | None:
+        """``publish_prepared`` to a client that takes topic aliases: the
+        packet is encoded for it, with one."""
+        packet = prepared.packet
         if not prepared.qos:
-            self._send_prepared(prepared, None)
+            self._send_publish(packet, prepared.head)
             return None
         session = self._session
         outbound = session.outbound
@@ -458,18 +498,19 @@ class ServerFlows:
         if not send_now:
             outbound.check_queue_room()
         packet_id = session.packet_ids.allocate()
+        packet = attrs.evolve(packet, packet_id=packet_id)
         if send_now:
-            self._send_prepared(prepared, packet_id)
-            outbound.start(prepared.packet, packet_id)
+            self._send_publish(packet, self._encode(packet))
+            outbound.start(packet)
         else:
-            outbound.enqueue(attrs.evolve(prepared.packet, packet_id=packet_id))
+            outbound.enqueue(packet)
         return packet_id
 
     # -- sending PUBLISH ----------------------------------------------------------
 
     def _send_publish(self, packet: PublishPacket, data: bytes) -> None:
         """Write an encoded PUBLISH, with a topic alias when that helps."""
-        if self._client_alias_maximum and self.config.auto_topic_alias:
+        if self._aliasing:
             data = self._aliased(packet, data)
         self._write(data)
 
@@ -498,23 +539,6 @@ class ServerFlows:
             del aliases[evicted]
         aliases[topic] = alias
         return aliased
-
-    def _send_prepared(self, prepared: PreparedPublish, packet_id: int | None) -> None:
-        if self._client_alias_maximum and self.config.auto_topic_alias:
-            packet = prepared.packet
-            if packet_id is not None:
-                packet = attrs.evolve(packet, packet_id=packet_id)
-            self._send_publish(packet, self._encode(packet))
-        elif packet_id is None:
-            self._write(prepared.head)
-        else:
-            # Three pieces, joined once by data_to_send(): the payload in
-            # ``tail`` is shared by every receiver, not copied per receiver.
-            out = self._out
-            out.append(prepared.head)
-            out.append(prepared.packet_id_bytes(packet_id))
-            out.append(prepared.tail)
-            self._out_bytes += prepared.size
 
     def _send_released(self, packets: Iterable[PublishPacket]) -> None:
         """Send queued messages that just got room in the window."""

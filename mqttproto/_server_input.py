@@ -110,9 +110,13 @@ class ServerInput:
     _peer_max_packet_size: int | None
     _acks_fit: bool
     _client_alias_maximum: int
+    _v5: bool
+    _max_out: int
+    _aliasing: bool
     _pending_subscribes: dict[int, int]
     _pending_unsubscribes: dict[int, int]
-    _HANDLER_FUNCTIONS: dict[PacketType, Any]
+    _HANDLER_FUNCTIONS: dict[type, Any]
+    _RECEIVABLE_CLASSES: dict[ConnectionState, frozenset[type]]
 
     if TYPE_CHECKING:
 
@@ -329,10 +333,10 @@ class ServerInput:
             raise error
         packet = incoming[pos]
         self._incoming_pos = pos + 1
-        packet_type = packet.packet_type
+        kind = type(packet)
         state = self.state
-        if packet_type not in RECEIVABLE[state]:
-            if state is _S.CONNECTING and packet_type is not _P.CONNECT:
+        if kind not in self._RECEIVABLE_CLASSES[state]:
+            if state is _S.CONNECTING and kind is not ConnectPacket:
                 # Sent right after CONNECT, during an authentication
                 # exchange: read once the client is accepted [MQTT-3.1.4-5].
                 if self._held is None:
@@ -340,12 +344,12 @@ class ServerInput:
                 self._held.append(packet)
                 return True
             error = RemoteProtocolError(
-                f"{packet_type.name} may not be received by a server in state {state.value}"
+                f"{packet.packet_type.name} may not be received by a server in state {state.value}"
             )
             self._protocol_error(error, now)
             raise error
         try:
-            self._HANDLER_FUNCTIONS[packet_type](self, packet, now)
+            self._HANDLER_FUNCTIONS[kind](self, packet, now)
         except RemoteProtocolError as exc:
             self._protocol_error(exc, now)
             raise
@@ -403,9 +407,13 @@ class ServerInput:
         self._connect = packet
         self.client_id = packet.client_id
         if version == _V5:
+            self._v5 = True
             self._peer_max_packet_size = packet.maximum_packet_size
+            if packet.maximum_packet_size is not None:
+                self._max_out = packet.maximum_packet_size
             self._acks_fit = packet.maximum_packet_size is None or packet.maximum_packet_size >= 4
             self._client_alias_maximum = packet.topic_alias_maximum or 0
+            self._aliasing = bool(self._client_alias_maximum) and self.config.auto_topic_alias
         config = self.config
         if _utf8_length(packet.client_id) > config.max_client_id_length:
             # [MQTT-3.1.3-8] (5.0) / [MQTT-3.1.3-9] (3.1.1): 0x85 / return code 2.

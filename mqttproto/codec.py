@@ -61,13 +61,14 @@ class PreparedPublish:
         (as :func:`encode_packet`).
     """
 
-    __slots__ = ("head", "packet", "qos", "size", "tail", "version")
+    __slots__ = ("head", "packet", "qos", "size", "tail", "v5", "version")
 
     def __init__(self, packet: PublishPacket, *, version: ProtocolVersion) -> None:
         head, tail = encode_publish_split(packet, version=version)
         self.packet = packet
         self.version = version
-        self.qos = int(packet.qos)
+        self.v5 = version == ProtocolVersion.MQTT_5_0
+        self.qos = packet.qos
         self.head = head
         self.tail = tail
         #: Bytes on the wire, packet identifier included.

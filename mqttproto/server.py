@@ -96,6 +96,7 @@ class ServerConnection(ServerInput, ServerFlows, Connection):
     __slots__ = (
         "_acks_fit",
         "_aliases_out",
+        "_aliasing",
         "_auth_turn",
         "_client_alias_maximum",
         "_connect",
@@ -106,15 +107,17 @@ class ServerConnection(ServerInput, ServerFlows, Connection):
         "_incoming_pos",
         "_input_now",
         "_keep_alive",
+        "_max_out",
         "_opened_at",
-        "_out_bytes",
         "_pending_subscribes",
         "_pending_unsubscribes",
         "_reauth",
         "_session_state",
         "_topic_chars_ok",
         "_unacked",
+        "_v5",
         "_waiting_bytes",
+        "bytes_to_send",
         "client_id",
         "config",
     )
@@ -157,8 +160,15 @@ class ServerConnection(ServerInput, ServerFlows, Connection):
         self._held: list[Packet] | None = None
         #: Bytes received while a CONNECT waits for the application's answer.
         self._waiting_bytes = 0
-        self._out_bytes = 0
+        #: Bytes waiting for :meth:`data_to_send` (read it, do not set it):
+        #: what a server counts against a high-water mark of its own.
+        self.bytes_to_send = 0
         self._client_alias_maximum = 0
+        #: What the hot path of publish_prepared reads: MQTT 5, the client's
+        #: Maximum Packet Size, and whether outgoing topic aliases are chosen.
+        self._v5 = False
+        self._max_out = MAX_PACKET_SIZE
+        self._aliasing = False
         #: Outgoing topic aliases, made when the client accepts any.
         self._aliases_out: OrderedDict[str, int] | None = None
         self._acks_fit = True
@@ -195,8 +205,7 @@ class ServerConnection(ServerInput, ServerFlows, Connection):
     @property
     def client_maximum_packet_size(self) -> int:
         """The largest packet the client accepts (its Maximum Packet Size)."""
-        limit = self._peer_max_packet_size
-        return MAX_PACKET_SIZE if limit is None else limit
+        return self._max_out
 
     @property
     def send_window(self) -> int:
@@ -207,11 +216,6 @@ class ServerConnection(ServerInput, ServerFlows, Connection):
         if outbound.queue:
             return 0
         return max(0, outbound.send_quota - len(outbound.inflight))
-
-    @property
-    def bytes_to_send(self) -> int:
-        """Bytes waiting for :meth:`data_to_send`."""
-        return self._out_bytes
 
     def next_event(self) -> Event | None:
         """The next event, or None when more data (or time) is needed.
@@ -333,7 +337,7 @@ class ServerConnection(ServerInput, ServerFlows, Connection):
     def data_to_send(self, now: float) -> bytes:
         """The bytes to write to the transport, all of them, in order; b"" if
         none. ``now`` is when they go out."""
-        self._out_bytes = 0
+        self.bytes_to_send = 0
         return super().data_to_send(now)
 
     # -- the application's answers ------------------------------------------------
@@ -537,7 +541,7 @@ class ServerConnection(ServerInput, ServerFlows, Connection):
 
     def _write(self, data: bytes) -> None:
         self._out.append(data)
-        self._out_bytes += len(data)
+        self.bytes_to_send += len(data)
 
     def _send(self, packet: Packet) -> None:
         self._write(self._encode(packet))

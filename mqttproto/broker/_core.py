@@ -147,7 +147,7 @@ class Broker(Routing, Subscriptions, Lifecycle, Authentication):
         #: Connections held back while ``memory_limit`` is exceeded.
         self._throttled: dict[int, None] = {}
         self._handlers: dict[type, Callable[[Link, Any, float], None]] = {
-            MessageReceived: self._on_message,
+            MessageReceived: self._client_publish,
             PublishAcknowledged: self._on_acknowledged,
             PublishDiscarded: self._on_discarded,
             SubscribeRequested: self._subscribe,
@@ -482,9 +482,6 @@ class Broker(Routing, Subscriptions, Lifecycle, Authentication):
             if event is None:
                 return
             handlers[type(event)](link, event, now)
-
-    def _on_message(self, link: Link, event: MessageReceived, now: float) -> None:
-        self._client_publish(link, event.packet, now)
 
     def _on_acknowledged(self, link: Link, event: PublishAcknowledged, now: float) -> None:
         session = link.session

@@ -17,6 +17,7 @@ from typing import Any
 from ..codec import PreparedPublish
 from ..config import BrokerConfig
 from ..enums import ReasonCode
+from ..events import MessageReceived
 from ..packets import PublishPacket
 from ..store import RetainedMessage, SessionStore
 from ._message import Message, Pending, prepared_as_received
@@ -58,8 +59,9 @@ class Routing:
 
     # -- a client's message ---------------------------------------------------------------
 
-    def _client_publish(self, link: Link, packet: PublishPacket, now: float) -> None:
+    def _client_publish(self, link: Link, event: MessageReceived, now: float) -> None:
         """A message from a client: check, retain, route and acknowledge it."""
+        packet = event.packet
         topic = packet.topic
         qos = packet.qos
         v5 = link.v5
