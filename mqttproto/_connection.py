@@ -48,6 +48,8 @@ class Connection(abc.ABC):
     #: are classes hash in C where an Enum member's hash is Python code.
     _HANDLER_FUNCTIONS: ClassVar[dict[type, Handler]] = {}
     _RECEIVABLE_CLASSES: ClassVar[dict[ConnectionState, frozenset[type]]] = {}
+    #: The handlers of what may be received once connected (the hot path).
+    _CONNECTED_HANDLERS: ClassVar[dict[type, Handler]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -59,6 +61,11 @@ class Connection(abc.ABC):
             cls._RECEIVABLE_CLASSES = {
                 state: frozenset(PACKET_CLASSES[t] for t in types)
                 for state, types in cls.RECEIVABLE.items()
+            }
+            cls._CONNECTED_HANDLERS = {
+                kind: handler
+                for kind, handler in cls._HANDLER_FUNCTIONS.items()
+                if kind in cls._RECEIVABLE_CLASSES.get(ConnectionState.CONNECTED, ())
             }
 
     # A broker holds one per client: no per-instance dict.

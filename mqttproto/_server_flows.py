@@ -20,7 +20,7 @@ import attrs
 
 from ._qos import InboundFlow, OutboundFlow, OutboundStage, PacketIdAllocator
 from ._state import ConnectionState
-from .codec import PreparedPublish, encode_ack
+from .codec import PreparedPublish, encode_ack, packet_id_bytes
 from .config import ServerConfig
 from .enums import PacketType, ProtocolVersion, QoS, ReasonCode
 from .errors import LocalProtocolError, ReceiveMaximumExceeded, RemoteProtocolError
@@ -151,6 +151,8 @@ class ServerFlows:
     _out: list[bytes]
     bytes_to_send: int
     _events: list[Event]
+    #: Set by accept(); the flows run only once connected.
+    _session: ServerSession
     _peer_max_packet_size: int | None
     _client_alias_maximum: int
     _v5: bool
@@ -179,8 +181,6 @@ class ServerFlows:
         @property
         def client_maximum_packet_size(self) -> int: ...
 
-        @property
-        def _session(self) -> ServerSession: ...
 
     # -- received PUBLISH ---------------------------------------------------------
 
@@ -262,14 +262,20 @@ class ServerFlows:
 
     def _on_puback(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, PubAckPacket)
-        if self._session.outbound.on_puback(packet.packet_id) is None:
+        packet_id = packet.packet_id
+        session = self._session
+        outbound = session.outbound
+        if outbound.on_puback(packet_id) is None:
             return  # a late duplicate
-        self._finish_outbound(
-            packet.packet_id,
+        # _finish_outbound, inlined: the hot path of every QoS 1 delivery.
+        session.packet_ids.release(packet_id)
+        self._events.append(
             publish_acknowledged(
-                packet.packet_id, packet.reason_code, packet.reason_string, packet.user_properties
-            ),
+                packet_id, packet.reason_code, packet.reason_string, packet.user_properties
+            )
         )
+        if outbound.queue:
+            self._send_released(outbound.release_queued())
 
     def _on_pubrec(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, PubRecPacket)
@@ -467,7 +473,7 @@ class ServerFlows:
         # ``tail`` is shared by every receiver, not copied per receiver.
         out = self._out
         out.append(prepared.head)
-        out.append(prepared.packet_id_bytes(packet_id))
+        out.append(packet_id_bytes(packet_id))
         out.append(prepared.tail)
         self.bytes_to_send += prepared.size
         outbound.start(prepared.packet, packet_id)

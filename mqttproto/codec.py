@@ -15,6 +15,7 @@ tells which one is in use.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from ._codec import (
     IMPLEMENTATION,
@@ -35,10 +36,12 @@ __all__ = [
     "encode_ack",
     "encode_packet",
     "encode_publish_split",
+    "packet_id_bytes",
 ]
 
 
-_u16 = struct.Struct(">H").pack
+#: The two bytes of a packet identifier (1 to 65535), as a PUBLISH carries them.
+packet_id_bytes: Callable[[int], bytes] = struct.Struct(">H").pack
 
 
 def codec_implementation() -> str:
@@ -64,20 +67,16 @@ class PreparedPublish:
     __slots__ = ("head", "packet", "qos", "size", "tail", "v5", "version")
 
     def __init__(self, packet: PublishPacket, *, version: ProtocolVersion) -> None:
-        head, tail = encode_publish_split(packet, version=version)
+        self.head, self.tail = head, tail = encode_publish_split(packet, version=version)
         self.packet = packet
         self.version = version
-        self.v5 = version == ProtocolVersion.MQTT_5_0
-        self.qos = packet.qos
-        self.head = head
-        self.tail = tail
+        self.v5 = version == 5
+        self.qos = qos = packet.qos
         #: Bytes on the wire, packet identifier included.
-        self.size = len(head) + len(tail) + (2 if self.qos else 0)
+        self.size = len(head) + len(tail) + (2 if qos else 0)
 
-    @staticmethod
-    def packet_id_bytes(packet_id: int) -> bytes:
-        """The two bytes of a packet identifier, between ``head`` and ``tail``."""
-        return _u16(packet_id)
+    #: The two bytes of a packet identifier, between ``head`` and ``tail``.
+    packet_id_bytes = staticmethod(struct.Struct(">H").pack)
 
     def __repr__(self) -> str:
         return f"PreparedPublish({self.packet!r}, version={self.version!r})"

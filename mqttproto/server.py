@@ -112,7 +112,7 @@ class ServerConnection(ServerInput, ServerFlows, Connection):
         "_pending_subscribes",
         "_pending_unsubscribes",
         "_reauth",
-        "_session_state",
+        "_session",
         "_topic_chars_ok",
         "_unacked",
         "_v5",
@@ -143,7 +143,7 @@ class ServerConnection(ServerInput, ServerFlows, Connection):
         self.client_id = ""
         self._keep_alive = 0
         #: Made when first needed: a broker gives the session at accept().
-        self._session_state: ServerSession | None = None
+        self._session: ServerSession = None  # type: ignore[assignment]  # see session
         self._auth_turn = _APP
         #: A re-authentication whose answer the application owes.
         self._reauth = False
@@ -190,16 +190,11 @@ class ServerConnection(ServerInput, ServerFlows, Connection):
     @property
     def session(self) -> ServerSession:
         """The QoS state of the session this connection serves; keep it for
-        the client's next connection if the session is to outlive this one."""
-        return self._session
-
-    @property
-    def _session(self) -> ServerSession:
-        session = self._session_state
+        the client's next connection if the session is to outlive this one.
+        Made when first needed: before :meth:`accept` a new one."""
+        session = self._session
         if session is None:
-            session = self._session_state = ServerSession(
-                max_queued=self.config.max_queued_messages
-            )
+            session = self._session = ServerSession(max_queued=self.config.max_queued_messages)
         return session
 
     @property
@@ -212,10 +207,13 @@ class ServerConnection(ServerInput, ServerFlows, Connection):
         """How many more QoS 1/2 messages may go out now; past it :meth:`publish`
         queues them (the client's Receive Maximum, at most
         ``max_inflight_messages``)."""
-        outbound = self._session.outbound
+        session = self._session
+        if session is None:
+            return 0
+        outbound = session.outbound
         if outbound.queue:
             return 0
-        return max(0, outbound.send_quota - len(outbound.inflight))
+        return outbound.send_quota - len(outbound.inflight)
 
     def next_event(self) -> Event | None:
         """The next event, or None when more data (or time) is needed.
@@ -246,6 +244,29 @@ class ServerConnection(ServerInput, ServerFlows, Connection):
             :class:`~mqttproto.events.Disconnected`.
         """
         events = self._events
+        if not events and self.state is _S.CONNECTED:
+            # The hot path: packets of a connected client, handled in a row
+            # until one makes an event (most do).
+            incoming = self._incoming
+            pos = self._incoming_pos
+            handlers = self._CONNECTED_HANDLERS
+            now = self._input_now
+            while pos < len(incoming):
+                packet = incoming[pos]
+                handler = handlers.get(type(packet))
+                if handler is None:
+                    break  # not allowed now: the general path says so
+                pos += 1
+                self._incoming_pos = pos
+                try:
+                    handler(self, packet, now)
+                except RemoteProtocolError as exc:
+                    self._protocol_error(exc, now)
+                    raise
+                if events:
+                    return events.pop(0)
+                if self.state is not _S.CONNECTED:
+                    break
         while not events:
             if not self._handle_next():
                 return None
@@ -430,9 +451,9 @@ class ServerConnection(ServerInput, ServerFlows, Connection):
                 )
             )
         if session is not None:
-            self._session_state = session
-        elif not session_present:
-            self._session_state = None
+            self._session = session
+        elif self._session is None or not session_present:
+            self._session = ServerSession(max_queued=config.max_queued_messages)
         if not session_present:
             self._session.clear()
         if assigned_client_identifier is not None:

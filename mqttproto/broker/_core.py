@@ -484,9 +484,15 @@ class Broker(Routing, Subscriptions, Lifecycle, Authentication):
             handlers[type(event)](link, event, now)
 
     def _on_acknowledged(self, link: Link, event: PublishAcknowledged, now: float) -> None:
+        """A QoS 1/2 flow to the client ended (acknowledged, or refused)."""
         session = link.session
-        if session is not None:
-            self._flow_done(session, event.packet_id, now)
+        if session is None:
+            return
+        message = session.inflight_messages.pop(event.packet_id, None)
+        if message is not None:
+            self._unhold(message)
+        if session.pending:
+            self._pump(session, now)
 
     def _on_discarded(self, link: Link, event: PublishDiscarded, now: float) -> None:
         session = link.session

@@ -75,7 +75,11 @@ class Routing:
             # 3.1.1 has no way to say no: acknowledged and dropped.
             code = _NOT_AUTHORIZED
         else:
-            route = self._router.route(topic)
+            router = self._router
+            # The route cache, read first: one dict lookup for a known topic.
+            route = router._cache.get(topic)
+            if route is None:
+                route = router.route(topic)
             if (
                 not qos
                 and not packet.retain
@@ -268,7 +272,11 @@ class Routing:
             else:
                 self.messages_dropped += 1
             return True
-        if session.pending or not conn.send_window or link.held:
+        if (
+            session.pending
+            or not conn.send_window
+            or conn.bytes_to_send + link.backlog >= link.max_unsent
+        ):
             return self._enqueue(session, (message, qos, retain, sub_ids))
         if self._over_budget(message):
             self.messages_dropped += 1
@@ -371,7 +379,9 @@ class Routing:
         v5 = link.v5
         while pending:
             message, qos, retain, sub_ids = pending[0]
-            if (qos and not conn.send_window) or link.held:
+            if (qos and not conn.send_window) or (
+                conn.bytes_to_send + link.backlog >= link.max_unsent
+            ):
                 # The window is full, or the output is above its high-water
                 # mark: the rest waits (data_to_send pumps again).
                 break
@@ -396,14 +406,6 @@ class Routing:
                     self.messages_dropped += 1
             self._unhold(message)
         self._dirty[link.id] = None
-
-    def _flow_done(self, session: Session, packet_id: int, now: float) -> None:
-        """A QoS 1/2 flow to the client ended (acknowledged, refused or dropped)."""
-        message = session.inflight_messages.pop(packet_id, None)
-        if message is not None:
-            self._unhold(message)
-        if session.pending:
-            self._pump(session, now)
 
     # -- retained messages --------------------------------------------------------------
 
