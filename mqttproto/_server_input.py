@@ -329,6 +329,12 @@ class ServerInput:
             if isinstance(error, _EndOfStream):
                 self._end_of_stream(now)
                 return True
+            if self._version is not None and isinstance(error, ConnectRefusal):
+                # A second CONNECT, whatever it holds, is a Protocol Error
+                # [MQTT-3.1.0-2]: its own level or refusal does not count.
+                second = RemoteProtocolError("a second CONNECT", _C.PROTOCOL_ERROR)
+                self._protocol_error(second, now)
+                raise second from error
             self._protocol_error(error, now)
             raise error
         packet = incoming[pos]

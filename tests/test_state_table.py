@@ -362,3 +362,53 @@ def test_sequences_of_inputs_follow_the_table(role: str, moves: list[Input]) -> 
             assert conn.state is S.CLOSED
             continue
         assert (before, conn.state) in REACHABLE, (role, before, move, conn.state)
+
+
+# -- a second CONNECT that is itself unreadable -----------------------------------------
+
+# A CONNECT naming protocol level 0: read alone, it is refused with an unknown
+# level; after a first CONNECT it is a Protocol Error [MQTT-3.1.0-2].
+UNKNOWN_LEVEL = b"\x10\x0d\x00\x04MQTT\x00\x02\x00\x0a\x00\x01c"
+
+
+@pytest.mark.parametrize(
+    ("version", "moment", "expected"),
+    [
+        # During an authentication exchange, 5.0: a refusing CONNACK, Protocol Error.
+        (ProtocolVersion.MQTT_5_0, "challenged", b"\x20\x03\x00\x82\x00"),
+        # After CONNACK, 5.0: DISCONNECT Protocol Error.
+        (ProtocolVersion.MQTT_5_0, "accepted", b"\xe0"),
+        # Sent before the application answered: read once it has (after CONNACK).
+        (ProtocolVersion.MQTT_5_0, "waiting", b"\xe0"),
+        # 3.1.1 closes without a word.
+        (ProtocolVersion.MQTT_3_1_1, "accepted", b""),
+        (ProtocolVersion.MQTT_3_1_1, "waiting", b""),
+    ],
+)
+def test_second_connect_with_an_unknown_level_is_a_protocol_error(
+    version: ProtocolVersion, moment: str, expected: bytes
+) -> None:
+    method = METHOD if moment == "challenged" else None
+    first = ConnectPacket("c", protocol_version=version, authentication_method=method)
+    conn = ServerConnection(now=0.0)
+    conn.receive_data(encode_packet(first, version=version), 0.0)
+    drain(conn)
+    if moment == "challenged":
+        conn.auth(authentication_data=b"challenge")
+    elif moment == "accepted":
+        conn.accept()
+    conn.data_to_send(0.0)
+    with pytest.raises(RemoteProtocolError) as caught:
+        conn.receive_data(UNKNOWN_LEVEL, 0.0)
+        if moment == "waiting":
+            drain(conn)
+            conn.accept()
+            conn.data_to_send(0.0)
+        drain(conn)
+    assert caught.value.reason_code == ReasonCode.PROTOCOL_ERROR
+    sent = conn.data_to_send(0.0)
+    assert sent.startswith(expected) and (expected or sent == b"")
+    if expected == b"\xe0":
+        assert sent[2] == ReasonCode.PROTOCOL_ERROR
+    assert conn.state is ConnectionState.CLOSED
+    assert conn.version == version
