@@ -82,10 +82,9 @@ from ._server_common import (
     Endpoint,
     ServerBase,
     format_peer,
-    goodbye_reason,
-    note_first_output,
     source_address,
 )
+from ._server_log import goodbye_reason, note_first_output
 
 __all__ = [
     "DEFAULT_CLOSE_TIMEOUT",

@@ -73,11 +73,10 @@ from ._server_common import (
     ServerBase,
     backlog_report,
     format_peer,
-    goodbye_reason,
-    note_first_output,
     remove_stale_socket,
     source_address,
 )
+from ._server_log import goodbye_reason, note_first_output
 from ._tls_gate import (
     MAX_PLAINTEXT_RECORD,
     RECORD_HEADER,

@@ -59,11 +59,10 @@ from ._server_common import (
     ServerBase,
     backlog_report,
     format_peer,
-    goodbye_reason,
-    note_first_output,
     remove_stale_socket,
     source_address,
 )
+from ._server_log import goodbye_reason, note_first_output
 from ._trio_tls import tls_handshake
 
 if TYPE_CHECKING:  # without importing wsproto at run time
