@@ -1,16 +1,19 @@
-"""What the three broker servers share and that does no I/O.
+"""What the three broker servers share around their I/O.
 
-The asyncio, trio and threads servers differ only in how they move bytes;
-the rest is here: checking the constructor's arguments
-(:func:`broker_and_listeners`), :class:`Endpoint`, naming peers. What they
-log of the packets the broker sends is :mod:`._server_log`.
+The asyncio, trio and threads servers differ only in how they move bytes.
+What they do with the broker is the :class:`._driver.Driver`, which
+:class:`ServerBase` makes for each; the rest is here: checking the
+constructor's arguments (:func:`broker_and_listeners`), :class:`Endpoint`,
+naming peers and endpoints, the log line of a listener, Unix socket files.
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import logging
 import os
+import socket
 import ssl as _ssl
 import stat
 from collections.abc import Sequence
@@ -22,6 +25,7 @@ from ..auth import Authenticator, Authorizer
 from ..broker import Broker
 from ..config import BrokerConfig
 from ._auth_workers import check_auth_workers
+from ._driver import Driver
 from ._listener import Listener
 from ._server_log import last_packet  # named here too, where it used to live
 from ._tls_gate import (
@@ -36,16 +40,18 @@ __all__ = [
     "DEFAULT_MAX_BUFFERED_OUTPUT",
     "DEFAULT_MAX_TLS_HANDSHAKES",
     "DEFAULT_TLS_HANDSHAKE_TIMEOUT",
+    "READ_SIZE",
     "Endpoint",
     "ServerBase",
-    "backlog_report",
     "broker_and_listeners",
+    "endpoint_of",
     "first_address",
     "format_peer",
     "last_packet",
+    "peer_name",
     "port_of",
     "remove_stale_socket",
-    "source_address",
+    "unix_listening_socket",
 ]
 
 logger = logging.getLogger("mqttproto.broker")
@@ -112,29 +118,12 @@ def format_peer(address: Any) -> str:
     return str(address) if address else "unknown"
 
 
-def source_address(listener: Listener, address: Any) -> str | None:
-    """What a connection's failed authentications count against
-    (``Broker.open_connection(address=...)``): the peer's host, without the
-    port; for a Unix socket, its path, the same for every local client."""
+def peer_name(listener: Listener, address: Any) -> str:
+    """How a connection is named in the log and to the broker: ``host:port``,
+    or ``unix:<path>`` for every client of a Unix socket listener."""
     if listener.transport == "unix":
         return f"unix:{listener.path}"
-    if isinstance(address, tuple) and address:
-        return str(address[0])
-    return None
-
-
-#: Unsent bytes above which a server stops reading from a connection.
-PAUSE_READING_ABOVE = 256 * 1024
-
-
-def backlog_report(pending: int, reported: int) -> int | None:
-    """What to tell :meth:`Broker.output_backlog` about a connection with
-    ``pending`` unsent bytes, ``reported`` having been said last; None:
-    nothing new. Only a connection the server has stopped reading from has a
-    backlog worth counting (it is 0 below :data:`PAUSE_READING_ABOVE`), so a
-    client that keeps up costs no calls."""
-    backlog = pending if pending > PAUSE_READING_ABOVE else 0
-    return None if backlog == reported else backlog
+    return format_peer(address)
 
 
 #: Bytes asked of a socket or stream per read.
@@ -181,6 +170,14 @@ def first_address(endpoints: Sequence[Endpoint]) -> tuple[str, int]:
     raise RuntimeError("the server is not listening on TCP")
 
 
+def endpoint_of(listener: Listener, sock: Any) -> Endpoint:
+    """The :class:`Endpoint` of one listening socket (anything with ``getsockname``)."""
+    if listener.transport == "unix":
+        return Endpoint(listener, None, listener.path)
+    name = sock.getsockname()
+    return Endpoint(listener, (str(name[0]), int(name[1])))
+
+
 def remove_stale_socket(path: str) -> None:
     """Remove a socket file left at ``path`` (as asyncio does); other files stay."""
     with contextlib.suppress(FileNotFoundError):
@@ -188,8 +185,24 @@ def remove_stale_socket(path: str) -> None:
             os.unlink(path)
 
 
-class ServerBase:
-    """The arguments and introspection the asyncio, trio and threads servers share.
+def unix_listening_socket(path: str) -> socket.socket:
+    """A bound, listening, non-blocking Unix socket at ``path`` (a stale
+    socket file there is replaced)."""
+    remove_stale_socket(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        sock.listen(128)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class ServerBase(abc.ABC):
+    """The arguments, the driver and the introspection the asyncio, trio and
+    threads servers share.
 
     The arguments are those of the asyncio
     :class:`mqttproto.adapters.asyncio.BrokerServer`: a broker (or its
@@ -197,6 +210,9 @@ class ServerBase:
     ``host``/``port`` (TLS with ``ssl``) or several ``listeners``,
     ``max_buffered_output``, ``close_timeout``, ``tls_handshake_timeout``,
     ``max_tls_handshakes`` and ``auth_workers``.
+
+    A subclass says how its loop runs the :class:`._driver.Driver`'s pump:
+    :meth:`_pump_soon` and :meth:`_wake_at`.
     """
 
     def __init__(
@@ -240,6 +256,14 @@ class ServerBase:
         self._tls_gate = HandshakeGate(
             self.broker, max_handshakes=max_tls_handshakes, timeout=tls_handshake_timeout
         )
+        #: Everything between the broker and the sockets that is not I/O.
+        self._driver = Driver(
+            self.broker,
+            max_buffered_output=max_buffered_output,
+            close_timeout=close_timeout,
+            pump_soon=self._pump_soon,
+            wake_at=self._wake_at,
+        )
         #: Where the server listens, while it does (set by the subclass).
         self._endpoints: tuple[Endpoint, ...] = ()
         #: Unix socket files this server created: path -> inode, to remove on close.
@@ -249,6 +273,11 @@ class ServerBase:
     def endpoints(self) -> tuple[Endpoint, ...]:
         """Every listening socket with its listener (empty unless serving)."""
         return self._endpoints
+
+    @property
+    def connection_count(self) -> int:
+        """Open connections (including ones still closing)."""
+        return self._driver.connection_count
 
     @property
     def tls_handshakes(self) -> TlsHandshakeStats:
@@ -275,6 +304,26 @@ class ServerBase:
         """``(host, port)`` of the first TCP or WebSocket endpoint."""
         return first_address(self.endpoints)
 
+    def _require_websocket(self) -> None:
+        """Check, before listening, that the WebSocket listeners can be served.
+
+        :raises ImportError: a WebSocket listener without ``wsproto`` installed.
+        """
+        if any(listener.transport == "websocket" for listener in self.listeners):
+            try:
+                from . import _websocket_server  # noqa: F401
+            except ImportError as exc:
+                raise ImportError(
+                    "a WebSocket listener needs wsproto: pip install 'mqttproto[websocket]'"
+                ) from exc
+
+    @staticmethod
+    def _announce(listener: Listener, sockets: Sequence[Any]) -> list[Endpoint]:
+        """The endpoints of ``listener``'s listening sockets, logged as listening."""
+        found = [endpoint_of(listener, sock) for sock in sockets]
+        logger.info("listening on %s (%s)", ", ".join(str(e) for e in found), listener.kind)
+        return found
+
     def _remember_socket_file(self, path: str) -> None:
         with contextlib.suppress(OSError):
             self._socket_files[path] = os.stat(path).st_ino
@@ -286,3 +335,13 @@ class ServerBase:
                 if os.stat(path).st_ino == inode:
                     os.unlink(path)
         self._socket_files.clear()
+
+    # -- how the subclass runs the driver -------------------------------------------
+
+    @abc.abstractmethod
+    def _pump_soon(self) -> None:
+        """Have ``self._driver.pump(now)`` called soon on the server's thread."""
+
+    @abc.abstractmethod
+    def _wake_at(self, deadline: float | None) -> None:
+        """Have ``self._driver.pump(now)`` called at ``deadline`` (None: never)."""
