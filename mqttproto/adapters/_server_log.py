@@ -146,6 +146,7 @@ def goodbye_reason(peer: PeerRecord, pump: int) -> str:
     if described is None:
         return "closed by the broker"
     text, failure = described
-    if failure:
+    # A refusing CONNACK was logged as it went out (note_first_output).
+    if failure and packet[0] & 0xF0 != _CONNACK:
         logger.warning("connection %d from %s: %s", peer.conn, peer.peer, text)
     return text
