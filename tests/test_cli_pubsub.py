@@ -7,18 +7,18 @@ Every process is started without a shell, bounded by a timeout (``-W`` and
 
 from __future__ import annotations
 
-import os
 import queue
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from certs import make_pki
+from cli_tools import MOSQUITTO_RR, TIMEOUT, Background, at, cli, mosquitto, ours
 from interop import (
     HOST,
     MOSQUITTO_PUB,
@@ -33,94 +33,6 @@ from test_interop_broker import ThreadedBroker
 from mqttproto.adapters.asyncio import Listener, server_ssl_context
 from mqttproto.auth import AclAuthorizer, AclFile, PasswordAuthenticator, PasswordFile
 
-ROOT = Path(__file__).resolve().parent.parent
-MOSQUITTO_RR = "/usr/bin/mosquitto_rr"
-TIMEOUT = 20.0
-
-
-def cli(
-    *args: str, input: bytes | None = None, timeout: float = TIMEOUT
-) -> subprocess.CompletedProcess[bytes]:
-    """``python -m mqttproto ARGS`` to completion (killed after *timeout*)."""
-    return subprocess.run(
-        [sys.executable, "-m", "mqttproto", *args],
-        input=input,
-        stdin=None if input is not None else subprocess.DEVNULL,
-        capture_output=True,
-        timeout=timeout,
-        check=False,
-        cwd=ROOT,
-    )
-
-
-def mosquitto(executable: str, *args: str) -> subprocess.CompletedProcess[bytes]:
-    require_peer(os.path.basename(executable), executable)
-    return subprocess.run(
-        [executable, *args],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
-
-
-class Background:
-    """A subscriber process whose stdout lines can be awaited (bounded)."""
-
-    def __init__(self, argv: Sequence[str]) -> None:
-        self.process = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=ROOT,
-        )
-        self.chunks: queue.Queue[bytes] = queue.Queue()
-        self.output = b""
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for _ in range(100_000):
-            chunk = self.process.stdout.read1(65536)
-            if not chunk:
-                break
-            self.chunks.put(chunk)
-        self.chunks.put(b"")
-
-    def wait_for(self, text: bytes) -> None:
-        """Until *text* has been printed (10 s at most)."""
-        for _ in range(1000):
-            if text in self.output:
-                return
-            chunk = self.chunks.get(timeout=10)
-            if not chunk:
-                break
-            self.output += chunk
-        raise AssertionError(f"{text!r} not printed; got {self.output!r}")
-
-    def finish(self) -> tuple[int, bytes, bytes]:
-        """Wait (bounded) for the exit; kill on overrun. (status, stdout, stderr)."""
-        try:
-            self.process.wait(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
-        for _ in range(100_000):
-            chunk = self.chunks.get(timeout=10)
-            if not chunk:
-                break
-            self.output += chunk
-        assert self.process.stderr is not None
-        stderr = self.process.stderr.read()
-        self.process.stderr.close()
-        self.process.stdout.close()  # type: ignore[union-attr]
-        return self.process.returncode, self.output, stderr
-
-
-def ours(*args: str) -> list[str]:
-    return [sys.executable, "-m", "mqttproto", *args]
-
 
 @pytest.fixture(params=["mqttproto", "mosquitto"])
 def any_broker(request: pytest.FixtureRequest) -> Iterator[Any]:
@@ -131,10 +43,6 @@ def any_broker(request: pytest.FixtureRequest) -> Iterator[Any]:
     else:
         with MosquittoBroker() as broker:
             yield broker
-
-
-def at(broker: Any) -> list[str]:
-    return ["-h", HOST, "-p", str(broker.port)]
 
 
 # -- output compared with mosquitto_sub ------------------------------------------------
