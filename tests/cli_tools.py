@@ -178,8 +178,9 @@ class Relay:
                         selector.register(sock, selectors.EVENT_READ)
                         registered.add(sock)
             for key, _ in selector.select(timeout=0.05):
-                sock = key.fileobj
-                assert isinstance(sock, socket.socket)
+                ready = key.fileobj
+                assert isinstance(ready, socket.socket)
+                sock = ready
                 with self._lock:
                     peer = self._pairs.get(sock)
                     try:

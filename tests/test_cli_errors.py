@@ -17,11 +17,13 @@ from typing import Any
 import pytest
 from certs import make_pki
 from cli_tools import MOSQUITTO_RR, assert_one_line_error, at, cli, mosquitto
+from cryptography.hazmat.primitives import serialization
 from interop import HOST, MOSQUITTO_PUB, MOSQUITTO_SUB, MosquittoBroker, free_port
 from test_interop_broker import ThreadedBroker
 
 from mqttproto import cli as mqttproto_cli
 from mqttproto.adapters.asyncio import Listener, server_ssl_context
+from mqttproto.auth import AclAuthorizer, AclFile
 from mqttproto.config import BrokerConfig
 
 TOOLS = {"pub": MOSQUITTO_PUB, "sub": MOSQUITTO_SUB, "rr": MOSQUITTO_RR}
@@ -251,6 +253,23 @@ def test_tls_files_are_named_with_what_is_wrong(pki: Any, tmp_path: Path) -> Non
             f"--key {pki.server_key} is not the private key of --cert {cert}.",
         ),
     ]
+    # An encrypted key and no terminal to ask for its pass phrase (stdin is /dev/null).
+    private = serialization.load_pem_private_key(Path(key).read_bytes(), password=None)
+    encrypted = tmp_path / "encrypted.key"
+    encrypted.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    cases.append(
+        (
+            ["--cafile", ca, "--cert", cert, "--key", str(encrypted)],
+            f"--key {encrypted}: the key is encrypted, and there is no terminal to ask for "
+            "its pass phrase.",
+        )
+    )
     for options, message in cases:
         result = cli(*base, *options)
         assert_one_line_error(result, 1, b"Error: Problem setting TLS options: " + message.encode())
@@ -375,3 +394,32 @@ def test_what_the_brokers_limits_refuse_is_one_line(kind: str) -> None:
         assert (lost.returncode, lost.stderr) == (7, theirs_lost.stderr)
     else:
         assert_one_line_error(lost, 7, b"Error: The connection was lost")
+
+
+@pytest.mark.parametrize("kind", ["mqttproto", "mosquitto"])
+def test_refused_publish_and_subscription_are_one_line(kind: str, tmp_path: Path) -> None:
+    """An ACL refuses the topic. mosquitto_pub warns and exits 0; a refused
+    publish is an error (status 1) here. mosquitto grants the subscription
+    (and drops the messages); our broker refuses it in the SUBACK."""
+    rules = "topic readwrite allowed/#\n"
+    with contextlib.ExitStack() as stack:
+        if kind == "mqttproto":
+            authorizer = AclAuthorizer(AclFile.parse(rules))
+            broker: Any = stack.enter_context(ThreadedBroker(authorizer=authorizer))
+        else:
+            acl = tmp_path / "acl"
+            acl.write_text(rules)
+            broker = stack.enter_context(MosquittoBroker([f"acl_file {acl}"]))
+        denied = [*at(broker), "-V", "5", "-t", "denied"]
+        mine = cli("pub", *denied, "-m", "x", "-q", "1")
+        theirs = mosquitto(MOSQUITTO_PUB, *denied, "-m", "x", "-q", "1")
+        subscribed = cli("sub", *denied, "-W", "1")
+    assert (theirs.returncode, theirs.stderr) == (
+        0,
+        b"Warning: Publish 1 failed: Not authorized.\n",
+    )
+    assert_one_line_error(mine, 1, b"Error: Publish failed: Not authorized.")
+    if kind == "mqttproto":
+        assert_one_line_error(subscribed, 1, b"All subscription requests were denied.")
+    else:
+        assert (subscribed.returncode, subscribed.stderr) == (27, b"Timed out\n")
