@@ -45,6 +45,7 @@ class PacketTrace:
         self._out = out
         self._version: ProtocolVersion = client.core.version
         self._announce_subacks = announce_subacks
+        self._broken = False
         self._sent = PacketReader(version=None)
         self._received = PacketReader(version=self._version)
         #: libmosquitto numbers QoS 0 messages too; its counter, imitated.
@@ -99,8 +100,15 @@ class PacketTrace:
     # -- the lines ---------------------------------------------------------------------
 
     def _line(self, text: str) -> None:
-        self._out.write(text.encode("utf-8", "replace") + b"\n")
-        self._out.flush()
+        if self._broken:
+            return
+        try:
+            self._out.write(text.encode("utf-8", "replace") + b"\n")
+            self._out.flush()
+        except OSError:
+            # Standard output went away: the command's own output finds out
+            # and ends it; the trace must not break the connection first.
+            self._broken = True
 
     @property
     def _client_id(self) -> str:

@@ -99,11 +99,15 @@ _V5_REASONS = {
 class CommandError(Exception):
     """Stop the command: print ``message`` (one line) and exit with ``status``."""
 
-    def __init__(self, message: str, status: int = 1, *, refused: bool = False) -> None:
+    def __init__(
+        self, message: str, status: int = 1, *, refused: bool = False, timed_out: bool = False
+    ) -> None:
         super().__init__(message)
         self.status = status
         #: The server answered CONNECT with a refusal (trying again won't help).
         self.refused = refused
+        #: Connecting timed out (an error inside the client may say why).
+        self.timed_out = timed_out
 
 
 def describe_v5_reason(code: int) -> str:
@@ -165,7 +169,7 @@ def describe_connect_failure(exc: BaseException, settings: ClientSettings) -> Co
         text = exc.strerror or "lookup error"
         return CommandError(f"Error: Unable to connect to {where}: lookup error ({text}).")
     if isinstance(exc, TimeoutError):
-        return CommandError(f"Error: Connecting to {where} timed out.")
+        return CommandError(f"Error: Connecting to {where} timed out.", timed_out=True)
     if isinstance(exc, ConnectionRefusedError) or (
         isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED
     ):

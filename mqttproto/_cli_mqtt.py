@@ -8,14 +8,12 @@ one-line errors too, and running a command's coroutine.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import secrets
-import signal
 import ssl
 import sys
 import urllib.parse
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
@@ -42,7 +40,6 @@ __all__ = [
     "connected",
     "describe_lost",
     "publish",
-    "run_client_command",
 ]
 
 _VERSIONS = {
@@ -288,6 +285,8 @@ def client_settings(
                 "Error: You must provide a client id if you are using an infinite session "
                 "expiry interval."
             )
+    elif session_expiry is not None:
+        raise CommandError("Error: -x (session expiry interval) needs MQTT 5 (-V 5).")
     elif not args.clean and args.client_id is None:
         raise CommandError("Error: You must provide a client id if you are using the -c option.")
     tls = tls_context(args, url_tls)
@@ -395,6 +394,10 @@ async def connected(
         await client.connect()
     except (OSError, TimeoutError, ClientError, EOFError) as exc:
         raise describe_connect_failure(exc, settings) from None
+    except (MQTTError, ValueError, TypeError) as exc:
+        # The CONNECT was checked before; this would be a rule of the
+        # client's own that the check missed.
+        raise CommandError(f"Error: {exc}") from None
     try:
         yield client
     except (ClientError, MQTTError, ValueError, TypeError) as exc:
@@ -444,35 +447,3 @@ async def publish(
                     OVERSIZE_PACKET,
                 )
     await client.publish(topic, payload, qos=qos, retain=retain, **properties)
-
-
-def run_client_command(main: Coroutine[Any, Any, int]) -> int:
-    """Run a command's coroutine; SIGINT/SIGTERM end it cleanly with status 0."""
-
-    async def guarded() -> int:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
-        stopped = []
-
-        def stop() -> None:
-            stopped.append(True)
-            task.cancel()
-
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop)
-        try:
-            return await main
-        except asyncio.CancelledError:
-            if stopped:
-                return 0
-            raise
-        finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(signum)
-
-    try:
-        return asyncio.run(guarded())
-    except CommandError as exc:
-        print(exc, file=sys.stderr)
-        return exc.status

@@ -23,9 +23,9 @@ from ._cli_mqtt import (
     client_settings,
     connected,
     publish,
-    run_client_command,
 )
 from ._cli_packets import check_filter, check_publish, check_topic
+from ._cli_run import run_client_command
 from ._cli_sub import MessagePrinter, add_output_options, add_sub_parser
 from .enums import ProtocolVersion
 

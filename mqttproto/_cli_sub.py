@@ -29,9 +29,9 @@ from ._cli_mqtt import (
     client_settings,
     connected,
     describe_lost,
-    run_client_command,
 )
 from ._cli_packets import check_filter, check_subscribe
+from ._cli_run import run_client_command
 from .enums import ProtocolVersion
 from .events import MessageReceived
 from .topics import topic_matches

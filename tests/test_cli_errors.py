@@ -97,6 +97,10 @@ def test_bad_arguments_print_mosquittos_line_and_status(argv: list[str]) -> None
             b"Error: Invalid subscription topic '': topic filter must not be empty",
         ),
         (["pub", "-p", "abc", "-t", "a", "-m", "x"], b"Error: Invalid port given: abc"),
+        (
+            ["pub", "-t", "a", "-m", "x", "-x", "60"],
+            b"Error: -x (session expiry interval) needs MQTT 5 (-V 5).",
+        ),
         # mosquitto_pub tries port 0 and says "Error: No such file or directory".
         (["pub", "-p", "0", "-t", "a", "-m", "x"], b"Error: Invalid port given: 0"),
         (

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -220,3 +221,41 @@ def test_repeat_with_delay_reaches_a_subscriber(broker: Any) -> None:
     assert elapsed >= 0.8
     assert theirs[:2] == (0, b"rep/ready r\n" + b"rep/x again\n" * 3)
     assert mine[:2] == (0, b"r\n" + b"again\n" * 3)
+
+
+def test_closed_standard_output_ends_sub_quietly(broker: Any) -> None:
+    """``sub | head -1``: no BrokenPipeError traceback, no "Exception ignored";
+    mosquitto_sub dies of SIGPIPE there, we exit with the status a shell
+    reports for that (128 + 13)."""
+    process = subprocess.Popen(
+        ours("sub", *at(broker), "-t", "f/#", "-v", "-d", "-W", "15"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        seen = b""
+        for _ in range(1000):
+            # Retained messages come at once; the read returns what is there.
+            chunk = process.stdout.read1(65536)
+            seen += chunk
+            if not chunk or b"f/props hello world\n" in seen:
+                break
+        assert b"f/props hello world\n" in seen
+        process.stdout.close()
+        for _ in range(20):
+            assert cli("pub", *at(broker), "-t", "f/more", "-m", "more").returncode == 0
+            try:
+                process.wait(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        status = process.wait(timeout=10)
+        stderr = process.stderr.read()
+        process.stderr.close()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=5)
+    assert (status, stderr) == (141, b"")
