@@ -427,3 +427,15 @@ def test_refused_publish_and_subscription_are_one_line(kind: str, tmp_path: Path
         assert_one_line_error(subscribed, 1, b"All subscription requests were denied.")
     else:
         assert (subscribed.returncode, subscribed.stderr) == (27, b"Timed out\n")
+
+
+@pytest.mark.parametrize("kind", ["mqttproto", "mosquitto"])
+def test_a_property_the_server_refuses_is_mosquittos_line(kind: str) -> None:
+    """An authentication method the broker does not know: CONNACK 0x8C."""
+    with ThreadedBroker() if kind == "mqttproto" else MosquittoBroker() as broker:
+        args = [*at(broker), "-V", "5", "-t", "a", "-m", "x"]
+        args += ["-D", "connect", "authentication-method", "no-such-method"]
+        mine, theirs = cli("pub", *args), mosquitto(MOSQUITTO_PUB, *args)
+    assert theirs.returncode == 140
+    assert_one_line_error(mine, 140, b"Connection error: Bad authentication method")
+    assert mine.stderr == first_line(theirs)
