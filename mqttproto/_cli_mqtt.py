@@ -1,25 +1,35 @@
 """What ``mqttproto pub``, ``sub`` and ``rr`` share: the mosquitto-style
-connection options, MQTT 5 properties from ``-D``, ``-L`` URLs, connecting
-with :class:`mqttproto.adapters.asyncio.Client`, and one-line errors with
-mosquitto's exit statuses.
+connection options, ``-L`` URLs, resolving them into :class:`ClientSettings`
+(every fault a one-line :class:`CommandError` before anything connects), a
+connected :class:`mqttproto.adapters.asyncio.Client` whose failures become
+one-line errors too, and running a command's coroutine.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
-import signal
-import socket
+import contextlib
+import secrets
 import ssl
 import sys
 import urllib.parse
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
 
 from ._cli_common import Parser, Subparsers
+from ._cli_errors import (
+    CONN_LOST,
+    OVERSIZE_PACKET,
+    QOS_NOT_SUPPORTED,
+    RETAIN_NOT_SUPPORTED,
+    CommandError,
+    describe_connect_failure,
+    describe_v5_reason,
+)
+from ._cli_packets import check_connect, make_will, parse_properties
+from ._cli_tls import tls_context
 from .enums import ProtocolVersion, QoS, ReasonCode
 
 __all__ = [
@@ -27,7 +37,9 @@ __all__ = [
     "CommandError",
     "add_client_parser",
     "client_settings",
-    "run_client_command",
+    "connected",
+    "describe_lost",
+    "publish",
 ]
 
 _VERSIONS = {
@@ -39,89 +51,8 @@ _VERSIONS = {
     "mqttv5": ProtocolVersion.MQTT_5_0,
 }
 
-#: mosquitto's texts for the MQTT 3.1/3.1.1 CONNACK return codes.
-_V3_REFUSALS = {
-    1: "Connection Refused: unacceptable protocol version.",
-    2: "Connection Refused: identifier rejected.",
-    3: "Connection Refused: broker unavailable.",
-    4: "Connection Refused: bad user name or password.",
-    5: "Connection Refused: not authorised.",
-}
-
-#: mosquitto's texts for MQTT 5 reason codes (mosquitto_reason_string).
-_V5_REASONS = {
-    0x80: "Unspecified error",
-    0x81: "Malformed packet",
-    0x82: "Protocol error",
-    0x83: "Implementation specific error",
-    0x84: "Unsupported protocol version",
-    0x85: "Client identifier not valid",
-    0x86: "Bad username or password",
-    0x87: "Not authorized",
-    0x88: "Server unavailable",
-    0x89: "Server busy",
-    0x8A: "Banned",
-    0x8B: "Server shutting down",
-    0x8C: "Bad authentication method",
-    0x8D: "Keep alive timeout",
-    0x8E: "Session taken over",
-    0x90: "Topic name invalid",
-    0x95: "Packet too large",
-    0x97: "Quota exceeded",
-    0x99: "Payload format invalid",
-    0x9A: "Retain not supported",
-    0x9B: "QoS not supported",
-    0x9C: "Use another server",
-    0x9D: "Server moved",
-    0x9F: "Connection rate exceeded",
-}
-
-#: ``-D`` properties: command -> property name -> (keyword, value parser).
-_INT = int
-
-
-def _bool(text: str) -> bool:
-    if text not in ("0", "1"):
-        raise ValueError("must be 0 or 1")
-    return text == "1"
-
-
-def _bytes(text: str) -> bytes:
-    return text.encode()
-
-
-_Property = tuple[str, Callable[[str], Any]]
-_COMMON_MESSAGE: dict[str, _Property] = {
-    "payload-format-indicator": ("payload_format_indicator", _INT),
-    "message-expiry-interval": ("message_expiry_interval", _INT),
-    "content-type": ("content_type", str),
-    "response-topic": ("response_topic", str),
-    "correlation-data": ("correlation_data", _bytes),
-}
-_PROPERTIES: dict[str, dict[str, _Property]] = {
-    "connect": {
-        "session-expiry-interval": ("session_expiry_interval", _INT),
-        "receive-maximum": ("receive_maximum", _INT),
-        "maximum-packet-size": ("maximum_packet_size", _INT),
-        "topic-alias-maximum": ("topic_alias_maximum", _INT),
-        "request-response-information": ("request_response_information", _bool),
-        "request-problem-information": ("request_problem_information", _bool),
-        "authentication-method": ("authentication_method", str),
-        "authentication-data": ("authentication_data", _bytes),
-    },
-    "publish": {**_COMMON_MESSAGE, "topic-alias": ("topic_alias", _INT)},
-    "subscribe": {"subscription-identifier": ("subscription_identifier", _INT)},
-    "unsubscribe": {},
-    "will": {**_COMMON_MESSAGE, "will-delay-interval": ("will_delay_interval", _INT)},
-}
-
-
-class CommandError(Exception):
-    """Stop the command: print ``message`` (one line) and exit with ``status``."""
-
-    def __init__(self, message: str, status: int = 1) -> None:
-        super().__init__(message)
-        self.status = status
+#: The Session Expiry Interval that never expires (mosquitto's -1 or ∞ for -x).
+NEVER_EXPIRES = 0xFFFFFFFF
 
 
 @attrs.frozen
@@ -145,8 +76,10 @@ class ClientSettings:
     properties: dict[str, dict[str, Any]]
     topics: list[str]
     qos: QoS
+    #: -d: print every packet sent and received.
+    debug: bool = False
 
-    def client(self, **extra: Any) -> Any:
+    def client(self) -> Any:
         from .adapters.asyncio import Client
 
         connect_properties = dict(self.connect_properties)
@@ -166,8 +99,10 @@ class ClientSettings:
             session_expiry_interval=session_expiry,
             will=self.will,
             connect_properties=connect_properties,
-            **extra,
         )
+
+
+# -- argument types: each says what is wrong, not "invalid _type value" ----------
 
 
 def _version(text: str) -> ProtocolVersion:
@@ -186,9 +121,39 @@ def _qos(text: str) -> QoS:
 
 
 def _keep_alive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
     if not 5 <= value <= 65535 and value != 0:
-        raise argparse.ArgumentTypeError("keepalive must be 0 or between 5 and 65535")
+        raise argparse.ArgumentTypeError(
+            f"keepalive must be 0 or between 5 and 65535, not {text!r}"
+        )
+    return value
+
+
+def _session_expiry(text: str) -> int:
+    """mosquitto's -x: seconds, or -1, 4294967295 or ∞ for never."""
+    if text in ("-1", "∞"):
+        return NEVER_EXPIRES
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"session-expiry-interval not a number: {text!r}"
+        ) from None
+    if not 0 <= value <= NEVER_EXPIRES:
+        raise argparse.ArgumentTypeError(f"session-expiry-interval out of range: {text}")
+    return value
+
+
+def _port(text: str, where: str = "") -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 65535:
+        raise CommandError(f"Error: Invalid port given{where}: {text}")
     return value
 
 
@@ -198,10 +163,10 @@ def add_client_parser(subparsers: Subparsers, name: str, *, help: str, descripti
     parser.add_argument("--help", action="help", help="show this help and exit")
     conn = parser.add_argument_group("connection")
     conn.add_argument("-h", "--host", help="the broker's host (localhost)")
-    conn.add_argument("-p", "--port", type=int, help="its port (1883; 8883 with TLS)")
+    conn.add_argument("-p", "--port", help="its port, 1 to 65535 (1883; 8883 with TLS)")
     conn.add_argument("-L", "--url", help="mqtt(s)://[user[:password]@]host[:port]/topic")
     conn.add_argument("--unix", metavar="PATH", help="connect to a Unix socket")
-    conn.add_argument("--ws", action="store_true", help="MQTT over WebSocket")
+    conn.add_argument("--ws", action="store_true", help="MQTT over WebSocket (needs wsproto)")
     conn.add_argument("--ws-path", default="/mqtt", help="the WebSocket path (/mqtt)")
     conn.add_argument("-i", "--id", dest="client_id", help="the client id (default: random)")
     conn.add_argument("-u", "--username")
@@ -219,13 +184,14 @@ def add_client_parser(subparsers: Subparsers, name: str, *, help: str, descripti
         "--disable-clean-session",
         dest="clean",
         action="store_false",
-        help="keep the session when disconnected",
+        help="keep the session when disconnected (needs -i)",
     )
     conn.add_argument(
         "-x",
         dest="session_expiry",
-        type=int,
-        help="MQTT 5 session expiry interval in seconds (-D connect session-expiry-interval)",
+        type=_session_expiry,
+        help="MQTT 5 session expiry interval in seconds; -1 or ∞: never "
+        "(default: never with -c, else 0)",
     )
     conn.add_argument(
         "-D",
@@ -237,11 +203,14 @@ def add_client_parser(subparsers: Subparsers, name: str, *, help: str, descripti
         metavar="ARG",
         help="an MQTT 5 property: COMMAND NAME VALUE (user-property takes KEY VALUE)",
     )
+    conn.add_argument(
+        "-d", "--debug", action="store_true", help="print the packets sent and received"
+    )
     tls = parser.add_argument_group("TLS")
     tls.add_argument("--cafile", help="CA certificates to trust (turns TLS on)")
     tls.add_argument("--capath", help="a directory of CA certificates (turns TLS on)")
-    tls.add_argument("--cert", help="a client certificate (PEM)")
-    tls.add_argument("--key", help="its private key")
+    tls.add_argument("--cert", help="a client certificate (PEM; needs --key)")
+    tls.add_argument("--key", help="its private key (PEM; needs --cert)")
     tls.add_argument("--insecure", action="store_true", help="do not check the server's host name")
     will = parser.add_argument_group("will")
     will.add_argument("--will-topic")
@@ -253,59 +222,30 @@ def add_client_parser(subparsers: Subparsers, name: str, *, help: str, descripti
     return parser
 
 
-def _parse_properties(
-    arguments: list[list[str]], version: ProtocolVersion
-) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = {}
-    for words in arguments:
-        if len(words) < 3:
-            raise CommandError("Error: -D needs a command, a property and a value.")
-        command, name, *values = words
-        if command not in _PROPERTIES:
-            raise CommandError(f"Error: Invalid command {command!r} given in -D.")
-        into = found.setdefault(command, {})
-        if name == "user-property":
-            if len(values) != 2:
-                raise CommandError("Error: -D ... user-property needs a key and a value.")
-            into.setdefault("user_properties", []).append((values[0], values[1]))
-            continue
-        known = _PROPERTIES[command]
-        if name not in known:
-            raise CommandError(f"Error: Invalid property {name!r} for command {command!r}.")
-        if len(values) != 1:
-            raise CommandError(f"Error: -D {command} {name} needs one value.")
-        keyword, parse = known[name]
-        try:
-            into[keyword] = parse(values[0])
-        except ValueError as exc:
-            raise CommandError(f"Error: Invalid value for {name}: {exc}.") from None
-    if found and version != ProtocolVersion.MQTT_5_0:
-        raise CommandError("Error: -D properties need MQTT 5 (-V 5).")
-    for properties in found.values():
-        if "user_properties" in properties:
-            properties["user_properties"] = tuple(properties["user_properties"])
-    return found
-
-
-def _tls_context(args: argparse.Namespace, url_tls: bool) -> ssl.SSLContext | None:
-    wanted = (
-        url_tls
-        or any(value is not None for value in (args.cafile, args.capath, args.cert))
-        or args.insecure
-    )
-    if not wanted:
-        return None
-    if args.key is not None and args.cert is None:
-        raise CommandError("Error: --key needs --cert.")
+def _require_wsproto() -> None:
     try:
-        context = ssl.create_default_context(cafile=args.cafile, capath=args.capath)
-        if args.cert is not None:
-            context.load_cert_chain(args.cert, args.key)
-    except (OSError, ssl.SSLError) as exc:
-        raise CommandError(f"Error: Problem setting TLS options: {exc}.") from None
-    if args.insecure:
-        context.check_hostname = False
-    return context
+        import wsproto  # noqa: F401
+    except ImportError:
+        raise CommandError(
+            "Error: --ws needs the wsproto package, which is not installed: "
+            "pip install 'mqttproto[websocket]'"
+        ) from None
+
+
+def _from_url(
+    args: argparse.Namespace,
+) -> tuple[str | None, int | None, str | None, str | None, str | None, bool]:
+    """host, port, username, password, topic and TLS from ``-L``."""
+    url = urllib.parse.urlsplit(args.url)
+    if url.scheme not in ("mqtt", "mqtts"):
+        raise CommandError("Error: Unsupported URL scheme (mqtt:// or mqtts://).")
+    port = None
+    if ":" in url.netloc.rsplit("@", 1)[-1].rsplit("]", 1)[-1]:
+        port = _port(url.netloc.rsplit(":", 1)[1], " in -L URL")
+    username = urllib.parse.unquote(url.username) if url.username else None
+    password = urllib.parse.unquote(url.password) if url.password else None
+    topic = urllib.parse.unquote(url.path[1:]) if url.path.startswith("/") else ""
+    return url.hostname, port, username, password, topic or None, url.scheme == "mqtts"
 
 
 def client_settings(
@@ -315,49 +255,58 @@ def client_settings(
 
     :raises CommandError: conflicting or invalid options.
     """
-    host, port, topics = args.host, args.port, list(args.topics)
+    host, topics = args.host, list(args.topics)
+    port = None if args.port is None else _port(args.port)
     username, password = args.username, args.password
     url_tls = False
     if args.url is not None:
-        url = urllib.parse.urlsplit(args.url)
-        if url.scheme not in ("mqtt", "mqtts"):
-            raise CommandError("Error: Unsupported URL scheme (mqtt:// or mqtts://).")
-        url_tls = url.scheme == "mqtts"
-        try:
-            url_port = url.port
-        except ValueError:
-            raise CommandError("Error: Invalid port in URL.") from None
-        host = host or url.hostname
+        url_host, url_port, url_user, url_password, url_topic, url_tls = _from_url(args)
+        host = host or url_host
         port = port if port is not None else url_port
-        username = username or (urllib.parse.unquote(url.username) if url.username else None)
-        password = password or (urllib.parse.unquote(url.password) if url.password else None)
-        topic = urllib.parse.unquote(url.path[1:]) if url.path.startswith("/") else ""
-        if topic:
-            topics.insert(0, topic)
+        username = username or url_user
+        password = password or url_password
+        if url_topic:
+            topics.insert(0, url_topic)
     version = args.version or default_version
     if password is not None and username is None and version != ProtocolVersion.MQTT_5_0:
         raise CommandError("Error: A password needs a username (-u) before MQTT 5.")
-    tls = _tls_context(args, url_tls)
+    if args.unix is not None and (args.ws or args.url is not None or args.host is not None):
+        raise CommandError("Error: --unix cannot be combined with --ws, -L or -h.")
+    if args.ws:
+        _require_wsproto()
+    session_expiry = args.session_expiry
+    if version == ProtocolVersion.MQTT_5_0:
+        if session_expiry is None and not args.clean:
+            # mosquitto: -c alone keeps an MQTT 5 session for ever.
+            session_expiry = NEVER_EXPIRES
+        if session_expiry == NEVER_EXPIRES and args.client_id is None:
+            # A random id could never be used again: the session would be lost.
+            raise CommandError(
+                "Error: You must provide a client id if you are using an infinite session "
+                "expiry interval."
+            )
+    elif session_expiry is not None:
+        raise CommandError("Error: -x (session expiry interval) needs MQTT 5 (-V 5).")
+    elif not args.clean and args.client_id is None:
+        raise CommandError("Error: You must provide a client id if you are using the -c option.")
+    tls = tls_context(args, url_tls)
     arguments = list(args.properties)
-    if args.session_expiry is not None:
-        arguments.append(["connect", "session-expiry-interval", str(args.session_expiry)])
-    properties = _parse_properties(arguments, version)
+    if session_expiry is not None:
+        arguments.append(["connect", "session-expiry-interval", str(session_expiry)])
+    properties = parse_properties(arguments, version)
     will = None
     if args.will_topic is not None:
-        from .packets import Will
-
-        try:
-            will = Will(
-                args.will_topic,
-                (args.will_payload or "").encode(),
-                args.will_qos,
-                args.will_retain,
-                **properties.pop("will", {}),
-            )
-        except (TypeError, ValueError) as exc:
-            raise CommandError(f"Error: Invalid will: {exc}.") from None
-    elif args.will_payload is not None or args.will_retain:
-        raise CommandError("Error: Will payload or retain given without a will topic.")
+        will = make_will(
+            args.will_topic,
+            args.will_payload,
+            args.will_qos,
+            args.will_retain,
+            properties.pop("will", {}),
+        )
+    elif args.will_payload is not None:
+        raise CommandError("Error: Will payload given, but no will topic given.")
+    elif args.will_retain:
+        raise CommandError("Error: Will retain given, but no will topic given.")
     transport = "tcp"
     if args.unix is not None:
         transport, host = "unix", args.unix
@@ -366,11 +315,20 @@ def client_settings(
     client_id = args.client_id
     if client_id is None:
         # Like mosquitto's "mosq-<random>": a 3.1 server needs an id.
-        import secrets
-
         client_id = f"{prefix}-{secrets.token_hex(6)}"
     if port is None and transport != "websocket":
         port = 8883 if tls is not None else 1883
+    connect_properties = properties.pop("connect", {})
+    check_connect(
+        version=version,
+        client_id=client_id,
+        clean_start=args.clean,
+        keep_alive=args.keepalive,
+        username=username,
+        password=password,
+        will=will,
+        properties=connect_properties,
+    )
     return ClientSettings(
         host=host or "localhost",
         port=port,
@@ -384,76 +342,108 @@ def client_settings(
         keep_alive=args.keepalive,
         clean_start=args.clean,
         will=will,
-        connect_properties=properties.pop("connect", {}),
+        connect_properties=connect_properties,
         properties=properties,
         topics=topics,
         qos=args.qos,
+        debug=args.debug,
     )
 
 
-def describe_refusal(code: ReasonCode, version: ProtocolVersion) -> tuple[str, int]:
-    """mosquitto's message and exit status for a refused CONNECT."""
-    if version != ProtocolVersion.MQTT_5_0:
-        return_code = code.to_connack_return_code()
-        text = _V3_REFUSALS.get(return_code, f"Connection Refused: return code {return_code}.")
-        return f"Connection error: {text}", return_code
-    text = _V5_REASONS.get(int(code), code.name.replace("_", " ").capitalize())
-    return f"Connection error: {text}", int(code)
+# -- a connected client --------------------------------------------------------------
 
 
-def describe_connect_failure(exc: BaseException, settings: ClientSettings) -> CommandError:
-    """A one-line error for a connection that did not come up."""
-    from .adapters.asyncio import ConnectError
-
-    where = settings.host if settings.transport == "unix" else f"{settings.host}:{settings.port}"
-    if isinstance(exc, ConnectError) and exc.reason_code is not None:
-        message, status = describe_refusal(ReasonCode(exc.reason_code), settings.version)
-        return CommandError(message, status)
-    if isinstance(exc, socket.gaierror):
-        return CommandError(f"Error: Unable to connect to {where}: lookup error ({exc.strerror}).")
-    if isinstance(exc, ssl.SSLError):
-        return CommandError(f"Error: TLS error connecting to {where}: {exc.reason or exc}.")
-    if isinstance(exc, TimeoutError):
-        return CommandError(f"Error: Connecting to {where} timed out.")
-    if isinstance(exc, OSError):
-        # asyncio's "Connect call failed (...)": mosquitto prints the errno's
-        # text alone ("Error: Connection refused").
-        text = os.strerror(exc.errno) if exc.errno else str(exc)
-        return CommandError(f"Error: {text}")
-    return CommandError(f"Error: {exc}")
+def describe_lost(exc: BaseException | None) -> str:
+    """Why the connection ended, in mosquitto's words where it has some."""
+    code = getattr(exc, "reason_code", None)
+    if code is None or int(code) in (ReasonCode.UNSPECIFIED_ERROR, 0):
+        return "The connection was lost."
+    return f"The connection was lost ({describe_v5_reason(int(code))})."
 
 
-def reason_text(code: int) -> str:
-    return _V5_REASONS.get(code, f"reason code 0x{code:02X}")
+def _operation_failure(exc: BaseException) -> CommandError:
+    """A failure of publish/subscribe on a connected client, as one line."""
+    from .adapters.asyncio import ConnectionLostError, PublishError
+
+    if isinstance(exc, ConnectionLostError):
+        return CommandError(f"Error: {describe_lost(exc)}", CONN_LOST)
+    code = getattr(exc, "reason_code", None)
+    if isinstance(exc, PublishError) and code is not None:
+        return CommandError(f"Error: Publish failed: {describe_v5_reason(int(code))}.")
+    text = str(exc).rstrip(".") or type(exc).__name__
+    return CommandError(f"Error: {text[0].upper()}{text[1:]}.")
 
 
-def run_client_command(main: Coroutine[Any, Any, int]) -> int:
-    """Run a command's coroutine; SIGINT/SIGTERM end it cleanly with status 0."""
-
-    async def guarded() -> int:
-        loop = asyncio.get_running_loop()
-        task = asyncio.current_task()
-        assert task is not None
-        stopped = []
-
-        def stop() -> None:
-            stopped.append(True)
-            task.cancel()
-
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop)
-        try:
-            return await main
-        except asyncio.CancelledError:
-            if stopped:
-                return 0
-            raise
-        finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(signum)
+@contextlib.asynccontextmanager
+async def connected(
+    settings: ClientSettings, *, announce_subacks: bool = False
+) -> AsyncIterator[Any]:
+    """A connected client, disconnected at the end; every failure a :class:`CommandError`."""
+    from .adapters.asyncio import ClientError
+    from .errors import MQTTError
 
     try:
-        return asyncio.run(guarded())
-    except CommandError as exc:
-        print(exc, file=sys.stderr)
-        return exc.status
+        client = settings.client()
+    except (TypeError, ValueError) as exc:
+        raise CommandError(f"Error: {exc}") from None
+    if settings.debug:
+        from ._cli_debug import PacketTrace
+
+        PacketTrace(client, sys.stdout.buffer, announce_subacks=announce_subacks)
+    try:
+        await client.connect()
+    except (OSError, TimeoutError, ClientError, EOFError) as exc:
+        raise describe_connect_failure(exc, settings) from None
+    except (MQTTError, ValueError, TypeError) as exc:
+        # The CONNECT was checked before; this would be a rule of the
+        # client's own that the check missed.
+        raise CommandError(f"Error: {exc}") from None
+    try:
+        yield client
+    except (ClientError, MQTTError, ValueError, TypeError) as exc:
+        raise _operation_failure(exc) from None
+    finally:
+        with contextlib.suppress(Exception):
+            await client.disconnect()
+
+
+async def publish(
+    client: Any, topic: str, payload: bytes, qos: QoS, retain: bool, properties: dict[str, Any]
+) -> None:
+    """Publish, first checking the limits the broker announced in its CONNACK.
+
+    mosquitto_pub's message and libmosquitto's error number for each: the
+    client would refuse the PUBLISH anyway, with an exception.
+    """
+    limits = client.connack
+    if limits is not None:
+        if qos > limits.maximum_qos:
+            raise CommandError(
+                "Error: Message QoS not supported on broker, try a lower QoS "
+                f"(its maximum is {int(limits.maximum_qos)}).",
+                QOS_NOT_SUPPORTED,
+            )
+        if retain and not limits.retain_available:
+            raise CommandError(
+                "Error: Retained messages are not supported on broker, publish without -r.",
+                RETAIN_NOT_SUPPORTED,
+            )
+        if limits.maximum_packet_size is not None:
+            from .codec import encode_packet
+            from .packets import PublishPacket
+
+            size = len(
+                encode_packet(
+                    PublishPacket(
+                        topic, payload, qos, retain, False, 1 if qos else None, **properties
+                    ),
+                    version=client.core.version,
+                )
+            )
+            if size > limits.maximum_packet_size:
+                raise CommandError(
+                    f"Error: Message too large for the broker: the PUBLISH packet is {size} "
+                    f"bytes, its Maximum Packet Size is {limits.maximum_packet_size}.",
+                    OVERSIZE_PACKET,
+                )
+    await client.publish(topic, payload, qos=qos, retain=retain, **properties)

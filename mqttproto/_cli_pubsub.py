@@ -1,12 +1,9 @@
-"""``mqttproto pub``, ``sub`` and ``rr``: mosquitto_pub, mosquitto_sub and
-mosquitto_rr on :class:`mqttproto.adapters.asyncio.Client`.
+"""``mqttproto pub`` and ``rr``: mosquitto_pub and mosquitto_rr on
+:class:`mqttproto.adapters.asyncio.Client` (``sub`` is in :mod:`._cli_sub`).
 
-Output, messages on standard error and exit statuses follow mosquitto 2.0's
-where a shell user would notice: ``sub`` prints the payload and a newline
-(``-v``: the topic, a space, the payload; an empty payload is ``(null)`` with
-``-v`` and nothing without it or with ``-N``; ``-N`` drops the newline); ``-W`` ends with
-"Timed out" and status 27; a refused CONNECT exits with the CONNACK return
-code (MQTT 3.1/3.1.1) or reason code (MQTT 5).
+Messages on standard error and exit statuses follow mosquitto 2.0's (see
+:mod:`._cli_errors`): a refused CONNECT exits with the CONNACK return code
+(MQTT 3.1/3.1.1) or reason code (MQTT 5), ``-W`` with "Timed out" and 27.
 """
 
 from __future__ import annotations
@@ -16,71 +13,23 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-from ._cli_common import Subparsers, positive_int
+from ._cli_common import Subparsers
+from ._cli_errors import TIMED_OUT, CommandError
+from ._cli_format import check_format
 from ._cli_mqtt import (
-    ClientSettings,
-    CommandError,
     add_client_parser,
     client_settings,
-    describe_connect_failure,
-    reason_text,
-    run_client_command,
+    connected,
+    publish,
 )
+from ._cli_packets import check_filter, check_publish, check_topic
+from ._cli_run import run_client_command
+from ._cli_sub import MessagePrinter, add_output_options, add_sub_parser
 from .enums import ProtocolVersion
-from .events import MessageReceived
 
 __all__ = ["add_pub_parser", "add_rr_parser", "add_sub_parser"]
-
-#: mosquitto's exit status for -W (MOSQ_ERR_TIMEOUT).
-TIMED_OUT = 27
-
-
-@contextlib.asynccontextmanager
-async def _connected(settings: ClientSettings) -> AsyncIterator[Any]:
-    """A connected client, disconnected at the end; failures as :class:`CommandError`."""
-    from .adapters.asyncio import ClientError
-
-    try:
-        client = settings.client()
-    except (TypeError, ValueError) as exc:
-        raise CommandError(f"Error: {exc}") from None
-    try:
-        await client.connect()
-    except (OSError, TimeoutError, ClientError) as exc:
-        raise describe_connect_failure(exc, settings) from None
-    try:
-        yield client
-    except ClientError as exc:
-        code = getattr(exc, "reason_code", None)
-        detail = f" ({reason_text(int(code))})" if code is not None else ""
-        raise CommandError(f"Error: {exc}{detail}") from None
-    finally:
-        with contextlib.suppress(Exception):
-            await client.disconnect()
-
-
-def _format(message: MessageReceived, *, verbose: bool, eol: bool) -> bytes:
-    """mosquitto_sub's default output for one message."""
-    payload = message.payload
-    end = b"\n" if eol else b""
-    if verbose:
-        topic = message.topic.encode()
-        if payload:
-            return topic + b" " + payload + end
-        # mosquitto prints "(null)" for an empty payload only with newlines.
-        return topic + b" (null)\n" if eol else b""
-    return payload + end if payload else b""
-
-
-def _write(out: BinaryIO, data: bytes) -> None:
-    if data:
-        out.write(data)
-        out.flush()
-
-
-# -- pub ---------------------------------------------------------------------------
 
 
 def _message_source(args: argparse.Namespace) -> str:
@@ -102,6 +51,27 @@ def _message_source(args: argparse.Namespace) -> str:
     return given[0]
 
 
+def _payload(args: argparse.Namespace, source: str) -> bytes:
+    """The message of -m, -f, -s or -n (-l reads as it goes)."""
+    if source == "m":
+        return os_encode(args.message)
+    if source == "f":
+        try:
+            with open(args.file, "rb") as file:
+                return file.read()
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise CommandError(f"Error: Unable to read file '{args.file}': {reason}.") from None
+    if source == "s":
+        return sys.stdin.buffer.read()
+    return b""
+
+
+def os_encode(text: str) -> bytes:
+    """A command-line argument's bytes, as the shell passed them."""
+    return text.encode("utf-8", "surrogateescape")
+
+
 async def _lines(stream: BinaryIO) -> AsyncIterator[bytes]:
     """Lines of ``stream`` without their newline, read without blocking the loop."""
     for _ in iter(int, 1):  # until EOF
@@ -111,8 +81,13 @@ async def _lines(stream: BinaryIO) -> AsyncIterator[bytes]:
         yield line[:-1] if line.endswith(b"\n") else line
 
 
+# -- pub ---------------------------------------------------------------------------
+
+
 async def _pub(args: argparse.Namespace) -> int:
     settings = client_settings(args, default_version=ProtocolVersion.MQTT_3_1_1, prefix="pub")
+    for topic in settings.topics:
+        check_topic(topic)
     source = _message_source(args)
     if len(settings.topics) != 1:
         raise CommandError(
@@ -120,29 +95,23 @@ async def _pub(args: argparse.Namespace) -> int:
             if not settings.topics
             else "Error: Only one topic can be given."
         )
-    payload = b""
-    if source == "m":
-        payload = args.message.encode()
-    elif source == "f":
-        try:
-            with open(args.file, "rb") as file:
-                payload = file.read()
-        except OSError as exc:
-            raise CommandError(
-                f"Error: Unable to read file {args.file!r}: {exc.strerror}."
-            ) from None
-    elif source == "s":
-        payload = sys.stdin.buffer.read()
-    properties = settings.properties.get("publish", {})
+    if args.repeat < 1:
+        raise CommandError("Error: --repeat argument must be >0.")
+    if not args.repeat_delay >= 0:
+        raise CommandError("Error: --repeat-delay argument must be >=0.0.")
     topic = settings.topics[0]
-    async with _connected(settings) as client:
+    properties = settings.properties.get("publish", {})
+    check_publish(topic, settings.qos, args.retain, settings.version, properties)
+    payload = _payload(args, source)
+    async with connected(settings) as client:
         if source == "l":
             async for line in _lines(sys.stdin.buffer):
-                await client.publish(
-                    topic, line, qos=settings.qos, retain=args.retain, **properties
-                )
-        else:
-            await client.publish(topic, payload, qos=settings.qos, retain=args.retain, **properties)
+                await publish(client, topic, line, settings.qos, args.retain, properties)
+            return 0
+        for sent in range(args.repeat):
+            if sent:
+                await asyncio.sleep(args.repeat_delay)
+            await publish(client, topic, payload, settings.qos, args.retain, properties)
     return 0
 
 
@@ -167,69 +136,35 @@ def add_pub_parser(subparsers: Subparsers) -> None:
         "-n", "--null-message", action="store_true", help="an empty (zero-length) payload"
     )
     message.add_argument("-r", "--retain", action="store_true", help="retain the message")
+    message.add_argument(
+        "--repeat",
+        type=_count,
+        default=1,
+        metavar="COUNT",
+        help="publish the message COUNT times (not with -l)",
+    )
+    message.add_argument(
+        "--repeat-delay",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long after each message is complete before the next (--repeat)",
+    )
     parser.set_defaults(handler=lambda args: run_client_command(_pub(args)))
 
 
-# -- sub -------------------------------------------------------------------------
+def _count(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
 
 
-async def _sub(args: argparse.Namespace) -> int:
-    from .adapters.asyncio import SubscribeError
-
-    settings = client_settings(args, default_version=ProtocolVersion.MQTT_3_1_1, prefix="sub")
-    if not settings.topics:
-        raise CommandError("Error: You must specify a topic to subscribe to.")
-    out = sys.stdout.buffer
-    async with _connected(settings) as client:
-        try:
-            await client.subscribe(
-                settings.topics, settings.qos, **settings.properties.get("subscribe", {})
-            )
-        except SubscribeError:
-            raise CommandError("All subscription requests were denied.") from None
-        count = 0
-        try:
-            async with asyncio.timeout(args.timeout):
-                async for message in client.messages():
-                    if args.no_retain and message.retain:
-                        continue
-                    _write(out, _format(message, verbose=args.verbose, eol=args.eol))
-                    count += 1
-                    if args.count is not None and count >= args.count:
-                        return 0
-        except TimeoutError:
-            print("Timed out", file=sys.stderr)
-            return TIMED_OUT
-    return 0
-
-
-def _add_output_options(parser: argparse.ArgumentParser) -> None:
-    output = parser.add_argument_group("output")
-    output.add_argument(
-        "-v", "--verbose", action="store_true", help="print the topic before the payload"
-    )
-    output.add_argument(
-        "-N", dest="eol", action="store_false", help="no newline after each payload"
-    )
-    output.add_argument(
-        "-R", dest="no_retain", action="store_true", help="skip retained (stale) messages"
-    )
-    output.add_argument(
-        "-W", dest="timeout", type=positive_int, help="stop after this many seconds (status 27)"
-    )
-
-
-def add_sub_parser(subparsers: Subparsers) -> None:
-    parser = add_client_parser(
-        subparsers,
-        "sub",
-        help="subscribe and print messages (like mosquitto_sub)",
-        description="Subscribe to the -t filters and print what arrives, until -C messages, "
-        "-W seconds, or SIGINT. Options as mosquitto_sub's.",
-    )
-    _add_output_options(parser)
-    parser.add_argument("-C", dest="count", type=positive_int, help="exit after this many messages")
-    parser.set_defaults(handler=lambda args: run_client_command(_sub(args)))
+def _seconds(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
 
 
 # -- rr --------------------------------------------------------------------------------
@@ -237,44 +172,39 @@ def add_sub_parser(subparsers: Subparsers) -> None:
 
 async def _rr(args: argparse.Namespace) -> int:
     settings = client_settings(args, default_version=ProtocolVersion.MQTT_5_0, prefix="rr")
+    for topic in settings.topics:
+        check_topic(topic)
+    if args.response_topic is not None:
+        check_topic(args.response_topic, "response")
     source = None
     with contextlib.suppress(CommandError):
         source = _message_source(args)
     if len(settings.topics) != 1 or source is None or args.response_topic is None:
         raise CommandError("Error: All of topic, message, and response topic must be supplied.")
-    if source == "m":
-        payload = args.message.encode()
-    elif source == "s":
-        payload = sys.stdin.buffer.read()
-    elif source == "f":
-        try:
-            with open(args.file, "rb") as file:
-                payload = file.read()
-        except OSError as exc:
-            raise CommandError(
-                f"Error: Unable to read file {args.file!r}: {exc.strerror}."
-            ) from None
-    else:
-        payload = b""
+    if args.format is not None:
+        check_format(args.format)
     properties = dict(settings.properties.get("publish", {}))
     if settings.version == ProtocolVersion.MQTT_5_0:
         properties["response_topic"] = args.response_topic
-    out = sys.stdout.buffer
-    async with _connected(settings) as client:
-        try:
-            async with asyncio.timeout(args.timeout):
-                async with client.subscription(args.response_topic, settings.qos) as responses:
-                    await client.publish(
-                        settings.topics[0], payload, qos=settings.qos, **properties
-                    )
-                    async for message in responses:
-                        if args.no_retain and message.retain:
-                            continue
-                        _write(out, _format(message, verbose=args.verbose, eol=args.eol))
-                        return 0
-        except TimeoutError:
-            print("Timed out", file=sys.stderr)
-            return TIMED_OUT
+    check_publish(settings.topics[0], settings.qos, False, settings.version, properties)
+    check_filter(args.response_topic)
+    payload = _payload(args, source)
+    show = MessagePrinter(args, sys.stdout.buffer)
+    try:
+        async with (
+            connected(settings) as client,
+            asyncio.timeout(args.timeout),
+            client.subscription(args.response_topic, settings.qos) as responses,
+        ):
+            await publish(client, settings.topics[0], payload, settings.qos, False, properties)
+            async for message in responses:
+                if args.no_retain and message.retain:
+                    continue
+                show(message)
+                return 0
+    except TimeoutError:
+        print("Timed out", file=sys.stderr)
+        return TIMED_OUT
     return 0
 
 
@@ -293,5 +223,5 @@ def add_rr_parser(subparsers: Subparsers) -> None:
     message.add_argument("-n", "--null-message", action="store_true", help="an empty payload")
     parser.set_defaults(stdin_line=False)
     parser.add_argument("-e", dest="response_topic", help="the response topic to wait on")
-    _add_output_options(parser)
+    add_output_options(parser)
     parser.set_defaults(handler=lambda args: run_client_command(_rr(args)))

@@ -4,7 +4,8 @@ Commands:
 
 - ``passwd``: manage a password file, like ``mosquitto_passwd``.
 - ``pub``, ``sub``, ``rr``: publish, subscribe, request/response, with
-  mosquitto_pub/mosquitto_sub/mosquitto_rr's options (:mod:`._cli_pubsub`).
+  mosquitto_pub/mosquitto_sub/mosquitto_rr's options (:mod:`._cli_pubsub`,
+  :mod:`._cli_sub`).
 - ``broker``: run an MQTT broker (:mod:`mqttproto.adapters.asyncio`) on
   TCP, TLS, WebSocket and Unix-socket listeners until SIGINT or SIGTERM.
 
@@ -14,7 +15,8 @@ function; :data:`_COMMANDS` lists the registration functions. This is the only
 module that reads the terminal or writes files for a command.
 
 Exit status: 0 on success, 1 on any failure (usage errors included), with the
-message on standard error.
+message on standard error; ``pub``, ``sub`` and ``rr`` use mosquitto's
+statuses beyond that (:mod:`._cli_errors`).
 """
 
 from __future__ import annotations
