@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, MutableSequence
 from typing import Any, ClassVar
 
 import attrs
@@ -24,13 +24,16 @@ from ._state import ConnectionState, Input, transition
 from .codec import PacketReader, encode_packet
 from .enums import PacketType, ProtocolVersion, ReasonCode
 from .errors import LocalProtocolError, RemoteProtocolError, TopicAliasInvalid
+from .events import Event
 from .packets import PACKET_CLASSES, Packet, PublishPacket
 
 __all__ = ["Connection"]
 
 # Each handler takes the connection, the packet type it is registered for
 # and the time.
-Handler = Callable[[Any, Any, float], None]
+#: A packet handler: ``(connection, packet, now)``. It may return the one
+#: event the packet makes instead of queueing it (a received PUBLISH's hot path).
+Handler = Callable[[Any, Any, float], "Event | None"]
 
 
 class Connection(abc.ABC):
@@ -67,6 +70,9 @@ class Connection(abc.ABC):
                 for kind, handler in cls._HANDLER_FUNCTIONS.items()
                 if kind in cls._RECEIVABLE_CLASSES.get(ConnectionState.CONNECTED, ())
             }
+
+    #: The events waiting for next_event(), held by each role.
+    _events: MutableSequence[Event]
 
     # A broker holds one per client: no per-instance dict.
     __slots__ = (
@@ -170,10 +176,12 @@ class Connection(abc.ABC):
                         f"{packet.packet_type.name} may not be received by a {self._role} "
                         f"in state {state.value}"
                     )
-                handlers[kind](self, packet, now)
+                event = handlers[kind](self, packet, now)
             except RemoteProtocolError as exc:
                 self._protocol_error(exc, now)
                 raise
+            if event is not None:
+                self._events.append(event)
             if self.state is not state:
                 state = self.state
                 allowed = receivable[state]

@@ -24,7 +24,13 @@ from .codec import PreparedPublish, encode_ack, packet_id_bytes
 from .config import ServerConfig
 from .enums import PacketType, ProtocolVersion, QoS, ReasonCode
 from .errors import LocalProtocolError, ReceiveMaximumExceeded, RemoteProtocolError
-from .events import Event, PublishDiscarded, message_received, publish_acknowledged
+from .events import (
+    Event,
+    MessageReceived,
+    PublishDiscarded,
+    message_received,
+    publish_acknowledged,
+)
 from .packets import (
     Packet,
     PubAckPacket,
@@ -44,6 +50,9 @@ _CONNECTED = ConnectionState.CONNECTED
 #: each version: the codec's 3.1.1 form.
 _V311 = ProtocolVersion.MQTT_3_1_1
 _QOS: dict[int, QoS] = {int(q): q for q in QoS}
+# MessageReceived built without a call frame (see events.message_received).
+_new_event = object.__new__
+_set_packet = MessageReceived.__dict__["packet"].__set__
 
 
 @attrs.frozen
@@ -158,11 +167,13 @@ class ServerFlows:
     _v5: bool
     _max_out: int
     _aliasing: bool
+    _plain_limit: int
     _aliases_out: OrderedDict[str, int] | None
     state: ConnectionState
     _acks_fit: bool
     _unacked: dict[int, QoS]
     _topic_chars_ok: int
+    _plain_topic_chars: int
 
     if TYPE_CHECKING:
         # Provided by the engine (mqttproto._connection.Connection) and the role.
@@ -184,7 +195,25 @@ class ServerFlows:
 
     # -- received PUBLISH ---------------------------------------------------------
 
-    def _on_publish(self, packet: PublishPacket, now: float) -> None:
+    def _on_publish(self, packet: PublishPacket, now: float) -> MessageReceived | None:
+        # The hot path: a plain QoS 0 PUBLISH whose topic is short enough to
+        # be within max_topic_length and max_topic_levels whatever it holds
+        # needs none of the checks below; its event is returned, not queued.
+        if (
+            not packet.qos
+            and packet.topic_alias is None
+            and not packet.retain
+            and not packet.user_properties
+            and not packet.subscription_identifiers
+            and len(packet.topic) <= self._plain_topic_chars
+        ):
+            event = _new_event(MessageReceived)
+            _set_packet(event, packet)
+            return event
+        self._on_publish_checked(packet)
+        return None
+
+    def _on_publish_checked(self, packet: PublishPacket) -> None:
         config = self.config
         if packet.topic_alias is not None:
             packet = self._resolve_alias(packet, config.topic_alias_maximum, keep=False)
@@ -448,6 +477,11 @@ class ServerFlows:
 
         :raises LocalProtocolError: as :meth:`publish`.
         """
+        if not prepared.qos and prepared.v5 is self._v5 and prepared.size <= self._plain_limit:
+            # The hot path of a fan-out: the shared bytes appended, no copy.
+            self._out.append(prepared.head)
+            self.bytes_to_send += prepared.size
+            return None
         if (
             self.state is not _CONNECTED
             or prepared.v5 is not self._v5
@@ -456,11 +490,6 @@ class ServerFlows:
             self._refuse_prepared(prepared)
         if self._aliasing:
             return self._publish_aliased(prepared)
-        if not prepared.qos:
-            # The hot path of a fan-out: the shared bytes appended, no copy.
-            self._out.append(prepared.head)
-            self.bytes_to_send += prepared.size
-            return None
         session = self._session
         outbound = session.outbound
         if outbound.queue or len(outbound.inflight) >= outbound.send_quota:

@@ -355,10 +355,12 @@ class ServerInput:
             self._protocol_error(error, now)
             raise error
         try:
-            self._HANDLER_FUNCTIONS[kind](self, packet, now)
+            event = self._HANDLER_FUNCTIONS[kind](self, packet, now)
         except RemoteProtocolError as exc:
             self._protocol_error(exc, now)
             raise
+        if event is not None:
+            self._events.append(event)
         return True
 
 

@@ -58,6 +58,7 @@ from .packets import (
 __all__ = ["InflightMessage", "ServerConnection", "ServerSession"]
 
 _S = ConnectionState
+_CONNECTED = ConnectionState.CONNECTED
 _P = PacketType
 _C = ReasonCode
 _V5 = ProtocolVersion.MQTT_5_0
@@ -111,6 +112,8 @@ class ServerConnection(ServerInput, ServerFlows, Connection):
         "_opened_at",
         "_pending_subscribes",
         "_pending_unsubscribes",
+        "_plain_limit",
+        "_plain_topic_chars",
         "_reauth",
         "_session",
         "_topic_chars_ok",
@@ -169,6 +172,9 @@ class ServerConnection(ServerInput, ServerFlows, Connection):
         self._v5 = False
         self._max_out = MAX_PACKET_SIZE
         self._aliasing = False
+        #: The largest QoS 0 PUBLISH publish_prepared() appends as it is: the
+        #: client's maximum once connected without outbound aliases, else -1.
+        self._plain_limit = -1
         #: Outgoing topic aliases, made when the client accepts any.
         self._aliases_out: OrderedDict[str, int] | None = None
         self._acks_fit = True
@@ -179,6 +185,8 @@ class ServerConnection(ServerInput, ServerFlows, Connection):
         #: Topic names this many characters long or shorter are within
         #: ``max_topic_length`` whatever they hold (4 UTF-8 bytes at most each).
         self._topic_chars_ok = config.max_topic_length // 4
+        #: ... and within max_topic_levels too (a level needs a character).
+        self._plain_topic_chars = min(self._topic_chars_ok, config.max_topic_levels - 1)
 
     # -- what the caller sees -------------------------------------------------
 
@@ -244,7 +252,7 @@ class ServerConnection(ServerInput, ServerFlows, Connection):
             :class:`~mqttproto.events.Disconnected`.
         """
         events = self._events
-        if not events and self.state is _S.CONNECTED:
+        if not events and self.state is _CONNECTED:
             # The hot path: packets of a connected client, handled in a row
             # until one makes an event (most do).
             incoming = self._incoming
@@ -252,37 +260,61 @@ class ServerConnection(ServerInput, ServerFlows, Connection):
             handlers = self._CONNECTED_HANDLERS
             now = self._input_now
             while pos < len(incoming):
-                packet = incoming[pos]
-                handler = handlers.get(type(packet))
+                handler = handlers.get(type(incoming[pos]))
                 if handler is None:
                     break  # not allowed now: the general path says so
-                pos += 1
-                self._incoming_pos = pos
+                self._incoming_pos = pos + 1
                 try:
-                    handler(self, packet, now)
+                    event = handler(self, incoming[pos], now)
                 except RemoteProtocolError as exc:
                     self._protocol_error(exc, now)
                     raise
+                if event is not None:
+                    return event
                 if events:
                     return events.pop(0)
-                if self.state is not _S.CONNECTED:
+                if self.state is not _CONNECTED:
                     break
+                pos += 1
         while not events:
             if not self._handle_next():
                 return None
         return events.pop(0)
 
     def events(self) -> Iterator[Event]:
-        """Drain the pending events, in order (see :meth:`next_event`); stops
-        at a protocol error, after its :class:`~mqttproto.events.Disconnected`."""
+        """Take the events in order, as :meth:`next_event` does, until it
+        would return None; a protocol error ends nothing here: its
+        :class:`~mqttproto.events.Disconnected` is the last event. The
+        cheapest way to take many events (a broker's loop)."""
+        # next_event's loop as a generator: no call per event.
+        events = self._events
+        handlers = self._CONNECTED_HANDLERS
         while True:
-            try:
-                event = self.next_event()
-            except RemoteProtocolError:
+            if events:
+                yield events.pop(0)
                 continue
-            if event is None:
-                return
-            yield event
+            if self.state is _CONNECTED:
+                # The hot path: the next packet of a connected client.
+                pos = self._incoming_pos
+                incoming = self._incoming
+                if pos < len(incoming):
+                    packet = incoming[pos]
+                    handler = handlers.get(type(packet))
+                    if handler is not None:
+                        self._incoming_pos = pos + 1
+                        try:
+                            event = handler(self, packet, self._input_now)
+                        except RemoteProtocolError as exc:
+                            self._protocol_error(exc, self._input_now)
+                            continue
+                        if event is not None:
+                            yield event
+                        continue
+            try:
+                if not self._handle_next():
+                    return
+            except RemoteProtocolError:
+                pass  # the goodbye is queued; the Disconnected comes next
 
     def receive_data(self, data: bytes, now: float) -> None:
         """Feed bytes received from the client at time ``now``.
@@ -551,6 +583,13 @@ class ServerConnection(ServerInput, ServerFlows, Connection):
         self._close(Disconnected(code, reason_string=reason_string))
 
     # -- internals ----------------------------------------------------------------
+
+    def _move(self, event: Input) -> None:
+        super()._move(event)
+        # Kept with the state, so that publish_prepared's hot path reads one number.
+        self._plain_limit = (
+            self._max_out if self.state is _CONNECTED and not self._aliasing else -1
+        )
 
     def _queue(self, packets: list[Packet]) -> None:
         """Packets to handle after those already waiting (the list is kept)."""

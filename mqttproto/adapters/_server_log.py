@@ -142,7 +142,9 @@ def goodbye_reason(peer: PeerRecord, pump: int) -> str:
     if peer.close_reason is not None:
         return peer.close_reason
     packet = last_packet(peer.last_data) if peer.last_pump == pump else None
-    described = _describe_goodbye(*packet) if packet is not None else None
+    if packet is None:
+        return "closed by the broker"
+    described = _describe_goodbye(*packet)
     if described is None:
         return "closed by the broker"
     text, failure = described

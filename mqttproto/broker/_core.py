@@ -470,17 +470,10 @@ class Broker(Routing, Subscriptions, Lifecycle, Authentication):
     def _process(self, link: Link, now: float) -> None:
         """Act on what the connection reports, in order, each event answered
         before the next packet is read."""
-        next_event = link.conn.next_event
         handlers = self._handlers
-        while True:
-            try:
-                event = next_event()
-            except RemoteProtocolError:
-                # The client's fault: the goodbye is queued and Disconnected
-                # comes next.
-                continue
-            if event is None:
-                return
+        # A client's protocol error ends nothing here: the goodbye is queued
+        # and its Disconnected comes last.
+        for event in link.conn.events():
             handlers[type(event)](link, event, now)
 
     def _on_acknowledged(self, link: Link, event: PublishAcknowledged, now: float) -> None:
