@@ -79,8 +79,9 @@ Invariants (any violation raises, which the fuzzer reports as a crash)
 9. The encoders without a packet agree with ``encode_packet``. For every
    PUBLISH of invariant 7, each twin's ``encode_publish_split`` gives the
    same ``(head, tail)``, and ``head`` + its packet identifier + ``tail`` is
-   the packet's encoding (QoS 0: ``head`` is all of it, ``tail`` empty); for
-   every PUBACK, PUBREC, PUBREL and PUBCOMP without properties, each twin's
+   the packet's encoding (QoS 0: ``head`` is all of it, ``tail`` empty),
+   and each twin's ``PreparedPublish`` holds that ``head`` and ``tail``, the
+   packet, its QoS and the encoding's size; for every PUBACK, PUBREC, PUBREL and PUBCOMP without properties, each twin's
    ``encode_ack`` of its type, identifier and reason code is its encoding.
 """
 
@@ -503,6 +504,17 @@ def _without_a_packet(packet: Any, version: ProtocolVersion, encoded: bytes) -> 
             f"encode_publish_split: {head.hex()} + {packet_id.hex()} + {tail.hex()} "
             f"is not {encoded.hex()} for {packet!r}",
         )
+        for twin in _TWINS:
+            prepared = _call(twin.PreparedPublish, packet, version=version)
+            _check(
+                (prepared.head, prepared.tail, prepared.size) == (head, tail, len(encoded))
+                and prepared.packet is packet
+                and prepared.qos is packet.qos
+                and prepared.v5 is (version == ProtocolVersion.MQTT_5_0),
+                f"PreparedPublish: {prepared.head.hex()} {prepared.tail.hex()} "
+                f"{prepared.size} for {packet!r}",
+                twin,
+            )
     elif type(packet) in _ACKS and packet.reason_string is None and not packet.user_properties:
         for twin in _TWINS:
             ack = _call(

@@ -25,6 +25,7 @@ def _flag(name: str) -> bool:
 if TYPE_CHECKING:
     from ._codec_py import (
         PacketReader,
+        PreparedPublish,
         decode_packet,
         encode_ack,
         encode_packet,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 elif _flag("MQTTPROTO_PURE_PYTHON"):
     from ._codec_py import (
         PacketReader,
+        PreparedPublish,
         decode_packet,
         encode_ack,
         encode_packet,
@@ -46,6 +48,7 @@ else:
     try:
         from ._codec_c import (
             PacketReader,
+            PreparedPublish,
             decode_packet,
             encode_ack,
             encode_packet,
@@ -56,6 +59,7 @@ else:
             raise
         from ._codec_py import (
             PacketReader,
+            PreparedPublish,
             decode_packet,
             encode_ack,
             encode_packet,
@@ -69,6 +73,7 @@ else:
 __all__ = [
     "IMPLEMENTATION",
     "PacketReader",
+    "PreparedPublish",
     "decode_packet",
     "encode_ack",
     "encode_packet",

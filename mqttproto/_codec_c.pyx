@@ -3,8 +3,9 @@
 
 Same entry points as :mod:`mqttproto._codec_py` (the reference):
 :func:`decode_packet`, :func:`encode_packet`, :class:`PacketReader`,
-:func:`encode_ack` and :func:`encode_publish_split`, with the same results,
-the same exception classes and the same reason codes for every input.
+:func:`encode_ack`, :func:`encode_publish_split` and :class:`PreparedPublish`,
+with the same results, the same exception classes and the same reason codes
+for every input.
 ``tests/test_differential.py`` holds the two to that.
 
 How the work is split -- read this before changing either twin:
@@ -13,10 +14,12 @@ How the work is split -- read this before changing either twin:
   the stream reader loop, PUBLISH decoding (with the inline fast path for
   Message Expiry Interval and User Property, as in ``_decode``), the four
   publish acknowledgements (PUBACK, PUBREC, PUBREL, PUBCOMP), PINGREQ and
-  PINGRESP decoding, PUBLISH and acknowledgement encoding, and the two
-  encoders that build no packet object (:func:`encode_ack`, and
+  PINGRESP decoding, PUBLISH and acknowledgement encoding, and the
+  encoders that build no packet object: :func:`encode_ack`;
   :func:`encode_publish_split`, which writes the head and the tail of a
-  PUBLISH straight into two bytes objects). UTF-8 is
+  PUBLISH straight into two bytes objects; and :class:`PreparedPublish`,
+  which holds those two, written into it by the same code with no Python
+  frame. UTF-8 is
   validated by CPython's strict decoder (``PyUnicode_DecodeUTF8``) straight
   from the stream buffer, which is exactly what ``bytes.decode()`` runs.
 - **Delegated to the pure-Python reference**: every other packet type
@@ -34,9 +37,10 @@ How the work is split -- read this before changing either twin:
   encoder, which then either encodes it or raises the precise error. So the
   fast path never needs its own copy of an error message: it only has to be
   sure that the reference would accept the packet and produce these bytes.
-  :func:`encode_ack` and :func:`encode_publish_split` follow the same rule
-  with their arguments: canonical ones are encoded here, anything else goes
-  to ``_encode.encode_ack`` / ``_encode.encode_publish_split``.
+  :func:`encode_ack`, :func:`encode_publish_split` and
+  :class:`PreparedPublish` follow the same rule with their arguments:
+  canonical ones are encoded here, anything else goes to
+  ``_encode.encode_ack`` / ``_encode.encode_publish_split``.
 
 Tables (reason code sets, the property table, QoS members) and the topic
 validators are imported from the pure modules, never copied.
@@ -72,6 +76,7 @@ from ._codec_common import (
     _REASON,
     _VERSIONS,
     MAX_REMAINING_LENGTH,
+    _u16,
 )
 from .enums import PacketType, ProtocolVersion, QoS, ReasonCode
 from .errors import MalformedPacket, PacketTooLarge, ProtocolError, RemoteProtocolError
@@ -86,6 +91,7 @@ from .packets import (
 
 __all__ = [
     "PacketReader",
+    "PreparedPublish",
     "decode_packet",
     "encode_ack",
     "encode_packet",
@@ -976,13 +982,16 @@ cdef inline char *_write_u32(char *out, uint32_t value) noexcept:
     return out + 4
 
 
-cdef object _encode_publish(object packet, bint v5, bint split):
+cdef object _encode_publish(object packet, bint v5, bint split, PreparedPublish prepared):
     """The canonical PUBLISH, encoded as ``_encode._encode_publish`` does; else None.
 
     With ``split`` (for :func:`encode_publish_split`) the result is
     ``(head, tail)``: for QoS 1 and 2 the bytes before and after the packet
     identifier, written straight into two bytes objects, the packet's own
     ``packet_id`` not looked at; for QoS 0 the whole packet and ``b""``.
+    With ``prepared`` too (for :class:`PreparedPublish`) they go into its
+    ``head`` and ``tail``, with its ``qos`` and ``size``, and the result is
+    ``prepared``.
     """
     cdef PyObject *fields[P_COUNT]
     if not _gather(packet, _PUBLISH_NAMES, _PUBLISH_DEFAULTS, fields):
@@ -1184,9 +1193,17 @@ cdef object _encode_publish(object packet, bint v5, bint split):
             out = _write_string(out + 1, key_raw, key_size)
             out = _write_string(out, val_raw, val_size)
     memcpy(out, PyBytes_AS_STRING(payload), payload_size)
-    if split:
-        return (result, tail) if q else (result, b"")
-    return result
+    if not split:
+        return result
+    if not q:
+        tail = b""
+    if prepared is None:
+        return (result, tail)
+    prepared.head = result
+    prepared.tail = tail
+    prepared.qos = qos
+    prepared.size = 1 + _varint_size(length) + length  # the packet identifier included
+    return prepared
 
 
 cdef object _encode_ack(object packet, int kind, bint v5):
@@ -1245,7 +1262,7 @@ def encode_packet(packet, *, version):
         # The checks below (a packet class, a known version) pass: go straight
         # to the fast path, and to the reference encoder if it declines.
         if kind == 3:
-            encoded = _encode_publish(packet, version is _V5, False)
+            encoded = _encode_publish(packet, version is _V5, False, None)
             return _encode_publish_reference(packet, version) if encoded is None else encoded
         encoded = _encode_ack(packet, kind, version is _V5)
         return _ENCODERS[cls](packet, version) if encoded is None else encoded
@@ -1307,7 +1324,79 @@ def encode_publish_split(packet, *, version):
     if type(packet) is PublishPacket and (
         version is _V5 or version is _V311 or version is _V31
     ):
-        encoded = _encode_publish(packet, version is _V5, True)
+        encoded = _encode_publish(packet, version is _V5, True, None)
         if encoded is not None:
             return encoded
     return _encode_publish_split_reference(packet, version=version)
+
+
+cdef class PreparedPublish:
+    # The first lines are the signature, for inspect (__text_signature__).
+    """PreparedPublish(packet, *, version)
+--
+
+    A PUBLISH encoded once for one protocol version, to be sent to many
+    clients, each with its own packet identifier.
+
+    The twin of ``_encode.PreparedPublish``; see its docstring for the
+    contract. Built in C: ``_encode_publish`` writes the head and the tail
+    straight into the new object, and no ``__init__`` frame runs. What the
+    fast path declines goes through the reference ``encode_publish_split``,
+    which encodes it or raises its error.
+    """
+
+    cdef readonly object packet
+    cdef readonly object version
+    cdef readonly bint v5
+    cdef readonly object qos
+    cdef readonly bytes head
+    cdef readonly bytes tail
+    cdef readonly Py_ssize_t size
+
+    # The two bytes of a packet identifier, between ``head`` and ``tail``: the
+    # reference's function itself (a builtin method: not bound to instances).
+    packet_id_bytes = _u16
+
+    def __cinit__(self, packet, *, version):
+        # Canonical arguments (a PublishPacket, a version by identity) go to
+        # the fast path; anything else, and what it declines, to the reference.
+        cdef int v5 = -1
+        if version is _V5:
+            v5 = 1
+        elif version is _V311 or version is _V31:
+            v5 = 0
+        if (
+            v5 >= 0
+            and type(packet) is PublishPacket
+            and _encode_publish(packet, v5, True, self) is not None
+        ):
+            self.packet = packet
+            self.version = version
+            self.v5 = v5
+            return
+        head, tail = _encode_publish_split_reference(packet, version=version)
+        qos = packet.qos
+        self.head = head
+        self.tail = tail
+        self.packet = packet
+        self.version = version
+        self.v5 = version == 5
+        self.qos = qos
+        self.size = len(head) + len(tail) + (2 if qos else 0)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"PreparedPublish is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name):
+        raise AttributeError(f"PreparedPublish is immutable: cannot delete {name!r}")
+
+    def __reduce__(self):
+        # Built anew from what it was made of (copy, pickle).
+        return _prepared_publish, (self.packet, self.version)
+
+    def __repr__(self):
+        return f"PreparedPublish({self.packet!r}, version={self.version!r})"
+
+
+def _prepared_publish(packet, version):
+    return PreparedPublish(packet, version=version)

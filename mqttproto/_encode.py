@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 
 from ._codec_common import (
     _AUTH_CODES,
@@ -29,7 +29,7 @@ from ._properties import (
     PropertySpec,
     WireType,
 )
-from .enums import PacketType, PropertyId, ProtocolVersion, ReasonCode
+from .enums import PacketType, PropertyId, ProtocolVersion, QoS, ReasonCode
 from .errors import (
     LocalProtocolError,
 )
@@ -54,7 +54,7 @@ from .packets import (
 )
 from .topics import parse_shared_subscription, validate_topic_filter, validate_topic_name
 
-__all__ = ["encode_ack", "encode_packet", "encode_publish_split"]
+__all__ = ["PreparedPublish", "encode_ack", "encode_packet", "encode_publish_split"]
 
 
 def _encode_varint(value: int) -> bytes:
@@ -695,3 +695,79 @@ def encode_publish_split(packet: PublishPacket, *, version: ProtocolVersion) -> 
     pos += 1
     at = pos + 2 + ((data[pos] << 8) | data[pos + 1])
     return data[:at], data[at + 2 :]
+
+
+class PreparedPublish:
+    """A PUBLISH encoded once for one protocol version, to be sent to many
+    clients, each with its own packet identifier.
+
+    ``packet`` is the message as every receiver gets it (QoS, retain flag,
+    properties and Subscription Identifiers included); its ``packet_id`` is
+    ignored. Give it to :meth:`ServerConnection.publish_prepared
+    <mqttproto.server.ServerConnection.publish_prepared>`: the connection
+    writes ``head``, the identifier it allocates and ``tail`` (QoS 0:
+    ``head`` alone), with no copy of the payload and no encoding.
+
+    Its attributes, all read-only (setting or deleting one raises
+    :class:`AttributeError`):
+
+    - ``packet`` and ``version``: as given;
+    - ``v5``: whether ``version`` is MQTT 5.0;
+    - ``qos``: the packet's QoS, ``packet.qos``;
+    - ``head`` and ``tail``: as :func:`encode_publish_split` gives them;
+    - ``size``: the bytes on the wire, packet identifier included.
+
+    :raises LocalProtocolError: the packet cannot be sent with ``version``
+        (as :func:`encode_packet`).
+    :raises TypeError: ``packet`` is not a :class:`PublishPacket`.
+    :raises ValueError: ``version`` is not a protocol version.
+    """
+
+    __slots__ = ("head", "packet", "qos", "size", "tail", "v5", "version")
+
+    packet: PublishPacket
+    version: ProtocolVersion
+    v5: bool
+    qos: QoS
+    head: bytes
+    tail: bytes
+    size: int
+
+    def __init__(self, packet: PublishPacket, *, version: ProtocolVersion) -> None:
+        head, tail = encode_publish_split(packet, version=version)
+        qos = packet.qos
+        # Written through the slots' own descriptors, since __setattr__
+        # refuses every write (cheaper than object.__setattr__ by name).
+        _set_head(self, head)
+        _set_tail(self, tail)
+        _set_packet(self, packet)
+        _set_version(self, version)
+        _set_v5(self, version == _V5)
+        _set_qos(self, qos)
+        _set_size(self, len(head) + len(tail) + (2 if qos else 0))
+
+    #: The two bytes of a packet identifier, between ``head`` and ``tail``.
+    packet_id_bytes = staticmethod(_u16)
+
+    def __setattr__(self, name: str, value: object) -> NoReturn:
+        raise AttributeError(f"PreparedPublish is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> NoReturn:
+        raise AttributeError(f"PreparedPublish is immutable: cannot delete {name!r}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Built anew from what it was made of (copy, pickle).
+        return _prepared_publish, (self.packet, self.version)
+
+    def __repr__(self) -> str:
+        return f"PreparedPublish({self.packet!r}, version={self.version!r})"
+
+
+def _prepared_publish(packet: PublishPacket, version: ProtocolVersion) -> PreparedPublish:
+    return PreparedPublish(packet, version=version)
+
+
+_set_head, _set_tail, _set_packet, _set_version, _set_v5, _set_qos, _set_size = (
+    PreparedPublish.__dict__[name].__set__
+    for name in ("head", "tail", "packet", "version", "v5", "qos", "size")
+)

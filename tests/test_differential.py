@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -559,6 +560,66 @@ def test_encode_publish_split_not_a_publish() -> None:
     for thing in (None, 1, "x", object(), Subscription("a"), *PACKETS[:10]):
         for version in (V5, 7):
             check_split(thing, version)
+
+
+# PreparedPublish: the same attributes, or the same exception with the same
+# message (the compiled one builds itself in C, or from the reference split).
+
+PREPARED_ATTRIBUTES = ("version", "v5", "head", "tail", "size")
+
+
+def _prepared(cls: Any, packet: Any, version: Any) -> tuple[Any, ...]:
+    prepared = cls(packet, version=version)
+    return (
+        *(getattr(prepared, name) for name in PREPARED_ATTRIBUTES),
+        prepared.packet is packet,
+        prepared.qos is packet.qos,
+        repr(prepared),
+    )
+
+
+def check_prepared(packet: Any, version: Any) -> None:
+    result = outcome_with_message(lambda: _prepared(py.PreparedPublish, packet, version))
+    assert outcome_with_message(lambda: _prepared(c.PreparedPublish, packet, version)) == result
+    # Made of the split: the same answer, the same error.
+    split = outcome_with_message(lambda: py.encode_publish_split(packet, version=version))
+    assert result[0] == split[0]
+    if result[0] == "raised":
+        assert result == split
+    else:
+        _, _, head, tail, _, same_packet, same_qos, _ = result[1]
+        assert (head, tail) == split[1]
+        assert same_packet and same_qos
+
+
+@given(fields=publish_fields, version=st.sampled_from([*VERSIONS, 3, 4, 5, 7, None]))
+def test_prepared_publish(fields: dict[str, Any], version: Any) -> None:
+    check_prepared(_with_fields(PublishPacket("t"), fields), version)
+
+
+@given(data=st.data(), version=versions)
+def test_prepared_valid_publish(data: st.DataObject, version: ProtocolVersion) -> None:
+    check_prepared(data.draw(publish_packets(version)), version)
+
+
+@given(case=encodable())
+def test_prepared_generated(case: tuple[Any, ProtocolVersion]) -> None:
+    """Ill-typed fields, and packets that are no PUBLISH (a TypeError from both)."""
+    check_prepared(*case)
+
+
+def test_prepared_immutable_alike() -> None:
+    """Setting or deleting an attribute: the same error, the same message."""
+    packet = PublishPacket("t", b"x", QoS.AT_LEAST_ONCE, packet_id=1)
+    twins = [twin.PreparedPublish(packet, version=V5) for twin in (py, c)]
+    for name in ("packet", "version", "v5", "qos", "head", "tail", "size", "other"):
+        for action in (setattr, delattr):
+            args = (name, 1) if action is setattr else (name,)
+            py_outcome, c_outcome = (
+                outcome_with_message(partial(action, twin, *args)) for twin in twins
+            )
+            assert py_outcome[:2] == ("raised", AttributeError)
+            assert c_outcome == py_outcome
 
 
 ACK_VERSIONS = [*VERSIONS, 3, 4, 5, 7, None, "5", 5.0]

@@ -9,14 +9,23 @@ Both promise what ``encode_packet`` gives:
   ``head + id.to_bytes(2, "big") + tail == encode_packet(attrs.evolve(packet,
   packet_id=id), version=...)`` for every packet identifier ``id`` (QoS 0:
   the whole packet and ``b""``), and refuses what ``encode_packet`` refuses,
-  except a QoS 1/2 packet's own identifier, which it ignores.
+  except a QoS 1/2 packet's own identifier, which it ignores;
+- ``PreparedPublish(packet, version=...)`` holds that split as ``head`` and
+  ``tail``, with ``packet`` and ``version`` as given, ``v5``, the packet's
+  ``qos`` and ``size``, the bytes on the wire; it refuses what
+  ``encode_publish_split`` refuses, and no attribute can be set or deleted.
 
 Every test takes the ``codec`` fixture, so both twins are held to this.
 """
 
 from __future__ import annotations
 
+import copy
+import gc
+import inspect
+import pickle
 import types
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -61,6 +70,7 @@ def test_public_names() -> None:
 
     assert public_codec.encode_ack is mqttproto.encode_ack
     assert callable(public_codec.encode_publish_split)
+    assert public_codec.PreparedPublish is mqttproto.PreparedPublish
 
 
 # ---------------------------------------------------------------------------
@@ -454,3 +464,199 @@ def test_split_refusal_does_not_poison(codec: types.ModuleType) -> None:
     _refusal(lambda: codec.encode_publish_split(PublishPacket("a/+", qos=1), version=V5))
     check_split(codec, PublishPacket("a", b"x", QoS.AT_LEAST_ONCE), V5, [1, 2])
     check_split(codec, FULL, V5, [3])
+
+
+# ---------------------------------------------------------------------------
+# PreparedPublish
+
+ATTRIBUTES = ("packet", "version", "v5", "qos", "head", "tail", "size")
+
+
+def check_prepared(
+    codec: types.ModuleType, packet: PublishPacket, version: Any, ids: list[int]
+) -> Any:
+    """Every attribute as promised, and head + identifier + tail the packet."""
+    prepared = codec.PreparedPublish(packet, version=version)
+    assert type(prepared) is codec.PreparedPublish
+    assert prepared.packet is packet
+    assert prepared.version is version
+    assert prepared.v5 is (version == V5)
+    assert prepared.qos is packet.qos
+    assert (prepared.head, prepared.tail) == codec.encode_publish_split(packet, version=version)
+    assert type(prepared.head) is bytes
+    assert type(prepared.tail) is bytes
+    assert type(prepared.size) is int
+    assert repr(prepared) == f"PreparedPublish({packet!r}, version={version!r})"
+    if not packet.qos:
+        assert prepared.tail == b""
+        assert prepared.head == codec.encode_packet(packet, version=version)
+        assert prepared.size == len(prepared.head)
+        return prepared
+    for packet_id in {*ids, 1, 0xFFFF}:
+        expected = codec.encode_packet(attrs.evolve(packet, packet_id=packet_id), version=version)
+        spliced = prepared.head + prepared.packet_id_bytes(packet_id) + prepared.tail
+        assert spliced == expected
+        assert prepared.size == len(expected)
+    return prepared
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=VERSION_IDS.get)
+@codec_settings
+@given(data=st.data())
+def test_prepared_is_encode_packet(
+    codec: types.ModuleType, version: ProtocolVersion, data: Any
+) -> None:
+    packet = data.draw(publish_packets(version), label="packet")
+    check_prepared(codec, packet, version, data.draw(SPLICE_IDS, label="ids"))
+    if packet.qos:
+        # The packet's own identifier is ignored, as by encode_publish_split.
+        for own in (None, 0, 0x10000, "x"):
+            other = attrs.evolve(packet, packet_id=own)
+            prepared = check_prepared(codec, other, version, [2])
+            assert prepared.packet is other
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=VERSION_IDS.get)
+@pytest.mark.parametrize("qos", list(QoS), ids=[q.name for q in QoS])
+def test_prepared_sizes(codec: types.ModuleType, version: ProtocolVersion, qos: QoS) -> None:
+    """Across the lengths of the Remaining Length's one, two and three bytes."""
+    fields: dict[str, Any] = {}
+    if version == V5:
+        fields = {"user_properties": FULL.user_properties, "topic_alias": 3}
+    for topic, payload in (("t", b""), ("a/b", bytes(200)), ("x" * 300, bytes(20_000))):
+        packet = PublishPacket(topic, payload, qos, packet_id=5 if qos else None, **fields)
+        prepared = check_prepared(codec, packet, version, [0x1234])
+        assert prepared.head[0] == 0x30 | (qos << 1)
+
+
+def test_prepared_versions(codec: types.ModuleType) -> None:
+    """A version given as its int is that version; 3.1 and 3.1.1 are not 5.0."""
+    packet = PublishPacket("a", b"x", QoS.AT_LEAST_ONCE, packet_id=1)
+    for version in (*VERSIONS, 3, 4, 5):
+        prepared = check_prepared(codec, packet, version, [7])
+        assert prepared.v5 is (version == 5)
+
+
+def test_prepared_qos_is_the_packets(codec: types.ModuleType) -> None:
+    """``qos`` is the packet's own value, a QoS member or an int; it compares
+    and counts as the QoS does."""
+    for qos in (*QoS, 0, 1, 2):
+        packet = PublishPacket("a", qos=qos, packet_id=1 if qos else None)
+        prepared = check_prepared(codec, packet, V5, [3])
+        assert prepared.qos == qos
+        assert int(prepared.qos) == qos
+        assert bool(prepared.qos) is (qos != 0)
+
+
+@pytest.mark.parametrize(
+    ("version", "packet"),
+    [(version, packet) for _, version, packet in PUBLISH_REFUSALS],
+    ids=[label for label, _, _ in PUBLISH_REFUSALS],
+)
+@pytest.mark.parametrize("qos", [None, QoS.AT_LEAST_ONCE])
+def test_prepared_refuses(
+    codec: types.ModuleType, version: ProtocolVersion, packet: PublishPacket, qos: QoS | None
+) -> None:
+    """What encode_packet refuses, PreparedPublish refuses with the same
+    error (a QoS 1/2 packet's own identifier aside, as for the split)."""
+    if qos is not None:
+        packet = attrs.evolve(packet, qos=qos, packet_id=packet.packet_id or 1)
+    refused = outcome(lambda: codec.encode_packet(packet, version=version))
+    if refused[0] == "returned" or _refused_for_its_id(packet):
+        check_prepared(codec, packet, version, [1, 2])
+        return
+    assert refused[:2] == ("raised", LocalProtocolError)
+    assert outcome(lambda: codec.PreparedPublish(packet, version=version)) == refused
+
+
+def test_prepared_refuses_not_a_publish(codec: types.ModuleType) -> None:
+    for thing in (None, PubAckPacket(1), SubAckPacket(1, [ReasonCode.SUCCESS]), "t", object()):
+        message = _refusal(lambda thing=thing: codec.PreparedPublish(thing, version=V5), TypeError)
+        assert message == _refusal(
+            lambda thing=thing: codec.encode_publish_split(thing, version=V5), TypeError
+        )
+
+
+@pytest.mark.parametrize("version", [7, 2, None, "5", 5.5])
+def test_prepared_unknown_version(codec: types.ModuleType, version: Any) -> None:
+    for packet in (PublishPacket("t"), PublishPacket("t", qos=QoS.AT_LEAST_ONCE)):
+        message = _refusal(
+            lambda packet=packet: codec.PreparedPublish(packet, version=version), ValueError
+        )
+        assert message == _refusal(
+            lambda packet=packet: codec.encode_packet(packet, version=version), ValueError
+        )
+
+
+def test_prepared_arguments(codec: types.ModuleType) -> None:
+    """``PreparedPublish(packet, *, version)``: the version by keyword only."""
+    packet = PublishPacket("t")
+    parameters = inspect.signature(codec.PreparedPublish).parameters
+    assert [(p.name, p.kind) for p in parameters.values()] == [
+        ("packet", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        ("version", inspect.Parameter.KEYWORD_ONLY),
+    ]
+    assert codec.PreparedPublish(packet=packet, version=V5).head == (
+        codec.PreparedPublish(packet, version=V5).head
+    )
+    for call in (
+        lambda: codec.PreparedPublish(packet, V5),
+        lambda: codec.PreparedPublish(packet),
+        lambda: codec.PreparedPublish(version=V5),
+        lambda: codec.PreparedPublish(packet, version=V5, qos=1),
+    ):
+        _refusal(call, TypeError)
+
+
+@pytest.mark.parametrize("name", [*ATTRIBUTES, "packet_id_bytes", "other"])
+def test_prepared_is_immutable(codec: types.ModuleType, name: str) -> None:
+    prepared = codec.PreparedPublish(FULL, version=V5)
+    before = [getattr(prepared, attribute) for attribute in ATTRIBUTES]
+    with pytest.raises(AttributeError):
+        setattr(prepared, name, b"x")
+    with pytest.raises(AttributeError):
+        delattr(prepared, name)
+    assert [getattr(prepared, attribute) for attribute in ATTRIBUTES] == before
+    assert not hasattr(prepared, "other")
+
+
+def test_prepared_packet_id_bytes(codec: types.ModuleType) -> None:
+    """The two bytes between head and tail, from the class or an instance,
+    the same as mqttproto.codec.packet_id_bytes."""
+    prepared = codec.PreparedPublish(FULL, version=V5)
+    for packet_id in (1, 0xFF, 0x100, 0x1234, 0xFFFF):
+        expected = packet_id.to_bytes(2, "big")
+        assert prepared.packet_id_bytes(packet_id) == expected
+        assert codec.PreparedPublish.packet_id_bytes(packet_id) == expected
+        assert public_codec.packet_id_bytes(packet_id) == expected
+
+
+def test_prepared_copies(codec: types.ModuleType) -> None:
+    """copy, deepcopy and pickle give an equal PreparedPublish of the same twin."""
+    prepared = codec.PreparedPublish(FULL, version=V5)
+    for other in (
+        copy.copy(prepared),
+        copy.deepcopy(prepared),
+        pickle.loads(pickle.dumps(prepared)),
+    ):
+        assert type(other) is codec.PreparedPublish
+        assert [getattr(other, name) for name in ATTRIBUTES] == [
+            getattr(prepared, name) for name in ATTRIBUTES
+        ]
+
+
+def test_prepared_in_a_cycle_is_collected(codec: types.ModuleType) -> None:
+    """A PreparedPublish referred to by what its packet holds is freed by
+    the garbage collector (a packet's fields may be any object: the split
+    ignores a QoS 1 packet's identifier)."""
+
+    class Holder:
+        prepared: Any = None
+
+    holder = Holder()
+    packet = PublishPacket("t", b"x", QoS.AT_LEAST_ONCE, packet_id=holder)  # type: ignore[arg-type]
+    holder.prepared = codec.PreparedPublish(packet, version=V5)
+    alive = weakref.ref(holder)
+    del holder, packet
+    gc.collect()
+    assert alive() is None
