@@ -59,7 +59,7 @@ cimport cython
 from cpython.tuple cimport PyTuple_GET_ITEM
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, PyObject_GenericSetAttr
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memchr, memcmp, memcpy
@@ -982,7 +982,7 @@ cdef inline char *_write_u32(char *out, uint32_t value) noexcept:
     return out + 4
 
 
-cdef object _encode_publish(object packet, bint v5, bint split, PreparedPublish prepared):
+cdef object _encode_publish(object packet, bint v5, bint split, object prepared):
     """The canonical PUBLISH, encoded as ``_encode._encode_publish`` does; else None.
 
     With ``split`` (for :func:`encode_publish_split`) the result is
@@ -1199,10 +1199,12 @@ cdef object _encode_publish(object packet, bint v5, bint split, PreparedPublish 
         tail = b""
     if prepared is None:
         return (result, tail)
-    prepared.head = result
-    prepared.tail = tail
-    prepared.qos = qos
-    prepared.size = 1 + _varint_size(length) + length  # the packet identifier included
+    # Past the class's __setattr__, which refuses every write.
+    PyObject_GenericSetAttr(prepared, "head", result)
+    PyObject_GenericSetAttr(prepared, "tail", tail)
+    PyObject_GenericSetAttr(prepared, "qos", qos)
+    # The packet identifier included.
+    PyObject_GenericSetAttr(prepared, "size", 1 + _varint_size(length) + length)
     return prepared
 
 
@@ -1330,34 +1332,21 @@ def encode_publish_split(packet, *, version):
     return _encode_publish_split_reference(packet, version=version)
 
 
-cdef class PreparedPublish:
-    # The first lines are the signature, for inspect (__text_signature__).
-    """PreparedPublish(packet, *, version)
---
-
-    A PUBLISH encoded once for one protocol version, to be sent to many
+class PreparedPublish(_encode.PreparedPublish):
+    """A PUBLISH encoded once for one protocol version, to be sent to many
     clients, each with its own packet identifier.
 
-    The twin of ``_encode.PreparedPublish``; see its docstring for the
-    contract. Built in C: ``_encode_publish`` writes the head and the tail
-    straight into the new object, and no ``__init__`` frame runs. What the
-    fast path declines goes through the reference ``encode_publish_split``,
-    which encodes it or raises its error.
+    The twin of ``_encode.PreparedPublish``, whose docstring holds the
+    contract: a subclass that keeps its slots (which CPython reads at the
+    cost of a plain attribute) with a compiled ``__init__``, where
+    ``_encode_publish`` writes the head and the tail straight into the new
+    object. What the fast path declines goes through the reference, which
+    encodes it or raises its error.
     """
 
-    cdef readonly object packet
-    cdef readonly object version
-    cdef readonly bint v5
-    cdef readonly object qos
-    cdef readonly bytes head
-    cdef readonly bytes tail
-    cdef readonly Py_ssize_t size
+    __slots__ = ()
 
-    # The two bytes of a packet identifier, between ``head`` and ``tail``: the
-    # reference's function itself (a builtin method: not bound to instances).
-    packet_id_bytes = _u16
-
-    def __cinit__(self, packet, *, version):
+    def __init__(self, packet, *, version):
         # Canonical arguments (a PublishPacket, a version by identity) go to
         # the fast path; anything else, and what it declines, to the reference.
         cdef int v5 = -1
@@ -1370,32 +1359,15 @@ cdef class PreparedPublish:
             and type(packet) is PublishPacket
             and _encode_publish(packet, v5, True, self) is not None
         ):
-            self.packet = packet
-            self.version = version
-            self.v5 = v5
+            PyObject_GenericSetAttr(self, "packet", packet)
+            PyObject_GenericSetAttr(self, "version", version)
+            PyObject_GenericSetAttr(self, "v5", v5 == 1)
             return
-        head, tail = _encode_publish_split_reference(packet, version=version)
-        qos = packet.qos
-        self.head = head
-        self.tail = tail
-        self.packet = packet
-        self.version = version
-        self.v5 = version == 5
-        self.qos = qos
-        self.size = len(head) + len(tail) + (2 if qos else 0)
-
-    def __setattr__(self, name, value):
-        raise AttributeError(f"PreparedPublish is immutable: cannot set {name!r}")
-
-    def __delattr__(self, name):
-        raise AttributeError(f"PreparedPublish is immutable: cannot delete {name!r}")
+        _encode.PreparedPublish.__init__(self, packet, version=version)
 
     def __reduce__(self):
-        # Built anew from what it was made of (copy, pickle).
+        # Built anew from what it was made of (copy, pickle), as this twin.
         return _prepared_publish, (self.packet, self.version)
-
-    def __repr__(self):
-        return f"PreparedPublish({self.packet!r}, version={self.version!r})"
 
 
 def _prepared_publish(packet, version):
