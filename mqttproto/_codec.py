@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         encode_ack,
         encode_packet,
         encode_publish_split,
+        prepare_publish,
     )
 
     IMPLEMENTATION: str
@@ -41,6 +42,7 @@ elif _flag("MQTTPROTO_PURE_PYTHON"):
         encode_ack,
         encode_packet,
         encode_publish_split,
+        prepare_publish,
     )
 
     IMPLEMENTATION = "python"
@@ -53,6 +55,7 @@ else:
             encode_ack,
             encode_packet,
             encode_publish_split,
+            prepare_publish,
         )
     except ImportError:
         if _flag("MQTTPROTO_REQUIRE_EXTENSIONS"):
@@ -64,6 +67,7 @@ else:
             encode_ack,
             encode_packet,
             encode_publish_split,
+            prepare_publish,
         )
 
         IMPLEMENTATION = "python"
@@ -78,4 +82,5 @@ __all__ = [
     "encode_ack",
     "encode_packet",
     "encode_publish_split",
+    "prepare_publish",
 ]

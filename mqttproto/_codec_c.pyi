@@ -13,6 +13,7 @@ __all__ = [
     "encode_ack",
     "encode_packet",
     "encode_publish_split",
+    "prepare_publish",
 ]
 
 def decode_packet(
@@ -34,6 +35,7 @@ def encode_ack(
 def encode_publish_split(
     packet: PublishPacket, *, version: ProtocolVersion
 ) -> tuple[bytes, bytes]: ...
+def prepare_publish(packet: PublishPacket, version: ProtocolVersion) -> PreparedPublish: ...
 
 class PacketReader:
     def __init__(

@@ -59,7 +59,7 @@ cimport cython
 from cpython.tuple cimport PyTuple_GET_ITEM
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.dict cimport PyDict_GetItem
-from cpython.object cimport PyObject, PyObject_GenericSetAttr
+from cpython.object cimport PyObject
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memchr, memcmp, memcpy
@@ -96,6 +96,7 @@ __all__ = [
     "encode_ack",
     "encode_packet",
     "encode_publish_split",
+    "prepare_publish",
 ]
 
 
@@ -131,6 +132,33 @@ cdef extern from *:
     }
     """
     object _new_instance "mqttproto_new_instance"(object cls)
+
+
+cdef extern from *:
+    """
+    #include <structmember.h>
+
+    /* Where a __slots__ member descriptor keeps its value in an instance. */
+    static Py_ssize_t mqttproto_slot_offset(PyObject *descr) {
+        if (Py_TYPE(descr) != &PyMemberDescr_Type) {
+            PyErr_SetString(PyExc_TypeError, "not a __slots__ member");
+            return -1;
+        }
+        return ((PyMemberDescrObject *)descr)->d_member->offset;
+    }
+
+    /* Fill a slot of an object being built (what the descriptor's __set__
+       does, without the lookup and the call). */
+    static void mqttproto_put_slot(PyObject *obj, Py_ssize_t offset, PyObject *value) {
+        PyObject **slot = (PyObject **)((char *)obj + offset);
+        PyObject *old = *slot;
+        Py_INCREF(value);
+        *slot = value;
+        Py_XDECREF(old);
+    }
+    """
+    Py_ssize_t _slot_offset "mqttproto_slot_offset"(object descr) except -1
+    void _put_slot "mqttproto_put_slot"(object obj, Py_ssize_t offset, object value)
 
 
 # The reference functions this module delegates to (see the docstring).
@@ -1199,12 +1227,12 @@ cdef object _encode_publish(object packet, bint v5, bint split, object prepared)
         tail = b""
     if prepared is None:
         return (result, tail)
-    # Past the class's __setattr__, which refuses every write.
-    PyObject_GenericSetAttr(prepared, "head", result)
-    PyObject_GenericSetAttr(prepared, "tail", tail)
-    PyObject_GenericSetAttr(prepared, "qos", qos)
+    # Straight into the slots: the class's __setattr__ refuses every write.
+    _put_slot(prepared, _AT_HEAD, result)
+    _put_slot(prepared, _AT_TAIL, tail)
+    _put_slot(prepared, _AT_QOS, qos)
     # The packet identifier included.
-    PyObject_GenericSetAttr(prepared, "size", 1 + _varint_size(length) + length)
+    _put_slot(prepared, _AT_SIZE, 1 + _varint_size(length) + length)
     return prepared
 
 
@@ -1332,6 +1360,36 @@ def encode_publish_split(packet, *, version):
     return _encode_publish_split_reference(packet, version=version)
 
 
+# Where the reference class keeps each attribute (its __slots__).
+_slots = _encode.PreparedPublish.__dict__
+cdef Py_ssize_t _AT_HEAD = _slot_offset(_slots["head"])
+cdef Py_ssize_t _AT_TAIL = _slot_offset(_slots["tail"])
+cdef Py_ssize_t _AT_QOS = _slot_offset(_slots["qos"])
+cdef Py_ssize_t _AT_SIZE = _slot_offset(_slots["size"])
+cdef Py_ssize_t _AT_PACKET = _slot_offset(_slots["packet"])
+cdef Py_ssize_t _AT_VERSION = _slot_offset(_slots["version"])
+cdef Py_ssize_t _AT_V5 = _slot_offset(_slots["v5"])
+del _slots
+
+
+cdef bint _prepare(object prepared, object packet, object version) except -1:
+    """Fill ``prepared`` on the fast path; False if it declines the arguments
+    (canonical ones only: a PublishPacket, a version by identity)."""
+    cdef int v5 = -1
+    if version is _V5:
+        v5 = 1
+    elif version is _V311 or version is _V31:
+        v5 = 0
+    if v5 < 0 or type(packet) is not PublishPacket:
+        return False
+    if _encode_publish(packet, v5, True, prepared) is None:
+        return False
+    _put_slot(prepared, _AT_PACKET, packet)
+    _put_slot(prepared, _AT_VERSION, version)
+    _put_slot(prepared, _AT_V5, v5 == 1)
+    return True
+
+
 class PreparedPublish(_encode.PreparedPublish):
     """A PUBLISH encoded once for one protocol version, to be sent to many
     clients, each with its own packet identifier.
@@ -1347,28 +1405,18 @@ class PreparedPublish(_encode.PreparedPublish):
     __slots__ = ()
 
     def __init__(self, packet, *, version):
-        # Canonical arguments (a PublishPacket, a version by identity) go to
-        # the fast path; anything else, and what it declines, to the reference.
-        cdef int v5 = -1
-        if version is _V5:
-            v5 = 1
-        elif version is _V311 or version is _V31:
-            v5 = 0
-        if (
-            v5 >= 0
-            and type(packet) is PublishPacket
-            and _encode_publish(packet, v5, True, self) is not None
-        ):
-            PyObject_GenericSetAttr(self, "packet", packet)
-            PyObject_GenericSetAttr(self, "version", version)
-            PyObject_GenericSetAttr(self, "v5", v5 == 1)
-            return
-        _encode.PreparedPublish.__init__(self, packet, version=version)
+        if not _prepare(self, packet, version):
+            _encode.PreparedPublish.__init__(self, packet, version=version)
 
     def __reduce__(self):
         # Built anew from what it was made of (copy, pickle), as this twin.
-        return _prepared_publish, (self.packet, self.version)
+        return prepare_publish, (self.packet, self.version)
 
 
-def _prepared_publish(packet, version):
-    return PreparedPublish(packet, version=version)
+def prepare_publish(packet, version):
+    """``PreparedPublish(packet, version=version)`` without the cost of a
+    class call: the object is allocated and filled here."""
+    prepared = _new_instance(PreparedPublish)
+    if not _prepare(prepared, packet, version):
+        _encode.PreparedPublish.__init__(prepared, packet, version=version)
+    return prepared

@@ -21,7 +21,13 @@ The Cython twin (``_codec_c.pyx``) mirrors this module name for name.
 from __future__ import annotations
 
 from ._decode import decode_packet
-from ._encode import PreparedPublish, encode_ack, encode_packet, encode_publish_split
+from ._encode import (
+    PreparedPublish,
+    encode_ack,
+    encode_packet,
+    encode_publish_split,
+    prepare_publish,
+)
 from ._reader import PacketReader
 
 __all__ = [
@@ -31,4 +37,5 @@ __all__ = [
     "encode_ack",
     "encode_packet",
     "encode_publish_split",
+    "prepare_publish",
 ]

@@ -6,7 +6,8 @@
   maximum packet size checked before any body is buffered;
 - :func:`encode_ack` encodes a PUBACK, PUBREC, PUBREL or PUBCOMP without
   building it, and :class:`PreparedPublish` a PUBLISH once for many
-  receivers (a server's fan-out), each with its own packet identifier.
+  receivers (a server's fan-out), each with its own packet identifier
+  (:func:`prepare_publish` builds one without the cost of a class call).
 
 The implementation is chosen at import time; :func:`codec_implementation`
 tells which one is in use.
@@ -24,6 +25,7 @@ from ._codec import (
     encode_ack,
     encode_packet,
     encode_publish_split,
+    prepare_publish,
 )
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "encode_packet",
     "encode_publish_split",
     "packet_id_bytes",
+    "prepare_publish",
 ]
 
 

@@ -581,6 +581,14 @@ def _prepared(cls: Any, packet: Any, version: Any) -> tuple[Any, ...]:
 def check_prepared(packet: Any, version: Any) -> None:
     result = outcome_with_message(lambda: _prepared(py.PreparedPublish, packet, version))
     assert outcome_with_message(lambda: _prepared(c.PreparedPublish, packet, version)) == result
+    # prepare_publish(), the factory without a class call, in both twins.
+    for twin in (py, c):
+        made = outcome_with_message(
+            lambda twin=twin: _prepared(
+                lambda p, version: twin.prepare_publish(p, version), packet, version
+            )
+        )
+        assert made == result
     # Made of the split: the same answer, the same error.
     split = outcome_with_message(lambda: py.encode_publish_split(packet, version=version))
     assert result[0] == split[0]

@@ -487,6 +487,12 @@ def check_prepared(
     assert type(prepared.tail) is bytes
     assert type(prepared.size) is int
     assert repr(prepared) == f"PreparedPublish({packet!r}, version={version!r})"
+    # prepare_publish() builds the same object without the class call.
+    made = codec.prepare_publish(packet, version)
+    assert type(made) is codec.PreparedPublish
+    for name in ATTRIBUTES:
+        assert getattr(made, name) == getattr(prepared, name), name
+    assert made.packet is packet and made.version is version and made.qos is packet.qos
     if not packet.qos:
         assert prepared.tail == b""
         assert prepared.head == codec.encode_packet(packet, version=version)
@@ -567,11 +573,13 @@ def test_prepared_refuses(
         return
     assert refused[:2] == ("raised", LocalProtocolError)
     assert outcome(lambda: codec.PreparedPublish(packet, version=version)) == refused
+    assert outcome(lambda: codec.prepare_publish(packet, version)) == refused
 
 
 def test_prepared_refuses_not_a_publish(codec: types.ModuleType) -> None:
     for thing in (None, PubAckPacket(1), SubAckPacket(1, [ReasonCode.SUCCESS]), "t", object()):
         message = _refusal(lambda thing=thing: codec.PreparedPublish(thing, version=V5), TypeError)
+        assert message == _refusal(lambda thing=thing: codec.prepare_publish(thing, V5), TypeError)
         assert message == _refusal(
             lambda thing=thing: codec.encode_publish_split(thing, version=V5), TypeError
         )
@@ -582,6 +590,9 @@ def test_prepared_unknown_version(codec: types.ModuleType, version: Any) -> None
     for packet in (PublishPacket("t"), PublishPacket("t", qos=QoS.AT_LEAST_ONCE)):
         message = _refusal(
             lambda packet=packet: codec.PreparedPublish(packet, version=version), ValueError
+        )
+        assert message == _refusal(
+            lambda packet=packet: codec.prepare_publish(packet, version), ValueError
         )
         assert message == _refusal(
             lambda packet=packet: codec.encode_packet(packet, version=version), ValueError

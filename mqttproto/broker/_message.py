@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._codec_common import _build
-from ..codec import PreparedPublish
+from ..codec import PreparedPublish, prepare_publish
 from ..enums import ProtocolVersion, QoS
 from ..packets import PublishPacket
 from ..store import StoredMessage
@@ -47,7 +47,7 @@ def prepared_as_received(packet: PublishPacket, v5: bool) -> PreparedPublish:
     subscriber gets it without the MQTT 5 properties.
     """
     if v5:
-        return PreparedPublish(packet, version=_V5)
+        return prepare_publish(packet, _V5)
     if (
         packet.user_properties
         or packet.payload_format_indicator is not None
@@ -56,7 +56,7 @@ def prepared_as_received(packet: PublishPacket, v5: bool) -> PreparedPublish:
         or packet.content_type is not None
     ):
         packet = PublishPacket(packet.topic, packet.payload)
-    return PreparedPublish(packet, version=_V311)
+    return prepare_publish(packet, _V311)
 
 
 class Message:
@@ -166,8 +166,8 @@ class Message:
         ):
             # The common case: the PUBLISH goes out as it came in.
             return prepared_as_received(packet, v5)
-        return PreparedPublish(
-            self.packet_for(v5, qos, retain, sub_ids, None), version=_V5 if v5 else _V311
+        return prepare_publish(
+            self.packet_for(v5, qos, retain, sub_ids, None), _V5 if v5 else _V311
         )
 
     def stored(self, qos: int, retain: bool, sub_ids: tuple[int, ...]) -> StoredMessage:
