@@ -133,6 +133,7 @@ class Broker(Routing, Subscriptions, Lifecycle, Authentication):
         self._router: Router[Session] = Router(self.config.route_cache_size)
         self._retained = RetainedStore()
         self._dirty: dict[int, None] = {}
+        self._plan_epoch = 0
         self._closing: dict[int, None] = {}
         self._timers: list[tuple[float, int, str, Any]] = []
         self._timer_seq = itertools.count()

@@ -42,6 +42,8 @@ class Lifecycle:
     _closing: dict[int, None]
     _dirty: dict[int, None]
     _client_ids: itertools.count[int]
+    #: Counts the changes of sessions' connections (see _fanout.Plan).
+    _plan_epoch: int
 
     if TYPE_CHECKING:
 
@@ -68,6 +70,12 @@ class Lifecycle:
         messages_dropped: int
 
     # -- CONNECT and AUTH ---------------------------------------------------------------
+
+    def _set_link(self, session: Session, link: Link | None) -> None:
+        """Attach ``link`` to ``session`` (None: detach): the one place where
+        a session's connection changes, so that fan-out plans are made anew."""
+        session.link = link
+        self._plan_epoch += 1
 
     def _on_connect(self, link: Link, event: ConnectRequested, now: float) -> None:
         link.connect = event
@@ -214,7 +222,7 @@ class Lifecycle:
             self._sessions[client_id] = fresh
         fresh.expiry_interval = expiry
         fresh.expires_at = None
-        fresh.link = link
+        self._set_link(fresh, link)
         link.session = fresh
         self._watch(link)
         if fresh.persistent:
@@ -267,7 +275,7 @@ class Lifecycle:
         connect = old.connect
         if session is None or connect is None:
             return
-        session.link = None
+        self._set_link(session, None)
         will = connect.will
         if will is not None and (session_ends or not will.will_delay_interval):
             # The old connection did not end with DISCONNECT: its will goes,
@@ -294,7 +302,7 @@ class Lifecycle:
         link.session = None
         if session is None:
             return
-        session.link = None
+        self._set_link(session, None)
         connect = link.connect
         will = connect.will if connect is not None else None
         if will is not None and link.will_on_close:

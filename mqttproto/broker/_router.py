@@ -22,7 +22,7 @@ if none is).
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..topics import SubscriptionTree
 
@@ -151,13 +151,16 @@ class Target(Generic[S]):
 class Route(Generic[S]):
     """What one topic reaches: plain targets, and shared groups to pick from."""
 
-    __slots__ = ("groups", "targets")
+    __slots__ = ("groups", "plan", "targets")
 
     def __init__(
         self, targets: list[Target[S]], groups: list[tuple[tuple[str, str], list[Sub[S]]]]
     ) -> None:
         self.targets = targets
         self.groups = groups
+        #: What the router's user derives from the route and keeps with it
+        #: (the broker's fan-out plan); dropped with the route.
+        self.plan: Any = None
 
     def __bool__(self) -> bool:
         return bool(self.targets or self.groups)

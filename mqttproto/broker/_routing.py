@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..codec import PreparedPublish
 from ..config import BrokerConfig
 from ..enums import ReasonCode
 from ..events import MessageReceived
 from ..packets import PublishPacket
 from ..store import RetainedMessage, SessionStore
-from ._message import Message, Pending, prepared_as_received
+from ._fanout import FanOut
+from ._message import Message, Pending
 from ._retained import RetainedStore
 from ._router import Route, Router
 from ._sessions import Link, Session
@@ -35,7 +35,7 @@ _QUOTA_EXCEEDED = _C.QUOTA_EXCEEDED
 _NO_MATCHING_SUBSCRIBERS = _C.NO_MATCHING_SUBSCRIBERS
 
 
-class Routing:
+class Routing(FanOut):
     """The publishing half of :class:`~mqttproto.broker.Broker`."""
 
     config: BrokerConfig
@@ -107,55 +107,6 @@ class Routing:
             assert packet_id is not None
             # MQTT 3.x acks carry no code: the connection sends a plain one.
             link.conn.acknowledge(packet_id, code if v5 else _SUCCESS)
-
-    def _fan_out_qos0(
-        self, packet: PublishPacket, origin: str, route: Route[Session], now: float
-    ) -> int:
-        """Deliver a QoS 0 message without retain flag or expiry to ``route``'s
-        targets (no shared groups, no authorizer); return how many it reached.
-
-        It goes out at QoS 0 whatever was granted [MQTT-3.8.4-8], with the
-        retain flag clear, so each connected client gets the wire form of
-        its version, encoded once, unless MQTT 5 subscription identifiers
-        make its copy different; those, and clients that are away, take the
-        general path with a :class:`Message`.
-        """
-        forms: list[PreparedPublish | None] = [None, None]  # MQTT 3.x, MQTT 5
-        message: Message | None = None
-        dirty = self._dirty
-        reached = sent = dropped = 0
-        for target in route.targets:
-            session = target.session
-            if session.client_id == origin:
-                if not target.has_local:
-                    continue  # [MQTT-3.8.3-3] No Local
-                sub_ids = target.local_sub_ids
-            else:
-                sub_ids = target.sub_ids
-            link = session.link
-            if link is None or (sub_ids and link.v5):
-                if message is None:
-                    message = Message(packet, now, origin)
-                if self._deliver(session, message, 0, False, sub_ids, now):
-                    reached += 1
-                continue
-            reached += 1
-            v5 = link.v5
-            form = forms[v5]
-            if form is None:
-                form = forms[v5] = prepared_as_received(packet, v5)
-            # Dropped if too large for the client [MQTT-3.1.2-25], and so is
-            # one above the connection's max_unsent_bytes high-water mark.
-            conn = link.conn
-            if form.size <= link.max_out and conn.bytes_to_send + link.backlog < link.max_unsent:
-                conn.publish_prepared(form)
-                dirty[link.id] = None
-                sent += 1
-            else:
-                dropped += 1
-        self.messages_sent += sent
-        self.messages_dropped += dropped
-        return reached
 
     def _route(
         self, message: Message, now: float, route: Route[Session] | None = None
