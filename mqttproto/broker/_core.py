@@ -148,7 +148,7 @@ class Broker(Routing, Subscriptions, Lifecycle, Authentication):
         #: Connections held back while ``memory_limit`` is exceeded.
         self._throttled: dict[int, None] = {}
         self._handlers: dict[type, Callable[[Link, Any, float], None]] = {
-            MessageReceived: self._client_publish,
+            MessageReceived: self._on_message,
             PublishAcknowledged: self._on_acknowledged,
             PublishDiscarded: self._on_discarded,
             SubscribeRequested: self._subscribe,

@@ -17,11 +17,12 @@ Local) go through the general delivery, one by one.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from ..events import MessageReceived
 from ..packets import PublishPacket
 from ._message import Message, prepared_as_received
-from ._router import Route, Target
+from ._router import Route, Router, Target
 from ._sessions import Link, Session
 
 __all__ = ["FanOut", "Plan"]
@@ -59,14 +60,19 @@ class Plan:
 class FanOut:
     """The QoS 0 fan-out half of the broker's routing."""
 
+    authorizer: Any
+    messages_received: int
     messages_sent: int
     messages_dropped: int
+    _router: Router[Session]
     _dirty: dict[int, None]
     #: Counts the times a session's connection changed: a plan made before
     #: the last change is made anew.
     _plan_epoch: int
 
     if TYPE_CHECKING:
+
+        def _client_publish(self, link: Link, event: MessageReceived, now: float) -> None: ...
 
         def _deliver(
             self,
@@ -78,42 +84,65 @@ class FanOut:
             now: float,
         ) -> bool: ...
 
-    def _fan_out_qos0(
-        self, packet: PublishPacket, origin: str, route: Route[Session], now: float
-    ) -> int:
-        """Deliver a plain QoS 0 message to ``route``'s targets; return how
-        many sessions it reached (dropped copies included)."""
+    def _on_message(self, link: Link, event: MessageReceived, now: float) -> None:
+        """A client's message (the broker's MessageReceived handler): a plain
+        QoS 0 one to plain subscriptions is fanned out here; any other goes
+        through the checks, the retained store and the acknowledgement of
+        ``_client_publish``."""
+        packet = event.packet
+        topic = packet.topic
+        if (
+            not packet.qos
+            and not packet.retain
+            and packet.message_expiry_interval is None
+            and self.authorizer is None
+            # Clients may not publish to $SYS; _client_publish says no.
+            and topic[0] != "$"
+        ):
+            router = self._router
+            # The route cache, read first: one dict lookup for a known topic.
+            route = router._cache.get(topic)
+            if route is None:
+                route = router.route(topic)
+            if route.groups:
+                self._client_publish(link, event, now)
+                return
+            self.messages_received += 1
+            if not route.targets:
+                return
+        else:
+            self._client_publish(link, event, now)
+            return
+        # The fan-out, inline: this runs for every message.
         plan = route.plan
         if plan is None or plan.epoch != self._plan_epoch:
             plan = route.plan = Plan(route, self._plan_epoch)
-        reached = sent = dropped = 0
+        sent = dropped = 0
         dirty = self._dirty
         for links, v5 in plan.groups:
-            reached += len(links)
             form = prepared_as_received(packet, v5)
             size = form.size
-            for link in links:
-                conn = link.conn
+            for to in links:
+                conn = to.conn
                 # Dropped if too large for the client [MQTT-3.1.2-25], and so
                 # is one above the connection's max_unsent_bytes high-water mark.
-                if size <= link.max_out and conn.bytes_to_send + link.backlog < link.max_unsent:
+                if size <= to.max_out and conn.bytes_to_send + to.backlog < to.max_unsent:
                     conn.publish_prepared(form)
-                    dirty[link.id] = None
+                    dirty[to.id] = None
                     sent += 1
                 else:
                     dropped += 1
         if plan.others:
-            reached += self._fan_out_others(packet, origin, plan.others, now)
+            self._fan_out_others(packet, link.client_id, plan.others, now)
         self.messages_sent += sent
-        self.messages_dropped += dropped
-        return reached
+        if dropped:
+            self.messages_dropped += dropped
 
     def _fan_out_others(
         self, packet: PublishPacket, origin: str, targets: list[Target[Session]], now: float
-    ) -> int:
+    ) -> None:
         """The targets a plan could not take as alike, one by one."""
         message = Message(packet, now, origin)
-        reached = 0
         for target in targets:
             session = target.session
             if session.client_id == origin:
@@ -122,6 +151,4 @@ class FanOut:
                 sub_ids = target.local_sub_ids
             else:
                 sub_ids = target.sub_ids
-            if self._deliver(session, message, 0, False, sub_ids, now):
-                reached += 1
-        return reached
+            self._deliver(session, message, 0, False, sub_ids, now)

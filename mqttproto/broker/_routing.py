@@ -80,17 +80,9 @@ class Routing(FanOut):
             route = router._cache.get(topic)
             if route is None:
                 route = router.route(topic)
-            if (
-                not qos
-                and not packet.retain
-                and not route.groups
-                and authorizer is None
-                and packet.message_expiry_interval is None
-            ):
-                # The hot path: a plain QoS 0 message to plain subscriptions.
-                if not (route.targets and self._fan_out_qos0(packet, link.client_id, route, now)):
-                    code = _NO_MATCHING_SUBSCRIBERS
-            elif packet.retain or route.targets or route.groups:
+            # (A plain QoS 0 message to plain subscriptions went through the
+            # fan-out of _on_message instead.)
+            if packet.retain or route.targets or route.groups:
                 message = Message(packet, now, link.client_id)
                 if packet.retain and not self._retain(message):
                     # No room in the retained store: refused whole, neither
