@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from ._codec_common import PLAIN_PUBLISH as _PLAIN_PUBLISH
 from ._qos import InboundFlow, OutboundFlow, OutboundStage, PacketIdAllocator
 from ._state import ConnectionState
 from .codec import PreparedPublish, encode_ack, packet_id_bytes
@@ -196,17 +197,13 @@ class ServerFlows:
     # -- received PUBLISH ---------------------------------------------------------
 
     def _on_publish(self, packet: PublishPacket, now: float) -> MessageReceived | None:
-        # The hot path: a plain QoS 0 PUBLISH whose topic is short enough to
-        # be within max_topic_length and max_topic_levels whatever it holds
-        # needs none of the checks below; its event is returned, not queued.
-        if (
-            not packet.qos
-            and packet.topic_alias is None
-            and not packet.retain
-            and not packet.user_properties
-            and not packet.subscription_identifiers
-            and len(packet.topic) <= self._plain_topic_chars
-        ):
+        # The hot path: a plain PUBLISH (QoS 0, no flags, no properties: the
+        # reader wrote only its topic and payload into the packet, see
+        # _codec_common.PLAIN_PUBLISH) whose topic is short enough to be within
+        # max_topic_length and max_topic_levels whatever it holds needs none
+        # of the checks below; its event is returned, not queued.
+        fields = packet.__dict__
+        if len(fields) == _PLAIN_PUBLISH and len(fields["topic"]) <= self._plain_topic_chars:
             event = _new_event(MessageReceived)
             _set_packet(event, packet)
             return event

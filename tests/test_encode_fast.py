@@ -37,6 +37,7 @@ from strategies import PUBACK_CODES, PUBREL_CODES, VERSIONS, publish_packets
 from test_encode_errors import _V5_ONLY_FIELDS, REFUSALS, _label
 
 from mqttproto import codec as public_codec
+from mqttproto._codec_common import PLAIN_PUBLISH
 from mqttproto.enums import PacketType, ProtocolVersion, QoS, ReasonCode
 from mqttproto.errors import LocalProtocolError
 from mqttproto.packets import (
@@ -671,3 +672,30 @@ def test_prepared_in_a_cycle_is_collected(codec: types.ModuleType) -> None:
     del holder, packet
     gc.collect()
     assert alive() is None
+
+
+# A decoded PUBLISH holds in its __dict__ its topic, its payload and only the
+# fields that differ from their defaults: the hot paths of the server role and
+# the broker take a length of PLAIN_PUBLISH for QoS 0, no flags, no property.
+
+
+@pytest.mark.parametrize("version", VERSIONS, ids=VERSION_IDS.get)
+@codec_settings
+@given(data=st.data())
+def test_decoded_publish_holds_only_what_differs_from_defaults(
+    codec: types.ModuleType, version: ProtocolVersion, data: Any
+) -> None:
+    packet = data.draw(publish_packets(version), label="packet")
+    if packet.qos and packet.packet_id is None:
+        packet = attrs.evolve(packet, packet_id=1)
+    decoded = codec.decode_packet(codec.encode_packet(packet, version=version), version=version)
+    defaults = {f.name: f.default for f in attrs.fields(PublishPacket)}
+    differing = {
+        name for name, value in defaults.items() if getattr(decoded, name) != value
+    }
+    assert set(vars(decoded)) == {"topic", "payload"} | differing
+    plain = not differing - {"topic", "payload"}
+    assert (len(vars(decoded)) == PLAIN_PUBLISH) is plain
+    # Built any other way, a packet holds every field: never taken for plain.
+    assert len(vars(attrs.evolve(decoded))) > PLAIN_PUBLISH
+    assert len(vars(PublishPacket("t"))) > PLAIN_PUBLISH

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .._codec_common import PLAIN_PUBLISH as _PLAIN_PUBLISH
 from ..events import MessageReceived
 from ..packets import PublishPacket
 from ._message import Message, prepared_as_received
@@ -90,15 +91,16 @@ class FanOut:
         through the checks, the retained store and the acknowledgement of
         ``_client_publish``."""
         packet = event.packet
-        topic = packet.topic
+        fields = packet.__dict__
+        # Plain: QoS 0, no retain flag, no property (no expiry), as decoded
+        # (see _codec_common.PLAIN_PUBLISH). Clients may not publish to $SYS;
+        # _client_publish says no.
         if (
-            not packet.qos
-            and not packet.retain
-            and packet.message_expiry_interval is None
+            len(fields) == _PLAIN_PUBLISH
             and self.authorizer is None
-            # Clients may not publish to $SYS; _client_publish says no.
-            and topic[0] != "$"
+            and fields["topic"][0] != "$"
         ):
+            topic = fields["topic"]
             router = self._router
             # The route cache, read first: one dict lookup for a known topic.
             route = router._cache.get(topic)
