@@ -36,6 +36,7 @@ from typing import ClassVar
 
 import attrs
 
+from ._codec_common import PLAIN_PUBLISH as _PLAIN_PUBLISH
 from ._connection import Connection
 from ._server_flows import InflightMessage, ServerFlows, ServerSession
 from ._server_input import _APP, RECEIVABLE, ServerInput, _EndOfStream
@@ -44,21 +45,16 @@ from .codec import PacketReader
 from .config import MAX_PACKET_SIZE, ServerConfig
 from .enums import PacketType, ProtocolVersion, QoS, ReasonCode
 from .errors import LocalProtocolError, RemoteProtocolError
-from .events import (
-    Disconnected,
-    Event,
-)
-from .packets import (
-    ConnAckPacket,
-    ConnectPacket,
-    DisconnectPacket,
-    Packet,
-)
+from .events import Disconnected, Event, MessageReceived
+from .packets import ConnAckPacket, ConnectPacket, DisconnectPacket, Packet, PublishPacket
 
 __all__ = ["InflightMessage", "ServerConnection", "ServerSession"]
 
 _S = ConnectionState
 _CONNECTED = ConnectionState.CONNECTED
+# MessageReceived built without a call frame (see events.message_received).
+_new_event = object.__new__
+_set_packet = MessageReceived.__dict__["packet"].__set__
 _P = PacketType
 _C = ReasonCode
 _V5 = ProtocolVersion.MQTT_5_0
@@ -299,7 +295,21 @@ class ServerConnection(ServerInput, ServerFlows, Connection):
                 incoming = self._incoming
                 if pos < len(incoming):
                     packet = incoming[pos]
-                    handler = handlers.get(type(packet))
+                    kind = type(packet)
+                    if kind is PublishPacket:
+                        # _on_publish's hot path, inline: a plain PUBLISH
+                        # with a short topic is its event as it is.
+                        fields = packet.__dict__
+                        if (
+                            len(fields) == _PLAIN_PUBLISH
+                            and len(fields["topic"]) <= self._plain_topic_chars
+                        ):
+                            self._incoming_pos = pos + 1
+                            received = _new_event(MessageReceived)
+                            _set_packet(received, packet)
+                            yield received
+                            continue
+                    handler = handlers.get(kind)
                     if handler is not None:
                         self._incoming_pos = pos + 1
                         try:
