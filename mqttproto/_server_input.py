@@ -3,8 +3,9 @@
 
 Packets are handled one by one as the application takes events
 (``next_event``): the lifecycle (CONNECT, AUTH, DISCONNECT), SUBSCRIBE and
-UNSUBSCRIBE with their answers, PINGREQ, the timers, the CONNACK and the
-goodbye a protocol error sends. The QoS flows are in :mod:`._server_flows`.
+UNSUBSCRIBE, PINGREQ, the timers and the goodbye a protocol error sends. The
+application's answers are in :mod:`._server_answers`, the QoS flows in
+:mod:`._server_flows`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from ._state import ConnectionState, Input
 from .codec import encode_packet
 from .config import ServerConfig
 from .enums import PacketType, ProtocolVersion, QoS, ReasonCode
-from .errors import ConnectRefusal, LocalProtocolError, RemoteProtocolError
+from .errors import ConnectRefusal, RemoteProtocolError
 from .events import (
     AuthReceived,
     ConnectRequested,
@@ -33,9 +34,7 @@ from .packets import (
     DisconnectPacket,
     Packet,
     PingRespPacket,
-    SubAckPacket,
     SubscribePacket,
-    UnsubAckPacket,
     UnsubscribePacket,
 )
 
@@ -136,138 +135,14 @@ class ServerInput:
 
         def _connected(self, what: str) -> None: ...
 
-    def _connack(
-        self,
-        connect: ConnectPacket,
-        *,
-        present: bool,
-        assigned_client_identifier: str | None,
-        session_expiry_interval: int | None,
-        authentication_data: bytes | None,
-        response_information: str | None,
-        server_reference: str | None,
-        reason_string: str | None,
-        user_properties: tuple[tuple[str, str], ...],
-    ) -> tuple[ConnAckPacket, int]:
-        """The accepting CONNACK, and the keep-alive in force: the client's,
-        clamped to the config's bounds, or ``server_keep_alive``."""
-        config = self.config
-        v5 = self._version == _V5
-        requested = connect.keep_alive
-        keep_alive = requested
-        if keep_alive == 0 or keep_alive > config.max_keep_alive:
-            keep_alive = config.max_keep_alive
-        elif keep_alive < config.min_keep_alive:
-            keep_alive = config.min_keep_alive
-        server_keep_alive = config.server_keep_alive
-        if server_keep_alive is not None:
-            keep_alive = server_keep_alive  # [MQTT-3.2.2-21]
-        elif keep_alive != requested:
-            # Clamped: a v5 client is told and must use it; a 3.x client
-            # cannot be told, and is held to it silently (3.1.1 section
-            # 3.1.2.10 lets a server close an inactive client at any time).
-            server_keep_alive = keep_alive
-        if v5:
-            ack = ConnAckPacket(
-                present,
-                _C.SUCCESS,
-                session_expiry_interval=session_expiry_interval,
-                receive_maximum=config.receive_maximum if config.receive_maximum != 65535 else None,
-                maximum_qos=_QOS[config.maximum_qos] if config.maximum_qos < 2 else None,
-                retain_available=False if not config.retain_available else None,
-                maximum_packet_size=config.max_packet_size,
-                assigned_client_identifier=assigned_client_identifier,
-                topic_alias_maximum=config.topic_alias_maximum or None,
-                wildcard_subscription_available=(
-                    False if not config.wildcard_subscription_available else None
-                ),
-                subscription_identifiers_available=(
-                    False if not config.subscription_identifiers_available else None
-                ),
-                shared_subscription_available=(
-                    False if not config.shared_subscription_available else None
-                ),
-                server_keep_alive=server_keep_alive,
-                response_information=response_information,
-                server_reference=server_reference,
-                reason_string=reason_string,
-                user_properties=user_properties,
-                authentication_method=connect.authentication_method,
-                authentication_data=authentication_data,
-            )
-        else:
-            ack = ConnAckPacket(present, _C.SUCCESS)
-        return ack, keep_alive
-
-    def auth(
-        self,
-        reason_code: ReasonCode = ReasonCode.CONTINUE_AUTHENTICATION,
-        *,
-        authentication_data: bytes | None = None,
-        reason_string: str | None = None,
-        user_properties: Iterable[tuple[str, str]] = (),
-    ) -> None:
-        """Send AUTH with the CONNECT's Authentication Method (MQTT 5 [MQTT-4.12]).
-
-        During CONNECT: 0x18 *Continue authentication* challenges the client
-        (its answer comes as :class:`~mqttproto.events.AuthReceived`); end
-        the exchange with :meth:`accept` or :meth:`refuse`. While connected,
-        after the client's re-authentication AUTH: 0x18 to continue, 0x00
-        *Success* when it succeeded (a failure ends the connection:
-        :meth:`disconnect`).
-
-        :raises LocalProtocolError: no AUTH is owed now, or the client used
-            no authentication method.
-        """
-        code = ReasonCode(reason_code)
-        connect = self._connect
-        method = connect.authentication_method if connect is not None else None
-        if method is None:
-            raise LocalProtocolError("auth() needs a CONNECT with an authentication method")
-        if self.state is _S.CONNECTING:
-            self._waiting_connect("auth()")
-            if code != _C.CONTINUE_AUTHENTICATION:
-                raise LocalProtocolError("during CONNECT, AUTH continues; accept() succeeds")
-        elif self.state is _S.CONNECTED:
-            if not self._reauth or self._auth_turn is not _APP:
-                raise LocalProtocolError("auth() while connected answers a re-authentication")
-            if code not in (_C.CONTINUE_AUTHENTICATION, _C.SUCCESS):
-                raise LocalProtocolError("a failed re-authentication ends with disconnect()")
-        else:
-            raise LocalProtocolError(f"auth() while {self.state.value}")
-        data = self._encode(
-            AuthPacket(
-                code,
-                authentication_method=method,
-                authentication_data=authentication_data,
-                reason_string=reason_string,
-                user_properties=tuple(user_properties),
-            )
-        )
-        self._write(data)
-        self._move(Input.SEND_AUTH)
-        # The client's turn: what it sends is read again.
-        self._auth_turn = _CLIENT
-        if self.state is _S.CONNECTING:
-            self._waiting_bytes = 0
-        elif code == _C.SUCCESS:
-            self._reauth = False
-
-
-    def close(self, reason_code: ReasonCode = ReasonCode.UNSPECIFIED_ERROR) -> None:
-        """End the connection without a word: nothing more is sent (what is
-        already in :meth:`data_to_send` still is). For a server that stops,
-        or a connection it gives up on before answering its CONNECT; once
-        connected, :meth:`disconnect` tells an MQTT 5 client why. Events not
-        yet taken are dropped; :class:`~mqttproto.events.Disconnected` with
-        ``reason_code`` is the last one. Nothing happens if already closed.
-        """
-        if self.state is _S.CLOSED:
-            return
-        self._events.clear()
-        self._move(Input.TIMEOUT)
-        self._close(Disconnected(ReasonCode(reason_code)))
-
+        def suback(
+            self,
+            packet_id: int,
+            reason_codes: Sequence[ReasonCode | int],
+            *,
+            reason_string: str | None = None,
+            user_properties: Iterable[tuple[str, str]] = (),
+        ) -> None: ...
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must be called next; None: no timer.
@@ -580,75 +455,3 @@ class ServerInput:
             )
         )
 
-
-    def suback(
-        self,
-        packet_id: int,
-        reason_codes: Sequence[ReasonCode | int],
-        *,
-        reason_string: str | None = None,
-        user_properties: Iterable[tuple[str, str]] = (),
-    ) -> None:
-        """Answer a :class:`~mqttproto.events.SubscribeRequested`: one code
-        per subscription, in order [MQTT-3.8.4-6] (the granted QoS 0x00-0x02,
-        or a failure); 3.1.1 gets 0x80 for any failure.
-
-        :raises LocalProtocolError: no such SUBSCRIBE waits, or the number of
-            codes is not the number of subscriptions.
-        """
-        self._connected("suback()")
-        count = self._pending_subscribes.get(packet_id)
-        if count is None:
-            raise LocalProtocolError(f"no SUBSCRIBE with packet id {packet_id} waits for SUBACK")
-        codes = [ReasonCode(c) for c in reason_codes]
-        if len(codes) != count:
-            raise LocalProtocolError(f"SUBACK needs {count} reason codes, not {len(codes)}")
-        if self._version == _V5:
-            ack = SubAckPacket(
-                packet_id,
-                codes,
-                reason_string=reason_string,
-                user_properties=tuple(user_properties),
-            )
-        else:
-            ack = SubAckPacket(packet_id, [ReasonCode(c.to_suback_v3()) for c in codes])
-        data = self._encode(ack)
-        del self._pending_subscribes[packet_id]
-        self._write(data)
-
-
-    def unsuback(
-        self,
-        packet_id: int,
-        reason_codes: Sequence[ReasonCode | int] | None = None,
-        *,
-        reason_string: str | None = None,
-        user_properties: Iterable[tuple[str, str]] = (),
-    ) -> None:
-        """Answer a :class:`~mqttproto.events.UnsubscribeRequested`
-        [MQTT-3.10.4-4]. MQTT 5 has one code per filter (None: 0x00 *Success*
-        for each); 3.1/3.1.1 have none.
-
-        :raises LocalProtocolError: no such UNSUBSCRIBE waits, or the wrong
-            number of codes.
-        """
-        self._connected("unsuback()")
-        count = self._pending_unsubscribes.get(packet_id)
-        if count is None:
-            raise LocalProtocolError(
-                f"no UNSUBSCRIBE with packet id {packet_id} waits for UNSUBACK"
-            )
-        if self._version == _V5:
-            codes = [_C.SUCCESS] * count if reason_codes is None else [
-                ReasonCode(c) for c in reason_codes
-            ]
-            if len(codes) != count:
-                raise LocalProtocolError(f"UNSUBACK needs {count} reason codes, not {len(codes)}")
-            ack = UnsubAckPacket(
-                packet_id, codes, reason_string=reason_string, user_properties=tuple(user_properties)
-            )
-        else:
-            ack = UnsubAckPacket(packet_id, ())
-        data = self._encode(ack)
-        del self._pending_unsubscribes[packet_id]
-        self._write(data)

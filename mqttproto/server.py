@@ -29,15 +29,13 @@ connection to the next), routing, retained messages and wills.
 
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import ClassVar
-
-import attrs
 
 from ._codec_common import PLAIN_PUBLISH as _PLAIN_PUBLISH
 from ._connection import Connection
+from ._server_answers import ServerAnswers
 from ._server_flows import InflightMessage, ServerFlows, ServerSession
 from ._server_input import _APP, RECEIVABLE, ServerInput, _EndOfStream
 from ._state import ConnectionState, Input
@@ -46,7 +44,7 @@ from .config import MAX_PACKET_SIZE, ServerConfig
 from .enums import PacketType, ProtocolVersion, QoS, ReasonCode
 from .errors import LocalProtocolError, RemoteProtocolError
 from .events import Disconnected, Event, MessageReceived
-from .packets import ConnAckPacket, ConnectPacket, DisconnectPacket, Packet, PublishPacket
+from .packets import ConnectPacket, Packet, PublishPacket
 
 __all__ = ["InflightMessage", "ServerConnection", "ServerSession"]
 
@@ -60,7 +58,7 @@ _C = ReasonCode
 _V5 = ProtocolVersion.MQTT_5_0
 
 
-class ServerConnection(ServerInput, ServerFlows, Connection):
+class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
     """The server side of one MQTT network connection, without I/O.
 
     :param config: the limits of this connection (:class:`~mqttproto.config.ServerConfig`).
@@ -404,193 +402,6 @@ class ServerConnection(ServerInput, ServerFlows, Connection):
         return super().data_to_send(now)
 
     # -- the application's answers ------------------------------------------------
-
-    def accept(
-        self,
-        *,
-        session_present: bool = False,
-        session: ServerSession | None = None,
-        assigned_client_identifier: str | None = None,
-        session_expiry_interval: int | None = None,
-        authentication_data: bytes | None = None,
-        response_information: str | None = None,
-        server_reference: str | None = None,
-        reason_string: str | None = None,
-        user_properties: Iterable[tuple[str, str]] = (),
-    ) -> None:
-        """Accept the CONNECT: queue the accepting CONNACK.
-
-        The CONNACK announces this connection's limits from the config
-        (Receive Maximum, Maximum Packet Size, Topic Alias Maximum, Maximum
-        QoS, Retain Available, what subscriptions may use) and the
-        keep-alive in force: the client's, clamped to the config's bounds,
-        or ``server_keep_alive``; an MQTT 5 client is told when it differs
-        [MQTT-3.2.2-21].
-
-        :param session_present: the session resumes [MQTT-3.2.2-2]; with
-            ``session``, what was in flight in it is sent again (PUBLISH with
-            DUP, PUBREL) [MQTT-4.4.0-1]. MQTT 3.1 has no such flag: there the
-            session resumes whenever one is given.
-        :param session: the client's session state from its last connection
-            (:attr:`session` of that connection); None: a new one.
-        :param assigned_client_identifier: the identifier given to a client
-            that sent an empty one; MQTT 5 requires it then [MQTT-3.2.2-16].
-        :param session_expiry_interval: the interval granted, when it is not
-            what the client asked (MQTT 5).
-        :param authentication_data: the last data of an enhanced
-            authentication exchange (MQTT 5).
-
-        Then the packets the client sent after CONNECT are read.
-
-        :raises LocalProtocolError: no CONNECT waits for an answer, an
-            argument the protocol forbids here, or a CONNACK larger than the
-            client's Maximum Packet Size (answer with
-            ``refuse(ReasonCode.PACKET_TOO_LARGE)`` then).
-        """
-        connect = self._waiting_connect("accept()")
-        v5 = self._version == _V5
-        config = self.config
-        if assigned_client_identifier is not None:
-            if connect.client_id:
-                raise LocalProtocolError("the client chose its identifier: nothing to assign")
-        elif not connect.client_id and v5:
-            raise LocalProtocolError(
-                "a client without an identifier must be given one [MQTT-3.2.2-16]"
-            )
-        if not v5 and (
-            session_expiry_interval is not None
-            or authentication_data is not None
-            or response_information is not None
-            or server_reference is not None
-            or reason_string is not None
-            or user_properties
-        ):
-            raise LocalProtocolError("CONNACK properties exist in MQTT 5 only")
-        if session_present and connect.clean_start:
-            raise LocalProtocolError("a clean start has no session present [MQTT-3.2.2-4]")
-        ack, keep_alive = self._connack(
-            connect,
-            present=session_present and self._version != ProtocolVersion.MQTT_3_1,
-            assigned_client_identifier=assigned_client_identifier,
-            session_expiry_interval=session_expiry_interval,
-            authentication_data=authentication_data,
-            response_information=response_information,
-            server_reference=server_reference,
-            reason_string=reason_string,
-            user_properties=tuple(user_properties),
-        )
-        data = self._encode(ack)  # raises before anything changes
-        if v5 and connect.maximum_packet_size is not None:
-            # Whether the client can be served must not depend on the values
-            # granted: checked with every property that may appear
-            # [MQTT-3.1.2-24].
-            self._encode(
-                attrs.evolve(
-                    ack,
-                    session_present=True,
-                    session_expiry_interval=0xFFFFFFFF,
-                    server_keep_alive=0xFFFF,
-                )
-            )
-        if session is not None:
-            self._session = session
-        elif self._session is None or not session_present:
-            self._session = ServerSession(max_queued=config.max_queued_messages)
-        if not session_present:
-            self._session.clear()
-        if assigned_client_identifier is not None:
-            self.client_id = assigned_client_identifier
-        self._keep_alive = keep_alive
-        outbound = self._session.outbound
-        outbound.send_quota = min(
-            connect.receive_maximum or 65535 if v5 else 65535, config.max_inflight_messages
-        )
-        self._write(data)
-        self._move(Input.SEND_CONNACK)
-        if session_present or self._version == ProtocolVersion.MQTT_3_1:
-            self._resend_session()
-        self._waiting_bytes = 0
-        held = self._held
-        if held:
-            # What waited during an authentication exchange is read first.
-            self._incoming[: self._incoming_pos] = held
-            self._incoming_pos = 0
-        self._held = None
-
-    def refuse(
-        self,
-        reason_code: ReasonCode,
-        *,
-        reason_string: str | None = None,
-        server_reference: str | None = None,
-        user_properties: Iterable[tuple[str, str]] = (),
-    ) -> None:
-        """Refuse the CONNECT: a refusing CONNACK, then the connection closes
-        [MQTT-3.2.2-6]. Nothing the client sent after CONNECT is read
-        [MQTT-3.1.4-5], and events not yet taken are dropped.
-
-        ``reason_code`` is an MQTT 5 CONNACK code (0x80 or above); a 3.1/3.1.1
-        client gets the closest return code (0x86 → 4, 0x87 → 5, 0x85 → 2,
-        0x84 → 1, others → 3).
-
-        :raises LocalProtocolError: no CONNECT waits, or not a failure code.
-        """
-        self._waiting_connect("refuse()")
-        code = ReasonCode(reason_code)
-        if code < 0x80:
-            raise LocalProtocolError(f"refuse() needs a failure code, not {code!r}")
-        v5 = self._version == _V5
-        ack = ConnAckPacket(
-            False,
-            code,
-            reason_string=reason_string if v5 else None,
-            server_reference=server_reference if v5 else None,
-            user_properties=tuple(user_properties) if v5 else (),
-        )
-        try:
-            data = self._encode(ack)
-        except LocalProtocolError:
-            data = self._encode(ConnAckPacket(False, code))
-        self._events.clear()
-        self._write(data)
-        self._move(Input.SEND_CONNACK_REFUSED)
-        self._close(Disconnected(code))
-
-    def disconnect(
-        self,
-        reason_code: ReasonCode = ReasonCode.NORMAL_DISCONNECTION,
-        *,
-        reason_string: str | None = None,
-        server_reference: str | None = None,
-        user_properties: Iterable[tuple[str, str]] = (),
-    ) -> None:
-        """End the connection: DISCONNECT with ``reason_code`` in MQTT 5 (the
-        reason string is dropped if the packet would not fit the client's
-        Maximum Packet Size [MQTT-3.14.2-3]); 3.1/3.1.1 have no server
-        DISCONNECT, so the stream just closes. Events not yet taken are
-        dropped; :class:`~mqttproto.events.Disconnected` with the code is the
-        last one. Flush :meth:`data_to_send`, then close the transport.
-
-        :raises LocalProtocolError: not connected (before CONNACK, use
-            :meth:`refuse`).
-        """
-        self._connected("disconnect()")
-        code = ReasonCode(reason_code)
-        if self._version == _V5:
-            packet = DisconnectPacket(
-                code,
-                reason_string=reason_string,
-                server_reference=server_reference,
-                user_properties=tuple(user_properties),
-            )
-            try:
-                self._write(self._encode(packet))
-            except LocalProtocolError:
-                with contextlib.suppress(LocalProtocolError):
-                    self._write(self._encode(DisconnectPacket(code)))
-        self._events.clear()
-        self._move(Input.SEND_DISCONNECT)
-        self._close(Disconnected(code, reason_string=reason_string))
 
     # -- internals ----------------------------------------------------------------
 
