@@ -2,7 +2,7 @@
 # The signatures are those of the pure-Python reference, mqttproto._codec_py.
 
 
-from . import _encode
+from . import _encode_server
 from .enums import PacketType, ProtocolVersion, ReasonCode
 from .packets import Packet, PublishPacket
 
@@ -53,5 +53,5 @@ class PacketReader:
     def buffered(self) -> int: ...
     def feed(self, data: bytes) -> list[Packet]: ...
 
-class PreparedPublish(_encode.PreparedPublish):
+class PreparedPublish(_encode_server.PreparedPublish):
     def __init__(self, packet: PublishPacket, *, version: ProtocolVersion) -> None: ...

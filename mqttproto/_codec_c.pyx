@@ -40,7 +40,7 @@ How the work is split -- read this before changing either twin:
   :func:`encode_ack`, :func:`encode_publish_split` and
   :class:`PreparedPublish` follow the same rule with their arguments:
   canonical ones are encoded here, anything else goes to
-  ``_encode.encode_ack`` / ``_encode.encode_publish_split``.
+  ``_encode_server.encode_ack`` / ``_encode_server.encode_publish_split``.
 
 Tables (reason code sets, the property table, QoS members) and the topic
 validators are imported from the pure modules, never copied.
@@ -68,7 +68,7 @@ import sys
 
 import attrs
 
-from . import _decode, _decode_fields, _encode
+from . import _decode, _decode_fields, _encode, _encode_server
 from ._codec_common import (
     _PUBACK_CODES,
     _PUBREL_CODES,
@@ -172,8 +172,8 @@ _PINGREQ = _decode._PINGREQ
 _PINGRESP = _decode._PINGRESP
 cdef dict _ENCODERS = _encode._ENCODERS
 _encode_publish_reference = _encode._encode_publish
-_encode_ack_reference = _encode.encode_ack
-_encode_publish_split_reference = _encode.encode_publish_split
+_encode_ack_reference = _encode_server.encode_ack
+_encode_publish_split_reference = _encode_server.encode_publish_split
 
 cdef object _QOS0 = QoS.AT_MOST_ONCE
 cdef object _QOS1 = QoS.AT_LEAST_ONCE
@@ -1361,7 +1361,7 @@ def encode_publish_split(packet, *, version):
 
 
 # Where the reference class keeps each attribute (its __slots__).
-_slots = _encode.PreparedPublish.__dict__
+_slots = _encode_server.PreparedPublish.__dict__
 cdef Py_ssize_t _AT_HEAD = _slot_offset(_slots["head"])
 cdef Py_ssize_t _AT_TAIL = _slot_offset(_slots["tail"])
 cdef Py_ssize_t _AT_QOS = _slot_offset(_slots["qos"])
@@ -1390,11 +1390,11 @@ cdef bint _prepare(object prepared, object packet, object version) except -1:
     return True
 
 
-class PreparedPublish(_encode.PreparedPublish):
+class PreparedPublish(_encode_server.PreparedPublish):
     """A PUBLISH encoded once for one protocol version, to be sent to many
     clients, each with its own packet identifier.
 
-    The twin of ``_encode.PreparedPublish``, whose docstring holds the
+    The twin of ``_encode_server.PreparedPublish``, whose docstring holds the
     contract: a subclass that keeps its slots (which CPython reads at the
     cost of a plain attribute) with a compiled ``__init__``, where
     ``_encode_publish`` writes the head and the tail straight into the new
@@ -1406,7 +1406,7 @@ class PreparedPublish(_encode.PreparedPublish):
 
     def __init__(self, packet, *, version):
         if not _prepare(self, packet, version):
-            _encode.PreparedPublish.__init__(self, packet, version=version)
+            _encode_server.PreparedPublish.__init__(self, packet, version=version)
 
     def __reduce__(self):
         # Built anew from what it was made of (copy, pickle), as this twin.
@@ -1418,5 +1418,5 @@ def prepare_publish(packet, version):
     class call: the object is allocated and filled here."""
     prepared = _new_instance(PreparedPublish)
     if not _prepare(prepared, packet, version):
-        _encode.PreparedPublish.__init__(prepared, packet, version=version)
+        _encode_server.PreparedPublish.__init__(prepared, packet, version=version)
     return prepared

@@ -21,13 +21,8 @@ The Cython twin (``_codec_c.pyx``) mirrors this module name for name.
 from __future__ import annotations
 
 from ._decode import decode_packet
-from ._encode import (
-    PreparedPublish,
-    encode_ack,
-    encode_packet,
-    encode_publish_split,
-    prepare_publish,
-)
+from ._encode import encode_packet
+from ._encode_server import PreparedPublish, encode_ack, encode_publish_split, prepare_publish
 from ._reader import PacketReader
 
 __all__ = [
