@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from ._qos import InboundFlow, OutboundFlow, OutboundStage, PacketIdAllocator
+from ._qos import (
+    MAX_PACKET_ID,
+    InboundFlow,
+    OutboundFlow,
+    OutboundMessage,
+    OutboundStage,
+    PacketIdAllocator,
+)
 from ._state import ConnectionState
 from .codec import PreparedPublish, encode_ack, packet_id_bytes
 from .config import ServerConfig
@@ -27,6 +34,7 @@ from .errors import LocalProtocolError, ReceiveMaximumExceeded, RemoteProtocolEr
 from .events import (
     Event,
     MessageReceived,
+    PublishAcknowledged,
     PublishDiscarded,
     message_received,
     publish_acknowledged,
@@ -53,6 +61,9 @@ _QOS: dict[int, QoS] = {int(q): q for q in QoS}
 # MessageReceived built without a call frame (see events.message_received).
 _new_event = object.__new__
 _set_packet = MessageReceived.__dict__["packet"].__set__
+# OutboundMessage built without a class call (see publish_prepared).
+_new_outbound = object.__new__
+_PUBLISHED = OutboundStage.PUBLISHED
 
 
 @attrs.frozen
@@ -289,22 +300,29 @@ class ServerFlows:
 
     # -- acks of what we sent -----------------------------------------------------
 
-    def _on_puback(self, packet: Packet, now: float) -> None:
+    def _on_puback(self, packet: Packet, now: float) -> PublishAcknowledged | None:
         assert isinstance(packet, PubAckPacket)
         packet_id = packet.packet_id
         session = self._session
         outbound = session.outbound
-        if outbound.on_puback(packet_id) is None:
-            return  # a late duplicate
-        # _finish_outbound, inlined: the hot path of every QoS 1 delivery.
-        session.packet_ids.release(packet_id)
-        self._events.append(
-            publish_acknowledged(
-                packet_id, packet.reason_code, packet.reason_string, packet.user_properties
-            )
+        # The hot path of every QoS 1 delivery: OutboundFlow.on_puback,
+        # PacketIdAllocator.release and _finish_outbound inlined.
+        message = outbound.inflight.get(packet_id)
+        if message is None:
+            return None  # a late duplicate
+        if message.packet.qos != 1:
+            raise RemoteProtocolError(f"PUBACK for packet {packet_id}, a QoS 2 PUBLISH")
+        del outbound.inflight[packet_id]
+        session.packet_ids._used.discard(packet_id)
+        event = publish_acknowledged(
+            packet_id, packet.reason_code, packet.reason_string, packet.user_properties
         )
         if outbound.queue:
+            # What the window now lets out is reported after the ack.
+            self._events.append(event)
             self._send_released(outbound.release_queued())
+            return None
+        return event
 
     def _on_pubrec(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, PubRecPacket)
@@ -492,12 +510,24 @@ class ServerFlows:
             return self._publish_aliased(prepared)
         session = self._session
         outbound = session.outbound
-        if outbound.queue or len(outbound.inflight) >= outbound.send_quota:
+        inflight = outbound.inflight
+        if outbound.queue or len(inflight) >= outbound.send_quota:
             outbound.check_queue_room()
             packet_id = session.packet_ids.allocate()
             outbound.enqueue(attrs.evolve(prepared.packet, packet_id=packet_id))
             return packet_id
-        packet_id = session.packet_ids.allocate()
+        # The hot path of a QoS 1/2 fan-out: PacketIdAllocator.allocate and
+        # OutboundFlow.start inlined, each call costing more than its work.
+        # The next identifier in turn, unless still in use [MQTT-2.2.1-3]
+        # (then the allocator searches, or raises when all are taken).
+        ids = session.packet_ids
+        used = ids._used
+        packet_id = ids._next
+        if packet_id in used:
+            packet_id = ids.allocate()
+        else:
+            used.add(packet_id)
+            ids._next = packet_id % MAX_PACKET_ID + 1
         # Three pieces, joined once by data_to_send(): the payload in
         # ``tail`` is shared by every receiver, not copied per receiver.
         out = self._out
@@ -505,7 +535,11 @@ class ServerFlows:
         out.append(packet_id_bytes(packet_id))
         out.append(prepared.tail)
         self.bytes_to_send += prepared.size
-        outbound.start(prepared.packet, packet_id)
+        message = _new_outbound(OutboundMessage)
+        message.packet = prepared.packet
+        message.stage = _PUBLISHED
+        message.packet_id = packet_id
+        inflight[packet_id] = message
         return packet_id
 
     def _refuse_prepared(self, prepared: PreparedPublish) -> None:
