@@ -54,6 +54,10 @@ _P = PacketType
 _C = ReasonCode
 _V5 = ProtocolVersion.MQTT_5_0
 _CONNECTED = ConnectionState.CONNECTED
+_CLOSED = ConnectionState.CLOSED
+_SUCCESS = ReasonCode.SUCCESS
+_PUBACK = PacketType.PUBACK
+_PUBREC = PacketType.PUBREC
 #: Every acknowledgement without a reason code or properties is the same in
 #: each version: the codec's 3.1.1 form.
 _V311 = ProtocolVersion.MQTT_3_1_1
@@ -221,10 +225,9 @@ class ServerFlows:
             event = _new_event(MessageReceived)
             _set_packet(event, packet)
             return event
-        self._on_publish_checked(packet)
-        return None
+        return self._on_publish_checked(packet)
 
-    def _on_publish_checked(self, packet: PublishPacket) -> None:
+    def _on_publish_checked(self, packet: PublishPacket) -> MessageReceived | None:
         config = self.config
         if packet.topic_alias is not None:
             packet = self._resolve_alias(packet, config.topic_alias_maximum, keep=False)
@@ -245,7 +248,7 @@ class ServerFlows:
                 assert packet.packet_id is not None
                 kind = _P.PUBACK if qos == 1 else _P.PUBREC
                 self._write(encode_ack(kind, packet.packet_id, _C.QUOTA_EXCEEDED, version=_V5))
-            return
+            return None
         if qos > config.maximum_qos:
             # [MQTT-3.2.2-12]: QoS above Maximum QoS is answered with 0x9B.
             raise RemoteProtocolError(f"QoS {int(qos)} above Maximum QoS", _C.QOS_NOT_SUPPORTED)
@@ -266,18 +269,18 @@ class ServerFlows:
             if qos == 2 and packet_id in awaiting:
                 # A retransmission: acknowledge again, deliver once [MQTT-4.3.3-10].
                 self._ack(_P.PUBREC, packet_id)
-                return
+                return None
             unacked = self._unacked
             if packet_id in unacked:
                 # Sent again before the application acknowledged it: once is enough.
-                return
+                return None
             if self._version == _V5 and len(unacked) + len(awaiting) >= config.receive_maximum:
                 raise ReceiveMaximumExceeded(
                     f"more than {config.receive_maximum} unacknowledged QoS 1/2 PUBLISH"
                     " received [MQTT-3.3.4-9]"
                 )
             unacked[packet_id] = _QOS[qos]
-        self._events.append(message_received(packet))
+        return message_received(packet)
 
     def _on_pubrel(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, PubRelPacket)
@@ -389,16 +392,18 @@ class ServerFlows:
         :raises LocalProtocolError: no received message with that identifier
             waits for an acknowledgement, or a code PUBACK cannot carry.
         """
-        if self.state is ConnectionState.CLOSED:
+        # Enum members are read from module constants: each read through
+        # its class costs more than the rest of the common case.
+        if self.state is _CLOSED:
             return
         qos = self._unacked.get(packet_id)
         if qos is None:
             raise LocalProtocolError(f"no received message with packet id {packet_id} awaits an ack")
         v5 = self._version == _V5
-        code = int(reason_code) if v5 else 0
+        code = 0 if reason_code is _SUCCESS or not v5 else int(reason_code)
         if reason_string is None and not user_properties:
-            kind = _P.PUBACK if qos == 1 else _P.PUBREC
-            data = encode_ack(kind, packet_id, code, version=_V5 if v5 else ProtocolVersion.MQTT_3_1_1)
+            kind = _PUBACK if qos == 1 else _PUBREC
+            data = encode_ack(kind, packet_id, code, version=_V5 if v5 else _V311)
         else:
             cls = PubAckPacket if qos == 1 else PubRecPacket
             ack = cls(
@@ -409,7 +414,7 @@ class ServerFlows:
             )
             data = self._encode(ack)
         del self._unacked[packet_id]
-        if qos == QoS.EXACTLY_ONCE and code < 0x80:
+        if qos == 2 and code < 0x80:
             # Until PUBREL, a resent PUBLISH with this id is not delivered
             # again [MQTT-4.3.3-10]; that outlives the connection.
             self._session.inbound.awaiting_release.add(packet_id)
