@@ -37,8 +37,9 @@ from typing import ClassVar
 import attrs
 
 from ._connection import Connection
-from ._server_flows import InflightMessage, ServerFlows, ServerSession
+from ._server_flows import ServerFlows
 from ._server_input import _APP, RECEIVABLE, ServerInput, _EndOfStream
+from ._server_session import InflightMessage, ServerSession
 from ._state import ConnectionState, Input
 from .codec import PacketReader
 from .config import MAX_PACKET_SIZE, ServerConfig
