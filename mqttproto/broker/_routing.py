@@ -246,7 +246,7 @@ class Routing:
                     refused += 1
                     continue
                 key = (v5, granted, retain and rap, sub_ids)
-                form = forms.get(key)
+                form = forms.get(key)  # whole expiry interval, as above
                 if form is None:
                     form = message.form(*key, now)
                 reached += 1
