@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from ._server_flows import ServerSession
 from ._server_input import _APP, _CLIENT
+from ._server_session import ServerSession
 from ._state import ConnectionState, Input
 from .config import ServerConfig
 from .enums import ProtocolVersion, QoS, ReasonCode

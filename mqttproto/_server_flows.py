@@ -4,9 +4,8 @@ A mixin of :class:`~mqttproto.server.ServerConnection`, as
 :mod:`._client_flows` is of the client: received PUBLISH (checked against
 what the server announced, reported, acknowledged by the application),
 PUBREL answered by the role, and PUBLISH sent to the client within its
-Receive Maximum, with the acks that come back. Also here:
-:class:`ServerSession`, the part of this state that outlives a network
-connection, which the application keeps between connections.
+Receive Maximum, with the acks that come back. The part of this state
+that outlives a network connection is a :class:`~._server_session.ServerSession`.
 """
 
 from __future__ import annotations
@@ -19,7 +18,12 @@ from typing import TYPE_CHECKING
 import attrs
 
 from ._codec_common import PLAIN_PUBLISH as _PLAIN_PUBLISH
-from ._qos import InboundFlow, OutboundFlow, OutboundStage, PacketIdAllocator
+from ._qos import (
+    MAX_PACKET_ID,
+    OutboundMessage,
+    OutboundStage,
+)
+from ._server_session import ServerSession
 from ._state import ConnectionState
 from .codec import PreparedPublish, encode_ack, packet_id_bytes
 from .config import ServerConfig
@@ -28,6 +32,7 @@ from .errors import LocalProtocolError, ReceiveMaximumExceeded, RemoteProtocolEr
 from .events import (
     Event,
     MessageReceived,
+    PublishAcknowledged,
     PublishDiscarded,
     message_received,
     publish_acknowledged,
@@ -41,12 +46,16 @@ from .packets import (
     PubRelPacket,
 )
 
-__all__ = ["InflightMessage", "ServerFlows", "ServerSession"]
+__all__ = ["ServerFlows"]
 
 _P = PacketType
 _C = ReasonCode
 _V5 = ProtocolVersion.MQTT_5_0
 _CONNECTED = ConnectionState.CONNECTED
+_CLOSED = ConnectionState.CLOSED
+_SUCCESS = ReasonCode.SUCCESS
+_PUBACK = PacketType.PUBACK
+_PUBREC = PacketType.PUBREC
 #: Every acknowledgement without a reason code or properties is the same in
 #: each version: the codec's 3.1.1 form.
 _V311 = ProtocolVersion.MQTT_3_1_1
@@ -54,103 +63,9 @@ _QOS: dict[int, QoS] = {int(q): q for q in QoS}
 # MessageReceived built without a call frame (see events.message_received).
 _new_event = object.__new__
 _set_packet = MessageReceived.__dict__["packet"].__set__
-
-
-@attrs.frozen
-class InflightMessage:
-    """A QoS 1/2 message sent to the client and not yet acknowledged.
-
-    ``packet`` is the PUBLISH as it went out (its own ``packet_id`` may be
-    unset when it was prepared for many clients: ``packet_id`` is the one it
-    carried). ``released``: a QoS 2 flow past PUBREC, whose PUBREL is what goes
-    again on resume.
-    """
-
-    packet_id: int
-    packet: PublishPacket
-    released: bool = False
-
-
-class ServerSession:
-    """The QoS 1/2 state of one client's session, kept by the application
-    between network connections (MQTT 5.0 section 4.1).
-
-    Outgoing messages in flight and their packet identifiers, the outgoing
-    messages waiting for room in the client's Receive Maximum, and the QoS 2
-    identifiers received from the client whose PUBREL has not come
-    [MQTT-4.3.3-10]. Give it to :meth:`ServerConnection.accept
-    <mqttproto.server.ServerConnection.accept>` with ``session_present=True``
-    and what was in flight is sent again [MQTT-4.4.0-1]; without a session a
-    connection makes a new one (:attr:`ServerConnection.session
-    <mqttproto.server.ServerConnection.session>`).
-
-    :param max_queued: messages that may wait behind the client's window.
-    """
-
-    __slots__ = ("inbound", "outbound", "packet_ids")
-
-    def __init__(self, *, max_queued: int = 1000) -> None:
-        self.packet_ids = PacketIdAllocator()
-        self.outbound = OutboundFlow(max_queued=max_queued)
-        self.inbound = InboundFlow()
-
-    @property
-    def inflight(self) -> tuple[InflightMessage, ...]:
-        """The messages in flight to the client, oldest first."""
-        return tuple(
-            InflightMessage(m.packet_id, m.packet, m.stage is OutboundStage.RELEASED)
-            for m in self.outbound.inflight.values()
-        )
-
-    @property
-    def queued(self) -> tuple[PublishPacket, ...]:
-        """QoS 1/2 messages waiting for room in the client's window, in order."""
-        return tuple(self.outbound.queue)
-
-    @property
-    def awaiting_release(self) -> tuple[int, ...]:
-        """QoS 2 packet identifiers received from the client, waiting for PUBREL."""
-        return tuple(sorted(self.inbound.awaiting_release))
-
-    def restore_inflight(
-        self, packet_id: int, packet: PublishPacket, *, released: bool = False
-    ) -> None:
-        """Put back a message that was in flight (a session read from a store).
-
-        :raises LocalProtocolError: the identifier is in use, or the packet is QoS 0.
-        """
-        if not packet.qos:
-            raise LocalProtocolError("a QoS 0 message is never in flight")
-        if packet_id in self.packet_ids:
-            raise LocalProtocolError(f"packet identifier {packet_id} is already in use")
-        self.outbound.start(packet, packet_id)
-        if released:
-            self.outbound.inflight[packet_id].stage = OutboundStage.RELEASED
-        self.packet_ids.reserve(packet_id)
-
-    def restore_awaiting_release(self, packet_ids: Iterable[int]) -> None:
-        """Put back QoS 2 identifiers received and not yet released."""
-        self.inbound.awaiting_release.update(packet_ids)
-
-    def discard_inflight(self, packet_id: int) -> bool:
-        """Forget a message in flight, which will then never be sent again;
-        False if there was none with that identifier."""
-        message = self.outbound.inflight.pop(packet_id, None)
-        if message is None:
-            return False
-        self.packet_ids.release(packet_id)
-        return True
-
-    def clear(self) -> list[int]:
-        """Forget everything; return the identifiers of the outgoing messages lost."""
-        lost = self.outbound.discard()
-        self.inbound.discard()
-        self.packet_ids.clear()
-        return lost
-
-    def __len__(self) -> int:
-        """Outgoing messages in flight or queued."""
-        return len(self.outbound)
+# OutboundMessage built without a class call (see publish_prepared).
+_new_outbound = object.__new__
+_PUBLISHED = OutboundStage.PUBLISHED
 
 
 class ServerFlows:
@@ -193,7 +108,6 @@ class ServerFlows:
         @property
         def client_maximum_packet_size(self) -> int: ...
 
-
     # -- received PUBLISH ---------------------------------------------------------
 
     def _on_publish(self, packet: PublishPacket, now: float) -> MessageReceived | None:
@@ -207,10 +121,9 @@ class ServerFlows:
             event = _new_event(MessageReceived)
             _set_packet(event, packet)
             return event
-        self._on_publish_checked(packet)
-        return None
+        return self._on_publish_checked(packet)
 
-    def _on_publish_checked(self, packet: PublishPacket) -> None:
+    def _on_publish_checked(self, packet: PublishPacket) -> MessageReceived | None:
         config = self.config
         if packet.topic_alias is not None:
             packet = self._resolve_alias(packet, config.topic_alias_maximum, keep=False)
@@ -231,7 +144,7 @@ class ServerFlows:
                 assert packet.packet_id is not None
                 kind = _P.PUBACK if qos == 1 else _P.PUBREC
                 self._write(encode_ack(kind, packet.packet_id, _C.QUOTA_EXCEEDED, version=_V5))
-            return
+            return None
         if qos > config.maximum_qos:
             # [MQTT-3.2.2-12]: QoS above Maximum QoS is answered with 0x9B.
             raise RemoteProtocolError(f"QoS {int(qos)} above Maximum QoS", _C.QOS_NOT_SUPPORTED)
@@ -252,18 +165,18 @@ class ServerFlows:
             if qos == 2 and packet_id in awaiting:
                 # A retransmission: acknowledge again, deliver once [MQTT-4.3.3-10].
                 self._ack(_P.PUBREC, packet_id)
-                return
+                return None
             unacked = self._unacked
             if packet_id in unacked:
                 # Sent again before the application acknowledged it: once is enough.
-                return
+                return None
             if self._version == _V5 and len(unacked) + len(awaiting) >= config.receive_maximum:
                 raise ReceiveMaximumExceeded(
                     f"more than {config.receive_maximum} unacknowledged QoS 1/2 PUBLISH"
                     " received [MQTT-3.3.4-9]"
                 )
             unacked[packet_id] = _QOS[qos]
-        self._events.append(message_received(packet))
+        return message_received(packet)
 
     def _on_pubrel(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, PubRelPacket)
@@ -286,22 +199,29 @@ class ServerFlows:
 
     # -- acks of what we sent -----------------------------------------------------
 
-    def _on_puback(self, packet: Packet, now: float) -> None:
+    def _on_puback(self, packet: Packet, now: float) -> PublishAcknowledged | None:
         assert isinstance(packet, PubAckPacket)
         packet_id = packet.packet_id
         session = self._session
         outbound = session.outbound
-        if outbound.on_puback(packet_id) is None:
-            return  # a late duplicate
-        # _finish_outbound, inlined: the hot path of every QoS 1 delivery.
-        session.packet_ids.release(packet_id)
-        self._events.append(
-            publish_acknowledged(
-                packet_id, packet.reason_code, packet.reason_string, packet.user_properties
-            )
+        # The hot path of every QoS 1 delivery: OutboundFlow.on_puback,
+        # PacketIdAllocator.release and _finish_outbound inlined.
+        message = outbound.inflight.get(packet_id)
+        if message is None:
+            return None  # a late duplicate
+        if message.packet.qos != 1:
+            raise RemoteProtocolError(f"PUBACK for packet {packet_id}, a QoS 2 PUBLISH")
+        del outbound.inflight[packet_id]
+        session.packet_ids._used.discard(packet_id)
+        event = publish_acknowledged(
+            packet_id, packet.reason_code, packet.reason_string, packet.user_properties
         )
         if outbound.queue:
+            # What the window now lets out is reported after the ack.
+            self._events.append(event)
             self._send_released(outbound.release_queued())
+            return None
+        return event
 
     def _on_pubrec(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, PubRecPacket)
@@ -368,16 +288,20 @@ class ServerFlows:
         :raises LocalProtocolError: no received message with that identifier
             waits for an acknowledgement, or a code PUBACK cannot carry.
         """
-        if self.state is ConnectionState.CLOSED:
+        # Enum members are read from module constants: each read through
+        # its class costs more than the rest of the common case.
+        if self.state is _CLOSED:
             return
         qos = self._unacked.get(packet_id)
         if qos is None:
-            raise LocalProtocolError(f"no received message with packet id {packet_id} awaits an ack")
+            raise LocalProtocolError(
+                f"no received message with packet id {packet_id} awaits an ack"
+            )
         v5 = self._version == _V5
-        code = int(reason_code) if v5 else 0
+        code = 0 if reason_code is _SUCCESS or not v5 else int(reason_code)
         if reason_string is None and not user_properties:
-            kind = _P.PUBACK if qos == 1 else _P.PUBREC
-            data = encode_ack(kind, packet_id, code, version=_V5 if v5 else ProtocolVersion.MQTT_3_1_1)
+            kind = _PUBACK if qos == 1 else _PUBREC
+            data = encode_ack(kind, packet_id, code, version=_V5 if v5 else _V311)
         else:
             cls = PubAckPacket if qos == 1 else PubRecPacket
             ack = cls(
@@ -388,13 +312,12 @@ class ServerFlows:
             )
             data = self._encode(ack)
         del self._unacked[packet_id]
-        if qos == QoS.EXACTLY_ONCE and code < 0x80:
+        if qos == 2 and code < 0x80:
             # Until PUBREL, a resent PUBLISH with this id is not delivered
             # again [MQTT-4.3.3-10]; that outlives the connection.
             self._session.inbound.awaiting_release.add(packet_id)
         if self._acks_fit or len(data) <= self.client_maximum_packet_size:
             self._write(data)
-
 
     def publish(
         self,
@@ -463,7 +386,6 @@ class ServerFlows:
                 outbound.enqueue(packet)
         return packet_id
 
-
     def publish_prepared(self, prepared: PreparedPublish) -> int | None:
         """Send a message encoded once for many clients (see
         :class:`~mqttproto.codec.PreparedPublish`); its packet id (None for QoS 0).
@@ -489,12 +411,24 @@ class ServerFlows:
             return self._publish_aliased(prepared)
         session = self._session
         outbound = session.outbound
-        if outbound.queue or len(outbound.inflight) >= outbound.send_quota:
+        inflight = outbound.inflight
+        if outbound.queue or len(inflight) >= outbound.send_quota:
             outbound.check_queue_room()
             packet_id = session.packet_ids.allocate()
             outbound.enqueue(attrs.evolve(prepared.packet, packet_id=packet_id))
             return packet_id
-        packet_id = session.packet_ids.allocate()
+        # The hot path of a QoS 1/2 fan-out: PacketIdAllocator.allocate and
+        # OutboundFlow.start inlined, each call costing more than its work.
+        # The next identifier in turn, unless still in use [MQTT-2.2.1-3]
+        # (then the allocator searches, or raises when all are taken).
+        ids = session.packet_ids
+        used = ids._used
+        packet_id = ids._next
+        if packet_id in used:
+            packet_id = ids.allocate()
+        else:
+            used.add(packet_id)
+            ids._next = packet_id % MAX_PACKET_ID + 1
         # Three pieces, joined once by data_to_send(): the payload in
         # ``tail`` is shared by every receiver, not copied per receiver.
         out = self._out
@@ -502,7 +436,11 @@ class ServerFlows:
         out.append(packet_id_bytes(packet_id))
         out.append(prepared.tail)
         self.bytes_to_send += prepared.size
-        outbound.start(prepared.packet, packet_id)
+        message = _new_outbound(OutboundMessage)
+        message.packet = prepared.packet
+        message.stage = _PUBLISHED
+        message.packet_id = packet_id
+        inflight[packet_id] = message
         return packet_id
 
     def _refuse_prepared(self, prepared: PreparedPublish) -> None:

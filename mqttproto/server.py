@@ -36,8 +36,9 @@ from typing import ClassVar
 from ._codec_common import PLAIN_PUBLISH as _PLAIN_PUBLISH
 from ._connection import Connection
 from ._server_answers import ServerAnswers
-from ._server_flows import InflightMessage, ServerFlows, ServerSession
+from ._server_flows import ServerFlows
 from ._server_input import _APP, RECEIVABLE, ServerInput, _EndOfStream
+from ._server_session import InflightMessage, ServerSession
 from ._state import ConnectionState, Input
 from .codec import PacketReader
 from .config import MAX_PACKET_SIZE, ServerConfig
@@ -408,9 +409,7 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
     def _move(self, event: Input) -> None:
         super()._move(event)
         # Kept with the state, so that publish_prepared's hot path reads one number.
-        self._plain_limit = (
-            self._max_out if self.state is _CONNECTED and not self._aliasing else -1
-        )
+        self._plain_limit = self._max_out if self.state is _CONNECTED and not self._aliasing else -1
 
     def _queue(self, packets: list[Packet]) -> None:
         """Packets to handle after those already waiting (the list is kept)."""
@@ -448,4 +447,3 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
     def _connected(self, what: str) -> None:
         if self.state is not _S.CONNECTED:
             raise LocalProtocolError(f"{what} while {self.state.value}")
-

@@ -484,7 +484,10 @@ class Broker(Routing, Subscriptions, Lifecycle, Authentication):
             return
         message = session.inflight_messages.pop(event.packet_id, None)
         if message is not None:
-            self._unhold(message)
+            # _unhold inlined: every QoS 1/2 delivery ends here.
+            message.holds -= 1
+            if not message.holds:
+                self._held_bytes -= message.size
         if session.pending:
             self._pump(session, now)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._state import ConnectionState
 from ..config import BrokerConfig
 from ..enums import ReasonCode
 from ..events import MessageReceived
@@ -33,6 +34,7 @@ _SUCCESS = _C.SUCCESS
 _NOT_AUTHORIZED = _C.NOT_AUTHORIZED
 _QUOTA_EXCEEDED = _C.QUOTA_EXCEEDED
 _NO_MATCHING_SUBSCRIBERS = _C.NO_MATCHING_SUBSCRIBERS
+_CLOSED = ConnectionState.CLOSED
 
 
 class Routing(FanOut):
@@ -118,6 +120,7 @@ class Routing(FanOut):
         topic = packet.topic
         forms = message._forms
         dirty = self._dirty
+        memory_limit = self.config.memory_limit
         sent = dropped = 0
         for target in route.targets:
             session = target.session
@@ -157,9 +160,54 @@ class Routing(FanOut):
                     dropped += 1
                 reached += 1
                 continue
-            if deliver(
-                session, message, granted if granted < qos else qos, retain and rap, sub_ids, now
-            ):
+            if granted > qos:
+                granted = qos
+            if link is not None:
+                # The QoS 1/2 hot path, _deliver and _send_qos inlined: a
+                # connected client gets the message at once if its window has
+                # room and nothing queued waits before it; else it is queued.
+                v5 = link.v5
+                if not v5:
+                    sub_ids = ()
+                conn = link.conn
+                if (
+                    session.pending
+                    or not conn.send_window
+                    or conn.bytes_to_send + link.backlog >= link.max_unsent
+                ):
+                    if self._enqueue(session, (message, granted, retain and rap, sub_ids)):
+                        reached += 1
+                    else:
+                        refused += 1
+                    continue
+                if (
+                    memory_limit is not None
+                    and not message.holds
+                    and self._held_bytes + message.size > memory_limit
+                ):
+                    dropped += 1  # _over_budget
+                    refused += 1
+                    continue
+                key = (v5, granted, retain and rap, sub_ids)
+                form = forms.get(key)  # whole expiry interval, as above
+                if form is None:
+                    form = message.form(*key, now)
+                reached += 1
+                if form.size > link.max_out:
+                    dropped += 1  # [MQTT-3.1.2-25]
+                    continue
+                packet_id = conn.publish_prepared(form)
+                assert packet_id is not None
+                # Held until the flow ends (_on_acknowledged): the memory
+                # budget counts a message while a client may ask for it again.
+                session.inflight_messages[packet_id] = message
+                if not message.holds:
+                    self._held_bytes += message.size
+                message.holds += 1
+                dirty[link.id] = None
+                sent += 1
+                continue
+            if deliver(session, message, granted, retain and rap, sub_ids, now):
                 reached += 1
             else:
                 refused += 1
@@ -279,7 +327,10 @@ class Routing(FanOut):
         Every message dropped or refused is counted."""
         message = item[0]
         size = message.size
-        if self._over_budget(message):
+        # _over_budget and _hold inlined: every message a full window holds
+        # back comes through here.
+        limit = self.config.memory_limit
+        if limit is not None and not message.holds and self._held_bytes + size > limit:
             self.messages_dropped += 1
             return item[1] == 0
         pending = session.pending
@@ -308,29 +359,34 @@ class Routing(FanOut):
             self.messages_dropped += len(victims)
         pending.append(item)
         session.queued_bytes += size
-        self._hold(message)
+        if not message.holds:
+            self._held_bytes += size
+        message.holds += 1
         return True
 
     def _pump(self, session: Session, now: float) -> None:
         """Send queued messages while the client's window has room."""
         link = session.link
-        if link is None or link.conn.closed or link.finished:
+        if link is None or link.finished:
             return
         conn = link.conn
+        if conn.state is _CLOSED:
+            return
         pending = session.pending
         authorizer = self.authorizer
         v5 = link.v5
+        # Read once: each QoS 1/2 message sent below takes one place of it.
+        window = conn.send_window
         while pending:
             message, qos, retain, sub_ids = pending[0]
-            if (qos and not conn.send_window) or (
-                conn.bytes_to_send + link.backlog >= link.max_unsent
-            ):
+            if (qos and not window) or conn.bytes_to_send + link.backlog >= link.max_unsent:
                 # The window is full, or the output is above its high-water
                 # mark: the rest waits (data_to_send pumps again).
                 break
             pending.popleft()
             session.queued_bytes -= message.size
-            if message.expired(now):
+            expires_at = message.expires_at
+            if expires_at is not None and now >= expires_at:
                 pass  # [MQTT-3.3.2-5]: expired messages are not delivered
             elif authorizer is not None and not authorizer.may_receive(
                 session.client_id, link.username, message.packet.topic
@@ -339,7 +395,18 @@ class Routing(FanOut):
                 # changed (a reloaded ACL) since it was queued.
                 self.messages_dropped += 1
             elif qos:
-                self._send_qos(session, link, message, qos, retain, sub_ids if v5 else (), now)
+                # _send_qos inlined: most QoS 1/2 messages of a busy client
+                # go out here, one per acknowledgement.
+                form = message.form(v5, qos, retain, sub_ids if v5 else (), now)
+                if form.size <= link.max_out:
+                    packet_id = conn.publish_prepared(form)
+                    assert packet_id is not None
+                    window -= 1
+                    session.inflight_messages[packet_id] = message
+                    self.messages_sent += 1
+                    # The queue's hold on the message passes to the flow.
+                    continue
+                self.messages_dropped += 1  # [MQTT-3.1.2-25]
             else:
                 form = message.form(v5, 0, retain, sub_ids if v5 else (), now)
                 if form.size <= link.max_out:
