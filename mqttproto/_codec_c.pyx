@@ -1361,7 +1361,7 @@ def encode_publish_split(packet, *, version):
 
 
 # Where the reference class keeps each attribute (its __slots__).
-_slots = _encode_server.PreparedPublish.__dict__
+_slots = _encode_server._PreparedSlots.__dict__
 cdef Py_ssize_t _AT_HEAD = _slot_offset(_slots["head"])
 cdef Py_ssize_t _AT_TAIL = _slot_offset(_slots["tail"])
 cdef Py_ssize_t _AT_QOS = _slot_offset(_slots["qos"])
