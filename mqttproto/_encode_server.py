@@ -200,7 +200,12 @@ class _Unsealed(_PreparedSlots):
 def prepare_publish(packet: PublishPacket, version: ProtocolVersion) -> PreparedPublish:
     """``PreparedPublish(packet, version=version)`` without the cost of a
     class call (a broker builds one per message)."""
-    head, tail = encode_publish_split(packet, version=version)
+    if type(packet) is PublishPacket and not packet.qos and version in _VERSIONS:
+        # encode_publish_split's QoS 0 case, without its call.
+        head = _encode_publish(packet, version)
+        tail = b""
+    else:
+        head, tail = encode_publish_split(packet, version=version)
     qos = packet.qos
     # Plain slot writes, then sealed: a third of what __init__'s writes
     # through the descriptors cost.
