@@ -24,9 +24,9 @@ import sys
 import time
 
 from mqttproto import ProtocolVersion, PublishPacket, QoS, Subscription, encode_packet
-from mqttproto._router import Sub
-from mqttproto._session import Session
 from mqttproto.broker import Broker
+from mqttproto.broker._router import Sub
+from mqttproto.broker._sessions import Session
 from mqttproto.client import ClientConnection
 from mqttproto.codec import codec_implementation
 
@@ -114,7 +114,7 @@ def route_100k() -> float:
     router = broker._router
     rng = random.Random(7)
     for i in range(100_000):
-        session = Session(f"c{i}", receive_maximum=10, max_queued=10)
+        session = Session(f"c{i}", max_queued=10)
         if i % 100 == 0:
             # Wildcards on the topics' paths, matching about one topic in 100.
             topic_filter = rng.choice(

@@ -19,6 +19,24 @@ producing fully validated packet objects; encode means ``encode_packet`` over
 a list of packet objects. Implementations are measured interleaved, round by
 round, so that drift of the machine affects all of them alike; the table shows
 the median time per packet and the ratio to the first implementation.
+
+A second table measures the encoders a server uses (``--part fanout``, with
+the garbage collector on), each next to ``encode_packet`` of the same packets:
+
+- ``encode_ack`` for ``puback-v311`` (success), ``puback-v5-0x10`` (No
+  matching subscribers) and ``pubrel-v5`` (success), against
+  ``encode_packet`` of prebuilt ack packets, against building the packet
+  and encoding it, which is what ``encode_ack`` replaces, and against
+  ``bytes((...))`` of the 4 or 5 bytes in Python (no codec: the same code in
+  both columns);
+- ``encode_publish_split`` and ``PreparedPublish`` (which holds that split,
+  for ``ServerConnection.publish_prepared``) for ``v311-qos0``,
+  ``v311-qos1``, ``v5-qos1`` and ``v5-qos1-subid`` (``v5-qos1`` with
+  Subscription Identifier 7, what a broker adds per subscription). Like
+  every other operation, these keep all their results alive until the run
+  ends; ``PreparedPublish, dropped`` frees each one as soon as it is built,
+  as a broker's fan-out does (one per message, gone once it is written), so
+  the garbage collector never has many of them to look at.
 """
 
 from __future__ import annotations
@@ -32,9 +50,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mqttproto import ProtocolVersion, PublishPacket, QoS
+from mqttproto import (
+    PacketType,
+    ProtocolVersion,
+    PubAckPacket,
+    PublishPacket,
+    PubRelPacket,
+    QoS,
+    ReasonCode,
+)
 
 TOPIC = "sensors/building1/floor2/temp"
 PAYLOAD = bytes(range(64))
@@ -62,6 +90,9 @@ def workload_packets(name: str, count: int) -> tuple[ProtocolVersion, list[Publi
             )
             for i in range(count)
         ]
+    if name == "v5-qos1-subid":
+        _, packets = workload_packets("v5-qos1", count)
+        return V5, [attrs.evolve(p, subscription_identifiers=(7,)) for p in packets]
     if name == "v311-unique":
         # Every topic different: the decoder's and encoder's topic caches miss.
         return V311, [PublishPacket(f"{TOPIC}/{i}", PAYLOAD) for i in range(count)]
@@ -89,9 +120,7 @@ class Implementation:
 
         return run
 
-    def encoder(
-        self, version: ProtocolVersion, packets: list[PublishPacket]
-    ) -> Callable[[], int]:
+    def encoder(self, version: ProtocolVersion, packets: list[PublishPacket]) -> Callable[[], int]:
         encode = self.module.encode_packet
 
         def run() -> int:
@@ -156,9 +185,7 @@ class Paho(Implementation):
 
         return run
 
-    def encoder(
-        self, version: ProtocolVersion, packets: list[PublishPacket]
-    ) -> Callable[[], int]:
+    def encoder(self, version: ProtocolVersion, packets: list[PublishPacket]) -> Callable[[], int]:
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
@@ -215,9 +242,7 @@ class Mqtt5(Implementation):
 
         return run
 
-    def encoder(
-        self, version: ProtocolVersion, packets: list[PublishPacket]
-    ) -> Callable[[], int]:
+    def encoder(self, version: ProtocolVersion, packets: list[PublishPacket]) -> Callable[[], int]:
         mqtt5 = self.module
         qos = {0: mqtt5.QoS.AT_MOST_ONCE, 1: mqtt5.QoS.AT_LEAST_ONCE}
         theirs = [
@@ -257,9 +282,11 @@ def implementations() -> list[Implementation]:
     return found
 
 
-def measure(fn: Callable[[], int], count: int) -> float:
+def measure(fn: Callable[[], int], count: int, *, collector: bool = False) -> float:
+    """ns per item of one run of ``fn``; the garbage collector off unless ``collector``."""
     gc.collect()
-    gc.disable()
+    if not collector:
+        gc.disable()
     try:
         start = time.perf_counter()
         done = fn()
@@ -270,27 +297,159 @@ def measure(fn: Callable[[], int], count: int) -> float:
     return elapsed / count * 1e9
 
 
+# ---------------------------------------------------------------------------
+# The encoders a server uses: encode_ack and encode_publish_split.
+
+# (workload, packet type, reason code, version, packet class)
+ACK_WORKLOADS: tuple[tuple[str, PacketType, ReasonCode, ProtocolVersion, type[Any]], ...] = (
+    ("puback-v311", PacketType.PUBACK, ReasonCode.SUCCESS, V311, PubAckPacket),
+    ("puback-v5-0x10", PacketType.PUBACK, ReasonCode.NO_MATCHING_SUBSCRIBERS, V5, PubAckPacket),
+    ("pubrel-v5", PacketType.PUBREL, ReasonCode.SUCCESS, V5, PubRelPacket),
+)
+SPLIT_WORKLOADS = ("v311-qos0", "v311-qos1", "v5-qos1", "v5-qos1-subid")
+
+
+def fanout_cases(module: Any, count: int) -> list[tuple[str, str, Callable[[], int]]]:
+    """(workload, operation, run) for one codec module."""
+    encode = module.encode_packet
+    encode_ack = module.encode_ack
+    split = module.encode_publish_split
+    prepare = module.PreparedPublish
+    ids = [i % 65535 + 1 for i in range(count)]
+    cases: list[tuple[str, str, Callable[[], int]]] = []
+    for name, kind, code, version, cls in ACK_WORKLOADS:
+        acks = [cls(packet_id, code) for packet_id in ids]
+        assert [encode_ack(kind, i, code, version=version) for i in ids[:3]] == [
+            encode(a, version=version) for a in acks[:3]
+        ]
+
+        def run_ack(kind: Any = kind, code: Any = code, version: Any = version) -> int:
+            return len([encode_ack(kind, i, code, version=version) for i in ids])
+
+        def run_packet(acks: Any = acks, version: Any = version) -> int:
+            return len([encode(a, version=version) for a in acks])
+
+        def run_build(cls: Any = cls, code: Any = code, version: Any = version) -> int:
+            return len([encode(cls(i, code), version=version) for i in ids])
+
+        first = (kind << 4) | (0x02 if kind == PacketType.PUBREL else 0x00)
+        number = int(code) if version == V5 else 0
+
+        def run_by_hand(first: int = first, number: int = number) -> int:
+            # The bytes packed by hand, as the server did before encode_ack.
+            if number:
+                return len([bytes((first, 3, i >> 8, i & 0xFF, number)) for i in ids])
+            return len([bytes((first, 2, i >> 8, i & 0xFF)) for i in ids])
+
+        cases.append((name, "encode_ack", run_ack))
+        cases.append((name, "bytes((...)) by hand", run_by_hand))
+        cases.append((name, "encode_packet", run_packet))
+        cases.append((name, "build + encode_packet", run_build))
+    for name in SPLIT_WORKLOADS:
+        version, packets = workload_packets(name, count)
+        head, tail = split(packets[0], version=version)
+        packet_id = prepare.packet_id_bytes(1) if packets[0].qos else b""
+        assert head + packet_id + tail == encode(packets[0], version=version)
+        prepared = prepare(packets[0], version=version)
+        assert (prepared.head, prepared.tail) == (head, tail)
+
+        def run_split(packets: Any = packets, version: Any = version) -> int:
+            return len([split(p, version=version) for p in packets])
+
+        def run_prepare(packets: Any = packets, version: Any = version) -> int:
+            return len([prepare(p, version=version) for p in packets])
+
+        def run_prepare_dropped(packets: Any = packets, version: Any = version) -> int:
+            done = 0
+            for p in packets:
+                prepare(p, version=version)
+                done += 1
+            return done
+
+        def run_encode(packets: Any = packets, version: Any = version) -> int:
+            return len([encode(p, version=version) for p in packets])
+
+        cases.append((name, "encode_publish_split", run_split))
+        cases.append((name, "PreparedPublish", run_prepare))
+        cases.append((name, "PreparedPublish, dropped", run_prepare_dropped))
+        cases.append((name, "encode_packet", run_encode))
+    return cases
+
+
+def fanout(count: int, rounds: int) -> None:
+    from mqttproto import _codec_py
+
+    modules = [("pure", _codec_py)]
+    try:
+        from mqttproto import _codec_c
+    except ImportError:
+        print("the compiled codec is not built: measuring the pure one alone\n")
+    else:
+        modules.insert(0, ("compiled", _codec_c))
+    cases = [
+        (workload, op, label, run)
+        for label, module in modules
+        for workload, op, run in fanout_cases(module, count)
+    ]
+    results: dict[tuple[str, str, str], list[float]] = {}
+    for _ in range(rounds):
+        for workload, op, label, run in cases:
+            results.setdefault((workload, op, label), []).append(
+                measure(run, count, collector=True)
+            )
+    print(f"{count:,} calls per run, median of {rounds} interleaved rounds, garbage collector on\n")
+    labels = [label for label, _ in modules]
+    header = f"{'workload':<15} {'op':<25}" + "".join(f" {label + ' ns':>12}" for label in labels)
+    print(header)
+    print("-" * len(header))
+    seen: list[tuple[str, str]] = []
+    for workload, op, _, _ in cases:
+        if (workload, op) not in seen:
+            seen.append((workload, op))
+    for workload, op in seen:
+        cells = "".join(
+            f" {statistics.median(results[(workload, op, label)]):>12,.0f}" for label in labels
+        )
+        print(f"{workload:<15} {op:<25}{cells}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--packets", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument(
+        "--part",
+        choices=("all", "streams", "fanout"),
+        default="all",
+        help="the PUBLISH stream table, the fan-out encoders' table, or both",
+    )
     args = parser.parse_args()
+    if args.part != "fanout":
+        streams(args.packets, args.rounds)
+    if args.part != "streams":
+        if args.part == "all":
+            print()
+        fanout(args.packets, args.rounds)
+
+
+def streams(count: int, rounds: int) -> None:
+    """The decode and encode table of the PUBLISH workloads, with the peers."""
     impls = implementations()
     from mqttproto._codec_py import encode_packet
 
     results: dict[tuple[str, str, str], list[float]] = {}
     cases = []
     for workload in WORKLOADS:
-        version, packets = workload_packets(workload, args.packets)
+        version, packets = workload_packets(workload, count)
         stream = b"".join(encode_packet(p, version=version) for p in packets)
         for impl in impls:
             if impl.supports(workload):
                 cases.append((workload, "decode", impl, impl.decoder(version, stream)))
                 cases.append((workload, "encode", impl, impl.encoder(version, packets)))
-    for _ in range(args.rounds):
+    for _ in range(rounds):
         for workload, op, impl, fn in cases:
-            results.setdefault((workload, op, impl.name), []).append(measure(fn, args.packets))
-    print(f"{args.packets:,} packets per run, median of {args.rounds} interleaved rounds\n")
+            results.setdefault((workload, op, impl.name), []).append(measure(fn, count))
+    print(f"{count:,} packets per run, median of {rounds} interleaved rounds\n")
     header = f"{'workload':<11} {'op':<7} {'implementation':<22} {'ns/packet':>10} {'ratio':>7}"
     print(header)
     print("-" * len(header))

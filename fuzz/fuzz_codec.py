@@ -76,6 +76,13 @@ Invariants (any violation raises, which the fuzzer reports as a crash)
    ``subscription_identifiers`` of each PUBLISH (no other packet) cut to the
    first ``max_subscription_identifiers + 1``, and the same ``buffered`` and
    ``version``. (The twins then agree too, by invariant 2.)
+9. The encoders without a packet agree with ``encode_packet``. For every
+   PUBLISH of invariant 7, each twin's ``encode_publish_split`` gives the
+   same ``(head, tail)``, and ``head`` + its packet identifier + ``tail`` is
+   the packet's encoding (QoS 0: ``head`` is all of it, ``tail`` empty),
+   and each twin's ``PreparedPublish`` holds that ``head`` and ``tail``, the
+   packet, its QoS and the encoding's size; for every PUBACK, PUBREC, PUBREL and PUBCOMP without properties, each twin's
+   ``encode_ack`` of its type, identifier and reason code is its encoding.
 """
 
 from __future__ import annotations
@@ -108,7 +115,14 @@ with _instrumented:
     from mqttproto import _codec_py as py
     from mqttproto.enums import ProtocolVersion
     from mqttproto.errors import ConnectRefusal, RemoteProtocolError
-    from mqttproto.packets import ConnectPacket, PublishPacket
+    from mqttproto.packets import (
+        ConnectPacket,
+        PubAckPacket,
+        PubCompPacket,
+        PublishPacket,
+        PubRecPacket,
+        PubRelPacket,
+    )
 
     try:
         c: ModuleType = importlib.import_module("mqttproto._codec_c")
@@ -465,6 +479,7 @@ def _roundtrip(packet: Any, version: ProtocolVersion | None) -> None:
     assert version is not None  # a non-CONNECT packet is never decoded without one
     encoded = [_call(twin.encode_packet, packet, version=version) for twin in _TWINS]
     _check(encoded[0] == encoded[1], f"encode_packet: the twins differ for {packet!r}")
+    _without_a_packet(packet, version, encoded[0])
     for twin in _TWINS:
         again = _call(twin.decode_packet, encoded[0], version=version)
         _check(
@@ -472,6 +487,44 @@ def _roundtrip(packet: Any, version: ProtocolVersion | None) -> None:
             f"round trip: {packet!r} -> {encoded[0].hex()} -> {again!r}",
             twin,
         )
+
+
+_ACKS = (PubAckPacket, PubRecPacket, PubRelPacket, PubCompPacket)
+
+
+def _without_a_packet(packet: Any, version: ProtocolVersion, encoded: bytes) -> None:
+    """Invariant 9."""
+    if type(packet) is PublishPacket:
+        splits = [_call(twin.encode_publish_split, packet, version=version) for twin in _TWINS]
+        _check(splits[0] == splits[1], f"encode_publish_split: the twins differ for {packet!r}")
+        head, tail = splits[0]
+        packet_id = b"" if packet.qos == 0 else packet.packet_id.to_bytes(2, "big")
+        _check(
+            head + packet_id + tail == encoded,
+            f"encode_publish_split: {head.hex()} + {packet_id.hex()} + {tail.hex()} "
+            f"is not {encoded.hex()} for {packet!r}",
+        )
+        for twin in _TWINS:
+            prepared = _call(twin.PreparedPublish, packet, version=version)
+            _check(
+                (prepared.head, prepared.tail, prepared.size) == (head, tail, len(encoded))
+                and prepared.packet is packet
+                and prepared.qos is packet.qos
+                and prepared.v5 is (version == ProtocolVersion.MQTT_5_0),
+                f"PreparedPublish: {prepared.head.hex()} {prepared.tail.hex()} "
+                f"{prepared.size} for {packet!r}",
+                twin,
+            )
+    elif type(packet) in _ACKS and packet.reason_string is None and not packet.user_properties:
+        for twin in _TWINS:
+            ack = _call(
+                twin.encode_ack,
+                packet.packet_type,
+                packet.packet_id,
+                packet.reason_code,
+                version=version,
+            )
+            _check(ack == encoded, f"encode_ack: {ack.hex()} for {packet!r}", twin)
 
 
 def _call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

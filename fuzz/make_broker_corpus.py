@@ -119,8 +119,44 @@ def scripts(version: ProtocolVersion) -> dict[str, bytes]:
     return out
 
 
+def server_alone(version: ProtocolVersion) -> dict[str, bytes]:
+    """Scripts for one ServerConnection and its small application (selector
+    bit 3); the 8 bytes before each script are the application's choices."""
+    v5 = version == ProtocolVersion.MQTT_5_0
+    connect = ConnectPacket("alone", version, keep_alive=10)
+    sub = SubscribePacket(1, (Subscription("a/+", QoS.EXACTLY_ONCE),))
+    flows = (
+        PublishPacket("a/b", b"1", QoS.AT_LEAST_ONCE, packet_id=2),
+        PublishPacket("a/b", b"2", QoS.EXACTLY_ONCE, packet_id=3),
+        PubRelPacket(3),
+        PingReqPacket(),
+    )
+    out = {
+        "flows": send(0, version, connect, sub, *flows)
+        + record(0, LOST, bytes(5))
+        + send(0, version, PubAckPacket(1), UnsubscribePacket(4, ("a/+",)))
+        + send(0, version, DisconnectPacket()),
+        "early": send(0, version, connect, *flows) + record(0, TICK, length=70),
+        "broken": send(0, version, connect) + record(0, DATA, b"\x30\x03\x00\x05a"),
+        "eof": send(0, version, connect, sub, action=EOF),
+    }
+    if v5:
+        out["auth"] = send(
+            0,
+            version,
+            ConnectPacket("au", version, authentication_method="M"),
+            AuthPacket(ReasonCode.CONTINUE_AUTHENTICATION, authentication_method="M"),
+            sub,
+        )
+    return out
+
+
 def seeds() -> dict[str, bytes]:
     result: dict[str, bytes] = {}
+    for version in ProtocolVersion:
+        for name, script in server_alone(version).items():
+            for choices in (bytes(8), bytes(range(1, 9))):
+                result[f"alone-{name}-v{int(version)}-{choices[0]}"] = b"\x08" + choices + script
     for version in ProtocolVersion:
         for name, script in scripts(version).items():
             for small in (0, 4):

@@ -5,10 +5,17 @@ The public names are re-exported here; see the modules for details.
 
 from __future__ import annotations
 
-from .broker import Broker, BrokerConnection
+from .broker import Broker
 from .client import ClientConnection
-from .codec import PacketReader, codec_implementation, decode_packet, encode_packet
-from .config import BrokerConfig, ClientConfig
+from .codec import (
+    PacketReader,
+    PreparedPublish,
+    codec_implementation,
+    decode_packet,
+    encode_ack,
+    encode_packet,
+)
+from .config import BrokerConfig, ClientConfig, ServerConfig
 from .enums import PacketType, PropertyId, ProtocolVersion, QoS, ReasonCode, RetainHandling
 from .errors import (
     ClientIdentifierNotValid,
@@ -43,6 +50,7 @@ from .packets import (
     UnsubscribePacket,
     Will,
 )
+from .server import ServerConnection, ServerSession
 from .store import MemoryStore, SessionStore
 from .topics import (
     SharedSubscription,
@@ -58,7 +66,6 @@ __all__ = [
     "AuthPacket",
     "Broker",
     "BrokerConfig",
-    "BrokerConnection",
     "ClientConfig",
     "ClientConnection",
     "ClientIdentifierNotValid",
@@ -76,6 +83,7 @@ __all__ = [
     "PacketType",
     "PingReqPacket",
     "PingRespPacket",
+    "PreparedPublish",
     "PropertyId",
     "ProtocolError",
     "ProtocolVersion",
@@ -89,6 +97,9 @@ __all__ = [
     "ReceiveMaximumExceeded",
     "RemoteProtocolError",
     "RetainHandling",
+    "ServerConfig",
+    "ServerConnection",
+    "ServerSession",
     "SessionStore",
     "SharedSubscription",
     "SubAckPacket",
@@ -101,6 +112,7 @@ __all__ = [
     "Will",
     "codec_implementation",
     "decode_packet",
+    "encode_ack",
     "encode_packet",
     "parse_shared_subscription",
     "topic_matches",

@@ -17,12 +17,27 @@ import errno
 import os
 import socket
 import ssl
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .enums import ProtocolVersion, ReasonCode
 
-if TYPE_CHECKING:
-    from ._cli_mqtt import ClientSettings
+
+class ClientSettings(Protocol):
+    """What a failure message names of where the tool connected (the
+    settings of ``_cli_mqtt``, which imports this module)."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int | None: ...
+    @property
+    def transport(self) -> str: ...
+    @property
+    def websocket_path(self) -> str: ...
+    @property
+    def tls(self) -> ssl.SSLContext | None: ...
+    @property
+    def version(self) -> ProtocolVersion: ...
 
 __all__ = [
     "CONN_LOST",

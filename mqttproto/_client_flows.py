@@ -10,7 +10,6 @@ The lifecycle (CONNECT/CONNACK, SUBSCRIBE, AUTH, DISCONNECT, timers) stays in
 from __future__ import annotations
 
 import contextlib
-import struct
 from collections import OrderedDict, deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -18,8 +17,9 @@ from typing import TYPE_CHECKING
 import attrs
 
 from ._qos import InboundFlow, OutboundFlow, PacketIdAllocator
+from .codec import encode_ack
 from .config import ClientConfig
-from .enums import ProtocolVersion, QoS, ReasonCode
+from .enums import PacketType, ProtocolVersion, QoS, ReasonCode
 from .errors import LocalProtocolError
 from .events import (
     Event,
@@ -33,7 +33,10 @@ from .packets import Packet, PubAckPacket, PubCompPacket, PublishPacket, PubRecP
 __all__ = ["MessageFlows", "ServerLimits"]
 
 _V5 = ProtocolVersion.MQTT_5_0
-_ACK = struct.Struct(">BBH").pack
+_P = PacketType
+#: Every acknowledgement without a reason code or properties is the same in
+#: each version: the codec's 3.1.1 form.
+_V311 = ProtocolVersion.MQTT_3_1_1
 
 
 @attrs.frozen
@@ -116,10 +119,10 @@ class MessageFlows:
                 continue
             self._out.append(self._aliased(packet, data))
 
-    def _ack(self, first: int, packet_id: int) -> None:
+    def _ack(self, kind: PacketType, packet_id: int) -> None:
         """Queue a 4-byte PUBACK/PUBREC/PUBREL/PUBCOMP with success and no properties."""
         if self._acks_fit:
-            self._out.append(_ACK(first, 2, packet_id))
+            self._out.append(encode_ack(kind, packet_id, version=_V311))
 
     def _send_reply(self, packet: Packet) -> None:
         """Queue a reply the protocol owes; one the server's Maximum Packet
@@ -171,19 +174,19 @@ class MessageFlows:
             if qos == QoS.AT_LEAST_ONCE:
                 self._events.append(message_received(packet))
                 if self._acks_fit:
-                    self._out.append(_ACK(0x40, 2, packet_id))
+                    self._out.append(encode_ack(_P.PUBACK, packet_id, version=_V311))
                 return
             if packet_id in inbound.awaiting_release:
                 # A retransmission: acknowledge again, deliver once [MQTT-4.3.3-10].
-                self._ack(0x50, packet_id)
+                self._ack(_P.PUBREC, packet_id)
                 return
             inbound.check_quota(self._version == _V5)
             inbound.received_qos2(packet_id)
             self._events.append(message_received(packet))
-            self._ack(0x50, packet_id)
+            self._ack(_P.PUBREC, packet_id)
             return
         if packet_id in inbound.awaiting_release:
-            self._ack(0x50, packet_id)
+            self._ack(_P.PUBREC, packet_id)
             return
         if packet_id in inbound.unacked:
             # Already delivered and waiting for the application's ack.
@@ -219,7 +222,7 @@ class MessageFlows:
                 ),
             )
             return
-        self._ack(0x62, packet_id)
+        self._ack(_P.PUBREL, packet_id)
 
     def _on_pubcomp(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, PubCompPacket)
@@ -235,7 +238,7 @@ class MessageFlows:
     def _on_pubrel(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, PubRelPacket)
         if self._inbound.release(packet.packet_id):
-            self._ack(0x70, packet.packet_id)
+            self._ack(_P.PUBCOMP, packet.packet_id)
         else:
             # [MQTT-4.3.3-11]: answer PUBREL even when the id is unknown.
             self._send_reply(PubCompPacket(packet.packet_id, self._not_found_code()))

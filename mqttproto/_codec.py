@@ -23,23 +23,64 @@ def _flag(name: str) -> bool:
 
 
 if TYPE_CHECKING:
-    from ._codec_py import PacketReader, decode_packet, encode_packet
+    from ._codec_py import (
+        PacketReader,
+        PreparedPublish,
+        decode_packet,
+        encode_ack,
+        encode_packet,
+        encode_publish_split,
+        prepare_publish,
+    )
 
     IMPLEMENTATION: str
 elif _flag("MQTTPROTO_PURE_PYTHON"):
-    from ._codec_py import PacketReader, decode_packet, encode_packet
+    from ._codec_py import (
+        PacketReader,
+        PreparedPublish,
+        decode_packet,
+        encode_ack,
+        encode_packet,
+        encode_publish_split,
+        prepare_publish,
+    )
 
     IMPLEMENTATION = "python"
 else:
     try:
-        from ._codec_c import PacketReader, decode_packet, encode_packet
+        from ._codec_c import (
+            PacketReader,
+            PreparedPublish,
+            decode_packet,
+            encode_ack,
+            encode_packet,
+            encode_publish_split,
+            prepare_publish,
+        )
     except ImportError:
         if _flag("MQTTPROTO_REQUIRE_EXTENSIONS"):
             raise
-        from ._codec_py import PacketReader, decode_packet, encode_packet
+        from ._codec_py import (
+            PacketReader,
+            PreparedPublish,
+            decode_packet,
+            encode_ack,
+            encode_packet,
+            encode_publish_split,
+            prepare_publish,
+        )
 
         IMPLEMENTATION = "python"
     else:
         IMPLEMENTATION = "cython"
 
-__all__ = ["IMPLEMENTATION", "PacketReader", "decode_packet", "encode_packet"]
+__all__ = [
+    "IMPLEMENTATION",
+    "PacketReader",
+    "PreparedPublish",
+    "decode_packet",
+    "encode_ack",
+    "encode_packet",
+    "encode_publish_split",
+    "prepare_publish",
+]

@@ -1,10 +1,12 @@
 # cython: language_level=3
 """The compiled twin of the packet codec.
 
-Same three entry points as :mod:`mqttproto._codec_py` (the reference):
-:func:`decode_packet`, :func:`encode_packet` and :class:`PacketReader`, with
-the same results, the same exception classes and the same reason codes for
-every input. ``tests/test_differential.py`` holds the two to that.
+Same entry points as :mod:`mqttproto._codec_py` (the reference):
+:func:`decode_packet`, :func:`encode_packet`, :class:`PacketReader`,
+:func:`encode_ack`, :func:`encode_publish_split` and :class:`PreparedPublish`,
+with the same results, the same exception classes and the same reason codes
+for every input.
+``tests/test_differential.py`` holds the two to that.
 
 How the work is split -- read this before changing either twin:
 
@@ -12,7 +14,12 @@ How the work is split -- read this before changing either twin:
   the stream reader loop, PUBLISH decoding (with the inline fast path for
   Message Expiry Interval and User Property, as in ``_decode``), the four
   publish acknowledgements (PUBACK, PUBREC, PUBREL, PUBCOMP), PINGREQ and
-  PINGRESP decoding, and PUBLISH and acknowledgement encoding. UTF-8 is
+  PINGRESP decoding, PUBLISH and acknowledgement encoding, and the
+  encoders that build no packet object: :func:`encode_ack`;
+  :func:`encode_publish_split`, which writes the head and the tail of a
+  PUBLISH straight into two bytes objects; and :class:`PreparedPublish`,
+  which holds those two, written into it by the same code with no Python
+  frame. UTF-8 is
   validated by CPython's strict decoder (``PyUnicode_DecodeUTF8``) straight
   from the stream buffer, which is exactly what ``bytes.decode()`` runs.
 - **Delegated to the pure-Python reference**: every other packet type
@@ -30,6 +37,10 @@ How the work is split -- read this before changing either twin:
   encoder, which then either encodes it or raises the precise error. So the
   fast path never needs its own copy of an error message: it only has to be
   sure that the reference would accept the packet and produce these bytes.
+  :func:`encode_ack`, :func:`encode_publish_split` and
+  :class:`PreparedPublish` follow the same rule with their arguments:
+  canonical ones are encoded here, anything else goes to
+  ``_encode_server.encode_ack`` / ``_encode_server.encode_publish_split``.
 
 Tables (reason code sets, the property table, QoS members) and the topic
 validators are imported from the pure modules, never copied.
@@ -57,7 +68,7 @@ import sys
 
 import attrs
 
-from . import _decode, _decode_fields, _encode
+from . import _decode, _decode_fields, _encode, _encode_server
 from ._codec_common import (
     _PUBACK_CODES,
     _PUBREL_CODES,
@@ -65,6 +76,7 @@ from ._codec_common import (
     _REASON,
     _VERSIONS,
     MAX_REMAINING_LENGTH,
+    _u16,
 )
 from .enums import PacketType, ProtocolVersion, QoS, ReasonCode
 from .errors import MalformedPacket, PacketTooLarge, ProtocolError, RemoteProtocolError
@@ -77,7 +89,15 @@ from .packets import (
     PubRelPacket,
 )
 
-__all__ = ["PacketReader", "decode_packet", "encode_packet"]
+__all__ = [
+    "PacketReader",
+    "PreparedPublish",
+    "decode_packet",
+    "encode_ack",
+    "encode_packet",
+    "encode_publish_split",
+    "prepare_publish",
+]
 
 
 cdef extern from "Python.h":
@@ -92,6 +112,9 @@ cdef extern from "Python.h":
     # without materializing a dict, which is the cheapest way to build one.
     int PyObject_GenericSetAttr(object obj, object name, object value) except -1
     bint PyDict_Next(object d, Py_ssize_t *pos, PyObject **key, PyObject **value)
+    # Without an exception clause: only ever given an int (or a subclass),
+    # for which it cannot fail; an overflow is reported through the flag.
+    long PyLong_AsLongAndOverflow(object obj, int *overflow)
 
 
 cdef extern from *:
@@ -111,6 +134,33 @@ cdef extern from *:
     object _new_instance "mqttproto_new_instance"(object cls)
 
 
+cdef extern from *:
+    """
+    #include <structmember.h>
+
+    /* Where a __slots__ member descriptor keeps its value in an instance. */
+    static Py_ssize_t mqttproto_slot_offset(PyObject *descr) {
+        if (Py_TYPE(descr) != &PyMemberDescr_Type) {
+            PyErr_SetString(PyExc_TypeError, "not a __slots__ member");
+            return -1;
+        }
+        return ((PyMemberDescrObject *)descr)->d_member->offset;
+    }
+
+    /* Fill a slot of an object being built (what the descriptor's __set__
+       does, without the lookup and the call). */
+    static void mqttproto_put_slot(PyObject *obj, Py_ssize_t offset, PyObject *value) {
+        PyObject **slot = (PyObject **)((char *)obj + offset);
+        PyObject *old = *slot;
+        Py_INCREF(value);
+        *slot = value;
+        Py_XDECREF(old);
+    }
+    """
+    Py_ssize_t _slot_offset "mqttproto_slot_offset"(object descr) except -1
+    void _put_slot "mqttproto_put_slot"(object obj, Py_ssize_t offset, object value)
+
+
 # The reference functions this module delegates to (see the docstring).
 _decode_body = _decode._decode_body
 _decode_properties = _decode_fields._decode_properties
@@ -122,6 +172,8 @@ _PINGREQ = _decode._PINGREQ
 _PINGRESP = _decode._PINGRESP
 cdef dict _ENCODERS = _encode._ENCODERS
 _encode_publish_reference = _encode._encode_publish
+_encode_ack_reference = _encode_server.encode_ack
+_encode_publish_split_reference = _encode_server.encode_publish_split
 
 cdef object _QOS0 = QoS.AT_MOST_ONCE
 cdef object _QOS1 = QoS.AT_LEAST_ONCE
@@ -140,6 +192,14 @@ cdef tuple _ACK_KINDS = (PacketType.PUBACK, PacketType.PUBREC, PacketType.PUBREL
                          PacketType.PUBCOMP)
 
 cdef Py_ssize_t _MAX_REMAINING_LENGTH = MAX_REMAINING_LENGTH
+
+# The same sets as _ACK_CODES, as a table indexed by [packet type - 4][code],
+# for encode_ack: one byte read instead of a frozenset lookup.
+cdef unsigned char _ACK_ALLOWED[4][256]
+for _index, _codes in enumerate(_ACK_CODES):
+    for _code in _codes:
+        _ACK_ALLOWED[_index][<int>_code] = 1
+del _index, _codes, _code
 
 
 # ---------------------------------------------------------------------------
@@ -908,6 +968,16 @@ cdef inline const char *_utf8(object text, Py_ssize_t *size):
     return raw
 
 
+cdef inline long _int_in(object value, long low, long high) noexcept:
+    """``value``, an int or an int subclass (checked by the caller), if it is
+    within [low, high], else -1. Reads the number in place: no Python code runs."""
+    cdef int overflow = 0
+    cdef long number = PyLong_AsLongAndOverflow(value, &overflow)
+    if overflow or number < low or number > high:
+        return -1
+    return number
+
+
 cdef inline long _exact_int(object value, long low, long high) except -2:
     """``value`` if it is an exact int within [low, high], else -1."""
     if type(value) is not int:
@@ -922,28 +992,67 @@ cdef inline long _exact_int(object value, long low, long high) except -2:
     return -1
 
 
-cdef object _encode_publish(object packet, bint v5):
-    """The canonical PUBLISH, encoded as ``_encode._encode_publish`` does; else None."""
+cdef inline bint _is_topic_name(const char *raw, Py_ssize_t size) noexcept:
+    """A non-empty topic name without wildcards [MQTT-4.7.3-1] [MQTT-3.3.2-2]
+    (``raw`` from :func:`_utf8`, so free of U+0000 [MQTT-4.7.3-2])."""
+    return (
+        size > 0
+        and memchr(raw, b'+', size) == NULL
+        and memchr(raw, b'#', size) == NULL
+    )
+
+
+cdef inline char *_write_u32(char *out, uint32_t value) noexcept:
+    out[0] = <char>((value >> 24) & 0xFF)
+    out[1] = <char>((value >> 16) & 0xFF)
+    out[2] = <char>((value >> 8) & 0xFF)
+    out[3] = <char>(value & 0xFF)
+    return out + 4
+
+
+cdef object _encode_publish(object packet, bint v5, bint split, object prepared):
+    """The canonical PUBLISH, encoded as ``_encode._encode_publish`` does; else None.
+
+    With ``split`` (for :func:`encode_publish_split`) the result is
+    ``(head, tail)``: for QoS 1 and 2 the bytes before and after the packet
+    identifier, written straight into two bytes objects, the packet's own
+    ``packet_id`` not looked at; for QoS 0 the whole packet and ``b""``.
+    With ``prepared`` too (for :class:`PreparedPublish`) they go into its
+    ``head`` and ``tail``, with its ``qos`` and ``size``, and the result is
+    ``prepared``.
+    """
     cdef PyObject *fields[P_COUNT]
     if not _gather(packet, _PUBLISH_NAMES, _PUBLISH_DEFAULTS, fields):
         return None
+    # The values stay borrowed from the packet's dict (see _gather): until the
+    # bytes are written nothing runs Python code, and the only allocations
+    # are of bytes, which the collector does not track, so no collection (no
+    # finalizer) can run in between. (An int too large for _exact_int raises
+    # and catches an OverflowError, a tracked object, but then the fast path
+    # only declines.) The hot ones are taken as locals.
     cdef object topic = <object>fields[P_TOPIC]
     cdef object payload = <object>fields[P_PAYLOAD]
     cdef object qos = <object>fields[P_QOS]
     cdef object retain = <object>fields[P_RETAIN]
     cdef object duplicate = <object>fields[P_DUPLICATE]
     cdef object packet_id = <object>fields[P_PACKET_ID]
+    cdef object user_properties = <object>fields[P_USER]
+    cdef PyObject *correlation = fields[P_CORRELATION]
+    cdef PyObject *identifiers = fields[P_SUBSCRIPTION_IDS]
+    cdef PyObject *alias = fields[P_ALIAS]
     cdef int first
-    cdef long q, pid = 0, expiry_value = -1
+    cdef long q, pid = 0, number, format_value = -1, alias_value = -1
+    cdef long long expiry_value = -1
     cdef Py_ssize_t topic_size, payload_size, length, props = 0
-    cdef Py_ssize_t key_size, val_size
+    cdef Py_ssize_t key_size, val_size, content_size = 0, response_size = 0
+    cdef Py_ssize_t correlation_size = 0
     cdef const char *topic_raw
     cdef const char *key_raw
     cdef const char *val_raw
+    cdef const char *content_raw = NULL
+    cdef const char *response_raw = NULL
     cdef char *out
-    cdef object expiry = None
-    cdef object user_properties = None
-    cdef object pair
+    cdef object pair, value, result, tail
 
     if type(payload) is not bytes:
         return None
@@ -966,45 +1075,71 @@ cdef object _encode_publish(object packet, bint v5):
             return None  # refused [MQTT-2.2.1-2] [MQTT-3.3.1-2]: the reference says why
         first = 0x30
     else:
-        pid = _exact_int(packet_id, 1, 0xFFFF)  # [MQTT-2.2.1-3]
-        if pid < 0:
-            return None
+        if not split:
+            pid = _exact_int(packet_id, 1, 0xFFFF)  # [MQTT-2.2.1-3]
+            if pid < 0:
+                return None
         first = 0x32 if q == 1 else 0x34
         if duplicate is True:
             first |= 0x08
     if retain is True:
         first |= 0x01
     # A topic name is non-empty, free of wildcards [MQTT-3.3.2-2] and of U+0000
-    # [MQTT-4.7.3-2]; an empty name with a topic alias is left to the reference.
+    # [MQTT-4.7.3-2]; in 5.0 it may be empty when a Topic Alias names the topic
+    # [MQTT-3.3.2-1] (the alias itself is checked with the properties below).
     topic_raw = _utf8(topic, &topic_size)
-    if (
-        topic_raw == NULL
-        or topic_size == 0
-        or memchr(topic_raw, b'+', topic_size) != NULL
-        or memchr(topic_raw, b'#', topic_size) != NULL
+    if topic_raw == NULL:
+        return None
+    if not _is_topic_name(topic_raw, topic_size) and (
+        topic_size or not v5 or <object>alias is None
     ):
         return None
 
     if v5:
-        # Only Message Expiry Interval and User Property are taken here; a
-        # packet with any other property goes to the reference.
-        if (
-            <object>fields[P_FORMAT] is not None
-            or <object>fields[P_RESPONSE] is not None
-            or <object>fields[P_CORRELATION] is not None
-            or <object>fields[P_ALIAS] is not None
-            or <object>fields[P_CONTENT] is not None
-        ):
-            return None
-        identifiers = <object>fields[P_SUBSCRIPTION_IDS]
-        if type(identifiers) is not tuple or len(<tuple>identifiers):
-            return None
-        expiry = <object>fields[P_EXPIRY]
-        if expiry is not None:
-            if type(expiry) is not int or not 0 <= expiry <= 0xFFFFFFFF:
+        # Every PUBLISH property, in the reference's order (by identifier).
+        if <object>fields[P_FORMAT] is not None:
+            format_value = _exact_int(<object>fields[P_FORMAT], 0, 1)
+            if format_value < 0:
                 return None
+            props += 2
+        value = <object>fields[P_EXPIRY]
+        if value is not None:
+            # Compared as Python ints: 2**32 - 1 does not fit a C long everywhere.
+            if type(value) is not int or not 0 <= value <= 0xFFFFFFFF:
+                return None
+            expiry_value = value
             props += 5
-        user_properties = <object>fields[P_USER]
+        if <object>fields[P_CONTENT] is not None:
+            content_raw = _utf8(<object>fields[P_CONTENT], &content_size)
+            if content_raw == NULL:
+                return None
+            props += 3 + content_size
+        if <object>fields[P_RESPONSE] is not None:
+            # A Response Topic is a topic name [MQTT-3.3.2-14].
+            response_raw = _utf8(<object>fields[P_RESPONSE], &response_size)
+            if response_raw == NULL or not _is_topic_name(response_raw, response_size):
+                return None
+            props += 3 + response_size
+        if <object>correlation is not None:
+            if type(<object>correlation) is not bytes:
+                return None
+            correlation_size = PyBytes_GET_SIZE(<object>correlation)
+            if correlation_size > 0xFFFF:
+                return None
+            props += 3 + correlation_size
+        if type(<object>identifiers) is not tuple:
+            return None
+        for value in <tuple>identifiers:
+            # A Subscription Identifier is 1..268,435,455 (section 3.3.2.3.8).
+            number = _exact_int(value, 1, 268_435_455)
+            if number < 0:
+                return None
+            props += 1 + _varint_size(number)
+        if <object>alias is not None:
+            alias_value = _exact_int(<object>alias, 1, 0xFFFF)  # [MQTT-3.3.2-8]
+            if alias_value < 0:
+                return None
+            props += 3
         if type(user_properties) is not tuple:
             return None
         for pair in <tuple>user_properties:
@@ -1015,45 +1150,70 @@ cdef object _encode_publish(object packet, bint v5):
             if _utf8((<tuple>pair)[1], &val_size) == NULL:
                 return None
             props += 5 + key_size + val_size
+        if props > _MAX_REMAINING_LENGTH:
+            return None
         length = 2 + topic_size + (2 if q else 0) + _varint_size(props) + props
     else:
         # Before 5.0 every property must be absent: the reference refuses the rest.
         if (
             <object>fields[P_FORMAT] is not None
             or <object>fields[P_EXPIRY] is not None
-            or <object>fields[P_ALIAS] is not None
+            or <object>alias is not None
             or <object>fields[P_RESPONSE] is not None
-            or <object>fields[P_CORRELATION] is not None
+            or <object>correlation is not None
             or <object>fields[P_CONTENT] is not None
         ):
             return None
-        for index in (P_USER, P_SUBSCRIPTION_IDS):
-            value = <object>fields[index]
-            if type(value) is not tuple or len(<tuple>value):
-                return None
+        if type(<object>identifiers) is not tuple or len(<tuple>identifiers):
+            return None
+        if type(user_properties) is not tuple or len(<tuple>user_properties):
+            return None
         length = 2 + topic_size + (2 if q else 0)
     payload_size = PyBytes_GET_SIZE(payload)
     length += payload_size
     if length > _MAX_REMAINING_LENGTH:
         return None
 
-    result = PyBytes_FromStringAndSize(NULL, 1 + _varint_size(length) + length)
+    if split and q:
+        # The fixed header and the topic name; the packet identifier's two
+        # bytes; the rest of the Remaining Length.
+        result = PyBytes_FromStringAndSize(NULL, 1 + _varint_size(length) + 2 + topic_size)
+        tail = PyBytes_FromStringAndSize(NULL, length - 2 - topic_size - 2)
+    else:
+        result = PyBytes_FromStringAndSize(NULL, 1 + _varint_size(length) + length)
     out = PyBytes_AS_STRING(result)
     out[0] = <char>first
     out = _write_varint(out + 1, length)
     out = _write_string(out, topic_raw, topic_size)
     if q:
-        out = _write_u16(out, pid)
+        if split:
+            out = PyBytes_AS_STRING(tail)
+        else:
+            out = _write_u16(out, pid)
     if v5:
         out = _write_varint(out, props)
-        if expiry is not None:
-            expiry_value = expiry
+        if format_value >= 0:
+            out[0] = 0x01
+            out[1] = <char>format_value
+            out += 2
+        if expiry_value >= 0:
             out[0] = 0x02
-            out[1] = <char>((expiry_value >> 24) & 0xFF)
-            out[2] = <char>((expiry_value >> 16) & 0xFF)
-            out[3] = <char>((expiry_value >> 8) & 0xFF)
-            out[4] = <char>(expiry_value & 0xFF)
-            out += 5
+            out = _write_u32(out + 1, <uint32_t>expiry_value)
+        if content_raw != NULL:
+            out[0] = 0x03
+            out = _write_string(out + 1, content_raw, content_size)
+        if response_raw != NULL:
+            out[0] = 0x08
+            out = _write_string(out + 1, response_raw, response_size)
+        if <object>correlation is not None:
+            out[0] = 0x09
+            out = _write_string(out + 1, PyBytes_AS_STRING(<object>correlation), correlation_size)
+        for value in <tuple>identifiers:
+            out[0] = 0x0B
+            out = _write_varint(out + 1, <long>value)
+        if alias_value >= 0:
+            out[0] = 0x23
+            out = _write_u16(out + 1, alias_value)
         for pair in <tuple>user_properties:
             key_raw = _utf8((<tuple>pair)[0], &key_size)
             val_raw = _utf8((<tuple>pair)[1], &val_size)
@@ -1061,7 +1221,19 @@ cdef object _encode_publish(object packet, bint v5):
             out = _write_string(out + 1, key_raw, key_size)
             out = _write_string(out, val_raw, val_size)
     memcpy(out, PyBytes_AS_STRING(payload), payload_size)
-    return result
+    if not split:
+        return result
+    if not q:
+        tail = b""
+    if prepared is None:
+        return (result, tail)
+    # Straight into the slots: the class's __setattr__ refuses every write.
+    _put_slot(prepared, _AT_HEAD, result)
+    _put_slot(prepared, _AT_TAIL, tail)
+    _put_slot(prepared, _AT_QOS, qos)
+    # The packet identifier included.
+    _put_slot(prepared, _AT_SIZE, 1 + _varint_size(length) + length)
+    return prepared
 
 
 cdef object _encode_ack(object packet, int kind, bint v5):
@@ -1120,7 +1292,7 @@ def encode_packet(packet, *, version):
         # The checks below (a packet class, a known version) pass: go straight
         # to the fast path, and to the reference encoder if it declines.
         if kind == 3:
-            encoded = _encode_publish(packet, version is _V5)
+            encoded = _encode_publish(packet, version is _V5, False, None)
             return _encode_publish_reference(packet, version) if encoded is None else encoded
         encoded = _encode_ack(packet, kind, version is _V5)
         return _ENCODERS[cls](packet, version) if encoded is None else encoded
@@ -1130,3 +1302,121 @@ def encode_packet(packet, *, version):
     if version not in _VERSIONS:
         raise ValueError(f"unknown protocol version {version!r}")
     return encoder(packet, version)
+
+
+def encode_ack(packet_type, packet_id, reason_code=0, *, version):
+    """A PUBACK, PUBREC, PUBREL or PUBCOMP without properties (see
+    ``_codec_py.encode_ack``): the bytes ``encode_packet`` makes of it."""
+    cdef long kind, pid, code
+    cdef bint v5
+    cdef char *out
+    # Canonical arguments only: a known version by identity, the packet type
+    # and the reason code as enum members or exact ints, an exact int packet
+    # identifier. Anything else, and every refusal, is the reference's.
+    if version is _V5:
+        v5 = True
+    elif version is _V311 or version is _V31:
+        v5 = False
+    else:
+        return _encode_ack_reference(packet_type, packet_id, reason_code, version=version)
+    if (
+        (type(packet_type) is PacketType or type(packet_type) is int)
+        and type(packet_id) is int
+        and (type(reason_code) is ReasonCode or type(reason_code) is int)
+    ):
+        kind = _int_in(packet_type, 4, 7)
+        pid = _int_in(packet_id, 1, 0xFFFF)  # [MQTT-2.2.1-3]
+        code = _int_in(reason_code, 0, 0xFF)
+        if (
+            kind >= 0
+            and pid >= 0
+            and code >= 0
+            # Before 5.0 an acknowledgement carries no reason code.
+            and (v5 or not code)
+            and _ACK_ALLOWED[kind - 4][code]
+        ):
+            # Success may be left out when there are no properties (section 3.4.2.1).
+            result = PyBytes_FromStringAndSize(NULL, 5 if code else 4)
+            out = PyBytes_AS_STRING(result)
+            # PUBREL's fixed header flags are 0010 [MQTT-3.6.1-1].
+            out[0] = <char>((kind << 4) | (0x02 if kind == 6 else 0x00))
+            out[1] = 3 if code else 2
+            _write_u16(out + 2, pid)
+            if code:
+                out[4] = <char>code
+            return result
+    return _encode_ack_reference(packet_type, packet_id, reason_code, version=version)
+
+
+def encode_publish_split(packet, *, version):
+    """A PUBLISH encoded once as ``(head, tail)`` around its packet identifier
+    (see ``_codec_py.encode_publish_split``)."""
+    if type(packet) is PublishPacket and (
+        version is _V5 or version is _V311 or version is _V31
+    ):
+        encoded = _encode_publish(packet, version is _V5, True, None)
+        if encoded is not None:
+            return encoded
+    return _encode_publish_split_reference(packet, version=version)
+
+
+# Where the reference class keeps each attribute (its __slots__).
+_slots = _encode_server._PreparedSlots.__dict__
+cdef Py_ssize_t _AT_HEAD = _slot_offset(_slots["head"])
+cdef Py_ssize_t _AT_TAIL = _slot_offset(_slots["tail"])
+cdef Py_ssize_t _AT_QOS = _slot_offset(_slots["qos"])
+cdef Py_ssize_t _AT_SIZE = _slot_offset(_slots["size"])
+cdef Py_ssize_t _AT_PACKET = _slot_offset(_slots["packet"])
+cdef Py_ssize_t _AT_VERSION = _slot_offset(_slots["version"])
+cdef Py_ssize_t _AT_V5 = _slot_offset(_slots["v5"])
+del _slots
+
+
+cdef bint _prepare(object prepared, object packet, object version) except -1:
+    """Fill ``prepared`` on the fast path; False if it declines the arguments
+    (canonical ones only: a PublishPacket, a version by identity)."""
+    cdef int v5 = -1
+    if version is _V5:
+        v5 = 1
+    elif version is _V311 or version is _V31:
+        v5 = 0
+    if v5 < 0 or type(packet) is not PublishPacket:
+        return False
+    if _encode_publish(packet, v5, True, prepared) is None:
+        return False
+    _put_slot(prepared, _AT_PACKET, packet)
+    _put_slot(prepared, _AT_VERSION, version)
+    _put_slot(prepared, _AT_V5, v5 == 1)
+    return True
+
+
+class PreparedPublish(_encode_server.PreparedPublish):
+    """A PUBLISH encoded once for one protocol version, to be sent to many
+    clients, each with its own packet identifier.
+
+    The twin of ``_encode_server.PreparedPublish``, whose docstring holds the
+    contract: a subclass that keeps its slots (which CPython reads at the
+    cost of a plain attribute) with a compiled ``__init__``, where
+    ``_encode_publish`` writes the head and the tail straight into the new
+    object. What the fast path declines goes through the reference, which
+    encodes it or raises its error.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, packet, *, version):
+        if not _prepare(self, packet, version):
+            _encode_server.PreparedPublish.__init__(self, packet, version=version)
+
+    def __reduce__(self):
+        # Built anew from what it was made of (copy, pickle), as this twin.
+        return prepare_publish, (self.packet, self.version)
+
+
+def prepare_publish(packet, version):
+    """``PreparedPublish(packet, version=version)`` without the cost of a
+    class call: the object is allocated and filled here."""
+    prepared = _new_instance(PreparedPublish)
+    if not _prepare(prepared, packet, version):
+        _encode_server.PreparedPublish.__init__(prepared, packet, version=version)
+    return prepared

@@ -22,6 +22,16 @@ _REASON: Final[dict[int, ReasonCode]] = {int(code): code for code in ReasonCode}
 _VERSIONS: Final[dict[int, ProtocolVersion]] = {int(v): v for v in ProtocolVersion}
 
 
+#: How many fields a decoded PUBLISH holds in its ``__dict__`` when it is
+#: plain: QoS 0, no DUP or retain flag, no property. The decoders (both
+#: twins) write ``topic`` and ``payload`` always and any other field only when
+#: it differs from its default, so this one length says it; a packet built
+#: any other way (``PublishPacket(...)``, ``attrs.evolve``) holds every field
+#: and is never taken for plain. The hot paths of the server role and the
+#: broker read it instead of five attributes.
+PLAIN_PUBLISH = 2
+
+
 def _build(cls: type[Any], fields: dict[str, Any]) -> Any:
     """Create a packet from already-validated values, without running __init__.
 

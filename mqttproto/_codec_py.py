@@ -1,10 +1,13 @@
 """The pure-Python packet codec: the reference implementation.
 
-Three entry points, re-exported from :mod:`mqttproto.codec`:
+Three main entry points, re-exported from :mod:`mqttproto.codec`:
 
 - :func:`decode_packet` decodes exactly one complete packet;
 - :func:`encode_packet` validates a packet for a protocol version and encodes it;
-- :class:`PacketReader` splits a byte stream into packets incrementally.
+- :class:`PacketReader` splits a byte stream into packets incrementally;
+
+and the encoders of a server's hot paths, which build no packet per send:
+:func:`encode_ack`, :func:`encode_publish_split` and :class:`PreparedPublish`.
 
 Decoding is strict: every rule that can be checked on one packet is checked,
 and every failure is a :class:`~mqttproto.RemoteProtocolError` subclass that
@@ -19,6 +22,15 @@ from __future__ import annotations
 
 from ._decode import decode_packet
 from ._encode import encode_packet
+from ._encode_server import PreparedPublish, encode_ack, encode_publish_split, prepare_publish
 from ._reader import PacketReader
 
-__all__ = ["PacketReader", "decode_packet", "encode_packet"]
+__all__ = [
+    "PacketReader",
+    "PreparedPublish",
+    "decode_packet",
+    "encode_ack",
+    "encode_packet",
+    "encode_publish_split",
+    "prepare_publish",
+]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, MutableSequence
 from typing import Any, ClassVar
 
 import attrs
@@ -24,12 +24,16 @@ from ._state import ConnectionState, Input, transition
 from .codec import PacketReader, encode_packet
 from .enums import PacketType, ProtocolVersion, ReasonCode
 from .errors import LocalProtocolError, RemoteProtocolError, TopicAliasInvalid
-from .packets import Packet, PublishPacket
+from .events import Event
+from .packets import PACKET_CLASSES, Packet, PublishPacket
 
 __all__ = ["Connection"]
 
-# Each handler takes the packet type it is registered for.
-Handler = Callable[[Any, float], None]
+# Each handler takes the connection, the packet type it is registered for
+# and the time.
+#: A packet handler: ``(connection, packet, now)``. It may return the one
+#: event the packet makes instead of queueing it (a received PUBLISH's hot path).
+Handler = Callable[[Any, Any, float], "Event | None"]
 
 
 class Connection(abc.ABC):
@@ -41,10 +45,38 @@ class Connection(abc.ABC):
     #: ``PacketType -> method name`` of the role's packet handlers.
     HANDLERS: ClassVar[dict[PacketType, str]] = {}
 
+    #: ``packet class -> handler function`` and ``state -> packet classes``,
+    #: made once per role from HANDLERS and RECEIVABLE: a table per
+    #: connection would cost a bound method per packet type, and keys that
+    #: are classes hash in C where an Enum member's hash is Python code.
+    _HANDLER_FUNCTIONS: ClassVar[dict[type, Handler]] = {}
+    _RECEIVABLE_CLASSES: ClassVar[dict[ConnectionState, frozenset[type]]] = {}
+    #: The handlers of what may be received once connected (the hot path).
+    _CONNECTED_HANDLERS: ClassVar[dict[type, Handler]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.HANDLERS:
+            cls._HANDLER_FUNCTIONS = {
+                PACKET_CLASSES[packet_type]: getattr(cls, name)
+                for packet_type, name in cls.HANDLERS.items()
+            }
+            cls._RECEIVABLE_CLASSES = {
+                state: frozenset(PACKET_CLASSES[t] for t in types)
+                for state, types in cls.RECEIVABLE.items()
+            }
+            cls._CONNECTED_HANDLERS = {
+                kind: handler
+                for kind, handler in cls._HANDLER_FUNCTIONS.items()
+                if kind in cls._RECEIVABLE_CLASSES.get(ConnectionState.CONNECTED, ())
+            }
+
+    #: The events waiting for next_event(), held by each role.
+    _events: MutableSequence[Event]
+
     # A broker holds one per client: no per-instance dict.
     __slots__ = (
         "_aliases_in",
-        "_handlers",
         "_last_received",
         "_last_sent",
         "_out",
@@ -65,9 +97,6 @@ class Connection(abc.ABC):
         self._peer_max_packet_size: int | None = None
         #: Topic aliases the peer defined on this connection.
         self._aliases_in: dict[int, str] = {}
-        self._handlers: dict[PacketType, Handler] = {
-            packet_type: getattr(self, name) for packet_type, name in self.HANDLERS.items()
-        }
 
     # -- what the caller sees -------------------------------------------------
 
@@ -83,13 +112,26 @@ class Connection(abc.ABC):
     def receive_data(self, data: bytes, now: float) -> None:
         """Feed bytes received from the peer at time ``now``.
 
-        Events become available through :meth:`next_event`; replies (acks,
-        PINGRESP, ...) through :meth:`data_to_send`. Bytes that arrive after
-        the connection closed are ignored.
+        Any amount is fine: a partial packet waits for the rest, and a packet
+        announced larger than the connection's maximum is refused on its
+        fixed header, before its body is buffered. Every complete packet is
+        handled at once: what it means becomes events (:meth:`next_event`),
+        what the protocol answers by itself (PUBACK and PUBREC with automatic
+        acknowledgement, PUBREL, PUBCOMP) goes to :meth:`data_to_send`.
+        Keep-alive counts whole packets only. Bytes that arrive after the
+        connection closed are ignored; ``b""`` changes nothing (use
+        :meth:`receive_eof` for the end of the stream).
 
-        :raises RemoteProtocolError: the peer broke the protocol. The goodbye
-            is already queued, the connection is closed and a
-            :class:`~mqttproto.events.Disconnected` event is queued.
+        :raises LocalProtocolError: no connection was started (a client
+            before ``connect()``).
+        :raises RemoteProtocolError: the peer broke the protocol (a malformed
+            packet, one too large, one not allowed now, a limit this side
+            announced exceeded). The packets before the faulty one were
+            handled first, as if they had come in an earlier read, so the
+            outcome does not depend on how the stream was cut. The goodbye
+            with the error's reason code is queued (an MQTT 5 DISCONNECT; in
+            3.1.1 nothing, the stream just closes), the connection is CLOSED
+            and :class:`~mqttproto.events.Disconnected` is the last event.
         """
         if self.state is ConnectionState.CLOSED:
             return
@@ -119,41 +161,50 @@ class Connection(abc.ABC):
 
     def _dispatch(self, packets: list[Packet], now: float) -> None:
         """Hand each packet to its handler; a protocol error ends the connection."""
-        receivable = self.RECEIVABLE
-        handlers = self._handlers
+        receivable = self._RECEIVABLE_CLASSES
+        handlers = self._HANDLER_FUNCTIONS
         state = self.state
         allowed = receivable[state]
-        remaining = iter(packets)
-        for packet in remaining:
-            packet_type = packet.packet_type
+        for packet in packets:
+            kind = type(packet)
             try:
-                if packet_type not in allowed:
+                if kind not in allowed:
                     if self.closed:
                         # Whatever follows the end of the conversation is dropped.
                         return
                     raise RemoteProtocolError(
-                        f"{packet_type.name} may not be received by a {self._role} "
+                        f"{packet.packet_type.name} may not be received by a {self._role} "
                         f"in state {state.value}"
                     )
-                handlers[packet_type](packet, now)
+                event = handlers[kind](self, packet, now)
             except RemoteProtocolError as exc:
                 self._protocol_error(exc, now)
                 raise
+            if event is not None:
+                self._events.append(event)
             if self.state is not state:
                 state = self.state
                 allowed = receivable[state]
-                if self._pause_input(remaining):
-                    return
 
     def receive_eof(self, now: float) -> None:
-        """The peer closed its side of the stream."""
+        """The peer closed its side of the stream at ``now``: the connection
+        ends, and :class:`~mqttproto.events.Disconnected` (0x80 *Unspecified
+        error*, as the peer said nothing) is the last event. Nothing happens
+        if it was already closed."""
         if self.state is ConnectionState.CLOSED:
             return
-        self.state = transition(self.state, Input.RECV_EOF)
+        self._move(Input.RECV_EOF)
         self._connection_ended(ReasonCode.UNSPECIFIED_ERROR, now)
 
     def data_to_send(self, now: float) -> bytes:
-        """Bytes to write to the transport; ``now`` is when they go out."""
+        """The bytes to write to the transport, all of them, in order, and
+        forget them; ``b""`` if there are none.
+
+        ``now`` is when they go out: a client's keep-alive counts from the
+        last bytes sent. Call it after every other call (any of them may
+        queue bytes). After :class:`~mqttproto.events.Disconnected`, write
+        what it returns, then close the transport.
+        """
         out = self._out
         if not out:
             return b""
@@ -166,14 +217,14 @@ class Connection(abc.ABC):
 
     _role: ClassVar[str] = "peer"
 
+    def _move(self, event: Input) -> None:
+        """The one way a connection changes state: the ``(state, input)``
+        table of :mod:`._state`. An illegal move raises ``KeyError`` before
+        anything changes (the callers check first)."""
+        self.state = transition(self.state, event)
+
     def _accepts_before_start(self) -> bool:
         """Whether bytes may arrive in IDLE (a server waits for CONNECT there)."""
-        return False
-
-    def _pause_input(self, remaining: Iterator[Packet]) -> bool:
-        """After a state change: whether to stop handling packets here, the
-        role keeping ``remaining`` for later (a server whose CONNECT waits
-        for its authentication does)."""
         return False
 
     def _encode(self, packet: Packet) -> bytes:
@@ -210,7 +261,7 @@ class Connection(abc.ABC):
                 with contextlib.suppress(LocalProtocolError, TypeError):
                     bare = attrs.evolve(goodbye, reason_string=None)  # type: ignore[arg-type]
                     self._out.append(self._encode(bare))
-        self.state = transition(self.state, Input.PROTOCOL_ERROR)
+        self._move(Input.PROTOCOL_ERROR)
         self._connection_ended(exc.reason_code, now)
 
     def _resolve_alias(self, packet: PublishPacket, maximum: int, *, keep: bool) -> PublishPacket:

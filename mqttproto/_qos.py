@@ -41,6 +41,10 @@ class PacketIdAllocator:
     Identifiers are handed out round-robin, so a just-released identifier is
     not reused at once: a late duplicate acknowledgement cannot be mistaken
     for the answer to a new packet.
+
+    The server role's QoS 1 hot paths (``ServerFlows.publish_prepared`` and
+    ``_on_puback``) do :meth:`allocate` and :meth:`release` on ``_next`` and
+    ``_used`` themselves: a change here must be made there too.
     """
 
     __slots__ = ("_next", "_used")
@@ -98,24 +102,30 @@ class OutboundStage(enum.Enum):
 class OutboundMessage:
     """One QoS 1/2 PUBLISH in flight, as it was first sent (full topic, no alias).
 
-    A plain slotted class rather than attrs: one is made per message sent.
+    ``packet`` may lack its identifier (a message prepared once for many
+    connections); ``packet_id`` is the one it went out with. A plain slotted
+    class rather than attrs: one is made per message sent (by
+    ``ServerFlows.publish_prepared`` without calling the class: a new slot
+    must be set there too).
     """
 
-    __slots__ = ("packet", "stage")
+    __slots__ = ("packet", "packet_id", "stage")
 
     def __init__(
-        self, packet: PublishPacket, stage: OutboundStage = OutboundStage.PUBLISHED
+        self,
+        packet: PublishPacket,
+        stage: OutboundStage = OutboundStage.PUBLISHED,
+        packet_id: int | None = None,
     ) -> None:
         self.packet = packet
         self.stage = stage
+        if packet_id is None:
+            packet_id = packet.packet_id
+            assert packet_id is not None
+        self.packet_id: int = packet_id
 
     def __repr__(self) -> str:
-        return f"OutboundMessage({self.packet!r}, {self.stage})"
-
-    @property
-    def packet_id(self) -> int:
-        assert self.packet.packet_id is not None
-        return self.packet.packet_id
+        return f"OutboundMessage({self.packet_id}, {self.packet!r}, {self.stage})"
 
 
 class OutboundFlow:
@@ -149,10 +159,11 @@ class OutboundFlow:
                 f"the queue of {self.max_queued} messages waiting for the in-flight window is full"
             )
 
-    def start(self, packet: PublishPacket) -> None:
-        """Record ``packet`` (QoS 1/2, with its packet id) as sent."""
-        assert packet.packet_id is not None
-        self.inflight[packet.packet_id] = OutboundMessage(packet)
+    def start(self, packet: PublishPacket, packet_id: int | None = None) -> None:
+        """Record ``packet`` (QoS 1/2) as sent with ``packet_id`` (by default
+        its own)."""
+        message = OutboundMessage(packet, OutboundStage.PUBLISHED, packet_id)
+        self.inflight[message.packet_id] = message
 
     def enqueue(self, packet: PublishPacket) -> None:
         self.check_queue_room()
@@ -217,8 +228,10 @@ class OutboundFlow:
                 packets.append(PubRelPacket(packet_id))
             else:
                 packet = message.packet
-                if not packet.duplicate:
-                    packet = message.packet = attrs.evolve(packet, duplicate=True)
+                if not packet.duplicate or packet.packet_id != packet_id:
+                    packet = message.packet = attrs.evolve(
+                        packet, duplicate=True, packet_id=packet_id
+                    )
                 packets.append(packet)
         return packets
 

@@ -10,7 +10,6 @@ and is resent [MQTT-4.4.0-1].
 
 from __future__ import annotations
 
-import struct
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Iterator, Sequence
 from typing import ClassVar
@@ -19,8 +18,8 @@ from ._client_flows import MessageFlows, ServerLimits
 from ._connection import Connection
 from ._keepalive import ping_due, ping_response_deadline
 from ._qos import InboundFlow, OutboundFlow, PacketIdAllocator
-from ._state import TRANSITIONS, ConnectionState, Input, transition
-from .codec import PacketReader
+from ._state import TRANSITIONS, ConnectionState, Input
+from .codec import PacketReader, encode_packet
 from .config import MAX_PACKET_SIZE, ClientConfig
 from .enums import PacketType, ProtocolVersion, QoS, ReasonCode
 from .errors import ConnectRefusal, LocalProtocolError, RemoteProtocolError
@@ -41,6 +40,7 @@ from .packets import (
     ConnectPacket,
     DisconnectPacket,
     Packet,
+    PingReqPacket,
     PubAckPacket,
     PublishPacket,
     PubRecPacket,
@@ -58,7 +58,8 @@ __all__ = ["ClientConnection"]
 _S = ConnectionState
 _P = PacketType
 _V5 = ProtocolVersion.MQTT_5_0
-_ACK = struct.Struct(">BBH").pack
+#: PINGREQ is the same two bytes in every version.
+_PINGREQ = encode_packet(PingReqPacket(), version=ProtocolVersion.MQTT_3_1_1)
 _QOS: dict[int, QoS] = {int(q): q for q in QoS}
 
 #: What a client may receive in each state. The server sends CONNACK before
@@ -175,12 +176,30 @@ class ClientConnection(MessageFlows, Connection):
     # -- events -------------------------------------------------------------
 
     def next_event(self) -> Event | None:
-        """The next event, or None when more data (or time) is needed."""
+        """The next event, or None when more data (or time) is needed.
+
+        Events are made by :meth:`receive_data`, :meth:`receive_eof`,
+        :meth:`handle_timer` and some calls (``connect`` after a lost session,
+        ``disconnect``): :class:`~mqttproto.events.ConnectionAccepted` or
+        :class:`~mqttproto.events.ConnectionRefused`,
+        :class:`~mqttproto.events.AuthChallenged`,
+        :class:`~mqttproto.events.Reauthenticated`,
+        :class:`~mqttproto.events.MessageReceived` (acknowledge it with
+        :meth:`acknowledge` if ``auto_acknowledge`` is off),
+        :class:`~mqttproto.events.PublishAcknowledged`,
+        :class:`~mqttproto.events.PublishDiscarded`,
+        :class:`~mqttproto.events.SubscribeAcknowledged`,
+        :class:`~mqttproto.events.UnsubscribeAcknowledged`, and
+        :class:`~mqttproto.events.Disconnected`, the last one of each network
+        connection: after it the state is CLOSED, and only a new
+        :meth:`connect` makes more. Returning None changes nothing; it never
+        raises (a peer's fault was raised by the call that fed the bytes).
+        """
         events = self._events
         return events.popleft() if events else None
 
     def events(self) -> Iterator[Event]:
-        """Drain the pending events."""
+        """Drain the pending events, in order (see :meth:`next_event`)."""
         events = self._events
         while events:
             yield events.popleft()
@@ -262,7 +281,7 @@ class ClientConnection(MessageFlows, Connection):
         discarded: list[int] = []
         if clean_start:
             discarded = self._discard_session()
-        self.state = transition(self.state, Input.SEND_CONNECT)
+        self._move(Input.SEND_CONNECT)
         self._connect = packet
         self.client_id = client_id
         self._keep_alive = keep_alive
@@ -486,7 +505,7 @@ class ClientConnection(MessageFlows, Connection):
             user_properties=user_properties,
         )
         self._out.append(self._encode(packet))
-        self.state = transition(self.state, Input.SEND_DISCONNECT)
+        self._move(Input.SEND_DISCONNECT)
         if session_expiry_interval is not None:
             self._session_may_persist = session_expiry_interval > 0
         self._end_connection()
@@ -524,7 +543,7 @@ class ClientConnection(MessageFlows, Connection):
             user_properties=user_properties,
         )
         self._out.append(self._encode(packet))
-        self.state = transition(self.state, Input.SEND_AUTH)
+        self._move(Input.SEND_AUTH)
         self._auth_challenged = False
         if self.state is _S.CONNECTED:
             self._reauthenticating = True
@@ -538,13 +557,31 @@ class ClientConnection(MessageFlows, Connection):
     # -- time -----------------------------------------------------------------
 
     def data_to_send(self, now: float) -> bytes:
+        """The bytes to write to the transport, all of them, in order, and
+        forget them; ``b""`` if there are none.
+
+        ``now`` is when they go out: the keep-alive counts from the last
+        bytes sent, and the connect timeout from when CONNECT went out. Call
+        it after every other call (any of them may queue bytes). After
+        :class:`~mqttproto.events.Disconnected`, write what it returns, then
+        close the transport.
+        """
         data = super().data_to_send(now)
         if data and self.state is _S.CONNECTING and self._connect_sent_at is None:
             self._connect_sent_at = now
         return data
 
     def get_timer(self) -> float | None:
-        """When :meth:`handle_timer` must next be called; None: no timer."""
+        """When :meth:`handle_timer` must be called next, on the clock of the
+        ``now`` arguments; None: no timer (before CONNECT goes out, after the
+        connection closed, or keep-alive 0).
+
+        While connecting, the connect timeout from when CONNECT was sent; once
+        connected, when PINGREQ is due (the keep-alive after the last bytes
+        sent [MQTT-3.1.2-23]) or, with a PINGREQ outstanding, when the wait for
+        the server gives up (``ping_timeout``). It changes after every call
+        that sends or receives: ask again each time round the loop.
+        """
         state = self.state
         if state is _S.CONNECTED:
             if self._ping_sent_at is not None:
@@ -558,7 +595,13 @@ class ClientConnection(MessageFlows, Connection):
         return None
 
     def handle_timer(self, now: float) -> None:
-        """Act on the timer: send PINGREQ, or give up on a silent server."""
+        """Act on the clock at ``now``: send PINGREQ when it is due, or end
+        the connection when the server stayed silent past the ping timeout
+        (:class:`~mqttproto.events.Disconnected` 0x8D *Keep alive timeout*)
+        or did not answer CONNECT in time
+        (:class:`~mqttproto.events.Disconnected` 0x80). Calling it early, or
+        when there is no timer, does nothing; it never raises.
+        """
         state = self.state
         if state is _S.CONNECTING:
             deadline = self.get_timer()
@@ -583,11 +626,11 @@ class ClientConnection(MessageFlows, Connection):
                 return
         due = ping_due(self._last_sent, self._keep_alive)
         if due is not None and now >= due:
-            self._out.append(b"\xc0\x00")
+            self._out.append(_PINGREQ)
             self._ping_sent_at = now
 
     def _time_out(self, why: str, reason_code: ReasonCode) -> None:
-        self.state = transition(self.state, Input.TIMEOUT)
+        self._move(Input.TIMEOUT)
         self._end_connection()
         self._events.append(Disconnected(reason_code, reason_string=why))
 
@@ -634,7 +677,7 @@ class ClientConnection(MessageFlows, Connection):
     def _on_connack(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, ConnAckPacket)
         if packet.reason_code >= 0x80:
-            self.state = transition(self.state, Input.RECV_CONNACK_REFUSED)
+            self._move(Input.RECV_CONNACK_REFUSED)
             self._end_connection()
             self._events.append(
                 ConnectionRefused(
@@ -656,7 +699,7 @@ class ClientConnection(MessageFlows, Connection):
             and packet.authentication_method != connect.authentication_method
         ):
             raise RemoteProtocolError("CONNACK does not match the authentication exchange")
-        self.state = transition(self.state, Input.RECV_CONNACK)
+        self._move(Input.RECV_CONNACK)
         limits = self._limits = ServerLimits(
             receive_maximum=packet.receive_maximum or 65535,
             maximum_qos=QoS.EXACTLY_ONCE if packet.maximum_qos is None else packet.maximum_qos,
@@ -776,7 +819,7 @@ class ClientConnection(MessageFlows, Connection):
         assert isinstance(packet, DisconnectPacket)
         if self._version != _V5:
             raise RemoteProtocolError("a 3.1/3.1.1 server never sends DISCONNECT")
-        self.state = transition(self.state, Input.RECV_DISCONNECT)
+        self._move(Input.RECV_DISCONNECT)
         self._end_connection()
         self._events.append(
             Disconnected(
@@ -800,7 +843,7 @@ class ClientConnection(MessageFlows, Connection):
             raise RemoteProtocolError("AUTH with a different authentication method [MQTT-4.12.0-5]")
         code = packet.reason_code
         if code == ReasonCode.CONTINUE_AUTHENTICATION:
-            self.state = transition(self.state, Input.RECV_AUTH)
+            self._move(Input.RECV_AUTH)
             self._auth_challenged = True
             self._events.append(
                 AuthChallenged(
@@ -812,7 +855,7 @@ class ClientConnection(MessageFlows, Connection):
                 )
             )
         elif code == ReasonCode.SUCCESS and self.state is _S.CONNECTED and self._reauthenticating:
-            self.state = transition(self.state, Input.RECV_AUTH)
+            self._move(Input.RECV_AUTH)
             self._reauthenticating = False
             self._events.append(
                 Reauthenticated(

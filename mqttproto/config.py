@@ -12,7 +12,7 @@ import attrs
 
 from ._qos import MAX_PACKET_ID
 
-__all__ = ["MAX_PACKET_SIZE", "BrokerConfig", "ClientConfig"]
+__all__ = ["MAX_PACKET_SIZE", "BrokerConfig", "ClientConfig", "ServerConfig"]
 
 #: The largest packet the protocol can express: a 1-byte header, a 4-byte
 #: remaining length and 268,435,455 bytes of body.
@@ -105,6 +105,77 @@ def _qos(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
 def _positive_number(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f"{attribute.name} must be a positive number, not {value!r}")
+
+
+@attrs.frozen
+class ServerConfig:
+    """Limits of one :class:`~mqttproto.server.ServerConnection`: what belongs
+    to a single network connection, announced to MQTT 5 clients in CONNACK
+    and enforced on every protocol version.
+
+    A :class:`~mqttproto.broker.Broker` makes one from its
+    :class:`BrokerConfig` (:meth:`BrokerConfig.server_config`).
+    """
+
+    #: The largest packet accepted from the client; a bigger one ends the
+    #: connection with 0x95 *Packet too large*, refused on its fixed header.
+    max_packet_size: int = attrs.field(default=1024 * 1024, validator=_packet_size)
+    #: How many QoS 1/2 PUBLISH the client may have unacknowledged with us;
+    #: more ends the connection with 0x93 [MQTT-3.3.4-9].
+    receive_maximum: int = attrs.field(default=1024, validator=_u16_positive)
+    #: How many topic aliases the client may define (0: none).
+    topic_alias_maximum: int = attrs.field(default=64, validator=_u16)
+    #: The highest QoS accepted from the client; above it the connection ends
+    #: with 0x9B [MQTT-3.2.2-12].
+    maximum_qos: int = attrs.field(default=2, validator=_qos)
+    #: Whether the client may publish retained messages (0x9A if not)
+    #: [MQTT-3.2.2-15].
+    retain_available: bool = True
+    #: Announced in CONNACK; what a SUBSCRIBE that uses them gets is the
+    #: application's answer (``suback``).
+    wildcard_subscription_available: bool = True
+    shared_subscription_available: bool = True
+    subscription_identifiers_available: bool = True
+    #: QoS 1/2 messages in flight to the client at once, whatever its own
+    #: Receive Maximum says (the smaller applies); past it they wait in a
+    #: queue of ``max_queued_messages``.
+    max_inflight_messages: int = attrs.field(default=65535, validator=_u16_positive)
+    max_queued_messages: int = attrs.field(default=1000, validator=_positive)
+    #: User properties one packet may carry, and their UTF-8 bytes together.
+    #: Past either the packet is refused with 0x97 *Quota exceeded* (CONNECT:
+    #: a refusing CONNACK; QoS 1/2 PUBLISH: PUBACK/PUBREC 0x97, QoS 0:
+    #: dropped; SUBSCRIBE: 0x97 for each filter; UNSUBSCRIBE: DISCONNECT
+    #: 0x97), and it is not reported; the reader stops building them past the
+    #: limit, so a flood costs what the limit allows.
+    max_user_properties: int = attrs.field(default=64, validator=_positive)
+    max_user_property_bytes: int = attrs.field(default=16384, validator=_positive)
+    #: The longest client identifier in UTF-8 bytes; longer is refused with
+    #: 0x85 (3.x: return code 2) [MQTT-3.1.3-8 (5.0)] / [MQTT-3.1.3-9 (3.1.1)].
+    max_client_id_length: int = attrs.field(default=256, validator=_client_id_length)
+    #: The longest topic name in UTF-8 bytes, and the most levels it may
+    #: have. A PUBLISH past either ends the connection with 0x90 *Topic Name
+    #: invalid* (3.x: closed); a will topic past either refuses CONNECT with
+    #: 0x90 (3.x: return code 3).
+    max_topic_length: int = attrs.field(default=4096, validator=_u16_positive)
+    max_topic_levels: int = attrs.field(default=64, validator=_positive)
+    #: Bounds on the keep-alive the client may use (seconds; 0, no keep-alive,
+    #: counts as more than any maximum). MQTT 5 clients outside them are told
+    #: the clamped value as Server Keep Alive, which they must use
+    #: [MQTT-3.2.2-21]; 3.x clients are held to it silently.
+    #: ``server_keep_alive`` imposes one value instead.
+    min_keep_alive: int = attrs.field(default=0, validator=_u16)
+    max_keep_alive: int = attrs.field(default=65535, validator=_u16_positive)
+    server_keep_alive: int | None = attrs.field(default=None, validator=_optional_u16)
+    #: Seconds the client has to send CONNECT, and to finish an enhanced
+    #: authentication exchange, from when the connection was opened.
+    connect_timeout: float | None = attrs.field(default=10.0, validator=_optional_positive)
+    #: Give repeated outgoing topics a topic alias, least recently used first
+    #: out, within the client's Topic Alias Maximum.
+    auto_topic_alias: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        if self.min_keep_alive > self.max_keep_alive:
+            raise ValueError("min_keep_alive must not exceed max_keep_alive")
 
 
 @attrs.frozen
@@ -285,6 +356,31 @@ class BrokerConfig:
     #: last failure is oldest is forgotten (bounded memory under a flood of
     #: addresses).
     auth_failure_addresses: int = attrs.field(default=10_000, validator=_positive)
+
+    def server_config(self) -> ServerConfig:
+        """The limits of each of the broker's connections."""
+        return ServerConfig(
+            max_packet_size=self.max_packet_size,
+            receive_maximum=self.receive_maximum,
+            topic_alias_maximum=self.topic_alias_maximum,
+            maximum_qos=self.maximum_qos,
+            retain_available=self.retain_available,
+            wildcard_subscription_available=self.wildcard_subscription_available,
+            shared_subscription_available=self.shared_subscription_available,
+            subscription_identifiers_available=self.subscription_identifiers_available,
+            max_inflight_messages=self.max_inflight_messages,
+            max_queued_messages=self.max_queued_messages,
+            max_user_properties=self.max_user_properties,
+            max_user_property_bytes=self.max_user_property_bytes,
+            max_client_id_length=self.max_client_id_length,
+            max_topic_length=self.max_topic_length,
+            max_topic_levels=self.max_topic_levels,
+            min_keep_alive=self.min_keep_alive,
+            max_keep_alive=self.max_keep_alive,
+            server_keep_alive=self.server_keep_alive,
+            connect_timeout=self.connect_timeout,
+            auto_topic_alias=False,
+        )
 
     def __attrs_post_init__(self) -> None:
         if self.min_keep_alive > self.max_keep_alive:

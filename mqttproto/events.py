@@ -11,11 +11,13 @@ from collections.abc import Callable
 
 import attrs
 
-from .enums import QoS, ReasonCode
-from .packets import PublishPacket, UserProperties
+from .enums import ProtocolVersion, QoS, ReasonCode
+from .packets import PublishPacket, Subscription, UserProperties, Will
 
 __all__ = [
     "AuthChallenged",
+    "AuthReceived",
+    "ConnectRequested",
     "ConnectionAccepted",
     "ConnectionRefused",
     "Disconnected",
@@ -25,7 +27,9 @@ __all__ = [
     "PublishDiscarded",
     "Reauthenticated",
     "SubscribeAcknowledged",
+    "SubscribeRequested",
     "UnsubscribeAcknowledged",
+    "UnsubscribeRequested",
 ]
 
 
@@ -276,11 +280,15 @@ class Reauthenticated(Event):
 class Disconnected(Event):
     """The connection is over; close the transport after flushing ``data_to_send``.
 
-    ``by_server`` is True when the server sent DISCONNECT (then the other
-    fields are what it said). Otherwise ``reason_code`` says why this side
-    ended it: the code of its own DISCONNECT, the code of a protocol error it
-    detected, 0x8D *Keep alive timeout*, or 0x80 *Unspecified error* for a
-    connection that ended without a word.
+    ``by_server`` is True, on a client, when the server sent DISCONNECT;
+    ``by_client`` is True, on a server, when the client did. The other fields
+    are then what the peer said (on a server, ``session_expiry_interval`` is
+    the client's new Session Expiry Interval, if it sent one). Otherwise
+    ``reason_code`` says why this side ended it: the code of its own
+    DISCONNECT (or of the refusing CONNACK), the code of a protocol error it
+    detected, 0x8D *Keep alive timeout*, 0xA0 *Maximum connect time* for a
+    server's connect timeout, or 0x80 *Unspecified error* for a connection
+    that ended without a word (the peer closed the stream).
     """
 
     reason_code: ReasonCode
@@ -288,4 +296,77 @@ class Disconnected(Event):
     server_reference: str | None = None
     reason_string: str | None = None
     session_expiry_interval: int | None = None
+    user_properties: UserProperties = ()
+    by_client: bool = False
+
+
+# -- what a server hears ---------------------------------------------------------------
+
+
+@attrs.frozen
+class ConnectRequested(Event):
+    """A client sent CONNECT (server side): answer with ``accept()``,
+    ``refuse()`` or, for enhanced authentication, ``auth()``.
+
+    Until the answer, nothing else the client sends is processed but AUTH
+    and DISCONNECT [MQTT-3.1.4-5]. ``client_id`` is as the client sent it;
+    an empty one needs ``accept(assigned_client_identifier=...)`` in MQTT 5
+    [MQTT-3.1.3-6]. The MQTT 5 properties are None (or empty) when absent.
+    """
+
+    client_id: str
+    clean_start: bool
+    keep_alive: int
+    username: str | None
+    # Kept out of repr so that logging the event does not log a secret.
+    password: bytes | None = attrs.field(repr=False)
+    will: Will | None
+    version: ProtocolVersion
+    session_expiry_interval: int | None = None
+    receive_maximum: int | None = None
+    maximum_packet_size: int | None = None
+    topic_alias_maximum: int | None = None
+    request_response_information: bool | None = None
+    request_problem_information: bool | None = None
+    user_properties: UserProperties = ()
+    authentication_method: str | None = None
+    authentication_data: bytes | None = attrs.field(default=None, repr=False)
+
+
+@attrs.frozen
+class SubscribeRequested(Event):
+    """A client sent SUBSCRIBE: answer with ``suback(packet_id, reason_codes)``,
+    one code per subscription, in order [MQTT-3.8.4-6]."""
+
+    packet_id: int
+    subscriptions: tuple[Subscription, ...]
+    subscription_identifier: int | None = None
+    user_properties: UserProperties = ()
+
+
+@attrs.frozen
+class UnsubscribeRequested(Event):
+    """A client sent UNSUBSCRIBE: answer with ``unsuback(packet_id, reason_codes)``."""
+
+    packet_id: int
+    topic_filters: tuple[str, ...]
+    user_properties: UserProperties = ()
+
+
+@attrs.frozen
+class AuthReceived(Event):
+    """A client sent AUTH (MQTT 5 enhanced authentication, server side).
+
+    During CONNECT (``reason_code`` 0x18 *Continue authentication*) it answers
+    the server's challenge: go on with ``auth()``, or end with ``accept()``
+    or ``refuse()``. Once connected, 0x19 *Re-authenticate* starts a
+    re-authentication and 0x18 continues one: answer with ``auth()`` (0x18 to
+    continue, 0x00 when it succeeded) or end the connection with
+    ``disconnect()`` [MQTT-4.12.1-2].
+    """
+
+    reason_code: ReasonCode
+    authentication_method: str
+    authentication_data: bytes | None = attrs.field(default=None, repr=False)
+    reason_string: str | None = None
     user_properties: UserProperties = ()

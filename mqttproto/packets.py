@@ -26,6 +26,7 @@ import attrs
 from .enums import PacketType, ProtocolVersion, QoS, ReasonCode, RetainHandling
 
 __all__ = [
+    "PACKET_CLASSES",
     "AuthPacket",
     "ConnAckPacket",
     "ConnectPacket",
@@ -392,3 +393,26 @@ Packet = (
     | AuthPacket
 )
 """Any control packet."""
+
+
+#: The class of each packet type.
+PACKET_CLASSES: dict[PacketType, type[Packet]] = {
+    cls.packet_type: cls
+    for cls in (
+        ConnectPacket,
+        ConnAckPacket,
+        PublishPacket,
+        PubAckPacket,
+        PubRecPacket,
+        PubRelPacket,
+        PubCompPacket,
+        SubscribePacket,
+        SubAckPacket,
+        UnsubscribePacket,
+        UnsubAckPacket,
+        PingReqPacket,
+        PingRespPacket,
+        DisconnectPacket,
+        AuthPacket,
+    )
+}

@@ -48,8 +48,8 @@ def test_publish_routed_across_versions(pub_version, sub_version, qos):
         assert ack.packet_id == packet_id and ack.reason_code == ReasonCode.SUCCESS
     # Every QoS 1/2 flow is complete on both sides.
     session = h.broker._sessions["sub"]
-    assert not session.outbound.inflight and not session.pending
-    assert not h.broker._sessions["pub"].inbound.awaiting_release
+    assert not session.flows.outbound.inflight and not session.pending
+    assert not h.broker._sessions["pub"].flows.awaiting_release
 
 
 def test_qos_downgraded_to_granted():

@@ -255,6 +255,36 @@ def test_message_too_large_for_client_is_dropped():
     assert len(big.take_messages()) == 2
 
 
+def test_qos1_message_too_large_for_client_is_dropped_sent_or_queued():
+    """[MQTT-3.1.2-25] at QoS 1 too: dropped when it would go out at once,
+    and when a queued one gets its turn; what follows still goes."""
+    h = BrokerHarness()
+    small = h.client("small")
+    small.connect(maximum_packet_size=64, receive_maximum=1)
+    small.conn.subscribe([Subscription("t", QoS.AT_LEAST_ONCE)])
+    h.pump()
+    small.conn._auto_ack = False
+    pub = h.connected("pub")
+    for payload in (b"x" * 100, b"a", b"y" * 100, b"b"):
+        pub.conn.publish("t", payload, qos=1)
+    h.pump()
+    # Reached, so acknowledged with success, though never sent.
+    acks = [e.reason_code for e in pub.take() if isinstance(e, PublishAcknowledged)]
+    assert acks == [ReasonCode.SUCCESS] * 4
+    [first] = small.take_messages()
+    assert first.payload == b"a"
+    assert h.broker.messages_dropped == 1
+    small.conn.acknowledge(first.packet_id)
+    h.pump()
+    [second] = small.take_messages()
+    assert second.payload == b"b"
+    assert h.broker.messages_dropped == 2
+    small.conn.acknowledge(second.packet_id)
+    h.pump()
+    assert h.broker.sessions()[0].inflight == 0
+    assert h.broker._held_bytes == 0
+
+
 class DenyTopic:
     def authenticate(self, info):
         from mqttproto.auth import AuthResult
@@ -353,11 +383,11 @@ def test_routing_agrees_with_topic_matches(subscription_filters, names):
         client_id = f"c{index % 4}"
         client_filters.setdefault(client_id, set()).add(topic_filter)
     router = h.broker._router
-    from mqttproto._router import Sub
-    from mqttproto._session import Session
+    from mqttproto.broker._router import Sub
+    from mqttproto.broker._sessions import Session
 
     for client_id, fs in client_filters.items():
-        session = Session(client_id, receive_maximum=10, max_queued=10)
+        session = Session(client_id, max_queued=10)
         for f in fs:
             router.add(Sub(session, f, 0))
     for name in names:

@@ -2,7 +2,7 @@
 
 A client must not put Subscription Identifiers in a PUBLISH [MQTT-3.3.4-6];
 the broker refuses one that does with DISCONNECT 0x82, after its other
-checks of the PUBLISH. ``BrokerConnection`` gives its reader
+checks of the PUBLISH. ``ServerConnection`` gives its reader
 ``max_subscription_identifiers=0``, so a PUBLISH flooded with them costs the
 broker one ``int``, not one per identifier. What it answers must not change:
 each scenario below runs twice, once as the broker is and once with readers
@@ -23,7 +23,7 @@ import pytest
 from helpers import V5, V311, BrokerHarness, PacketFactory
 from scripted import connected
 
-from mqttproto import PacketReader, _broker_connection
+from mqttproto import PacketReader, server
 from mqttproto.config import BrokerConfig
 from mqttproto.enums import QoS, ReasonCode
 from mqttproto.events import MessageReceived
@@ -280,7 +280,7 @@ def unlimited_readers(monkeypatch: pytest.MonkeyPatch) -> None:
         del kwargs["max_subscription_identifiers"]
         return PacketReader(**kwargs)
 
-    monkeypatch.setattr(_broker_connection, "PacketReader", reader)
+    monkeypatch.setattr(server, "PacketReader", reader)
 
 
 # The payloads the ``#`` subscriber gets, where it gets any.

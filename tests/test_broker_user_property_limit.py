@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from helpers import V5, BrokerHarness, PacketFactory
 
-from mqttproto import _broker_connection
+from mqttproto import server
 from mqttproto.config import BrokerConfig
 from mqttproto.packets import (
     PublishPacket,
@@ -190,13 +190,13 @@ def run(config: BrokerConfig, script: list[bytes]) -> list[tuple[bytes, bytes, b
 @pytest.fixture
 def unlimited_readers(monkeypatch: pytest.MonkeyPatch) -> None:
     """Brokers made now give their readers no user-property limit."""
-    reader_class = _broker_connection.PacketReader
+    reader_class = server.PacketReader
 
     def reader(**kwargs: Any) -> Any:
         del kwargs["max_user_properties"], kwargs["max_user_property_bytes"]
         return reader_class(**kwargs)
 
-    monkeypatch.setattr(_broker_connection, "PacketReader", reader)
+    monkeypatch.setattr(server, "PacketReader", reader)
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))

@@ -14,12 +14,15 @@ Skipped when the compiled twin is not built (the pure pass of CI).
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from strategies import publish_packets
 from test_malformed import CASES
 from test_subscription_identifier_limit import (
     AFTER_THE_FLOOD,
@@ -30,7 +33,7 @@ from test_subscription_identifier_limit import (
 from test_vectors import DECODE_ONLY, VECTORS
 
 from mqttproto import _codec_py as py
-from mqttproto.enums import ProtocolVersion, QoS, ReasonCode, RetainHandling
+from mqttproto.enums import PacketType, ProtocolVersion, QoS, ReasonCode, RetainHandling
 from mqttproto.errors import ProtocolError, UnsupportedProtocolVersion
 from mqttproto.packets import ConnectPacket, PublishPacket, SubscribePacket, Subscription, Will
 
@@ -43,6 +46,22 @@ V31 = ProtocolVersion.MQTT_3_1
 V311 = ProtocolVersion.MQTT_3_1_1
 V5 = ProtocolVersion.MQTT_5_0
 VERSIONS = (V31, V311, V5)
+
+
+def test_same_names() -> None:
+    """The twin has every entry point of the reference (a missing one would
+    make mqttproto fall back to the pure codec as a whole)."""
+    assert sorted(c.__all__) == sorted(py.__all__)
+    for name in py.__all__:
+        assert callable(getattr(c, name)), name
+        if name != "PacketReader":
+            # Same parameters: names, kinds and defaults (annotations aside).
+            ours, theirs = (
+                [(p.name, p.kind, p.default) for p in inspect.signature(f).parameters.values()]
+                for f in (getattr(c, name), getattr(py, name))
+            )
+            assert ours == theirs, name
+
 
 # ---------------------------------------------------------------------------
 # Comparing outcomes
@@ -443,6 +462,8 @@ publish_fields = st.fixed_dictionaries(
         "payload_format_indicator": st.none() | st.integers(0, 2),
         "content_type": st.none() | st.text(max_size=4),
         "subscription_identifiers": st.lists(st.integers(0, 300), max_size=2).map(tuple),
+        "response_topic": st.none() | st.sampled_from(["r", "r/+", "", "é\x00", "\ud800"]),
+        "correlation_data": st.none() | st.binary(max_size=4),
     },
 )
 
@@ -457,6 +478,186 @@ def test_encode_publish(fields: dict[str, Any], version: ProtocolVersion) -> Non
 def test_encode_version_argument(version: Any) -> None:
     for packet in PACKETS[:40]:
         check_encode(packet, version)
+        check_split(packet, version)
+
+
+# ---------------------------------------------------------------------------
+# encode_publish_split and encode_ack: same bytes, or the same exception with
+# the same message (both twins hand every refusal to the reference).
+
+
+def outcome_with_message(fn: Callable[[], Any]) -> tuple[Any, ...]:
+    try:
+        return ("returned", fn())
+    except Exception as exc:
+        return ("raised", type(exc), str(exc))
+
+
+def check_split(packet: Any, version: Any) -> None:
+    result = outcome_with_message(lambda: py.encode_publish_split(packet, version=version))
+    assert outcome_with_message(lambda: c.encode_publish_split(packet, version=version)) == result
+    if result[0] == "returned" and packet.qos:
+        head, tail = result[1]
+        with_id = _with_fields(packet, {"packet_id": 0xABCD})
+        assert head + b"\xab\xcd" + tail == c.encode_packet(with_id, version=version)
+
+
+@given(fields=publish_fields, version=versions)
+@example(
+    fields={
+        "topic": "a",
+        "payload": b"",
+        "qos": 1,
+        "retain": False,
+        "duplicate": True,
+        "packet_id": None,
+        "subscription_identifiers": (1, 300),
+    },
+    version=V5,
+)
+@example(
+    fields={
+        "topic": "",
+        "payload": b"",
+        "qos": 2,
+        "retain": True,
+        "duplicate": False,
+        "packet_id": 0,
+        "topic_alias": 1,
+    },
+    version=V5,
+)
+@example(
+    fields={
+        "topic": "a",
+        "payload": b"",
+        "qos": 0,
+        "retain": False,
+        "duplicate": False,
+        "packet_id": 1,
+    },
+    version=V311,
+)
+def test_encode_publish_split(fields: dict[str, Any], version: ProtocolVersion) -> None:
+    check_split(_with_fields(PublishPacket("t"), fields), version)
+
+
+@given(data=st.data(), version=versions)
+def test_encode_valid_publish(data: st.DataObject, version: ProtocolVersion) -> None:
+    """Valid packets with every property (the strategies of the round trips)."""
+    packet = data.draw(publish_packets(version))
+    check_encode(packet, version)
+    check_split(packet, version)
+
+
+@given(case=encodable())
+def test_encode_publish_split_generated(case: tuple[Any, ProtocolVersion]) -> None:
+    """Ill-typed fields, and packets that are no PUBLISH (a TypeError from both)."""
+    check_split(*case)
+
+
+def test_encode_publish_split_not_a_publish() -> None:
+    for thing in (None, 1, "x", object(), Subscription("a"), *PACKETS[:10]):
+        for version in (V5, 7):
+            check_split(thing, version)
+
+
+# PreparedPublish: the same attributes, or the same exception with the same
+# message (the compiled one builds itself in C, or from the reference split).
+
+PREPARED_ATTRIBUTES = ("version", "v5", "head", "tail", "size")
+
+
+def _prepared(cls: Any, packet: Any, version: Any) -> tuple[Any, ...]:
+    prepared = cls(packet, version=version)
+    return (
+        *(getattr(prepared, name) for name in PREPARED_ATTRIBUTES),
+        prepared.packet is packet,
+        prepared.qos is packet.qos,
+        repr(prepared),
+    )
+
+
+def check_prepared(packet: Any, version: Any) -> None:
+    result = outcome_with_message(lambda: _prepared(py.PreparedPublish, packet, version))
+    assert outcome_with_message(lambda: _prepared(c.PreparedPublish, packet, version)) == result
+    # prepare_publish(), the factory without a class call, in both twins.
+    for twin in (py, c):
+        made = outcome_with_message(
+            lambda twin=twin: _prepared(
+                lambda p, version: twin.prepare_publish(p, version), packet, version
+            )
+        )
+        assert made == result
+    # Made of the split: the same answer, the same error.
+    split = outcome_with_message(lambda: py.encode_publish_split(packet, version=version))
+    assert result[0] == split[0]
+    if result[0] == "raised":
+        assert result == split
+    else:
+        _, _, head, tail, _, same_packet, same_qos, _ = result[1]
+        assert (head, tail) == split[1]
+        assert same_packet and same_qos
+
+
+@given(fields=publish_fields, version=st.sampled_from([*VERSIONS, 3, 4, 5, 7, None]))
+def test_prepared_publish(fields: dict[str, Any], version: Any) -> None:
+    check_prepared(_with_fields(PublishPacket("t"), fields), version)
+
+
+@given(data=st.data(), version=versions)
+def test_prepared_valid_publish(data: st.DataObject, version: ProtocolVersion) -> None:
+    check_prepared(data.draw(publish_packets(version)), version)
+
+
+@given(case=encodable())
+def test_prepared_generated(case: tuple[Any, ProtocolVersion]) -> None:
+    """Ill-typed fields, and packets that are no PUBLISH (a TypeError from both)."""
+    check_prepared(*case)
+
+
+def test_prepared_immutable_alike() -> None:
+    """Setting or deleting an attribute: the same error, the same message."""
+    packet = PublishPacket("t", b"x", QoS.AT_LEAST_ONCE, packet_id=1)
+    twins = [twin.PreparedPublish(packet, version=V5) for twin in (py, c)]
+    for name in ("packet", "version", "v5", "qos", "head", "tail", "size", "other"):
+        for action in (setattr, delattr):
+            args = (name, 1) if action is setattr else (name,)
+            py_outcome, c_outcome = (
+                outcome_with_message(partial(action, twin, *args)) for twin in twins
+            )
+            assert py_outcome[:2] == ("raised", AttributeError)
+            assert c_outcome == py_outcome
+
+
+ACK_VERSIONS = [*VERSIONS, 3, 4, 5, 7, None, "5", 5.0]
+
+
+def check_ack(packet_type: Any, packet_id: Any, reason_code: Any, version: Any) -> None:
+    assert outcome_with_message(
+        lambda: c.encode_ack(packet_type, packet_id, reason_code, version=version)
+    ) == outcome_with_message(
+        lambda: py.encode_ack(packet_type, packet_id, reason_code, version=version)
+    )
+
+
+@given(
+    packet_type=st.sampled_from([*PacketType, 3, 4, 5, 6, 7, 8, 4.0]) | st.sampled_from(WEIRD),
+    packet_id=st.integers(-1, 0x10000) | st.sampled_from(WEIRD),
+    reason_code=st.sampled_from([*ReasonCode, 0x100, -1, 0.0, 16.0]) | st.sampled_from(WEIRD),
+    version=st.sampled_from(ACK_VERSIONS),
+)
+def test_encode_ack(packet_type: Any, packet_id: Any, reason_code: Any, version: Any) -> None:
+    check_ack(packet_type, packet_id, reason_code, version)
+
+
+def test_encode_ack_every_code() -> None:
+    """Every (type, code, version): the allowed ones encoded, the rest refused alike."""
+    for packet_type in (*PacketType, 0, 16):
+        for code in [*ReasonCode, 0x100]:
+            for version in ACK_VERSIONS:
+                for packet_id in (1, 0xFFFF, 0):
+                    check_ack(packet_type, packet_id, code, version)
 
 
 def test_encode_not_a_packet() -> None:

@@ -478,8 +478,8 @@ class FaultyLinks(RuleBasedStateMachine):
         assert len(broker._sessions) == len(self.nodes) or self.EXPIRY
         for session in broker._sessions.values():
             assert len(session.pending) <= CONFIG.max_queued_messages
-            assert len(session.outbound.inflight) <= CONFIG.max_inflight_messages
-            assert session.inbound.in_use() <= CONFIG.receive_maximum
+            assert len(session.flows.outbound.inflight) <= CONFIG.max_inflight_messages
+            assert len(session.flows.awaiting_release) <= CONFIG.receive_maximum
         for conn in broker._conns.values():
             assert conn.unsent <= CONFIG.max_unsent_bytes
         assert len(broker._timers) <= 64 * len(self.nodes)
@@ -491,7 +491,7 @@ class FaultyLinks(RuleBasedStateMachine):
         holds: dict[int, int] = {}
         messages = {}
         for session in self.broker._sessions.values():
-            assert sorted(session.inflight_messages) == sorted(session.outbound.inflight)
+            assert sorted(session.inflight_messages) == sorted(session.flows.outbound.inflight)
             held = [m for m, *_ in session.pending] + list(session.inflight_messages.values())
             assert session.queued_bytes == sum(m.size for m, *_ in session.pending)
             for message in held:

@@ -58,6 +58,7 @@ def test_selected_implementation_follows_the_switches() -> None:
     if _flag("MQTTPROTO_PURE_PYTHON"):
         assert mqttproto.codec_implementation() == "python"
         assert mqttproto.decode_packet is _codec_py.decode_packet
+        assert mqttproto.PreparedPublish is _codec_py.PreparedPublish
     elif _flag("MQTTPROTO_REQUIRE_EXTENSIONS"):
         assert mqttproto.codec_implementation() == "cython"
         from mqttproto import _codec_c  # type: ignore[attr-defined]
@@ -65,6 +66,10 @@ def test_selected_implementation_follows_the_switches() -> None:
         assert mqttproto.decode_packet is _codec_c.decode_packet
         assert mqttproto.encode_packet is _codec_c.encode_packet
         assert mqttproto.PacketReader is _codec_c.PacketReader
+        assert mqttproto.encode_ack is _codec_c.encode_ack
+        assert mqttproto.codec.encode_publish_split is _codec_c.encode_publish_split
+        assert mqttproto.PreparedPublish is _codec_c.PreparedPublish
+        assert mqttproto.codec.PreparedPublish is _codec_c.PreparedPublish
     else:
         expected = "cython" if _compiled_available() else "python"
         assert mqttproto.codec_implementation() == expected

@@ -1,121 +1,122 @@
 """The asyncio protocol of :class:`~mqttproto.adapters.asyncio.BrokerServer`.
 
-One protocol object per accepted connection, whatever the listener:
-:class:`_Peer` for MQTT straight on the stream (TCP, TLS, Unix sockets), and
-its subclass in :mod:`._asyncio_websocket` for MQTT in WebSocket messages.
-Both forward what they read to the server and offer it the same two calls,
-:meth:`_Peer.send` and :meth:`_Peer.close_transport`, so the server's logic
-does not know the transport.
+One :class:`_Peer` per accepted connection, whatever the listener (TCP, TLS
+under a :class:`._asyncio_tls.TlsLayer`, WebSocket, Unix sockets): to asyncio
+it is the protocol, to the server's :class:`._driver.Driver` it is the
+:class:`._driver.Peer` whose I/O is its transport. Every callback reads the
+loop's clock once and hands it to the driver as ``now``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import Any, Protocol
 
+from ._driver import Driver, Peer
 from ._listener import Listener
+from ._server_common import peer_name
 
 
 class PeerOwner(Protocol):
-    """What a :class:`_Peer` calls on its server (the asyncio
+    """What a :class:`_Peer` reads of its server (the asyncio
     ``BrokerServer``), named here so that this module does not import it."""
 
-    def _connection_made(self, peer: _Peer, transport: asyncio.Transport) -> None: ...
+    _driver: Driver
+    _closing: bool
 
-    def _data_received(self, peer: _Peer, data: bytes) -> None: ...
+    def _now(self) -> float: ...
 
-    def _eof_received(self, peer: _Peer) -> None: ...
-
-    def _connection_lost(self, peer: _Peer, exc: Exception | None) -> None: ...
-
-    def _report_backlog(self, peer: _Peer) -> None: ...
+    def _peer_gone(self) -> None: ...
 
 
-class _Peer(asyncio.Protocol):
-    """One connection: forwards the transport's callbacks to the server."""
+class _Peer(Peer, asyncio.Protocol):
+    """One connection: asyncio's callbacks in, the transport's calls out."""
 
-    __slots__ = (
-        "_server",
-        "accepted",
-        "backlog",
-        "close_reason",
-        "close_timer",
-        "closing",
-        "conn",
-        "last_data",
-        "last_pump",
-        "listener",
-        "peer",
-        "reading_paused",
-        "transport",
-        "writing_paused",
-    )
+    __slots__ = ("_server", "transport", "writing_paused")
 
     def __init__(self, server: PeerOwner, listener: Listener) -> None:
+        super().__init__(listener)
         self._server = server
-        self.listener = listener
-        self.conn = -1
         self.transport: asyncio.Transport | None = None
-        self.peer = "unknown"
-        #: Whether the first CONNACK has gone out (logged once).
-        self.accepted = False
-        #: The broker asked to close, or the adapter dropped the connection.
-        self.closing = False
-        self.close_reason: str | None = None
-        self.close_timer: asyncio.TimerHandle | None = None
+        #: Above the transport's high-water mark (pause_writing).
         self.writing_paused = False
-        self.reading_paused = False
-        #: What Broker.output_backlog was last told.
-        self.backlog = 0
-        #: The last chunk written and the number of the flush that wrote it,
-        #: to name the goodbye when the broker closes the connection.
-        self.last_data = b""
-        self.last_pump = -1
-
-    # -- what the server calls ---------------------------------------------------
-
-    def send(self, data: bytes) -> None:
-        """Write MQTT bytes to the peer."""
-        assert self.transport is not None
-        self.transport.write(data)
-
-    def close_transport(self) -> None:
-        """Close once the buffered output is sent."""
-        if self.transport is not None:
-            self.transport.close()
 
     # -- asyncio.Protocol -----------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        self._server._connection_made(self, transport)
+        self.transport = transport
+        server = self._server
+        address = transport.get_extra_info("peername")
+        self.peer = peer_name(self.listener, address)
+        if server._closing or not server._driver.open(self, server._now(), address):
+            # Accepted in the instant the listener was closing, or refused.
+            transport.abort()
 
     def data_received(self, data: bytes) -> None:
-        self._server._data_received(self, data)
+        server = self._server
+        server._driver.received(self, data, server._now())
 
     def eof_received(self) -> bool:
-        self._server._eof_received(self)
+        server = self._server
+        server._driver.eof(self, server._now())
         # Close our side too: MQTT has no use for a half-open connection,
         # and everything the broker had to say was written just now.
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._server._connection_lost(self, exc)
+        server = self._server
+        reason = f"connection lost: {exc}" if exc is not None else "peer closed the connection"
+        server._driver.lost(self, server._now(), reason)
+        server._peer_gone()
 
     def pause_writing(self) -> None:
-        # The client is not reading: stop reading its requests until it does,
-        # and let the core hold what is routed to it meanwhile.
+        # The client is not reading: the driver stops reading its requests
+        # until it does, and lets the core hold what is routed to it meanwhile.
         self.writing_paused = True
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.pause_reading()
-            self.reading_paused = True
-        self._server._report_backlog(self)
+        server = self._server
+        server._driver.output_changed(self, server._now())
 
     def resume_writing(self) -> None:
         self.writing_paused = False
+        server = self._server
+        server._driver.output_changed(self, server._now())
+
+    # -- the driver's I/O -----------------------------------------------------
+
+    def write(self, data: bytes) -> None:
         transport = self.transport
-        if self.reading_paused and transport is not None and not transport.is_closing():
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    def unsent(self) -> int:
+        transport = self.transport
+        return 0 if transport is None else transport.get_write_buffer_size()
+
+    def congested(self, unsent: int) -> bool:
+        # The transport's write buffer limits decide (pause_writing).
+        return self.writing_paused
+
+    def pause_reading(self) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
             transport.resume_reading()
-        self.reading_paused = False
-        self._server._report_backlog(self)
+
+    def finish(self) -> None:
+        # asyncio closes a transport once its buffer is written.
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        # connection_lost (and so Driver.lost) follows on the next iteration.
+        if self.transport is not None:
+            self.transport.abort()
+
+    def peercert(self) -> dict[str, Any] | None:
+        transport = self.transport
+        return None if transport is None else transport.get_extra_info("peercert")

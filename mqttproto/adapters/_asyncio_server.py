@@ -15,42 +15,40 @@ it is cancelled.
 How the adapter drives the core
 -------------------------------
 
-One :class:`asyncio.Protocol` per TCP connection (no streams: one callback per
-read and no task per connection). Every callback reads the loop's monotonic
-clock once (``loop.time()``) and hands it to the broker as ``now``:
-
-- ``data_received`` → :meth:`Broker.receive_data`; ``eof_received`` →
-  :meth:`Broker.receive_eof`; ``connection_lost`` → :meth:`Broker.connection_lost`.
-- Output is *coalesced*: input only schedules one flush per loop iteration
-  (``call_soon``), so everything the reads of one iteration produced for a
-  subscriber goes out in one ``transport.write``. The flush writes
-  :meth:`Broker.flush` to each transport, closes the transports of
-  :meth:`Broker.connections_to_close` (after their last bytes) and re-arms the
-  single timer from :meth:`Broker.get_timer` with ``loop.call_at``.
+What the server does with the broker (the pump, the backlog, the slow
+consumers, closing, the log) is the shared :class:`._driver.Driver`; this
+module is its asyncio I/O. One :class:`asyncio.Protocol` per TCP connection
+(no streams: one callback per read and no task per connection), which hands
+the driver what the transport reports, with the loop's monotonic clock
+(``loop.time()``) as ``now``; the driver writes, closes and aborts through it.
+Output is *coalesced*: input only schedules one pump per loop iteration
+(``call_soon``), so everything the reads of one iteration produced for a
+subscriber goes out in one ``transport.write``. The driver's deadlines (the
+broker's timer, close timeouts) are one ``loop.call_at``.
 
 Back-pressure and slow consumers
 --------------------------------
 
 A client that does not read what the broker sends it makes its transport's
 write buffer grow. Above the transport's high-water mark asyncio calls
-``pause_writing``: the adapter stops *reading* from that client (it gets no
-more service until it drains its side) and resumes at ``resume_writing``.
-That does not stop other clients publishing to it, so while it is paused
-the adapter reports the transport's buffer to :meth:`Broker.output_backlog`:
-above ``BrokerConfig.max_unsent_bytes`` the core drops QoS 0 messages for
-that client and queues QoS 1/2 ones in its session until it drains, and the
+``pause_writing``: the driver stops *reading* from that client (it gets no
+more service until it drains its side) until ``resume_writing``. That does
+not stop other clients publishing to it, so while it is paused the driver
+reports the transport's buffer to :meth:`Broker.output_backlog`: above
+``BrokerConfig.max_unsent_bytes`` the core drops QoS 0 messages for that
+client and queues QoS 1/2 ones in its session until it drains, and the
 client stays connected. As a last resort, once more than
 ``max_buffered_output`` bytes are waiting anyway, the connection is dropped
 (aborted, logged at WARNING as a slow consumer) and the broker is told the
 connection was lost, exactly as for a network failure: its will is
 published, and a persistent session keeps its QoS 1/2 messages
-for the next connection. A transport the broker closed but whose peer does
+for the next connection. A connection the broker closed but whose peer does
 not read its last bytes is aborted after ``close_timeout`` seconds.
 
 Logging
 -------
 
-The core does not log; the adapter logs what it sees on the
+The core does not log; the driver logs what it sees on the
 ``mqttproto.broker`` logger: connections opened, accepted, refused and closed
 at INFO; a goodbye with a failure reason code (MQTT 5 DISCONNECT ≥ 0x80 from
 the broker, i.e. a protocol error of the client), a refused CONNECT and a slow
@@ -70,10 +68,9 @@ from typing import Any
 from ..auth import Authenticator, Authorizer
 from ..broker import Broker
 from ..config import BrokerConfig
-from ._asyncio_peers import _Peer
 from ._asyncio_tls import TlsLayer, protocol_factory
-from ._auth_workers import AuthWorkers
-from ._listener import Listener, certificate_common_name
+from ._driver import Peer
+from ._listener import Listener
 from ._server_common import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_MAX_BUFFERED_OUTPUT,
@@ -81,10 +78,7 @@ from ._server_common import (
     DEFAULT_TLS_HANDSHAKE_TIMEOUT,
     Endpoint,
     ServerBase,
-    format_peer,
-    goodbye_reason,
-    note_first_output,
-    source_address,
+    endpoint_of,
 )
 
 __all__ = [
@@ -178,17 +172,14 @@ class BrokerServer(ServerBase):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
         self._servers: list[tuple[Listener, asyncio.Server]] = []
-        self._peers: dict[int, _Peer] = {}
         #: Connections to TLS listeners still in their handshake.
         self._handshaking: set[TlsLayer] = set()
-        self._flush_pending = False
-        self._pumps = 0
+        self._pump_pending = False
+        #: The one timer for the driver's deadlines.
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
         self._closing = False
         self._closed = asyncio.Event()
         self._all_gone = asyncio.Event()
-        self._auth: AuthWorkers | None = None
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -207,29 +198,21 @@ class BrokerServer(ServerBase):
             raise RuntimeError("the server was closed")
         self._started = True
         self._loop = loop = asyncio.get_running_loop()
-        self._auth = AuthWorkers(
-            self.broker,
-            self.auth_workers,
-            call_soon_threadsafe=loop.call_soon_threadsafe,
-            clock=loop.time,
-            answered=self._schedule_flush,
+        self._driver.start(
+            self.auth_workers, call_soon_threadsafe=loop.call_soon_threadsafe, clock=loop.time
         )
-        self._auth.start()
         try:
+            self._require_websocket()
             for listener in self.listeners:
                 server = await self._listen(listener)
                 self._servers.append((listener, server))
-                logger.info(
-                    "listening on %s (%s)",
-                    ", ".join(str(e) for e in self._endpoints_of(listener, server)),
-                    listener.kind,
-                )
+                self._announce(listener, self._sockets_of(listener, server))
         except BaseException:
             for _, server in self._servers:
                 server.close()
             self._servers.clear()
             self._remove_socket_files()
-            self._auth.close()
+            self._driver.stop()
             raise
 
     async def _listen(self, listener: Listener) -> asyncio.Server:
@@ -275,33 +258,24 @@ class BrokerServer(ServerBase):
                 layer.abort()
             now = loop.time()
             self._tls_gate.close(now)
-            try:
-                self.broker.shutdown(now)
-            except Exception:
-                logger.exception("the broker core raised in shutdown()")
-            self._pump(now)
-            for peer in list(self._peers.values()):
-                if not peer.closing:
-                    self._close_peer(peer, "server shut down")
-            if self._peers:
+            self._driver.shutdown(now)
+            if self._driver.peers:
                 try:
                     await asyncio.wait_for(
                         self._all_gone.wait(),
                         self.close_timeout if timeout is None else timeout,
                     )
                 except TimeoutError:
-                    for peer in list(self._peers.values()):
-                        if peer.transport is not None:
-                            peer.transport.abort()
+                    for peer in list(self._driver.peers.values()):
+                        peer.abort()
                     # abort() reports connection_lost on the next iteration.
                     await asyncio.sleep(0)
-            self._cancel_timer()
+            self._wake_at(None)
             for server in servers:
                 await server.wait_closed()
             logger.info("server closed")
         finally:
-            if self._auth is not None:
-                self._auth.close()
+            self._driver.stop()
             self._closed.set()
 
     async def __aenter__(self) -> BrokerServer:
@@ -326,268 +300,65 @@ class BrokerServer(ServerBase):
         if self._closing:
             return ()
         return tuple(
-            endpoint
+            endpoint_of(listener, sock)
             for listener, server in self._servers
-            for endpoint in self._endpoints_of(listener, server)
+            for sock in self._sockets_of(listener, server)
         )
 
     @staticmethod
-    def _endpoints_of(listener: Listener, server: asyncio.Server) -> list[Endpoint]:
-        if listener.transport == "unix":
-            return [Endpoint(listener, None, listener.path)]
-        found = []
-        for sock in server.sockets:
-            name = sock.getsockname()
-            found.append(Endpoint(listener, (str(name[0]), int(name[1]))))
-        return found
+    def _sockets_of(listener: Listener, server: asyncio.Server) -> tuple[socket.socket, ...]:
+        # One endpoint for a Unix socket's path, however many sockets asyncio has.
+        return server.sockets[:1] if listener.transport == "unix" else server.sockets
 
     @property
     def is_serving(self) -> bool:
         return bool(self._servers) and all(s.is_serving() for _, s in self._servers)
 
     @property
-    def connection_count(self) -> int:
-        """Open TCP connections (including ones still closing)."""
-        return len(self._peers)
+    def _peers(self) -> dict[int, Peer]:
+        """The open connections by broker connection id (their ``transport``)."""
+        return self._driver.peers
 
-    # -- transport callbacks (called by _Peer) -------------------------------------
+    # -- running the driver (called by _Peer and TlsLayer too) ----------------------
 
     def _now(self) -> float:
         loop = self._loop
         assert loop is not None
         return loop.time()
 
-    def _connection_made(self, peer: _Peer, transport: asyncio.Transport) -> None:
-        peer.transport = transport
-        listener = peer.listener
-        if listener.transport == "unix":
-            peer.peer = f"unix:{listener.path}"
-        else:
-            peer.peer = format_peer(transport.get_extra_info("peername"))
-        if self._closing:
-            # Accepted in the instant the listener was closing.
-            transport.abort()
-            return
-        identity = None
-        if listener.use_identity_as_username:
-            identity = certificate_common_name(transport.get_extra_info("peercert"))
-            if identity is None:
-                # Nobody to be: refuse before MQTT starts (mosquitto refuses too).
-                logger.warning(
-                    "connection from %s refused: no client certificate with a subject CN",
-                    peer.peer,
-                )
-                transport.abort()
-                return
-        try:
-            peer.conn = self.broker.open_connection(
-                self._now(),
-                peer=peer.peer,
-                username=identity,
-                address=source_address(listener, transport.get_extra_info("peername")),
-            )
-        except Exception:
-            logger.exception("the broker core raised in open_connection() for %s", peer.peer)
-            transport.abort()
-            return
-        self._peers[peer.conn] = peer
-        logger.info("connection %d opened from %s", peer.conn, peer.peer)
-
-    def _data_received(self, peer: _Peer, data: bytes) -> None:
-        if peer.closing:
-            return
-        try:
-            self.broker.receive_data(peer.conn, data, self._now())
-        except Exception:
-            self._core_failed(peer, "receive_data")
-            return
-        self._schedule_flush()
-
-    def _report_backlog(self, peer: _Peer) -> None:
-        """Tell the core what the transport has not written, so that its
-        ``max_unsent_bytes`` policy (QoS 0 dropped, QoS 1/2 queued) applies
-        to a client that reads slowly. Reported while writing is paused and
-        once when it resumes, the only times it can matter."""
-        transport = peer.transport
-        if transport is None or peer.closing:
-            return
-        backlog = transport.get_write_buffer_size()
-        if backlog == peer.backlog:
-            return
-        peer.backlog = backlog
-        try:
-            self.broker.output_backlog(peer.conn, backlog, self._now())
-        except Exception:
-            self._core_failed(peer, "output_backlog")
-            return
-        self._schedule_flush()
-
-    def _schedule_flush(self) -> None:
-        if not self._flush_pending:
-            self._flush_pending = True
+    def _pump_soon(self) -> None:
+        # Once per loop iteration, after all its reads (write coalescing).
+        if not self._pump_pending:
+            self._pump_pending = True
             loop = self._loop
             assert loop is not None
-            loop.call_soon(self._scheduled_flush)
+            loop.call_soon(self._scheduled_pump)
 
-    def _eof_received(self, peer: _Peer) -> None:
-        if peer.conn not in self._peers:
-            return
-        if peer.close_reason is None:
-            peer.close_reason = "peer closed the connection"
-        now = self._now()
-        try:
-            self.broker.receive_eof(peer.conn, now)
-        except Exception:
-            self._core_failed(peer, "receive_eof")
-            return
-        self._pump(now)
+    def _scheduled_pump(self) -> None:
+        self._pump_pending = False
+        self._driver.pump(self._now())
 
-    def _connection_lost(self, peer: _Peer, exc: Exception | None) -> None:
-        if peer.close_timer is not None:
-            peer.close_timer.cancel()
-            peer.close_timer = None
-        if self._peers.pop(peer.conn, None) is None:
-            return
-        reason = peer.close_reason
-        if reason is None:
-            reason = f"connection lost: {exc}" if exc is not None else "peer closed the connection"
-        logger.info("connection %d from %s closed: %s", peer.conn, peer.peer, reason)
-        now = self._now()
-        try:
-            self.broker.connection_lost(peer.conn, now)
-        except Exception:
-            logger.exception("the broker core raised in connection_lost() for %d", peer.conn)
-        # A will message or a session change may have output for others.
-        self._pump(now)
-        if self._closing and not self._peers:
-            self._all_gone.set()
-
-    # -- driving the core ---------------------------------------------------------
-
-    def _scheduled_flush(self) -> None:
-        self._flush_pending = False
-        self._pump(self._now())
-
-    def _pump(self, now: float) -> None:
-        """Write all pending output, close what the broker closed, re-arm the timer."""
-        broker = self.broker
-        peers = self._peers
-        self._pumps += 1
-        pump = self._pumps
-        limit = self.max_buffered_output
-        try:
-            output = broker.flush(now)
-            to_close = broker.connections_to_close()
-        except Exception:
-            logger.exception("the broker core raised in flush()")
-            return
-        for conn, data in output:
-            peer = peers.get(conn)
-            if peer is None or peer.transport is None or peer.transport.is_closing():
-                continue
-            if not peer.accepted:
-                note_first_output(peer, data)
-            peer.send(data)
-            peer.last_data = data
-            peer.last_pump = pump
-            if peer.writing_paused:
-                if peer.transport.get_write_buffer_size() > limit:
-                    self._drop_slow_consumer(peer)
-                else:
-                    self._report_backlog(peer)
-        for conn in to_close:
-            peer = peers.get(conn)
-            if peer is not None and not peer.closing:
-                self._close_peer(peer, goodbye_reason(peer, pump))
-        if self._auth is not None:
-            self._auth.pump()
-        self._arm_timer()
-
-    def _arm_timer(self) -> None:
-        try:
-            deadline = self.broker.get_timer()
-        except Exception:
-            logger.exception("the broker core raised in get_timer()")
-            deadline = None
-        if deadline == self._timer_at:
-            return
+    def _wake_at(self, deadline: float | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._timer_at = deadline
-        if deadline is None:
             self._timer = None
-        else:
+        if deadline is not None:
             loop = self._loop
             assert loop is not None
             self._timer = loop.call_at(deadline, self._on_timer)
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None
-        self._timer_at = None
-
     def _on_timer(self) -> None:
         self._timer = None
-        self._timer_at = None
-        now = self._now()
-        try:
-            self.broker.handle_timer(now)
-        except Exception:
-            logger.exception("the broker core raised in handle_timer()")
-        self._pump(now)
+        driver = self._driver
+        driver.pump(self._now())
+        if self._timer is None:
+            # call_at may run a little early (the loop's clock resolution):
+            # then nothing was due, and the same deadline stands.
+            self._wake_at(driver.wakeup_at)
 
-    # -- closing connections ------------------------------------------------------
-
-    def _close_peer(self, peer: _Peer, reason: str) -> None:
-        """Close after the buffered output is sent; abort if that takes too long."""
-        peer.closing = True
-        if peer.close_reason is None:
-            peer.close_reason = reason
-        if peer.transport is None:
-            return
-        peer.close_transport()
-        loop = self._loop
-        assert loop is not None
-        peer.close_timer = loop.call_later(self.close_timeout, self._close_overdue, peer)
-
-    def _close_overdue(self, peer: _Peer) -> None:
-        peer.close_timer = None
-        if peer.transport is not None and peer.conn in self._peers:
-            logger.warning(
-                "connection %d from %s: last bytes not sent within %.1f s; aborted",
-                peer.conn,
-                peer.peer,
-                self.close_timeout,
-            )
-            peer.transport.abort()
-
-    def _drop_slow_consumer(self, peer: _Peer) -> None:
-        assert peer.transport is not None
-        logger.warning(
-            "connection %d from %s dropped: slow consumer (%d bytes unsent, limit %d)",
-            peer.conn,
-            peer.peer,
-            peer.transport.get_write_buffer_size(),
-            self.max_buffered_output,
-        )
-        peer.closing = True
-        peer.close_reason = "dropped as a slow consumer"
-        # connection_lost (and so Broker.connection_lost) follows on the next
-        # loop iteration.
-        peer.transport.abort()
-
-    def _core_failed(self, peer: _Peer, method: str) -> None:
-        logger.exception(
-            "the broker core raised in %s() for connection %d from %s; dropping it",
-            method,
-            peer.conn,
-            peer.peer,
-        )
-        peer.closing = True
-        peer.close_reason = f"internal error in {method}()"
-        if peer.transport is not None:
-            peer.transport.abort()
+    def _peer_gone(self) -> None:
+        if self._closing and not self._driver.peers:
+            self._all_gone.set()
 
 
 async def start_server(

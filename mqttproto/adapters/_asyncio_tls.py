@@ -3,10 +3,9 @@ and which protocol serves a listener (:func:`protocol_factory`).
 
 A TLS listener accepts plain TCP (or Unix) connections, and each gets a
 :class:`TlsLayer`: to the socket's transport it is the protocol, to the MQTT
-protocol above it (:class:`._asyncio_peers._Peer`, or its WebSocket
-subclass) it is the transport. It drives an :class:`ssl.SSLObject` over two
-:class:`ssl.MemoryBIO` itself instead of passing the context to
-``create_server``, for two reasons:
+protocol above it (:class:`._asyncio_peers._Peer`) it is the transport. It
+drives an :class:`ssl.SSLObject` over two :class:`ssl.MemoryBIO` itself
+instead of passing the context to ``create_server``, for two reasons:
 
 - the bounds come first: the server's :class:`._tls_gate.HandshakeGate`
   decides in ``connection_made`` whether the connection may stay
@@ -41,7 +40,7 @@ from typing import Any, Protocol
 
 from ._asyncio_peers import PeerOwner, _Peer
 from ._listener import Listener
-from ._server_common import READ_SIZE, format_peer
+from ._server_common import READ_SIZE, peer_name
 from ._tls_gate import HandshakeGate, first_record_size, handshake_failure
 
 
@@ -67,26 +66,12 @@ _REFUSED, _WAITING, _HANDSHAKING, _FAILED, _OPEN, _CLOSING, _CLOSED = range(7)
 
 
 def protocol_factory(server: TlsOwner, listener: Listener) -> Callable[[], asyncio.Protocol]:
-    """What each connection to ``listener`` gets: MQTT on the stream, or in
-    WebSocket messages; under a :class:`TlsLayer` if the listener has TLS.
+    """What each connection to ``listener`` gets: a :class:`._asyncio_peers._Peer`
+    (which speaks WebSocket too, on a WebSocket listener), under a
+    :class:`TlsLayer` if the listener has TLS."""
 
-    :raises ImportError: a WebSocket listener without ``wsproto`` installed.
-    """
-    app: Callable[[], asyncio.Protocol]
-    if listener.transport == "websocket":
-        try:
-            from ._asyncio_websocket import _WebSocketPeer
-        except ImportError as exc:
-            raise ImportError(
-                "a WebSocket listener needs wsproto: pip install 'mqttproto[websocket]'"
-            ) from exc
-
-        def app() -> asyncio.Protocol:
-            return _WebSocketPeer(server, listener)
-    else:
-
-        def app() -> asyncio.Protocol:
-            return _Peer(server, listener)
+    def app() -> asyncio.Protocol:
+        return _Peer(server, listener)
 
     if listener.ssl is None:
         return app
@@ -148,10 +133,7 @@ class TlsLayer(asyncio.Protocol, asyncio.Transport):
         assert isinstance(transport, asyncio.Transport)
         self._raw = transport
         server = self._server
-        if self._listener.transport == "unix":
-            self._peer = f"unix:{self._listener.path}"
-        else:
-            self._peer = format_peer(transport.get_extra_info("peername"))
+        self._peer = peer_name(self._listener, transport.get_extra_info("peername"))
         now = server._now()
         if server._closing or not server._tls_gate.admit(now, self._peer):
             # Nothing of TLS exists yet: an abort is all this connection costs.

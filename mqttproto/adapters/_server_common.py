@@ -1,30 +1,33 @@
-"""What the three broker servers share and that does no I/O.
+"""What the three broker servers share around their I/O.
 
-The asyncio, trio and threads servers differ only in how they move bytes;
-the rest is here: checking the constructor's arguments
-(:func:`broker_and_listeners`), :class:`Endpoint`, naming peers, and
-reading the packets the broker sends just far enough to log a CONNACK and a
-goodbye (:func:`note_first_output`, :func:`goodbye_reason`).
+The asyncio, trio and threads servers differ only in how they move bytes.
+What they do with the broker is the :class:`._driver.Driver`, which
+:class:`ServerBase` makes for each; the rest is here: checking the
+constructor's arguments (:func:`broker_and_listeners`), :class:`Endpoint`,
+naming peers and endpoints, the log line of a listener, Unix socket files.
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import logging
 import os
+import socket
 import ssl as _ssl
 import stat
-from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Any
 
 import attrs
 
 from ..auth import Authenticator, Authorizer
 from ..broker import Broker
 from ..config import BrokerConfig
-from ..enums import ReasonCode
 from ._auth_workers import check_auth_workers
+from ._driver import Driver
 from ._listener import Listener
+from ._server_log import last_packet  # named here too, where it used to live
 from ._tls_gate import (
     DEFAULT_MAX_TLS_HANDSHAKES,
     DEFAULT_TLS_HANDSHAKE_TIMEOUT,
@@ -37,19 +40,18 @@ __all__ = [
     "DEFAULT_MAX_BUFFERED_OUTPUT",
     "DEFAULT_MAX_TLS_HANDSHAKES",
     "DEFAULT_TLS_HANDSHAKE_TIMEOUT",
+    "READ_SIZE",
     "Endpoint",
-    "PeerRecord",
     "ServerBase",
-    "backlog_report",
     "broker_and_listeners",
+    "endpoint_of",
     "first_address",
     "format_peer",
-    "goodbye_reason",
     "last_packet",
-    "note_first_output",
+    "peer_name",
     "port_of",
     "remove_stale_socket",
-    "source_address",
+    "unix_listening_socket",
 ]
 
 logger = logging.getLogger("mqttproto.broker")
@@ -64,19 +66,6 @@ DEFAULT_MAX_BUFFERED_OUTPUT = 32 * 1024 * 1024
 #: Seconds a connection closed by the broker (or by shutdown) may take to
 #: send its last bytes before it is aborted.
 DEFAULT_CLOSE_TIMEOUT = 5.0
-
-_CONNACK = 0x20
-_DISCONNECT = 0xE0
-_AUTH = 0xF0
-
-#: MQTT 3.1/3.1.1 CONNACK return codes (section 3.2.2.3).
-_V3_CONNACK_CODES = {
-    1: "unacceptable protocol version",
-    2: "identifier rejected",
-    3: "server unavailable",
-    4: "bad user name or password",
-    5: "not authorized",
-}
 
 
 def broker_and_listeners(
@@ -129,29 +118,12 @@ def format_peer(address: Any) -> str:
     return str(address) if address else "unknown"
 
 
-def source_address(listener: Listener, address: Any) -> str | None:
-    """What a connection's failed authentications count against
-    (``Broker.open_connection(address=...)``): the peer's host, without the
-    port; for a Unix socket, its path, the same for every local client."""
+def peer_name(listener: Listener, address: Any) -> str:
+    """How a connection is named in the log and to the broker: ``host:port``,
+    or ``unix:<path>`` for every client of a Unix socket listener."""
     if listener.transport == "unix":
         return f"unix:{listener.path}"
-    if isinstance(address, tuple) and address:
-        return str(address[0])
-    return None
-
-
-#: Unsent bytes above which a server stops reading from a connection.
-PAUSE_READING_ABOVE = 256 * 1024
-
-
-def backlog_report(pending: int, reported: int) -> int | None:
-    """What to tell :meth:`Broker.output_backlog` about a connection with
-    ``pending`` unsent bytes, ``reported`` having been said last; None:
-    nothing new. Only a connection the server has stopped reading from has a
-    backlog worth counting (it is 0 below :data:`PAUSE_READING_ABOVE`), so a
-    client that keeps up costs no calls."""
-    backlog = pending if pending > PAUSE_READING_ABOVE else 0
-    return None if backlog == reported else backlog
+    return format_peer(address)
 
 
 #: Bytes asked of a socket or stream per read.
@@ -198,6 +170,14 @@ def first_address(endpoints: Sequence[Endpoint]) -> tuple[str, int]:
     raise RuntimeError("the server is not listening on TCP")
 
 
+def endpoint_of(listener: Listener, sock: Any) -> Endpoint:
+    """The :class:`Endpoint` of one listening socket (anything with ``getsockname``)."""
+    if listener.transport == "unix":
+        return Endpoint(listener, None, listener.path)
+    name = sock.getsockname()
+    return Endpoint(listener, (str(name[0]), int(name[1])))
+
+
 def remove_stale_socket(path: str) -> None:
     """Remove a socket file left at ``path`` (as asyncio does); other files stay."""
     with contextlib.suppress(FileNotFoundError):
@@ -205,8 +185,24 @@ def remove_stale_socket(path: str) -> None:
             os.unlink(path)
 
 
-class ServerBase:
-    """The arguments and introspection the asyncio, trio and threads servers share.
+def unix_listening_socket(path: str) -> socket.socket:
+    """A bound, listening, non-blocking Unix socket at ``path`` (a stale
+    socket file there is replaced)."""
+    remove_stale_socket(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        sock.listen(128)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class ServerBase(abc.ABC):
+    """The arguments, the driver and the introspection the asyncio, trio and
+    threads servers share.
 
     The arguments are those of the asyncio
     :class:`mqttproto.adapters.asyncio.BrokerServer`: a broker (or its
@@ -214,6 +210,9 @@ class ServerBase:
     ``host``/``port`` (TLS with ``ssl``) or several ``listeners``,
     ``max_buffered_output``, ``close_timeout``, ``tls_handshake_timeout``,
     ``max_tls_handshakes`` and ``auth_workers``.
+
+    A subclass says how its loop runs the :class:`._driver.Driver`'s pump:
+    :meth:`_pump_soon` and :meth:`_wake_at`.
     """
 
     def __init__(
@@ -257,6 +256,14 @@ class ServerBase:
         self._tls_gate = HandshakeGate(
             self.broker, max_handshakes=max_tls_handshakes, timeout=tls_handshake_timeout
         )
+        #: Everything between the broker and the sockets that is not I/O.
+        self._driver = Driver(
+            self.broker,
+            max_buffered_output=max_buffered_output,
+            close_timeout=close_timeout,
+            pump_soon=self._pump_soon,
+            wake_at=self._wake_at,
+        )
         #: Where the server listens, while it does (set by the subclass).
         self._endpoints: tuple[Endpoint, ...] = ()
         #: Unix socket files this server created: path -> inode, to remove on close.
@@ -266,6 +273,11 @@ class ServerBase:
     def endpoints(self) -> tuple[Endpoint, ...]:
         """Every listening socket with its listener (empty unless serving)."""
         return self._endpoints
+
+    @property
+    def connection_count(self) -> int:
+        """Open connections (including ones still closing)."""
+        return self._driver.connection_count
 
     @property
     def tls_handshakes(self) -> TlsHandshakeStats:
@@ -292,6 +304,26 @@ class ServerBase:
         """``(host, port)`` of the first TCP or WebSocket endpoint."""
         return first_address(self.endpoints)
 
+    def _require_websocket(self) -> None:
+        """Check, before listening, that the WebSocket listeners can be served.
+
+        :raises ImportError: a WebSocket listener without ``wsproto`` installed.
+        """
+        if any(listener.transport == "websocket" for listener in self.listeners):
+            try:
+                from . import _websocket_server  # noqa: F401
+            except ImportError as exc:
+                raise ImportError(
+                    "a WebSocket listener needs wsproto: pip install 'mqttproto[websocket]'"
+                ) from exc
+
+    @staticmethod
+    def _announce(listener: Listener, sockets: Sequence[Any]) -> list[Endpoint]:
+        """The endpoints of ``listener``'s listening sockets, logged as listening."""
+        found = [endpoint_of(listener, sock) for sock in sockets]
+        logger.info("listening on %s (%s)", ", ".join(str(e) for e in found), listener.kind)
+        return found
+
     def _remember_socket_file(self, path: str) -> None:
         with contextlib.suppress(OSError):
             self._socket_files[path] = os.stat(path).st_ino
@@ -304,122 +336,12 @@ class ServerBase:
                     os.unlink(path)
         self._socket_files.clear()
 
+    # -- how the subclass runs the driver -------------------------------------------
 
-# -- reading what the broker sends, for the log ---------------------------------
+    @abc.abstractmethod
+    def _pump_soon(self) -> None:
+        """Have ``self._driver.pump(now)`` called soon on the server's thread."""
 
-
-def _packets(data: bytes) -> Iterator[tuple[int, int, int]]:
-    """``(first byte, body start, body end)`` of each complete packet in ``data``.
-
-    Walks the fixed headers only (one step per packet); used to name the
-    CONNACK and the goodbye the broker sends, never on the hot path.
-    """
-    pos = 0
-    end = len(data)
-    while pos < end:
-        index = pos + 1
-        length = 0
-        shift = 0
-        while True:
-            if index >= end or shift > 21:
-                return
-            byte = data[index]
-            index += 1
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-        if index + length > end:
-            return
-        yield data[pos], index, index + length
-        pos = index + length
-
-
-def _first_packet(data: bytes) -> tuple[int, bytes] | None:
-    for first, start, stop in _packets(data):
-        return first, data[start:stop]
-    return None
-
-
-def last_packet(data: bytes) -> tuple[int, bytes] | None:
-    """``(first byte, body)`` of the last complete packet in ``data``."""
-    found = None
-    for packet in _packets(data):
-        found = packet
-    if found is None:
-        return None
-    first, start, stop = found
-    return first, data[start:stop]
-
-
-def _reason_name(code: int) -> str:
-    try:
-        return f"{ReasonCode(code).name} (0x{code:02X})"
-    except ValueError:
-        return f"reason code 0x{code:02X}"
-
-
-def _connack_refusal(body: bytes) -> str | None:
-    """None if a CONNACK body accepts the connection, else why it refuses."""
-    code = body[1] if len(body) >= 2 else 0
-    if code == 0:
-        return None
-    if code in _V3_CONNACK_CODES:
-        return f"{_V3_CONNACK_CODES[code]} (return code {code})"
-    return _reason_name(code)
-
-
-def _describe_goodbye(first: int, body: bytes) -> tuple[str, bool] | None:
-    """``(description, is_failure)`` of a CONNACK refusal or a DISCONNECT."""
-    kind = first & 0xF0
-    if kind == _CONNACK:
-        refusal = _connack_refusal(body)
-        return None if refusal is None else (f"CONNECT refused: {refusal}", True)
-    if kind == _DISCONNECT:
-        code = body[0] if body else 0
-        failure = code >= 0x80 and code != ReasonCode.SERVER_SHUTTING_DOWN
-        return f"broker sent DISCONNECT {_reason_name(code)}", failure
-    return None
-
-
-class PeerRecord(Protocol):
-    """What the log helpers read and write on a server's per-connection object."""
-
-    conn: int
-    peer: str
-    #: Whether the first CONNACK has gone out (logged once).
-    accepted: bool
-    close_reason: str | None
-    #: The last chunk written and the number of the flush that wrote it.
-    last_data: bytes
-    last_pump: int
-
-
-def note_first_output(peer: PeerRecord, data: bytes) -> None:
-    """Log the CONNACK, the first packet the broker sends (AUTH may precede it)."""
-    first = data[0]
-    if first & 0xF0 == _AUTH:
-        return
-    peer.accepted = True
-    if first & 0xF0 != _CONNACK:
-        return
-    packet = _first_packet(data)
-    refusal = _connack_refusal(packet[1]) if packet is not None else None
-    if refusal is None:
-        logger.info("connection %d from %s: CONNECT accepted", peer.conn, peer.peer)
-    else:
-        logger.warning("connection %d from %s: CONNECT refused: %s", peer.conn, peer.peer, refusal)
-
-
-def goodbye_reason(peer: PeerRecord, pump: int) -> str:
-    """Name what the broker said last before closing, and log failures."""
-    if peer.close_reason is not None:
-        return peer.close_reason
-    packet = last_packet(peer.last_data) if peer.last_pump == pump else None
-    described = _describe_goodbye(*packet) if packet is not None else None
-    if described is None:
-        return "closed by the broker"
-    text, failure = described
-    if failure:
-        logger.warning("connection %d from %s: %s", peer.conn, peer.peer, text)
-    return text
+    @abc.abstractmethod
+    def _wake_at(self, deadline: float | None) -> None:
+        """Have ``self._driver.pump(now)`` called at ``deadline`` (None: never)."""

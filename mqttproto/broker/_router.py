@@ -22,17 +22,27 @@ if none is).
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import TYPE_CHECKING
+from typing import Any, Generic, Protocol, TypeVar
 
-from .topics import SubscriptionTree
+from ..topics import SubscriptionTree
 
-if TYPE_CHECKING:
-    from ._session import Session
-
-__all__ = ["Route", "Router", "Sub", "Target"]
+__all__ = ["Route", "Router", "Sub", "Subscriber", "Target"]
 
 
-class Sub:
+class Subscriber(Protocol):
+    """What the router needs of a subscription's session."""
+
+    @property
+    def client_id(self) -> str: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+
+S = TypeVar("S", bound=Subscriber)
+
+
+class Sub(Generic[S]):
     """One subscription of a session (``group`` is the ShareName, or None)."""
 
     __slots__ = (
@@ -48,7 +58,7 @@ class Sub:
 
     def __init__(
         self,
-        session: Session,
+        session: S,
         topic_filter: str,
         qos: int,
         *,
@@ -74,7 +84,7 @@ class Sub:
         return client_id if self.group is None else (self.group, client_id)
 
 
-class Target:
+class Target(Generic[S]):
     """A client's aggregate of its matching plain subscriptions for one topic.
 
     ``local_*`` is the aggregate without the No Local subscriptions, used when
@@ -93,7 +103,7 @@ class Target:
         "sub_ids",
     )
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: S) -> None:
         self.session = session
         self.qos = 0
         self.rap = False
@@ -104,7 +114,7 @@ class Target:
         self.local_sub_ids: tuple[int, ...] = ()
 
     @classmethod
-    def of(cls, sub: Sub) -> Target:
+    def of(cls, sub: Sub[S]) -> Target[S]:
         """The target of a client with this one matching subscription."""
         target = cls.__new__(cls)
         target.session = sub.session
@@ -123,7 +133,7 @@ class Target:
             target.local_sub_ids = sub_ids
         return target
 
-    def add(self, sub: Sub) -> None:
+    def add(self, sub: Sub[S]) -> None:
         if sub.qos > self.qos:
             self.qos = sub.qos
         self.rap = self.rap or sub.retain_as_published
@@ -138,31 +148,36 @@ class Target:
                 self.local_sub_ids = (*self.local_sub_ids, sub.sub_id)
 
 
-class Route:
+class Route(Generic[S]):
     """What one topic reaches: plain targets, and shared groups to pick from."""
 
-    __slots__ = ("groups", "targets")
+    __slots__ = ("groups", "plan", "targets")
 
-    def __init__(self, targets: list[Target], groups: list[tuple[tuple[str, str], list[Sub]]]):
+    def __init__(
+        self, targets: list[Target[S]], groups: list[tuple[tuple[str, str], list[Sub[S]]]]
+    ) -> None:
         self.targets = targets
         self.groups = groups
+        #: What the router's user derives from the route and keeps with it
+        #: (the broker's fan-out plan); dropped with the route.
+        self.plan: Any = None
 
     def __bool__(self) -> bool:
         return bool(self.targets or self.groups)
 
 
 #: The route of a topic nobody subscribes to; shared, never modified.
-_NO_ROUTE = Route([], [])
+_NO_ROUTE: Route[Subscriber] = Route([], [])
 
 
-class Router:
+class Router(Generic[S]):
     """The subscription trie, a per-topic route cache and the shared-group cursors."""
 
     __slots__ = ("_cache", "_cache_size", "_cursors", "tree")
 
     def __init__(self, cache_size: int = 4096) -> None:
-        self.tree: SubscriptionTree[Sub] = SubscriptionTree()
-        self._cache: dict[str, Route] = {}
+        self.tree: SubscriptionTree[Sub[S]] = SubscriptionTree()
+        self._cache: dict[str, Route[S]] = {}
         self._cache_size = cache_size
         #: (ShareName, filter) -> how many messages the group has had.
         self._cursors: dict[tuple[str, str], int] = {}
@@ -170,37 +185,39 @@ class Router:
     def __len__(self) -> int:
         return len(self.tree)
 
-    def add(self, sub: Sub) -> bool:
+    def add(self, sub: Sub[S]) -> bool:
         """Store ``sub`` (replacing the session's one with the same filter)."""
         self._cache.clear()
         return self.tree.add(sub.topic_filter, sub.key, sub)
 
-    def remove(self, sub: Sub) -> bool:
+    def remove(self, sub: Sub[S]) -> bool:
         self._cache.clear()
         return self.tree.remove(sub.topic_filter, sub.key)
 
-    def route(self, topic: str) -> Route:
+    def route(self, topic: str) -> Route[S]:
         """The targets and shared groups of ``topic`` (cached)."""
         route = self._cache.get(topic)
         if route is not None:
             return route
         matches = self.tree.matches(topic)
+        found: Route[S]
         if len(matches) == 1 and matches[0][2].group is None:
             # The common case on a big broker: one subscriber for the topic.
-            route = Route([Target.of(matches[0][2])], [])
+            found = Route([Target.of(matches[0][2])], [])
         elif not matches:
-            route = _NO_ROUTE
+            found = _NO_ROUTE  # type: ignore[assignment]  # empty: any session type
         else:
-            route = self._build(matches)
+            found = self._build(matches)
+        route = found
         cache = self._cache
         if len(cache) >= self._cache_size:
             cache.clear()
-        cache[topic] = route
-        return route
+        cache[topic] = found
+        return found
 
-    def _build(self, matches: list[tuple[str, Hashable, Sub]]) -> Route:
-        targets: dict[str, Target] = {}
-        groups: dict[tuple[str, str], list[Sub]] = {}
+    def _build(self, matches: list[tuple[str, Hashable, Sub[S]]]) -> Route[S]:
+        targets: dict[str, Target[S]] = {}
+        groups: dict[tuple[str, str], list[Sub[S]]] = {}
         for _filter, _key, sub in matches:
             if sub.group is None:
                 client_id = sub.session.client_id
@@ -215,14 +232,14 @@ class Router:
             members.sort(key=lambda s: s.session.client_id)
         return Route(list(targets.values()), list(groups.items()))
 
-    def pick(self, group: tuple[str, str], members: list[Sub]) -> Sub:
+    def pick(self, group: tuple[str, str], members: list[Sub[S]]) -> Sub[S]:
         """The member of a shared group that gets the next message."""
         count = len(members)
         cursor = self._cursors.get(group, 0)
         chosen = members[cursor % count]
         for step in range(count):
             candidate = members[(cursor + step) % count]
-            if candidate.session.connection is not None:
+            if candidate.session.connected:
                 chosen = candidate
                 cursor += step
                 break

@@ -8,7 +8,7 @@ over one level; ``#`` takes a whole subtree.
 
 from __future__ import annotations
 
-from .store import RetainedMessage
+from ..store import RetainedMessage
 
 __all__ = ["RetainedStore"]
 

@@ -42,9 +42,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
-from .auth import AuthResult, DeferredAuthResult
-from .config import BrokerConfig
-from .errors import RemoteProtocolError
+from ..auth import AuthResult, DeferredAuthResult
+from ..config import BrokerConfig
+from ..errors import RemoteProtocolError
 
 __all__ = [
     "AuthenticatingConnection",
@@ -72,15 +72,6 @@ class AuthenticatingConnection(Protocol):
     finished: bool
     #: The job the connection waits for, if any.
     auth_job: AuthenticationJob | None
-
-    def _wait_for_authentication(self, job: AuthenticationJob | None, *, connect: bool) -> None:
-        """The answer comes later (from ``job``, or after a failure delay)."""
-
-    def _authenticated(self, result: Any, now: float) -> None:
-        """Act on the authenticator's answer."""
-
-    def _refuse_busy(self, now: float) -> None:
-        """Too many authentications are pending: refuse with 0x89."""
 
 
 class AuthenticationJob:
@@ -265,6 +256,15 @@ class Authentication:
 
         def _push_timer(self, when: float, kind: str, key: Any) -> None: ...
 
+        def _authenticated(self, conn: Any, result: Any, now: float) -> None:
+            """Act on the authenticator's answer for ``conn``."""
+
+        def _refuse_busy(self, conn: Any, now: float) -> None:
+            """Too many authentications are pending: refuse ``conn`` with 0x89."""
+
+        def _process(self, conn: Any, now: float) -> None:
+            """Act on what ``conn`` reports now that it was answered."""
+
     def _setup_authentication(self) -> None:
         config = self.config
         self.inline_authentication = True
@@ -336,6 +336,7 @@ class Authentication:
         self._dirty[connection.id] = None
         with contextlib.suppress(RemoteProtocolError):
             self._answered(connection, result, now)
+        self._process(connection, now)
 
     def failed_authentications(self) -> list[FailedAuthentication]:
         """The failures counted since the last call, for the log (the broker
@@ -345,7 +346,7 @@ class Authentication:
         self._auth_failures.clear()
         return reports
 
-    # -- for BrokerConnection ---------------------------------------------------------
+    # -- for the broker's connection handling ----------------------------------------
 
     def _authenticate(
         self, conn: AuthenticatingConnection, ask: Ask, now: float, *, connect: bool
@@ -363,7 +364,6 @@ class Authentication:
                     waiting = self._auth_waiting[key] = collections.deque()
                     self._push_timer(start, "auth", key)
                 waiting.append((conn, ask))
-                conn._wait_for_authentication(None, connect=True)
                 return
             delays.started(key, now)
         self._ask(conn, ask, now, connect=connect)
@@ -394,6 +394,7 @@ class Authentication:
         self._dirty[conn.id] = None
         with contextlib.suppress(RemoteProtocolError):
             self._ask(conn, ask, now, connect=True)
+        self._process(conn, now)
 
     # -- internals ----------------------------------------------------------------------
 
@@ -411,12 +412,12 @@ class Authentication:
                 if len(pending) >= limit:
                     # Refused before any work is done: a flood of CONNECTs
                     # costs no hashes.
-                    conn._refuse_busy(now)
+                    self._refuse_busy(conn, now)
                     return
                 job = AuthenticationJob(conn, result)
                 pending[conn.id] = job
                 self._auth_queue.append(job)
-                conn._wait_for_authentication(job, connect=connect)
+                conn.auth_job = job
                 return
         self._answered(conn, result, now)
 
@@ -424,4 +425,5 @@ class Authentication:
         delays = self._auth_delays
         if delays is not None and conn.address is not None and result.reason_code >= 0x80:
             self._auth_failures.append(delays.failed(delays.key(conn.address), now))
-        conn._authenticated(result, now)
+        conn.auth_job = None
+        self._authenticated(conn, result, now)

@@ -1,0 +1,557 @@
+"""Application-message flows of the server role: QoS 0/1/2 in both directions.
+
+A mixin of :class:`~mqttproto.server.ServerConnection`, as
+:mod:`._client_flows` is of the client: received PUBLISH (checked against
+what the server announced, reported, acknowledged by the application),
+PUBREL answered by the role, and PUBLISH sent to the client within its
+Receive Maximum, with the acks that come back. The part of this state
+that outlives a network connection is a :class:`~._server_session.ServerSession`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import attrs
+
+from ._codec_common import PLAIN_PUBLISH as _PLAIN_PUBLISH
+from ._qos import (
+    MAX_PACKET_ID,
+    OutboundMessage,
+    OutboundStage,
+)
+from ._server_session import ServerSession
+from ._state import ConnectionState
+from .codec import PreparedPublish, encode_ack, packet_id_bytes
+from .config import ServerConfig
+from .enums import PacketType, ProtocolVersion, QoS, ReasonCode
+from .errors import LocalProtocolError, ReceiveMaximumExceeded, RemoteProtocolError
+from .events import (
+    Event,
+    MessageReceived,
+    PublishAcknowledged,
+    PublishDiscarded,
+    message_received,
+    publish_acknowledged,
+)
+from .packets import (
+    Packet,
+    PubAckPacket,
+    PubCompPacket,
+    PublishPacket,
+    PubRecPacket,
+    PubRelPacket,
+)
+
+__all__ = ["ServerFlows"]
+
+_P = PacketType
+_C = ReasonCode
+_V5 = ProtocolVersion.MQTT_5_0
+_CONNECTED = ConnectionState.CONNECTED
+_CLOSED = ConnectionState.CLOSED
+_SUCCESS = ReasonCode.SUCCESS
+_PUBACK = PacketType.PUBACK
+_PUBREC = PacketType.PUBREC
+#: Every acknowledgement without a reason code or properties is the same in
+#: each version: the codec's 3.1.1 form.
+_V311 = ProtocolVersion.MQTT_3_1_1
+_QOS: dict[int, QoS] = {int(q): q for q in QoS}
+# MessageReceived built without a call frame (see events.message_received).
+_new_event = object.__new__
+_set_packet = MessageReceived.__dict__["packet"].__set__
+# OutboundMessage built without a class call (see publish_prepared).
+_new_outbound = object.__new__
+_PUBLISHED = OutboundStage.PUBLISHED
+
+
+class ServerFlows:
+    """The QoS flows half of :class:`~mqttproto.server.ServerConnection`."""
+
+    config: ServerConfig
+    _version: ProtocolVersion | None
+    _out: list[bytes]
+    bytes_to_send: int
+    _events: list[Event]
+    #: Set by accept(); the flows run only once connected.
+    _session: ServerSession
+    _peer_max_packet_size: int | None
+    _client_alias_maximum: int
+    _v5: bool
+    _max_out: int
+    _aliasing: bool
+    _plain_limit: int
+    _aliases_out: OrderedDict[str, int] | None
+    state: ConnectionState
+    _acks_fit: bool
+    _unacked: dict[int, QoS]
+    _topic_chars_ok: int
+    _plain_topic_chars: int
+
+    if TYPE_CHECKING:
+        # Provided by the engine (mqttproto._connection.Connection) and the role.
+        def _encode(self, packet: Packet) -> bytes: ...
+
+        def _resolve_alias(
+            self, packet: PublishPacket, maximum: int, *, keep: bool
+        ) -> PublishPacket: ...
+
+        def _write(self, data: bytes) -> None: ...
+
+        def _too_many_properties(self, properties: tuple[tuple[str, str], ...]) -> bool: ...
+
+        def _connected(self, what: str) -> None: ...
+
+        @property
+        def client_maximum_packet_size(self) -> int: ...
+
+    # -- received PUBLISH ---------------------------------------------------------
+
+    def _on_publish(self, packet: PublishPacket, now: float) -> MessageReceived | None:
+        # The hot path: a plain PUBLISH (QoS 0, no flags, no properties: the
+        # reader wrote only its topic and payload into the packet, see
+        # _codec_common.PLAIN_PUBLISH) whose topic is short enough to be within
+        # max_topic_length and max_topic_levels whatever it holds needs none
+        # of the checks below; its event is returned, not queued.
+        fields = packet.__dict__
+        if len(fields) == _PLAIN_PUBLISH and len(fields["topic"]) <= self._plain_topic_chars:
+            event = _new_event(MessageReceived)
+            _set_packet(event, packet)
+            return event
+        return self._on_publish_checked(packet)
+
+    def _on_publish_checked(self, packet: PublishPacket) -> MessageReceived | None:
+        config = self.config
+        if packet.topic_alias is not None:
+            packet = self._resolve_alias(packet, config.topic_alias_maximum, keep=False)
+        topic = packet.topic
+        # max_topic_length, counted in bytes only when the characters leave a doubt.
+        if len(topic) > self._topic_chars_ok:
+            limit = config.max_topic_length
+            if len(topic.encode()) > limit:
+                raise RemoteProtocolError(
+                    f"topic name longer than {limit} bytes", _C.TOPIC_NAME_INVALID
+                )
+        qos = packet.qos
+        if packet.user_properties and self._too_many_properties(packet.user_properties):
+            # Refused, not reported: 0x97 for QoS 1/2 (MQTT 5.0 section
+            # 3.4.2.1 / 3.5.2.1), QoS 0 dropped. The flow ends here, so a
+            # QoS 2 identifier is not held.
+            if qos:
+                assert packet.packet_id is not None
+                kind = _P.PUBACK if qos == 1 else _P.PUBREC
+                self._write(encode_ack(kind, packet.packet_id, _C.QUOTA_EXCEEDED, version=_V5))
+            return None
+        if qos > config.maximum_qos:
+            # [MQTT-3.2.2-12]: QoS above Maximum QoS is answered with 0x9B.
+            raise RemoteProtocolError(f"QoS {int(qos)} above Maximum QoS", _C.QOS_NOT_SUPPORTED)
+        if packet.retain and not config.retain_available:
+            # [MQTT-3.2.2-15]: retain when Retain Available is 0 gets 0x9A.
+            raise RemoteProtocolError(
+                "retained messages are not supported", _C.RETAIN_NOT_SUPPORTED
+            )
+        if packet.subscription_identifiers:
+            # [MQTT-3.3.4-6]: only a server puts Subscription Identifiers in PUBLISH.
+            raise RemoteProtocolError("a client PUBLISH carries a Subscription Identifier")
+        if topic.count("/") >= config.max_topic_levels:
+            raise RemoteProtocolError("topic has too many levels", _C.TOPIC_NAME_INVALID)
+        if qos:
+            packet_id = packet.packet_id
+            assert packet_id is not None
+            awaiting = self._session.inbound.awaiting_release
+            if qos == 2 and packet_id in awaiting:
+                # A retransmission: acknowledge again, deliver once [MQTT-4.3.3-10].
+                self._ack(_P.PUBREC, packet_id)
+                return None
+            unacked = self._unacked
+            if packet_id in unacked:
+                # Sent again before the application acknowledged it: once is enough.
+                return None
+            if self._version == _V5 and len(unacked) + len(awaiting) >= config.receive_maximum:
+                raise ReceiveMaximumExceeded(
+                    f"more than {config.receive_maximum} unacknowledged QoS 1/2 PUBLISH"
+                    " received [MQTT-3.3.4-9]"
+                )
+            unacked[packet_id] = _QOS[qos]
+        return message_received(packet)
+
+    def _on_pubrel(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, PubRelPacket)
+        if self._session.inbound.release(packet.packet_id):
+            self._ack(_P.PUBCOMP, packet.packet_id)
+        elif self._version == _V5:
+            # [MQTT-4.3.3-11]: answer PUBREL even for an unknown identifier.
+            self._write(
+                encode_ack(
+                    _P.PUBCOMP, packet.packet_id, _C.PACKET_IDENTIFIER_NOT_FOUND, version=_V5
+                )
+            )
+        else:
+            self._ack(_P.PUBCOMP, packet.packet_id)
+
+    def _ack(self, kind: PacketType, packet_id: int) -> None:
+        """A 4-byte PUBACK/PUBREC/PUBREL/PUBCOMP with success and no properties."""
+        if self._acks_fit:
+            self._write(encode_ack(kind, packet_id, version=_V311))
+
+    # -- acks of what we sent -----------------------------------------------------
+
+    def _on_puback(self, packet: Packet, now: float) -> PublishAcknowledged | None:
+        assert isinstance(packet, PubAckPacket)
+        packet_id = packet.packet_id
+        session = self._session
+        outbound = session.outbound
+        # The hot path of every QoS 1 delivery: OutboundFlow.on_puback,
+        # PacketIdAllocator.release and _finish_outbound inlined.
+        message = outbound.inflight.get(packet_id)
+        if message is None:
+            return None  # a late duplicate
+        if message.packet.qos != 1:
+            raise RemoteProtocolError(f"PUBACK for packet {packet_id}, a QoS 2 PUBLISH")
+        del outbound.inflight[packet_id]
+        session.packet_ids._used.discard(packet_id)
+        event = publish_acknowledged(
+            packet_id, packet.reason_code, packet.reason_string, packet.user_properties
+        )
+        if outbound.queue:
+            # What the window now lets out is reported after the ack.
+            self._events.append(event)
+            self._send_released(outbound.release_queued())
+            return None
+        return event
+
+    def _on_pubrec(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, PubRecPacket)
+        packet_id = packet.packet_id
+        message = self._session.outbound.on_pubrec(packet_id, packet.reason_code)
+        if message is None:
+            if self._version == _V5:
+                self._write(
+                    encode_ack(_P.PUBREL, packet_id, _C.PACKET_IDENTIFIER_NOT_FOUND, version=_V5)
+                )
+            else:
+                self._ack(_P.PUBREL, packet_id)
+            return
+        if packet.reason_code >= 0x80:
+            # A failed PUBREC ends the flow; no PUBREL [MQTT-4.3.3-4].
+            self._finish_outbound(
+                packet_id,
+                publish_acknowledged(
+                    packet_id, packet.reason_code, packet.reason_string, packet.user_properties
+                ),
+            )
+            return
+        self._ack(_P.PUBREL, packet_id)
+
+    def _on_pubcomp(self, packet: Packet, now: float) -> None:
+        assert isinstance(packet, PubCompPacket)
+        if self._session.outbound.on_pubcomp(packet.packet_id) is None:
+            return
+        self._finish_outbound(
+            packet.packet_id,
+            publish_acknowledged(
+                packet.packet_id, packet.reason_code, packet.reason_string, packet.user_properties
+            ),
+        )
+
+    def _finish_outbound(self, packet_id: int, event: Event) -> None:
+        session = self._session
+        session.packet_ids.release(packet_id)
+        self._events.append(event)
+        outbound = session.outbound
+        if outbound.queue:
+            self._send_released(outbound.release_queued())
+
+    # -- the application's answers --------------------------------------------------
+
+    def acknowledge(
+        self,
+        packet_id: int,
+        reason_code: ReasonCode = ReasonCode.SUCCESS,
+        *,
+        reason_string: str | None = None,
+        user_properties: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Acknowledge a QoS 1/2 message from :class:`~mqttproto.events.MessageReceived`:
+        PUBACK (QoS 1) or PUBREC (QoS 2), which the application sends when it
+        has taken the message (stored it, routed it). The client's PUBREL is
+        then answered with PUBCOMP by the role.
+
+        In MQTT 5 a failure ``reason_code`` refuses the message (a refused QoS
+        2 flow ends there); 3.1/3.1.1 acks carry no code, so the message is
+        acknowledged as it stands. After the connection closed this does
+        nothing: the client sends the message again on its next connection.
+
+        :raises LocalProtocolError: no received message with that identifier
+            waits for an acknowledgement, or a code PUBACK cannot carry.
+        """
+        # Enum members are read from module constants: each read through
+        # its class costs more than the rest of the common case.
+        if self.state is _CLOSED:
+            return
+        qos = self._unacked.get(packet_id)
+        if qos is None:
+            raise LocalProtocolError(
+                f"no received message with packet id {packet_id} awaits an ack"
+            )
+        v5 = self._version == _V5
+        code = 0 if reason_code is _SUCCESS or not v5 else int(reason_code)
+        if reason_string is None and not user_properties:
+            kind = _PUBACK if qos == 1 else _PUBREC
+            data = encode_ack(kind, packet_id, code, version=_V5 if v5 else _V311)
+        else:
+            cls = PubAckPacket if qos == 1 else PubRecPacket
+            ack = cls(
+                packet_id,
+                ReasonCode(code),
+                reason_string=reason_string if v5 else None,
+                user_properties=tuple(user_properties) if v5 else (),
+            )
+            data = self._encode(ack)
+        del self._unacked[packet_id]
+        if qos == 2 and code < 0x80:
+            # Until PUBREL, a resent PUBLISH with this id is not delivered
+            # again [MQTT-4.3.3-10]; that outlives the connection.
+            self._session.inbound.awaiting_release.add(packet_id)
+        if self._acks_fit or len(data) <= self.client_maximum_packet_size:
+            self._write(data)
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes | str = b"",
+        *,
+        qos: QoS | int = QoS.AT_MOST_ONCE,
+        retain: bool = False,
+        payload_format_indicator: int | None = None,
+        message_expiry_interval: int | None = None,
+        response_topic: str | None = None,
+        correlation_data: bytes | None = None,
+        user_properties: Iterable[tuple[str, str]] = (),
+        content_type: str | None = None,
+        subscription_identifiers: Iterable[int] = (),
+    ) -> int | None:
+        """Send an application message to the client; its packet id (None for QoS 0).
+
+        QoS 1/2 messages beyond the client's Receive Maximum (at most
+        ``max_inflight_messages``) wait in a queue of ``max_queued_messages``
+        and go out in order as acknowledgements come
+        (:class:`~mqttproto.events.PublishAcknowledged`). Topic aliases are
+        chosen by themselves within the client's Topic Alias Maximum
+        (``auto_topic_alias``). In MQTT 3.1/3.1.1 the MQTT 5 properties must
+        be left out.
+
+        :raises LocalProtocolError: not connected, the queue is full, the
+            message breaks a rule, or it is larger than the client's Maximum
+            Packet Size [MQTT-3.1.2-25].
+        """
+        qos_ = _QOS.get(qos)
+        if qos_ is None:
+            raise LocalProtocolError(f"QoS must be 0, 1 or 2, not {qos!r}")
+        self._connected("publish()")
+        if isinstance(payload, str):
+            payload = payload.encode()
+        session = self._session
+        outbound = session.outbound
+        send_now = not qos_ or outbound.has_room()
+        if qos_ and not send_now:
+            outbound.check_queue_room()
+        packet_id = session.packet_ids.peek() if qos_ else None
+        packet = PublishPacket(
+            topic,
+            payload,
+            qos_,
+            retain,
+            False,
+            packet_id,
+            payload_format_indicator=payload_format_indicator,
+            message_expiry_interval=message_expiry_interval,
+            response_topic=response_topic,
+            correlation_data=correlation_data,
+            user_properties=tuple(user_properties),
+            subscription_identifiers=tuple(subscription_identifiers),
+            content_type=content_type,
+        )
+        data = self._encode(packet)
+        if send_now:
+            self._send_publish(packet, data)
+        if packet_id is not None:
+            session.packet_ids.allocate()
+            if send_now:
+                outbound.start(packet)
+            else:
+                outbound.enqueue(packet)
+        return packet_id
+
+    def publish_prepared(self, prepared: PreparedPublish) -> int | None:
+        """Send a message encoded once for many clients (see
+        :class:`~mqttproto.codec.PreparedPublish`); its packet id (None for QoS 0).
+
+        As :meth:`publish`, without encoding: the prepared bytes are written
+        with a packet identifier of this connection's. The prepared version
+        must be this connection's (3.1 and 3.1.1 share theirs).
+
+        :raises LocalProtocolError: as :meth:`publish`.
+        """
+        if not prepared.qos and prepared.v5 is self._v5 and prepared.size <= self._plain_limit:
+            # The hot path of a fan-out: the shared bytes appended, no copy.
+            self._out.append(prepared.head)
+            self.bytes_to_send += prepared.size
+            return None
+        if (
+            self.state is not _CONNECTED
+            or prepared.v5 is not self._v5
+            or prepared.size > self._max_out
+        ):
+            self._refuse_prepared(prepared)
+        if self._aliasing:
+            return self._publish_aliased(prepared)
+        session = self._session
+        outbound = session.outbound
+        inflight = outbound.inflight
+        if outbound.queue or len(inflight) >= outbound.send_quota:
+            outbound.check_queue_room()
+            packet_id = session.packet_ids.allocate()
+            outbound.enqueue(attrs.evolve(prepared.packet, packet_id=packet_id))
+            return packet_id
+        # The hot path of a QoS 1/2 fan-out: PacketIdAllocator.allocate and
+        # OutboundFlow.start inlined, each call costing more than its work.
+        # The next identifier in turn, unless still in use [MQTT-2.2.1-3]
+        # (then the allocator searches, or raises when all are taken).
+        ids = session.packet_ids
+        used = ids._used
+        packet_id = ids._next
+        if packet_id in used:
+            packet_id = ids.allocate()
+        else:
+            used.add(packet_id)
+            ids._next = packet_id % MAX_PACKET_ID + 1
+        # Three pieces, joined once by data_to_send(): the payload in
+        # ``tail`` is shared by every receiver, not copied per receiver.
+        out = self._out
+        out.append(prepared.head)
+        out.append(packet_id_bytes(packet_id))
+        out.append(prepared.tail)
+        self.bytes_to_send += prepared.size
+        message = _new_outbound(OutboundMessage)
+        message.packet = prepared.packet
+        message.stage = _PUBLISHED
+        message.packet_id = packet_id
+        inflight[packet_id] = message
+        return packet_id
+
+    def _refuse_prepared(self, prepared: PreparedPublish) -> None:
+        """Raise why ``publish_prepared`` cannot send ``prepared``."""
+        self._connected("publish_prepared()")
+        if prepared.v5 is not self._v5:
+            raise LocalProtocolError(
+                f"prepared for {prepared.version!r}, not for this connection's {self._version!r}"
+            )
+        raise LocalProtocolError(
+            f"PUBLISH of {prepared.size} bytes exceeds the client's Maximum Packet Size"
+            " [MQTT-3.1.2-25]"
+        )
+
+    def _publish_aliased(self, prepared: PreparedPublish) -> int | None:
+        """``publish_prepared`` to a client that takes topic aliases: the
+        packet is encoded for it, with one."""
+        packet = prepared.packet
+        if not prepared.qos:
+            self._send_publish(packet, prepared.head)
+            return None
+        session = self._session
+        outbound = session.outbound
+        send_now = outbound.has_room()
+        if not send_now:
+            outbound.check_queue_room()
+        packet_id = session.packet_ids.allocate()
+        packet = attrs.evolve(packet, packet_id=packet_id)
+        if send_now:
+            self._send_publish(packet, self._encode(packet))
+            outbound.start(packet)
+        else:
+            outbound.enqueue(packet)
+        return packet_id
+
+    # -- sending PUBLISH ----------------------------------------------------------
+
+    def _send_publish(self, packet: PublishPacket, data: bytes) -> None:
+        """Write an encoded PUBLISH, with a topic alias when that helps."""
+        if self._aliasing:
+            data = self._aliased(packet, data)
+        self._write(data)
+
+    def _aliased(self, packet: PublishPacket, data: bytes) -> bytes:
+        """The wire form of ``packet`` using a topic alias, least recently
+        used out first, within the client's Topic Alias Maximum."""
+        aliases = self._aliases_out
+        if aliases is None:
+            aliases = self._aliases_out = OrderedDict()
+        topic = packet.topic
+        alias = aliases.get(topic)
+        if alias is not None:
+            aliases.move_to_end(topic)
+            # The topic is sent empty once its alias is known [MQTT-3.3.2-12].
+            return self._encode(attrs.evolve(packet, topic="", topic_alias=alias))
+        evicted = None
+        if len(aliases) >= self._client_alias_maximum:
+            evicted, alias = next(iter(aliases.items()))
+        else:
+            alias = len(aliases) + 1
+        try:
+            aliased = self._encode(attrs.evolve(packet, topic_alias=alias))
+        except LocalProtocolError:
+            return data  # three bytes too many for the client's limit: plain
+        if evicted is not None:
+            del aliases[evicted]
+        aliases[topic] = alias
+        return aliased
+
+    def _send_released(self, packets: Iterable[PublishPacket]) -> None:
+        """Send queued messages that just got room in the window."""
+        session = self._session
+        for packet in packets:
+            packet_id = packet.packet_id
+            assert packet_id is not None
+            try:
+                data = self._encode(packet)
+            except LocalProtocolError as exc:
+                # Too large for the client [MQTT-3.1.2-25]: dropped, reported.
+                del session.outbound.inflight[packet_id]
+                session.packet_ids.release(packet_id)
+                self._events.append(PublishDiscarded(packet_id, str(exc)))
+                continue
+            self._send_publish(packet, data)
+
+    def _resend_session(self) -> None:
+        """A resumed session: what was in flight goes again, in order, PUBLISH
+        with DUP and PUBREL past PUBREC [MQTT-4.4.0-1]."""
+        session = self._session
+        for packet in session.outbound.resend():
+            if isinstance(packet, PublishPacket):
+                if self._version != _V5:
+                    packet = attrs.evolve(
+                        packet,
+                        subscription_identifiers=(),
+                        payload_format_indicator=None,
+                        message_expiry_interval=None,
+                        response_topic=None,
+                        correlation_data=None,
+                        user_properties=(),
+                        content_type=None,
+                    )
+                try:
+                    # Topic aliases do not outlive a connection: sent in full.
+                    self._write(self._encode(packet))
+                except LocalProtocolError as exc:
+                    assert packet.packet_id is not None
+                    session.discard_inflight(packet.packet_id)
+                    self._events.append(PublishDiscarded(packet.packet_id, str(exc)))
+            else:
+                with contextlib.suppress(LocalProtocolError):
+                    self._write(self._encode(packet))
+        if session.outbound.queue:
+            self._send_released(session.outbound.release_queued())

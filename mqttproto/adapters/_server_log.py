@@ -1,0 +1,154 @@
+"""What the broker servers log of the packets the broker sends; no I/O.
+
+The core does not log. A server names what it sees: the CONNACK (accepted,
+or refused and why) and the goodbye of a connection the broker closes (its
+refused CONNACK, or its DISCONNECT's reason code). Both are read from the
+bytes the broker hands out, walking the fixed headers only, never on the
+hot path: :func:`note_first_output` once per connection, and
+:func:`goodbye_reason` once at its close.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Protocol
+
+from ..enums import ReasonCode
+
+__all__ = ["PeerRecord", "goodbye_reason", "last_packet", "note_first_output"]
+
+logger = logging.getLogger("mqttproto.broker")
+
+_CONNACK = 0x20
+_DISCONNECT = 0xE0
+_AUTH = 0xF0
+
+#: MQTT 3.1/3.1.1 CONNACK return codes (section 3.2.2.3).
+_V3_CONNACK_CODES = {
+    1: "unacceptable protocol version",
+    2: "identifier rejected",
+    3: "server unavailable",
+    4: "bad user name or password",
+    5: "not authorized",
+}
+
+
+def _packets(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """``(first byte, body start, body end)`` of each complete packet in ``data``.
+
+    Walks the fixed headers only (one step per packet); used to name the
+    CONNACK and the goodbye the broker sends, never on the hot path.
+    """
+    pos = 0
+    end = len(data)
+    while pos < end:
+        index = pos + 1
+        length = 0
+        shift = 0
+        while True:
+            if index >= end or shift > 21:
+                return
+            byte = data[index]
+            index += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        if index + length > end:
+            return
+        yield data[pos], index, index + length
+        pos = index + length
+
+
+def _first_packet(data: bytes) -> tuple[int, bytes] | None:
+    for first, start, stop in _packets(data):
+        return first, data[start:stop]
+    return None
+
+
+def last_packet(data: bytes) -> tuple[int, bytes] | None:
+    """``(first byte, body)`` of the last complete packet in ``data``."""
+    found = None
+    for packet in _packets(data):
+        found = packet
+    if found is None:
+        return None
+    first, start, stop = found
+    return first, data[start:stop]
+
+
+def _reason_name(code: int) -> str:
+    try:
+        return f"{ReasonCode(code).name} (0x{code:02X})"
+    except ValueError:
+        return f"reason code 0x{code:02X}"
+
+
+def _connack_refusal(body: bytes) -> str | None:
+    """None if a CONNACK body accepts the connection, else why it refuses."""
+    code = body[1] if len(body) >= 2 else 0
+    if code == 0:
+        return None
+    if code in _V3_CONNACK_CODES:
+        return f"{_V3_CONNACK_CODES[code]} (return code {code})"
+    return _reason_name(code)
+
+
+def _describe_goodbye(first: int, body: bytes) -> tuple[str, bool] | None:
+    """``(description, is_failure)`` of a CONNACK refusal or a DISCONNECT."""
+    kind = first & 0xF0
+    if kind == _CONNACK:
+        refusal = _connack_refusal(body)
+        return None if refusal is None else (f"CONNECT refused: {refusal}", True)
+    if kind == _DISCONNECT:
+        code = body[0] if body else 0
+        failure = code >= 0x80 and code != ReasonCode.SERVER_SHUTTING_DOWN
+        return f"broker sent DISCONNECT {_reason_name(code)}", failure
+    return None
+
+
+class PeerRecord(Protocol):
+    """What the log helpers read and write on a server's per-connection object."""
+
+    conn: int
+    peer: str
+    #: Whether the first CONNACK has gone out (logged once).
+    accepted: bool
+    close_reason: str | None
+    #: The last chunk written and the number of the flush that wrote it.
+    last_data: bytes
+    last_pump: int
+
+
+def note_first_output(peer: PeerRecord, data: bytes) -> None:
+    """Log the CONNACK, the first packet the broker sends (AUTH may precede it)."""
+    first = data[0]
+    if first & 0xF0 == _AUTH:
+        return
+    peer.accepted = True
+    if first & 0xF0 != _CONNACK:
+        return
+    packet = _first_packet(data)
+    refusal = _connack_refusal(packet[1]) if packet is not None else None
+    if refusal is None:
+        logger.info("connection %d from %s: CONNECT accepted", peer.conn, peer.peer)
+    else:
+        logger.warning("connection %d from %s: CONNECT refused: %s", peer.conn, peer.peer, refusal)
+
+
+def goodbye_reason(peer: PeerRecord, pump: int) -> str:
+    """Name what the broker said last before closing, and log failures."""
+    if peer.close_reason is not None:
+        return peer.close_reason
+    packet = last_packet(peer.last_data) if peer.last_pump == pump else None
+    if packet is None:
+        return "closed by the broker"
+    described = _describe_goodbye(*packet)
+    if described is None:
+        return "closed by the broker"
+    text, failure = described
+    # A refusing CONNACK was logged as it went out (note_first_output).
+    if failure and packet[0] & 0xF0 != _CONNACK:
+        logger.warning("connection %d from %s: %s", peer.conn, peer.peer, text)
+    return text

@@ -1,0 +1,193 @@
+"""What the broker keeps per client: :class:`Session` and :class:`Link`.
+
+A :class:`Session` is the state the protocol says outlives a network
+connection (MQTT 5.0 section 4.1): subscriptions, the QoS state of the flows
+(a :class:`~mqttproto.server.ServerSession`: messages in flight to the client
+and their packet identifiers, QoS 2 identifiers received and not yet
+released), messages queued for the client, and a will waiting for its delay.
+
+A :class:`Link` is one network connection as the broker sees it: the
+:class:`~mqttproto.server.ServerConnection` that speaks the protocol, and
+what the broker knows besides (the peer, the identity the transport
+established, the backlog an adapter reported, the session it serves).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from ..enums import QoS, RetainHandling
+from ..events import ConnectRequested
+from ..packets import Will
+from ..server import ServerConnection, ServerSession
+from ..store import StoredMessage, StoredSession, StoredSubscription
+from ._auth import AuthenticationJob
+from ._message import Message, Pending
+from ._router import Sub
+
+__all__ = ["Link", "Session"]
+
+_QOS = (QoS.AT_MOST_ONCE, QoS.AT_LEAST_ONCE, QoS.EXACTLY_ONCE)
+
+
+class Session:
+    """The state of one client identifier that outlives its connections."""
+
+    __slots__ = (
+        "client_id",
+        "expires_at",
+        "expiry_interval",
+        "flows",
+        "inflight_messages",
+        "link",
+        "pending",
+        "queued_bytes",
+        "subscriptions",
+        "username",
+        "will",
+        "will_due",
+    )
+
+    def __init__(self, client_id: str, *, max_queued: int) -> None:
+        self.client_id = client_id
+        #: The network connection serving the session, if the client is there.
+        self.link: Link | None = None
+        #: Seconds the session outlives its connection (0: not at all).
+        self.expiry_interval = 0
+        #: When an unconnected session expires (None: connected, or never).
+        self.expires_at: float | None = None
+        #: Full topic filter (``$share/...`` included) -> subscription.
+        self.subscriptions: dict[str, Sub[Session]] = {}
+        #: The QoS flows' state, handed to each connection that resumes it.
+        self.flows = ServerSession(max_queued=max_queued)
+        self.pending: deque[Pending] = deque()
+        #: Sizes of the messages in ``pending`` together (``max_queued_bytes``).
+        self.queued_bytes = 0
+        #: packet id -> the message of each QoS 1/2 flow in ``flows``, so
+        #: that the memory budget is given back when the flow ends.
+        self.inflight_messages: dict[int, Message] = {}
+        #: The identity that made the session and owns it (None: anonymous).
+        self.username: str | None = None
+        #: A will waiting for its delay after the connection ended.
+        self.will: Will | None = None
+        self.will_due: float | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.link is not None
+
+    @property
+    def persistent(self) -> bool:
+        return self.expiry_interval > 0
+
+    def snapshot(self) -> StoredSession:
+        """This session as a store record."""
+        subscriptions = tuple(
+            StoredSubscription(
+                full_filter,
+                _QOS[sub.qos],
+                sub.no_local,
+                sub.retain_as_published,
+                RetainHandling(sub.retain_handling),
+                sub.sub_id,
+            )
+            for full_filter, sub in self.subscriptions.items()
+        )
+        inflight = tuple(
+            StoredMessage(m.packet, packet_id=m.packet_id, released=m.released)
+            for m in self.flows.inflight
+        )
+        queued = tuple(
+            message.stored(qos, retain, sub_ids) for message, qos, retain, sub_ids in self.pending
+        )
+        return StoredSession(
+            self.client_id,
+            self.expiry_interval,
+            self.expires_at,
+            subscriptions,
+            inflight,
+            queued,
+            self.flows.awaiting_release,
+            self.will,
+            self.will_due,
+            self.username,
+        )
+
+
+class Link:
+    """One network connection as the broker sees it."""
+
+    __slots__ = (
+        "address",
+        "assigned_id",
+        "auth_info",
+        "auth_job",
+        "backlog",
+        "client_id",
+        "conn",
+        "connect",
+        "finished",
+        "id",
+        "identity",
+        "max_out",
+        "max_unsent",
+        "over_quota",
+        "peer",
+        "session",
+        "username",
+        "v5",
+        "will_on_close",
+    )
+
+    def __init__(
+        self,
+        link_id: int,
+        conn: ServerConnection,
+        *,
+        peer: str | None,
+        identity: str | None,
+        address: str | None,
+        max_unsent: int,
+    ) -> None:
+        self.id = link_id
+        self.conn = conn
+        self.peer = peer
+        #: The username the transport established (a client certificate's
+        #: CN), which overrides the CONNECT's; see Broker.open_connection.
+        self.identity = identity
+        #: Where the connection comes from, for the failure delay.
+        self.address = address
+        self.session: Session | None = None
+        self.client_id = ""
+        self.username: str | None = None
+        self.assigned_id: str | None = None
+        self.v5 = False
+        #: The CONNECT, once it came.
+        self.connect: ConnectRequested | None = None
+        self.auth_info: object = None
+        #: The deferred authentication this connection waits for.
+        self.auth_job: AuthenticationJob | None = None
+        #: Whether the broker handled the connection's end.
+        self.finished = False
+        #: Opened past ``max_connections``: its CONNECT is refused with 0x97.
+        self.over_quota = False
+        #: Whether the end of the connection publishes the will: not after a
+        #: normal DISCONNECT, nor when the server shuts down.
+        self.will_on_close = True
+        #: The client's Maximum Packet Size, once connected.
+        self.max_out = 1 << 30
+        #: The ``max_unsent_bytes`` high-water mark (0 while held back by
+        #: ``memory_limit``), and what the adapter last said it has taken
+        #: but not yet written.
+        self.max_unsent = max_unsent
+        self.backlog = 0
+
+    @property
+    def unsent(self) -> int:
+        """Output not yet written: not taken by the adapter, or in its backlog."""
+        return self.conn.bytes_to_send + self.backlog
+
+    @property
+    def held(self) -> bool:
+        """Whether deliveries to the client wait (above its high-water mark)."""
+        return self.conn.bytes_to_send + self.backlog >= self.max_unsent
