@@ -209,7 +209,8 @@ def prepare_publish(packet: PublishPacket, version: ProtocolVersion) -> Prepared
     qos = packet.qos
     # Plain slot writes, then sealed: a third of what __init__'s writes
     # through the descriptors cost.
-    prepared = _new(_Unsealed)
+    # Typed as what it becomes; a sibling with the same slots until sealed.
+    prepared: PreparedPublish = _new(_Unsealed)  # type: ignore[assignment]
     prepared.head = head
     prepared.tail = tail
     prepared.packet = packet
