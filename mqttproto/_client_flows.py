@@ -3,8 +3,9 @@
 A mixin of :class:`~mqttproto.client.ClientConnection`: sending PUBLISH (with
 outgoing topic aliases and the in-flight window), the acks it gets back, and
 received PUBLISH with their acks, deduplication and incoming topic aliases.
-The lifecycle (CONNECT/CONNACK, SUBSCRIBE, AUTH, DISCONNECT, timers) stays in
-``client.py``.
+CONNECT and the timers are in ``client.py``, the other commands in
+``_client_commands.py``, the other packets from the server in
+``_client_input.py``.
 """
 
 from __future__ import annotations

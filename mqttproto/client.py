@@ -6,15 +6,22 @@ One object lives as long as the client's session, across network
 connections: after a connection ends, :meth:`ClientConnection.connect` starts
 the next one, and with ``clean_start=False`` the QoS 1/2 state carries over
 and is resent [MQTT-4.4.0-1].
+
+The class is put together from mixins, one module each: this one keeps the
+state, ``connect``, ``publish``, the events and the timers;
+:mod:`._client_commands` the other commands; :mod:`._client_input` what the
+server sends besides the QoS flows, which are in :mod:`._client_flows`.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import ClassVar
 
+from ._client_commands import ClientCommands
 from ._client_flows import MessageFlows, ServerLimits
+from ._client_input import RECEIVABLE, ClientInput
 from ._connection import Connection
 from ._keepalive import ping_due, ping_response_deadline
 from ._qos import InboundFlow, OutboundFlow, PacketIdAllocator
@@ -24,34 +31,18 @@ from .config import MAX_PACKET_SIZE, ClientConfig
 from .enums import PacketType, ProtocolVersion, QoS, ReasonCode
 from .errors import ConnectRefusal, LocalProtocolError, RemoteProtocolError
 from .events import (
-    AuthChallenged,
-    ConnectionAccepted,
-    ConnectionRefused,
     Disconnected,
     Event,
     PublishDiscarded,
-    Reauthenticated,
-    SubscribeAcknowledged,
-    UnsubscribeAcknowledged,
 )
 from .packets import (
-    AuthPacket,
-    ConnAckPacket,
     ConnectPacket,
     DisconnectPacket,
     Packet,
     PingReqPacket,
-    PubAckPacket,
     PublishPacket,
-    PubRecPacket,
-    SubAckPacket,
-    SubscribePacket,
-    Subscription,
-    UnsubAckPacket,
-    UnsubscribePacket,
     Will,
 )
-from .topics import is_shared_filter
 
 __all__ = ["ClientConnection"]
 
@@ -62,31 +53,9 @@ _V5 = ProtocolVersion.MQTT_5_0
 _PINGREQ = encode_packet(PingReqPacket(), version=ProtocolVersion.MQTT_3_1_1)
 _QOS: dict[int, QoS] = {int(q): q for q in QoS}
 
-#: What a client may receive in each state. The server sends CONNACK before
-#: anything but AUTH [MQTT-3.2.0-1]; it never sends CONNECT, PUBLISH before
-#: CONNACK, SUBSCRIBE, UNSUBSCRIBE or PINGREQ.
-_RECEIVABLE: dict[ConnectionState, frozenset[PacketType]] = {
-    _S.IDLE: frozenset(),
-    _S.CONNECTING: frozenset({_P.CONNACK, _P.AUTH}),
-    _S.CONNECTED: frozenset(
-        {
-            _P.PUBLISH,
-            _P.PUBACK,
-            _P.PUBREC,
-            _P.PUBREL,
-            _P.PUBCOMP,
-            _P.SUBACK,
-            _P.UNSUBACK,
-            _P.PINGRESP,
-            _P.DISCONNECT,
-            _P.AUTH,
-        }
-    ),
-    _S.CLOSED: frozenset(),
-}
 
 
-class ClientConnection(MessageFlows, Connection):
+class ClientConnection(ClientCommands, ClientInput, MessageFlows, Connection):
     """The client side of an MQTT connection, without I/O.
 
     :param version: the protocol version to speak (3.1, 3.1.1 or 5.0).
@@ -103,7 +72,7 @@ class ClientConnection(MessageFlows, Connection):
             # and call handle_timer(now()) when get_timer() is reached
     """
 
-    RECEIVABLE = _RECEIVABLE
+    RECEIVABLE = RECEIVABLE
     HANDLERS: ClassVar[dict[PacketType, str]] = {
         _P.CONNACK: "_on_connack",
         _P.PUBLISH: "_on_publish",
@@ -383,171 +352,6 @@ class ClientConnection(MessageFlows, Connection):
                 outbound.enqueue(packet)
         return packet_id
 
-    def subscribe(
-        self,
-        subscriptions: Sequence[Subscription | str] | Subscription | str,
-        *,
-        subscription_identifier: int | None = None,
-        user_properties: Iterable[tuple[str, str]] = (),
-    ) -> int:
-        """Subscribe; a filter string means a QoS 0 subscription. Returns the packet id.
-
-        :raises LocalProtocolError: not connected, an invalid filter, or a
-            feature the server said it lacks (wildcards, shared
-            subscriptions, subscription identifiers).
-        """
-        if self.state is not _S.CONNECTED:
-            raise LocalProtocolError(f"subscribe() while {self.state.value}")
-        if isinstance(subscriptions, (str, Subscription)):
-            subscriptions = [subscriptions]
-        subs = tuple(Subscription(s) if isinstance(s, str) else s for s in subscriptions)
-        limits = self._limits
-        for sub in subs:
-            topic_filter = sub.topic_filter
-            if not isinstance(topic_filter, str):
-                raise LocalProtocolError("a topic filter must be a str")
-            if is_shared_filter(topic_filter):
-                if not limits.shared_subscription_available:
-                    raise LocalProtocolError("the server does not support shared subscriptions")
-            elif not limits.wildcard_subscription_available and (
-                "+" in topic_filter or "#" in topic_filter
-            ):
-                raise LocalProtocolError("the server does not support wildcard subscriptions")
-        if subscription_identifier is not None and not limits.subscription_identifiers_available:
-            raise LocalProtocolError("the server does not support subscription identifiers")
-        self._check_output_room()
-        packet_id = self._packet_ids.peek()
-        packet = SubscribePacket(
-            packet_id,
-            subs,
-            subscription_identifier=subscription_identifier,
-            user_properties=user_properties,
-        )
-        self._out.append(self._encode(packet))
-        self._packet_ids.allocate()
-        self._pending_subscribes[packet_id] = len(subs)
-        return packet_id
-
-    def unsubscribe(
-        self,
-        filters: Sequence[str] | str,
-        *,
-        user_properties: Iterable[tuple[str, str]] = (),
-    ) -> int:
-        """Unsubscribe from one or more filters; return the packet id."""
-        if self.state is not _S.CONNECTED:
-            raise LocalProtocolError(f"unsubscribe() while {self.state.value}")
-        if isinstance(filters, str):
-            filters = [filters]
-        self._check_output_room()
-        packet_id = self._packet_ids.peek()
-        packet = UnsubscribePacket(packet_id, tuple(filters), user_properties=user_properties)
-        self._out.append(self._encode(packet))
-        self._packet_ids.allocate()
-        self._pending_unsubscribes[packet_id] = len(packet.topic_filters)
-        return packet_id
-
-    def acknowledge(
-        self,
-        packet_id: int,
-        reason_code: ReasonCode = ReasonCode.SUCCESS,
-        *,
-        reason_string: str | None = None,
-        user_properties: Iterable[tuple[str, str]] = (),
-    ) -> None:
-        """Acknowledge a received QoS 1/2 message (manual acknowledgement).
-
-        Sends PUBACK (QoS 1) or PUBREC (QoS 2). In MQTT 5 a failure
-        ``reason_code`` refuses the message; a refused QoS 2 flow ends there.
-        When the connection is down, the acknowledgement is recorded: a QoS 2
-        message is then answered when the server resends it.
-        """
-        qos = self._inbound.unacked.get(packet_id)
-        if qos is None:
-            raise LocalProtocolError(
-                f"no received message with packet id {packet_id} awaits an ack"
-            )
-        cls = PubAckPacket if qos == QoS.AT_LEAST_ONCE else PubRecPacket
-        ack = cls(
-            packet_id, reason_code, reason_string=reason_string, user_properties=user_properties
-        )
-        data = self._encode(ack)
-        self._inbound.acknowledge(packet_id, reason_code)
-        if self.state is _S.CONNECTED:
-            self._out.append(data)
-
-    def disconnect(
-        self,
-        reason_code: ReasonCode = ReasonCode.NORMAL_DISCONNECTION,
-        *,
-        session_expiry_interval: int | None = None,
-        reason_string: str | None = None,
-        user_properties: Iterable[tuple[str, str]] = (),
-    ) -> None:
-        """End the connection with DISCONNECT; flush ``data_to_send`` and close.
-
-        ``reason_code`` 0x04 asks the server to publish the will anyway
-        (MQTT 5). The session, if it persists, is kept for the next
-        :meth:`connect`.
-        """
-        if self.state not in (_S.CONNECTING, _S.CONNECTED):
-            raise LocalProtocolError(f"disconnect() while {self.state.value}")
-        assert self._connect is not None
-        if session_expiry_interval and not self._connect.session_expiry_interval:
-            raise LocalProtocolError(
-                "a session expiry interval set to 0 in CONNECT cannot be raised in DISCONNECT"
-                " [MQTT-3.14.2-2]"
-            )
-        packet = DisconnectPacket(
-            reason_code,
-            session_expiry_interval=session_expiry_interval,
-            reason_string=reason_string,
-            user_properties=user_properties,
-        )
-        self._out.append(self._encode(packet))
-        self._move(Input.SEND_DISCONNECT)
-        if session_expiry_interval is not None:
-            self._session_may_persist = session_expiry_interval > 0
-        self._end_connection()
-        self._events.append(Disconnected(packet.reason_code, reason_string=reason_string))
-
-    def auth(
-        self,
-        authentication_data: bytes | None = None,
-        *,
-        reason_string: str | None = None,
-        user_properties: Iterable[tuple[str, str]] = (),
-    ) -> None:
-        """Send AUTH (MQTT 5 enhanced authentication [MQTT-4.12]).
-
-        Answers the server's challenge (:class:`~mqttproto.events.AuthChallenged`)
-        with reason 0x18; while connected and not challenged, starts a
-        re-authentication with reason 0x19, using the CONNECT's method.
-        """
-        if self._version != _V5:
-            raise LocalProtocolError("AUTH exists in MQTT 5 only")
-        method = self._connect.authentication_method if self._connect else None
-        if method is None:
-            raise LocalProtocolError("auth() needs an authentication_method given to connect()")
-        if self._auth_challenged:
-            code = ReasonCode.CONTINUE_AUTHENTICATION
-        elif self.state is _S.CONNECTED:
-            code = ReasonCode.RE_AUTHENTICATE
-        else:
-            raise LocalProtocolError(f"auth() while {self.state.value} and not challenged")
-        packet = AuthPacket(
-            code,
-            authentication_method=method,
-            authentication_data=authentication_data,
-            reason_string=reason_string,
-            user_properties=user_properties,
-        )
-        self._out.append(self._encode(packet))
-        self._move(Input.SEND_AUTH)
-        self._auth_challenged = False
-        if self.state is _S.CONNECTED:
-            self._reauthenticating = True
-
     def _check_output_room(self) -> None:
         if len(self._out) >= self.config.max_unsent_packets:
             raise LocalProtocolError(
@@ -671,199 +475,3 @@ class ClientConnection(MessageFlows, Connection):
         if self._version == _V5 and self.state in (_S.CONNECTING, _S.CONNECTED):
             return DisconnectPacket(exc.reason_code, reason_string=str(exc)[:200])
         return None
-
-    # -- packet handlers ------------------------------------------------------
-
-    def _on_connack(self, packet: Packet, now: float) -> None:
-        assert isinstance(packet, ConnAckPacket)
-        if packet.reason_code >= 0x80:
-            self._move(Input.RECV_CONNACK_REFUSED)
-            self._end_connection()
-            self._events.append(
-                ConnectionRefused(
-                    packet.reason_code,
-                    reason_string=packet.reason_string,
-                    server_reference=packet.server_reference,
-                    user_properties=packet.user_properties,
-                )
-            )
-            return
-        connect = self._connect
-        assert connect is not None
-        has_state = bool(len(self._outbound) or self._inbound.in_use())
-        if packet.session_present and connect.clean_start:
-            # [MQTT-3.2.2-4] (5.0): a client without session state closes.
-            raise RemoteProtocolError("session present in answer to a clean start")
-        if self._auth_challenged or (
-            packet.authentication_method is not None
-            and packet.authentication_method != connect.authentication_method
-        ):
-            raise RemoteProtocolError("CONNACK does not match the authentication exchange")
-        self._move(Input.RECV_CONNACK)
-        limits = self._limits = ServerLimits(
-            receive_maximum=packet.receive_maximum or 65535,
-            maximum_qos=QoS.EXACTLY_ONCE if packet.maximum_qos is None else packet.maximum_qos,
-            retain_available=packet.retain_available is not False,
-            maximum_packet_size=packet.maximum_packet_size,
-            topic_alias_maximum=packet.topic_alias_maximum or 0,
-            wildcard_subscription_available=packet.wildcard_subscription_available is not False,
-            subscription_identifiers_available=packet.subscription_identifiers_available
-            is not False,
-            shared_subscription_available=packet.shared_subscription_available is not False,
-        )
-        self._peer_max_packet_size = limits.maximum_packet_size
-        self._acks_fit = limits.maximum_packet_size is None or limits.maximum_packet_size >= 4
-        if packet.server_keep_alive is not None:
-            self._keep_alive = packet.server_keep_alive
-        if packet.assigned_client_identifier is not None:
-            self.client_id = packet.assigned_client_identifier
-        expiry = (
-            packet.session_expiry_interval
-            if packet.session_expiry_interval is not None
-            else connect.session_expiry_interval
-        )
-        self._session_may_persist = (
-            bool(expiry) if self._version == _V5 else not connect.clean_start
-        )
-        self._has_connected = True
-        self._events.append(
-            ConnectionAccepted(
-                packet.session_present,
-                assigned_client_identifier=packet.assigned_client_identifier,
-                keep_alive=self._keep_alive,
-                receive_maximum=limits.receive_maximum,
-                maximum_qos=limits.maximum_qos,
-                retain_available=limits.retain_available,
-                maximum_packet_size=limits.maximum_packet_size,
-                topic_alias_maximum=limits.topic_alias_maximum,
-                wildcard_subscription_available=limits.wildcard_subscription_available,
-                subscription_identifiers_available=limits.subscription_identifiers_available,
-                shared_subscription_available=limits.shared_subscription_available,
-                session_expiry_interval=packet.session_expiry_interval,
-                response_information=packet.response_information,
-                server_reference=packet.server_reference,
-                reason_string=packet.reason_string,
-                user_properties=packet.user_properties,
-                authentication_method=packet.authentication_method,
-                authentication_data=packet.authentication_data,
-            )
-        )
-        outbound = self._outbound
-        outbound.send_quota = limits.receive_maximum
-        # MQTT 3.1 has no session present flag: a 3.1 server resumes a
-        # session that was not clean, so the client resends.
-        resumed = packet.session_present or self._version == ProtocolVersion.MQTT_3_1
-        if has_state and not resumed and not connect.clean_start:
-            # The server has no session: ours must go too, messages still
-            # queued included: they are part of the session state [MQTT-3.2.2-5].
-            for packet_id in self._discard_session():
-                self._events.append(
-                    PublishDiscarded(packet_id, "the server did not resume the session")
-                )
-            return
-        for resend in outbound.resend():
-            # Resent in full: topic aliases do not outlive a connection.
-            try:
-                self._out.append(self._encode(resend))
-            except LocalProtocolError as exc:
-                # Too big for the server's new Maximum Packet Size.
-                assert resend.packet_id is not None
-                del outbound.inflight[resend.packet_id]
-                self._packet_ids.release(resend.packet_id)
-                self._events.append(PublishDiscarded(resend.packet_id, str(exc)))
-        self._drop_queued_over_limits()
-        if outbound.queue:
-            self._send_released(outbound.release_queued())
-
-    def _on_suback(self, packet: Packet, now: float) -> None:
-        assert isinstance(packet, SubAckPacket)
-        count = self._pending_subscribes.pop(packet.packet_id, None)
-        if count is None:
-            raise RemoteProtocolError(
-                f"SUBACK for packet {packet.packet_id}, which is not a pending SUBSCRIBE"
-            )
-        self._packet_ids.release(packet.packet_id)
-        if len(packet.reason_codes) != count:
-            # [MQTT-3.8.4-6]: one return code per topic filter.
-            raise RemoteProtocolError(
-                f"SUBACK carries {len(packet.reason_codes)} codes for {count} filters [MQTT-3.9.3-1]"
-            )
-        self._events.append(
-            SubscribeAcknowledged(
-                packet.packet_id, packet.reason_codes, packet.reason_string, packet.user_properties
-            )
-        )
-
-    def _on_unsuback(self, packet: Packet, now: float) -> None:
-        assert isinstance(packet, UnsubAckPacket)
-        count = self._pending_unsubscribes.pop(packet.packet_id, None)
-        if count is None:
-            raise RemoteProtocolError(
-                f"UNSUBACK for packet {packet.packet_id}, which is not a pending UNSUBSCRIBE"
-            )
-        self._packet_ids.release(packet.packet_id)
-        if self._version == _V5 and len(packet.reason_codes) != count:
-            raise RemoteProtocolError(
-                f"UNSUBACK carries {len(packet.reason_codes)} codes for {count} filters [MQTT-3.11.3-1]"
-            )
-        self._events.append(
-            UnsubscribeAcknowledged(
-                packet.packet_id, packet.reason_codes, packet.reason_string, packet.user_properties
-            )
-        )
-
-    def _on_pingresp(self, packet: Packet, now: float) -> None:
-        self._ping_sent_at = None
-
-    def _on_disconnect(self, packet: Packet, now: float) -> None:
-        assert isinstance(packet, DisconnectPacket)
-        if self._version != _V5:
-            raise RemoteProtocolError("a 3.1/3.1.1 server never sends DISCONNECT")
-        self._move(Input.RECV_DISCONNECT)
-        self._end_connection()
-        self._events.append(
-            Disconnected(
-                packet.reason_code,
-                by_server=True,
-                server_reference=packet.server_reference,
-                reason_string=packet.reason_string,
-                session_expiry_interval=packet.session_expiry_interval,
-                user_properties=packet.user_properties,
-            )
-        )
-
-    def _on_auth(self, packet: Packet, now: float) -> None:
-        assert isinstance(packet, AuthPacket)
-        connect = self._connect
-        assert connect is not None
-        if connect.authentication_method is None:
-            # [MQTT-4.12.0-6]: no method in CONNECT, no AUTH from the server.
-            raise RemoteProtocolError("AUTH from a server when no authentication method was used")
-        if packet.authentication_method != connect.authentication_method:
-            raise RemoteProtocolError("AUTH with a different authentication method [MQTT-4.12.0-5]")
-        code = packet.reason_code
-        if code == ReasonCode.CONTINUE_AUTHENTICATION:
-            self._move(Input.RECV_AUTH)
-            self._auth_challenged = True
-            self._events.append(
-                AuthChallenged(
-                    packet.authentication_method,
-                    packet.authentication_data,
-                    code,
-                    packet.reason_string,
-                    packet.user_properties,
-                )
-            )
-        elif code == ReasonCode.SUCCESS and self.state is _S.CONNECTED and self._reauthenticating:
-            self._move(Input.RECV_AUTH)
-            self._reauthenticating = False
-            self._events.append(
-                Reauthenticated(
-                    packet.authentication_method,
-                    packet.authentication_data,
-                    packet.reason_string,
-                    packet.user_properties,
-                )
-            )
-        else:
-            raise RemoteProtocolError(f"unexpected AUTH with reason {code.name}")
