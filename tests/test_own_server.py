@@ -11,6 +11,8 @@ malformed input.
 from __future__ import annotations
 
 import queue
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -193,3 +195,21 @@ def test_malformed_input_closes_only_that_client(server: ExampleServer, version:
     assert bystander.receive().payload == b"yes"
     other.disconnect()
     bystander.disconnect()
+
+
+def test_a_reset_connection_ends_like_an_eof(server: ExampleServer) -> None:
+    """A client that resets its connection (SO_LINGER 0) mid-session is gone
+    like one that closed: no traceback, the others still served."""
+    subscriber = Paho(server.port, "stays", v5=True).connect()
+    subscriber.subscribe("reset/#", 1)
+    for _ in range(3):
+        client = RawClient(server.port, V5)
+        assert isinstance(client.connect("resets"), ConnAckPacket)
+        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.sock.sendall(b"\x30")  # half a packet, then the reset
+        client.sock.close()
+    publisher = Paho(server.port, "after", v5=False).connect()
+    publisher.publish("reset/done", b"yes", qos=1)
+    assert subscriber.receive().payload == b"yes"
+    publisher.disconnect()
+    subscriber.disconnect()

@@ -76,7 +76,10 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, log)
             data = await asyncio.wait_for(reader.read(65536), wait)
         except TimeoutError:
             conn.handle_timer(time.monotonic())  # keep-alive or connect timeout
-        else:
+            data = None
+        except ConnectionError:
+            data = b""  # a reset ends the stream as an EOF does
+        if data is not None:
             with contextlib.suppress(RemoteProtocolError):  # its goodbye is queued
                 if data:
                     conn.receive_data(data, time.monotonic())
@@ -84,8 +87,12 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, log)
                     conn.receive_eof(time.monotonic())
         for event in conn.events():  # a protocol error ends with Disconnected
             answer(conn, writer, log, event)
-        writer.write(conn.data_to_send(time.monotonic()))
-        await writer.drain()
+        try:
+            writer.write(conn.data_to_send(time.monotonic()))
+            await writer.drain()
+        except ConnectionError:  # the client is gone
+            if not conn.closed:
+                conn.receive_eof(time.monotonic())
     clients.pop(conn, None)
     writer.close()
 
