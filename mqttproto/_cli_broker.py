@@ -3,9 +3,10 @@
 Listeners: TCP on ``--host``/``--port``; TLS (``--certfile``/``--keyfile``,
 client certificates with ``--cafile``/``--require-certificate``, the
 certificate's CN as the username with ``--use-identity-as-username``) on
-``--tls-port`` or, without it, on ``--port``; WebSocket on ``--ws-port``; a
-Unix socket at ``--unix``. ``--config FILE`` (TOML) can say everything the
-flags can; a flag given on the command line wins over the file.
+``--tls-port`` or, without it, on ``--port``; WebSocket on ``--ws-port`` and
+WebSocket over TLS on ``--wss-port`` (any request path, or only
+``--ws-path``); a Unix socket at ``--unix``. ``--config FILE`` (TOML) can say
+everything the flags can; a flag given on the command line wins over the file.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ._cli_common import Subparsers, logging_to_stderr, positive_float, positive_int
-from ._cli_config import add_config_arguments, config_checks, config_from
+from ._cli_config import TOML_ALIASES, add_config_arguments, config_checks, config_from
 from .auth import (
     AclAuthorizer,
     Authenticator,
@@ -87,6 +88,8 @@ SETTINGS: dict[str, tuple[Callable[[object], Any], Any, bool]] = {
     "tls_handshake_timeout": (_float, None, False),
     "max_tls_handshakes": (_int, None, False),
     "ws_port": (_int, None, False),
+    "wss_port": (_int, None, False),
+    "ws_path": (_str, None, False),
     "unix": (_path, None, True),
     "auth_workers": (_int, None, False),
 }
@@ -120,6 +123,7 @@ def _load_config(path: str) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     for key, value in document.items():
         name = key.replace("-", "_")
+        name = TOML_ALIASES.get(name, name)
         if name not in SETTINGS:
             raise ConfigError(f"{path}: unknown setting {key!r}")
         check, _, is_file = SETTINGS[name]
@@ -176,7 +180,7 @@ def broker_auth(settings: argparse.Namespace) -> tuple[Authenticator | None, Aut
 def _check_tls_settings(settings: argparse.Namespace) -> None:
     """:raises ConfigError: TLS options that make no sense together."""
     if settings.certfile is None:
-        for name in ("keyfile", "cafile", "tls_port"):
+        for name in ("keyfile", "cafile", "tls_port", "wss_port"):
             if getattr(settings, name) is not None:
                 raise ConfigError(f"--{name.replace('_', '-')} needs --certfile")
         for name in ("require_certificate", "use_identity_as_username"):
@@ -190,6 +194,12 @@ def _check_tls_settings(settings: argparse.Namespace) -> None:
         value = getattr(settings, name)
         if value is not None and value <= 0:
             raise ConfigError(f"{name} must be positive, not {value}")
+    path = settings.ws_path
+    if path is not None:
+        if settings.ws_port is None and settings.wss_port is None:
+            raise ConfigError("--ws-path needs --ws-port or --wss-port")
+        if not path.startswith("/") or any(c in path for c in "?# ") or not path.isprintable():
+            raise ConfigError(f"ws_path must be a path such as /mqtt, not {path!r}")
 
 
 def _listeners(settings: argparse.Namespace, context: ssl.SSLContext | None) -> list[Any]:
@@ -212,8 +222,24 @@ def _listeners(settings: argparse.Namespace, context: ssl.SSLContext | None) -> 
                 host=host, port=settings.tls_port, ssl=context, use_identity_as_username=identity
             )
         )
+    # Any request path unless --ws-path names one (as mosquitto, which
+    # ignores the path).
+    ws_path = settings.ws_path
     if settings.ws_port is not None:
-        listeners.append(Listener(transport="websocket", host=host, port=settings.ws_port))
+        listeners.append(
+            Listener(transport="websocket", host=host, port=settings.ws_port, websocket_path=ws_path)
+        )
+    if settings.wss_port is not None:
+        listeners.append(
+            Listener(
+                transport="websocket",
+                host=host,
+                port=settings.wss_port,
+                ssl=context,
+                use_identity_as_username=identity,
+                websocket_path=ws_path,
+            )
+        )
     if settings.unix is not None:
         listeners.append(Listener(transport="unix", path=settings.unix))
     return listeners
@@ -384,9 +410,18 @@ def add_broker_parser(subparsers: Subparsers) -> None:
         help="TLS handshakes under way at once; a connection past it is closed before its "
         "handshake (1024)",
     )
+    tls.add_argument(
+        "--wss-port",
+        type=_port,
+        help="MQTT over WebSocket over TLS on this port, with the certificate of --certfile",
+    )
     other = parser.add_argument_group("other listeners")
+    other.add_argument("--ws-port", type=_port, help="MQTT over WebSocket on this port")
     other.add_argument(
-        "--ws-port", type=_port, help="MQTT over WebSocket on this port (path /mqtt)"
+        "--ws-path",
+        metavar="PATH",
+        help="the HTTP path WebSocket clients must ask for (default: any path); "
+        "others get HTTP 404",
     )
     other.add_argument("--unix", metavar="PATH", help="a Unix socket listener at PATH")
     add_config_arguments(parser)
