@@ -1,4 +1,5 @@
-"""``mqttproto broker``: serve a :class:`~mqttproto.broker.Broker` until SIGINT or SIGTERM.
+"""``mqttproto broker``: serve a :class:`~mqttproto.broker.Broker` until SIGINT or
+SIGTERM; SIGHUP reloads the password, ACL and certificate files (:mod:`._cli_reload`).
 
 Listeners: TCP on ``--host``/``--port``; TLS (``--certfile``/``--keyfile``,
 client certificates with ``--cafile``/``--require-certificate``, the
@@ -13,17 +14,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import ssl
 import sys
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ._cli_common import Subparsers, logging_to_stderr, positive_float, positive_int
 from ._cli_config import TOML_ALIASES, add_config_arguments, config_checks, config_from
+from ._cli_reload import RELOAD_LOGGER, Reloader
 from .auth import (
     AclAuthorizer,
     Authenticator,
@@ -227,7 +230,9 @@ def _listeners(settings: argparse.Namespace, context: ssl.SSLContext | None) -> 
     ws_path = settings.ws_path
     if settings.ws_port is not None:
         listeners.append(
-            Listener(transport="websocket", host=host, port=settings.ws_port, websocket_path=ws_path)
+            Listener(
+                transport="websocket", host=host, port=settings.ws_port, websocket_path=ws_path
+            )
         )
     if settings.wss_port is not None:
         listeners.append(
@@ -245,15 +250,26 @@ def _listeners(settings: argparse.Namespace, context: ssl.SSLContext | None) -> 
     return listeners
 
 
-async def _serve_until_signalled(**server_args: Any) -> int:
-    """Serve until SIGINT or SIGTERM, then shut down cleanly; the exit status."""
+#: The reload signal, where there is one (not on Windows).
+_SIGHUP: signal.Signals | None = getattr(signal, "SIGHUP", None)
+
+
+async def _serve_until_signalled(reloader: Reloader | None = None, **server_args: Any) -> int:
+    """Serve until SIGINT or SIGTERM, then shut down cleanly; the exit status.
+
+    SIGHUP, with a ``reloader``, reloads the files (:mod:`._cli_reload`) and
+    serves on.
+    """
     from .adapters.asyncio import BrokerServer
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    signals = (signal.SIGINT, signal.SIGTERM)
+    signals: list[signal.Signals] = [signal.SIGINT, signal.SIGTERM]
     for signum in signals:
         loop.add_signal_handler(signum, stop.set)
+    if reloader is not None and _SIGHUP is not None:
+        loop.add_signal_handler(_SIGHUP, reloader.reload)
+        signals.append(_SIGHUP)
     try:
         server = BrokerServer(**server_args)
         try:
@@ -318,8 +334,23 @@ def command_broker(args: argparse.Namespace) -> int:
     for name in ("max_buffered_output", "tls_handshake_timeout", "max_tls_handshakes", "auth_workers"):
         if getattr(settings, name) is not None:
             server_args[name] = getattr(settings, name)
-    with logging_to_stderr(settings.verbose):
-        return asyncio.run(_serve_until_signalled(**server_args))
+    reloader = Reloader(settings, authenticator, authorizer, context)
+    with logging_to_stderr(settings.verbose), _reloads_logged():
+        return asyncio.run(_serve_until_signalled(reloader, **server_args))
+
+
+@contextlib.contextmanager
+def _reloads_logged() -> Iterator[None]:
+    """What a reload did is logged whatever ``-v`` says (mosquitto logs it
+    at its default level too); the level is restored afterwards."""
+    reload_logger = logging.getLogger(RELOAD_LOGGER)
+    saved = reload_logger.level
+    if not reload_logger.isEnabledFor(logging.INFO):
+        reload_logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        reload_logger.setLevel(saved)
 
 
 def _port(text: str) -> int:
@@ -334,8 +365,9 @@ def add_broker_parser(subparsers: Subparsers) -> None:
         "broker",
         help="run an MQTT 3.1/3.1.1/5.0 broker",
         description="Run an MQTT broker until SIGINT or SIGTERM, which shut it down cleanly "
-        "(MQTT 5 clients get DISCONNECT 0x8B) with exit status 0. Flags override the "
-        "settings of --config.",
+        "(MQTT 5 clients get DISCONNECT 0x8B) with exit status 0. SIGHUP reloads the "
+        "password file, the ACL file and the TLS certificate, keeping the clients connected. "
+        "Flags override the settings of --config.",
     )
     # Every default is None: broker_settings() tells a flag given from one
     # not given, so that flags override the configuration file.

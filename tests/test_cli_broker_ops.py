@@ -136,9 +136,7 @@ def test_paho_v5_client_is_told_server_keep_alive() -> None:
     paho = import_paho()
     with ProcessBroker("--max-keepalive", "60") as broker:
         connected: queue.Queue[object] = queue.Queue()
-        client = paho.Client(
-            paho.CallbackAPIVersion.VERSION2, client_id="ka", protocol=paho.MQTTv5
-        )
+        client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="ka", protocol=paho.MQTTv5)
         client.on_connect = lambda c, u, flags, code, props: connected.put(props)
         client.connect(HOST, broker.port, keepalive=120)
         client.loop_start()
