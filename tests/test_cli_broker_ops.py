@@ -125,10 +125,11 @@ def test_max_keepalive_is_server_keep_alive_for_v5_and_refuses_longer_v311() -> 
         assert connack_v5(broker.port, keep_alive=0).server_keep_alive == 60
         within = connack_v5(broker.port, keep_alive=30)
         assert (within.reason_code, within.server_keep_alive) == (ReasonCode.SUCCESS, None)
-        # 3.1.1 cannot be told: refused, return code 2, as mosquitto 2.0.
+        # 3.1.1 cannot be told: refused, return code 2, as mosquitto 2.0;
+        # no keep-alive (0) is admitted, and held to 60 s silently.
         assert connack(broker.port, V311, keep_alive=120) == IDENTIFIER_REJECTED_V311
-        assert connack(broker.port, V311, keep_alive=0) == IDENTIFIER_REJECTED_V311
         assert connack(broker.port, V311, keep_alive=60) == ACCEPTED_V311
+        assert connack(broker.port, V311, keep_alive=0) == ACCEPTED_V311
         assert broker.stop() == 0
 
 
@@ -153,8 +154,8 @@ def test_max_keepalive_zero_is_no_maximum_as_in_mosquitto(tmp_path: Path) -> Non
     config = tmp_path / "broker.toml"
     config.write_text("max_keepalive = 0\n", encoding="utf-8")
     with ProcessBroker("--config", str(config)) as broker:
-        assert connack(broker.port, V311, keep_alive=0) == ACCEPTED_V311
         assert connack(broker.port, V311, keep_alive=65535) == ACCEPTED_V311
+        assert connack_v5(broker.port, keep_alive=3600).server_keep_alive is None
         assert broker.stop() == 0
 
 

@@ -342,10 +342,10 @@ def test_keep_alive_bounds_are_announced_to_v5_clients(asked, granted):
     assert c.conn.keep_alive == granted
 
 
-@pytest.mark.parametrize(("asked", "accepted"), [(0, False), (61, False), (60, True), (1, True)])
+@pytest.mark.parametrize(("asked", "accepted"), [(61, False), (65535, False), (60, True), (1, True)])
 def test_keep_alive_past_the_maximum_refuses_v311_with_return_code_2(asked, accepted):
     # mosquitto 2.0's max_keepalive: a 3.x client cannot be told a shorter
-    # keep-alive, so one asking more (or none) is refused, Identifier rejected.
+    # keep-alive, so one asking more is refused, Identifier rejected.
     h = BrokerHarness(BrokerConfig(max_keep_alive=60))
     c = h.client("c", V311)
     events = c.connect(keep_alive=asked)
@@ -356,11 +356,20 @@ def test_keep_alive_past_the_maximum_refuses_v311_with_return_code_2(asked, acce
         assert of(events, ConnectionRefused)[0].reason_code == RC.CLIENT_IDENTIFIER_NOT_VALID
 
 
-def test_keep_alive_zero_is_admitted_on_v311_without_a_maximum():
-    h = BrokerHarness(BrokerConfig())
-    c = h.client("c", V311)
-    (accepted,) = of(c.connect(keep_alive=0), ConnectionAccepted)
-    assert accepted.keep_alive == 0
+def test_keep_alive_bound_enforced_silently_on_v311():
+    h = BrokerHarness(BrokerConfig(max_keep_alive=60))
+    bystanders(h)
+    idle = h.client("idle", V311)
+    (accepted,) = of(idle.connect(keep_alive=0), ConnectionAccepted)
+    assert accepted.keep_alive == 0  # 3.1.1 cannot be told
+    # The watcher and the publisher talk every 30 s; "idle" never does.
+    for _ in range(3):
+        h.advance(30)
+        assert_still_serving(h, "tick")
+        h.clients["pub"].conn.publish("other", b"")  # keeps the publisher alive
+        h.pump()
+    assert idle.closed  # 1.5 x 60 s of silence
+    assert_still_serving(h, "keep-alive")
 
 
 def test_keep_alive_config_validation():

@@ -28,15 +28,6 @@ __all__ = ["Lifecycle"]
 
 _C = ReasonCode
 _V5 = ProtocolVersion.MQTT_5_0
-_NO_KEEP_ALIVE_LIMIT = 65535
-
-
-def _keep_alive_too_long(asked: int, maximum: int) -> bool:
-    """Whether a Keep Alive is past ``max_keep_alive``: longer, or 0 (none)
-    while a maximum is set (65535, the default, is none)."""
-    return asked > maximum or (asked == 0 and maximum < _NO_KEEP_ALIVE_LIMIT)
-
-
 class Lifecycle:
     """The connection and session half of :class:`~mqttproto.broker.Broker`."""
 
@@ -111,10 +102,13 @@ class Lifecycle:
             # max_connections: 0x97 (3.x: return code 3, server unavailable).
             link.conn.refuse(_C.QUOTA_EXCEEDED, reason_string="too many connections")
             return
-        if not link.v5 and _keep_alive_too_long(event.keep_alive, self.config.max_keep_alive):
+        if not link.v5 and event.keep_alive > self.config.max_keep_alive:
             # A 3.x client cannot be told a shorter Keep Alive (MQTT 5 gets
             # Server Keep Alive in CONNACK instead): refused with return code
             # 2, Identifier rejected, as mosquitto 2.0 does with max_keepalive.
+            # One asking 0 (none) is admitted and held to the maximum
+            # silently, where mosquitto 2.0.16+ refuses it too: that would
+            # shut out every client whose library defaults to 0.
             link.conn.refuse(
                 _C.CLIENT_IDENTIFIER_NOT_VALID,
                 reason_string=f"keep-alive longer than {self.config.max_keep_alive} s",
