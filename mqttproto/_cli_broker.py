@@ -124,11 +124,16 @@ def _load_config(path: str) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     base = Path(path).resolve().parent
     settings: dict[str, Any] = {}
+    keys: dict[str, str] = {}
     for key, value in document.items():
         name = key.replace("-", "_")
         name = TOML_ALIASES.get(name, name)
         if name not in SETTINGS:
             raise ConfigError(f"{path}: unknown setting {key!r}")
+        if name in keys:
+            # max_keepalive and max_keep_alive, say: which one would win?
+            raise ConfigError(f"{path}: {key} and {keys[name]} are the same setting")
+        keys[name] = key
         check, _, is_file = SETTINGS[name]
         try:
             value = check(value)

@@ -235,6 +235,29 @@ def assert_max_inflight(port: int, limit: int) -> None:
         publisher.close()
 
 
+def test_one_setting_under_two_names_in_toml_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "broker.toml"
+    config.write_text("max_keepalive = 60\nmax-keep-alive = 30\n", encoding="utf-8")
+    result = cli("broker", "--port", "0", "--config", str(config))
+    assert_one_line_error(result, 1, f"mqttproto broker: {config}: ".encode())
+    assert b"max-keep-alive and max_keepalive are the same setting" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--max-keepalive", "70000"], b"max_keep_alive"),
+        (["--max-keepalive", "soon"], b"--max-keepalive: must be an integer, not 'soon'"),
+        (["--max-inflight-messages", "0"], b"max_inflight_messages must be"),
+        (["--max-connections", "many"], b"must be an integer or none, not 'many'"),
+    ],
+)
+def test_bad_mosquitto_limits_are_one_line(argv: list[str], message: bytes) -> None:
+    result = cli("broker", "--port", "0", *argv)
+    assert_one_line_error(result, 1, b"mqttproto broker")
+    assert message in result.stderr
+
+
 # -- WebSocket: any path by default, --ws-path, and --wss-port ----------------------------
 
 UPGRADE = (
