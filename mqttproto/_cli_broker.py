@@ -1,28 +1,32 @@
-"""``mqttproto broker``: serve a :class:`~mqttproto.broker.Broker` until SIGINT or SIGTERM.
+"""``mqttproto broker``: serve a :class:`~mqttproto.broker.Broker` until SIGINT or
+SIGTERM; SIGHUP reloads the password, ACL and certificate files (:mod:`._cli_reload`).
 
 Listeners: TCP on ``--host``/``--port``; TLS (``--certfile``/``--keyfile``,
 client certificates with ``--cafile``/``--require-certificate``, the
 certificate's CN as the username with ``--use-identity-as-username``) on
-``--tls-port`` or, without it, on ``--port``; WebSocket on ``--ws-port``; a
-Unix socket at ``--unix``. ``--config FILE`` (TOML) can say everything the
-flags can; a flag given on the command line wins over the file.
+``--tls-port`` or, without it, on ``--port``; WebSocket on ``--ws-port`` and
+WebSocket over TLS on ``--wss-port`` (any request path, or only
+``--ws-path``); a Unix socket at ``--unix``. ``--config FILE`` (TOML) can say
+everything the flags can; a flag given on the command line wins over the file.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import ssl
 import sys
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ._cli_common import Subparsers, logging_to_stderr, positive_float, positive_int
-from ._cli_config import add_config_arguments, config_checks, config_from
+from ._cli_config import TOML_ALIASES, add_config_arguments, config_checks, config_from
+from ._cli_reload import RELOAD_LOGGER, Reloader
 from .auth import (
     AclAuthorizer,
     Authenticator,
@@ -87,6 +91,8 @@ SETTINGS: dict[str, tuple[Callable[[object], Any], Any, bool]] = {
     "tls_handshake_timeout": (_float, None, False),
     "max_tls_handshakes": (_int, None, False),
     "ws_port": (_int, None, False),
+    "wss_port": (_int, None, False),
+    "ws_path": (_str, None, False),
     "unix": (_path, None, True),
     "auth_workers": (_int, None, False),
 }
@@ -118,10 +124,16 @@ def _load_config(path: str) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     base = Path(path).resolve().parent
     settings: dict[str, Any] = {}
+    keys: dict[str, str] = {}
     for key, value in document.items():
         name = key.replace("-", "_")
+        name = TOML_ALIASES.get(name, name)
         if name not in SETTINGS:
             raise ConfigError(f"{path}: unknown setting {key!r}")
+        if name in keys:
+            # max_keepalive and max_keep_alive, say: which one would win?
+            raise ConfigError(f"{path}: {key} and {keys[name]} are the same setting")
+        keys[name] = key
         check, _, is_file = SETTINGS[name]
         try:
             value = check(value)
@@ -176,7 +188,7 @@ def broker_auth(settings: argparse.Namespace) -> tuple[Authenticator | None, Aut
 def _check_tls_settings(settings: argparse.Namespace) -> None:
     """:raises ConfigError: TLS options that make no sense together."""
     if settings.certfile is None:
-        for name in ("keyfile", "cafile", "tls_port"):
+        for name in ("keyfile", "cafile", "tls_port", "wss_port"):
             if getattr(settings, name) is not None:
                 raise ConfigError(f"--{name.replace('_', '-')} needs --certfile")
         for name in ("require_certificate", "use_identity_as_username"):
@@ -190,6 +202,12 @@ def _check_tls_settings(settings: argparse.Namespace) -> None:
         value = getattr(settings, name)
         if value is not None and value <= 0:
             raise ConfigError(f"{name} must be positive, not {value}")
+    path = settings.ws_path
+    if path is not None:
+        if settings.ws_port is None and settings.wss_port is None:
+            raise ConfigError("--ws-path needs --ws-port or --wss-port")
+        if not path.startswith("/") or any(c in path for c in "?# ") or not path.isprintable():
+            raise ConfigError(f"ws_path must be a path such as /mqtt, not {path!r}")
 
 
 def _listeners(settings: argparse.Namespace, context: ssl.SSLContext | None) -> list[Any]:
@@ -212,22 +230,51 @@ def _listeners(settings: argparse.Namespace, context: ssl.SSLContext | None) -> 
                 host=host, port=settings.tls_port, ssl=context, use_identity_as_username=identity
             )
         )
+    # Any request path unless --ws-path names one (as mosquitto, which
+    # ignores the path).
+    ws_path = settings.ws_path
     if settings.ws_port is not None:
-        listeners.append(Listener(transport="websocket", host=host, port=settings.ws_port))
+        listeners.append(
+            Listener(
+                transport="websocket", host=host, port=settings.ws_port, websocket_path=ws_path
+            )
+        )
+    if settings.wss_port is not None:
+        listeners.append(
+            Listener(
+                transport="websocket",
+                host=host,
+                port=settings.wss_port,
+                ssl=context,
+                use_identity_as_username=identity,
+                websocket_path=ws_path,
+            )
+        )
     if settings.unix is not None:
         listeners.append(Listener(transport="unix", path=settings.unix))
     return listeners
 
 
-async def _serve_until_signalled(**server_args: Any) -> int:
-    """Serve until SIGINT or SIGTERM, then shut down cleanly; the exit status."""
+#: The reload signal, where there is one (not on Windows).
+_SIGHUP: signal.Signals | None = getattr(signal, "SIGHUP", None)
+
+
+async def _serve_until_signalled(reloader: Reloader | None = None, **server_args: Any) -> int:
+    """Serve until SIGINT or SIGTERM, then shut down cleanly; the exit status.
+
+    SIGHUP, with a ``reloader``, reloads the files (:mod:`._cli_reload`) and
+    serves on.
+    """
     from .adapters.asyncio import BrokerServer
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    signals = (signal.SIGINT, signal.SIGTERM)
+    signals: list[signal.Signals] = [signal.SIGINT, signal.SIGTERM]
     for signum in signals:
         loop.add_signal_handler(signum, stop.set)
+    if reloader is not None and _SIGHUP is not None:
+        loop.add_signal_handler(_SIGHUP, reloader.reload)
+        signals.append(_SIGHUP)
     try:
         server = BrokerServer(**server_args)
         try:
@@ -292,8 +339,23 @@ def command_broker(args: argparse.Namespace) -> int:
     for name in ("max_buffered_output", "tls_handshake_timeout", "max_tls_handshakes", "auth_workers"):
         if getattr(settings, name) is not None:
             server_args[name] = getattr(settings, name)
-    with logging_to_stderr(settings.verbose):
-        return asyncio.run(_serve_until_signalled(**server_args))
+    reloader = Reloader(settings, authenticator, authorizer, context)
+    with logging_to_stderr(settings.verbose), _reloads_logged():
+        return asyncio.run(_serve_until_signalled(reloader, **server_args))
+
+
+@contextlib.contextmanager
+def _reloads_logged() -> Iterator[None]:
+    """What a reload did is logged whatever ``-v`` says (mosquitto logs it
+    at its default level too); the level is restored afterwards."""
+    reload_logger = logging.getLogger(RELOAD_LOGGER)
+    saved = reload_logger.level
+    if not reload_logger.isEnabledFor(logging.INFO):
+        reload_logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        reload_logger.setLevel(saved)
 
 
 def _port(text: str) -> int:
@@ -308,8 +370,9 @@ def add_broker_parser(subparsers: Subparsers) -> None:
         "broker",
         help="run an MQTT 3.1/3.1.1/5.0 broker",
         description="Run an MQTT broker until SIGINT or SIGTERM, which shut it down cleanly "
-        "(MQTT 5 clients get DISCONNECT 0x8B) with exit status 0. Flags override the "
-        "settings of --config.",
+        "(MQTT 5 clients get DISCONNECT 0x8B) with exit status 0. SIGHUP reloads the "
+        "password file, the ACL file and the TLS certificate, keeping the clients connected. "
+        "Flags override the settings of --config.",
     )
     # Every default is None: broker_settings() tells a flag given from one
     # not given, so that flags override the configuration file.
@@ -384,9 +447,18 @@ def add_broker_parser(subparsers: Subparsers) -> None:
         help="TLS handshakes under way at once; a connection past it is closed before its "
         "handshake (1024)",
     )
+    tls.add_argument(
+        "--wss-port",
+        type=_port,
+        help="MQTT over WebSocket over TLS on this port, with the certificate of --certfile",
+    )
     other = parser.add_argument_group("other listeners")
+    other.add_argument("--ws-port", type=_port, help="MQTT over WebSocket on this port")
     other.add_argument(
-        "--ws-port", type=_port, help="MQTT over WebSocket on this port (path /mqtt)"
+        "--ws-path",
+        metavar="PATH",
+        help="the HTTP path WebSocket clients must ask for (default: any path); "
+        "others get HTTP 404",
     )
     other.add_argument("--unix", metavar="PATH", help="a Unix socket listener at PATH")
     add_config_arguments(parser)

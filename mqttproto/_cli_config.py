@@ -21,7 +21,15 @@ import attrs
 
 from .config import BrokerConfig
 
-__all__ = ["ALIASES", "HELP", "NO_LIMIT", "add_config_arguments", "config_checks", "config_from"]
+__all__ = [
+    "ALIASES",
+    "HELP",
+    "NO_LIMIT",
+    "TOML_ALIASES",
+    "add_config_arguments",
+    "config_checks",
+    "config_from",
+]
 
 
 class _NoLimit:
@@ -67,7 +75,12 @@ HELP: dict[str, tuple[str, str]] = {
     "max_connections": ("N", "network connections open at once"),
     "max_client_id_length": ("BYTES", "longest client identifier (at least 23)"),
     "min_keep_alive": ("SECONDS", "shortest keep-alive a client may use"),
-    "max_keep_alive": ("SECONDS", "longest keep-alive a client may use (0 counts as longer)"),
+    "max_keep_alive": (
+        "SECONDS",
+        "longest keep-alive a client may use (0 counts as longer): MQTT 5 clients are told "
+        "it as Server Keep Alive, 3.x clients asking more are refused (return code 2); "
+        "0 here: no maximum",
+    ),
     "max_unsent_bytes": (
         "BYTES",
         "output one connection may have unwritten before its QoS 0 messages are dropped",
@@ -103,9 +116,18 @@ HELP: dict[str, tuple[str, str]] = {
     "auth_failure_addresses": ("N", "addresses whose failures are remembered, oldest out first"),
 }
 
-#: Other spellings a mosquitto user knows: field -> extra flags.
+#: Other spellings a mosquitto user knows: field -> extra flags (and, without
+#: the dashes, extra TOML keys: ``max_keepalive = 60``).
 ALIASES: dict[str, tuple[str, ...]] = {
     "max_packet_size": ("--message-size-limit",),
+    "max_keep_alive": ("--max-keepalive",),
+}
+
+#: TOML key (underscores) -> the field it is another name of.
+TOML_ALIASES: dict[str, str] = {
+    flag.removeprefix("--").replace("-", "_"): name
+    for name, flags in ALIASES.items()
+    for flag in flags
 }
 
 #: Fields that take one of a few words: field -> the words.
@@ -234,6 +256,9 @@ def config_from(settings: argparse.Namespace) -> BrokerConfig:
         value = getattr(settings, field.name, None)
         if value is not None:
             values[field.name] = None if value is NO_LIMIT else value
+    if values.get("max_keep_alive") == 0:
+        # mosquitto's max_keepalive 0: no maximum (keep-alive 0 allowed).
+        values["max_keep_alive"] = 65535
     try:
         return BrokerConfig(**values)
     except TypeError as exc:  # a wrong type that slipped past the readers

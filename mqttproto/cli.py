@@ -41,6 +41,7 @@ __all__ = [
     "command_passwd",
     "main",
     "run",
+    "version_text",
 ]
 
 
@@ -130,12 +131,31 @@ _COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
 )
 
 
+def version_text() -> str:
+    """What ``--version`` prints: the package version and the codec in use
+    (``cython`` or ``python``), which decides how fast the broker runs."""
+    from . import __version__
+    from .codec import codec_implementation
+
+    return f"mqttproto {__version__} (codec: {codec_implementation()})"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser for every command."""
+    """The argument parser for every command.
+
+    ``--version`` exists on ``mqttproto`` and on every command, as
+    mosquitto's tools have it on each.
+    """
     parser = _Parser(prog="mqttproto", description="mqttproto command line tools")
+    version = version_text()
+    parser.add_argument("--version", action="version", version=version)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add_parser in _COMMANDS:
         add_parser(subparsers)
+    for command in subparsers.choices.values():
+        command.add_argument(
+            "--version", action="version", version=version, help="show the version and exit"
+        )
     return parser
 
 

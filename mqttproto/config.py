@@ -288,11 +288,13 @@ class BrokerConfig:
     #: Bounds on the keep-alive a client may choose (seconds; a client asking
     #: 0, no keep-alive, counts as asking more than any maximum). MQTT 5
     #: clients outside them are told the clamped value as Server Keep Alive,
-    #: which they must use [MQTT-3.2.2-21]; 3.1/3.1.1 clients cannot be told,
-    #: so the clamped value is enforced silently: a 3.x client asking 0 or
-    #: more than the maximum is disconnected after 1.5 times the maximum of
-    #: silence (3.1.1 section 3.1.2.10 lets a server close an inactive client
-    #: whatever its Keep Alive). ``server_keep_alive`` overrides both.
+    #: which they must use [MQTT-3.2.2-21]. 3.1/3.1.1 clients cannot be told:
+    #: one asking more than ``max_keep_alive`` is refused with return code 2
+    #: *Identifier rejected*, as mosquitto 2.0 does with ``max_keepalive``;
+    #: one asking 0 or less than ``min_keep_alive`` is held to the bound
+    #: silently (disconnected after 1.5 times ``max_keep_alive`` of silence;
+    #: 3.1.1 section 3.1.2.10 lets a server close an inactive client whatever
+    #: its Keep Alive). ``server_keep_alive`` overrides both for MQTT 5.
     min_keep_alive: int = attrs.field(default=0, validator=_u16)
     max_keep_alive: int = attrs.field(default=65535, validator=_u16_positive)
     #: Bytes of output one connection may have that are not yet written: what

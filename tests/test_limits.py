@@ -342,6 +342,20 @@ def test_keep_alive_bounds_are_announced_to_v5_clients(asked, granted):
     assert c.conn.keep_alive == granted
 
 
+@pytest.mark.parametrize(("asked", "accepted"), [(61, False), (65535, False), (60, True), (1, True)])
+def test_keep_alive_past_the_maximum_refuses_v311_with_return_code_2(asked, accepted):
+    # mosquitto 2.0's max_keepalive: a 3.x client cannot be told a shorter
+    # keep-alive, so one asking more is refused, Identifier rejected.
+    h = BrokerHarness(BrokerConfig(max_keep_alive=60))
+    c = h.client("c", V311)
+    events = c.connect(keep_alive=asked)
+    if accepted:
+        assert of(events, ConnectionAccepted)[0].keep_alive == asked
+    else:
+        # Return code 2, which reads as 0x85 Client Identifier not valid.
+        assert of(events, ConnectionRefused)[0].reason_code == RC.CLIENT_IDENTIFIER_NOT_VALID
+
+
 def test_keep_alive_bound_enforced_silently_on_v311():
     h = BrokerHarness(BrokerConfig(max_keep_alive=60))
     bystanders(h)

@@ -265,7 +265,7 @@ def test_websocket_handshake_refusals(
     async def main() -> None:
         from wsproto.events import RejectConnection
 
-        async with ws_listener_server() as server:
+        async with ws_listener_server(websocket_path="/mqtt") as server:
             client, answer = await WsClient.open(server.port, path=path, subprotocols=subprotocols)
             assert isinstance(answer, RejectConnection)
             assert answer.status_code == status
@@ -274,11 +274,11 @@ def test_websocket_handshake_refusals(
     run(main)
 
 
-def test_websocket_any_path_when_none_and_mqttv31_subprotocol() -> None:
+def test_websocket_any_path_by_default_and_mqttv31_subprotocol() -> None:
     async def main() -> None:
         from wsproto.events import AcceptConnection
 
-        async with ws_listener_server(websocket_path=None) as server:
+        async with ws_listener_server() as server:
             client, answer = await WsClient.open(
                 server.port, path="/x/y?z=1", subprotocols=("mqttv3.1",)
             )

@@ -305,7 +305,7 @@ def test_paho_over_websocket(kind: str) -> None:
 
 
 def test_websocket_refuses_a_wrong_path(kind: str) -> None:
-    listener = Listener(transport="websocket", port=0)
+    listener = Listener(transport="websocket", port=0, websocket_path="/mqtt")
     request = (
         b"GET /other HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
         b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"

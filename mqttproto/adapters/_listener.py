@@ -54,7 +54,9 @@ class Listener:
         an :attr:`ssl` context that asks for client certificates. A client whose
         certificate has no CN is disconnected.
     :ivar websocket_path: the HTTP path a WebSocket client must ask for
-        (``/mqtt``, what paho-mqtt and most clients use); ``None`` accepts any.
+        (others are refused with HTTP 404); ``None``, the default, accepts any
+        path, as mosquitto does (paho-mqtt asks for ``/mqtt``, aiomqtt and
+        MQTT.js for what they are told).
     """
 
     transport: Transport = attrs.field(default="tcp", validator=_check_transport)
@@ -63,7 +65,7 @@ class Listener:
     path: str | None = None
     ssl: _ssl.SSLContext | None = None
     use_identity_as_username: bool = False
-    websocket_path: str | None = "/mqtt"
+    websocket_path: str | None = None
 
     def __attrs_post_init__(self) -> None:
         if (self.transport == "unix") != (self.path is not None):

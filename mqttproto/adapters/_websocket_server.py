@@ -48,7 +48,7 @@ class ServerWebSocket:
 
     __slots__ = ("_out", "_path", "_ws", "client_closed", "failure")
 
-    def __init__(self, path: str | None = "/mqtt") -> None:
+    def __init__(self, path: str | None = None) -> None:
         self._ws = WSConnection(ConnectionType.SERVER)
         self._path = path
         self._out = bytearray()

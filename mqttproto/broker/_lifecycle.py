@@ -28,8 +28,6 @@ __all__ = ["Lifecycle"]
 
 _C = ReasonCode
 _V5 = ProtocolVersion.MQTT_5_0
-
-
 class Lifecycle:
     """The connection and session half of :class:`~mqttproto.broker.Broker`."""
 
@@ -93,10 +91,28 @@ class Lifecycle:
         # With a transport identity the CONNECT's password proves nothing
         # more, and is not handed on (mosquitto does the same).
         password = event.password if identity is None else None
+        if username == "":
+            # An empty User Name is no username, as for mosquitto: the client
+            # is anonymous (admitted or refused by allow_anonymous, given the
+            # anonymous ACL rules) and a password with it is ignored, so that
+            # clients that always send "" (aiomqtt's default) still connect.
+            username = password = None
         link.username = username
         if link.over_quota:
             # max_connections: 0x97 (3.x: return code 3, server unavailable).
             link.conn.refuse(_C.QUOTA_EXCEEDED, reason_string="too many connections")
+            return
+        if not link.v5 and event.keep_alive > self.config.max_keep_alive:
+            # A 3.x client cannot be told a shorter Keep Alive (MQTT 5 gets
+            # Server Keep Alive in CONNACK instead): refused with return code
+            # 2, Identifier rejected, as mosquitto 2.0 does with max_keepalive.
+            # One asking 0 (none) is admitted and held to the maximum
+            # silently, where mosquitto 2.0.16+ refuses it too: that would
+            # shut out every client whose library defaults to 0.
+            link.conn.refuse(
+                _C.CLIENT_IDENTIFIER_NOT_VALID,
+                reason_string=f"keep-alive longer than {self.config.max_keep_alive} s",
+            )
             return
         info = link.auth_info = ConnectInfo(
             client_id,
