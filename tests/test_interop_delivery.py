@@ -31,6 +31,36 @@ class Counter:
             self.done.set()
 
 
+def test_paho_client_gets_server_topic_aliases_only_when_it_accepts_them() -> None:
+    # As Paho's interoperability test_server_topic_alias: Topic Alias Maximum
+    # 1, then none; one message at each QoS to a topic the client subscribes to.
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    topic = "client_test5/TopicA"
+    with ProcessBroker() as broker:
+        for maximum in (1, 0):
+            properties = Properties(PacketTypes.CONNECT)
+            if maximum:
+                properties.TopicAliasMaximum = maximum
+            client = Paho(broker.port, f"alias-{maximum}", v5=True, properties=properties)
+            client.connect()
+            client.subscribe(topic, 2)
+            for qos in range(3):
+                client.publish(topic, b"topic alias 1", qos=qos)
+            messages = [client.receive() for _ in range(3)]
+            client.disconnect()
+            aliases = [getattr(m.properties, "TopicAlias", None) for m in messages]
+            if maximum:
+                # The first sets alias 1 with the topic; the others use it
+                # with an empty topic (paho does not resolve aliases itself).
+                assert aliases == [1, 1, 1]
+                assert [m.topic for m in messages] == [topic, "", ""]
+            else:
+                assert aliases == [None, None, None]
+                assert [m.topic for m in messages] == [topic] * 3
+
+
 def test_paho_subscriber_with_a_small_receive_maximum_gets_20000_retained_messages() -> None:
     with ProcessBroker() as broker:
         # Two publishers: one client may keep 10,000 retained messages
