@@ -17,7 +17,8 @@ the broker takes the next message from it whenever the client can take one:
   output that was taken already).
 
 Memory: the cursor holds a path through the trie, never the messages; a
-window of messages is in flight. Order: messages routed to the client as
+window of messages is in flight (counted in ``memory_limit`` as any message
+in flight is, but not refused by it: their bytes are the retained store's). Order: messages routed to the client as
 they are published (live ones) are not held back: they go first, and
 retained messages fill what room is left (MQTT 5.0 section 3.3.1.3 only
 says retained messages are sent when the subscription is made
@@ -72,6 +73,8 @@ class Feeding:
         def _push_timer(self, when: float, kind: str, key: Any) -> None: ...
 
         def _pump(self, session: Session, now: float) -> None: ...
+
+        def _hold(self, message: Message) -> None: ...
 
     def _feed_timer(self, link_id: int, now: float) -> None:
         """The "feed" timer: owed retained messages go on if the output drained."""
@@ -171,11 +174,14 @@ class Feeding:
             if form.size > link.max_out:
                 dropped += 1  # [MQTT-3.1.2-25]
                 continue
-            conn.publish_prepared(form)
-            if qos:
-                # Not held against memory_limit: the bytes are the retained
-                # store's, and the window bounds how many are in flight.
+            packet_id = conn.publish_prepared(form)
+            if packet_id is not None:
                 window -= 1
+                # Counted in memory_limit while in flight, as every message
+                # is, but never refused by it: the bytes are the retained
+                # store's already, and the window bounds how many fly.
+                session.inflight_messages[packet_id] = message
+                self._hold(message)
             sent += 1
         if sent or dropped:
             self.messages_sent += sent
