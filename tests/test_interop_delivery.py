@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
 from test_interop_broker import Paho, ProcessBroker
 
 #: Bounds of the waits below, in seconds.
@@ -61,8 +62,12 @@ def test_paho_client_gets_server_topic_aliases_only_when_it_accepts_them() -> No
                 assert [m.topic for m in messages] == [topic] * 3
 
 
-def test_paho_subscriber_with_a_small_receive_maximum_gets_20000_retained_messages() -> None:
-    with ProcessBroker() as broker:
+@pytest.mark.parametrize("qos", [0, 1])
+def test_paho_subscriber_with_a_small_receive_maximum_gets_20000_retained_messages(
+    qos: int,
+) -> None:
+    # QoS 1: paced by the Receive Maximum; QoS 0: by a small high-water mark.
+    with ProcessBroker("--max-unsent-bytes", "10000") as broker:
         # Two publishers: one client may keep 10,000 retained messages
         # (max_retained_messages_per_client).
         for half in range(2):
@@ -87,7 +92,7 @@ def test_paho_subscriber_with_a_small_receive_maximum_gets_20000_retained_messag
         counter = Counter(20_000)
         subscriber.client.on_message = counter.on_message
         subscriber.connect()
-        subscriber.subscribe("#", 1)
+        subscriber.subscribe("#", qos)
         counter.done.wait(RECEIVE_WAIT)
         subscriber.disconnect()
     assert counter.count == 20_000
