@@ -574,6 +574,8 @@ class Broker(Routing, Feeding, Subscriptions, Lifecycle, Authentication):
                 session = sessions.get(key)
                 if session is None or session.will_due != when:
                     continue
+            elif kind == "feed" and key not in conns:
+                continue
             kept.append(entry)
         # A sorted list is a heap; in place, as handle_timer may be walking it.
         self._timers[:] = kept
