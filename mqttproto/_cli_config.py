@@ -96,6 +96,9 @@ HELP: dict[str, tuple[str, str]] = {
         "a CONNECT for a client id whose session another user made: refuse it (0x87), "
         "or discard that session",
     ),
+    "auto_topic_alias": ("", "give MQTT 5 clients that accept them topic aliases"),
+    "auto_topic_alias_min_length": ("CHARS", "shortest topic given a topic alias"),
+    "auto_topic_alias_limit": ("N", "topic aliases per connection, at most"),
     "sys_interval": ("SECONDS", "publish $SYS statistics this often"),
     "route_cache_size": ("N", "topics whose routing is cached"),
     "max_pending_authentications": (

@@ -14,6 +14,7 @@ from ._codec_common import (
     _PUBREL_CODES,
     _V5,
     _VERSIONS,
+    _build,
     _new,
     _u16,
 )
@@ -119,7 +120,7 @@ class _PreparedSlots:
     """The attributes of :class:`PreparedPublish` (the compiled twin writes
     them by their offsets)."""
 
-    __slots__ = ("head", "packet", "qos", "size", "tail", "v5", "version")
+    __slots__ = ("_aliased", "head", "packet", "qos", "size", "tail", "v5", "version")
 
 
 class PreparedPublish(_PreparedSlots):
@@ -174,6 +175,38 @@ class PreparedPublish(_PreparedSlots):
     #: The two bytes of a packet identifier, between ``head`` and ``tail``.
     packet_id_bytes = staticmethod(_u16)
 
+    def with_topic_alias(self, alias: int, *, send_topic: bool) -> PreparedPublish:
+        """This MQTT 5 PUBLISH with Topic Alias ``alias``: with its topic name
+        (``send_topic``, which sets the alias) or with an empty one (which
+        uses it; MQTT 5.0 section 3.3.2.3.4). Made once for each ``(alias,
+        send_topic)`` and kept with this one, so that the clients of a
+        fan-out that use the same alias for the topic share its bytes.
+
+        :raises LocalProtocolError: not MQTT 5, the packet already has a
+            Topic Alias, or ``alias`` is outside 1..65535 [MQTT-3.3.2-8].
+        """
+        if not self.v5:
+            raise LocalProtocolError("topic aliases exist in MQTT 5 only")
+        packet = self.packet
+        if packet.topic_alias is not None:
+            raise LocalProtocolError("the PUBLISH already has a Topic Alias")
+        try:
+            cache: dict[tuple[int, bool], PreparedPublish] = _get_aliased(self)
+        except AttributeError:
+            cache = {}
+            _set_aliased(self, cache)
+        key = (alias, send_topic)
+        found = cache.get(key)
+        if found is None:
+            if len(cache) >= _ALIASED_FORMS:
+                cache.clear()  # more aliases than clients share: bounded
+            fields = dict(vars(packet))
+            fields["topic_alias"] = alias
+            if not send_topic:
+                fields["topic"] = ""
+            found = cache[key] = type(self)(_build(PublishPacket, fields), version=self.version)
+        return found
+
     def __setattr__(self, name: str, value: object) -> NoReturn:
         raise AttributeError(f"PreparedPublish is immutable: cannot set {name!r}")
 
@@ -219,10 +252,16 @@ def prepare_publish(packet: PublishPacket, version: ProtocolVersion) -> Prepared
     prepared.qos = qos
     prepared.size = len(head) + len(tail) + (2 if qos else 0)
     prepared.__class__ = PreparedPublish
-    return prepared
+    sealed: PreparedPublish = prepared
+    return sealed
 
 
 _set_head, _set_tail, _set_packet, _set_version, _set_v5, _set_qos, _set_size = (
     _PreparedSlots.__dict__[name].__set__
     for name in ("head", "tail", "packet", "version", "v5", "qos", "size")
 )
+_get_aliased = _PreparedSlots.__dict__["_aliased"].__get__
+_set_aliased = _PreparedSlots.__dict__["_aliased"].__set__
+#: Aliased forms kept with one PreparedPublish at most (each a few hundred
+#: bytes plus the payload's copy).
+_ALIASED_FORMS: Final = 8

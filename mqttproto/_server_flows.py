@@ -83,8 +83,11 @@ class ServerFlows:
     _v5: bool
     _max_out: int
     _aliasing: bool
+    _alias_limit: int
+    _alias_min_length: int
     _plain_limit: int
     _aliases_out: OrderedDict[str, int] | None
+    _alias_candidates: OrderedDict[str, None] | None
     state: ConnectionState
     _acks_fit: bool
     _unacked: dict[int, QoS]
@@ -407,16 +410,27 @@ class ServerFlows:
             or prepared.size > self._max_out
         ):
             self._refuse_prepared(prepared)
-        if self._aliasing:
-            return self._publish_aliased(prepared)
+        if not prepared.qos:
+            # QoS 0 to a client that takes topic aliases (else the hot path
+            # above took it): the shared bytes of the aliased form.
+            if self._aliasing:
+                prepared = self._alias_prepared(prepared)
+            self._out.append(prepared.head)
+            self.bytes_to_send += prepared.size
+            return None
         session = self._session
         outbound = session.outbound
         inflight = outbound.inflight
         if outbound.queue or len(inflight) >= outbound.send_quota:
             outbound.check_queue_room()
             packet_id = session.packet_ids.allocate()
+            # The alias is chosen when it is written (_send_released).
             outbound.enqueue(attrs.evolve(prepared.packet, packet_id=packet_id))
             return packet_id
+        # Kept for a resend, which goes without alias [MQTT-3.3.2-7].
+        packet = prepared.packet
+        if self._aliasing:
+            prepared = self._alias_prepared(prepared)
         # The hot path of a QoS 1/2 fan-out: PacketIdAllocator.allocate and
         # OutboundFlow.start inlined, each call costing more than its work.
         # The next identifier in turn, unless still in use [MQTT-2.2.1-3]
@@ -437,7 +451,7 @@ class ServerFlows:
         out.append(prepared.tail)
         self.bytes_to_send += prepared.size
         message = _new_outbound(OutboundMessage)
-        message.packet = prepared.packet
+        message.packet = packet
         message.stage = _PUBLISHED
         message.packet_id = packet_id
         inflight[packet_id] = message
@@ -455,27 +469,6 @@ class ServerFlows:
             " [MQTT-3.1.2-25]"
         )
 
-    def _publish_aliased(self, prepared: PreparedPublish) -> int | None:
-        """``publish_prepared`` to a client that takes topic aliases: the
-        packet is encoded for it, with one."""
-        packet = prepared.packet
-        if not prepared.qos:
-            self._send_publish(packet, prepared.head)
-            return None
-        session = self._session
-        outbound = session.outbound
-        send_now = outbound.has_room()
-        if not send_now:
-            outbound.check_queue_room()
-        packet_id = session.packet_ids.allocate()
-        packet = attrs.evolve(packet, packet_id=packet_id)
-        if send_now:
-            self._send_publish(packet, self._encode(packet))
-            outbound.start(packet)
-        else:
-            outbound.enqueue(packet)
-        return packet_id
-
     # -- sending PUBLISH ----------------------------------------------------------
 
     def _send_publish(self, packet: PublishPacket, data: bytes) -> None:
@@ -484,31 +477,78 @@ class ServerFlows:
             data = self._aliased(packet, data)
         self._write(data)
 
+    def _alias_prepared(self, prepared: PreparedPublish) -> PreparedPublish:
+        """``prepared`` with a topic alias of this connection's, if it takes one
+        (a form shared by every connection that uses the same alias)."""
+        packet = prepared.packet
+        topic = packet.topic
+        if len(topic) < self._alias_min_length or packet.topic_alias is not None:
+            return prepared
+        aliases = self._aliases_out
+        if aliases is not None:
+            # _alias_for's common case inlined: the topic has its alias.
+            alias = aliases.get(topic)
+            if alias is not None:
+                aliases.move_to_end(topic)
+                return prepared.with_topic_alias(alias, send_topic=False)
+        # Setting an alias adds 3 to 5 bytes (the property, and the lengths).
+        choice = self._alias_for(topic, prepared.size + 5 <= self._max_out)
+        if choice is None:
+            return prepared
+        return prepared.with_topic_alias(choice[0], send_topic=choice[1])
+
     def _aliased(self, packet: PublishPacket, data: bytes) -> bytes:
-        """The wire form of ``packet`` using a topic alias, least recently
-        used out first, within the client's Topic Alias Maximum."""
+        """The wire form of ``packet`` with a topic alias, if it takes one."""
+        topic = packet.topic
+        if len(topic) < self._alias_min_length or packet.topic_alias is not None:
+            return data
+        choice = self._alias_for(topic, len(data) + 5 <= self._max_out)
+        if choice is None:
+            return data
+        alias, send_topic = choice
+        return self._encode(
+            attrs.evolve(packet, topic=topic if send_topic else "", topic_alias=alias)
+        )
+
+    def _alias_for(self, topic: str, may_add: bool) -> tuple[int, bool] | None:
+        """The alias to send ``topic`` with, and whether the topic goes with it
+        (the alias is being set); None: sent plain. ``may_add``: whether the
+        packet may grow by setting an alias (the client's Maximum Packet Size).
+
+        The policy (``ServerConfig.auto_topic_alias``): a topic with an
+        alias uses it (sent with an empty topic name, MQTT 5.0 section
+        3.3.2.3.4); a new topic takes the next free alias; when all are
+        taken, a topic sent twice lately takes the least recently used
+        alias, which is sent with the topic to redefine it, and a topic seen
+        once does not. Aliases are 1 to the smaller of the client's Topic
+        Alias Maximum and ``auto_topic_alias_limit`` [MQTT-3.3.2-8]
+        [MQTT-3.3.2-11], and belong to this network connection only
+        [MQTT-3.3.2-7].
+        """
         aliases = self._aliases_out
         if aliases is None:
             aliases = self._aliases_out = OrderedDict()
-        topic = packet.topic
         alias = aliases.get(topic)
         if alias is not None:
             aliases.move_to_end(topic)
-            # The topic is sent empty once its alias is known [MQTT-3.3.2-12].
-            return self._encode(attrs.evolve(packet, topic="", topic_alias=alias))
-        evicted = None
-        if len(aliases) >= self._client_alias_maximum:
-            evicted, alias = next(iter(aliases.items()))
-        else:
-            alias = len(aliases) + 1
-        try:
-            aliased = self._encode(attrs.evolve(packet, topic_alias=alias))
-        except LocalProtocolError:
-            return data  # three bytes too many for the client's limit: plain
-        if evicted is not None:
-            del aliases[evicted]
-        aliases[topic] = alias
-        return aliased
+            return alias, False
+        if not may_add:
+            return None
+        if len(aliases) < self._alias_limit:
+            alias = aliases[topic] = len(aliases) + 1
+            return alias, True
+        seen = self._alias_candidates
+        if seen is None:
+            seen = self._alias_candidates = OrderedDict()
+        if topic in seen:
+            del seen[topic]
+            _, alias = aliases.popitem(last=False)
+            aliases[topic] = alias
+            return alias, True
+        seen[topic] = None
+        if len(seen) > self._alias_limit:
+            seen.popitem(last=False)
+        return None
 
     def _send_released(self, packets: Iterable[PublishPacket]) -> None:
         """Send queued messages that just got room in the window."""

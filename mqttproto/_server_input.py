@@ -112,6 +112,7 @@ class ServerInput:
     _v5: bool
     _max_out: int
     _aliasing: bool
+    _alias_limit: int
     _pending_subscribes: dict[int, int]
     _pending_unsubscribes: dict[int, int]
     _HANDLER_FUNCTIONS: dict[type, Any]
@@ -296,7 +297,10 @@ class ServerInput:
                 self._max_out = packet.maximum_packet_size
             self._acks_fit = packet.maximum_packet_size is None or packet.maximum_packet_size >= 4
             self._client_alias_maximum = packet.topic_alias_maximum or 0
-            self._aliasing = bool(self._client_alias_maximum) and self.config.auto_topic_alias
+            config = self.config
+            # [MQTT-3.3.2-11]: never above the client's Topic Alias Maximum.
+            self._alias_limit = min(self._client_alias_maximum, config.auto_topic_alias_limit)
+            self._aliasing = bool(self._alias_limit) and config.auto_topic_alias
         config = self.config
         if _utf8_length(packet.client_id) > config.max_client_id_length:
             # [MQTT-3.1.3-8] (5.0) / [MQTT-3.1.3-9] (3.1.1): 0x85 / return code 2.

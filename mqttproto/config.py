@@ -169,9 +169,19 @@ class ServerConfig:
     #: Seconds the client has to send CONNECT, and to finish an enhanced
     #: authentication exchange, from when the connection was opened.
     connect_timeout: float | None = attrs.field(default=10.0, validator=_optional_positive)
-    #: Give repeated outgoing topics a topic alias, least recently used first
-    #: out, within the client's Topic Alias Maximum.
+    #: Give topics sent to an MQTT 5 client topic aliases of our own, within
+    #: its Topic Alias Maximum [MQTT-3.3.2-11] and ``auto_topic_alias_limit``:
+    #: only topics of ``auto_topic_alias_min_length`` characters or more (an
+    #: alias saves the topic's length less 3 bytes on each message after the
+    #: first). A topic takes a free alias when it is first sent; once all are
+    #: taken, a topic sent twice lately (a frequent one) takes the least
+    #: recently used alias, and one seen once goes without (so that many
+    #: one-off topics do not churn the aliases). Aliases end with the
+    #: network connection [MQTT-3.3.2-7].
     auto_topic_alias: bool = True
+    auto_topic_alias_min_length: int = attrs.field(default=8, validator=_u16)
+    #: The most aliases kept per connection: each holds its topic name.
+    auto_topic_alias_limit: int = attrs.field(default=64, validator=_u16)
 
     def __attrs_post_init__(self) -> None:
         if self.min_keep_alive > self.max_keep_alive:
@@ -329,6 +339,16 @@ class BrokerConfig:
     session_identity_mismatch: str = attrs.field(
         default="refuse", validator=attrs.validators.in_(("refuse", "discard"))
     )
+    #: Topic aliases for what the broker sends to MQTT 5 clients that accept
+    #: them (a Topic Alias Maximum in CONNECT), for topics of
+    #: ``auto_topic_alias_min_length`` characters or more, at most
+    #: ``auto_topic_alias_limit`` per connection: a topic takes a free alias
+    #: when first sent, and once all are taken a topic sent twice lately
+    #: takes the least recently used one (see ``ServerConfig``). Clients
+    #: that announce no Topic Alias Maximum are not affected.
+    auto_topic_alias: bool = True
+    auto_topic_alias_min_length: int = attrs.field(default=8, validator=_u16)
+    auto_topic_alias_limit: int = attrs.field(default=64, validator=_u16)
     #: Seconds between ``$SYS/broker/...`` statistics; None: no ``$SYS``.
     sys_interval: float | None = attrs.field(default=None, validator=_optional_positive)
     #: How many topics' routing results are cached between subscription
@@ -381,7 +401,9 @@ class BrokerConfig:
             max_keep_alive=self.max_keep_alive,
             server_keep_alive=self.server_keep_alive,
             connect_timeout=self.connect_timeout,
-            auto_topic_alias=False,
+            auto_topic_alias=self.auto_topic_alias,
+            auto_topic_alias_min_length=self.auto_topic_alias_min_length,
+            auto_topic_alias_limit=self.auto_topic_alias_limit,
         )
 
     def __attrs_post_init__(self) -> None:

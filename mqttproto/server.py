@@ -91,6 +91,9 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
 
     __slots__ = (
         "_acks_fit",
+        "_alias_candidates",
+        "_alias_limit",
+        "_alias_min_length",
         "_aliases_out",
         "_aliasing",
         "_auth_turn",
@@ -170,8 +173,14 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         #: The largest QoS 0 PUBLISH publish_prepared() appends as it is: the
         #: client's maximum once connected without outbound aliases, else -1.
         self._plain_limit = -1
-        #: Outgoing topic aliases, made when the client accepts any.
+        #: Outgoing topic aliases (topic -> alias, least recently used
+        #: first), made when the client accepts any; at most _alias_limit.
         self._aliases_out: OrderedDict[str, int] | None = None
+        self._alias_limit = 0
+        self._alias_min_length = config.auto_topic_alias_min_length
+        #: Topics sent once lately without an alias while all were taken:
+        #: the next sending of one takes the least recently used alias.
+        self._alias_candidates: OrderedDict[str, None] | None = None
         self._acks_fit = True
         self._pending_subscribes: dict[int, int] = {}
         self._pending_unsubscribes: dict[int, int] = {}

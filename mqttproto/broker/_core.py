@@ -46,6 +46,7 @@ from ..server import ServerConnection
 from ..store import MemoryStore, RetainedMessage, SessionStore, StoredSession
 from ..topics import validate_topic_name
 from ._auth import Authentication
+from ._feed import Feeding
 from ._lifecycle import Lifecycle
 from ._message import Message
 from ._retained import RetainedStore
@@ -92,7 +93,7 @@ class _AllowAll:
         return AllowAll().continue_authentication(info, data)
 
 
-class Broker(Routing, Subscriptions, Lifecycle, Authentication):
+class Broker(Routing, Feeding, Subscriptions, Lifecycle, Authentication):
     """The sans-IO MQTT broker core: many connections, sessions and routing.
 
     :param config: limits and switches (:class:`~mqttproto.config.BrokerConfig`).
@@ -132,6 +133,7 @@ class Broker(Routing, Subscriptions, Lifecycle, Authentication):
         self._sessions: dict[str, Session] = {}
         self._router: Router[Session] = Router(self.config.route_cache_size)
         self._retained = RetainedStore()
+        self._feeding = 0
         self._dirty: dict[int, None] = {}
         self._plan_epoch = 0
         self._closing: dict[int, None] = {}
@@ -321,7 +323,8 @@ class Broker(Routing, Subscriptions, Lifecycle, Authentication):
         return timers[0][0] if timers else None
 
     def handle_timer(self, now: float) -> None:
-        """Keep-alive and connect timeouts, will delays, session expiry, ``$SYS``."""
+        """Keep-alive and connect timeouts, will delays, session expiry, ``$SYS``,
+        and retained messages owed to a subscriber whose output drained."""
         self._tick(now)
         timers = self._timers
         while timers and timers[0][0] <= now:
@@ -351,6 +354,8 @@ class Broker(Routing, Subscriptions, Lifecycle, Authentication):
                     self._end_session(session, now)
             elif kind == "auth":
                 self._authentication_timer(key, now)
+            elif kind == "feed":
+                self._feed_timer(key, now)
             elif kind == "sys":
                 self._publish_sys(now)
                 interval = self.config.sys_interval
@@ -488,7 +493,7 @@ class Broker(Routing, Subscriptions, Lifecycle, Authentication):
             message.holds -= 1
             if not message.holds:
                 self._held_bytes -= message.size
-        if session.pending:
+        if session.pending or session.feeds:
             self._pump(session, now)
 
     def _on_discarded(self, link: Link, event: PublishDiscarded, now: float) -> None:
@@ -508,7 +513,7 @@ class Broker(Routing, Subscriptions, Lifecycle, Authentication):
         data = link.conn.data_to_send(now)
         if was_held and not link.held:
             session = link.session
-            if session is not None and session.pending:
+            if session is not None and (session.pending or session.feeds):
                 self._pump(session, now)
                 more = link.conn.data_to_send(now)
                 if more:
@@ -518,7 +523,7 @@ class Broker(Routing, Subscriptions, Lifecycle, Authentication):
     def _release(self, link: Link, now: float) -> None:
         """Below the high-water mark again: what waited goes out."""
         session = link.session
-        if session is not None and session.pending:
+        if session is not None and (session.pending or session.feeds):
             self._pump(session, now)
 
     # -- internals: bookkeeping ------------------------------------------------------
@@ -569,6 +574,8 @@ class Broker(Routing, Subscriptions, Lifecycle, Authentication):
                 session = sessions.get(key)
                 if session is None or session.will_due != when:
                     continue
+            elif kind == "feed" and key not in conns:
+                continue
             kept.append(entry)
         # A sorted list is a heap; in place, as handle_timer may be walking it.
         self._timers[:] = kept

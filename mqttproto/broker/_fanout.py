@@ -23,6 +23,7 @@ from .._codec_common import PLAIN_PUBLISH as _PLAIN_PUBLISH
 from ..events import MessageReceived
 from ..packets import PublishPacket
 from ._message import Message, prepared_as_received
+from ._retained import RetainedStore
 from ._router import Route, Router, Target
 from ._sessions import Link, Session
 
@@ -66,6 +67,8 @@ class FanOut:
     messages_sent: int
     messages_dropped: int
     _router: Router[Session]
+    _retained: RetainedStore
+    _feeding: int
     _dirty: dict[int, None]
     #: Counts the times a session's connection changed: a plan made before
     #: the last change is made anew.
@@ -112,6 +115,9 @@ class FanOut:
             self.messages_received += 1
             if not route.targets:
                 return
+            if self._feeding:
+                # Retained messages still owed on this topic are superseded.
+                self._retained.touch(topic)
         else:
             self._client_publish(link, event, now)
             return

@@ -61,6 +61,8 @@ class Lifecycle:
 
         def _unhold(self, message: Message) -> None: ...
 
+        def _drop_feeds(self, session: Session) -> None: ...
+
         def _add_subscription(
             self, session: Session, request: Subscription, sub_id: int | None
         ) -> Any: ...
@@ -394,6 +396,7 @@ class Lifecycle:
             unhold(pending[0])
         session.pending.clear()
         session.queued_bytes = 0
+        self._drop_feeds(session)
         self.store.delete_session(session.client_id)
 
     def _restore(self, record: StoredSession, now: float) -> None:

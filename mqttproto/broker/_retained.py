@@ -4,17 +4,28 @@ A SUBSCRIBE asks for every retained message its filter matches. Walking a
 trie of the retained topics along the filter's levels costs what the filter
 can match, not what is stored: an exact filter is one path; ``+`` fans out
 over one level; ``#`` takes a whole subtree.
+
+The messages a subscription gets are not gathered at once: :meth:`RetainedStore.walk`
+is a cursor over the trie that the broker advances as the client takes them
+(see :mod:`._feed`), and that tolerates the store changing meanwhile. Each
+topic carries a serial number, the store's counter when a message was last
+retained or routed on it, so that a cursor can tell the topics that changed
+after it started.
 """
 
 from __future__ import annotations
 
-from ..store import RetainedMessage
+from collections.abc import Iterator
+from typing import Any
 
-__all__ = ["RetainedStore"]
+from ..store import RetainedMessage
+from ._router import Sub
+
+__all__ = ["RetainedFeed", "RetainedStore"]
 
 
 class _Node:
-    __slots__ = ("children", "message", "owner", "size")
+    __slots__ = ("children", "message", "owner", "serial", "size")
 
     def __init__(self) -> None:
         self.children: dict[str, _Node] = {}
@@ -23,6 +34,8 @@ class _Node:
         self.size = 0
         #: The client identifier that set the message (None: the broker).
         self.owner: str | None = None
+        #: The store's serial when the topic last changed (see ``touch``).
+        self.serial = 0
 
 
 def _size(topic: str, payload: bytes) -> int:
@@ -33,11 +46,14 @@ def _size(topic: str, payload: bytes) -> int:
 class RetainedStore:
     """The retained message of each topic (MQTT 5.0 section 3.3.1.3)."""
 
-    __slots__ = ("_count", "_root", "_usage", "bytes")
+    __slots__ = ("_count", "_root", "_usage", "bytes", "serial")
 
     def __init__(self) -> None:
         self._root = _Node()
         self._count = 0
+        #: Counts the changes: a message retained, or routed on a retained
+        #: topic while someone watches (``touch``).
+        self.serial = 0
         #: Topic and payload bytes of every retained message together.
         self.bytes = 0
         #: owner -> [messages, bytes] of the retained messages it set last.
@@ -91,7 +107,22 @@ class RetainedStore:
         node.size = size
         node.message = message
         node.owner = owner
+        self.serial += 1
+        node.serial = self.serial
         self._charge(owner, 1, size)
+
+    def touch(self, topic: str) -> None:
+        """A message on ``topic`` is being routed: a cursor started before now
+        skips the topic's retained message, which that message supersedes."""
+        node = self._root
+        for level in topic.split("/"):
+            child = node.children.get(level)
+            if child is None:
+                return
+            node = child
+        if node.message is not None:
+            self.serial += 1
+            node.serial = self.serial
 
     def _charge(self, owner: str | None, count: int, size: int) -> None:
         if owner is None:
@@ -162,6 +193,60 @@ class RetainedStore:
                     stack.append((exact, index + 1))
         return found
 
+    def walk(self, topic_filter: str) -> Iterator[_Node]:
+        """The topics ``topic_filter`` matches, one at a time, as :meth:`match`
+        finds them, for a cursor that is advanced over a long time.
+
+        Yields trie nodes, each when it is reached: read its ``message``
+        then (None: deleted meanwhile) and its ``serial``. The walk holds
+        the nodes still to visit below those it went through (the children
+        of each, 8 bytes a node), never the messages, and the store may
+        change between two steps: a topic deleted before its turn yields a
+        node without a message; one added under a part of the trie already
+        walked is not reached (its serial is newer than the cursor, and it
+        was routed to the subscription as it came).
+        """
+        levels = topic_filter.split("/")
+        depth = len(levels)
+        # Frames of nodes still to visit, each with the index of the filter
+        # level its nodes match (-1: below a '#'); a frame is a list of
+        # node references, taken from its end, so it shrinks as it goes.
+        frames: list[tuple[int, list[_Node]]] = [(0, [self._root])]
+        while frames:
+            index, nodes = frames[-1]
+            if not nodes:
+                frames.pop()
+                continue
+            node = nodes.pop()
+            if index < 0:
+                if node.message is not None:
+                    yield node
+                if node.children:
+                    # Reversed, so that children come out in the trie's order.
+                    frames.append((-1, list(reversed(node.children.values()))))
+                continue
+            if index == depth:
+                if node.message is not None:
+                    yield node
+                continue
+            level = levels[index]
+            if level == "#" or level == "+":
+                if level == "#" and index and node.message is not None:
+                    # '#' covers the parent level too: "a/#" matches "a".
+                    yield node
+                children = [
+                    child
+                    for name, child in reversed(node.children.items())
+                    # [MQTT-4.7.2-1]: a leading wildcard skips '$' topics.
+                    if not (index == 0 and name.startswith("$"))
+                ]
+                if children:
+                    frames.append((-1 if level == "#" else index + 1, children))
+            else:
+                exact = node.children.get(level)
+                if exact is not None:
+                    frames.append((index + 1, [exact]))
+
     def _subtree(self, node: _Node, found: list[RetainedMessage], *, skip_dollar: bool) -> None:
         stack = [
             child
@@ -179,3 +264,24 @@ class RetainedStore:
         found: list[RetainedMessage] = []
         self._subtree(self._root, found, skip_dollar=False)
         return found
+
+
+class RetainedFeed:
+    """The retained messages still owed to one new subscription: a cursor
+    over the store (:meth:`RetainedStore.walk`), advanced as the client
+    takes them.
+
+    ``start`` is the store's serial when the subscription was made: a topic
+    whose serial is newer had a message routed to the subscription since,
+    which supersedes its retained one.
+    """
+
+    __slots__ = ("filter", "nodes", "start", "sub")
+
+    def __init__(self, store: RetainedStore, full_filter: str, sub: Sub[Any]) -> None:
+        #: The subscription's filter as the client gave it (its key in the session).
+        self.filter = full_filter
+        #: The subscription the messages go out with (a replacement takes over).
+        self.sub = sub
+        self.start = store.serial
+        self.nodes = store.walk(sub.topic_filter)

@@ -12,7 +12,7 @@ its bounded queue. Also here: the memory budget, and ``$SYS``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._state import ConnectionState
 from ..config import BrokerConfig
@@ -58,6 +58,11 @@ class Routing(FanOut):
     _dirty: dict[int, None]
     _sessions: dict[str, Session]
     _started_at: float | None
+    _feeding: int
+
+    if TYPE_CHECKING:
+
+        def _feed(self, session: Session, now: float) -> None: ...
 
     # -- a client's message ---------------------------------------------------------------
 
@@ -110,6 +115,9 @@ class Routing(FanOut):
             route = self._router.route(message.packet.topic)
         if not (route.targets or route.groups):
             return 0, 0
+        if self._feeding:
+            # Retained messages still owed on this topic are superseded.
+            self._retained.touch(message.packet.topic)
         reached = refused = 0
         packet = message.packet
         origin = message.origin
@@ -365,7 +373,8 @@ class Routing(FanOut):
         return True
 
     def _pump(self, session: Session, now: float) -> None:
-        """Send queued messages while the client's window has room."""
+        """Send queued messages while the client's window has room, then
+        retained messages still owed (see _feed)."""
         link = session.link
         if link is None or link.finished:
             return
@@ -416,6 +425,9 @@ class Routing(FanOut):
                     self.messages_dropped += 1
             self._unhold(message)
         self._dirty[link.id] = None
+        if not pending and session.feeds:
+            # Retained messages owed to new subscriptions fill what room is left.
+            self._feed(session, now)
 
     # -- retained messages --------------------------------------------------------------
 

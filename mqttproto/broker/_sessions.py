@@ -4,7 +4,8 @@ A :class:`Session` is the state the protocol says outlives a network
 connection (MQTT 5.0 section 4.1): subscriptions, the QoS state of the flows
 (a :class:`~mqttproto.server.ServerSession`: messages in flight to the client
 and their packet identifiers, QoS 2 identifiers received and not yet
-released), messages queued for the client, and a will waiting for its delay.
+released), messages queued for the client, the retained messages still owed to its new
+subscriptions, and a will waiting for its delay.
 
 A :class:`Link` is one network connection as the broker sees it: the
 :class:`~mqttproto.server.ServerConnection` that speaks the protocol, and
@@ -23,6 +24,7 @@ from ..server import ServerConnection, ServerSession
 from ..store import StoredMessage, StoredSession, StoredSubscription
 from ._auth import AuthenticationJob
 from ._message import Message, Pending
+from ._retained import RetainedFeed
 from ._router import Sub
 
 __all__ = ["Link", "Session"]
@@ -37,6 +39,7 @@ class Session:
         "client_id",
         "expires_at",
         "expiry_interval",
+        "feeds",
         "flows",
         "inflight_messages",
         "link",
@@ -61,6 +64,9 @@ class Session:
         #: The QoS flows' state, handed to each connection that resumes it.
         self.flows = ServerSession(max_queued=max_queued)
         self.pending: deque[Pending] = deque()
+        #: Subscriptions whose retained messages are still being sent, in
+        #: the order they were made (see _retained.RetainedFeed).
+        self.feeds: list[RetainedFeed] = []
         #: Sizes of the messages in ``pending`` together (``max_queued_bytes``).
         self.queued_bytes = 0
         #: packet id -> the message of each QoS 1/2 flow in ``flows``, so
@@ -126,6 +132,7 @@ class Link:
         "client_id",
         "conn",
         "connect",
+        "feed_due",
         "finished",
         "id",
         "identity",
@@ -181,6 +188,9 @@ class Link:
         #: but not yet written.
         self.max_unsent = max_unsent
         self.backlog = 0
+        #: Whether a "feed" timer is set: retained messages owed wait for
+        #: the output to drain (see _feed).
+        self.feed_due = False
 
     @property
     def unsent(self) -> int:

@@ -1,6 +1,7 @@
 """Subscriptions for the :class:`~mqttproto.broker.Broker`: SUBSCRIBE and
 UNSUBSCRIBE answered through the client's connection, the subscription trie
-kept, and retained messages sent to a new subscription."""
+kept, and the retained messages owed to a new subscription started (see
+:mod:`._feed`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from ..events import SubscribeRequested, UnsubscribeRequested
 from ..packets import Subscription
 from ..store import SessionStore
 from ..topics import parse_shared_subscription
-from ._message import Message
 from ._retained import RetainedStore
 from ._router import Router, Sub
 from ._sessions import Link, Session
@@ -34,15 +34,13 @@ class Subscriptions:
 
     if TYPE_CHECKING:
 
-        def _deliver(
-            self,
-            session: Session,
-            message: Message,
-            qos: int,
-            retain: bool,
-            sub_ids: tuple[int, ...],
-            now: float,
-        ) -> bool: ...
+        def _start_feed(self, session: Session, full_filter: str, sub: Sub[Session]) -> None: ...
+
+        def _stop_feed(self, session: Session, full_filter: str) -> None: ...
+
+        def _renew_feed(self, session: Session, full_filter: str, sub: Sub[Session]) -> None: ...
+
+        def _feed(self, session: Session, now: float) -> None: ...
 
     def _subscribe(self, link: Link, request: SubscribeRequested, now: float) -> None:
         """SUBSCRIBE: one reason code per filter [MQTT-3.8.4-6], then retained messages."""
@@ -52,7 +50,7 @@ class Subscriptions:
         authorizer = self.authorizer
         sub_id = request.subscription_identifier
         codes: list[ReasonCode] = []
-        retained_due: list[Sub[Session]] = []
+        retained_due: list[tuple[str, Sub[Session]]] = []
         changed = False
         wanted = request.subscriptions
         if len(wanted) > config.max_filters_per_subscribe:
@@ -100,14 +98,22 @@ class Subscriptions:
                 codes.append(ReasonCode(sub.qos))
                 handling = sub.retain_handling
                 # Retained messages are not sent to shared subscriptions
-                # (MQTT 5.0 section 4.8.2); Retain Handling 1 only for a new one.
+                # (MQTT 5.0 section 4.8.2); Retain Handling 0 sends them,
+                # again for a repeated filter [MQTT-3.8.4-4]; 1 only for a
+                # new subscription [MQTT-3.3.1-10]; 2 never [MQTT-3.3.1-11].
                 if shared is None and (handling == 0 or (handling == 1 and is_new)):
-                    retained_due.append(sub)
+                    retained_due.append((full_filter, sub))
+                elif shared is None and not is_new:
+                    self._renew_feed(session, full_filter, sub)
         link.conn.suback(request.packet_id, codes)
         if changed and session.persistent:
             self.store.save_session(session.snapshot())
-        for sub in retained_due:
-            self._send_retained(session, sub, now)
+        if retained_due:
+            # After the SUBACK, paced by the client (see _feed).
+            for full_filter, sub in retained_due:
+                self._start_feed(session, full_filter, sub)
+            if not session.pending:
+                self._feed(session, now)
 
     def _add_subscription(
         self, session: Session, request: Subscription, sub_id: int | None
@@ -131,26 +137,6 @@ class Subscriptions:
         self._router.add(sub)
         return sub, old is None
 
-    def _send_retained(self, session: Session, sub: Sub[Session], now: float) -> None:
-        """Retained messages for a new subscription, retain flag set [MQTT-3.3.1-9]."""
-        authorizer = self.authorizer
-        sub_ids = () if sub.sub_id is None else (sub.sub_id,)
-        for retained in self._retained.match(sub.topic_filter):
-            if retained.expires_at is not None and now >= retained.expires_at:
-                continue
-            packet = retained.packet
-            if authorizer is not None and not authorizer.may_receive(
-                session.client_id, session.username, packet.topic
-            ):
-                continue
-            message = Message(packet, now, None)
-            if retained.expires_at is not None:
-                message.expires_at = retained.expires_at
-                assert message.expiry is not None
-                message.received_at = retained.expires_at - message.expiry
-            qos = min(int(packet.qos), sub.qos)
-            self._deliver(session, message, qos, True, sub_ids, now)
-
     def _unsubscribe(self, link: Link, request: UnsubscribeRequested) -> None:
         session = link.session
         assert session is not None
@@ -161,6 +147,8 @@ class Subscriptions:
                 codes.append(_C.NO_SUBSCRIPTION_EXISTED)
             else:
                 self._router.remove(sub)
+                # Retained messages still owed to it are not sent.
+                self._stop_feed(session, full_filter)
                 codes.append(_C.SUCCESS)
         # [MQTT-3.10.4-4]: UNSUBACK even when nothing was removed.
         link.conn.unsuback(request.packet_id, codes)
