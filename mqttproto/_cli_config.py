@@ -46,6 +46,7 @@ NO_LIMIT: Any = _NoLimit()
 #: BrokerConfig itself.
 HELP: dict[str, tuple[str, str]] = {
     "max_packet_size": ("BYTES", "largest packet accepted from a client"),
+    "max_buffered_input": ("BYTES", "bytes of large incomplete packets held across clients"),
     "receive_maximum": ("N", "unacknowledged QoS 1/2 PUBLISH a client may have with the broker"),
     "topic_alias_maximum": ("N", "topic aliases a client may define (0: none)"),
     "maximum_qos": ("QOS", "highest QoS accepted and granted (0, 1 or 2)"),

@@ -687,6 +687,7 @@ cdef class PacketReader:
     cdef list _pending
     cdef Py_ssize_t _pending_size
     cdef Py_ssize_t _need
+    cdef Py_ssize_t _declared
     cdef object _error
     cdef object _max_packet_size  # as given, for the error message
     cdef object _limit  # a _decode_fields.PropertyLimit, or None
@@ -719,6 +720,7 @@ cdef class PacketReader:
         self._pending = []
         self._pending_size = 0
         self._need = 0
+        self._declared = 0
         self._error = None
 
     @property
@@ -730,6 +732,12 @@ cdef class PacketReader:
     def buffered(self):
         """How many bytes of an incomplete packet are held."""
         return self._pending_size
+
+    @property
+    def incomplete_size(self):
+        """The declared size of the incomplete packet; 0 if none or its
+        fixed header is not complete (see the reference)."""
+        return self._declared
 
     def feed(self, data):
         """Add ``data`` and return every packet it completes, in order."""
@@ -774,6 +782,7 @@ cdef class PacketReader:
         self._error = error
         self._pending.clear()
         self._pending_size = 0
+        self._declared = 0
 
     cdef list _parse(self, bytes data, Py_ssize_t *out_pos, list packets):
         """Decode every complete packet of ``data`` into ``packets``; store where the rest starts."""
@@ -785,6 +794,7 @@ cdef class PacketReader:
         cdef bint complete
         cdef object level = None if self._version < 0 else self._version
         cdef bint v5 = self._version == 5
+        self._declared = 0
         while pos < size:
             # Fixed header: one type/flags byte, then the remaining length.
             first = buf[pos]
@@ -822,7 +832,7 @@ cdef class PacketReader:
                     f"packet of {end - pos} bytes exceeds the maximum of {self._max_packet_size}"
                 )
             if end > size:
-                self._need = end - pos
+                self._need = self._declared = end - pos
                 break
             if level is None:
                 connect = _decode_body(data, first, start, end, 0, self._limit)

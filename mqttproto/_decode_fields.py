@@ -101,13 +101,17 @@ def _reason(code: int, allowed: frozenset[ReasonCode], packet: str) -> ReasonCod
 
 def _check_topic_name(topic: str, *, v5: bool, has_alias: bool) -> None:
     """Raise RemoteProtocolError for a PUBLISH topic name that may not be received."""
-    if not topic:
+    if not topic and v5:
         # A zero-length topic is allowed in MQTT 5 only with a topic alias
-        # [MQTT-3.3.2-1] [MQTT-4.7.3-1].
-        if v5 and has_alias:
+        # [MQTT-3.3.2-1] [MQTT-4.7.3-1]. Without one it is not a name this
+        # server refuses (0x90) but a broken packet: section 3.3.2.3.4, "It is
+        # a Protocol Error if the Topic Name is zero length and there is no
+        # Topic Alias", so 0x82. In 3.1.1 it breaks [MQTT-4.7.3-1], as
+        # validate_topic_name says (no code is sent: the connection closes).
+        if has_alias:
             return
         raise RemoteProtocolError(
-            "empty topic name without a topic alias", ReasonCode.TOPIC_NAME_INVALID
+            "empty topic name without a topic alias [MQTT-3.3.2-1]", ReasonCode.PROTOCOL_ERROR
         )
     validate_topic_name(topic, error=RemoteProtocolError)
 
@@ -397,8 +401,17 @@ def _decode_properties(
         fields["maximum_qos"] = _QOS[fields["maximum_qos"]]
     response_topic = fields.get("response_topic")
     if response_topic is not None:
-        # [MQTT-3.3.2-14] the Response Topic must be a topic name, not a filter.
-        validate_topic_name(response_topic, error=RemoteProtocolError)
+        # [MQTT-3.3.2-13] [MQTT-3.3.2-14] the Response Topic must be a topic
+        # name, not a filter. A wildcard (or an empty name) there breaks a
+        # rule of the packet's form, not a name this server declines, so it is
+        # a Protocol Error, 0x82, and not Topic Name invalid, 0x90 (that code
+        # is for the PUBLISH's own Topic Name, section 3.3.2.1).
+        try:
+            validate_topic_name(response_topic, error=RemoteProtocolError)
+        except RemoteProtocolError as error:
+            raise RemoteProtocolError(
+                f"Response Topic: {error}", ReasonCode.PROTOCOL_ERROR
+            ) from None
     if "authentication_data" in fields and "authentication_method" not in fields:
         raise RemoteProtocolError("authentication data without an authentication method")
     return fields, pos

@@ -88,6 +88,7 @@ class PacketReader:
     """
 
     __slots__ = (
+        "_declared",
         "_error",
         "_limit",
         "_max_packet_size",
@@ -124,6 +125,8 @@ class PacketReader:
         self._pending_size = 0
         # Bytes the pending packet needs before it is worth parsing again.
         self._need = 0
+        # The whole size of the pending packet, once its fixed header is in.
+        self._declared = 0
         self._error: RemoteProtocolError | None = None
 
     @property
@@ -135,6 +138,18 @@ class PacketReader:
     def buffered(self) -> int:
         """How many bytes of an incomplete packet are held."""
         return self._pending_size
+
+    @property
+    def incomplete_size(self) -> int:
+        """The size of the incomplete packet being received (fixed header
+        included) as its fixed header declares it; 0 when no packet is
+        incomplete or its fixed header is not complete yet.
+
+        What the reader will hold once that packet is complete (never more
+        than ``max_packet_size``): a server that budgets memory across
+        connections can reserve it before reading the body.
+        """
+        return self._declared
 
     def feed(self, data: bytes) -> list[Packet]:
         """Add ``data`` and return every packet it completes, in order.
@@ -188,6 +203,7 @@ class PacketReader:
         self._error = error
         self._pending.clear()
         self._pending_size = 0
+        self._declared = 0
 
     def _parse(self, data: bytes, packets: list[Packet]) -> int:
         """Decode the complete packets of ``data`` into ``packets``; return where the rest starts."""
@@ -198,6 +214,7 @@ class PacketReader:
         limit = self._limit
         decode_publish = _decode_publish
         pos = 0
+        self._declared = 0
         while pos < size:
             # Fixed header: one type/flags byte, then the remaining length.
             first = data[pos]
@@ -223,7 +240,7 @@ class PacketReader:
                     f"packet of {end - pos} bytes exceeds the maximum of {max_size}"
                 )
             if end > size:
-                self._need = end - pos
+                self._need = self._declared = end - pos
                 return pos
             if first >> 4 == 3 and version is not None:
                 append(decode_publish(data, first & 0x0F, start, end, version, limit))

@@ -198,8 +198,30 @@ class BrokerConfig:
     """
 
     #: The largest packet accepted from a client; a bigger one ends the
-    #: connection with 0x95 *Packet too large* [MQTT-3.2.2-15 analogue].
-    max_packet_size: int = attrs.field(default=1024 * 1024, validator=_packet_size)
+    #: connection with 0x95 *Packet too large* [MQTT-3.2.2-15 analogue],
+    #: refused on its fixed header before the body is read. 16 MiB carries
+    #: the payloads clients send in practice (images, firmware chunks; 1 MiB
+    #: did not, with its fixed header and topic on top) while one packet costs
+    #: at most about three times its size as it is joined and decoded, and it
+    #: matches ``max_unsent_bytes``, so a message that fits is also sent.
+    #: mosquitto allows 256 MiB; raise it for that, with
+    #: ``max_buffered_input`` to match. (A lone
+    #: :class:`ServerConfig` keeps 1 MiB: it has no budget across connections.)
+    max_packet_size: int = attrs.field(default=16 * 1024 * 1024, validator=_packet_size)
+    #: The budget of incomplete input across all connections, for the broker
+    #: servers (asyncio, trio, threads): a packet larger than 64 KiB
+    #: (``LARGE_INPUT`` in the servers' driver) reserves its declared size
+    #: (:meth:`Broker.incomplete_packet_size`) as soon as its fixed header is
+    #: read. One that does not fit in what is left is not read on -- its
+    #: connection pauses, first come first served, until packets being
+    #: received complete or their connections end -- unless no other large
+    #: packet is being received, so one always makes progress. Smaller
+    #: packets are never held. So many clients each claiming a large packet
+    #: cost this much at most, plus one read (64-256 KiB) per connection, and
+    #: everyone else is still served. None: no budget.
+    max_buffered_input: int | None = attrs.field(
+        default=64 * 1024 * 1024, validator=_optional_positive
+    )
     #: How many QoS 1/2 PUBLISH a client may have unacknowledged with us;
     #: more ends the connection with 0x93 [MQTT-3.3.4-9].
     receive_maximum: int = attrs.field(default=1024, validator=_u16_positive)

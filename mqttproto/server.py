@@ -215,6 +215,15 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         return self._max_out
 
     @property
+    def incomplete_packet_size(self) -> int:
+        """The declared size of the packet being received and not yet
+        complete (0: none, or its fixed header is not in yet): what reading
+        it will hold, at most ``config.max_packet_size``. A server that
+        budgets memory across connections reserves it before reading on
+        (see ``max_buffered_input`` in :class:`~mqttproto.config.BrokerConfig`)."""
+        return self._reader.incomplete_size
+
+    @property
     def send_window(self) -> int:
         """How many more QoS 1/2 messages may go out now; past it :meth:`publish`
         queues them (the client's Receive Maximum, at most

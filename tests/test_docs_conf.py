@@ -88,7 +88,7 @@ def test_every_attrs_default_shows_its_value(rendered: dict[str, str]) -> None:
     assert len(rendered) > 40
     leaks = {name: text for name, text in rendered.items() if "attr_dict" in text}
     assert leaks == {}
-    assert "max_packet_size: 'int' = 1048576" in rendered["BrokerConfig"]
+    assert "max_packet_size: 'int' = 16777216" in rendered["BrokerConfig"]
     assert "reason_code: 'ReasonCode' = ReasonCode.SUCCESS" in rendered["AuthPacket"]
     assert "initial: 'float' = 0.5" in rendered["ReconnectPolicy"]
     assert "users: 'Mapping[str, tuple[AclRule, ...]]' = dict()" in rendered["AclFile"]

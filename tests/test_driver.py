@@ -18,10 +18,11 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import pytest
 
 from mqttproto import PacketReader, ProtocolVersion, encode_packet
-from mqttproto.adapters._driver import PAUSE_READING_ABOVE, Driver, Peer
+from mqttproto.adapters._driver import LINGER_BYTES, PAUSE_READING_ABOVE, Driver, Peer
 from mqttproto.adapters._listener import Listener
 from mqttproto.auth import AuthResult, ConnectInfo, DeferredAuthResult
 from mqttproto.broker import Broker
@@ -35,6 +36,7 @@ from mqttproto.packets import (
     PingReqPacket,
     PingRespPacket,
     PublishPacket,
+    PubRecPacket,
     SubAckPacket,
     SubscribePacket,
     Subscription,
@@ -55,6 +57,7 @@ class FakePeer(Peer):
         "aborted",
         "cert",
         "finished",
+        "half_closed",
         "out",
         "reader",
         "reading",
@@ -74,6 +77,7 @@ class FakePeer(Peer):
         self.stalled = False
         self.reading = True
         self.finished = False
+        self.half_closed = False
         self.aborted = False
         self.cert: dict[str, Any] | None = None
 
@@ -96,6 +100,9 @@ class FakePeer(Peer):
 
     def resume_reading(self) -> None:
         self.reading = True
+
+    def half_close(self) -> None:
+        self.half_closed = True
 
     def finish(self) -> None:
         self.finished = True
@@ -255,7 +262,7 @@ def test_the_broker_timer_is_announced_and_handled_when_due(
     (goodbye,) = peer.packets()
     assert isinstance(goodbye, DisconnectPacket)
     assert goodbye.reason_code == ReasonCode.KEEP_ALIVE_TIMEOUT
-    assert peer.finished
+    assert peer.half_closed
     assert logged(caplog, "KEEP_ALIVE_TIMEOUT") == [
         "connection 1 from 10.0.0.1:40000: broker sent DISCONNECT KEEP_ALIVE_TIMEOUT (0x8D)"
     ]
@@ -297,7 +304,7 @@ def test_a_refused_connect_is_logged_and_closed_after_its_last_bytes(
     (connack,) = peer.packets()
     assert isinstance(connack, ConnAckPacket)
     assert connack.reason_code == ReasonCode.NOT_AUTHORIZED
-    assert peer.finished and not peer.aborted
+    assert peer.half_closed and not peer.aborted
     # Logged once as a warning, as the CONNACK goes out; the close names it.
     assert logged(caplog, "refused") == [
         "connection 1 from 10.0.0.1:40000: CONNECT refused: NOT_AUTHORIZED (0x87)"
@@ -315,9 +322,10 @@ def test_a_closing_connection_that_does_not_drain_is_aborted_after_close_timeout
     caplog.set_level(logging.INFO, logger=LOGGER)
     world = World(close_timeout=3.0)
     peer = world.client("c")
-    world.send(peer, DisconnectPacket())
+    peer.stalled = True  # the PINGRESP is never taken
+    world.send(peer, PingReqPacket(), DisconnectPacket())
     world.run()
-    assert peer.finished and not peer.aborted
+    assert peer.half_closed and not peer.aborted
     assert world.driver.wakeup_at == world.now + 3.0
     world.advance(2.9)
     assert not peer.aborted
@@ -329,6 +337,67 @@ def test_a_closing_connection_that_does_not_drain_is_aborted_after_close_timeout
     world.gone(peer, "connection lost: aborted")
     assert logged(caplog, "closed:") == [
         "connection 1 from 10.0.0.1:40000 closed: closed by the broker"
+    ]
+
+
+def test_after_the_goodbye_input_is_drained_until_the_client_closes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The goodbye is followed by a half-close, not a close: what the client
+    still sends is thrown away (no reset for unread input), and its EOF
+    finishes the connection."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    world = World(BrokerConfig(receive_maximum=1), close_timeout=3.0)
+    peer = world.client("c")
+    publish = PublishPacket("t", b"x", QoS.EXACTLY_ONCE, packet_id=1)
+    world.send(peer, publish, attrs.evolve(publish, packet_id=2))
+    world.run()
+    (pubrec, goodbye) = peer.packets()
+    assert isinstance(pubrec, PubRecPacket)
+    assert goodbye.reason_code == ReasonCode.RECEIVE_MAXIMUM_EXCEEDED
+    assert peer.half_closed and not peer.finished
+    world.send(peer, attrs.evolve(publish, packet_id=3), PingReqPacket())
+    world.run()
+    assert peer.packets() == [] and not peer.finished  # read, thrown away
+    world.driver.eof(peer, world.now)
+    assert peer.finished and not peer.aborted
+    world.gone(peer)
+    assert world.driver.connection_count == 0
+
+
+def test_after_the_goodbye_a_client_that_stays_is_closed_after_close_timeout(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    world = World(close_timeout=3.0)
+    peer = world.client("c")
+    world.send(peer, ConnectPacket("c", V5))  # a second CONNECT: 0x82
+    world.run()
+    assert peer.half_closed and not peer.finished
+    world.advance(2.9)
+    assert not peer.finished
+    world.advance(0.2)
+    assert peer.finished and not peer.aborted  # closed, not reset: nothing unsent
+    assert logged(caplog, "after the goodbye") == [
+        "connection 1 from 10.0.0.1:40000: still open 3.0 s after the goodbye; closed"
+    ]
+
+
+def test_after_the_goodbye_more_than_linger_bytes_closes_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    world = World(close_timeout=3.0)
+    peer = world.client("c")
+    world.send(peer, ConnectPacket("c", V5))
+    world.run()
+    world.driver.received(peer, b"\xc0\x00" * (LINGER_BYTES // 2), world.now)
+    assert not peer.finished
+    world.driver.received(peer, b"\xc0\x00", world.now)
+    world.driver.received(peer, b"\xc0\x00", world.now)
+    assert peer.finished and not peer.aborted
+    assert logged(caplog, "after the goodbye") == [
+        f"connection 1 from 10.0.0.1:40000: over {LINGER_BYTES} bytes after the goodbye; closed"
     ]
 
 
@@ -371,7 +440,7 @@ def test_shutdown_says_goodbye_to_mqtt5_clients_and_closes_everyone(
     assert isinstance(goodbye, DisconnectPacket)
     assert goodbye.reason_code == ReasonCode.SERVER_SHUTTING_DOWN
     assert v3.packets() == []  # MQTT 3.1.1 has no DISCONNECT from the server
-    assert v5.finished and v3.finished
+    assert v5.half_closed and v3.half_closed
     world.gone(v5)
     world.gone(v3)
     assert logged(caplog, "closed:") == [

@@ -81,6 +81,30 @@ def test_returns_nothing_until_complete(codec: types.ModuleType, version: Protoc
     assert reader.buffered == 0
 
 
+def test_incomplete_size_is_the_declared_size_once_the_fixed_header_is_in(
+    codec: types.ModuleType,
+) -> None:
+    """What the servers' input budget reserves: the whole packet's size as
+    soon as its fixed header says it, 0 before and after."""
+    big = codec.encode_packet(PublishPacket("t", b"x" * 200_000), version=V5)
+    ack = codec.encode_packet(PubAckPacket(packet_id=1), version=V5)
+    reader = codec.PacketReader(version=V5)
+    assert reader.incomplete_size == 0
+    assert reader.feed(big[:2]) == [] and reader.incomplete_size == 0  # length incomplete
+    assert reader.feed(big[2:10]) == [] and reader.incomplete_size == len(big)
+    assert reader.feed(big[10:-1]) == [] and reader.incomplete_size == len(big)
+    assert len(reader.feed(big[-1:] + ack + big[:4])) == 2
+    assert reader.incomplete_size == len(big)  # the next one
+    assert len(reader.feed(big[4:])) == 1 and reader.incomplete_size == 0
+
+
+def test_incomplete_size_is_0_after_a_refusal(codec: types.ModuleType) -> None:
+    reader = codec.PacketReader(version=V5, max_packet_size=100)
+    with pytest.raises(PacketTooLarge):
+        reader.feed(b"\x30\xff\x01")
+    assert reader.incomplete_size == 0
+
+
 def test_empty_feed(codec: types.ModuleType) -> None:
     reader = codec.PacketReader(version=V5)
     assert reader.feed(b"") == []

@@ -299,7 +299,7 @@ AFTER_THE_FLOOD: list[tuple[str, bytes, type[RemoteProtocolError], RC]] = [
     ("duplicate", b"\x01\x01" + FLOOD + b"\x01\x00", RemoteProtocolError, RC.PROTOCOL_ERROR),
     ("topic-alias-0", FLOOD + b"\x23\x00\x00", TopicAliasInvalid, RC.TOPIC_ALIAS_INVALID),
     ("bad-flag", FLOOD + b"\x01\x02", RemoteProtocolError, RC.PROTOCOL_ERROR),
-    ("response-filter", FLOOD + b"\x08\x00\x01#", RemoteProtocolError, RC.TOPIC_NAME_INVALID),
+    ("response-filter", FLOOD + b"\x08\x00\x01#", RemoteProtocolError, RC.PROTOCOL_ERROR),
     ("user-not-utf8", FLOOD + _pair(b"\xff", b"v"), MalformedPacket, RC.MALFORMED_PACKET),
     ("user-nul", FLOOD + _pair(b"k", b"\x00") + FLOOD, MalformedPacket, RC.MALFORMED_PACKET),
     ("user-overruns", FLOOD + b"\x26\x00\x09abc", MalformedPacket, RC.MALFORMED_PACKET),
@@ -347,7 +347,7 @@ def test_a_packet_past_the_limit_and_malformed_later_is_refused_as_malformed(
     ("topic", "code"),
     [
         (b"a/+", RC.TOPIC_NAME_INVALID),
-        (b"", RC.TOPIC_NAME_INVALID),
+        (b"", RC.PROTOCOL_ERROR),  # 5.0 section 3.3.2.3.4
         (b"a\x00", RC.MALFORMED_PACKET),
     ],
     ids=["wildcard", "empty-without-alias", "nul"],

@@ -283,7 +283,7 @@ AFTER_THE_FLOOD: list[tuple[str, bytes, type[RemoteProtocolError], RC]] = [
     ("duplicate", b"\x01\x01" + FLOOD + b"\x01\x00", RemoteProtocolError, RC.PROTOCOL_ERROR),
     ("topic-alias-0", FLOOD + b"\x23\x00\x00", TopicAliasInvalid, RC.TOPIC_ALIAS_INVALID),
     ("bad-flag", FLOOD + b"\x01\x02", RemoteProtocolError, RC.PROTOCOL_ERROR),
-    ("response-filter", FLOOD + b"\x08\x00\x01#", RemoteProtocolError, RC.TOPIC_NAME_INVALID),
+    ("response-filter", FLOOD + b"\x08\x00\x01#", RemoteProtocolError, RC.PROTOCOL_ERROR),
 ]
 
 

@@ -107,6 +107,18 @@ class _Peer(Peer, asyncio.Protocol):
         if transport is not None and not transport.is_closing():
             transport.resume_reading()
 
+    def half_close(self) -> None:
+        # The FIN goes once the buffer is written; reading goes on, and the
+        # client's EOF (eof_received) closes. TLS has no half-close here.
+        transport = self.transport
+        if transport is not None and not transport.is_closing() and transport.can_write_eof():
+            try:
+                transport.write_eof()
+            except OSError:
+                # The peer is gone already (asyncio shuts the socket down at
+                # once when nothing is buffered): connection_lost follows.
+                transport.abort()
+
     def finish(self) -> None:
         # asyncio closes a transport once its buffer is written.
         if self.transport is not None:

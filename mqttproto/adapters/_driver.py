@@ -17,6 +17,18 @@ broker is the same, and is here, in :class:`Driver`:
 - *closing*: a connection the broker (or the peer, or the shutdown) ends gets
   its last bytes, the WebSocket Close handshake if it has one, and
   ``close_timeout`` seconds for both before it is aborted;
+- *the goodbye the client can read*: after its last bytes (a DISCONNECT with
+  a reason code, a refusing CONNACK) a TCP connection is half-closed
+  (:meth:`Peer.half_close`: FIN, reading goes on) and what the client still
+  sends is read and thrown away until it closes its side, for at most
+  ``close_timeout`` seconds and :data:`LINGER_BYTES` bytes. Closing a socket
+  with unread input makes the kernel send a reset, and a reset makes the
+  client's stack throw away what it had not yet read -- the goodbye with it
+  (Paho's ``test_flow_control2`` saw *connection reset* instead of 0x93);
+- the *input budget* (``BrokerConfig.max_buffered_input``, see
+  :mod:`._input_budget`): after each read, the declared size of the packet
+  a connection is receiving (:meth:`Broker.incomplete_packet_size`) is
+  reserved, or the connection is not read from until it fits;
 - the log: connections opened, accepted or refused (the CONNACK), closed and
   why (:mod:`._server_log`); an exception escaping the core is logged and
   drops only the connection it came from.
@@ -36,26 +48,29 @@ elsewhere, and hand their answers back through the server.
 
 from __future__ import annotations
 
-import abc
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..broker import Broker
 from ._auth_workers import AuthWorkers
+from ._input_budget import InputBudget
 from ._listener import Listener, certificate_common_name
+from ._peer import PAUSE_READING_ABOVE, Peer
 from ._server_log import goodbye_reason, note_first_output
 
 if TYPE_CHECKING:  # without importing wsproto at run time
     from ._websocket_server import ServerWebSocket
 
-__all__ = ["PAUSE_READING_ABOVE", "Driver", "Peer", "source_address"]
+__all__ = ["LINGER_BYTES", "PAUSE_READING_ABOVE", "Driver", "Peer", "source_address"]
 
 logger = logging.getLogger("mqttproto.broker")
 
-#: Unsent bytes above which a server stops reading from a connection (unless
-#: its transport has its own flow control: see :meth:`Peer.congested`).
-PAUSE_READING_ABOVE = 256 * 1024
+
+#: Input read and thrown away from a connection after its goodbye before it
+#: is closed anyway: enough for the requests a client had pipelined when the
+#: goodbye was sent, small enough that a client streaming on costs little.
+LINGER_BYTES = 256 * 1024
 
 
 def source_address(listener: Listener, address: Any) -> str | None:
@@ -67,87 +82,6 @@ def source_address(listener: Listener, address: Any) -> str | None:
     if isinstance(address, tuple) and address:
         return str(address[0])
     return None
-
-
-class Peer(abc.ABC):
-    """One connection of a server, as the driver sees it.
-
-    The attributes are the driver's bookkeeping (the server may read them);
-    the abstract methods are the server's I/O, which the driver calls.
-    """
-
-    __slots__ = (
-        "accepted",
-        "backlog",
-        "close_reason",
-        "closing",
-        "conn",
-        "last_data",
-        "last_pump",
-        "listener",
-        "paused",
-        "peer",
-        "ws",
-    )
-
-    def __init__(self, listener: Listener, peer: str = "unknown") -> None:
-        self.listener = listener
-        #: ``host:port`` (or ``unix:path``), for the log and the broker.
-        self.peer = peer
-        #: The broker's connection id, once :meth:`Driver.open` has it.
-        self.conn = -1
-        #: Whether the first CONNACK has gone out (logged once).
-        self.accepted = False
-        #: No more input for the broker; the connection is closing or dropped.
-        self.closing = False
-        #: Why it ends, for the log ("closed: <reason>").
-        self.close_reason: str | None = None
-        #: Whether the driver asked to stop reading from it.
-        self.paused = False
-        #: What Broker.output_backlog was last told.
-        self.backlog = 0
-        #: The last chunk written and the number of the pump that wrote it,
-        #: to name the goodbye when the broker closes the connection.
-        self.last_data = b""
-        self.last_pump = -1
-        #: The WebSocket between the socket and MQTT, on a WebSocket listener.
-        self.ws: ServerWebSocket | None = None
-
-    @abc.abstractmethod
-    def write(self, data: bytes) -> None:
-        """Send ``data`` (not empty) after everything written before."""
-
-    @abc.abstractmethod
-    def unsent(self) -> int:
-        """Bytes written and not yet taken by the peer."""
-
-    def congested(self, unsent: int) -> bool:
-        """Whether to stop reading until the peer takes its output; ``unsent``
-        is :meth:`unsent`. A transport with flow control of its own (asyncio's
-        write buffer limits) answers from that instead."""
-        return unsent > PAUSE_READING_ABOVE
-
-    @abc.abstractmethod
-    def pause_reading(self) -> None:
-        """Read nothing more from the peer until :meth:`resume_reading`."""
-
-    @abc.abstractmethod
-    def resume_reading(self) -> None:
-        """Read from the peer again."""
-
-    @abc.abstractmethod
-    def finish(self) -> None:
-        """Close once everything written has gone; :meth:`Driver.lost` is to
-        follow when it has. May be called more than once."""
-
-    @abc.abstractmethod
-    def abort(self) -> None:
-        """Close now, dropping what is unsent; :meth:`Driver.lost` is to
-        follow (at once or later). May be called more than once."""
-
-    def peercert(self) -> dict[str, Any] | None:
-        """The verified client certificate (:meth:`ssl.SSLSocket.getpeercert`), if any."""
-        return None
 
 
 class Driver:
@@ -188,6 +122,8 @@ class Driver:
         self._wakeup_at: float | None = None
         #: The number of the pump under way (for goodbye_reason).
         self._pumps = 0
+        #: Large incomplete packets against ``max_buffered_input``.
+        self.input_budget: InputBudget[Peer] = InputBudget(broker.config.max_buffered_input)
         self._auth: AuthWorkers | None = None
 
     @property
@@ -282,10 +218,17 @@ class Driver:
             self._received_websocket(peer, ws, data, now)
         elif not peer.closing:
             self._feed(peer, data, now)
+        else:
+            self._discard(peer, len(data))
 
     def eof(self, peer: Peer, now: float, reason: str = "peer closed the connection") -> None:
-        """The peer's stream ended: tell the broker, send what is left, close."""
-        if peer.closing or self.peers.get(peer.conn) is not peer:
+        """The peer's stream ended: tell the broker, send what is left, close.
+        After the goodbye (the connection closing) it is the end of the drain."""
+        if self.peers.get(peer.conn) is not peer:
+            return
+        if peer.closing:
+            if peer.ws is None or not peer.ws.awaiting_close:
+                peer.finish()
             return
         if peer.close_reason is None:
             peer.close_reason = reason
@@ -297,11 +240,16 @@ class Driver:
         self.pump(now)
         if not peer.closing:
             self.close(peer, peer.close_reason, now)
+        if peer.ws is None or not peer.ws.awaiting_close:
+            # The client closed its side: nothing to drain, close after the
+            # last bytes.
+            peer.finish()
 
     def output_changed(self, peer: Peer, now: float) -> None:
         """The peer took some of its output (or its transport's flow control
         changed): resume reading, and report the backlog, as it now stands."""
-        if self.peers.get(peer.conn) is peer:
+        if self.peers.get(peer.conn) is peer and not peer.closing:
+            # (A closing connection is read until it ends, and has no backlog.)
             self._check_output(peer, now, wrote=False)
 
     def lost(self, peer: Peer, now: float, reason: str) -> None:
@@ -312,6 +260,7 @@ class Driver:
         """
         self._closing.pop(peer, None)
         peer.closing = True
+        self._release_input(peer)
         if self.peers.get(peer.conn) is not peer:
             return  # never opened in the broker
         del self.peers[peer.conn]
@@ -398,7 +347,13 @@ class Driver:
                 peer.write(frame)
             if ws.awaiting_close:
                 return  # finished when the client's Close comes, or aborted
-        peer.finish()
+            peer.finish()
+            return
+        # The drain needs the input read, even from a client that was paused
+        # for not reading its output or held by the input budget.
+        self._release_input(peer)
+        self._update_reading(peer)
+        peer.half_close()
 
     def _abort_overdue(self, now: float) -> None:
         overdue = []
@@ -408,6 +363,16 @@ class Driver:
             overdue.append(peer)
         for peer in overdue:
             del self._closing[peer]
+            if peer.unsent() == 0 and (peer.ws is None or not peer.ws.awaiting_close):
+                # The goodbye went out; the client did not close its side.
+                logger.info(
+                    "connection %d from %s: still open %.1f s after the goodbye; closed",
+                    peer.conn,
+                    peer.peer,
+                    self.close_timeout,
+                )
+                peer.finish()
+                continue
             logger.warning(
                 "connection %d from %s: last bytes not sent within %.1f s; aborted",
                 peer.conn,
@@ -415,6 +380,20 @@ class Driver:
                 self.close_timeout,
             )
             peer.abort()
+
+    def _discard(self, peer: Peer, size: int) -> None:
+        """Input after the goodbye: thrown away, up to LINGER_BYTES in all."""
+        before = peer.discarded
+        peer.discarded = before + size
+        if before <= LINGER_BYTES < peer.discarded:
+            logger.info(
+                "connection %d from %s: over %d bytes after the goodbye; closed",
+                peer.conn,
+                peer.peer,
+                LINGER_BYTES,
+            )
+            self._closing.pop(peer, None)
+            peer.finish()
 
     def _drop(self, peer: Peer, reason: str) -> None:
         """Abort the connection now (the broker hears of it through :meth:`lost`)."""
@@ -440,7 +419,48 @@ class Driver:
         except Exception:
             self._core_failed(peer, "receive_data")
             return
+        if self.input_budget.limit is not None and not peer.closing:
+            self._budget_input(peer)
         self._pump_soon()
+
+    # -- the input budget -------------------------------------------------------------
+
+    def _budget_input(self, peer: Peer) -> None:
+        """Reserve what the packet ``peer`` is receiving will hold, or stop
+        reading from it until that fits (:mod:`._input_budget`)."""
+        budget = self.input_budget
+        size = self.broker.incomplete_packet_size(peer.conn)
+        for changed in budget.claim(peer, size):
+            if changed is peer and budget.is_held(peer):
+                logger.info(
+                    "connection %d from %s: a packet of %d bytes waits for room in "
+                    "max_buffered_input (%d of %d bytes reserved)",
+                    peer.conn,
+                    peer.peer,
+                    size,
+                    budget.reserved,
+                    budget.limit,
+                )
+            self._update_reading(changed)
+
+    def _release_input(self, peer: Peer) -> None:
+        """``peer`` is closing or gone: its reservation goes to those waiting."""
+        for admitted in self.input_budget.release(peer):
+            if admitted is not peer:
+                self._update_reading(admitted)
+
+    def _update_reading(self, peer: Peer) -> None:
+        """Pause or resume reading as the output and the input budget say; a
+        closing connection is always read (the drain after the goodbye)."""
+        pause = (
+            peer.output_congested or self.input_budget.is_held(peer)
+        ) and not peer.closing
+        if pause != peer.paused:
+            peer.paused = pause
+            if pause:
+                peer.pause_reading()
+            else:
+                peer.resume_reading()
 
     def _received_websocket(self, peer: Peer, ws: ServerWebSocket, data: bytes, now: float) -> None:
         data = ws.receive(data)
@@ -478,13 +498,10 @@ class Driver:
             self._drop(peer, "dropped as a slow consumer")
             return
         congested = peer.congested(unsent)
-        if congested != peer.paused:
+        if congested != peer.output_congested:
             # The client is not reading: no service until it drains its side.
-            peer.paused = congested
-            if congested:
-                peer.pause_reading()
-            else:
-                peer.resume_reading()
+            peer.output_congested = congested
+            self._update_reading(peer)
         backlog = unsent if congested else 0
         if backlog == peer.backlog:
             return

@@ -61,6 +61,7 @@ class _Peer(Peer):
         "dead",
         "deadline",
         "finishing",
+        "half_closing",
         "handshake_wants_write",
         "handshaking",
         "lowat",
@@ -79,6 +80,8 @@ class _Peer(Peer):
         self.dead = False
         #: The socket closes once the output is written.
         self.finishing = False
+        #: The socket's write side is shut once the output is written.
+        self.half_closing = False
         #: When the TLS handshake must be over.
         self.deadline: float | None = None
         #: Accepted on a TLS listener and not yet a broker connection.
@@ -121,6 +124,11 @@ class _Peer(Peer):
         self.update_interest()
 
     def resume_reading(self) -> None:
+        self.update_interest()
+
+    def half_close(self) -> None:
+        self.half_closing = True
+        self._send()
         self.update_interest()
 
     def finish(self) -> None:
@@ -231,8 +239,18 @@ class _Peer(Peer):
             if sent <= 0:
                 break
             del out[:sent]
-        if self.finishing and not out:
+        if out or self.dead:
+            return
+        if self.finishing:
             self.close_now(time.monotonic(), "closed by the broker")
+        elif self.half_closing:
+            # The goodbye is out: FIN, and _read drains until EOF. A TLS
+            # socket cannot half-close (shutdown() would end TLS too) and
+            # only goes on reading.
+            self.half_closing = False
+            if not isinstance(self.sock, _ssl.SSLSocket):
+                with contextlib.suppress(OSError):
+                    self.sock.shutdown(socket.SHUT_WR)
 
     def _open(self, now: float) -> None:
         try:

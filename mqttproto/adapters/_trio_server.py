@@ -70,6 +70,7 @@ class _Peer(Peer):
         "dead",
         "drained",
         "finishing",
+        "half_closing",
         "in_flight",
         "out",
         "scope",
@@ -84,6 +85,8 @@ class _Peer(Peer):
         self.dead = False
         #: The stream closes once the output is written.
         self.finishing = False
+        #: The stream's write side is shut once the output is written.
+        self.half_closing = False
         self.out = bytearray()
         #: Bytes handed to ``send_all`` that have not all gone yet.
         self.in_flight = 0
@@ -106,6 +109,10 @@ class _Peer(Peer):
 
     def resume_reading(self) -> None:
         self.drained.set()
+
+    def half_close(self) -> None:
+        self.half_closing = True
+        self.wake.set()
 
     def finish(self) -> None:
         self.finishing = True
@@ -388,6 +395,14 @@ class BrokerServer(ServerBase):
                 continue
             if peer.finishing:
                 break
+            if peer.half_closing:
+                # The goodbye is out: FIN (a TLS stream cannot half-close and
+                # only goes on reading); the reader drains until EOF, and
+                # the driver calls finish().
+                peer.half_closing = False
+                if isinstance(stream, trio.abc.HalfCloseableStream):
+                    await stream.send_eof()
+                continue
             peer.wake = trio.Event()
             await peer.wake.wait()
         assert peer.scope is not None

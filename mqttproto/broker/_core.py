@@ -378,6 +378,14 @@ class Broker(Routing, Feeding, Subscriptions, Lifecycle, Authentication):
             self._dirty[link.id] = None
             self._process(link, now)
 
+    def incomplete_packet_size(self, conn: int) -> int:
+        """The declared size of the packet ``conn`` is in the middle of
+        sending (0: none; unknown connections too): what its reader will
+        hold once the packet is in. The servers' input budget
+        (``max_buffered_input``) reserves it."""
+        link = self._conns.get(conn)
+        return 0 if link is None else link.conn.incomplete_packet_size
+
     @property
     def connection_count(self) -> int:
         """Connections opened and not yet lost: what ``max_connections`` counts
