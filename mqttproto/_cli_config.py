@@ -97,6 +97,11 @@ HELP: dict[str, tuple[str, str]] = {
         "a CONNECT for a client id whose session another user made: refuse it (0x87), "
         "or discard that session",
     ),
+    "deny_reason": (
+        "{not-authorized,unspecified}",
+        "what an MQTT 5 client is told when the ACL refuses a subscription or a QoS 1/2"
+        " message: 0x87, or 0x80 (which does not reveal why)",
+    ),
     "auto_topic_alias": ("", "give MQTT 5 clients that accept them topic aliases"),
     "auto_topic_alias_min_length": ("CHARS", "shortest topic given a topic alias"),
     "auto_topic_alias_limit": ("N", "topic aliases per connection, at most"),
@@ -137,6 +142,7 @@ TOML_ALIASES: dict[str, str] = {
 #: Fields that take one of a few words: field -> the words.
 _CHOICES: dict[str, tuple[str, ...]] = {
     "session_identity_mismatch": ("refuse", "discard"),
+    "deny_reason": ("not-authorized", "unspecified"),
 }
 
 

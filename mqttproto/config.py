@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 
 from ._qos import MAX_PACKET_ID
+from .enums import ReasonCode
 
 __all__ = ["MAX_PACKET_SIZE", "BrokerConfig", "ClientConfig", "ServerConfig"]
 
@@ -361,6 +362,17 @@ class BrokerConfig:
     session_identity_mismatch: str = attrs.field(
         default="refuse", validator=attrs.validators.in_(("refuse", "discard"))
     )
+    #: The reason code an MQTT 5 client gets when the authorizer refuses a
+    #: subscription (SUBACK) or a QoS 1/2 message (PUBACK, PUBREC):
+    #: ``"not-authorized"``, 0x87 *Not authorized*, says why;
+    #: ``"unspecified"``, 0x80 *Unspecified error*, is the code for a server
+    #: that "does not wish to reveal the reason" (MQTT 5.0 sections 3.4.2.1,
+    #: 3.9.3), so that a client cannot map the ACL by trying topics.
+    #: (3.x SUBACK has 0x80 only; a 3.x publisher is never told.)
+    deny_reason: str = attrs.field(
+        default="not-authorized",
+        validator=attrs.validators.in_(("not-authorized", "unspecified")),
+    )
     #: Topic aliases for what the broker sends to MQTT 5 clients that accept
     #: them (a Topic Alias Maximum in CONNECT), for topics of
     #: ``auto_topic_alias_min_length`` characters or more, at most
@@ -400,6 +412,13 @@ class BrokerConfig:
     #: last failure is oldest is forgotten (bounded memory under a flood of
     #: addresses).
     auth_failure_addresses: int = attrs.field(default=10_000, validator=_positive)
+
+    @property
+    def denied(self) -> ReasonCode:
+        """The reason code of a refusal by the authorizer (``deny_reason``)."""
+        if self.deny_reason == "unspecified":
+            return ReasonCode.UNSPECIFIED_ERROR
+        return ReasonCode.NOT_AUTHORIZED
 
     def server_config(self) -> ServerConfig:
         """The limits of each of the broker's connections."""

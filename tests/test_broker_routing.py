@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from helpers import V5, V311, BrokerHarness
 from hypothesis import given
 from hypothesis import strategies as st
@@ -329,6 +331,33 @@ def test_authorizer():
     assert [m.payload for m in sub.take_messages()] == [b"hi"]
     assert blind.take_messages() == []
 
+
+
+def test_deny_reason_unspecified_does_not_reveal_the_acl():
+    """``deny_reason="unspecified"``: refusals by the authorizer are 0x80
+    Unspecified error, which a server uses when it "does not wish to reveal
+    the reason" (MQTT 5.0 sections 3.4.2.1 and 3.9.3); other refusals keep
+    their own codes."""
+    h = BrokerHarness(BrokerConfig(deny_reason="unspecified"), authorizer=DenyTopic())
+    sub = h.connected("sub")
+    sub.conn.subscribe(["secret/x", "open"])
+    h.pump()
+    assert suback(sub) == (ReasonCode.UNSPECIFIED_ERROR, ReasonCode.GRANTED_QOS_0)
+    pub = h.connected("pub", V5)
+    pub.conn.publish("secret/x", b"x", qos=1)
+    h.pump()
+    assert puback(pub) == ReasonCode.UNSPECIFIED_ERROR
+    pub.conn.publish("$SYS/broker/fake", b"x", qos=1)
+    h.pump()
+    assert puback(pub) == ReasonCode.UNSPECIFIED_ERROR
+    pub.conn.publish("nobody/listens", b"x", qos=1)
+    h.pump()
+    assert puback(pub) == ReasonCode.NO_MATCHING_SUBSCRIBERS
+
+
+def test_deny_reason_is_checked():
+    with pytest.raises(ValueError, match="deny_reason"):
+        BrokerConfig(deny_reason="maybe")
 
 def test_sys_statistics():
     h = BrokerHarness(BrokerConfig(sys_interval=10))

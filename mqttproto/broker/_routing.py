@@ -31,7 +31,6 @@ __all__ = ["Routing"]
 _C = ReasonCode
 # Enum members read once: a class attribute lookup on an Enum is slow.
 _SUCCESS = _C.SUCCESS
-_NOT_AUTHORIZED = _C.NOT_AUTHORIZED
 _QUOTA_EXCEEDED = _C.QUOTA_EXCEEDED
 _NO_MATCHING_SUBSCRIBERS = _C.NO_MATCHING_SUBSCRIBERS
 _CLOSED = ConnectionState.CLOSED
@@ -80,7 +79,7 @@ class Routing(FanOut):
         code = _SUCCESS
         if not allowed:
             # 3.1.1 has no way to say no: acknowledged and dropped.
-            code = _NOT_AUTHORIZED
+            code = self.config.denied
         else:
             router = self._router
             # The route cache, read first: one dict lookup for a known topic.

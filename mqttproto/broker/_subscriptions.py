@@ -90,7 +90,7 @@ class Subscriptions:
             elif authorizer is not None and not authorizer.may_subscribe(
                 link.client_id, link.username, full_filter
             ):
-                codes.append(_C.NOT_AUTHORIZED)
+                codes.append(config.denied)
             else:
                 sub, is_new = self._add_subscription(session, subscription, sub_id)
                 changed = True
