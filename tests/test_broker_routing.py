@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from helpers import V5, V311, BrokerHarness
 from hypothesis import given
 from hypothesis import strategies as st
