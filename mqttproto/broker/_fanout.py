@@ -65,6 +65,8 @@ class FanOut:
     messages_received: int
     messages_sent: int
     messages_dropped: int
+    dropped_no_subscribers: int
+    dropped_too_large: int
     _router: Router[Session]
     _dirty: dict[int, None]
     #: Counts the times a session's connection changed: a plan made before
@@ -111,6 +113,7 @@ class FanOut:
                 return
             self.messages_received += 1
             if not route.targets:
+                self.dropped_no_subscribers += 1
                 return
         else:
             self._client_publish(link, event, now)
@@ -134,6 +137,8 @@ class FanOut:
                     sent += 1
                 else:
                     dropped += 1
+                    if size > to.max_out:
+                        self.dropped_too_large += 1
         if plan.others:
             self._fan_out_others(packet, link.client_id, plan.others, now)
         self.messages_sent += sent
