@@ -164,7 +164,7 @@ def test_admin_api_sessions_subscribers_retained_and_kick() -> None:
         with (
             paho_client(broker, "alice") as (alice, _),
             paho_client(broker, "bob", v5=False) as (bob, _),
-            paho_client(broker, "carol") as (carol, carol_messages),
+            paho_client(broker, "carol") as (carol, _),
         ):
             subscribe(alice, ("sensors/+/temp", 1), ("sensors/#", 0))
             subscribe(bob, ("$share/workers/sensors/#", 1))
