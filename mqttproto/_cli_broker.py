@@ -24,9 +24,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ._cli_common import Subparsers, logging_to_stderr, positive_float, positive_int
+from ._cli_common import Subparsers, positive_float, positive_int
 from ._cli_config import TOML_ALIASES, add_config_arguments, config_checks, config_from
 from ._cli_http import HTTP_SETTINGS, add_http_arguments, check_http_settings, start_http_listener
+from ._cli_logging import LOG_SETTINGS, add_logging_arguments, broker_logging
 from ._cli_reload import RELOAD_LOGGER, Reloader
 from .auth import (
     AclAuthorizer,
@@ -97,6 +98,7 @@ SETTINGS: dict[str, tuple[Callable[[object], Any], Any, bool]] = {
     "unix": (_path, None, True),
     "auth_workers": (_int, None, False),
     **HTTP_SETTINGS,
+    **LOG_SETTINGS,
 }
 
 
@@ -359,7 +361,14 @@ def command_broker(args: argparse.Namespace) -> int:
         if getattr(settings, name) is not None:
             server_args[name] = getattr(settings, name)
     reloader = Reloader(settings, authenticator, authorizer, context)
-    with logging_to_stderr(settings.verbose), _reloads_logged():
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(
+                broker_logging(settings.verbose, settings.log_file, settings.log_format)
+            )
+        except OSError as exc:
+            return _fail(f"--log-file {settings.log_file}: {exc.strerror or exc}")
+        stack.enter_context(_reloads_logged())
         return asyncio.run(_serve_until_signalled(reloader, settings, **server_args))
 
 
@@ -411,8 +420,9 @@ def add_broker_parser(subparsers: Subparsers) -> None:
         "--verbose",
         action="count",
         default=None,
-        help="log connections (-v) or everything (-vv) to standard error",
+        help="log connections (-v), and a packet trace (-vv), to standard error",
     )
+    add_logging_arguments(parser)
     parser.add_argument(
         "--max-buffered-output",
         type=positive_int,

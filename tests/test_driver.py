@@ -226,7 +226,7 @@ def test_input_asks_for_a_pump_and_the_pump_writes_the_answer(
     (connack,) = peer.packets()
     assert isinstance(connack, ConnAckPacket) and connack.reason_code == ReasonCode.SUCCESS
     assert logged(caplog, "CONNECT accepted") == [
-        "connection 1 from 10.0.0.1:40000: CONNECT accepted"
+        "connection 1 from 10.0.0.1:40000 (client 'c', anonymous): CONNECT accepted"
     ]
     assert world.driver.connection_count == 1
 
@@ -256,8 +256,16 @@ def test_the_broker_timer_is_announced_and_handled_when_due(
     assert isinstance(goodbye, DisconnectPacket)
     assert goodbye.reason_code == ReasonCode.KEEP_ALIVE_TIMEOUT
     assert peer.finished
-    assert logged(caplog, "KEEP_ALIVE_TIMEOUT") == [
-        "connection 1 from 10.0.0.1:40000: broker sent DISCONNECT KEEP_ALIVE_TIMEOUT (0x8D)"
+    world.gone(peer)
+    # One line, a warning, naming the client: who closed it and why.
+    assert [
+        (r.levelname, r.getMessage()) for r in caplog.records if "KEEP_ALIVE" in r.getMessage()
+    ] == [
+        (
+            "WARNING",
+            "connection 1 from 10.0.0.1:40000 (client 'sleepy', anonymous) closed: "
+            "broker sent DISCONNECT KEEP_ALIVE_TIMEOUT (0x8D)",
+        )
     ]
 
 
@@ -298,13 +306,15 @@ def test_a_refused_connect_is_logged_and_closed_after_its_last_bytes(
     assert isinstance(connack, ConnAckPacket)
     assert connack.reason_code == ReasonCode.NOT_AUTHORIZED
     assert peer.finished and not peer.aborted
-    # Logged once as a warning, as the CONNACK goes out; the close names it.
-    assert logged(caplog, "refused") == [
-        "connection 1 from 10.0.0.1:40000: CONNECT refused: NOT_AUTHORIZED (0x87)"
-    ]
+    assert logged(caplog, "refused") == []
     world.gone(peer)
-    assert logged(caplog, "closed:") == [
-        "connection 1 from 10.0.0.1:40000 closed: CONNECT refused: NOT_AUTHORIZED (0x87)"
+    # Logged once, as a warning, when the connection is over; the close names it.
+    assert [(r.levelname, r.getMessage()) for r in caplog.records if "refused" in r.getMessage()] == [
+        (
+            "WARNING",
+            "connection 1 from 10.0.0.1:40000 (client 'c', anonymous) closed: "
+            "CONNECT refused: NOT_AUTHORIZED (0x87)",
+        )
     ]
     assert world.driver.connection_count == 0
 
@@ -324,11 +334,12 @@ def test_a_closing_connection_that_does_not_drain_is_aborted_after_close_timeout
     world.advance(0.2)
     assert peer.aborted
     assert logged(caplog, "last bytes") == [
-        "connection 1 from 10.0.0.1:40000: last bytes not sent within 3.0 s; aborted"
+        "connection 1 from 10.0.0.1:40000 (client 'c', anonymous): last bytes not sent within 3.0 s; aborted"
     ]
     world.gone(peer, "connection lost: aborted")
     assert logged(caplog, "closed:") == [
-        "connection 1 from 10.0.0.1:40000 closed: closed by the broker"
+        "connection 1 from 10.0.0.1:40000 (client 'c', anonymous) closed: "
+        "client sent DISCONNECT NORMAL_DISCONNECTION (0x00)"
     ]
 
 
@@ -355,7 +366,7 @@ def test_eof_publishes_the_will_and_closes_the_connection(caplog: pytest.LogCapt
     assert [p.payload for p in sub.packets() if isinstance(p, PublishPacket)] == [b"gone"]
     world.gone(peer)
     assert logged(caplog, "closed:") == [
-        "connection 2 from 10.0.0.1:40001 closed: peer closed the connection"
+        "connection 2 from 10.0.0.1:40001 (client 'c', anonymous) closed: peer closed the connection"
     ]
 
 
@@ -375,9 +386,10 @@ def test_shutdown_says_goodbye_to_mqtt5_clients_and_closes_everyone(
     world.gone(v5)
     world.gone(v3)
     assert logged(caplog, "closed:") == [
-        "connection 1 from 10.0.0.1:40000 closed: broker sent DISCONNECT "
-        "SERVER_SHUTTING_DOWN (0x8B)",
-        "connection 2 from 10.0.0.1:40001 closed: closed by the broker",
+        "connection 1 from 10.0.0.1:40000 (client 'five', anonymous) closed: "
+        "broker sent DISCONNECT SERVER_SHUTTING_DOWN (0x8B)",
+        "connection 2 from 10.0.0.1:40001 (client 'three', anonymous) closed: "
+        "closed by the broker: SERVER_SHUTTING_DOWN (0x8B)",
     ]
     assert logged(caplog, "WARNING") == []  # a shutdown is no failure
 
@@ -481,11 +493,12 @@ def test_a_slow_consumer_is_dropped_and_the_others_carry_on(
         world.run()
     assert sub.aborted
     assert logged(caplog, "slow consumer") == [
-        "connection 1 from 10.0.0.1:40000 dropped: slow consumer (12027 bytes unsent, limit 10000)"
+        "connection 1 from 10.0.0.1:40000 (client 'sub', anonymous) dropped: slow consumer (12027 bytes unsent, limit 10000)"
     ]
     world.gone(sub, "connection lost: aborted")
     assert logged(caplog, "closed:") == [
-        "connection 1 from 10.0.0.1:40000 closed: dropped as a slow consumer"
+        "connection 1 from 10.0.0.1:40000 (client 'sub', anonymous) closed: "
+        "dropped as a slow consumer"
     ]
     world.send(pub, PingReqPacket())
     world.run()
@@ -522,12 +535,13 @@ def test_an_exception_from_the_core_drops_only_its_connection(
     assert victim.aborted
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert [r.getMessage() for r in errors] == [
-        "the broker core raised in receive_data() for connection 1 from 10.0.0.1:40000; dropping it"
+        "the broker core raised in receive_data() for connection 1 from 10.0.0.1:40000 (client 'victim', anonymous); dropping it"
     ]
     assert errors[0].exc_info is not None
     world.gone(victim, "connection lost: aborted")
     assert logged(caplog, "closed:") == [
-        "connection 1 from 10.0.0.1:40000 closed: internal error in receive_data()"
+        "connection 1 from 10.0.0.1:40000 (client 'victim', anonymous) closed: "
+        "internal error in receive_data()"
     ]
     world.send(other, PingReqPacket())
     world.run()

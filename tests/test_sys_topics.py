@@ -79,7 +79,7 @@ def test_sys_tree_has_mosquittos_names_and_units() -> None:
             deadline = time.monotonic() + WAIT
             # Until an update after the traffic has come for every name.
             while time.monotonic() < deadline and not (
-                MOSQUITTO_SYS <= set(seen)
+                set(seen) >= MOSQUITTO_SYS
                 and int(seen["$SYS/broker/publish/messages/received"]) >= 3
                 and seen["$SYS/broker/subscriptions/count"] == "2"
             ):
@@ -88,7 +88,7 @@ def test_sys_tree_has_mosquittos_names_and_units() -> None:
                 except queue.Empty:
                     break
                 seen[message.topic] = message.payload.decode()
-        assert MOSQUITTO_SYS <= set(seen), sorted(MOSQUITTO_SYS - set(seen))
+        assert set(seen) >= MOSQUITTO_SYS, sorted(MOSQUITTO_SYS - set(seen))
         assert re.fullmatch(r"\d+ seconds", seen["$SYS/broker/uptime"])
         assert seen["$SYS/broker/version"].startswith("mqttproto version ")
         for name in LOADS:

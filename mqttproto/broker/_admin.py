@@ -14,6 +14,7 @@ from ..enums import ProtocolVersion, ReasonCode
 from ..topics import topic_matches
 
 if TYPE_CHECKING:
+    from ..events import Disconnected
     from ._router import Router
     from ._sessions import Link, Session
 
@@ -52,6 +53,7 @@ class Admin:
 
     _router: Router[Session]
     _sessions: dict[str, Session]
+    _conns: dict[int, Link]
     _dirty: dict[int, None]
 
     if TYPE_CHECKING:
@@ -154,3 +156,20 @@ class Admin:
                 }
             )
         return reports
+
+    # -- for the servers' log -------------------------------------------------------------
+
+    def connection_identity(self, conn: int) -> tuple[str, str | None] | None:
+        """``(client id, username)`` of connection ``conn`` once its CONNECT
+        came (the assigned id if the client gave none); None before, or for
+        an unknown connection."""
+        link = self._conns.get(conn)
+        if link is None or not link.client_id:
+            return None
+        return link.client_id, link.username
+
+    def connection_goodbye(self, conn: int) -> Disconnected | None:
+        """How connection ``conn`` ended (its :class:`~mqttproto.events.Disconnected`:
+        who said goodbye and the reason code); None while it is open."""
+        link = self._conns.get(conn)
+        return None if link is None else link.goodbye

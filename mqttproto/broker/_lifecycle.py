@@ -314,6 +314,7 @@ class Lifecycle:
 
     def _on_disconnected(self, link: Link, event: Disconnected, now: float) -> None:
         """The connection is over (any reason): will, session, close."""
+        link.goodbye = event
         if event.by_client:
             # [MQTT-3.14.4-3]: a normal DISCONNECT discards the will; 0x04 asks for it.
             link.will_on_close = event.reason_code == _C.DISCONNECT_WITH_WILL_MESSAGE
