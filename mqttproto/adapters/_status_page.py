@@ -6,7 +6,8 @@ T?" box that asks ``/api/v1/subscribers``.
 
 Everything it shows is put in the page with ``textContent`` (never as HTML),
 so a client id or topic cannot inject markup. A token given as ``/?token=``
-is sent back as ``Authorization: Bearer`` on every API call.
+is sent back as ``Authorization: Bearer`` on every API call; ``/?topic=T``
+fills the "who receives" box and asks at once (a link to share).
 """
 
 from __future__ import annotations
@@ -142,9 +143,7 @@ function refresh() {
   }).catch(function (error) { text("error", "cannot reach the broker: " + error.message); });
 }
 
-document.getElementById("who").addEventListener("submit", function (event) {
-  event.preventDefault();
-  const topic = document.getElementById("who-topic").value;
+function who(topic) {
   const list = document.getElementById("who-result");
   api("/api/v1/subscribers?topic=" + encodeURIComponent(topic)).then(function (found) {
     list.replaceChildren();
@@ -167,8 +166,18 @@ document.getElementById("who").addEventListener("submit", function (event) {
     item.textContent = error.message;
     list.appendChild(item);
   });
+}
+
+document.getElementById("who").addEventListener("submit", function (event) {
+  event.preventDefault();
+  who(document.getElementById("who-topic").value);
 });
 
+const askedTopic = new URLSearchParams(location.search).get("topic");
+if (askedTopic) {
+  document.getElementById("who-topic").value = askedTopic;
+  who(askedTopic);
+}
 refresh();
 setInterval(refresh, 2000);
 </script>
