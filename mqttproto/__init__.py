@@ -5,6 +5,7 @@ The public names are re-exported here; see the modules for details.
 
 from __future__ import annotations
 
+from ._version import VERSION
 from .broker import Broker
 from .client import ClientConnection
 from .codec import (
@@ -60,7 +61,7 @@ from .topics import (
     validate_topic_name,
 )
 
-__version__ = "0.1.0"
+__version__ = VERSION
 
 __all__ = [
     "AuthPacket",

@@ -24,8 +24,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from ._cli_common import Subparsers, logging_to_stderr, positive_float, positive_int
+from ._cli_common import Subparsers, positive_float, positive_int
 from ._cli_config import TOML_ALIASES, add_config_arguments, config_checks, config_from
+from ._cli_http import HTTP_SETTINGS, add_http_arguments, check_http_settings, start_http_listener
+from ._cli_logging import LOG_SETTINGS, add_logging_arguments, broker_logging
 from ._cli_reload import RELOAD_LOGGER, Reloader
 from .auth import (
     AclAuthorizer,
@@ -95,6 +97,8 @@ SETTINGS: dict[str, tuple[Callable[[object], Any], Any, bool]] = {
     "ws_path": (_str, None, False),
     "unix": (_path, None, True),
     "auth_workers": (_int, None, False),
+    **HTTP_SETTINGS,
+    **LOG_SETTINGS,
 }
 
 
@@ -259,7 +263,9 @@ def _listeners(settings: argparse.Namespace, context: ssl.SSLContext | None) -> 
 _SIGHUP: signal.Signals | None = getattr(signal, "SIGHUP", None)
 
 
-async def _serve_until_signalled(reloader: Reloader | None = None, **server_args: Any) -> int:
+async def _serve_until_signalled(
+    reloader: Reloader | None = None, http: argparse.Namespace | None = None, **server_args: Any
+) -> int:
     """Serve until SIGINT or SIGTERM, then shut down cleanly; the exit status.
 
     SIGHUP, with a ``reloader``, reloads the files (:mod:`._cli_reload`) and
@@ -281,14 +287,26 @@ async def _serve_until_signalled(reloader: Reloader | None = None, **server_args
             await server.start()
         except (OSError, ImportError) as exc:
             return _fail(f"cannot listen: {exc}")
+        http_listener = None
+        if http is not None:
+            try:
+                http_listener = await start_http_listener(server, http)
+            except (OSError, ImportError) as exc:
+                await server.close()
+                return _fail(f"cannot listen for HTTP: {exc}")
         for endpoint in server.endpoints:
             kind = endpoint.listener.kind
             suffix = "" if kind == "TCP" else f" ({kind})"
             print(f"mqttproto broker listening on {endpoint}{suffix}", flush=True)
+        if http_listener is not None:
+            for host, port in http_listener.addresses:
+                print(f"mqttproto broker listening on {host}:{port} (HTTP)", flush=True)
         try:
             await stop.wait()
         finally:
             logging.getLogger("mqttproto.broker").info("shutting down")
+            if http_listener is not None:
+                await http_listener.close()
             await server.close()
     finally:
         for signum in signals:
@@ -305,6 +323,9 @@ def command_broker(args: argparse.Namespace) -> int:
         _check_tls_settings(settings)
     except ConfigError as exc:
         return _fail(str(exc))
+    http_problem = check_http_settings(settings)
+    if http_problem is not None:
+        return _fail(http_problem)
     try:
         config = config_from(settings)
     except ValueError as exc:
@@ -340,8 +361,15 @@ def command_broker(args: argparse.Namespace) -> int:
         if getattr(settings, name) is not None:
             server_args[name] = getattr(settings, name)
     reloader = Reloader(settings, authenticator, authorizer, context)
-    with logging_to_stderr(settings.verbose), _reloads_logged():
-        return asyncio.run(_serve_until_signalled(reloader, **server_args))
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(
+                broker_logging(settings.verbose, settings.log_file, settings.log_format)
+            )
+        except OSError as exc:
+            return _fail(f"--log-file {settings.log_file}: {exc.strerror or exc}")
+        stack.enter_context(_reloads_logged())
+        return asyncio.run(_serve_until_signalled(reloader, settings, **server_args))
 
 
 @contextlib.contextmanager
@@ -392,8 +420,9 @@ def add_broker_parser(subparsers: Subparsers) -> None:
         "--verbose",
         action="count",
         default=None,
-        help="log connections (-v) or everything (-vv) to standard error",
+        help="log connections (-v), and a packet trace (-vv), to standard error",
     )
+    add_logging_arguments(parser)
     parser.add_argument(
         "--max-buffered-output",
         type=positive_int,
@@ -461,5 +490,6 @@ def add_broker_parser(subparsers: Subparsers) -> None:
         "others get HTTP 404",
     )
     other.add_argument("--unix", metavar="PATH", help="a Unix socket listener at PATH")
+    add_http_arguments(parser)
     add_config_arguments(parser)
     parser.set_defaults(handler=command_broker)

@@ -30,6 +30,7 @@ from ._cli_broker import add_broker_parser, broker_auth, broker_settings, comman
 from ._cli_common import Parser as _Parser
 from ._cli_common import Subparsers
 from ._cli_common import UsageError as _UsageError
+from ._cli_ctl import add_ctl_parser
 from ._cli_pubsub import add_pub_parser, add_rr_parser, add_sub_parser
 from .auth import PasswordFile
 
@@ -128,6 +129,7 @@ _COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_pub_parser,
     add_sub_parser,
     add_rr_parser,
+    add_ctl_parser,
 )
 
 

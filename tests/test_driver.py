@@ -233,7 +233,7 @@ def test_input_asks_for_a_pump_and_the_pump_writes_the_answer(
     (connack,) = peer.packets()
     assert isinstance(connack, ConnAckPacket) and connack.reason_code == ReasonCode.SUCCESS
     assert logged(caplog, "CONNECT accepted") == [
-        "connection 1 from 10.0.0.1:40000: CONNECT accepted"
+        "connection 1 from 10.0.0.1:40000 (client 'c', anonymous): CONNECT accepted"
     ]
     assert world.driver.connection_count == 1
 
@@ -263,8 +263,16 @@ def test_the_broker_timer_is_announced_and_handled_when_due(
     assert isinstance(goodbye, DisconnectPacket)
     assert goodbye.reason_code == ReasonCode.KEEP_ALIVE_TIMEOUT
     assert peer.half_closed
-    assert logged(caplog, "KEEP_ALIVE_TIMEOUT") == [
-        "connection 1 from 10.0.0.1:40000: broker sent DISCONNECT KEEP_ALIVE_TIMEOUT (0x8D)"
+    world.gone(peer)
+    # One line, a warning, naming the client: who closed it and why.
+    assert [
+        (r.levelname, r.getMessage()) for r in caplog.records if "KEEP_ALIVE" in r.getMessage()
+    ] == [
+        (
+            "WARNING",
+            "connection 1 from 10.0.0.1:40000 (client 'sleepy', anonymous) closed: "
+            "broker sent DISCONNECT KEEP_ALIVE_TIMEOUT (0x8D)",
+        )
     ]
 
 
@@ -305,13 +313,15 @@ def test_a_refused_connect_is_logged_and_closed_after_its_last_bytes(
     assert isinstance(connack, ConnAckPacket)
     assert connack.reason_code == ReasonCode.NOT_AUTHORIZED
     assert peer.half_closed and not peer.aborted
-    # Logged once as a warning, as the CONNACK goes out; the close names it.
-    assert logged(caplog, "refused") == [
-        "connection 1 from 10.0.0.1:40000: CONNECT refused: NOT_AUTHORIZED (0x87)"
-    ]
+    assert logged(caplog, "refused") == []
     world.gone(peer)
-    assert logged(caplog, "closed:") == [
-        "connection 1 from 10.0.0.1:40000 closed: CONNECT refused: NOT_AUTHORIZED (0x87)"
+    # Logged once, as a warning, when the connection is over; the close names it.
+    assert [(r.levelname, r.getMessage()) for r in caplog.records if "refused" in r.getMessage()] == [
+        (
+            "WARNING",
+            "connection 1 from 10.0.0.1:40000 (client 'c', anonymous) closed: "
+            "CONNECT refused: NOT_AUTHORIZED (0x87)",
+        )
     ]
     assert world.driver.connection_count == 0
 
@@ -332,11 +342,12 @@ def test_a_closing_connection_that_does_not_drain_is_aborted_after_close_timeout
     world.advance(0.2)
     assert peer.aborted
     assert logged(caplog, "last bytes") == [
-        "connection 1 from 10.0.0.1:40000: last bytes not sent within 3.0 s; aborted"
+        "connection 1 from 10.0.0.1:40000 (client 'c', anonymous): last bytes not sent within 3.0 s; aborted"
     ]
     world.gone(peer, "connection lost: aborted")
     assert logged(caplog, "closed:") == [
-        "connection 1 from 10.0.0.1:40000 closed: closed by the broker"
+        "connection 1 from 10.0.0.1:40000 (client 'c', anonymous) closed: "
+        "client sent DISCONNECT NORMAL_DISCONNECTION (0x00)"
     ]
 
 
@@ -379,7 +390,8 @@ def test_after_the_goodbye_a_client_that_stays_is_closed_after_close_timeout(
     world.advance(0.2)
     assert peer.finished and not peer.aborted  # closed, not reset: nothing unsent
     assert logged(caplog, "after the goodbye") == [
-        "connection 1 from 10.0.0.1:40000: still open 3.0 s after the goodbye; closed"
+        "connection 1 from 10.0.0.1:40000 (client 'c', anonymous): "
+        "still open 3.0 s after the goodbye; closed"
     ]
 
 
@@ -397,7 +409,8 @@ def test_after_the_goodbye_more_than_linger_bytes_closes_at_once(
     world.driver.received(peer, b"\xc0\x00", world.now)
     assert peer.finished and not peer.aborted
     assert logged(caplog, "after the goodbye") == [
-        f"connection 1 from 10.0.0.1:40000: over {LINGER_BYTES} bytes after the goodbye; closed"
+        "connection 1 from 10.0.0.1:40000 (client 'c', anonymous): "
+        f"over {LINGER_BYTES} bytes after the goodbye; closed"
     ]
 
 
@@ -424,7 +437,7 @@ def test_eof_publishes_the_will_and_closes_the_connection(caplog: pytest.LogCapt
     assert [p.payload for p in sub.packets() if isinstance(p, PublishPacket)] == [b"gone"]
     world.gone(peer)
     assert logged(caplog, "closed:") == [
-        "connection 2 from 10.0.0.1:40001 closed: peer closed the connection"
+        "connection 2 from 10.0.0.1:40001 (client 'c', anonymous) closed: peer closed the connection"
     ]
 
 
@@ -444,9 +457,10 @@ def test_shutdown_says_goodbye_to_mqtt5_clients_and_closes_everyone(
     world.gone(v5)
     world.gone(v3)
     assert logged(caplog, "closed:") == [
-        "connection 1 from 10.0.0.1:40000 closed: broker sent DISCONNECT "
-        "SERVER_SHUTTING_DOWN (0x8B)",
-        "connection 2 from 10.0.0.1:40001 closed: closed by the broker",
+        "connection 1 from 10.0.0.1:40000 (client 'five', anonymous) closed: "
+        "broker sent DISCONNECT SERVER_SHUTTING_DOWN (0x8B)",
+        "connection 2 from 10.0.0.1:40001 (client 'three', anonymous) closed: "
+        "closed by the broker: SERVER_SHUTTING_DOWN (0x8B)",
     ]
     assert logged(caplog, "WARNING") == []  # a shutdown is no failure
 
@@ -550,11 +564,12 @@ def test_a_slow_consumer_is_dropped_and_the_others_carry_on(
         world.run()
     assert sub.aborted
     assert logged(caplog, "slow consumer") == [
-        "connection 1 from 10.0.0.1:40000 dropped: slow consumer (12027 bytes unsent, limit 10000)"
+        "connection 1 from 10.0.0.1:40000 (client 'sub', anonymous) dropped: slow consumer (12027 bytes unsent, limit 10000)"
     ]
     world.gone(sub, "connection lost: aborted")
     assert logged(caplog, "closed:") == [
-        "connection 1 from 10.0.0.1:40000 closed: dropped as a slow consumer"
+        "connection 1 from 10.0.0.1:40000 (client 'sub', anonymous) closed: "
+        "dropped as a slow consumer"
     ]
     world.send(pub, PingReqPacket())
     world.run()
@@ -591,12 +606,13 @@ def test_an_exception_from_the_core_drops_only_its_connection(
     assert victim.aborted
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert [r.getMessage() for r in errors] == [
-        "the broker core raised in receive_data() for connection 1 from 10.0.0.1:40000; dropping it"
+        "the broker core raised in receive_data() for connection 1 from 10.0.0.1:40000 (client 'victim', anonymous); dropping it"
     ]
     assert errors[0].exc_info is not None
     world.gone(victim, "connection lost: aborted")
     assert logged(caplog, "closed:") == [
-        "connection 1 from 10.0.0.1:40000 closed: internal error in receive_data()"
+        "connection 1 from 10.0.0.1:40000 (client 'victim', anonymous) closed: "
+        "internal error in receive_data()"
     ]
     world.send(other, PingReqPacket())
     world.run()

@@ -56,8 +56,9 @@ from ..broker import Broker
 from ._auth_workers import AuthWorkers
 from ._input_budget import InputBudget
 from ._listener import Listener, certificate_common_name
+from ._packet_trace import trace_closed, trace_in, trace_out
 from ._peer import PAUSE_READING_ABOVE, Peer
-from ._server_log import goodbye_reason, note_first_output
+from ._server_log import goodbye_reason, log_closed, note_first_output
 
 if TYPE_CHECKING:  # without importing wsproto at run time
     from ._websocket_server import ServerWebSocket
@@ -264,9 +265,8 @@ class Driver:
         if self.peers.get(peer.conn) is not peer:
             return  # never opened in the broker
         del self.peers[peer.conn]
-        logger.info(
-            "connection %d from %s closed: %s", peer.conn, peer.peer, peer.close_reason or reason
-        )
+        log_closed(peer, peer.close_reason or reason)
+        trace_closed(peer)
         try:
             self.broker.connection_lost(peer.conn, now)
         except Exception:
@@ -305,7 +305,8 @@ class Driver:
             if peer is None or peer.closing:
                 continue
             if not peer.accepted:
-                note_first_output(peer, data)
+                note_first_output(peer, data, broker)
+            trace_out(peer, data)
             peer.last_data = data
             peer.last_pump = pump
             ws = peer.ws
@@ -317,7 +318,7 @@ class Driver:
         for conn in to_close:
             peer = peers.get(conn)
             if peer is not None and not peer.closing:
-                self.close(peer, goodbye_reason(peer, pump), now)
+                self.close(peer, goodbye_reason(peer, pump, broker), now)
         if self._auth is not None:
             self._auth.pump()
         try:
@@ -414,6 +415,7 @@ class Driver:
     # -- input ----------------------------------------------------------------------
 
     def _feed(self, peer: Peer, data: bytes, now: float) -> None:
+        trace_in(peer, data)
         try:
             self.broker.receive_data(peer.conn, data, now)
         except Exception:

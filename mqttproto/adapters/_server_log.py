@@ -1,22 +1,25 @@
-"""What the broker servers log of the packets the broker sends; no I/O.
+"""What the broker servers log of a connection's life; no I/O.
 
-The core does not log. A server names what it sees: the CONNACK (accepted,
-or refused and why) and the goodbye of a connection the broker closes (its
-refused CONNACK, or its DISCONNECT's reason code). Both are read from the
-bytes the broker hands out, walking the fixed headers only, never on the
-hot path: :func:`note_first_output` once per connection, and
-:func:`goodbye_reason` once at its close.
+The core does not log. A server names what it sees: the CONNACK (accepted;
+from then on every line of the connection names its client id and
+username) and the end of the connection, once, with who ended it and why:
+the client's DISCONNECT and its reason code, the broker's DISCONNECT or
+refusing CONNACK (logged as a WARNING when it is a failure), or the peer
+closing the stream. The broker's packets are read from the bytes it hands
+out, walking the fixed headers only, never on the hot path:
+:func:`note_first_output` once per connection, and :func:`goodbye_reason`
+and :func:`log_closed` once at its close.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..enums import ReasonCode
 
-__all__ = ["PeerRecord", "goodbye_reason", "last_packet", "note_first_output"]
+__all__ = ["PeerRecord", "goodbye_reason", "last_packet", "log_closed", "note_first_output"]
 
 logger = logging.getLogger("mqttproto.broker")
 
@@ -121,34 +124,86 @@ class PeerRecord(Protocol):
     last_pump: int
 
 
-def note_first_output(peer: PeerRecord, data: bytes) -> None:
-    """Log the CONNACK, the first packet the broker sends (AUTH may precede it)."""
+#: The peers (by id) whose goodbye was a failure: their "closed" line is a
+#: WARNING, and the only line about it (a refused CONNECT is logged once).
+_FAILED: set[int] = set()
+
+
+def _identity(broker: Any, conn: int) -> str:
+    """`` (client 'id', user 'name')`` once the CONNECT named them, else ``""``."""
+    found = broker.connection_identity(conn) if broker is not None else None
+    if found is None:
+        return ""
+    client_id, username = found
+    user = "anonymous" if username is None else f"user {username!r}"
+    return f" (client {client_id!r}, {user})"
+
+
+def note_first_output(peer: PeerRecord, data: bytes, broker: Any = None) -> None:
+    """Log the CONNACK, the first packet the broker sends (AUTH may precede it).
+
+    From here on, the connection's lines name its client id and username
+    (added to ``peer.peer``). A refusal is not logged here but as the reason
+    of the connection's "closed" line, so that it is logged once.
+    """
     first = data[0]
     if first & 0xF0 == _AUTH:
         return
     peer.accepted = True
     if first & 0xF0 != _CONNACK:
         return
+    peer.peer += _identity(broker, peer.conn)
     packet = _first_packet(data)
     refusal = _connack_refusal(packet[1]) if packet is not None else None
     if refusal is None:
         logger.info("connection %d from %s: CONNECT accepted", peer.conn, peer.peer)
-    else:
-        logger.warning("connection %d from %s: CONNECT refused: %s", peer.conn, peer.peer, refusal)
 
 
-def goodbye_reason(peer: PeerRecord, pump: int) -> str:
-    """Name what the broker said last before closing, and log failures."""
+def _broker_goodbye(broker: Any, conn: int) -> str | None:
+    """What the broker knows of the end: the client's DISCONNECT, or the
+    reason the broker ended a connection without a packet (MQTT 3.x)."""
+    goodbye = broker.connection_goodbye(conn) if broker is not None else None
+    if goodbye is None:
+        return None
+    code = goodbye.reason_code
+    if goodbye.by_client:
+        name = "NORMAL_DISCONNECTION (0x00)" if code == 0 else _reason_name(code)
+        return f"client sent DISCONNECT {name}"
+    return f"closed by the broker: {_reason_name(code)}"
+
+
+def _broker_failure(broker: Any, conn: int) -> bool:
+    goodbye = broker.connection_goodbye(conn) if broker is not None else None
+    return (
+        goodbye is not None
+        and not goodbye.by_client
+        and goodbye.reason_code >= 0x80
+        and goodbye.reason_code != ReasonCode.SERVER_SHUTTING_DOWN
+    )
+
+
+def goodbye_reason(peer: PeerRecord, pump: int, broker: Any = None) -> str:
+    """Name who ended the connection and why (a failure is remembered for
+    :func:`log_closed`, which logs it as a WARNING)."""
     if peer.close_reason is not None:
         return peer.close_reason
     packet = last_packet(peer.last_data) if peer.last_pump == pump else None
-    if packet is None:
-        return "closed by the broker"
-    described = _describe_goodbye(*packet)
+    described = _describe_goodbye(*packet) if packet is not None else None
     if described is None:
-        return "closed by the broker"
+        told = _broker_goodbye(broker, peer.conn)
+        if told is None:
+            return "closed by the broker"
+        if _broker_failure(broker, peer.conn):
+            _FAILED.add(id(peer))
+        return told
     text, failure = described
-    # A refusing CONNACK was logged as it went out (note_first_output).
-    if failure and packet[0] & 0xF0 != _CONNACK:
-        logger.warning("connection %d from %s: %s", peer.conn, peer.peer, text)
+    if failure:
+        _FAILED.add(id(peer))
     return text
+
+
+def log_closed(peer: PeerRecord, reason: str) -> None:
+    """The one line that says a connection is over, who closed it and why."""
+    level = logging.WARNING if id(peer) in _FAILED else logging.INFO
+    _FAILED.discard(id(peer))
+    logger.log(level, "connection %d from %s closed: %s", peer.conn, peer.peer, reason)

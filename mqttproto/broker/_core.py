@@ -45,6 +45,7 @@ from ..packets import PublishPacket, Subscription
 from ..server import ServerConnection
 from ..store import MemoryStore, RetainedMessage, SessionStore, StoredSession
 from ..topics import validate_topic_name
+from ._admin import Admin
 from ._auth import Authentication
 from ._feed import Feeding
 from ._lifecycle import Lifecycle
@@ -53,6 +54,7 @@ from ._retained import RetainedStore
 from ._router import Router
 from ._routing import Routing
 from ._sessions import Link, Session
+from ._statistics import Statistics
 from ._subscriptions import Subscriptions
 
 if TYPE_CHECKING:
@@ -93,7 +95,7 @@ class _AllowAll:
         return AllowAll().continue_authentication(info, data)
 
 
-class Broker(Routing, Feeding, Subscriptions, Lifecycle, Authentication):
+class Broker(Routing, Feeding, Subscriptions, Lifecycle, Authentication, Statistics, Admin):
     """The sans-IO MQTT broker core: many connections, sessions and routing.
 
     :param config: limits and switches (:class:`~mqttproto.config.BrokerConfig`).
@@ -160,6 +162,7 @@ class Broker(Routing, Feeding, Subscriptions, Lifecycle, Authentication):
             Disconnected: self._on_disconnected,
         }
         self._setup_authentication()
+        self._setup_statistics()
         for retained in self.store.load_retained():
             self._retained.set(retained.packet.topic, retained)
 
@@ -189,6 +192,7 @@ class Broker(Routing, Feeding, Subscriptions, Lifecycle, Authentication):
             set. ``None``: the username is the CONNECT's.
         """
         self._tick(now)
+        self.sockets_total += 1
         link_id = next(self._conn_ids)
         link = Link(
             link_id,
@@ -215,6 +219,7 @@ class Broker(Routing, Feeding, Subscriptions, Lifecycle, Authentication):
         if link is None:
             return
         self._tick(now)
+        self.bytes_received += len(data)
         self._dirty[conn] = None
         # A peer's fault: the goodbye is queued and Disconnected reported.
         with contextlib.suppress(RemoteProtocolError):
@@ -351,6 +356,7 @@ class Broker(Routing, Feeding, Subscriptions, Lifecycle, Authentication):
                     and session.expires_at is not None
                     and session.expires_at <= now
                 ):
+                    self.clients_expired += 1
                     self._end_session(session, now)
             elif kind == "auth":
                 self._authentication_timer(key, now)
@@ -526,6 +532,7 @@ class Broker(Routing, Feeding, Subscriptions, Lifecycle, Authentication):
                 more = link.conn.data_to_send(now)
                 if more:
                     data += more
+        self.bytes_sent += len(data)
         return data
 
     def _release(self, link: Link, now: float) -> None:

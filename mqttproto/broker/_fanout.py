@@ -66,6 +66,8 @@ class FanOut:
     messages_received: int
     messages_sent: int
     messages_dropped: int
+    dropped_no_subscribers: int
+    dropped_too_large: int
     _router: Router[Session]
     _retained: RetainedStore
     _feeding: int
@@ -114,6 +116,7 @@ class FanOut:
                 return
             self.messages_received += 1
             if not route.targets:
+                self.dropped_no_subscribers += 1
                 return
             if self._feeding:
                 # Retained messages still owed on this topic are superseded.
@@ -140,6 +143,8 @@ class FanOut:
                     sent += 1
                 else:
                     dropped += 1
+                    if size > to.max_out:
+                        self.dropped_too_large += 1
         if plan.others:
             self._fan_out_others(packet, link.client_id, plan.others, now)
         self.messages_sent += sent

@@ -68,12 +68,24 @@ class Lifecycle:
         ) -> Any: ...
 
         messages_dropped: int
+        dropped_too_large: int
+        dropped_denied: int
+        clients_connected: int
+        clients_maximum: int
+        connections_total: int
 
     # -- CONNECT and AUTH ---------------------------------------------------------------
 
     def _set_link(self, session: Session, link: Link | None) -> None:
         """Attach ``link`` to ``session`` (None: detach): the one place where
         a session's connection changes, so that fan-out plans are made anew."""
+        # Counted here, where every connection of a session begins and ends
+        # (connections_total, clients_maximum: mqttproto._statistics).
+        self.clients_connected += (link is not None) - (session.link is not None)
+        if link is not None:
+            self.connections_total += 1
+            if self.clients_connected > self.clients_maximum:
+                self.clients_maximum = self.clients_connected
         session.link = link
         self._plan_epoch += 1
 
@@ -250,6 +262,7 @@ class Lifecycle:
         for packet_id in [p for p in fresh.inflight_messages if p not in fresh.flows.outbound.inflight]:
             self._unhold(fresh.inflight_messages.pop(packet_id))
             self.messages_dropped += 1
+            self.dropped_too_large += 1
         self._pump(fresh, now)
 
     def _drop_forbidden_inflight(self, session: Session, link: Link) -> None:
@@ -269,6 +282,7 @@ class Lifecycle:
             if message is not None:
                 self._unhold(message)
             self.messages_dropped += 1
+            self.dropped_denied += 1
 
     def _take_over(self, old: Link, now: float, *, session_ends: bool) -> None:
         """A new connection claims the client id: the old one goes [MQTT-3.1.4-3].
@@ -302,6 +316,7 @@ class Lifecycle:
 
     def _on_disconnected(self, link: Link, event: Disconnected, now: float) -> None:
         """The connection is over (any reason): will, session, close."""
+        link.goodbye = event
         if event.by_client:
             # [MQTT-3.14.4-3]: a normal DISCONNECT discards the will; 0x04 asks for it.
             link.will_on_close = event.reason_code == _C.DISCONNECT_WITH_WILL_MESSAGE

@@ -47,6 +47,14 @@ class Routing(FanOut):
     #: Deliveries dropped or refused by a bound (queue, bytes, memory, a
     #: slow or small client): ``$SYS/broker/publish/messages/dropped``.
     messages_dropped: int
+    #: The counters of :mod:`._statistics` (by QoS, by reason).
+    messages_received_by_qos: list[int]
+    messages_sent_by_qos: list[int]
+    dropped_no_subscribers: int
+    dropped_not_authorized: int
+    dropped_denied: int
+    dropped_too_large: int
+    dropped_expired: int
     #: Bytes of the messages sessions hold (queued or in flight), each
     #: counted once, and of the output backlogs adapters report: what
     #: ``memory_limit`` bounds.
@@ -72,6 +80,8 @@ class Routing(FanOut):
         qos = packet.qos
         v5 = link.v5
         self.messages_received += 1
+        if qos:
+            self.messages_received_by_qos[qos] += 1
         authorizer = self.authorizer
         allowed = not topic.startswith("$SYS") and (
             authorizer is None or authorizer.may_publish(link.client_id, link.username, topic)
@@ -80,6 +90,7 @@ class Routing(FanOut):
         if not allowed:
             # 3.1.1 has no way to say no: acknowledged and dropped.
             code = self.config.denied
+            self.dropped_not_authorized += 1
         else:
             router = self._router
             # The route cache, read first: one dict lookup for a known topic.
@@ -98,8 +109,11 @@ class Routing(FanOut):
                     reached, refused = self._route(message, now, route)
                     if not reached:
                         code = _QUOTA_EXCEEDED if refused else _NO_MATCHING_SUBSCRIBERS
+                        if not refused:
+                            self.dropped_no_subscribers += 1
             else:
                 code = _NO_MATCHING_SUBSCRIBERS
+                self.dropped_no_subscribers += 1
         if qos:
             packet_id = packet.packet_id
             assert packet_id is not None
@@ -165,6 +179,8 @@ class Routing(FanOut):
                     sent += 1
                 else:
                     dropped += 1
+                    if form.size > link.max_out:
+                        self.dropped_too_large += 1
                 reached += 1
                 continue
             if granted > qos:
@@ -202,6 +218,7 @@ class Routing(FanOut):
                 reached += 1
                 if form.size > link.max_out:
                     dropped += 1  # [MQTT-3.1.2-25]
+                    self.dropped_too_large += 1
                     continue
                 packet_id = conn.publish_prepared(form)
                 assert packet_id is not None
@@ -213,6 +230,7 @@ class Routing(FanOut):
                 message.holds += 1
                 dirty[link.id] = None
                 sent += 1
+                self.messages_sent_by_qos[granted] += 1
                 continue
             if deliver(session, message, granted, retain and rap, sub_ids, now):
                 reached += 1
@@ -269,6 +287,8 @@ class Routing(FanOut):
                 self.messages_sent += 1
             else:
                 self.messages_dropped += 1
+                if form.size > link.max_out:
+                    self.dropped_too_large += 1
             return True
         if (
             session.pending
@@ -295,6 +315,7 @@ class Routing(FanOut):
         form = message.form(link.v5, qos, retain, sub_ids, now)
         if form.size > link.max_out:
             self.messages_dropped += 1
+            self.dropped_too_large += 1
             return  # [MQTT-3.1.2-25]
         packet_id = link.conn.publish_prepared(form)
         assert packet_id is not None
@@ -302,6 +323,7 @@ class Routing(FanOut):
         self._hold(message)
         self._dirty[link.id] = None
         self.messages_sent += 1
+        self.messages_sent_by_qos[qos] += 1
 
     # -- the memory budget ------------------------------------------------------------
 
@@ -395,13 +417,14 @@ class Routing(FanOut):
             session.queued_bytes -= message.size
             expires_at = message.expires_at
             if expires_at is not None and now >= expires_at:
-                pass  # [MQTT-3.3.2-5]: expired messages are not delivered
+                self.dropped_expired += 1  # [MQTT-3.3.2-5]: not delivered
             elif authorizer is not None and not authorizer.may_receive(
                 session.client_id, link.username, message.packet.topic
             ):
                 # Checked again as it is delivered: the rights may have
                 # changed (a reloaded ACL) since it was queued.
                 self.messages_dropped += 1
+                self.dropped_denied += 1
             elif qos:
                 # _send_qos inlined: most QoS 1/2 messages of a busy client
                 # go out here, one per acknowledgement.
@@ -412,9 +435,11 @@ class Routing(FanOut):
                     window -= 1
                     session.inflight_messages[packet_id] = message
                     self.messages_sent += 1
+                    self.messages_sent_by_qos[qos] += 1
                     # The queue's hold on the message passes to the flow.
                     continue
                 self.messages_dropped += 1  # [MQTT-3.1.2-25]
+                self.dropped_too_large += 1
             else:
                 form = message.form(v5, 0, retain, sub_ids if v5 else (), now)
                 if form.size <= link.max_out:
@@ -422,6 +447,7 @@ class Routing(FanOut):
                     self.messages_sent += 1
                 else:
                     self.messages_dropped += 1
+                    self.dropped_too_large += 1
             self._unhold(message)
         self._dirty[link.id] = None
         if not pending and session.feeds:
@@ -475,19 +501,9 @@ class Routing(FanOut):
 
     def _publish_sys(self, now: float) -> None:
         """``$SYS/broker/...`` statistics, retained, so a new subscriber sees them."""
-        assert self._started_at is not None
-        connected = sum(1 for s in self._sessions.values() if s.link is not None)
-        stats = {
-            "$SYS/broker/clients/connected": connected,
-            "$SYS/broker/clients/total": len(self._sessions),
-            "$SYS/broker/messages/received": self.messages_received,
-            "$SYS/broker/messages/sent": self.messages_sent,
-            "$SYS/broker/publish/messages/dropped": self.messages_dropped,
-            "$SYS/broker/subscriptions/count": len(self._router),
-            "$SYS/broker/retained messages/count": len(self._retained),
-            "$SYS/broker/uptime": int(now - self._started_at),
-        }
+        # The names, units and values: mqttproto.broker._statistics.
+        stats = self.sys_topics(now)  # type: ignore[attr-defined]
         for topic, value in stats.items():
-            message = Message(PublishPacket(topic, str(value).encode(), retain=True), now, None)
+            message = Message(PublishPacket(topic, value.encode(), retain=True), now, None)
             self._retain(message, limited=False)
             self._route(message, now)

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import deque
 
 from ..enums import QoS, RetainHandling
-from ..events import ConnectRequested
+from ..events import ConnectRequested, Disconnected
 from ..packets import Will
 from ..server import ServerConnection, ServerSession
 from ..store import StoredMessage, StoredSession, StoredSubscription
@@ -134,6 +134,7 @@ class Link:
         "connect",
         "feed_due",
         "finished",
+        "goodbye",
         "id",
         "identity",
         "max_out",
@@ -176,6 +177,8 @@ class Link:
         self.auth_job: AuthenticationJob | None = None
         #: Whether the broker handled the connection's end.
         self.finished = False
+        #: How it ended (the connection's Disconnected), for the log.
+        self.goodbye: Disconnected | None = None
         #: Opened past ``max_connections``: its CONNECT is refused with 0x97.
         self.over_quota = False
         #: Whether the end of the connection publishes the will: not after a
