@@ -4,6 +4,7 @@ kept, and retained messages sent to a new subscription."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..config import BrokerConfig
@@ -13,6 +14,7 @@ from ..events import SubscribeRequested, UnsubscribeRequested
 from ..packets import Subscription
 from ..store import SessionStore
 from ..topics import parse_shared_subscription
+from ._durable import refuse_suback
 from ._message import Message
 from ._retained import RetainedStore
 from ._router import Router, Sub
@@ -32,7 +34,11 @@ class Subscriptions:
     _router: Router[Session]
     _retained: RetainedStore
 
+    _durable: bool
+
     if TYPE_CHECKING:
+
+        def _hold_answer(self, link: Link, answer: Callable[[bool], None]) -> None: ...
 
         def _deliver(
             self,
@@ -103,11 +109,22 @@ class Subscriptions:
                 # (MQTT 5.0 section 4.8.2); Retain Handling 1 only for a new one.
                 if shared is None and (handling == 0 or (handling == 1 and is_new)):
                     retained_due.append(sub)
-        link.conn.suback(request.packet_id, codes)
         if changed and session.persistent:
             self.store.save_session(session.snapshot())
-        for sub in retained_due:
-            self._send_retained(session, sub, now)
+
+        def answer(stored: bool = True) -> None:
+            if not stored:
+                refuse_suback(link, request.packet_id, len(codes))
+                return
+            link.conn.suback(request.packet_id, codes)
+            for sub in retained_due:
+                self._send_retained(session, sub, now)
+
+        if self._durable and changed and session.persistent:
+            # SUBACK once the subscription is stored (Durability.commit).
+            self._hold_answer(link, answer)
+        else:
+            answer()
 
     def _add_subscription(
         self, session: Session, request: Subscription, sub_id: int | None
