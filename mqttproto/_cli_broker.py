@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import ssl
@@ -23,6 +24,7 @@ from typing import Any
 
 from ._cli_common import Subparsers, logging_to_stderr, positive_float, positive_int
 from ._cli_config import add_config_arguments, config_checks, config_from
+from ._cli_store import add_store_arguments, open_store, sync_mode
 from .auth import (
     AclAuthorizer,
     Authenticator,
@@ -89,6 +91,8 @@ SETTINGS: dict[str, tuple[Callable[[object], Any], Any, bool]] = {
     "ws_port": (_int, None, False),
     "unix": (_path, None, True),
     "auth_workers": (_int, None, False),
+    "persist": (_path, None, True),
+    "sync": (sync_mode, None, False),
 }
 
 
@@ -252,6 +256,8 @@ async def _serve_until_signalled(**server_args: Any) -> int:
 def command_broker(args: argparse.Namespace) -> int:
     """``broker``: serve MQTT until SIGINT or SIGTERM (exit 0); 1 if it cannot start."""
     from .adapters._listener import server_ssl_context
+    from .broker import Broker
+    from .store import StoreError
 
     try:
         settings = broker_settings(args)
@@ -283,17 +289,37 @@ def command_broker(args: argparse.Namespace) -> int:
         listeners = _listeners(settings, context)
     except ValueError as exc:
         return _fail(str(exc))
+    try:
+        store = open_store(settings)
+    except StoreError as exc:
+        return _fail(str(exc))
     server_args: dict[str, Any] = {
         "config": config,
         "authenticator": authenticator,
         "authorizer": authorizer,
         "listeners": listeners,
     }
+    if store is not None:
+        # The durable core: its flush() is the group commit, once per pump.
+        server_args = {
+            "broker": Broker(
+                config, store=store, authenticator=authenticator, authorizer=authorizer
+            ),
+            "listeners": listeners,
+        }
     for name in ("max_buffered_output", "tls_handshake_timeout", "max_tls_handshakes", "auth_workers"):
         if getattr(settings, name) is not None:
             server_args[name] = getattr(settings, name)
     with logging_to_stderr(settings.verbose):
-        return asyncio.run(_serve_until_signalled(**server_args))
+        try:
+            return asyncio.run(_serve_until_signalled(**server_args))
+        finally:
+            if store is not None:
+                # What the last connections' ends recorded (their sessions'
+                # expiry clocks); nothing unacknowledged depends on it.
+                with contextlib.suppress(StoreError):
+                    store.commit()
+                store.close()
 
 
 def _port(text: str) -> int:
@@ -389,5 +415,6 @@ def add_broker_parser(subparsers: Subparsers) -> None:
         "--ws-port", type=_port, help="MQTT over WebSocket on this port (path /mqtt)"
     )
     other.add_argument("--unix", metavar="PATH", help="a Unix socket listener at PATH")
+    add_store_arguments(parser)
     add_config_arguments(parser)
     parser.set_defaults(handler=command_broker)

@@ -31,6 +31,7 @@ from ._cli_common import Parser as _Parser
 from ._cli_common import Subparsers
 from ._cli_common import UsageError as _UsageError
 from ._cli_pubsub import add_pub_parser, add_rr_parser, add_sub_parser
+from ._cli_store import add_backup_parser
 from .auth import PasswordFile
 
 __all__ = [
@@ -127,6 +128,7 @@ _COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_pub_parser,
     add_sub_parser,
     add_rr_parser,
+    add_backup_parser,
 )
 
 
