@@ -34,7 +34,7 @@ from typing import Any
 
 import attrs
 
-from ._codec import decode_packet, encode_packet
+from ._codec import decode_packet, encode_packet, encode_publish_split
 from ._store_records import (
     RetainedMessage,
     StoredMessage,
@@ -183,6 +183,74 @@ def _decode_subscriptions(text: str) -> tuple[StoredSubscription, ...]:
     )
 
 
+class _Rows:
+    """One commit's row changes, written with one ``executemany`` per kind.
+
+    Deletions go first: within one commit a session's rows are only ever
+    deleted below the numbers its new rows get, so the order is safe. A
+    message shared by many sessions (one fan-out) is encoded once.
+    """
+
+    def __init__(self, offset: float) -> None:
+        self.offset = offset
+        self.gone: list[tuple[str]] = []
+        self.sessions: list[tuple[Any, ...]] = []
+        self.inflight: list[tuple[Any, ...]] = []
+        self.inflight_changed: list[tuple[Any, ...]] = []
+        self.inflight_gone: list[tuple[str, int]] = []
+        self.queued: list[tuple[Any, ...]] = []
+        self.queue_gone: list[tuple[str, int]] = []
+        self.retained: list[tuple[Any, ...]] = []
+        self.retained_gone: list[tuple[str]] = []
+        self._split: dict[int, tuple[PublishPacket, bytes, bytes]] = {}
+
+    def wall(self, when: float | None) -> float | None:
+        return None if when is None else when + self.offset
+
+    def encode(self, packet: PublishPacket, packet_id: int | None) -> bytes:
+        """The PUBLISH in MQTT 5 (a queued QoS 1/2 one with identifier 1,
+        which :func:`_decode_publish` takes away again)."""
+        if not packet.qos:
+            return encode_packet(packet, version=_V5)
+        split = self._split.get(id(packet))
+        if split is None:
+            head, tail = encode_publish_split(packet, version=_V5)
+            # The packet is kept with its parts: its id stays its own.
+            split = self._split[id(packet)] = (packet, head, tail)
+        return split[1] + (packet_id or 1).to_bytes(2, "big") + split[2]
+
+    def queue(self, cid: str, seq: int, message: StoredMessage) -> None:
+        self.queued.append(
+            (seq, cid, self.wall(message.expires_at), self.encode(message.packet, None))
+        )
+
+    def write(self, db: sqlite3.Connection) -> None:
+        run = db.executemany
+        for table in ("sessions", "inflight", "queued"):
+            if self.gone:
+                run(f"DELETE FROM {table} WHERE client_id = ?", self.gone)
+        if self.inflight_gone:
+            run("DELETE FROM inflight WHERE client_id = ? AND packet_id = ?", self.inflight_gone)
+        if self.queue_gone:
+            run("DELETE FROM queued WHERE client_id = ? AND seq < ?", self.queue_gone)
+        if self.retained_gone:
+            run("DELETE FROM retained WHERE topic = ?", self.retained_gone)
+        if self.sessions:
+            run("INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self.sessions)
+        if self.inflight_changed:
+            run(
+                "UPDATE inflight SET released = ?, expires_at = ?, packet = ?"
+                " WHERE client_id = ? AND packet_id = ?",
+                self.inflight_changed,
+            )
+        if self.inflight:
+            run("INSERT OR REPLACE INTO inflight VALUES (?, ?, ?, ?, ?, ?)", self.inflight)
+        if self.queued:
+            run("INSERT INTO queued VALUES (?, ?, ?, ?)", self.queued)
+        if self.retained:
+            run("INSERT OR REPLACE INTO retained VALUES (?, ?, ?)", self.retained)
+
+
 class SQLiteStore:
     """A durable :class:`~mqttproto.store.SessionStore` in one SQLite file.
 
@@ -311,9 +379,6 @@ class SQLiteStore:
 
     # -- clocks --------------------------------------------------------------------------
 
-    def _to_wall(self, when: float | None) -> float | None:
-        return None if when is None else when + self._offset
-
     def _from_wall(self, when: float | None) -> float | None:
         return None if when is None else when - self._offset
 
@@ -415,35 +480,38 @@ class SQLiteStore:
             return
         db = self._db
         written: dict[str, _Disk | None] = {}
+        rows = _Rows(self._offset)
         seq = self._seq
+        for cid, record in self._sessions.items():
+            if record is None:
+                rows.gone.append((cid,))
+                written[cid] = None
+            else:
+                written[cid], seq = self._write_session(rows, record, self._disk.get(cid), seq)
+        for cid, messages in self._appended.items():
+            disk = written[cid] if cid in written else self._disk.get(cid)
+            if disk is None:
+                continue
+            queue = list(disk.queued)
+            for message in messages:
+                seq += 1
+                rows.queue(cid, seq, message)
+                queue.append((seq, message))
+            written[cid] = _Disk(disk.head, disk.inflight, queue)
+        for topic, retained in self._retained.items():
+            if retained is None:
+                rows.retained_gone.append((topic,))
+            else:
+                rows.retained.append(
+                    (
+                        topic,
+                        rows.wall(retained.expires_at),
+                        rows.encode(retained.packet, None),
+                    )
+                )
         try:
             db.execute("BEGIN IMMEDIATE")
-            for cid, record in self._sessions.items():
-                if record is None:
-                    for table in ("sessions", "inflight", "queued"):
-                        db.execute(f"DELETE FROM {table} WHERE client_id = ?", (cid,))
-                    written[cid] = None
-                else:
-                    written[cid], seq = self._write_session(record, self._disk.get(cid), seq)
-            for cid, messages in self._appended.items():
-                disk = written[cid] if cid in written else self._disk.get(cid)
-                if disk is None:
-                    continue
-                queue = list(disk.queued)
-                for message in messages:
-                    seq += 1
-                    self._insert_queued(cid, seq, message)
-                    queue.append((seq, message))
-                written[cid] = _Disk(disk.head, disk.inflight, queue)
-            to_wall = self._to_wall
-            for topic, retained in self._retained.items():
-                if retained is None:
-                    db.execute("DELETE FROM retained WHERE topic = ?", (topic,))
-                else:
-                    db.execute(
-                        "INSERT OR REPLACE INTO retained VALUES (?, ?, ?)",
-                        (topic, to_wall(retained.expires_at), _encode_publish(retained.packet)),
-                    )
+            rows.write(db)
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
@@ -460,28 +528,26 @@ class SQLiteStore:
         self._retained.clear()
 
     def _write_session(
-        self, record: StoredSession, old: _Disk | None, seq: int
+        self, rows: _Rows, record: StoredSession, old: _Disk | None, seq: int
     ) -> tuple[_Disk, int]:
-        """Write the differences between ``old`` and ``record``."""
-        db = self._db
+        """The rows that take the file from ``old`` to ``record``."""
         cid = record.client_id
-        to_wall = self._to_wall
+        wall = rows.wall
         head = _head(record)
         if old is None or old.head != head:
             will = record.will
-            db.execute(
-                "INSERT OR REPLACE INTO sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows.sessions.append(
                 (
                     cid,
                     record.session_expiry_interval,
-                    to_wall(record.expires_at),
+                    wall(record.expires_at),
                     record.username,
                     _encode_subscriptions(record.subscriptions),
                     json.dumps(list(record.awaiting_release)),
                     None if will is None else _encode_will(will),
                     None if will is None else will.will_delay_interval,
-                    to_wall(record.will_due),
-                ),
+                    wall(record.will_due),
+                )
             )
         old_inflight = old.inflight if old is not None else {}
         inflight: dict[int, StoredMessage] = {}
@@ -494,39 +560,40 @@ class SQLiteStore:
                 # New flows go last: the order they load in is the order
                 # they were first recorded in (the order of resending).
                 seq += 1
-                db.execute(
-                    "INSERT OR REPLACE INTO inflight VALUES (?, ?, ?, ?, ?, ?)",
+                rows.inflight.append(
                     (
                         cid,
                         packet_id,
                         int(message.released),
-                        to_wall(message.expires_at),
-                        _encode_publish(message.packet),
+                        wall(message.expires_at),
+                        rows.encode(message.packet, packet_id),
                         seq,
-                    ),
+                    )
                 )
-            elif not _same(before, message):
-                db.execute(
-                    "UPDATE inflight SET released = ?, expires_at = ?, packet = ?"
-                    " WHERE client_id = ? AND packet_id = ?",
+            elif not (
+                # The broker makes a new record per snapshot around the same
+                # packet: compared field by field, not through the packets.
+                before.packet is message.packet
+                and before.released == message.released
+                and before.expires_at == message.expires_at
+            ) and not _same(before, message):
+                rows.inflight_changed.append(
                     (
                         int(message.released),
-                        to_wall(message.expires_at),
-                        _encode_publish(message.packet),
+                        wall(message.expires_at),
+                        rows.encode(message.packet, packet_id),
                         cid,
                         packet_id,
-                    ),
+                    )
                 )
         for packet_id in old_inflight:
             if packet_id not in inflight:
-                db.execute(
-                    "DELETE FROM inflight WHERE client_id = ? AND packet_id = ?", (cid, packet_id)
-                )
+                rows.inflight_gone.append((cid, packet_id))
         old_queue = old.queued if old is not None else []
         new_queue = record.queued
         kept = self._queue_overlap(old_queue, new_queue)
         if kept is None:
-            db.execute("DELETE FROM queued WHERE client_id = ?", (cid,))
+            rows.queue_gone.append((cid, old_queue[-1][0] + 1))
             queue: list[tuple[int, StoredMessage]] = []
             start = 0
         else:
@@ -534,12 +601,12 @@ class SQLiteStore:
             if first:
                 # Taken from the head (sent, expired, dropped): rows below the first kept.
                 limit = old_queue[first][0] if kept else old_queue[-1][0] + 1
-                db.execute("DELETE FROM queued WHERE client_id = ? AND seq < ?", (cid, limit))
+                rows.queue_gone.append((cid, limit))
             queue = old_queue[first:]
             start = kept
         for message in new_queue[start:]:
             seq += 1
-            self._insert_queued(cid, seq, message)
+            rows.queue(cid, seq, message)
             queue.append((seq, message))
         return _Disk(head, inflight, queue), seq
 
@@ -563,12 +630,6 @@ class SQLiteStore:
                     return kept
                 return None
         return 0
-
-    def _insert_queued(self, cid: str, seq: int, message: StoredMessage) -> None:
-        self._db.execute(
-            "INSERT INTO queued VALUES (?, ?, ?, ?)",
-            (seq, cid, self._to_wall(message.expires_at), _encode_publish(message.packet)),
-        )
 
     # -- the rest ------------------------------------------------------------------------
 
