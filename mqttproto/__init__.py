@@ -51,7 +51,7 @@ from .packets import (
     Will,
 )
 from .server import ServerConnection, ServerSession
-from .store import MemoryStore, SessionStore
+from .store import MemoryStore, SessionStore, SQLiteStore, StoreError
 from .topics import (
     SharedSubscription,
     parse_shared_subscription,
@@ -97,11 +97,13 @@ __all__ = [
     "ReceiveMaximumExceeded",
     "RemoteProtocolError",
     "RetainHandling",
+    "SQLiteStore",
     "ServerConfig",
     "ServerConnection",
     "ServerSession",
     "SessionStore",
     "SharedSubscription",
+    "StoreError",
     "SubAckPacket",
     "SubscribePacket",
     "Subscription",
