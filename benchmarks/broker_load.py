@@ -52,6 +52,7 @@ from mqttproto import (  # noqa: E402
     ConnectPacket,
     ProtocolVersion,
     PublishPacket,
+    QoS,
     SubscribePacket,
     Subscription,
     encode_packet,
@@ -159,8 +160,147 @@ async def run_load(
     }
 
 
+async def _mqtt_connect_persistent(
+    loop: asyncio.AbstractEventLoop, port: int, client_id: str
+) -> socket.socket:
+    """A 3.1.1 connection with a persistent session (clean session 0)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    await loop.sock_connect(sock, (HOST, port))
+    connect = ConnectPacket(
+        client_id=client_id, protocol_version=V311, clean_start=False, keep_alive=0
+    )
+    await loop.sock_sendall(sock, encode_packet(connect, version=V311))
+    connack = await _recv_exactly(loop, sock, 4)
+    if connack[0] != 0x20 or connack[3] != 0:
+        raise ConnectionError(f"CONNECT refused: {connack.hex()}")
+    return sock
+
+
+async def run_load_qos1(
+    port: int, publishers: int, subscribers: int, messages: int, payload: int, window: int
+) -> dict[str, object]:
+    """QoS 1: ``publishers`` x ``messages`` PUBLISH, each publisher at most
+    ``window`` unacknowledged; persistent subscribers granted QoS 1 that
+    acknowledge every message. Every PUBLISH a subscriber gets has the same
+    size (no retransmissions happen), so the stream is cut by size and the
+    packet identifiers read at a fixed offset."""
+    loop = asyncio.get_running_loop()
+    tag = f"{os.getpid()}-{time.monotonic_ns()}"
+    topic = TOPIC
+    sample = encode_packet(
+        PublishPacket(topic, bytes(payload), QoS.AT_LEAST_ONCE, packet_id=1), version=V311
+    )
+    size = len(sample)
+    pid_at = size - payload - 2
+    total = publishers * messages
+    subs = []
+    for index in range(subscribers):
+        # The same identifiers every run: each resumes its session (empty
+        # again at the end of the previous run), so no session is left over
+        # to receive the next run's messages too.
+        sock = await _mqtt_connect_persistent(loop, port, f"bench-q1-sub-{index}")
+        subscribe = SubscribePacket(1, (Subscription(topic, QoS.AT_LEAST_ONCE),))
+        await loop.sock_sendall(sock, encode_packet(subscribe, version=V311))
+        suback = await _recv_exactly(loop, sock, 5)
+        if suback[0] != 0x90 or suback[4] != 1:
+            raise ConnectionError(f"SUBSCRIBE refused: {suback.hex()}")
+        subs.append(sock)
+    pubs = [
+        await _mqtt_connect(loop, port, f"bench-q1-pub-{tag}-{index}")
+        for index in range(publishers)
+    ]
+    packets = [
+        encode_packet(
+            PublishPacket(topic, bytes(payload), QoS.AT_LEAST_ONCE, packet_id=pid), version=V311
+        )
+        for pid in range(1, 65536)
+    ]
+    received = [0] * subscribers
+
+    async def subscriber(index: int, sock: socket.socket) -> None:
+        pending = b""
+        count = 0
+        while count < total:
+            data = await loop.sock_recv(sock, 1 << 18)
+            if not data:
+                raise ConnectionError("the broker closed a subscriber's connection")
+            pending += data
+            whole = len(pending) // size
+            if not whole:
+                continue
+            puback = b"".join(
+                b"\x40\x02" + pending[i * size + pid_at : i * size + pid_at + 2]
+                for i in range(whole)
+            )
+            pending = pending[whole * size :]
+            count += whole
+            received[index] = count
+            progress.set()
+            await loop.sock_sendall(sock, puback)
+
+    published = [0]
+    progress = asyncio.Event()
+
+    async def acks(sock: socket.socket) -> None:
+        """Drain the PUBACKs (4 bytes each in 3.1.1), all of them."""
+        count = 0
+        while count < messages * 4:
+            data = await loop.sock_recv(sock, 1 << 16)
+            if not data:
+                raise ConnectionError("the broker closed a publisher's connection")
+            count += len(data)
+
+    async def publisher(sock: socket.socket) -> None:
+        # Bounded end to end: all publishers together stay at most
+        # ``window`` x publishers messages ahead of the slowest subscriber
+        # (a broker acknowledges a message when it is routed, not delivered).
+        sent = next_id = 0
+        limit = window * publishers
+        while sent < messages:
+            room = limit - (published[0] - min(received))
+            if room <= 0:
+                progress.clear()
+                await progress.wait()
+                continue
+            burst = min(messages - sent, room, window)
+            chunk = []
+            for _ in range(burst):
+                chunk.append(packets[next_id])
+                next_id = (next_id + 1) % 65535
+            published[0] += burst
+            sent += burst
+            await loop.sock_sendall(sock, b"".join(chunk))
+
+    start = time.perf_counter()
+    readers = [asyncio.ensure_future(subscriber(i, s)) for i, s in enumerate(subs)]
+    await asyncio.gather(*(publisher(p) for p in pubs), *(acks(p) for p in pubs), *readers)
+    elapsed = time.perf_counter() - start
+    for sock in [*subs, *pubs]:
+        sock.close()
+    return {
+        "elapsed": elapsed,
+        "delivered_per_s": subscribers * total / elapsed,
+        "published_per_s": total / elapsed,
+        "exact": all(r == total for r in received),
+    }
+
+
 def worker_main(args: argparse.Namespace) -> int:
     async def bounded() -> dict[str, object]:
+        if args.qos:
+            return await asyncio.wait_for(
+                run_load_qos1(
+                    args.port,
+                    args.publishers,
+                    args.subscribers,
+                    args.messages,
+                    args.payload,
+                    args.qos_window,
+                ),
+                args.timeout,
+            )
         return await asyncio.wait_for(
             run_load(
                 args.port, args.subscribers, args.messages, args.payload, args.window, args.chunk
@@ -224,7 +364,7 @@ def start_brokers(names: list[str], directory: Path) -> list[BrokerProcess]:
     for name in names:
         port = free_port()
         log = directory / f"{name}.log"
-        if name == "ours":
+        if name in ("ours", "ours-persist"):
             argv = [
                 sys.executable,
                 "-m",
@@ -235,6 +375,9 @@ def start_brokers(names: list[str], directory: Path) -> list[BrokerProcess]:
                 "--port",
                 str(port),
             ]
+            if name == "ours-persist":
+                # The durable broker, default sync mode ("normal").
+                argv += ["--persist", str(directory / "ours.db")]
         elif name == "mosquitto":
             if not os.access(MOSQUITTO, os.X_OK):
                 print(f"skipping mosquitto: {MOSQUITTO} not found", file=sys.stderr)
@@ -273,7 +416,13 @@ def start_brokers(names: list[str], directory: Path) -> list[BrokerProcess]:
 
 
 def run_worker(
-    broker: BrokerProcess, subscribers: int, messages: int, args: argparse.Namespace
+    broker: BrokerProcess,
+    subscribers: int,
+    messages: int,
+    args: argparse.Namespace,
+    *,
+    publishers: int = 1,
+    qos: int = 0,
 ) -> dict[str, object]:
     argv = [
         sys.executable,
@@ -281,6 +430,9 @@ def run_worker(
         "--worker",
         *("--port", str(broker.port)),
         *("--subscribers", str(subscribers)),
+        *("--publishers", str(publishers)),
+        *("--qos", str(qos)),
+        *("--qos-window", str(args.qos_window)),
         *("--messages", str(messages)),
         *("--payload", str(args.payload)),
         *("--window", str(args.window)),
@@ -305,6 +457,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--subscribers", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--publishers", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--qos", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--qos-window", type=int, default=100, help="QoS 1: unacknowledged per publisher"
+    )
+    parser.add_argument(
+        "--qos-messages", type=int, default=20_000, help="QoS 1: messages per publisher"
+    )
+    parser.add_argument(
+        "--persist",
+        action="store_true",
+        help="also run ours with --persist (a SQLiteStore), as broker ours-persist",
+    )
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--payload", type=int, default=64, help="payload bytes")
@@ -312,7 +477,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk", type=int, default=500, help="messages per publisher write")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per run")
     parser.add_argument("--brokers", default="ours,mosquitto,amqtt")
-    parser.add_argument("--scenarios", default="1x1,1x4", help="publishers x subscribers")
+    parser.add_argument(
+        "--scenarios",
+        default="1x1,1x4,4x4q1",
+        help="publishers x subscribers, q1 for QoS 1 (QoS 0 runs have one publisher)",
+    )
     parser.add_argument(
         "--amqtt-messages",
         type=int,
@@ -323,22 +492,27 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         return worker_main(args)
 
-    scenarios = [int(s.split("x")[1]) for s in args.scenarios.split(",")]
+    scenarios = [_scenario(text) for text in args.scenarios.split(",")]
+    names = args.brokers.split(",")
+    if args.persist and "ours-persist" not in names:
+        names.insert(names.index("ours") + 1 if "ours" in names else 0, "ours-persist")
     with tempfile.TemporaryDirectory(prefix="mqttproto-load-") as tmp:
-        brokers = start_brokers(args.brokers.split(","), Path(tmp))
-        results: dict[tuple[str, int], list[float]] = {}
-        errors: dict[tuple[str, int], list[str]] = {}
+        brokers = start_brokers(names, Path(tmp))
+        results: dict[tuple[str, str], list[float]] = {}
+        errors: dict[tuple[str, str], list[str]] = {}
         try:
             for broker in brokers:
                 run_worker(broker, 1, 5_000, args)  # warm-up, not counted
             for repeat in range(args.repeats):
-                for subs in scenarios:
+                for label, pubs, subs, qos in scenarios:
                     for broker in brokers:
-                        messages = args.messages
+                        if broker.name == "ours-persist" and not qos:
+                            continue  # QoS 0 is never stored
+                        messages = args.qos_messages if qos else args.messages
                         if broker.name == "amqtt":
-                            messages = args.amqtt_messages or max(1_000, args.messages // 10)
-                        result = run_worker(broker, subs, messages, args)
-                        key = (broker.name, subs)
+                            messages = args.amqtt_messages or max(1_000, messages // 10)
+                        result = run_worker(broker, subs, messages, args, publishers=pubs, qos=qos)
+                        key = (broker.name, label)
                         if "error" in result or not result.get("exact"):
                             errors.setdefault(key, []).append(str(result))
                             line = f"ERROR {result}"
@@ -347,8 +521,8 @@ def main(argv: list[str] | None = None) -> int:
                             results.setdefault(key, []).append(rate)
                             line = f"{rate:12,.0f} msg/s delivered"
                         print(
-                            f"repeat {repeat + 1}/{args.repeats}  1x{subs}  "
-                            f"{broker.name:<10} {messages:>8} msgs  {line}",
+                            f"repeat {repeat + 1}/{args.repeats}  {label:<6} "
+                            f"{broker.name:<12} {messages:>8} msgs  {line}",
                             flush=True,
                         )
         finally:
@@ -357,30 +531,47 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print(
-        f"QoS 0, MQTT 3.1.1, {args.payload}-byte payload, window {args.window}; "
-        f"median of {args.repeats} delivered msg/s (subscribers x messages / elapsed)"
+        f"MQTT 3.1.1, {args.payload}-byte payload; QoS 0 window {args.window}, QoS 1 window "
+        f"{args.qos_window} per publisher (persistent subscribers); median of {args.repeats} "
+        "delivered msg/s (subscribers x messages / elapsed)"
     )
     names = [b.name for b in brokers]
     header = f"{'scenario':<10}" + "".join(f"{n:>14}" for n in names)
-    ratio_names = [p for p in ("amqtt", "mosquitto") if p in names and "ours" in names]
-    header += "".join(f"{'ours/' + p:>18}" for p in ratio_names)
+    ratios = [(a, b) for a, b in RATIOS if a in names and b in names]
+    header += "".join(f"{a + '/' + b:>24}" for a, b in ratios)
     print(header)
-    for subs in scenarios:
+    for label, _, _, _ in scenarios:
         medians = {
-            n: statistics.median(results[(n, subs)]) for n in names if results.get((n, subs))
+            n: statistics.median(results[(n, label)]) for n in names if results.get((n, label))
         }
-        row = f"{'1x' + str(subs):<10}" + "".join(
-            f"{medians[n]:>14,.0f}" if n in medians else f"{'failed':>14}" for n in names
+        row = f"{label:<10}" + "".join(
+            f"{medians[n]:>14,.0f}" if n in medians else f"{'-':>14}" for n in names
         )
-        for peer in ratio_names:
-            if "ours" in medians and peer in medians:
-                row += f"{medians['ours'] / medians[peer]:>18.2f}"
+        for a, b in ratios:
+            if a in medians and b in medians:
+                row += f"{medians[a] / medians[b]:>24.2f}"
             else:
-                row += f"{'-':>18}"
+                row += f"{'-':>24}"
         print(row)
     for key, messages_ in errors.items():
-        print(f"errors for {key[0]} 1x{key[1]}: {messages_}", file=sys.stderr)
+        print(f"errors for {key[0]} {key[1]}: {messages_}", file=sys.stderr)
     return 1 if errors else 0
+
+
+#: The ratios the table shows, when both brokers ran.
+RATIOS = (
+    ("ours", "amqtt"),
+    ("ours", "mosquitto"),
+    ("ours-persist", "ours"),
+    ("ours-persist", "mosquitto"),
+)
+
+
+def _scenario(text: str) -> tuple[str, int, int, int]:
+    """``PxS`` (QoS 0) or ``PxSq1``: (label, publishers, subscribers, QoS)."""
+    body, _, qos = text.partition("q")
+    pubs, _, subs = body.partition("x")
+    return text, int(pubs), int(subs), int(qos or 0)
 
 
 if __name__ == "__main__":

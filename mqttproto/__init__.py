@@ -52,7 +52,7 @@ from .packets import (
     Will,
 )
 from .server import ServerConnection, ServerSession
-from .store import MemoryStore, SessionStore
+from .store import MemoryStore, SessionStore, SQLiteStore, StoreError
 from .topics import (
     SharedSubscription,
     parse_shared_subscription,
@@ -98,11 +98,13 @@ __all__ = [
     "ReceiveMaximumExceeded",
     "RemoteProtocolError",
     "RetainHandling",
+    "SQLiteStore",
     "ServerConfig",
     "ServerConnection",
     "ServerSession",
     "SessionStore",
     "SharedSubscription",
+    "StoreError",
     "SubAckPacket",
     "SubscribePacket",
     "Subscription",

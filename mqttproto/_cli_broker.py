@@ -29,6 +29,7 @@ from ._cli_config import TOML_ALIASES, add_config_arguments, config_checks, conf
 from ._cli_http import HTTP_SETTINGS, add_http_arguments, check_http_settings, start_http_listener
 from ._cli_logging import LOG_SETTINGS, add_logging_arguments, broker_logging
 from ._cli_reload import RELOAD_LOGGER, Reloader
+from ._cli_store import add_store_arguments, open_store, sync_mode
 from .auth import (
     AclAuthorizer,
     Authenticator,
@@ -99,6 +100,8 @@ SETTINGS: dict[str, tuple[Callable[[object], Any], Any, bool]] = {
     "auth_workers": (_int, None, False),
     **HTTP_SETTINGS,
     **LOG_SETTINGS,
+    "persist": (_path, None, True),
+    "sync": (sync_mode, None, False),
 }
 
 
@@ -317,6 +320,8 @@ async def _serve_until_signalled(
 def command_broker(args: argparse.Namespace) -> int:
     """``broker``: serve MQTT until SIGINT or SIGTERM (exit 0); 1 if it cannot start."""
     from .adapters._listener import server_ssl_context
+    from .broker import Broker
+    from .store import StoreError
 
     try:
         settings = broker_settings(args)
@@ -351,17 +356,31 @@ def command_broker(args: argparse.Namespace) -> int:
         listeners = _listeners(settings, context)
     except ValueError as exc:
         return _fail(str(exc))
+    try:
+        store = open_store(settings)
+    except StoreError as exc:
+        return _fail(str(exc))
     server_args: dict[str, Any] = {
         "config": config,
         "authenticator": authenticator,
         "authorizer": authorizer,
         "listeners": listeners,
     }
+    if store is not None:
+        # The durable core: its flush() is the group commit, once per pump.
+        server_args = {
+            "broker": Broker(
+                config, store=store, authenticator=authenticator, authorizer=authorizer
+            ),
+            "listeners": listeners,
+        }
     for name in ("max_buffered_output", "tls_handshake_timeout", "max_tls_handshakes", "auth_workers"):
         if getattr(settings, name) is not None:
             server_args[name] = getattr(settings, name)
-    reloader = Reloader(settings, authenticator, authorizer, context)
     with contextlib.ExitStack() as stack:
+        if store is not None:
+            stack.callback(_close_store, store)
+        reloader = Reloader(settings, authenticator, authorizer, context)
         try:
             stack.enter_context(
                 broker_logging(settings.verbose, settings.log_file, settings.log_format)
@@ -370,6 +389,16 @@ def command_broker(args: argparse.Namespace) -> int:
             return _fail(f"--log-file {settings.log_file}: {exc.strerror or exc}")
         stack.enter_context(_reloads_logged())
         return asyncio.run(_serve_until_signalled(reloader, settings, **server_args))
+
+
+def _close_store(store: Any) -> None:
+    """Commit what the last connections' ends recorded (their sessions'
+    expiry clocks; nothing unacknowledged depends on it) and close."""
+    from .store import StoreError
+
+    with contextlib.suppress(StoreError):
+        store.commit()
+    store.close()
 
 
 @contextlib.contextmanager
@@ -491,5 +520,6 @@ def add_broker_parser(subparsers: Subparsers) -> None:
     )
     other.add_argument("--unix", metavar="PATH", help="a Unix socket listener at PATH")
     add_http_arguments(parser)
+    add_store_arguments(parser)
     add_config_arguments(parser)
     parser.set_defaults(handler=command_broker)

@@ -32,6 +32,7 @@ from ._cli_common import Subparsers
 from ._cli_common import UsageError as _UsageError
 from ._cli_ctl import add_ctl_parser
 from ._cli_pubsub import add_pub_parser, add_rr_parser, add_sub_parser
+from ._cli_store import add_backup_parser
 from .auth import PasswordFile
 
 __all__ = [
@@ -130,6 +131,7 @@ _COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     add_sub_parser,
     add_rr_parser,
     add_ctl_parser,
+    add_backup_parser,
 )
 
 

@@ -1,26 +1,29 @@
 """Where a :class:`~mqttproto.broker.Broker` keeps what must outlive it.
 
-The broker holds its hot state in memory and writes through a
-:class:`SessionStore` at the points that matter:
+The broker holds its hot state in memory and records changes into a
+:class:`SessionStore`:
 
-- a persistent session's subscriptions change (:meth:`SessionStore.save_session`);
-- a message is queued for a session whose client is away
+- a persistent session's state (subscriptions, messages in flight both ways,
+  its queue, a pending will, its expiry) as a snapshot
+  (:meth:`SessionStore.save_session`);
+- a message queued for a session whose client is away
   (:meth:`SessionStore.append_queued`);
-- a retained message is set, replaced or deleted (:meth:`SessionStore.set_retained`);
-- a session ends its network connection or is resumed (a full snapshot with
-  its in-flight messages, queue and pending will, :meth:`SessionStore.save_session`);
-- a session is discarded (:meth:`SessionStore.delete_session`).
+- a retained message set, replaced or deleted (:meth:`SessionStore.set_retained`);
+- a session discarded (:meth:`SessionStore.delete_session`).
+
+**Transactions and group commit.** These calls only record: they add to the
+store's *pending batch*. :meth:`SessionStore.commit` makes the whole batch
+durable at once. A store whose :attr:`~SessionStore.durable` is true makes
+the broker hold its answers (PUBACK, PUBREC, SUBACK) until a commit holds
+what they promise; the adapter commits once per loop iteration (through
+:meth:`Broker.flush <mqttproto.broker.Broker.flush>`), so one disk sync
+covers every message of that iteration. :class:`MemoryStore` is not durable:
+it applies each change at once, commits trivially, and the broker answers
+at once, as fast as without a store. :class:`SQLiteStore` is the durable one.
 
 A new broker reads everything back with :meth:`SessionStore.load_sessions`
-and :meth:`SessionStore.load_retained`. Records are plain frozen attrs
-classes holding packets, so a SQLite store can encode each message with
-:func:`~mqttproto.encode_packet` (MQTT 5 keeps every property) and each
-record's other fields as columns.
-
-Times (``expires_at``) are on the broker's clock; a store that outlives the
-process keeps the *intervals* (``session_expiry_interval``, the message's own
-``message_expiry_interval``) and the broker restarts the clocks when it loads
-them.
+and :meth:`SessionStore.load_retained`. Times in records are on the
+broker's clock (see :mod:`mqttproto._store_records`).
 """
 
 from __future__ import annotations
@@ -29,99 +32,40 @@ from typing import Protocol
 
 import attrs
 
-from .enums import QoS, RetainHandling
-from .packets import PublishPacket, Will
+from ._store_records import (
+    RetainedMessage,
+    StoredMessage,
+    StoredSession,
+    StoredSubscription,
+    StoreError,
+)
+from ._store_sqlite import SQLiteStore
 
 __all__ = [
     "MemoryStore",
     "RetainedMessage",
+    "SQLiteStore",
     "SessionStore",
+    "StoreError",
     "StoredMessage",
     "StoredSession",
     "StoredSubscription",
 ]
 
 
-@attrs.frozen
-class StoredSubscription:
-    """One subscription of a session, with its options."""
-
-    topic_filter: str
-    qos: QoS = QoS.AT_MOST_ONCE
-    no_local: bool = False
-    retain_as_published: bool = False
-    retain_handling: RetainHandling = RetainHandling.SEND_ON_SUBSCRIBE
-    subscription_identifier: int | None = None
-
-
-@attrs.frozen
-class StoredMessage:
-    """A message on its way to a session: queued, or in flight with ``packet_id``.
-
-    ``packet`` is the PUBLISH as it goes to this client (granted QoS, retain
-    flag and subscription identifiers applied; the message expiry interval as
-    it was received). ``released`` marks a QoS 2 flow past PUBREC, whose
-    PUBREL is what goes again on resume.
-    """
-
-    packet: PublishPacket
-    expires_at: float | None = None
-    packet_id: int | None = None
-    released: bool = False
-
-
-@attrs.frozen
-class RetainedMessage:
-    """A retained message of a topic; it expires at ``expires_at`` (None: never)."""
-
-    packet: PublishPacket
-    expires_at: float | None = None
-
-    @property
-    def topic(self) -> str:
-        return self.packet.topic
-
-    @property
-    def payload(self) -> bytes:
-        return self.packet.payload
-
-    @property
-    def qos(self) -> QoS:
-        return self.packet.qos
-
-
-@attrs.frozen
-class StoredSession:
-    """A snapshot of one session.
-
-    ``session_expiry_interval`` is in seconds (0xFFFFFFFF: never);
-    ``expires_at`` is None while the client is connected.
-    ``awaiting_release`` holds the QoS 2 packet ids received from the client
-    whose PUBREL has not arrived (exactly-once de-duplication). ``username``
-    is the identity that owns the session (the authenticated username, or
-    the one a client certificate established; None: anonymous): a CONNECT
-    with the same client identifier by another identity never resumes it.
-    """
-
-    client_id: str
-    session_expiry_interval: int
-    expires_at: float | None = None
-    subscriptions: tuple[StoredSubscription, ...] = ()
-    inflight: tuple[StoredMessage, ...] = ()
-    queued: tuple[StoredMessage, ...] = ()
-    awaiting_release: tuple[int, ...] = ()
-    will: Will | None = None
-    will_due: float | None = None
-    username: str | None = None
-
-
 class SessionStore(Protocol):
     """Persistence for a broker's sessions and retained messages.
 
-    Calls are synchronous and made while the broker handles a packet or a
-    timer, so an implementation must be quick (an in-memory dict, a local
-    SQLite database in WAL mode); it must not block on the network.
+    The recording calls are made while the broker handles a packet or a
+    timer: they must be quick and do no I/O (a durable store keeps them in
+    its pending batch). Only :meth:`commit` writes, and the adapter calls it
+    (through the broker), never the broker core itself.
     """
+
+    #: True: a change is safe only once :meth:`commit` returned, so the
+    #: broker holds every acknowledgement until then. False: changes are
+    #: applied as they are recorded (nothing survives the process anyway).
+    durable: bool
 
     def load_sessions(self) -> list[StoredSession]:
         """Every stored session, as the last writes left it."""
@@ -147,11 +91,27 @@ class SessionStore(Protocol):
         """Set (or, with None, delete) the retained message of ``topic``."""
         ...
 
+    def commit(self) -> None:
+        """Make every change recorded since the last commit durable, as one
+        transaction: all of it or none of it survives a crash.
+
+        :raises StoreError: the write failed (a full disk, an I/O error).
+            The batch stays pending and the next commit tries it again, with
+            what was recorded in between.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release the store's resources (files); changes not committed are lost."""
+        ...
+
 
 class MemoryStore:
     """A :class:`SessionStore` in dictionaries: nothing outlives the process,
     but a new :class:`~mqttproto.broker.Broker` given the same store object
     resumes every session (useful in tests and for a restart in-process)."""
+
+    durable = False
 
     def __init__(self) -> None:
         self.sessions: dict[str, StoredSession] = {}
@@ -188,3 +148,9 @@ class MemoryStore:
             self.retained.pop(topic, None)
         else:
             self.retained[topic] = message
+
+    def commit(self) -> None:
+        """Nothing to do: every change was applied as it was recorded."""
+
+    def close(self) -> None:
+        """Nothing to release."""

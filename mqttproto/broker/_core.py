@@ -47,6 +47,7 @@ from ..store import MemoryStore, RetainedMessage, SessionStore, StoredSession
 from ..topics import validate_topic_name
 from ._admin import Admin
 from ._auth import Authentication
+from ._durable import Durability
 from ._feed import Feeding
 from ._lifecycle import Lifecycle
 from ._message import Message
@@ -95,13 +96,17 @@ class _AllowAll:
         return AllowAll().continue_authentication(info, data)
 
 
-class Broker(Routing, Feeding, Subscriptions, Lifecycle, Authentication, Statistics, Admin):
+class Broker(
+    Routing, Feeding, Subscriptions, Lifecycle, Authentication, Statistics, Admin, Durability
+):
     """The sans-IO MQTT broker core: many connections, sessions and routing.
 
     :param config: limits and switches (:class:`~mqttproto.config.BrokerConfig`).
-    :param store: where sessions and retained messages are written through;
-        a :class:`~mqttproto.store.MemoryStore` by default. Sessions and
-        retained messages found in it are resumed.
+    :param store: where sessions and retained messages are recorded; a
+        :class:`~mqttproto.store.MemoryStore` by default. Sessions and
+        retained messages found in it are resumed. With a durable store
+        (:class:`~mqttproto.store.SQLiteStore`) acknowledgements wait for
+        :meth:`commit`, which :meth:`flush` runs before it hands out output.
     :param authenticator: decides who may connect (default: everyone, and no
         enhanced authentication method). An answer it defers (a
         :class:`~mqttproto.auth.DeferredAuthResult`) is computed at once,
@@ -126,6 +131,7 @@ class Broker(Routing, Feeding, Subscriptions, Lifecycle, Authentication, Statist
         self.config = config if config is not None else BrokerConfig()
         self._server_config = self.config.server_config()
         self.store: SessionStore = store if store is not None else MemoryStore()
+        self._setup_durability()
         self.authenticator: Any = authenticator if authenticator is not None else _AllowAll()
         #: None when everything is allowed, so the hot path skips the calls.
         self.authorizer: Any = authorizer
@@ -251,7 +257,12 @@ class Broker(Routing, Feeding, Subscriptions, Lifecycle, Authentication, Statist
     def data_to_send(self, conn: int, now: float) -> bytes:
         """The bytes to write to ``conn`` now. Messages held back by the
         ``max_unsent_bytes`` high-water mark go now, unless the adapter's
-        backlog is still above it."""
+        backlog is still above it. On a durable store, :meth:`commit` first."""
+        if self._durable:
+            return self._committed(self._data_to_send, conn, now)
+        return self._data_to_send(conn, now)
+
+    def _data_to_send(self, conn: int, now: float) -> bytes:
         link = self._conns.get(conn)
         self._dirty.pop(conn, None)
         if link is None:
@@ -303,7 +314,13 @@ class Broker(Routing, Feeding, Subscriptions, Lifecycle, Authentication, Statist
                         self._release(held, now)
 
     def flush(self, now: float) -> list[tuple[int, bytes]]:
-        """Pending output of every connection that has any."""
+        """Pending output of every connection that has any; on a durable
+        store, the group commit (:meth:`commit`) runs first."""
+        if self._durable:
+            return self._committed(self._flush, now)
+        return self._flush(now)
+
+    def _flush(self, now: float) -> list[tuple[int, bytes]]:
         out = []
         conns = self._conns
         for conn_id in self._dirty:
@@ -316,8 +333,7 @@ class Broker(Routing, Feeding, Subscriptions, Lifecycle, Authentication, Statist
         return out
 
     def connections_to_close(self) -> list[int]:
-        """Connections to close (drained): flush their data, close, then call
-        :meth:`connection_lost`."""
+        """Connections to close (drained): flush, close, :meth:`connection_lost`."""
         closing = list(self._closing)
         self._closing.clear()
         return closing
@@ -529,6 +545,8 @@ class Broker(Routing, Feeding, Subscriptions, Lifecycle, Authentication, Statist
             session = link.session
             if session is not None and (session.pending or session.feeds):
                 self._pump(session, now)
+                if self._durable:
+                    self._touched[session.client_id] = session
                 more = link.conn.data_to_send(now)
                 if more:
                     data += more
@@ -552,6 +570,11 @@ class Broker(Routing, Feeding, Subscriptions, Lifecycle, Authentication, Statist
             stored, self._stored = self._stored, None
             for record in stored:
                 self._restore(record, now)
+            for session in list(self._sessions.values()):
+                if session.expires_at is not None and session.expires_at <= now:
+                    # It expired while the broker was stopped: gone, its
+                    # will sent (once every session is back to receive it).
+                    self._end_session(session, now)
 
     def _push_timer(self, when: float, kind: str, key: Any) -> None:
         timers = self._timers

@@ -420,7 +420,12 @@ class Lifecycle:
         session.expiry_interval = record.session_expiry_interval
         session.username = record.username
         if session.expiry_interval != NEVER_EXPIRES:
-            session.expires_at = now + session.expiry_interval
+            # The stored deadline keeps running (a store that outlives the
+            # process gives it on this process's clock, downtime counted); a
+            # session that was connected when the broker stopped lost its
+            # connection now.
+            expires_at = record.expires_at
+            session.expires_at = now + session.expiry_interval if expires_at is None else expires_at
             self._push_timer(session.expires_at, "session", session.client_id)
         for subscription in record.subscriptions:
             self._add_subscription(
@@ -450,7 +455,8 @@ class Lifecycle:
         session.flows.restore_awaiting_release(record.awaiting_release)
         if record.will is not None:
             session.will = record.will
-            session.will_due = now + (record.will.will_delay_interval or 0)
+            due = record.will_due
+            session.will_due = now + (record.will.will_delay_interval or 0) if due is None else due
             self._push_timer(session.will_due, "will", session.client_id)
         self._sessions[session.client_id] = session
 

@@ -102,9 +102,17 @@ class Message:
 
     @classmethod
     def from_stored(cls, stored: StoredMessage, now: float) -> Message:
+        """A message read back from a store. Its expiry clock runs on from
+        when it was stored: the interval forwarded later is reduced by the
+        time it waited, time the broker was stopped included
+        [MQTT-3.3.2-6] (the stored packet carries the interval as it was
+        when stored, ``expires_at`` the deadline)."""
         message = cls(stored.packet, now, None)
-        if stored.expires_at is not None:
-            message.expires_at = stored.expires_at
+        expires_at = stored.expires_at
+        if expires_at is not None:
+            message.expires_at = expires_at
+            if message.expiry is not None:
+                message.received_at = expires_at - message.expiry
         return message
 
     def expired(self, now: float) -> bool:

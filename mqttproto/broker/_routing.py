@@ -66,6 +66,9 @@ class Routing(FanOut):
     _sessions: dict[str, Session]
     _started_at: float | None
     _feeding: int
+    _durable: bool
+    _touched: dict[str, Session]
+    _held_acks: list[tuple[Link, int, int, ReasonCode]]
 
     if TYPE_CHECKING:
 
@@ -117,6 +120,10 @@ class Routing(FanOut):
         if qos:
             packet_id = packet.packet_id
             assert packet_id is not None
+            if self._durable:
+                # Answered by the commit that stores it (Durability.commit).
+                self._held_acks.append((link, packet_id, qos, code))
+                return
             # MQTT 3.x acks carry no code: the connection sends a plain one.
             link.conn.acknowledge(packet_id, code if v5 else _SUCCESS)
 
@@ -387,6 +394,8 @@ class Routing(FanOut):
                 self._unhold(dropped)
             self.messages_dropped += len(victims)
         pending.append(item)
+        if self._durable:
+            self._touched[session.client_id] = session
         session.queued_bytes += size
         if not message.holds:
             self._held_bytes += size

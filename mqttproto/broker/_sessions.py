@@ -99,8 +99,14 @@ class Session:
             )
             for full_filter, sub in self.subscriptions.items()
         )
+        messages = self.inflight_messages
         inflight = tuple(
-            StoredMessage(m.packet, packet_id=m.packet_id, released=m.released)
+            StoredMessage(
+                m.packet,
+                _expires_at(messages.get(m.packet_id)),
+                packet_id=m.packet_id,
+                released=m.released,
+            )
             for m in self.flows.inflight
         )
         queued = tuple(
@@ -118,6 +124,10 @@ class Session:
             self.will_due,
             self.username,
         )
+
+
+def _expires_at(message: Message | None) -> float | None:
+    return None if message is None else message.expires_at
 
 
 class Link:

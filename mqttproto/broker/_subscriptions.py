@@ -5,6 +5,7 @@ kept, and the retained messages owed to a new subscription started (see
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..config import BrokerConfig
@@ -14,6 +15,7 @@ from ..events import SubscribeRequested, UnsubscribeRequested
 from ..packets import Subscription
 from ..store import SessionStore
 from ..topics import parse_shared_subscription
+from ._durable import refuse_suback
 from ._retained import RetainedStore
 from ._router import Router, Sub
 from ._sessions import Link, Session
@@ -32,6 +34,8 @@ class Subscriptions:
     _router: Router[Session]
     _retained: RetainedStore
 
+    _durable: bool
+
     if TYPE_CHECKING:
 
         def _start_feed(self, session: Session, full_filter: str, sub: Sub[Session]) -> None: ...
@@ -41,6 +45,8 @@ class Subscriptions:
         def _renew_feed(self, session: Session, full_filter: str, sub: Sub[Session]) -> None: ...
 
         def _feed(self, session: Session, now: float) -> None: ...
+
+        def _hold_answer(self, link: Link, answer: Callable[[bool], None]) -> None: ...
 
     def _subscribe(self, link: Link, request: SubscribeRequested, now: float) -> None:
         """SUBSCRIBE: one reason code per filter [MQTT-3.8.4-6], then retained messages."""
@@ -105,15 +111,26 @@ class Subscriptions:
                     retained_due.append((full_filter, sub))
                 elif shared is None and not is_new:
                     self._renew_feed(session, full_filter, sub)
-        link.conn.suback(request.packet_id, codes)
         if changed and session.persistent:
             self.store.save_session(session.snapshot())
-        if retained_due:
-            # After the SUBACK, paced by the client (see _feed).
-            for full_filter, sub in retained_due:
-                self._start_feed(session, full_filter, sub)
-            if not session.pending:
-                self._feed(session, now)
+
+        def answer(stored: bool = True) -> None:
+            if not stored:
+                refuse_suback(link, request.packet_id, len(codes))
+                return
+            link.conn.suback(request.packet_id, codes)
+            if retained_due:
+                # After the SUBACK, paced by the client (see _feed).
+                for full_filter, sub in retained_due:
+                    self._start_feed(session, full_filter, sub)
+                if not session.pending:
+                    self._feed(session, now)
+
+        if self._durable and changed and session.persistent:
+            # SUBACK once the subscription is stored (Durability.commit).
+            self._hold_answer(link, answer)
+        else:
+            answer()
 
     def _add_subscription(
         self, session: Session, request: Subscription, sub_id: int | None

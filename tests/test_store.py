@@ -1,0 +1,346 @@
+"""The store suite: every :class:`~mqttproto.store.SessionStore` passes it.
+
+As aedes-persistence does for its backends, one set of tests runs against
+each store (the ``store`` fixture: :class:`MemoryStore`, :class:`SQLiteStore`):
+what is recorded and committed is what a store opened again loads. Then the
+SQLite store's own promises: uncommitted changes are lost and committed ones
+are not, clocks across a restart, bad files refused untouched, a failed
+commit that keeps its batch, and the backup.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from mqttproto.enums import QoS, RetainHandling
+from mqttproto.packets import PublishPacket, Will
+from mqttproto.store import (
+    MemoryStore,
+    RetainedMessage,
+    SessionStore,
+    SQLiteStore,
+    StoredMessage,
+    StoredSession,
+    StoredSubscription,
+    StoreError,
+)
+
+Reopen = Callable[[], SessionStore]
+
+
+def _message(n: int, qos: int = 1, **fields: object) -> StoredMessage:
+    return StoredMessage(PublishPacket(f"t/{n}", b"p%d" % n, QoS(qos)), **fields)  # type: ignore[arg-type]
+
+
+def _session(client_id: str = "c", **fields: object) -> StoredSession:
+    return StoredSession(client_id, 60, **fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[SessionStore, Reopen]]:
+    """A store and how to get "the same store, opened again": the same
+    object for MemoryStore (it outlives a Broker, not the process), a new
+    SQLiteStore on the same file."""
+    opened: list[SessionStore] = []
+    if request.param == "memory":
+        memory = MemoryStore()
+
+        def reopen() -> SessionStore:
+            return memory
+
+        first: SessionStore = memory
+    else:
+        path = tmp_path / "store.db"
+
+        def reopen() -> SessionStore:
+            opened[-1].close()
+            store = SQLiteStore(path, clock=lambda: 0.0, wall_clock=lambda: 0.0)
+            opened.append(store)
+            return store
+
+        first = SQLiteStore(path, clock=lambda: 0.0, wall_clock=lambda: 0.0)
+    opened.append(first)
+    yield first, reopen
+    for store in opened:
+        store.close()
+
+
+def test_a_new_store_is_empty(stores: tuple[SessionStore, Reopen]) -> None:
+    store, _ = stores
+    assert store.load_sessions() == []
+    assert store.load_retained() == []
+
+
+def test_a_committed_session_loads_with_everything_it_holds(
+    stores: tuple[SessionStore, Reopen],
+) -> None:
+    store, reopen = stores
+    session = StoredSession(
+        "c",
+        3600,
+        expires_at=120.0,
+        subscriptions=(
+            StoredSubscription("a/#", QoS.AT_LEAST_ONCE),
+            StoredSubscription(
+                "$share/g/b",
+                QoS.EXACTLY_ONCE,
+                no_local=True,
+                retain_as_published=True,
+                retain_handling=RetainHandling.DO_NOT_SEND,
+                subscription_identifier=7,
+            ),
+        ),
+        inflight=(
+            StoredMessage(PublishPacket("a/1", b"x", QoS.AT_LEAST_ONCE, packet_id=4), None, 4),
+            StoredMessage(
+                PublishPacket("a/2", b"y", QoS.EXACTLY_ONCE, packet_id=5), None, 5, released=True
+            ),
+        ),
+        queued=(_message(1), _message(2, 2, expires_at=90.0)),
+        awaiting_release=(9, 11),
+        will=Will("will/c", b"gone", QoS.AT_LEAST_ONCE, True, will_delay_interval=30),
+        will_due=150.0,
+        username="alice",
+    )
+    store.save_session(session)
+    store.commit()
+    assert reopen().load_sessions() == [session]
+
+
+def test_messages_appended_after_a_snapshot_follow_its_queue(
+    stores: tuple[SessionStore, Reopen],
+) -> None:
+    store, reopen = stores
+    store.save_session(_session(queued=(_message(1),)))
+    store.commit()
+    store.append_queued("c", _message(2))
+    store.append_queued("c", _message(3, 2))
+    store.append_queued("nobody", _message(4))  # no such session: ignored
+    store.commit()
+    [loaded] = reopen().load_sessions()
+    assert loaded.queued == (_message(1), _message(2), _message(3, 2))
+
+
+def test_a_snapshot_replaces_the_queue_as_it_changed(stores: tuple[SessionStore, Reopen]) -> None:
+    store, reopen = stores
+    store.save_session(_session(queued=(_message(1), _message(2), _message(3))))
+    store.commit()
+    # Head sent, tail grown: what a busy session's snapshots look like.
+    store.save_session(_session(queued=(_message(2), _message(3), _message(4))))
+    store.commit()
+    store.save_session(_session(queued=(_message(5), _message(3))))  # any other shape
+    store.commit()
+    [loaded] = reopen().load_sessions()
+    assert loaded.queued == (_message(5), _message(3))
+
+
+def test_in_flight_messages_change_and_end(stores: tuple[SessionStore, Reopen]) -> None:
+    store, reopen = stores
+    first = StoredMessage(PublishPacket("a", b"1", QoS.EXACTLY_ONCE, packet_id=1), None, 1)
+    second = StoredMessage(PublishPacket("a", b"2", QoS.AT_LEAST_ONCE, packet_id=2), None, 2)
+    store.save_session(_session(inflight=(first, second)))
+    store.commit()
+    released = StoredMessage(first.packet, None, 1, released=True)
+    store.save_session(_session(inflight=(released,), awaiting_release=(3,)))
+    store.commit()
+    [loaded] = reopen().load_sessions()
+    assert loaded.inflight == (released,)
+    assert loaded.awaiting_release == (3,)
+
+
+def test_a_deleted_session_is_gone_with_its_queue(stores: tuple[SessionStore, Reopen]) -> None:
+    store, reopen = stores
+    store.save_session(_session("a", queued=(_message(1),)))
+    store.save_session(_session("b"))
+    store.commit()
+    store.append_queued("a", _message(2))
+    store.delete_session("a")
+    store.append_queued("a", _message(3))  # after the delete: ignored
+    store.commit()
+    assert [s.client_id for s in reopen().load_sessions()] == ["b"]
+
+
+def test_a_session_deleted_and_made_anew_in_one_batch(stores: tuple[SessionStore, Reopen]) -> None:
+    store, reopen = stores
+    store.save_session(_session(queued=(_message(1),), subscriptions=(StoredSubscription("x"),)))
+    store.commit()
+    store.delete_session("c")
+    store.save_session(_session(queued=(_message(2),)))
+    store.commit()
+    assert reopen().load_sessions() == [_session(queued=(_message(2),))]
+
+
+def test_retained_messages_are_set_replaced_and_deleted(
+    stores: tuple[SessionStore, Reopen],
+) -> None:
+    store, reopen = stores
+
+    def retained(topic: str, payload: bytes, expires_at: float | None = None) -> RetainedMessage:
+        return RetainedMessage(PublishPacket(topic, payload, retain=True), expires_at)
+
+    store.set_retained("a", retained("a", b"1"))
+    store.set_retained("b", retained("b", b"2", 30.0))
+    store.set_retained("c", retained("c", b"3"))
+    store.commit()
+    store.set_retained("a", retained("a", b"new"))
+    store.set_retained("c", None)
+    store.commit()
+    loaded = sorted(reopen().load_retained(), key=lambda m: m.topic)
+    assert loaded == [retained("a", b"new"), retained("b", b"2", 30.0)]
+
+
+# -- the SQLite store's own promises ---------------------------------------------------
+
+
+def test_changes_not_committed_are_lost_and_committed_ones_are_not(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    store = SQLiteStore(path)
+    store.save_session(_session("kept"))
+    store.commit()
+    store.save_session(_session("lost"))
+    store.set_retained("lost", RetainedMessage(PublishPacket("lost", b"x", retain=True)))
+    store.close()  # as a SIGKILL would: the batch was never written
+    again = SQLiteStore(path)
+    assert [s.client_id for s in again.load_sessions()] == ["kept"]
+    assert again.load_retained() == []
+    again.close()
+
+
+def test_deadlines_are_kept_in_wall_clock_terms(tmp_path: Path) -> None:
+    """A deadline 30 s ahead, the broker stopped for 100 s, restarted with a
+    monotonic clock that starts again at 5: the deadline passed 70 s ago."""
+    path = tmp_path / "s.db"
+    store = SQLiteStore(path, clock=lambda: 1000.0, wall_clock=lambda: 50_000.0)
+    store.save_session(_session(expires_at=1030.0, queued=(_message(1, expires_at=1020.0),)))
+    store.set_retained("r", RetainedMessage(PublishPacket("r", b"x", retain=True), 1010.0))
+    store.commit()
+    store.close()
+    later = SQLiteStore(path, clock=lambda: 5.0, wall_clock=lambda: 50_100.0)
+    [session] = later.load_sessions()
+    assert session.expires_at == -65.0
+    assert session.queued[0].expires_at == -75.0
+    assert later.load_retained()[0].expires_at == -85.0
+    later.close()
+
+
+def _unchanged(path: Path) -> Callable[[], bool]:
+    before = path.read_bytes()
+    return lambda: path.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"this is not a database at all, just some text\n" * 100, "not a mqttproto store"),
+        (b"", None),  # an empty file becomes a store
+    ],
+)
+def test_a_file_that_is_not_sqlite(tmp_path: Path, content: bytes, message: str | None) -> None:
+    path = tmp_path / "s.db"
+    path.write_bytes(content)
+    if message is None:
+        SQLiteStore(path).close()
+        return
+    unchanged = _unchanged(path)
+    with pytest.raises(StoreError, match=message) as caught:
+        SQLiteStore(path)
+    assert str(path) in str(caught.value)
+    assert unchanged()
+
+
+def test_another_applications_database_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE accounts (id INTEGER)")
+    db.commit()
+    db.close()
+    unchanged = _unchanged(path)
+    with pytest.raises(StoreError, match="another database"):
+        SQLiteStore(path)
+    assert unchanged()
+
+
+def test_a_newer_schema_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    SQLiteStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE schema_version SET version = 99")
+    db.commit()
+    db.close()
+    unchanged = _unchanged(path)
+    with pytest.raises(StoreError, match="schema version 99 is newer"):
+        SQLiteStore(path)
+    assert unchanged()
+
+
+def test_an_older_schema_is_migrated_step_by_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mqttproto import _store_sqlite
+
+    path = tmp_path / "s.db"
+    SQLiteStore(path).close()
+    monkeypatch.setattr(_store_sqlite, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(
+        _store_sqlite, "_MIGRATIONS", {1: ("ALTER TABLE sessions ADD COLUMN note TEXT",)}
+    )
+    SQLiteStore(path).close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    assert "note" in [row[1] for row in db.execute("PRAGMA table_info(sessions)")]
+    db.close()
+
+
+def test_a_missing_directory_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere" / "s.db"
+    with pytest.raises(StoreError, match="does not exist"):
+        SQLiteStore(path)
+    assert not path.parent.exists()
+
+
+def test_a_failed_commit_keeps_its_batch_for_the_next(tmp_path: Path) -> None:
+    """A full disk (here: the file's page limit) fails the commit, changes
+    nothing in the file, and the next commit, with room again, writes it all."""
+    path = tmp_path / "s.db"
+    store = SQLiteStore(path)
+    store.save_session(_session("small"))
+    store.commit()
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count={pages}")
+    big = tuple(
+        StoredMessage(PublishPacket(f"t/{n}", os.urandom(2000), QoS.AT_LEAST_ONCE))
+        for n in range(20)
+    )
+    store.save_session(_session("big", queued=big))
+    with pytest.raises(StoreError, match="cannot write") as caught:
+        store.commit()
+    assert str(path) in str(caught.value)
+    assert store.pending
+    store._db.execute("PRAGMA max_page_count=1000000")
+    store.commit()
+    store.close()
+    again = SQLiteStore(path)
+    assert {s.client_id: len(s.queued) for s in again.load_sessions()} == {"small": 0, "big": 20}
+    again.close()
+
+
+def test_backup_copies_the_committed_state(tmp_path: Path) -> None:
+    from mqttproto._store_sqlite import backup
+
+    store = SQLiteStore(tmp_path / "s.db")
+    store.save_session(_session("c", queued=(_message(1),)))
+    store.commit()
+    store.save_session(_session("not-yet"))
+    backup(tmp_path / "s.db", tmp_path / "copy.db")
+    copy = SQLiteStore(tmp_path / "copy.db")
+    assert [s.client_id for s in copy.load_sessions()] == ["c"]
+    copy.close()
+    store.close()
+    with pytest.raises(StoreError, match="not a mqttproto store"):
+        (tmp_path / "text").write_text("hello")
+        backup(tmp_path / "text", tmp_path / "copy2.db")
