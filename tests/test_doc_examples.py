@@ -2,21 +2,21 @@
 
 Every file under ``docs/examples/`` is included whole into a page
 (``literalinclude``) and run by a test: here the Python examples of the
-codec, client, broker and installation pages, as scripts in a child process
+codec, client, broker, authentication and installation pages, as scripts in a child process
 against the project's broker (``python -m mqttproto broker``, or the broker
 examples themselves) on 127.0.0.1 and a port the system chose, told where by
 the environment as a reader would; the shell example with the mosquitto
-clients; the TOML file with the broker's own loader. The deployment page's
+clients; the TOML and ACL files with the project's own loaders. The deployment page's
 files are in tests/test_doc_deployment.py. Helpers: tests/doc_examples.py.
 
-The guard tests at the end keep it so: no page (but those in
-``INLINE_EXAMPLES``, still to be converted) has an inline Python block,
+The guard tests at the end keep it so: no page has an inline Python block,
 every included file exists, and every example is run by a test.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import signal
 import subprocess
@@ -37,6 +37,8 @@ from doc_examples import (
     run_example,
 )
 from interop import HOST, MOSQUITTO_PUB, MOSQUITTO_SUB, require_peer
+
+from mqttproto.auth import PasswordFile
 
 
 @pytest.fixture(scope="module")
@@ -236,6 +238,76 @@ def test_broker_toml_loads_with_the_brokers_loader() -> None:
     assert config.max_pending_authentications == 64 and config.auth_failure_delay == 1.0
 
 
+# -- authentication and authorization (broker-auth.rst) ---------------------------------
+
+
+def test_password_file_in_code(tmp_path: Path) -> None:
+    """A new file, then an existing one (another user, mode 0644): both end
+    up mode 0600, with every entry verifying."""
+    path = tmp_path / "passwd"
+    out = run_example("auth_password_file.py", MQTT_PASSWORD_FILE=str(path))
+    assert out.splitlines() == [
+        f"saved {path}: mode 0600, users carol",
+        "carol, her password: SUCCESS",
+        "carol, a guess: BAD_USER_NAME_OR_PASSWORD",
+    ]
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert PasswordFile.load(path).verify("carol", "s3cret")
+
+    existing = PasswordFile()
+    existing.set("dave", "d4ve")
+    path.write_text(existing.dump())
+    path.chmod(0o644)
+    out = run_example("auth_password_file.py", MQTT_PASSWORD_FILE=str(path), MQTT_PASSWORD="n3w")
+    assert out.splitlines()[0] == f"saved {path}: mode 0600, users dave, carol"
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    saved = PasswordFile.load(path)
+    assert saved.verify("dave", "d4ve") and saved.verify("carol", "n3w")
+    assert not saved.verify("carol", "s3cret")
+    assert [p.name for p in tmp_path.iterdir()] == ["passwd"]  # no temporary file left
+
+
+def test_identity_authenticator() -> None:
+    assert run_example("auth_identity.py").splitlines() == [
+        "alice (certificate): accepted",
+        "mallory (typed alice): refused, NOT_AUTHORIZED",
+        "anonymous: refused, NOT_AUTHORIZED",
+    ]
+
+
+def test_driving_the_broker_with_a_worker_pool() -> None:
+    assert run_example("auth_worker_pool.py").splitlines() == [
+        "alice: accepted",
+        "mallory: refused, BAD_USER_NAME_OR_PASSWORD",
+        "authentication failed from 203.0.113.9: 1 failure(s), next authentication from"
+        " there delayed 1.0 s",
+    ]
+
+
+def test_acl_authorizer(tmp_path: Path) -> None:
+    """The page's ACL file, then one with an error, named by its line."""
+    assert run_example("auth_acl.py").splitlines() == [
+        "True",
+        "False",
+        "False",
+        "False",
+        "True",
+        "False",
+        "True",
+    ]
+    acl = tmp_path / "acl"
+    acl.write_text("user alice\ntopic read alice/#/inbox\n")
+    with pytest.raises(AssertionError, match="ACL file line 2: topic filter"):
+        run_example("auth_acl.py", MQTT_ACL_FILE=str(acl))
+
+
+def test_token_authenticator() -> None:
+    assert run_example("auth_token.py").splitlines() == [
+        "good token: accepted",
+        "bad token: refused, BAD_USER_NAME_OR_PASSWORD",
+    ]
+
+
 # -- installation (install.rst) --------------------------------------------------------
 
 
@@ -261,9 +333,6 @@ def test_check_install() -> None:
 
 # -- the guards ------------------------------------------------------------------------
 
-#: Pages other people own; their examples are theirs to convert.
-#: Pages whose examples are still inline, to be turned into files.
-INLINE_EXAMPLES = {"cli.rst", "broker-auth.rst"}
 #: Every example file, and the test that runs (or loads) it: "module.function".
 RUN_BY = {
     "own_server.py": "test_own_server.test_paho_clients_publish_subscribe_and_unsubscribe",
@@ -290,6 +359,12 @@ RUN_BY = {
     "try_broker.sh": "test_doc_examples.test_try_broker_with_the_mosquitto_clients",
     "broker.toml": "test_doc_examples.test_broker_toml_loads_with_the_brokers_loader",
     "check_install.py": "test_doc_examples.test_check_install",
+    "auth_password_file.py": "test_doc_examples.test_password_file_in_code",
+    "auth_identity.py": "test_doc_examples.test_identity_authenticator",
+    "auth_worker_pool.py": "test_doc_examples.test_driving_the_broker_with_a_worker_pool",
+    "acl": "test_doc_examples.test_acl_authorizer",
+    "auth_acl.py": "test_doc_examples.test_acl_authorizer",
+    "auth_token.py": "test_doc_examples.test_token_authenticator",
     "deploy/broker.toml": "test_doc_deployment.test_deployment_configuration_serves",
     "deploy/acl": "test_doc_deployment.test_deployment_configuration_serves",
     "deploy/mqttproto.service": "test_doc_deployment.test_systemd_unit_verifies",
@@ -298,7 +373,7 @@ RUN_BY = {
 
 
 def checked_pages() -> list[Path]:
-    return sorted(p for p in DOCS.glob("*.rst") if p.name not in INLINE_EXAMPLES)
+    return sorted(DOCS.glob("*.rst"))
 
 
 def test_every_example_is_run_by_a_test() -> None:
