@@ -17,7 +17,8 @@ one per network connection, and consumes their events:
 
 from __future__ import annotations
 
+from ._admin import SessionInfo
 from ._auth import AuthenticationJob, FailedAuthentication
-from ._core import Broker, SessionInfo
+from ._core import Broker
 
 __all__ = ["AuthenticationJob", "Broker", "FailedAuthentication", "SessionInfo"]

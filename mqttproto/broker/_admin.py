@@ -1,6 +1,7 @@
-"""What an operator asks the broker (the HTTP admin API, ``mqttproto ctl``):
-who receives a topic, shown with the filters and shared groups that match,
-and disconnecting a client for good (:meth:`Admin.kick`).
+"""What an application or an operator asks the broker: its sessions, their
+subscriptions, the retained messages, who receives a topic (also shown with
+the filters and shared groups that match, for the HTTP admin API and
+``mqttproto ctl``), and disconnecting a client for good (:meth:`Admin.kick`).
 """
 
 from __future__ import annotations
@@ -10,21 +11,39 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .._state import ConnectionState
-from ..enums import ProtocolVersion, ReasonCode
+from ..enums import ProtocolVersion, QoS, ReasonCode, RetainHandling
+from ..packets import Subscription
+from ..store import RetainedMessage
 from ..topics import topic_matches
 
 if TYPE_CHECKING:
     from ..events import Disconnected
+    from ._retained import RetainedStore
     from ._router import Router
     from ._sessions import Link, Session
 
-__all__ = ["Admin", "Receiver", "SharedReceivers"]
+__all__ = ["Admin", "Receiver", "SessionInfo", "SharedReceivers"]
 
 _VERSIONS: dict[ProtocolVersion | None, str] = {
     ProtocolVersion.MQTT_3_1: "3.1",
     ProtocolVersion.MQTT_3_1_1: "3.1.1",
     ProtocolVersion.MQTT_5_0: "5.0",
 }
+
+
+@attrs.frozen
+class SessionInfo:
+    """What :meth:`Broker.sessions` reports about one session."""
+
+    client_id: str
+    connected: bool
+    protocol_version: ProtocolVersion | None
+    username: str | None
+    peer: str | None
+    session_expiry_interval: int
+    subscriptions: int
+    inflight: int
+    queued: int
 
 
 @attrs.frozen
@@ -55,6 +74,7 @@ class Admin:
     _sessions: dict[str, Session]
     _conns: dict[int, Link]
     _dirty: dict[int, None]
+    _retained: RetainedStore
 
     if TYPE_CHECKING:
 
@@ -63,6 +83,61 @@ class Admin:
         def _end_session(self, session: Session, now: float) -> None: ...
 
         def _tick(self, now: float) -> None: ...
+
+    def subscribers(self, topic: str) -> list[tuple[str, QoS]]:
+        """The client ids (and granted QoS) a publish to ``topic`` would reach now."""
+        route = self._router.route(topic)
+        found = [(t.session.client_id, QoS(t.qos)) for t in route.targets]
+        for group, members in route.groups:
+            cursor = self._router._cursors.get(group, 0)
+            sub = members[cursor % len(members)]
+            found.append((sub.session.client_id, QoS(sub.qos)))
+        return found
+
+    def sessions(self) -> list[SessionInfo]:
+        """Every session, connected or not."""
+        return [
+            SessionInfo(
+                s.client_id,
+                s.link is not None,
+                s.link.conn.version if s.link is not None else None,
+                s.username,
+                s.link.peer if s.link is not None else None,
+                s.expiry_interval,
+                len(s.subscriptions),
+                len(s.flows.outbound.inflight),
+                len(s.pending),
+            )
+            for s in self._sessions.values()
+        ]
+
+    def subscriptions(self, client_id: str) -> list[Subscription]:
+        """The subscriptions of a session ([] if there is no such session)."""
+        session = self._sessions.get(client_id)
+        if session is None:
+            return []
+        return [
+            Subscription(
+                full_filter,
+                QoS(sub.qos),
+                sub.no_local,
+                sub.retain_as_published,
+                RetainHandling(sub.retain_handling),
+            )
+            for full_filter, sub in session.subscriptions.items()
+        ]
+
+    def retained(self, topic_filter: str) -> list[RetainedMessage]:
+        """The retained messages ``topic_filter`` matches (expired ones left out)."""
+        return [m for m in self._retained.match(topic_filter) if m.expires_at is None]
+
+    def retained_at(self, topic_filter: str, now: float) -> list[RetainedMessage]:
+        """:meth:`retained`, leaving out those expired at ``now``."""
+        return [
+            m
+            for m in self._retained.match(topic_filter)
+            if m.expires_at is None or m.expires_at > now
+        ]
 
     def receivers(self, topic: str) -> list[Receiver | SharedReceivers]:
         """Who a message published to ``topic`` now would reach, with the

@@ -25,11 +25,9 @@ import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from .._state import ConnectionState
 from ..config import BrokerConfig
-from ..enums import ProtocolVersion, QoS, ReasonCode, RetainHandling
+from ..enums import QoS, ReasonCode
 from ..errors import LocalProtocolError, RemoteProtocolError
 from ..events import (
     AuthReceived,
@@ -41,9 +39,9 @@ from ..events import (
     SubscribeRequested,
     UnsubscribeRequested,
 )
-from ..packets import PublishPacket, Subscription
+from ..packets import PublishPacket
 from ..server import ServerConnection
-from ..store import MemoryStore, RetainedMessage, SessionStore, StoredSession
+from ..store import MemoryStore, SessionStore, StoredSession
 from ..topics import validate_topic_name
 from ._admin import Admin
 from ._auth import Authentication
@@ -61,25 +59,10 @@ from ._subscriptions import Subscriptions
 if TYPE_CHECKING:
     from ..auth import Authenticator, Authorizer, ConnectInfo
 
-__all__ = ["Broker", "SessionInfo"]
+__all__ = ["Broker"]
 
 _S = ConnectionState
 _C = ReasonCode
-
-
-@attrs.frozen
-class SessionInfo:
-    """What :meth:`Broker.sessions` reports about one session."""
-
-    client_id: str
-    connected: bool
-    protocol_version: ProtocolVersion | None
-    username: str | None
-    peer: str | None
-    session_expiry_interval: int
-    subscriptions: int
-    inflight: int
-    queued: int
 
 
 class _AllowAll:
@@ -445,61 +428,6 @@ class Broker(
             # The operator's own message: not held to the retained limits.
             self._retain(message, limited=False)
         return self._route(message, now)[0]
-
-    def subscribers(self, topic: str) -> list[tuple[str, QoS]]:
-        """The client ids (and granted QoS) a publish to ``topic`` would reach now."""
-        route = self._router.route(topic)
-        found = [(t.session.client_id, QoS(t.qos)) for t in route.targets]
-        for group, members in route.groups:
-            cursor = self._router._cursors.get(group, 0)
-            sub = members[cursor % len(members)]
-            found.append((sub.session.client_id, QoS(sub.qos)))
-        return found
-
-    def sessions(self) -> list[SessionInfo]:
-        """Every session, connected or not."""
-        return [
-            SessionInfo(
-                s.client_id,
-                s.link is not None,
-                s.link.conn.version if s.link is not None else None,
-                s.username,
-                s.link.peer if s.link is not None else None,
-                s.expiry_interval,
-                len(s.subscriptions),
-                len(s.flows.outbound.inflight),
-                len(s.pending),
-            )
-            for s in self._sessions.values()
-        ]
-
-    def subscriptions(self, client_id: str) -> list[Subscription]:
-        """The subscriptions of a session ([] if there is no such session)."""
-        session = self._sessions.get(client_id)
-        if session is None:
-            return []
-        return [
-            Subscription(
-                full_filter,
-                QoS(sub.qos),
-                sub.no_local,
-                sub.retain_as_published,
-                RetainHandling(sub.retain_handling),
-            )
-            for full_filter, sub in session.subscriptions.items()
-        ]
-
-    def retained(self, topic_filter: str) -> list[RetainedMessage]:
-        """The retained messages ``topic_filter`` matches (expired ones left out)."""
-        return [m for m in self._retained.match(topic_filter) if m.expires_at is None]
-
-    def retained_at(self, topic_filter: str, now: float) -> list[RetainedMessage]:
-        """:meth:`retained`, leaving out those expired at ``now``."""
-        return [
-            m
-            for m in self._retained.match(topic_filter)
-            if m.expires_at is None or m.expires_at > now
-        ]
 
     # -- internals: events -----------------------------------------------------------
 
