@@ -341,7 +341,8 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
                 if not self._handle_next():
                     return
             except RemoteProtocolError:
-                pass  # the goodbye is queued; the Disconnected comes next
+                # The goodbye is queued; the Disconnected comes next.
+                continue
 
     def receive_data(self, data: bytes, now: float) -> None:
         """Feed bytes received from the client at time ``now``.
