@@ -266,9 +266,14 @@ def config_from(settings: argparse.Namespace) -> BrokerConfig:
         value = getattr(settings, field.name, None)
         if value is not None:
             values[field.name] = None if value is NO_LIMIT else value
-    if values.get("max_keep_alive") == 0:
+    keep_alive = values.get("max_keep_alive")
+    if keep_alive == 0:
         # mosquitto's max_keepalive 0: no maximum (keep-alive 0 allowed).
         values["max_keep_alive"] = 65535
+    elif isinstance(keep_alive, int) and not 0 < keep_alive <= 65535:
+        raise ValueError(
+            f"max_keep_alive must be between 0 (no maximum) and 65535, not {keep_alive}"
+        )
     try:
         return BrokerConfig(**values)
     except TypeError as exc:  # a wrong type that slipped past the readers

@@ -246,7 +246,11 @@ def test_one_setting_under_two_names_in_toml_is_one_line(tmp_path: Path) -> None
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--max-keepalive", "70000"], b"max_keep_alive"),
+        (
+            ["--max-keepalive", "70000"],
+            b"max_keep_alive must be between 0 (no maximum) and 65535, not 70000",
+        ),
+        (["--max-keep-alive", "-1"], b"between 0 (no maximum) and 65535, not -1"),
         (["--max-keepalive", "soon"], b"--max-keepalive: must be an integer, not 'soon'"),
         (["--max-inflight-messages", "0"], b"max_inflight_messages must be"),
         (["--max-connections", "many"], b"must be an integer or none, not 'many'"),
