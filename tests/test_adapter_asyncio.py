@@ -251,9 +251,11 @@ def test_malformed_input_closes_only_that_connection() -> None:
             # The other connection is untouched.
             good_writer.write(PINGREQ)
             assert await read_packet(good_reader) == PINGRESP
+            # After its goodbye the broker waits for the client to close (up
+            # to close_timeout), as a client that has read the EOF does.
+            bad_writer.close()
             await wait_until(lambda: server.connection_count == 1, "the bad connection to go")
             good_writer.close()
-            bad_writer.close()
 
     run(scenario)
 
