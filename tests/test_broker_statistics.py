@@ -65,6 +65,27 @@ def test_too_large_counts_deliveries_over_the_maximum_packet_size() -> None:
     assert dropped(h) == {"too_large": 2}
 
 
+
+def test_retained_messages_on_subscribe_are_counted_by_qos_and_reason() -> None:
+    """The retained messages a new subscription is fed count as sent, by
+    QoS, and one too large for the subscriber as too_large."""
+    h = BrokerHarness()
+    pub = h.connected("pub", V5)
+    pub.conn.publish("r/0", b"small", qos=1, retain=True)
+    pub.conn.publish("r/1", b"x" * 100, qos=1, retain=True)
+    pub.conn.publish("r/2", b"zero", qos=0, retain=True)
+    h.pump()
+    before = h.broker.statistics(h.now)
+    small = h.connected("small", V5, maximum_packet_size=64)
+    small.conn.subscribe([Subscription("r/#", QoS.AT_LEAST_ONCE)])
+    h.pump()
+    assert sorted(m.payload for m in small.take_messages()) == [b"small", b"zero"]
+    after = h.broker.statistics(h.now)
+    pairs = zip(after.messages_sent_by_qos, before.messages_sent_by_qos, strict=True)
+    sent = [a - b for a, b in pairs]
+    assert sent == [1, 1, 0]
+    assert dropped(h) == {"too_large": 1, "no_subscribers": 3}
+
 class NoSecrets:
     def may_publish(self, client_id: str, username: str | None, topic: str) -> bool:
         return not topic.startswith("secret/")

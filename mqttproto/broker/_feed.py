@@ -60,7 +60,9 @@ class Feeding:
     config: BrokerConfig
     authorizer: Any
     messages_sent: int
+    messages_sent_by_qos: list[int]
     messages_dropped: int
+    dropped_too_large: int
     _retained: RetainedStore
     _dirty: dict[int, None]
     _conns: dict[int, Link]
@@ -176,6 +178,7 @@ class Feeding:
                 continue
             packet_id = conn.publish_prepared(form)
             if packet_id is not None:
+                self.messages_sent_by_qos[qos] += 1
                 window -= 1
                 # Counted in memory_limit while in flight, as every message
                 # is, but never refused by it: the bytes are the retained
@@ -186,4 +189,5 @@ class Feeding:
         if sent or dropped:
             self.messages_sent += sent
             self.messages_dropped += dropped
+            self.dropped_too_large += dropped  # the one reason the feed drops for
             self._dirty[link.id] = None
