@@ -337,6 +337,15 @@ class PasswordFile:
         """
         return cls.parse(Path(path).read_text(encoding="utf-8"))
 
+    def changed_users(self, newer: PasswordFile) -> set[str]:
+        """The usernames of this file that ``newer`` removed or gave another hash.
+
+        A client that logged in as one of them may no longer hold a valid
+        password; the others' passwords are as good as they were.
+        """
+        entries = newer._entries
+        return {user for user, encoded in self._entries.items() if entries.get(user) != encoded}
+
     def dump(self) -> str:
         """Return the file text: one ``username:hash`` line per entry."""
         return "".join(f"{username}:{encoded}\n" for username, encoded in self._entries.items())
