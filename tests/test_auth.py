@@ -254,15 +254,38 @@ def test_password_file_from_mapping_validates() -> None:
 
 def test_password_file_save_is_private_and_atomic(tmp_path: Path) -> None:
     path = tmp_path / "passwd"
-    path.write_text("old contents\n")
-    path.chmod(0o644)
     passwords = PasswordFile()
     passwords.set("alice", "pw", **FAST)
     passwords.save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # a new file
+    path.write_text("old contents\n")
+    path.chmod(0o646)
+    passwords.save(path)
     assert path.read_text() == passwords.dump()
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    # Others lose every permission; the owner's and the group's stay.
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert sorted(p.name for p in tmp_path.iterdir()) == ["passwd"]  # no temp file left
     assert PasswordFile.load(path) == passwords
+
+
+def test_password_file_save_keeps_the_owner_group_and_mode(tmp_path: Path) -> None:
+    """A file given to the broker's group (chown root:mqttproto, chmod 0640)
+    stays readable by it after a change."""
+    path = tmp_path / "passwd"
+    path.write_text("")
+    # Root may give the file any group; another user, one of its own.
+    group = 1 if os.geteuid() == 0 else os.getgid()
+    os.chown(path, -1, group)
+    path.chmod(0o640)
+    owner = path.stat().st_uid
+    passwords = PasswordFile()
+    passwords.set("alice", "pw", **FAST)
+    passwords.save(path)
+    saved = path.stat()
+    assert (saved.st_uid, saved.st_gid, stat.S_IMODE(saved.st_mode)) == (owner, group, 0o640)
+    path.chmod(0o400)
+    passwords.save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # the owner can always write it
 
 
 def test_password_file_save_failure_keeps_old_file(tmp_path: Path) -> None:
