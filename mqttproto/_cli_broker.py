@@ -29,7 +29,7 @@ from ._cli_common import Subparsers, positive_float, positive_int
 from ._cli_config import TOML_ALIASES, add_config_arguments, config_checks, config_from
 from ._cli_http import HTTP_SETTINGS, add_http_arguments, check_http_settings, start_http_listener
 from ._cli_logging import LOG_SETTINGS, add_logging_arguments, broker_logging
-from ._cli_reload import RELOAD_LOGGER, Reloader
+from ._cli_reload import RELOAD_LOGGER, Reloader, log_acl_warnings
 from ._cli_store import add_store_arguments, open_store, sync_mode
 from .auth import (
     AclAuthorizer,
@@ -404,6 +404,8 @@ def command_broker(args: argparse.Namespace) -> int:
         except OSError as exc:
             return _fail(f"--log-file {settings.log_file}: {exc.strerror or exc}")
         stack.enter_context(_reloads_logged())
+        if isinstance(authorizer, AclAuthorizer):
+            log_acl_warnings(settings.acl_file, authorizer.acl)
         return asyncio.run(_serve_until_signalled(reloader, settings, **server_args))
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from .auth import AclFile, PasswordFile
 
-__all__ = ["RELOAD_LOGGER", "Reloader"]
+__all__ = ["RELOAD_LOGGER", "Reloader", "log_acl_warnings"]
 
 #: The logger of reloads (a child of ``mqttproto.broker``).
 RELOAD_LOGGER = "mqttproto.broker.reload"
@@ -43,6 +43,12 @@ logger = logging.getLogger(RELOAD_LOGGER)
 
 #: Client ids named in the log line of a reload that disconnected clients.
 _SHOWN = 10
+
+
+def log_acl_warnings(path: str, acl: AclFile) -> None:
+    """One WARNING per line of the ACL file that looks like a mistake."""
+    for warning in acl.warnings:
+        logging.getLogger("mqttproto.broker").warning("ACL file %s %s", path, warning)
 
 
 def _why(exc: BaseException) -> str:
@@ -129,6 +135,7 @@ class Reloader:
             logger.error("ACL file %s not reloaded, keeping the previous one: %s", path, _why(exc))
             return False
         self._authorizer.acl = acl
+        log_acl_warnings(path, acl)
         rules = len(acl.anonymous) + len(acl.patterns) + sum(map(len, acl.users.values()))
         logger.info("reloaded the ACL file %s (%d rule%s)", path, rules, "" if rules == 1 else "s")
         return True

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -672,6 +673,26 @@ def test_acl_topics_may_contain_spaces_and_keywords() -> None:
         AclRule(Access.READWRITE, "read", 2),  # one word: it is the topic
         AclRule(Access.DENY, "deny", 3),
     )
+
+
+def test_acl_lines_that_look_like_a_misspelt_access_are_warned_about() -> None:
+    acl = AclFile.parse(
+        "topic raed alice/#\ntopic read my topic\ntopic my topic/x\n"
+        "pattern mabye devices/%c\ntopic a/b c\n"
+    )
+    # As mosquitto reads them: no keyword, so readwrite on the whole rest.
+    assert acl.anonymous[0] == AclRule(Access.READWRITE, "raed alice/#", 1)
+    assert acl.warnings == (
+        "line 1: topic 'raed alice/#' gives readwrite on the filter 'raed alice/#'"
+        " ('raed' is not read, write, readwrite or deny)",
+        "line 3: topic 'my topic/x' gives readwrite on the filter 'my topic/x'"
+        " ('my' is not read, write, readwrite or deny)",
+        "line 4: pattern 'mabye devices/%c' gives readwrite on the filter"
+        " 'mabye devices/%c' ('mabye' is not read, write, readwrite or deny)",
+    )
+    assert AclFile.parse(ACL_TEXT).warnings == ()
+    # Warnings are notes about the text, not part of the rules.
+    assert acl == attrs.evolve(acl, warnings=())
 
 
 def test_acl_user_sections_accumulate() -> None:

@@ -163,6 +163,26 @@ def test_sighup_disconnects_users_removed_or_given_a_new_password(tmp_path: Path
         assert broker.stop() == 0
 
 
+def test_acl_lines_that_look_misspelt_are_logged_at_start_and_reload(tmp_path: Path) -> None:
+    acl = tmp_path / "acl"
+    acl.write_text("user alice\ntopic raed alice/#\n", encoding="utf-8")
+    warning = (
+        f"ACL file {acl} line 2: topic 'raed alice/#' gives readwrite on the filter"
+        " 'raed alice/#' ('raed' is not read, write, readwrite or deny)"
+    )
+    with ProcessBroker("--acl-file", str(acl)) as broker:
+        assert connack(broker.port, V311) == ACCEPTED_V311  # serving
+        assert warning in stderr_of(broker)
+        acl.write_text("user alice\ntopic read alice/#\n", encoding="utf-8")
+        hangup(broker)
+        wait_for_log(broker, "reloaded the ACL file")
+        acl.write_text("user alice\ntopic raed alice/#\n", encoding="utf-8")
+        hangup(broker)
+        logged = wait_for_log(broker, "reloaded the ACL file", count=2)
+        assert logged.count(warning) == 2
+        assert broker.stop() == 0
+
+
 def test_failed_reload_keeps_the_old_files_and_says_why(tmp_path: Path) -> None:
     passwords, acl = tmp_path / "passwords", tmp_path / "acl"
     set_password(passwords, "alice", "secret", create=True)
