@@ -9,12 +9,15 @@ package the tests skip, or fail when ``MQTTPROTO_REQUIRE_INTEROP`` is set.
 Covered for MQTT 3.1.1 and 5.0: QoS 0, 1 and 2 both ways (with MQTT 5
 properties), over TCP, WebSocket and TLS; retained messages set and cleared;
 wills; persistent sessions queueing while away; refused credentials; topic
-aliases both ways, checked on the wire in the broker's packet trace.
+aliases both ways, checked on the wire in the broker's packet trace. And
+MQTT.js's browser bundle in headless Chromium (Debian's, which ``.ci/run``
+installs) over WebSocket, as a web page uses the broker.
 """
 
 from __future__ import annotations
 
 import json
+import queue
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -26,7 +29,9 @@ from cli_tools import cli
 from interop import interop_required, require_peer
 from test_cli_broker import make_certificate
 from test_cli_broker_ops import listener_port
-from test_interop_broker import ProcessBroker
+from test_http_ops import paho_client, subscribe
+from test_interop_broker import WAIT, ProcessBroker
+from test_status_page import CHROMIUM
 
 JS = Path(__file__).parent / "js"
 PEER = JS / "peer.mjs"
@@ -183,3 +188,85 @@ def test_round_trip_over_tls(tmp_path: Path, version: int) -> None:
         assert lines[0] == {"granted": [2]}
         assert [line["payload"] for line in lines[1:]] == ["payload 0", "payload 1", "payload 2"]
         assert process.stop() == 0
+
+
+#: A web page using MQTT.js's browser bundle: it subscribes to browser/in,
+#: says it is ready on browser/out, then echoes what it receives there.
+PAGE = """<!doctype html>
+<html><body>
+<script src="MQTT_JS"></script>
+<script>
+const client = mqtt.connect("ws://127.0.0.1:PORT/mqtt", {
+  protocolVersion: 5, clientId: "browser", reconnectPeriod: 0,
+});
+client.on("connect", async () => {
+  client.on("message", (topic, payload, packet) => {
+    const properties = JSON.stringify(packet.properties?.userProperties ?? {});
+    client.publish("browser/out", `${topic} ${payload} qos=${packet.qos} ${properties}`, { qos: 1 });
+  });
+  await client.subscribeAsync("browser/in", { qos: 1 });
+  client.publish("browser/out", "ready in " + (navigator.userAgent.includes("Chrome") ? "Chrome" : "?"), { qos: 1 });
+});
+</script>
+</body></html>
+"""
+
+
+def test_mqttjs_in_a_browser_over_websocket(tmp_path: Path) -> None:
+    require_mqttjs()
+    require_peer("chromium", CHROMIUM)
+    with ProcessBroker("--ws-port", "0") as process:
+        ws_port = listener_port(process, "WebSocket")
+        page = tmp_path / "page.html"
+        bundle = JS / "node_modules" / "mqtt" / "dist" / "mqtt.min.js"
+        page.write_text(
+            PAGE.replace("MQTT_JS", bundle.as_uri()).replace("PORT", str(ws_port)),
+            encoding="utf-8",
+        )
+        with paho_client(process, "watcher") as (watcher, received):
+            subscribe(watcher, ("browser/out", 1))
+            browser = subprocess.Popen(
+                [
+                    CHROMIUM,
+                    "--headless",
+                    "--no-sandbox",  # as root in CI containers
+                    "--disable-gpu",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    f"--user-data-dir={tmp_path / 'profile'}",
+                    page.as_uri(),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                ready = received.get(timeout=6 * WAIT)
+                assert (ready.topic, ready.payload, ready.qos) == (
+                    "browser/out",
+                    b"ready in Chrome",
+                    1,
+                )
+                info = watcher.publish("browser/in", b"hello", qos=1, properties=user_properties())
+                info.wait_for_publish(timeout=WAIT)
+                echo = received.get(timeout=WAIT)
+                assert echo.payload == b'browser/in hello qos=1 {"from":"paho"}'
+            except queue.Empty:
+                raise AssertionError("the page did not answer") from None
+            finally:
+                browser.terminate()
+                try:
+                    browser.wait(timeout=WAIT)
+                except subprocess.TimeoutExpired:
+                    browser.kill()
+                    browser.wait(timeout=WAIT)
+        assert process.stop() == 0
+
+
+def user_properties() -> Any:
+    """MQTT 5 PUBLISH properties with one User Property, as paho builds them."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.UserProperty = [("from", "paho")]
+    return properties
