@@ -122,6 +122,18 @@ def _parse_access(rest: str) -> tuple[Access, str]:
     return Access.READWRITE, rest.strip()
 
 
+def _suspect_access(rest: str, topic_filter: str) -> str | None:
+    """The first word of a keyword-less rule's filter when it reads like a
+    misspelt access keyword: a lone word (no level separator, wildcard or
+    placeholder) followed by a space, as in ``maybe alice/#``."""
+    if topic_filter != rest.strip():
+        return None  # it had a keyword
+    first, *more = topic_filter.split(None, 1)
+    if not more or any(mark in first for mark in "/+#%"):
+        return None
+    return first
+
+
 def _frozen_users(users: Mapping[str, tuple[AclRule, ...]]) -> Mapping[str, tuple[AclRule, ...]]:
     # A read-only copy: the file object is frozen, so is its user table.
     return MappingProxyType(dict(users))
@@ -143,6 +155,10 @@ class AclFile:
         factory=dict, converter=_frozen_users, hash=False
     )
     patterns: tuple[AclRule, ...] = ()
+    #: Lines that parse but look like mistakes (``topic raed a/#``: the
+    #: filter is ``raed a/#``, with readwrite), each naming its line; the
+    #: broker logs them.
+    warnings: tuple[str, ...] = attrs.field(default=(), eq=False)
 
     @classmethod
     def parse(cls, text: str) -> AclFile:
@@ -154,6 +170,7 @@ class AclFile:
         anonymous: list[AclRule] = []
         users: dict[str, list[AclRule]] = {}
         patterns: list[AclRule] = []
+        warnings: list[str] = []
         current = anonymous
         # Lines end at "\n" only, so line numbers are the ones an editor shows.
         for number, raw in enumerate(text.split("\n"), start=1):
@@ -175,6 +192,13 @@ class AclFile:
                         validate_topic_filter(topic_filter)
                     except LocalProtocolError as exc:
                         raise ValueError(str(exc)) from exc
+                    suspect = _suspect_access(rest, topic_filter)
+                    if suspect is not None:
+                        warnings.append(
+                            f"line {number}: {keyword} {rest!r} gives readwrite on the filter"
+                            f" {topic_filter!r} ({suspect!r} is not read, write, readwrite"
+                            " or deny)"
+                        )
                     rule = AclRule(access, topic_filter, number)
                     (patterns if keyword == "pattern" else current).append(rule)
                 else:
@@ -187,6 +211,7 @@ class AclFile:
             tuple(anonymous),
             {name: tuple(rules) for name, rules in users.items()},
             tuple(patterns),
+            tuple(warnings),
         )
 
     @classmethod

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import ssl
@@ -28,7 +29,7 @@ from ._cli_common import Subparsers, positive_float, positive_int
 from ._cli_config import TOML_ALIASES, add_config_arguments, config_checks, config_from
 from ._cli_http import HTTP_SETTINGS, add_http_arguments, check_http_settings, start_http_listener
 from ._cli_logging import LOG_SETTINGS, add_logging_arguments, broker_logging
-from ._cli_reload import RELOAD_LOGGER, Reloader
+from ._cli_reload import RELOAD_LOGGER, Reloader, log_acl_warnings
 from ._cli_store import add_store_arguments, open_store, sync_mode
 from .auth import (
     AclAuthorizer,
@@ -103,7 +104,6 @@ SETTINGS: dict[str, tuple[Callable[[object], Any], Any, bool]] = {
     "persist": (_path, None, True),
     "sync": (sync_mode, None, False),
 }
-
 
 
 class ConfigError(Exception):
@@ -266,6 +266,15 @@ def _listeners(settings: argparse.Namespace, context: ssl.SSLContext | None) -> 
 _SIGHUP: signal.Signals | None = getattr(signal, "SIGHUP", None)
 
 
+def _disconnect_users(server: Any, usernames: set[str]) -> list[str]:
+    """Disconnect the clients of users whose password a reload made invalid."""
+    dropped: list[str] = server.broker.disconnect_users(
+        usernames, server._now(), reason_string="credentials no longer valid"
+    )
+    server._pump_soon()
+    return dropped
+
+
 async def _serve_until_signalled(
     reloader: Reloader | None = None, http: argparse.Namespace | None = None, **server_args: Any
 ) -> int:
@@ -290,6 +299,8 @@ async def _serve_until_signalled(
             await server.start()
         except (OSError, ImportError) as exc:
             return _fail(f"cannot listen: {exc}")
+        if reloader is not None:
+            reloader.disconnect_users = functools.partial(_disconnect_users, server)
         http_listener = None
         if http is not None:
             try:
@@ -374,7 +385,12 @@ def command_broker(args: argparse.Namespace) -> int:
             ),
             "listeners": listeners,
         }
-    for name in ("max_buffered_output", "tls_handshake_timeout", "max_tls_handshakes", "auth_workers"):
+    for name in (
+        "max_buffered_output",
+        "tls_handshake_timeout",
+        "max_tls_handshakes",
+        "auth_workers",
+    ):
         if getattr(settings, name) is not None:
             server_args[name] = getattr(settings, name)
     with contextlib.ExitStack() as stack:
@@ -388,6 +404,8 @@ def command_broker(args: argparse.Namespace) -> int:
         except OSError as exc:
             return _fail(f"--log-file {settings.log_file}: {exc.strerror or exc}")
         stack.enter_context(_reloads_logged())
+        if isinstance(authorizer, AclAuthorizer):
+            log_acl_warnings(settings.acl_file, authorizer.acl)
         return asyncio.run(_serve_until_signalled(reloader, settings, **server_args))
 
 

@@ -267,10 +267,8 @@ def config_from(settings: argparse.Namespace) -> BrokerConfig:
         if value is not None:
             values[field.name] = None if value is NO_LIMIT else value
     keep_alive = values.get("max_keep_alive")
-    if keep_alive == 0:
-        # mosquitto's max_keepalive 0: no maximum (keep-alive 0 allowed).
-        values["max_keep_alive"] = 65535
-    elif isinstance(keep_alive, int) and not 0 < keep_alive <= 65535:
+    # 0 is mosquitto's "no maximum" (keep-alive 0 allowed), and the config's.
+    if isinstance(keep_alive, int) and not 0 <= keep_alive <= 65535:
         raise ValueError(
             f"max_keep_alive must be between 0 (no maximum) and 65535, not {keep_alive}"
         )

@@ -23,6 +23,7 @@ import binascii
 import hashlib
 import hmac
 import os
+import stat
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -261,6 +262,23 @@ def _checker(own: _Hash | None, others: list[_Hash]) -> Callable[[bytes], bool]:
     return check
 
 
+def _keep_access(fd: int, before: os.stat_result) -> None:
+    """Give the file open as ``fd`` the owner, group and owner/group mode bits
+    of the file it replaces (``before``); never bits for others."""
+    mode = stat.S_IMODE(before.st_mode) & 0o660 | 0o600
+    if hasattr(os, "fchown"):
+        try:
+            os.fchown(fd, before.st_uid, before.st_gid)
+        except PermissionError:
+            # Not allowed to give the file away: keep the group if the
+            # writer belongs to it, else grant the writer's group nothing.
+            try:
+                os.fchown(fd, -1, before.st_gid)
+            except PermissionError:
+                mode &= 0o600
+    os.fchmod(fd, mode)
+
+
 class PasswordFile:
     """Usernames and their encoded password hashes, one ``username:hash`` a line.
 
@@ -337,24 +355,43 @@ class PasswordFile:
         """
         return cls.parse(Path(path).read_text(encoding="utf-8"))
 
+    def changed_users(self, newer: PasswordFile) -> set[str]:
+        """The usernames of this file that ``newer`` removed or gave another hash.
+
+        A client that logged in as one of them may no longer hold a valid
+        password; the others' passwords are as good as they were.
+        """
+        entries = newer._entries
+        return {user for user, encoded in self._entries.items() if entries.get(user) != encoded}
+
     def dump(self) -> str:
         """Return the file text: one ``username:hash`` line per entry."""
         return "".join(f"{username}:{encoded}\n" for username, encoded in self._entries.items())
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write :meth:`dump` to *path* atomically, readable by the owner only.
+        """Write :meth:`dump` to *path* atomically, never readable by others.
 
-        The text goes to a temporary file (mode 0o600) in the same directory,
-        which then replaces *path*, so a reader never sees a half-written file and
-        a crash leaves the old file intact.
+        The text goes to a temporary file in the same directory, which then
+        replaces *path*, so a reader never sees a half-written file and a
+        crash leaves the old file intact. A new file gets mode 0o600. An
+        existing one keeps its owner and group (as far as the writer may set
+        them) and its owner and group permissions, so a file an
+        administrator made readable by the broker's group stays readable by
+        it; permissions for others are dropped.
         """
         target = Path(path)
+        try:
+            before: os.stat_result | None = os.stat(target)
+        except FileNotFoundError:
+            before = None
         fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", text=True)
         try:
             os.fchmod(fd, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as stream:
                 stream.write(self.dump())
                 stream.flush()
+                if before is not None:
+                    _keep_access(stream.fileno(), before)
                 os.fsync(stream.fileno())
             os.replace(temporary, target)
         except BaseException:

@@ -422,8 +422,9 @@ class ServerAnswers:
         v5 = self._version == _V5
         requested = connect.keep_alive
         keep_alive = requested
-        if keep_alive == 0 or keep_alive > config.max_keep_alive:
-            keep_alive = config.max_keep_alive
+        maximum = config.max_keep_alive  # 0: none
+        if maximum and (keep_alive == 0 or keep_alive > maximum):
+            keep_alive = maximum
         elif keep_alive < config.min_keep_alive:
             keep_alive = config.min_keep_alive
         server_keep_alive = config.server_keep_alive

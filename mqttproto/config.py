@@ -163,9 +163,10 @@ class ServerConfig:
     #: counts as more than any maximum). MQTT 5 clients outside them are told
     #: the clamped value as Server Keep Alive, which they must use
     #: [MQTT-3.2.2-21]; 3.x clients are held to it silently.
-    #: ``server_keep_alive`` imposes one value instead.
+    #: ``max_keep_alive = 0`` sets no maximum: a client may ask any keep-alive,
+    #: 0 (none) included. ``server_keep_alive`` imposes one value instead.
     min_keep_alive: int = attrs.field(default=0, validator=_u16)
-    max_keep_alive: int = attrs.field(default=65535, validator=_u16_positive)
+    max_keep_alive: int = attrs.field(default=65535, validator=_u16)
     server_keep_alive: int | None = attrs.field(default=None, validator=_optional_u16)
     #: Seconds the client has to send CONNECT, and to finish an enhanced
     #: authentication exchange, from when the connection was opened.
@@ -185,7 +186,7 @@ class ServerConfig:
     auto_topic_alias_limit: int = attrs.field(default=64, validator=_u16)
 
     def __attrs_post_init__(self) -> None:
-        if self.min_keep_alive > self.max_keep_alive:
+        if self.max_keep_alive and self.min_keep_alive > self.max_keep_alive:
             raise ValueError("min_keep_alive must not exceed max_keep_alive")
 
 
@@ -327,9 +328,11 @@ class BrokerConfig:
     #: one asking 0 or less than ``min_keep_alive`` is held to the bound
     #: silently (disconnected after 1.5 times ``max_keep_alive`` of silence;
     #: 3.1.1 section 3.1.2.10 lets a server close an inactive client whatever
-    #: its Keep Alive). ``server_keep_alive`` overrides both for MQTT 5.
+    #: its Keep Alive). ``max_keep_alive = 0`` sets no maximum, as mosquitto's
+    #: ``max_keepalive 0`` does: any keep-alive, 0 (none) included, is taken as
+    #: asked. ``server_keep_alive`` overrides both for MQTT 5.
     min_keep_alive: int = attrs.field(default=0, validator=_u16)
-    max_keep_alive: int = attrs.field(default=65535, validator=_u16_positive)
+    max_keep_alive: int = attrs.field(default=65535, validator=_u16)
     #: Bytes of output one connection may have that are not yet written: what
     #: the adapter has not taken with ``data_to_send``/``flush``, plus the
     #: backlog it reports with ``Broker.output_backlog`` (a high-water mark,
@@ -448,7 +451,7 @@ class BrokerConfig:
         )
 
     def __attrs_post_init__(self) -> None:
-        if self.min_keep_alive > self.max_keep_alive:
+        if self.max_keep_alive and self.min_keep_alive > self.max_keep_alive:
             raise ValueError("min_keep_alive must not exceed max_keep_alive")
         delay = self.auth_failure_delay
         if delay is not None and delay > self.auth_failure_max_delay:

@@ -218,7 +218,15 @@ def mosquitto_with(
         ]
     if websocket:
         ws_port = free_port()
-        lines += [f"listener {ws_port} {HOST}", "protocol websockets", "allow_anonymous true"]
+        # libwebsockets binds [::] whatever the address, unless told IPv4:
+        # [::] also takes the port on every IPv4 address, so a port that is
+        # free on 127.0.0.1 may not be (an ephemeral port of a connection).
+        lines += [
+            f"listener {ws_port} {HOST}",
+            "socket_domain ipv4",
+            "protocol websockets",
+            "allow_anonymous true",
+        ]
     if unix:
         unix_path = str(directory / "mqtt.sock")
         lines += [f"listener 0 {unix_path}", "allow_anonymous true"]

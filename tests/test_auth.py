@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -254,15 +255,38 @@ def test_password_file_from_mapping_validates() -> None:
 
 def test_password_file_save_is_private_and_atomic(tmp_path: Path) -> None:
     path = tmp_path / "passwd"
-    path.write_text("old contents\n")
-    path.chmod(0o644)
     passwords = PasswordFile()
     passwords.set("alice", "pw", **FAST)
     passwords.save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # a new file
+    path.write_text("old contents\n")
+    path.chmod(0o646)
+    passwords.save(path)
     assert path.read_text() == passwords.dump()
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    # Others lose every permission; the owner's and the group's stay.
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert sorted(p.name for p in tmp_path.iterdir()) == ["passwd"]  # no temp file left
     assert PasswordFile.load(path) == passwords
+
+
+def test_password_file_save_keeps_the_owner_group_and_mode(tmp_path: Path) -> None:
+    """A file given to the broker's group (chown root:mqttproto, chmod 0640)
+    stays readable by it after a change."""
+    path = tmp_path / "passwd"
+    path.write_text("")
+    # Root may give the file any group; another user, one of its own.
+    group = 1 if os.geteuid() == 0 else os.getgid()
+    os.chown(path, -1, group)
+    path.chmod(0o640)
+    owner = path.stat().st_uid
+    passwords = PasswordFile()
+    passwords.set("alice", "pw", **FAST)
+    passwords.save(path)
+    saved = path.stat()
+    assert (saved.st_uid, saved.st_gid, stat.S_IMODE(saved.st_mode)) == (owner, group, 0o640)
+    path.chmod(0o400)
+    passwords.save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # the owner can always write it
 
 
 def test_password_file_save_failure_keeps_old_file(tmp_path: Path) -> None:
@@ -649,6 +673,26 @@ def test_acl_topics_may_contain_spaces_and_keywords() -> None:
         AclRule(Access.READWRITE, "read", 2),  # one word: it is the topic
         AclRule(Access.DENY, "deny", 3),
     )
+
+
+def test_acl_lines_that_look_like_a_misspelt_access_are_warned_about() -> None:
+    acl = AclFile.parse(
+        "topic raed alice/#\ntopic read my topic\ntopic my topic/x\n"
+        "pattern mabye devices/%c\ntopic a/b c\n"
+    )
+    # As mosquitto reads them: no keyword, so readwrite on the whole rest.
+    assert acl.anonymous[0] == AclRule(Access.READWRITE, "raed alice/#", 1)
+    assert acl.warnings == (
+        "line 1: topic 'raed alice/#' gives readwrite on the filter 'raed alice/#'"
+        " ('raed' is not read, write, readwrite or deny)",
+        "line 3: topic 'my topic/x' gives readwrite on the filter 'my topic/x'"
+        " ('my' is not read, write, readwrite or deny)",
+        "line 4: pattern 'mabye devices/%c' gives readwrite on the filter"
+        " 'mabye devices/%c' ('mabye' is not read, write, readwrite or deny)",
+    )
+    assert AclFile.parse(ACL_TEXT).warnings == ()
+    # Warnings are notes about the text, not part of the rules.
+    assert acl == attrs.evolve(acl, warnings=())
 
 
 def test_acl_user_sections_accumulate() -> None:

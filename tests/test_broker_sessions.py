@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from helpers import V5, V311, BrokerHarness, PacketFactory
 
 from mqttproto import QoS, ReasonCode, Subscription, Will
@@ -123,6 +124,30 @@ def test_server_keep_alive():
     client = h.client("c")
     event = accepted(client.connect(keep_alive=0))
     assert event.keep_alive == 30  # [MQTT-3.2.2-21]
+
+
+@pytest.mark.parametrize("version", [V5, V311])
+def test_max_keep_alive_zero_lets_a_client_go_without_keep_alive(version):
+    h = BrokerHarness(BrokerConfig(max_keep_alive=0))
+    client = h.client("c", version)
+    event = accepted(client.connect(keep_alive=0))
+    assert event.keep_alive == 0  # no Server Keep Alive in the CONNACK
+    h.advance(3 * 65535)
+    assert not client.closed
+    # Any keep-alive is taken as asked.
+    assert accepted(h.client("d", version).connect(keep_alive=65535)).keep_alive == 65535
+
+
+def test_default_max_keep_alive_holds_a_client_asking_none():
+    h = BrokerHarness()
+    # MQTT 5 is told 65535 and must use it [MQTT-3.2.2-21]; 3.1.1 cannot be
+    # told, and is held to it silently.
+    assert accepted(h.client("c5", V5).connect(keep_alive=0)).keep_alive == 65535
+    silent = h.client("c3", V311)
+    assert accepted(silent.connect(keep_alive=0)).keep_alive == 0
+    h.advance(65535 * 1.5 + 1)
+    assert silent.conn.closed
+    assert not h.clients["c5"].conn.closed  # it pinged
 
 
 def test_will_not_sent_on_normal_disconnect():

@@ -12,9 +12,10 @@ from helpers import V5, V311, BrokerHarness
 from test_broker_memory_bounds import AWAY, away_subscriber
 
 from mqttproto import QoS, ReasonCode, Subscription
+from mqttproto.auth import AuthResult, DeferredAuthResult
 from mqttproto.broker._admin import Receiver, SharedReceivers
 from mqttproto.config import BrokerConfig
-from mqttproto.events import Disconnected
+from mqttproto.events import ConnectionRefused, Disconnected
 
 
 def dropped(h: BrokerHarness) -> dict[str, int]:
@@ -162,3 +163,47 @@ def test_kick_sends_0x98_and_discards_the_persistent_session() -> None:
     assert h.broker.kick("away", h.now) is True
     assert h.broker.sessions() == []
     assert h.broker.kick("nobody", h.now) is False
+
+
+def test_disconnect_users_ends_their_connections_and_keeps_their_sessions() -> None:
+    h = BrokerHarness()
+    alice = h.connected("alice-5", V5, username="alice", **AWAY)
+    bob = h.connected("bob-3", V311, username="bob", clean_start=False)
+    # Logged in by a TLS client certificate, not by a password: it stays.
+    certified = h.connected("alice-cert", V5, identity="alice", username="alice")
+    other = h.connected("dave", V5, username="dave")
+    dropped = h.broker.disconnect_users({"alice", "bob", "nobody"}, h.now)
+    h.pump()
+    assert sorted(dropped) == ["alice-5", "bob-3"]
+    assert disconnects(alice.take()) == [ReasonCode.NOT_AUTHORIZED]
+    assert bob.conn.closed
+    assert not certified.conn.closed and not other.conn.closed
+    sessions = {s.client_id: s.connected for s in h.broker.sessions()}
+    assert sessions == {"alice-5": False, "bob-3": False, "alice-cert": True, "dave": True}
+    assert h.broker.disconnect_users(set(), h.now) == []
+
+
+class Later:
+    """Accepts every CONNECT, after a job the driver runs."""
+
+    def authenticate(self, info: Any) -> DeferredAuthResult:
+        return DeferredAuthResult(AuthResult.accept)
+
+    def continue_authentication(self, info: Any, data: bytes | None) -> AuthResult:
+        return AuthResult.reject(ReasonCode.BAD_AUTHENTICATION_METHOD)
+
+
+def test_disconnect_users_refuses_a_connect_still_being_checked() -> None:
+    h = BrokerHarness(authenticator=Later())
+    h.broker.inline_authentication = False
+    waiting = h.client("w", V5)
+    waiting.connect(username="alice")
+    [job] = h.broker.authentication_jobs()
+    assert h.broker.disconnect_users({"alice"}, h.now) == ["w"]
+    # The check, checked against the old file, comes too late to let it in.
+    h.broker.finish_authentication(job, job.run(), h.now)
+    h.pump()
+    [answer] = [e for e in waiting.take() if isinstance(e, ConnectionRefused)]
+    assert answer.reason_code == ReasonCode.NOT_AUTHORIZED
+    assert waiting.conn.closed
+    assert h.broker.sessions() == []

@@ -156,6 +156,8 @@ def test_max_keepalive_zero_is_no_maximum_as_in_mosquitto(tmp_path: Path) -> Non
     with ProcessBroker("--config", str(config)) as broker:
         assert connack(broker.port, V311, keep_alive=65535) == ACCEPTED_V311
         assert connack_v5(broker.port, keep_alive=3600).server_keep_alive is None
+        # No maximum: keep-alive 0 (none) is allowed, not raised to 65535.
+        assert connack_v5(broker.port, keep_alive=0).server_keep_alive is None
         assert broker.stop() == 0
 
 

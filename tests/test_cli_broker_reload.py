@@ -1,5 +1,6 @@
 """SIGHUP on a ``mqttproto broker`` process: the password file, the ACL file
-and the TLS certificate are reloaded, connected clients stay connected, and
+and the TLS certificate are reloaded, connected clients stay connected unless
+their password was changed or removed, and
 the log says what was reloaded, or which file could not be and why.
 
 Each broker is a process (``ProcessBroker``, stopped by its handle) on
@@ -15,6 +16,7 @@ import ssl
 import time
 from pathlib import Path
 
+import attrs
 import pytest
 from cli_tools import cli
 from test_cli_broker import make_certificate
@@ -22,13 +24,18 @@ from test_cli_broker_ops import (
     ACCEPTED_V311,
     PINGREQ,
     PINGRESP,
+    V5,
     V311,
     connack,
     connect,
     listener_port,
+    open_mqtt,
+    read_packet,
     read_packet_bytes,
 )
 from test_interop_broker import ProcessBroker
+
+from mqttproto import ConnAckPacket, ConnectPacket, DisconnectPacket, ReasonCode, encode_packet
 
 BAD_PASSWORD_V311 = bytes.fromhex("20020004")
 #: Refusals from one address are slowed down, doubling: kept short here.
@@ -74,19 +81,17 @@ def test_sighup_reloads_passwords_and_acl_keeping_clients(tmp_path: Path) -> Non
             assert read_packet_bytes(keeper) == bytes.fromhex("9003000100")
             assert connack(broker.port, V311, username="bob", password=b"pw") == BAD_PASSWORD_V311
 
-            # alice leaves the file and bob arrives; bob may write the news.
-            set_password(passwords, "bob", "pw", create=True)
+            # bob arrives, alice's entry is untouched; bob may write the news.
+            set_password(passwords, "bob", "pw")
             acl.write_text(
                 "user alice\ntopic read news/#\nuser bob\ntopic write news/#\n", encoding="utf-8"
             )
             hangup(broker)
             logged = wait_for_log(broker, "reloaded the ACL file")
-            assert f"reloaded the password file {passwords} (1 user)" in logged
+            assert f"reloaded the password file {passwords} (2 users)" in logged
             assert f"reloaded the ACL file {acl} (2 rules)" in logged
+            assert "disconnected" not in logged
 
-            assert connack(broker.port, V311, username="alice", password=b"secret") == (
-                BAD_PASSWORD_V311
-            )
             bob, answer = connect(
                 broker.port, V311, client_id="bob", username="bob", password=b"pw"
             )
@@ -100,6 +105,81 @@ def test_sighup_reloads_passwords_and_acl_keeping_clients(tmp_path: Path) -> Non
             keeper.sendall(PINGREQ)
             assert read_packet_bytes(keeper) == PINGRESP
         assert "Traceback" not in stderr_of(broker)
+        assert broker.stop() == 0
+
+
+def test_sighup_disconnects_users_removed_or_given_a_new_password(tmp_path: Path) -> None:
+    """As mosquitto does, a reload ends the connections whose password no
+    longer holds; the others, and every session, stay."""
+    passwords = tmp_path / "passwords"
+    set_password(passwords, "alice", "secret", create=True)
+    for user in ("bob", "carol"):
+        set_password(passwords, user, "pw")
+    with ProcessBroker("--password-file", str(passwords), *QUICK) as broker:
+        alice, answer = connect(
+            broker.port, V311, client_id="a", username="alice", password=b"secret"
+        )
+        # bob (MQTT 5) keeps his session for 10 minutes.
+        bob_packet = ConnectPacket(
+            "b", V5, clean_start=False, username="bob", password=b"pw", session_expiry_interval=600
+        )
+        bob = open_mqtt(broker.port)
+        bob.sendall(encode_packet(bob_packet, version=V5))
+        bob_ack = read_packet(bob, V5)
+        carol, carol_answer = connect(
+            broker.port, V311, client_id="c", username="carol", password=b"pw"
+        )
+        with alice, bob, carol:
+            assert answer == ACCEPTED_V311 and carol_answer == ACCEPTED_V311
+            assert isinstance(bob_ack, ConnAckPacket) and bob_ack.reason_code == 0
+            # bob's password changes, carol leaves the file, alice's entry stays.
+            set_password(passwords, "bob", "new")
+            text = passwords.read_text(encoding="utf-8")
+            passwords.write_text(
+                "".join(line + "\n" for line in text.splitlines() if not line.startswith("carol:")),
+                encoding="utf-8",
+            )
+            hangup(broker)
+            logged = wait_for_log(broker, "whose password was changed or removed")
+            assert "disconnected 2 clients whose password was changed or removed: b, c" in logged
+
+            goodbye = read_packet(bob, V5)
+            assert isinstance(goodbye, DisconnectPacket)
+            assert goodbye.reason_code == ReasonCode.NOT_AUTHORIZED  # 0x87
+            assert bob.recv(1) == b""
+            # 3.1.1 has no server DISCONNECT: carol's connection just closes.
+            assert carol.recv(1) == b""
+            alice.sendall(PINGREQ)
+            assert read_packet_bytes(alice) == PINGRESP
+
+        # bob's old password is refused; the new one finds his session.
+        assert connack(broker.port, V311, username="bob", password=b"pw") == BAD_PASSWORD_V311
+        with open_mqtt(broker.port) as again:
+            again.sendall(encode_packet(attrs.evolve(bob_packet, password=b"new"), version=V5))
+            back = read_packet(again, V5)
+        assert isinstance(back, ConnAckPacket)
+        assert back.reason_code == 0 and back.session_present
+        assert "Traceback" not in stderr_of(broker)
+        assert broker.stop() == 0
+
+
+def test_acl_lines_that_look_misspelt_are_logged_at_start_and_reload(tmp_path: Path) -> None:
+    acl = tmp_path / "acl"
+    acl.write_text("user alice\ntopic raed alice/#\n", encoding="utf-8")
+    warning = (
+        f"ACL file {acl} line 2: topic 'raed alice/#' gives readwrite on the filter"
+        " 'raed alice/#' ('raed' is not read, write, readwrite or deny)"
+    )
+    with ProcessBroker("--acl-file", str(acl)) as broker:
+        assert connack(broker.port, V311) == ACCEPTED_V311  # serving
+        assert warning in stderr_of(broker)
+        acl.write_text("user alice\ntopic read alice/#\n", encoding="utf-8")
+        hangup(broker)
+        wait_for_log(broker, "reloaded the ACL file")
+        acl.write_text("user alice\ntopic raed alice/#\n", encoding="utf-8")
+        hangup(broker)
+        logged = wait_for_log(broker, "reloaded the ACL file", count=2)
+        assert logged.count(warning) == 2
         assert broker.stop() == 0
 
 

@@ -24,7 +24,7 @@ from interop import HOST, MosquittoBroker
 
 import mqttproto.adapters.asyncio as asyncio_adapter
 import mqttproto.adapters.trio as trio_adapter
-from mqttproto import ProtocolVersion, QoS, ReasonCode
+from mqttproto import LocalProtocolError, ProtocolVersion, QoS, ReasonCode
 from mqttproto.adapters.asyncio import (
     ConnectError,
     PublishError,
@@ -247,6 +247,29 @@ def test_failures_carry_reason_codes(lib: str) -> None:
 
     with ThreadedBroker(authenticator=PasswordAuthenticator({}, allow_anonymous=False)) as auth:
         run(lib, refused, auth.port)
+
+
+@LIBS
+def test_a_connect_the_protocol_forbids_fails_at_once(broker: ThreadedBroker, lib: str) -> None:
+    """An MQTT 5 property with 3.1.1: connect() raises the reason instead of
+    waiting for a CONNACK until its connect timeout (longer than the test's
+    bound, so a wait would fail the test)."""
+    cls = client_class(lib)
+
+    async def main() -> None:
+        client = cls(
+            HOST,
+            broker.port,
+            version=V311,
+            connect_timeout=10 * TIMEOUT,
+            connect_properties={"user_properties": [("a", "b")]},
+        )
+        with pytest.raises(LocalProtocolError, match="user_properties is an MQTT 5 property"):
+            async with client:
+                pass
+        assert not client.connected
+
+    run(lib, main)
 
 
 @LIBS

@@ -242,8 +242,9 @@ def test_broker_toml_loads_with_the_brokers_loader() -> None:
 
 
 def test_password_file_in_code(tmp_path: Path) -> None:
-    """A new file, then an existing one (another user, mode 0644): both end
-    up mode 0600, with every entry verifying."""
+    """A new file (mode 0600), then an existing one (another user, mode
+    0644, which loses its permissions for others: 0640), every entry
+    verifying."""
     path = tmp_path / "passwd"
     out = run_example("auth_password_file.py", MQTT_PASSWORD_FILE=str(path))
     assert out.splitlines() == [
@@ -259,8 +260,8 @@ def test_password_file_in_code(tmp_path: Path) -> None:
     path.write_text(existing.dump())
     path.chmod(0o644)
     out = run_example("auth_password_file.py", MQTT_PASSWORD_FILE=str(path), MQTT_PASSWORD="n3w")
-    assert out.splitlines()[0] == f"saved {path}: mode 0600, users dave, carol"
-    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert out.splitlines()[0] == f"saved {path}: mode 0640, users dave, carol"
+    assert os.stat(path).st_mode & 0o777 == 0o640
     saved = PasswordFile.load(path)
     assert saved.verify("dave", "d4ve") and saved.verify("carol", "n3w")
     assert not saved.verify("carol", "s3cret")

@@ -376,7 +376,9 @@ def test_keep_alive_config_validation():
     with pytest.raises(ValueError):
         BrokerConfig(min_keep_alive=100, max_keep_alive=50)
     with pytest.raises(ValueError):
-        BrokerConfig(max_keep_alive=0)
+        BrokerConfig(max_keep_alive=65536)
+    # 0 is no maximum (mosquitto's max_keepalive 0); any minimum goes with it.
+    assert BrokerConfig(min_keep_alive=100, max_keep_alive=0).max_keep_alive == 0
 
 
 # -- client identifier length ----------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 The file is MQTT_PASSWORD_FILE (default: passwd in a new temporary
 directory), created if it does not exist. carol gets the password
-MQTT_PASSWORD (default "s3cret"); the file is rewritten atomically, readable
-by its owner only, as ``mqttproto passwd`` does. Then the authenticator a
+MQTT_PASSWORD (default "s3cret"); the file is rewritten atomically, as
+``mqttproto passwd`` does: a new file is readable by its owner only, an
+existing one keeps its owner, group and permissions except those for others. Then the authenticator a
 broker would use checks her password and a wrong one.
 """
 
@@ -21,7 +22,7 @@ password = os.environ.get("MQTT_PASSWORD", "s3cret")
 
 passwords = PasswordFile.load(path) if os.path.exists(path) else PasswordFile()
 passwords.set("carol", password)
-passwords.save(path)  # atomic, mode 0600
+passwords.save(path)  # atomic; never readable by others
 authenticator = PasswordAuthenticator(passwords, allow_anonymous=False)
 
 mode = stat.S_IMODE(os.stat(path).st_mode)

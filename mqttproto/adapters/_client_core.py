@@ -210,12 +210,18 @@ class ClientCore:
     def _send_connect(self) -> None:
         clean_start = self._clean_start if not self._has_connected else False
         client_id = self.conn.client_id if self._has_connected else self._client_id
-        self.conn.connect(
-            client_id=client_id,
-            clean_start=clean_start,
-            **self._connect_args,
-            **self.auth.connect_arguments(),
-        )
+        try:
+            self.conn.connect(
+                client_id=client_id,
+                clean_start=clean_start,
+                **self._connect_args,
+                **self.auth.connect_arguments(),
+            )
+        except LocalProtocolError as exc:
+            # A CONNECT the protocol forbids (an MQTT 5 property with 3.1.1,
+            # say): the attempt fails with the reason, at once, rather than
+            # waiting for a CONNACK that cannot come.
+            self._fail_attempt(exc)
 
     def _fail_attempt(self, error: BaseException) -> None:
         self.connect_completion.set_error(error)

@@ -1,11 +1,13 @@
 """What an application or an operator asks the broker: its sessions, their
 subscriptions, the retained messages, who receives a topic (also shown with
 the filters and shared groups that match, for the HTTP admin API and
-``mqttproto ctl``), and disconnecting a client for good (:meth:`Admin.kick`).
+``mqttproto ctl``), disconnecting a client for good (:meth:`Admin.kick`), and the clients of
+users whose credentials changed (:meth:`Admin.disconnect_users`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -198,6 +200,46 @@ class Admin:
         self._dirty[link.id] = None
         self._process(link, now)
         return True
+
+    def disconnect_users(
+        self,
+        usernames: Collection[str],
+        now: float,
+        *,
+        reason_code: ReasonCode = ReasonCode.NOT_AUTHORIZED,
+        reason_string: str | None = None,
+    ) -> list[str]:
+        """Disconnect every client that logged in as one of ``usernames``; their ids.
+
+        For credentials that stopped being valid (a user removed from the
+        password file, a password changed): an MQTT 5 client gets DISCONNECT
+        with ``reason_code``, a 3.x client's connection is closed. A client
+        whose username the transport verified (a TLS client certificate)
+        did not log in with a password and stays. Sessions are kept, as
+        their expiry says, for when the user comes back with valid
+        credentials; wills are published, as for any connection the client
+        did not end itself.
+        """
+        wanted = set(usernames)
+        if not wanted:
+            return []
+        self._tick(now)
+        dropped = []
+        for link in list(self._conns.values()):
+            conn = link.conn
+            if conn.closed or link.identity is not None or link.username not in wanted:
+                continue
+            if conn.state is ConnectionState.CONNECTED:
+                conn.disconnect(reason_code, reason_string=reason_string)
+            elif link.session is None and link.connect is not None:
+                # Its CONNECT may be checked against the old file still.
+                conn.refuse(reason_code, reason_string=reason_string)
+            else:
+                conn.close()
+            dropped.append(link.client_id)
+            self._dirty[link.id] = None
+            self._process(link, now)
+        return dropped
 
     def session_reports(self, now: float) -> list[dict[str, Any]]:
         """Every session as the admin API shows it (JSON-ready): ``client_id``,

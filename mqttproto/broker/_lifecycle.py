@@ -116,7 +116,8 @@ class Lifecycle:
             # max_connections: 0x97 (3.x: return code 3, server unavailable).
             link.conn.refuse(_C.QUOTA_EXCEEDED, reason_string="too many connections")
             return
-        if not link.v5 and event.keep_alive > self.config.max_keep_alive:
+        maximum = self.config.max_keep_alive  # 0: none
+        if not link.v5 and maximum and event.keep_alive > maximum:
             # A 3.x client cannot be told a shorter Keep Alive (MQTT 5 gets
             # Server Keep Alive in CONNACK instead): refused with return code
             # 2, Identifier rejected, as mosquitto 2.0 does with max_keepalive.
