@@ -41,13 +41,19 @@ RUN_TIMEOUT = 30
 VERSIONS = pytest.mark.parametrize("version", [4, 5], ids=["v311", "v5"])
 
 
-def require_mqttjs() -> None:
+def require_js_peer(package: str) -> None:
+    """Node.js and ``package`` installed under tests/js, or skip (fail when
+    ``MQTTPROTO_REQUIRE_INTEROP`` is set)."""
     require_peer("Node.js", NODE)
-    if not (JS / "node_modules" / "mqtt" / "package.json").is_file():
-        reason = f"interop peer MQTT.js is not installed (npm ci --prefix {JS})"
+    if not (JS / "node_modules" / package / "package.json").is_file():
+        reason = f"interop peer {package} is not installed (npm ci --prefix {JS})"
         if interop_required():
             pytest.fail(f"{reason}, and MQTTPROTO_REQUIRE_INTEROP is set")
         pytest.skip(reason)
+
+
+def require_mqttjs() -> None:
+    require_js_peer("mqtt")
 
 
 def mqttjs(scenario: str, url: str, version: int, **options: Any) -> list[dict[str, Any]]:
