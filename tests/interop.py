@@ -23,6 +23,7 @@ import time
 import types
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -80,6 +81,18 @@ def free_port() -> int:
         sock.bind((HOST, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = 5.0) -> int:
+    """SIGTERM, a bounded wait, SIGKILL if it overruns; the exit status."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout)
+    return process.returncode
 
 
 def _accepts_connections(port: int) -> bool:
@@ -191,13 +204,8 @@ class MosquittoBroker:
 
     def _stop(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        if process is not None:
+            stop_process(process)
         if self._tempdir is not None:
             # Keep the log readable after its directory is gone.
             self._saved_log = self.log()

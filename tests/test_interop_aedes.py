@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 from cli_tools import at, cli, mosquitto
-from interop import HOST, MOSQUITTO_SUB
+from interop import HOST, MOSQUITTO_SUB, stop_process
 from test_clients_async import LIBS, client_class, roundtrip, run
 from test_interop_mqttjs import JS, NODE, require_js_peer
 
@@ -64,11 +64,7 @@ def aedes() -> Iterator[SimpleNamespace]:
     finally:
         assert process.stdin is not None
         process.stdin.close()  # aedes.mjs stops when its input ends
-        try:
-            process.wait(timeout=WAIT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=WAIT)
+        stop_process(process, WAIT)
 
 
 @LIBS

@@ -35,6 +35,7 @@ from interop import (
     import_paho,
     mosquitto_pub,
     require_peer,
+    stop_process,
 )
 
 from mqttproto.adapters.asyncio import BrokerServer, start_server
@@ -146,13 +147,7 @@ class ProcessBroker:
         process = self.process
         if process is None:
             return -1
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=WAIT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=WAIT)
+        stop_process(process, WAIT)
         assert process.stderr is not None
         self._stderr_reader.join(timeout=WAIT)
         self.stderr = "".join(self._stderr_parts)

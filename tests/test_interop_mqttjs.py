@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from cli_tools import cli
-from interop import interop_required, require_peer
+from interop import interop_required, require_peer, stop_process
 from test_cli_broker import make_certificate
 from test_cli_broker_ops import listener_port
 from test_http_ops import paho_client, subscribe
@@ -259,12 +259,7 @@ def test_mqttjs_in_a_browser_over_websocket(tmp_path: Path) -> None:
             except queue.Empty:
                 raise AssertionError("the page did not answer") from None
             finally:
-                browser.terminate()
-                try:
-                    browser.wait(timeout=WAIT)
-                except subprocess.TimeoutExpired:
-                    browser.kill()
-                    browser.wait(timeout=WAIT)
+                stop_process(browser, WAIT)
         assert process.stop() == 0
 
 
