@@ -107,6 +107,9 @@ class BrokerProcess:
                 *("--host", HOST, "--port", str(port)),
                 *("--max-connections", str(max_connections)),
                 *("--backlog", str(backlog)),
+                # A loaded machine may starve the load processes between
+                # connecting and sending CONNECT: not what is measured.
+                *("--connect-timeout", "60"),
             ]
         elif name == "mosquitto":
             conf = directory / "mosquitto.conf"
@@ -202,15 +205,17 @@ def open_clients(
     *,
     window: int = 256,
     timeout: float = 300.0,
+    per_address: int = 20_000,
+    keep_alive: int = 600,
 ) -> list[socket.socket]:
     """Connect clients ``first`` .. ``first + count - 1`` (client id
     ``c<n>``, subscribed to ``topic_of(n)``), at most ``window`` of them in
-    their handshake at once; return their sockets once every CONNACK and
-    SUBACK is in. Raises RuntimeError on a refusal or a timeout."""
+    their handshake at once; return their sockets, in client order, once
+    every CONNACK and SUBACK is in. Raises RuntimeError on a refusal or a timeout."""
     selector = selectors.DefaultSelector()
-    done: list[socket.socket] = []
+    done: dict[int, socket.socket] = {}
     pending: dict[socket.socket, list[object]] = {}
-    addresses = source_addresses(first + count)
+    addresses = source_addresses(first + count, per_address)
     for _ in range(first):
         next(addresses)
     todo = iter(range(first, first + count))
@@ -225,8 +230,9 @@ def open_clients(
         sock.bind((next(addresses), 0))
         sock.setblocking(False)
         sock.connect_ex((HOST, port))
-        # [state, hello bytes, input]: state 0 connecting, 1 waiting for answers.
-        pending[sock] = [0, hello(f"c{n}", topic_of(n)), bytearray(), 0]
+        # [state, hello bytes, input, answers, n]: state 0 connecting, 1
+        # waiting for CONNACK and SUBACK.
+        pending[sock] = [0, hello(f"c{n}", topic_of(n), keep_alive), bytearray(), 0, n]
         selector.register(sock, selectors.EVENT_WRITE)
         return True
 
@@ -269,7 +275,9 @@ def open_clients(
                 selector.unregister(sock)
                 del pending[sock]
                 sock.setblocking(True)
-                done.append(sock)
+                number = state[4]
+                assert isinstance(number, int)
+                done[number] = sock
                 start_one()
     selector.close()
-    return done
+    return [done[n] for n in sorted(done)]
