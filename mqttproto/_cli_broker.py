@@ -99,6 +99,7 @@ SETTINGS: dict[str, tuple[Callable[[object], Any], Any, bool]] = {
     "ws_path": (_str, None, False),
     "unix": (_path, None, True),
     "auth_workers": (_int, None, False),
+    "backlog": (_int, None, False),
     **HTTP_SETTINGS,
     **LOG_SETTINGS,
     "persist": (_path, None, True),
@@ -223,18 +224,29 @@ def _listeners(settings: argparse.Namespace, context: ssl.SSLContext | None) -> 
 
     identity = bool(settings.use_identity_as_username)
     host = settings.host
+    backlog = settings.backlog
     listeners = []
     if context is not None and settings.tls_port is None:
         # --certfile alone: the main port speaks TLS (the original --tls-cert).
         listeners.append(
-            Listener(host=host, port=settings.port, ssl=context, use_identity_as_username=identity)
+            Listener(
+                host=host,
+                port=settings.port,
+                ssl=context,
+                use_identity_as_username=identity,
+                backlog=backlog,
+            )
         )
     else:
-        listeners.append(Listener(host=host, port=settings.port))
+        listeners.append(Listener(host=host, port=settings.port, backlog=backlog))
     if settings.tls_port is not None:
         listeners.append(
             Listener(
-                host=host, port=settings.tls_port, ssl=context, use_identity_as_username=identity
+                host=host,
+                port=settings.tls_port,
+                ssl=context,
+                use_identity_as_username=identity,
+                backlog=backlog,
             )
         )
     # Any request path unless --ws-path names one (as mosquitto, which
@@ -243,7 +255,11 @@ def _listeners(settings: argparse.Namespace, context: ssl.SSLContext | None) -> 
     if settings.ws_port is not None:
         listeners.append(
             Listener(
-                transport="websocket", host=host, port=settings.ws_port, websocket_path=ws_path
+                transport="websocket",
+                host=host,
+                port=settings.ws_port,
+                websocket_path=ws_path,
+                backlog=backlog,
             )
         )
     if settings.wss_port is not None:
@@ -255,10 +271,11 @@ def _listeners(settings: argparse.Namespace, context: ssl.SSLContext | None) -> 
                 ssl=context,
                 use_identity_as_username=identity,
                 websocket_path=ws_path,
+                backlog=backlog,
             )
         )
     if settings.unix is not None:
-        listeners.append(Listener(transport="unix", path=settings.unix))
+        listeners.append(Listener(transport="unix", path=settings.unix, backlog=backlog))
     return listeners
 
 
@@ -481,6 +498,13 @@ def add_broker_parser(subparsers: Subparsers) -> None:
         type=positive_int,
         metavar="N",
         help="threads that check passwords off the event loop (CPUs less one, 1 to 4)",
+    )
+    parser.add_argument(
+        "--backlog",
+        type=positive_int,
+        metavar="N",
+        help="connections each listener's accept queue holds (100; the kernel caps it at "
+        "net.core.somaxconn): raise it where thousands of clients connect at once",
     )
     tls = parser.add_argument_group("TLS")
     tls.add_argument(

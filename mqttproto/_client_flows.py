@@ -146,6 +146,7 @@ class MessageFlows:
         queue = self._outbound.queue
         if not queue or (limits.maximum_qos == QoS.EXACTLY_ONCE and limits.retain_available):
             return
+        assert isinstance(queue, deque)  # not the empty () of an idle flow
         kept = []
         for packet in queue:
             assert packet.packet_id is not None

@@ -51,7 +51,9 @@ class PacketIdAllocator:
 
     def __init__(self) -> None:
         self._next = 1
-        self._used: set[int] = set()
+        #: The identifiers in use, as dict keys: an empty dict costs 64
+        #: bytes where an empty set costs 216, on every idle connection.
+        self._used: dict[int, None] = {}
 
     def allocate(self) -> int:
         """A free identifier, now marked in use.
@@ -59,7 +61,7 @@ class PacketIdAllocator:
         :raises LocalProtocolError: when all 65,535 are in use.
         """
         packet_id = self.peek()
-        self._used.add(packet_id)
+        self._used[packet_id] = None
         self._next = packet_id % MAX_PACKET_ID + 1
         return packet_id
 
@@ -75,10 +77,10 @@ class PacketIdAllocator:
 
     def reserve(self, packet_id: int) -> None:
         """Mark an identifier restored from a stored session as in use."""
-        self._used.add(packet_id)
+        self._used[packet_id] = None
 
     def release(self, packet_id: int) -> None:
-        self._used.discard(packet_id)
+        self._used.pop(packet_id, None)
 
     def clear(self) -> None:
         self._used.clear()
@@ -143,7 +145,9 @@ class OutboundFlow:
         self.max_queued = max_queued
         #: packet id -> message, in the order first sent (dicts keep order).
         self.inflight: dict[int, OutboundMessage] = {}
-        self.queue: deque[PublishPacket] = deque()
+        #: Made by the first message that waits, dropped once none does: an
+        #: empty deque costs 760 bytes, and most connections never queue.
+        self.queue: deque[PublishPacket] | tuple[()] = ()
 
     def __len__(self) -> int:
         return len(self.inflight) + len(self.queue)
@@ -167,15 +171,22 @@ class OutboundFlow:
 
     def enqueue(self, packet: PublishPacket) -> None:
         self.check_queue_room()
-        self.queue.append(packet)
+        queue = self.queue
+        if not queue:
+            queue = self.queue = deque()
+        queue.append(packet)
 
     def release_queued(self) -> Iterator[PublishPacket]:
         """Yield queued packets while the window has room; each is then in flight."""
         queue = self.queue
+        if not queue:
+            return
         while queue and len(self.inflight) < self.send_quota:
             packet = queue.popleft()
             self.start(packet)
             yield packet
+        if not queue:
+            self.queue = ()
 
     def on_puback(self, packet_id: int) -> OutboundMessage | None:
         """PUBACK received: the QoS 1 flow ends. None for an unknown identifier."""
@@ -240,7 +251,7 @@ class OutboundFlow:
         ids = list(self.inflight)
         ids.extend(p.packet_id for p in self.queue if p.packet_id is not None)
         self.inflight.clear()
-        self.queue.clear()
+        self.queue = ()
         return ids
 
 

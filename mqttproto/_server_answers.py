@@ -188,6 +188,10 @@ class ServerAnswers:
             self._incoming[: self._incoming_pos] = held
             self._incoming_pos = 0
         self._held = None
+        if connect.authentication_method is None:
+            # Nothing else is read from the CONNECT (no re-authentication;
+            # DISCONNECT reads _expiry_zero): an idle connection drops it.
+            self._connect = None
 
     def refuse(
         self,
@@ -314,7 +318,10 @@ class ServerAnswers:
         else:
             ack = SubAckPacket(packet_id, [ReasonCode(c.to_suback_v3()) for c in codes])
         data = self._encode(ack)
-        del self._pending_subscribes[packet_id]
+        pending = self._pending_subscribes
+        del pending[packet_id]
+        if not pending:
+            pending.clear()  # gives back the table an emptied dict keeps
         self._write(data)
 
     def unsuback(
@@ -350,7 +357,10 @@ class ServerAnswers:
         else:
             ack = UnsubAckPacket(packet_id, ())
         data = self._encode(ack)
-        del self._pending_unsubscribes[packet_id]
+        pending = self._pending_unsubscribes
+        del pending[packet_id]
+        if not pending:
+            pending.clear()  # gives back the table an emptied dict keeps
         self._write(data)
 
     def disconnect(

@@ -214,8 +214,15 @@ class ServerFlows:
             return None  # a late duplicate
         if message.packet.qos != 1:
             raise RemoteProtocolError(f"PUBACK for packet {packet_id}, a QoS 2 PUBLISH")
-        del outbound.inflight[packet_id]
-        session.packet_ids._used.discard(packet_id)
+        inflight = outbound.inflight
+        del inflight[packet_id]
+        used = session.packet_ids._used
+        used.pop(packet_id, None)
+        if not used:
+            # Nothing in flight or queued: the tables a burst grew (9 kB
+            # each for a window of 100) are given back, not kept while idle.
+            inflight.clear()
+            used.clear()
         event = publish_acknowledged(
             packet_id, packet.reason_code, packet.reason_string, packet.user_properties
         )
@@ -441,7 +448,7 @@ class ServerFlows:
         if packet_id in used:
             packet_id = ids.allocate()
         else:
-            used.add(packet_id)
+            used[packet_id] = None
             ids._next = packet_id % MAX_PACKET_ID + 1
         # Three pieces, joined once by data_to_send(): the payload in
         # ``tail`` is shared by every receiver, not copied per receiver.

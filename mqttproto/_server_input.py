@@ -96,6 +96,7 @@ class ServerInput:
     _version: ProtocolVersion | None
     _events: list[Event]
     _connect: ConnectPacket | None
+    _expiry_zero: bool
     _auth_turn: bool
     _reauth: bool
     _held: list[Packet] | None
@@ -200,6 +201,10 @@ class ServerInput:
         if pos >= len(incoming):
             error = self._incoming_error
             if error is None:
+                if pos:
+                    # All handled: an idle connection keeps no packets.
+                    incoming.clear()
+                    self._incoming_pos = 0
                 return False
             self._incoming_error = None
             if isinstance(error, _EndOfStream):
@@ -289,6 +294,7 @@ class ServerInput:
         version = packet.protocol_version
         self._version = version
         self._connect = packet
+        self._expiry_zero = not packet.session_expiry_interval
         self.client_id = packet.client_id
         if version == _V5:
             self._v5 = True
@@ -352,9 +358,8 @@ class ServerInput:
 
     def _on_auth(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, AuthPacket)
-        connect = self._connect
-        assert connect is not None
-        method = connect.authentication_method
+        connect = self._connect  # None once accepted without a method
+        method = connect.authentication_method if connect is not None else None
         if method is None or packet.authentication_method != method:
             # [MQTT-4.12.0-5]: the same method throughout; no method, no AUTH.
             raise RemoteProtocolError("AUTH with a different or no authentication method")
@@ -442,9 +447,8 @@ class ServerInput:
 
     def _on_disconnect(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, DisconnectPacket)
-        connect = self._connect
         expiry = packet.session_expiry_interval
-        if expiry and connect is not None and not connect.session_expiry_interval:
+        if expiry and self._expiry_zero:
             # [MQTT-3.14.2-2]: 0 in CONNECT cannot become non-zero.
             raise RemoteProtocolError("session expiry interval raised in DISCONNECT")
         self._move(Input.RECV_DISCONNECT)

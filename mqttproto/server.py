@@ -100,6 +100,7 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         "_client_alias_maximum",
         "_connect",
         "_events",
+        "_expiry_zero",
         "_held",
         "_incoming",
         "_incoming_error",
@@ -140,6 +141,8 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         if now is not None:
             self._last_received = now
         self._connect: ConnectPacket | None = None
+        #: Whether the CONNECT's Session Expiry Interval was 0 (absent).
+        self._expiry_zero = True
         #: The client identifier in force (the assigned one, if any).
         self.client_id = ""
         self._keep_alive = 0

@@ -220,14 +220,17 @@ class BrokerServer(ServerBase):
         assert loop is not None
         # The sockets are plain: TLS is the protocol's business (TlsLayer).
         factory = protocol_factory(self, listener)
+        backlog = 100 if listener.backlog is None else listener.backlog  # asyncio's default
         if listener.transport == "unix":
             path = listener.path
             assert path is not None
             # A stale socket file is replaced (asyncio does that itself).
-            server = await loop.create_unix_server(factory, path)
+            server = await loop.create_unix_server(factory, path, backlog=backlog)
             self._remember_socket_file(path)
             return server
-        return await loop.create_server(factory, listener.host, listener.port, reuse_address=True)
+        return await loop.create_server(
+            factory, listener.host, listener.port, reuse_address=True, backlog=backlog
+        )
 
     async def serve_forever(self) -> None:
         """Start if needed, then wait until :meth:`close` has finished."""

@@ -35,6 +35,13 @@ def _check_port(instance: Listener, attribute: attrs.Attribute[int], value: int)
         raise ValueError(f"port must be in 0..65535, not {value}")
 
 
+def _check_backlog(
+    instance: Listener, attribute: attrs.Attribute[int | None], value: int | None
+) -> None:
+    if value is not None and value < 1:
+        raise ValueError(f"backlog must be at least 1, not {value}")
+
+
 @attrs.frozen(kw_only=True)
 class Listener:
     """One listening socket of a broker server.
@@ -57,6 +64,11 @@ class Listener:
         (others are refused with HTTP 404); ``None``, the default, accepts any
         path, as mosquitto does (paho-mqtt asks for ``/mqtt``, aiomqtt and
         MQTT.js for what they are told).
+    :ivar backlog: the accept queue (``listen()``'s backlog, capped by the
+        kernel's ``net.core.somaxconn``): raise it where thousands of clients
+        connect at once, such as after a restart, or their SYNs are dropped
+        and retried a second later. ``None``: the server's default (asyncio
+        100, threads 128, trio the largest the kernel allows).
     """
 
     transport: Transport = attrs.field(default="tcp", validator=_check_transport)
@@ -66,6 +78,7 @@ class Listener:
     ssl: _ssl.SSLContext | None = None
     use_identity_as_username: bool = False
     websocket_path: str | None = None
+    backlog: int | None = attrs.field(default=None, validator=_check_backlog)
 
     def __attrs_post_init__(self) -> None:
         if (self.transport == "unix") != (self.path is not None):

@@ -185,14 +185,14 @@ def remove_stale_socket(path: str) -> None:
             os.unlink(path)
 
 
-def unix_listening_socket(path: str) -> socket.socket:
+def unix_listening_socket(path: str, backlog: int | None) -> socket.socket:
     """A bound, listening, non-blocking Unix socket at ``path`` (a stale
     socket file there is replaced)."""
     remove_stale_socket(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(path)
-        sock.listen(128)
+        sock.listen(128 if backlog is None else backlog)
         sock.setblocking(False)
     except BaseException:
         sock.close()

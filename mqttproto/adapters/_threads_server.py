@@ -82,7 +82,7 @@ def _listening_sockets(listener: Listener) -> list[socket.socket]:
     """Bound, listening, non-blocking sockets for one listener."""
     if listener.transport == "unix":
         assert listener.path is not None
-        return [unix_listening_socket(listener.path)]
+        return [unix_listening_socket(listener.path, listener.backlog)]
     hosts = listener.host if isinstance(listener.host, list) else [listener.host]
     infos = []
     for host in hosts:
@@ -100,7 +100,7 @@ def _listening_sockets(listener: Listener) -> list[socket.socket]:
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(address)
-            sock.listen(128)
+            sock.listen(128 if listener.backlog is None else listener.backlog)
             sock.setblocking(False)
     except BaseException:
         for sock in sockets:

@@ -288,14 +288,16 @@ class BrokerServer(ServerBase):
         if listener.transport == "unix":
             path = listener.path
             assert path is not None
-            sock = trio.socket.from_stdlib_socket(unix_listening_socket(path))
+            sock = trio.socket.from_stdlib_socket(unix_listening_socket(path, listener.backlog))
             self._remember_socket_file(path)
             return [trio.SocketListener(sock)]
         hosts = listener.host if isinstance(listener.host, list) else [listener.host]
         found: list[trio.SocketListener] = []
         try:
             for host in hosts:
-                found.extend(await trio.open_tcp_listeners(listener.port, host=host))
+                found.extend(await trio.open_tcp_listeners(
+                        listener.port, host=host, backlog=listener.backlog
+                    ))
         except BaseException:
             for sock_listener in found:
                 sock_listener.socket.close()

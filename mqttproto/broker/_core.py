@@ -445,12 +445,15 @@ class Broker(
         session = link.session
         if session is None:
             return
-        message = session.inflight_messages.pop(event.packet_id, None)
+        inflight = session.inflight_messages
+        message = inflight.pop(event.packet_id, None)
         if message is not None:
             # _unhold inlined: every QoS 1/2 delivery ends here.
             message.holds -= 1
             if not message.holds:
                 self._held_bytes -= message.size
+        if not inflight:
+            inflight.clear()  # the table a burst grew, given back while idle
         if session.pending or session.feeds:
             self._pump(session, now)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from ..auth import ConnectInfo
@@ -256,6 +257,11 @@ class Lifecycle:
         self._set_link(fresh, link)
         link.session = fresh
         self._watch(link)
+        if event.will is None and event.authentication_method is None:
+            # Nothing more is read from the CONNECT (no will to publish, no
+            # re-authentication): an idle connection does not keep it.
+            link.connect = None
+            link.auth_info = None
         if fresh.persistent:
             self.store.save_session(fresh.snapshot())
         # In-flight messages the connection could not resend (too large for
@@ -410,7 +416,7 @@ class Lifecycle:
         session.inflight_messages.clear()
         for pending in session.pending:
             unhold(pending[0])
-        session.pending.clear()
+        session.pending = ()
         session.queued_bytes = 0
         self._drop_feeds(session)
         self.store.delete_session(session.client_id)
@@ -450,6 +456,8 @@ class Lifecycle:
         for stored in record.queued:
             p = stored.packet
             message = Message.from_stored(stored, now)
+            if not session.pending:
+                session.pending = deque()
             session.pending.append((message, p.qos, p.retain, p.subscription_identifiers))
             session.queued_bytes += message.size
             self._hold(message)

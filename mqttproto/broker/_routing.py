@@ -12,6 +12,7 @@ its bounded queue. Also here: the memory budget, and ``$SYS``.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from .._state import ConnectionState
@@ -370,6 +371,8 @@ class Routing(FanOut):
             self.messages_dropped += 1
             return item[1] == 0
         pending = session.pending
+        if not pending:
+            pending = session.pending = deque()
         config = self.config
         excess_count = len(pending) + 1 - config.max_queued_messages
         excess_bytes = session.queued_bytes + size - config.max_queued_bytes
@@ -459,6 +462,8 @@ class Routing(FanOut):
                     self.dropped_too_large += 1
             self._unhold(message)
         self._dirty[link.id] = None
+        if not pending:
+            session.pending = ()  # the deque is given back
         if not pending and session.feeds:
             # Retained messages owed to new subscriptions fill what room is left.
             self._feed(session, now)
