@@ -278,22 +278,147 @@ def test_a_newer_schema_is_refused_untouched(tmp_path: Path) -> None:
     assert unchanged()
 
 
-def test_an_older_schema_is_migrated_step_by_step(
+#: The schema of version 1 files (mqttproto 0.x before the delivery rows).
+_SCHEMA_1 = (
+    "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+    "CREATE TABLE sessions ("
+    " client_id TEXT PRIMARY KEY, expiry_interval INTEGER NOT NULL, expires_at REAL,"
+    " username TEXT, subscriptions TEXT NOT NULL, awaiting_release TEXT NOT NULL,"
+    " will BLOB, will_delay INTEGER, will_due REAL)",
+    "CREATE TABLE inflight ("
+    " client_id TEXT NOT NULL, packet_id INTEGER NOT NULL, released INTEGER NOT NULL,"
+    " expires_at REAL, packet BLOB NOT NULL, seq INTEGER NOT NULL,"
+    " PRIMARY KEY (client_id, packet_id))",
+    "CREATE TABLE queued ("
+    " seq INTEGER PRIMARY KEY, client_id TEXT NOT NULL, expires_at REAL, packet BLOB NOT NULL)",
+    "CREATE INDEX queued_by_client ON queued (client_id, seq)",
+    "CREATE TABLE retained (topic TEXT PRIMARY KEY, expires_at REAL, packet BLOB NOT NULL)",
+)
+
+
+def _version_1_file(path: Path) -> None:
+    """A file as mqttproto wrote schema version 1: two sessions, one with
+    messages in flight (one past PUBREC) and queued, a queued copy of a
+    session that is not there, a retained message."""
+    from mqttproto import encode_packet
+    from mqttproto.enums import ProtocolVersion
+
+    def blob(packet: PublishPacket) -> bytes:
+        return encode_packet(packet, version=ProtocolVersion.MQTT_5_0)
+
+    db = sqlite3.connect(path)
+    for statement in _SCHEMA_1:
+        db.execute(statement)
+    db.execute("INSERT INTO schema_version VALUES (1)")
+    db.execute("PRAGMA application_id=1297175632")
+    db.execute(
+        "INSERT INTO sessions VALUES ('a', 60, 100.0, 'alice', ?, '[3]', NULL, NULL, NULL)",
+        ('[["t/#", 1, false, false, 0, null]]',),
+    )
+    db.execute("INSERT INTO sessions VALUES ('b', 60, NULL, NULL, '[]', '[]', NULL, NULL, NULL)")
+    rows = [
+        (1, "a", 4, 0, None, PublishPacket("t/1", b"1", QoS.AT_LEAST_ONCE, packet_id=4)),
+        (2, "a", 5, 1, 90.0, PublishPacket("t/2", b"2", QoS.EXACTLY_ONCE, packet_id=5)),
+    ]
+    for seq, cid, packet_id, released, expires, packet in rows:
+        db.execute(
+            "INSERT INTO inflight VALUES (?, ?, ?, ?, ?, ?)",
+            (cid, packet_id, released, expires, blob(packet), seq),
+        )
+    for seq, cid in [(3, "a"), (4, "gone"), (5, "a"), (6, "b")]:
+        packet = PublishPacket(f"t/{seq}", b"q", QoS.AT_LEAST_ONCE, packet_id=1)
+        db.execute("INSERT INTO queued VALUES (?, ?, NULL, ?)", (seq, cid, blob(packet)))
+    db.execute(
+        "INSERT INTO retained VALUES ('r', NULL, ?)",
+        (blob(PublishPacket("r", b"kept", retain=True)),),
+    )
+    db.commit()
+    db.close()
+
+
+def test_a_version_1_file_is_migrated_with_everything_it_holds(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    _version_1_file(path)
+    store = SQLiteStore(path, clock=lambda: 0.0, wall_clock=lambda: 0.0)
+    sessions = {s.client_id: s for s in store.load_sessions()}
+    assert sessions["a"] == StoredSession(
+        "a",
+        60,
+        100.0,
+        (StoredSubscription("t/#", QoS.AT_LEAST_ONCE),),
+        (
+            StoredMessage(PublishPacket("t/1", b"1", QoS.AT_LEAST_ONCE, packet_id=4), None, 4),
+            StoredMessage(
+                PublishPacket("t/2", b"2", QoS.EXACTLY_ONCE, packet_id=5), 90.0, 5, released=True
+            ),
+        ),
+        (_queued("t/3"), _queued("t/5")),
+        (3,),
+        username="alice",
+    )
+    assert sessions["b"] == StoredSession("b", 60, queued=(_queued("t/6"),))
+    assert set(sessions) == {"a", "b"}  # the copy for "gone" is not kept
+    assert store.load_retained() == [RetainedMessage(PublishPacket("r", b"kept", retain=True))]
+    # It goes on as a file of this version: changes are written and read back.
+    store.end_inflight("a", 4)
+    store.send_queued("a", 6)
+    store.append_queued("b", _queued("t/7"))
+    store.commit()
+    store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert tables == {"schema_version", "sessions", "messages", "deliveries", "retained"}
+    db.close()
+    again = SQLiteStore(path, clock=lambda: 0.0, wall_clock=lambda: 0.0)
+    sessions = {s.client_id: s for s in again.load_sessions()}
+    assert [m.packet_id for m in sessions["a"].inflight] == [5, 6]
+    assert sessions["a"].inflight[1].packet.topic == "t/3"
+    assert sessions["a"].queued == (_queued("t/5"),)
+    assert sessions["b"].queued == (_queued("t/6"), _queued("t/7"))
+    again.close()
+
+
+def _queued(topic: str) -> StoredMessage:
+    return StoredMessage(PublishPacket(topic, b"q", QoS.AT_LEAST_ONCE))
+
+
+def test_a_newer_version_is_reached_step_by_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each version's step runs in turn: a version 1 file opened by a
+    version 3 store takes the step to 2 and then the step to 3."""
+    from mqttproto import _store_sqlite
+
+    path = tmp_path / "s.db"
+    _version_1_file(path)
+    monkeypatch.setattr(_store_sqlite, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(
+        _store_sqlite,
+        "_MIGRATIONS",
+        {**_store_sqlite._MIGRATIONS, 2: ("ALTER TABLE sessions ADD COLUMN note TEXT",)},
+    )
+    store = SQLiteStore(path)
+    assert {s.client_id for s in store.load_sessions()} == {"a", "b"}
+    store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+    assert "note" in [row[1] for row in db.execute("PRAGMA table_info(sessions)")]
+    db.close()
+
+
+def test_a_file_without_a_step_for_its_version_is_refused_untouched(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mqttproto import _store_sqlite
 
     path = tmp_path / "s.db"
-    SQLiteStore(path).close()
-    monkeypatch.setattr(_store_sqlite, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(
-        _store_sqlite, "_MIGRATIONS", {1: ("ALTER TABLE sessions ADD COLUMN note TEXT",)}
-    )
-    SQLiteStore(path).close()
-    db = sqlite3.connect(path)
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
-    assert "note" in [row[1] for row in db.execute("PRAGMA table_info(sessions)")]
-    db.close()
+    _version_1_file(path)
+    unchanged = _unchanged(path)
+    monkeypatch.setattr(_store_sqlite, "_MIGRATIONS", {})
+    with pytest.raises(StoreError, match="no migration from schema version 1"):
+        SQLiteStore(path)
+    assert unchanged()
 
 
 def test_a_missing_directory_is_named(tmp_path: Path) -> None:

@@ -446,6 +446,9 @@ class Broker(
         if session is None:
             return
         message = session.inflight_messages.pop(event.packet_id, None)
+        recorder = session.recorder
+        if recorder is not None:
+            recorder.end_inflight(session.client_id, event.packet_id)
         if message is not None:
             # _unhold inlined: every QoS 1/2 delivery ends here.
             message.holds -= 1
@@ -458,6 +461,8 @@ class Broker(
         session = link.session
         if session is not None:
             message = session.inflight_messages.pop(event.packet_id, None)
+            if session.recorder is not None:
+                session.recorder.end_inflight(session.client_id, event.packet_id)
             if message is not None:
                 self._unhold(message)
             self.messages_dropped += 1
@@ -473,8 +478,6 @@ class Broker(
             session = link.session
             if session is not None and (session.pending or session.feeds):
                 self._pump(session, now)
-                if self._durable:
-                    self._touched[session.client_id] = session
                 more = link.conn.data_to_send(now)
                 if more:
                     data += more
