@@ -13,6 +13,7 @@ from pathlib import Path
 from helpers import V5, V311, BrokerHarness, PacketFactory
 
 from mqttproto import QoS, ReasonCode, Subscription
+from mqttproto.config import ClientConfig
 from mqttproto.events import ConnectionAccepted, PublishAcknowledged
 from mqttproto.packets import PubAckPacket, PublishPacket, PubRecPacket, SubAckPacket
 from mqttproto.store import SQLiteStore
@@ -121,6 +122,35 @@ def test_a_message_in_flight_is_sent_again_with_dup(tmp_path: Path) -> None:
     h2.pump()
     [message] = sub2.take_messages()
     assert (message.payload, message.duplicate) == (b"mid", True)
+
+
+def test_a_retained_message_sent_to_a_new_subscription_is_stored_in_flight(
+    tmp_path: Path,
+) -> None:
+    """Retained QoS 2 messages fed to a persistent session's new
+    subscription are in flight like any other: killed before the client
+    answered, the broker sends them again, with DUP and the same packet
+    identifiers, so that the client delivers each once [MQTT-4.4.0-1]."""
+    world = World(tmp_path / "s.db")
+    h = world.start()
+    pub = h.connected("pub")
+    for topic in ("t/1", "t/2"):
+        pub.conn.publish(topic, topic.encode(), qos=2, retain=True)
+    h.pump()
+    sub = h.client("sub", config=ClientConfig(auto_acknowledge=False))
+    sub.connect(clean_start=False, session_expiry_interval=3600)
+    sub.conn.subscribe([Subscription("t/#", QoS.EXACTLY_ONCE)])
+    h.pump()
+    first = [(m.packet.packet_id, m.payload) for m in sub.take_messages()]
+    assert sorted(payload for _, payload in first) == [b"t/1", b"t/2"]
+    world.stop_for(1)  # killed: the client never acknowledged them
+    h2 = world.start()
+    sub2 = h2.client("sub")
+    assert accepted(sub2.connect(clean_start=False, session_expiry_interval=3600)).session_present
+    h2.pump()
+    again = sub2.take_messages()
+    assert [(m.packet.packet_id, m.payload) for m in again] == first
+    assert all(m.duplicate for m in again)
 
 
 def test_a_qos2_message_sent_again_after_a_restart_is_not_delivered_twice(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 
 from mqttproto.enums import QoS, RetainHandling
@@ -153,6 +154,73 @@ def test_in_flight_messages_change_and_end(stores: tuple[SessionStore, Reopen]) 
     assert loaded.awaiting_release == (3,)
 
 
+def _sent(message: StoredMessage, packet_id: int, *, released: bool = False) -> StoredMessage:
+    """``message`` as a store loads it once in flight with ``packet_id``."""
+    packet = attrs.evolve(message.packet, packet_id=packet_id)
+    return StoredMessage(packet, message.expires_at, packet_id, released)
+
+
+def test_messages_are_recorded_one_change_at_a_time(stores: tuple[SessionStore, Reopen]) -> None:
+    store, reopen = stores
+    m = [_message(n, 2 if n == 1 else 1, expires_at=50.0 if n == 5 else None) for n in range(6)]
+    store.save_session(_session(queued=(m[1], m[2], m[3])))
+    store.commit()
+    store.send_queued("c", 7)  # the head goes in flight
+    store.remove_queued("c", 1)  # m[3] (m[2] is the head now): expired, say
+    store.append_queued("c", m[4])
+    store.add_inflight("c", 9, m[5])  # sent at once
+    store.release_inflight("c", 7)  # PUBREC came
+    store.commit()
+    [loaded] = reopen().load_sessions()
+    assert sorted(loaded.inflight, key=lambda i: i.packet_id or 0) == [
+        _sent(m[1], 7, released=True),
+        _sent(m[5], 9),
+    ]
+    assert loaded.queued == (m[2], m[4])
+    store = reopen()
+    store.end_inflight("c", 7)  # PUBCOMP
+    store.send_queued("c", 10)
+    store.remove_queued("c", 0)  # m[4]: delivered at QoS 0, say
+    store.commit()
+    [loaded] = reopen().load_sessions()
+    assert sorted(loaded.inflight, key=lambda i: i.packet_id or 0) == [
+        _sent(m[5], 9),
+        _sent(m[2], 10),
+    ]
+    assert loaded.queued == ()
+
+
+def test_a_session_saved_without_its_messages_keeps_them(
+    stores: tuple[SessionStore, Reopen],
+) -> None:
+    store, reopen = stores
+    store.save_session(_session(queued=(_message(1),)))
+    store.commit()
+    store.append_queued("c", _message(2))
+    changed = _session(
+        expires_at=30.0, subscriptions=(StoredSubscription("new"),), awaiting_release=(4,)
+    )
+    store.save_session(changed, messages=False)
+    store.save_session(_session("unknown"), messages=False)  # not stored: ignored
+    store.commit()
+    assert reopen().load_sessions() == [attrs.evolve(changed, queued=(_message(1), _message(2)))]
+
+
+def test_changes_to_what_is_not_there_are_ignored(stores: tuple[SessionStore, Reopen]) -> None:
+    store, reopen = stores
+    store.save_session(_session(queued=(_message(1),)))
+    store.commit()
+    for other in ("nobody", "c"):
+        store.remove_queued(other, 5)
+        store.end_inflight(other, 3)
+        store.release_inflight(other, 3)
+    for call in (store.send_queued, store.end_inflight):
+        call("nobody", 1)
+    store.add_inflight("nobody", 1, _message(2))
+    store.commit()
+    assert reopen().load_sessions() == [_session(queued=(_message(1),))]
+
+
 def test_a_deleted_session_is_gone_with_its_queue(stores: tuple[SessionStore, Reopen]) -> None:
     store, reopen = stores
     store.save_session(_session("a", queued=(_message(1),)))
@@ -195,6 +263,47 @@ def test_retained_messages_are_set_replaced_and_deleted(
 
 
 # -- the SQLite store's own promises ---------------------------------------------------
+
+
+def test_a_message_for_many_sessions_is_one_row(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    for client_id in "abc":
+        store.save_session(_session(client_id))
+    store.commit()
+    shared = _message(1)
+    for client_id in "abc":
+        store.append_queued(client_id, shared)
+    store.commit()
+
+    def count(table: str) -> int:
+        return int(store._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+    assert (count("messages"), count("deliveries")) == (1, 3)
+    for client_id in "ab":
+        store.send_queued(client_id, 1)
+        store.end_inflight(client_id, 1)
+    store.commit()
+    assert (count("messages"), count("deliveries")) == (1, 1)
+    store.remove_queued("c", 0)
+    store.commit()
+    assert (count("messages"), count("deliveries")) == (0, 0)
+    store.close()
+
+
+def test_a_message_queued_sent_and_acknowledged_between_commits_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    store.save_session(_session())
+    store.commit()
+    before = store._db.total_changes
+    for n in range(10):
+        store.append_queued("c", _message(n))
+        store.send_queued("c", n + 1)
+        store.end_inflight("c", n + 1)
+    store.commit()
+    assert store._db.total_changes == before
+    store.close()
 
 
 def test_changes_not_committed_are_lost_and_committed_ones_are_not(tmp_path: Path) -> None:
