@@ -286,9 +286,7 @@ class SQLiteStore:
                 session.seq = seq
             if found is None or session is None:
                 # Held by nothing the file knows: the next commit deletes it.
-                orphan = Delivery(
-                    seq, number, Stored(0, None, on_disk=False), 0, False, on_disk=True
-                )
+                orphan = Delivery(seq, number, Stored(0, None, on_disk=False), 0, False, True)
                 orphan.gone = True
                 batch.deliveries[orphan] = None
                 continue
@@ -296,12 +294,12 @@ class SQLiteStore:
             stored.refs += 1
             inflight, queued = contents[number]
             if not state:
-                session.queue.append(Delivery(seq, number, stored, 0, False, on_disk=True))
+                session.queue.append(Delivery(seq, number, stored, 0, False, True))
                 queued.append(record)
             else:
                 packet_id = abs(state)
                 released = state < 0
-                delivery = Delivery(seq, number, stored, packet_id, released, on_disk=True)
+                delivery = Delivery(seq, number, stored, packet_id, released, True)
                 session.inflight[packet_id] = delivery
                 inflight.append(
                     StoredMessage(

@@ -190,6 +190,32 @@ def test_messages_are_recorded_one_change_at_a_time(stores: tuple[SessionStore, 
     assert loaded.queued == ()
 
 
+def test_many_messages_recorded_in_one_batch_load_in_order(
+    stores: tuple[SessionStore, Reopen],
+) -> None:
+    store, reopen = stores
+    for client_id in "ab":
+        store.save_session(_session(client_id))
+    messages = [_message(n) for n in range(150)]
+    for message in messages:
+        for client_id in "ab":
+            store.append_queued(client_id, message)
+    store.commit()
+    store = reopen()
+    for n in range(100):
+        store.send_queued("a", n + 1)
+    store.commit()
+    for n in range(0, 100, 3):
+        store.end_inflight("a", n + 1)
+    store.commit()
+    loaded = {s.client_id: s for s in reopen().load_sessions()}
+    assert loaded["b"].queued == tuple(messages)
+    assert loaded["a"].queued == tuple(messages[100:])
+    assert sorted(m.packet_id or 0 for m in loaded["a"].inflight) == [
+        n + 1 for n in range(100) if n % 3
+    ]
+
+
 def test_a_session_saved_without_its_messages_keeps_them(
     stores: tuple[SessionStore, Reopen],
 ) -> None:

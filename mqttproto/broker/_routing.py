@@ -411,7 +411,7 @@ class Routing(FanOut):
         pending.append(item)
         recorder = session.recorder
         if recorder is not None:
-            recorder.append_queued(session.client_id, message.stored(*item[1:]))
+            recorder.append_queued(session.client_id, message.stored(item[1], item[2], item[3]))
         session.queued_bytes += size
         if not message.holds:
             self._held_bytes += size
