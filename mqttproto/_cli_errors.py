@@ -39,7 +39,6 @@ class ClientSettings(Protocol):
     @property
     def version(self) -> ProtocolVersion: ...
 
-
 __all__ = [
     "CONN_LOST",
     "OVERSIZE_PACKET",

@@ -454,7 +454,9 @@ class Driver:
     def _update_reading(self, peer: Peer) -> None:
         """Pause or resume reading as the output and the input budget say; a
         closing connection is always read (the drain after the goodbye)."""
-        pause = (peer.output_congested or self.input_budget.is_held(peer)) and not peer.closing
+        pause = (
+            peer.output_congested or self.input_budget.is_held(peer)
+        ) and not peer.closing
         if pause != peer.paused:
             peer.paused = pause
             if pause:

@@ -36,7 +36,6 @@ class TlsOwner(Protocol):
     _tls_gate: HandshakeGate
     _handshakes: set[trio.CancelScope]
 
-
 __all__ = ["tls_handshake"]
 
 
