@@ -15,7 +15,7 @@ from helpers import V5, V311, BrokerHarness, PacketFactory
 from mqttproto import QoS, ReasonCode, Subscription
 from mqttproto.config import ClientConfig
 from mqttproto.events import ConnectionAccepted, PublishAcknowledged
-from mqttproto.packets import PubAckPacket, PublishPacket, PubRecPacket, SubAckPacket
+from mqttproto.packets import PubAckPacket, PublishPacket, PubRecPacket, SubAckPacket, Will
 from mqttproto.store import SQLiteStore
 
 WALL_START = 1_700_000_000.0
@@ -214,6 +214,24 @@ def test_a_session_that_expired_while_the_broker_was_down_is_gone(tmp_path: Path
     assert [s.client_id for s in h2.broker.sessions()] == ["long"]
     h2.advance(2)
     assert h2.broker.sessions() == []
+
+
+def test_a_will_sent_after_its_delay_is_not_sent_again_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path / "s.db")
+    h = world.start()
+    persistent_subscriber(h, "watcher").drop()
+    will = Will("t/will", b"gone", QoS.AT_LEAST_ONCE, will_delay_interval=5)
+    h.connected("c", will=will, clean_start=False, session_expiry_interval=3600).drop()
+    h.advance(6)  # the delay ran out: the will went to the watcher's queue
+    world.stop_for(1)
+    h2 = world.start()
+    h2.advance(10)
+    watcher = h2.client("watcher")
+    watcher.connect(clean_start=False, session_expiry_interval=3600)
+    h2.pump()
+    assert [m.payload for m in watcher.take_messages()] == [b"gone"]
 
 
 def test_message_expiry_counts_the_time_stored_downtime_included(tmp_path: Path) -> None:

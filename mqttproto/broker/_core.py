@@ -347,6 +347,10 @@ class Broker(
                 session = self._sessions.get(key)
                 if session is not None and session.will_due is not None and session.will_due <= now:
                     self._publish_will(session, now)
+                    if session.persistent:
+                        # Stored without its will, in the commit that stores
+                        # the will's copies: a restart does not send it again.
+                        self._save_session(session)
             elif kind == "session":
                 session = self._sessions.get(key)
                 if (
