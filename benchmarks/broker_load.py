@@ -349,6 +349,17 @@ class BrokerProcess:
                 time.sleep(0.05)
         return False
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time the broker process used so far (user + system; Linux
+        /proc, else None): what a run costs the broker, whoever else shares
+        the machine."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            return None
+        # utime and stime, the 14th and 15th fields (after "pid (comm)").
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -499,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mqttproto-load-") as tmp:
         brokers = start_brokers(names, Path(tmp))
         results: dict[tuple[str, str], list[float]] = {}
+        #: Broker CPU µs per delivered message, per run.
+        cpu: dict[tuple[str, str], list[float]] = {}
         errors: dict[tuple[str, str], list[str]] = {}
         try:
             for broker in brokers:
@@ -511,7 +524,9 @@ def main(argv: list[str] | None = None) -> int:
                         messages = args.qos_messages if qos else args.messages
                         if broker.name == "amqtt":
                             messages = args.amqtt_messages or max(1_000, messages // 10)
+                        cpu_before = broker.cpu_seconds()
                         result = run_worker(broker, subs, messages, args, publishers=pubs, qos=qos)
+                        cpu_after = broker.cpu_seconds()
                         key = (broker.name, label)
                         if "error" in result or not result.get("exact"):
                             errors.setdefault(key, []).append(str(result))
@@ -520,6 +535,11 @@ def main(argv: list[str] | None = None) -> int:
                             rate = float(result["delivered_per_s"])  # type: ignore[arg-type]
                             results.setdefault(key, []).append(rate)
                             line = f"{rate:12,.0f} msg/s delivered"
+                            if cpu_before is not None and cpu_after is not None:
+                                delivered = rate * float(result["elapsed"])  # type: ignore[arg-type]
+                                used = (cpu_after - cpu_before) / delivered * 1e6
+                                cpu.setdefault(key, []).append(used)
+                                line += f", broker CPU {used:6.2f} µs/msg"
                         print(
                             f"repeat {repeat + 1}/{args.repeats}  {label:<6} "
                             f"{broker.name:<12} {messages:>8} msgs  {line}",
@@ -553,6 +573,18 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 row += f"{'-':>24}"
         print(row)
+    if cpu:
+        # Where the machine is shared (or the load generator saturates
+        # first), the broker's CPU time per message says what it costs.
+        print()
+        print(f"broker CPU µs per delivered message, median of {args.repeats}")
+        print(f"{'scenario':<10}" + "".join(f"{n:>14}" for n in names))
+        for label, _, _, _ in scenarios:
+            row = f"{label:<10}"
+            for n in names:
+                runs = cpu.get((n, label))
+                row += f"{statistics.median(runs):>14.2f}" if runs else f"{'-':>14}"
+            print(row)
     for key, messages_ in errors.items():
         print(f"errors for {key[0]} {key[1]}: {messages_}", file=sys.stderr)
     return 1 if errors else 0

@@ -138,11 +138,15 @@ class OutboundFlow:
     released, oldest first, as acknowledgements free the window.
     """
 
-    __slots__ = ("inflight", "max_queued", "queue", "send_quota")
+    __slots__ = ("inflight", "max_queued", "queue", "releases", "send_quota")
 
     def __init__(self, *, send_quota: int = MAX_PACKET_ID, max_queued: int = 1000) -> None:
         self.send_quota = send_quota
         self.max_queued = max_queued
+        #: How many flows PUBREC moved to RELEASED so far: an owner that
+        #: records the state (a broker's durable store) sees that it changed
+        #: without looking at every flow.
+        self.releases = 0
         #: packet id -> message, in the order first sent (dicts keep order).
         self.inflight: dict[int, OutboundMessage] = {}
         #: Made by the first message that waits, dropped once none does: an
@@ -217,6 +221,7 @@ class OutboundFlow:
             del self.inflight[packet_id]
         else:
             message.stage = OutboundStage.RELEASED
+            self.releases += 1
         return message
 
     def on_pubcomp(self, packet_id: int) -> OutboundMessage | None:

@@ -1,15 +1,18 @@
 """The durable :class:`SQLiteStore`: one SQLite file in WAL mode.
 
-Recording (``save_session``, ``append_queued``, ``delete_session``,
-``set_retained``) only adds to a pending batch in memory; :meth:`SQLiteStore.commit`
-writes the batch as one transaction. The broker holds its acknowledgements
-until that commit returned, so an acknowledged message is in the file.
+Recording (``save_session``, the message calls, ``delete_session``,
+``set_retained``) only changes the picture of the file kept in memory and
+notes the rows changed in a pending batch (``_store_batch.Batch``);
+:meth:`SQLiteStore.commit` writes those rows as one transaction. The broker
+holds its acknowledgements until that commit returned, so an acknowledged
+message is in the file.
 
-A session snapshot is written as a *difference* against what the file holds
-(kept in memory as ``_Disk``): the session row only when its scalars or
-subscriptions changed, the in-flight rows that changed, and for the queue the
-messages taken from its head and added at its tail. A busy session therefore
-costs a few row writes per commit, not a rewrite of its whole queue.
+A message is one row (``messages``) however many sessions hold it; each
+session that holds it has a small ``deliveries`` row, which is updated in
+place when the message goes from the queue into flight and deleted when its
+flow ends. A commit writes only the rows that changed since the previous
+one, each once: a delivery that came and went between two commits is never
+written.
 
 Times: records carry deadlines on the broker's monotonic clock; the file
 keeps wall-clock deadlines (``clock() + offset``), so that a deadline that
@@ -30,71 +33,79 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
-from typing import Any
 
+import attrs
+
+from ._store_batch import SESSION_COLUMNS, Batch, Delivery, Held, Stored
 from ._store_records import (
     RetainedMessage,
     StoredMessage,
     StoredSession,
     StoreError,
 )
-from ._store_rows import (
-    _decode_publish,
-    _decode_subscriptions,
-    _decode_will,
-    _encode_subscriptions,
-    _encode_will,
-    _head,
-    _Rows,
-    _same,
-)
+from ._store_rows import _decode_publish, _decode_subscriptions, _decode_will
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "backup"]
 
 #: The schema this version writes (and the newest it can read).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: ``PRAGMA application_id`` of a mqttproto store: "MQTP".
 APPLICATION_ID = 0x4D515450
 
 _SYNC_MODES = {"off": "OFF", "normal": "NORMAL", "full": "FULL"}
 
+_SESSIONS = (
+    " (number INTEGER PRIMARY KEY, client_id TEXT NOT NULL UNIQUE,"
+    " expiry_interval INTEGER NOT NULL, expires_at REAL,"
+    " username TEXT, subscriptions TEXT NOT NULL, awaiting_release TEXT NOT NULL,"
+    " will BLOB, will_delay INTEGER, will_due REAL)"
+)
+_MESSAGES = "CREATE TABLE messages (id INTEGER PRIMARY KEY, expires_at REAL, packet BLOB NOT NULL)"
+# A delivery: a message (``messages.id``) held by a session (``sessions.number``),
+# queued (packet_id 0) or in flight (its packet id; negative: past PUBREC).
+# A session's rows load in ``seq`` order, the order of queueing; they are
+# next to each other in the file, so that the rows of a session that change
+# together are runs of keys (deleted or updated by the run).
+_DELIVERIES = (
+    "CREATE TABLE deliveries ("
+    " session INTEGER NOT NULL, seq INTEGER NOT NULL, message INTEGER NOT NULL,"
+    " packet_id INTEGER NOT NULL, PRIMARY KEY (session, seq)) WITHOUT ROWID"
+)
+
 _SCHEMA = (
     "CREATE TABLE schema_version (version INTEGER NOT NULL)",
-    "CREATE TABLE sessions ("
-    " client_id TEXT PRIMARY KEY, expiry_interval INTEGER NOT NULL, expires_at REAL,"
-    " username TEXT, subscriptions TEXT NOT NULL, awaiting_release TEXT NOT NULL,"
-    " will BLOB, will_delay INTEGER, will_due REAL)",
-    "CREATE TABLE inflight ("
-    " client_id TEXT NOT NULL, packet_id INTEGER NOT NULL, released INTEGER NOT NULL,"
-    " expires_at REAL, packet BLOB NOT NULL, seq INTEGER NOT NULL,"
-    " PRIMARY KEY (client_id, packet_id))",
-    "CREATE TABLE queued ("
-    " seq INTEGER PRIMARY KEY, client_id TEXT NOT NULL, expires_at REAL, packet BLOB NOT NULL)",
-    "CREATE INDEX queued_by_client ON queued (client_id, seq)",
+    "CREATE TABLE sessions" + _SESSIONS,
+    _MESSAGES,
+    _DELIVERIES,
     "CREATE TABLE retained (topic TEXT PRIMARY KEY, expires_at REAL, packet BLOB NOT NULL)",
 )
 
 #: version -> the statements that take a file of that version to the next.
-#: Version 1 is the first; a change of schema adds its step here and raises
-#: SCHEMA_VERSION, and every earlier file is migrated step by step on open.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {}
-
-
-class _Disk:
-    """What the file holds for one session (to write differences only)."""
-
-    __slots__ = ("head", "inflight", "queued")
-
-    def __init__(
-        self,
-        head: tuple[Any, ...],
-        inflight: dict[int, StoredMessage],
-        queued: list[tuple[int, StoredMessage]],
-    ) -> None:
-        self.head = head
-        self.inflight = inflight
-        #: (row seq, message), oldest first.
-        self.queued = queued
+#: A change of schema adds its step here and raises SCHEMA_VERSION, and
+#: every earlier file is migrated step by step on open, in one transaction.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # 1 -> 2: sessions get a number; a row per queued or in-flight copy
+    # becomes a message row and a delivery row (the keys of version 1 were
+    # one sequence for both tables, so they serve as both ids). Copies of
+    # sessions that do not exist are left out.
+    1: (
+        "CREATE TABLE sessions_2" + _SESSIONS,
+        "INSERT INTO sessions_2 SELECT rowid, * FROM sessions",
+        _MESSAGES,
+        _DELIVERIES,
+        "INSERT INTO messages SELECT seq, expires_at, packet FROM queued",
+        "INSERT INTO deliveries SELECT s.number, q.seq, q.seq, 0"
+        " FROM queued q JOIN sessions_2 s USING (client_id)",
+        "INSERT INTO messages SELECT seq, expires_at, packet FROM inflight",
+        "INSERT INTO deliveries SELECT s.number, i.seq, i.seq,"
+        " CASE WHEN i.released THEN -i.packet_id ELSE i.packet_id END"
+        " FROM inflight i JOIN sessions_2 s USING (client_id)",
+        "DROP TABLE queued",
+        "DROP TABLE inflight",
+        "DROP TABLE sessions",
+        "ALTER TABLE sessions_2 RENAME TO sessions",
+    ),
+}
 
 
 class SQLiteStore:
@@ -116,6 +127,14 @@ class SQLiteStore:
     """
 
     durable = True
+
+    # The message calls of the SessionStore protocol (bound in __init__).
+    append_queued: Callable[[str, StoredMessage], None]
+    remove_queued: Callable[[str, int], None]
+    send_queued: Callable[[str, int], None]
+    add_inflight: Callable[[str, int, StoredMessage], None]
+    release_inflight: Callable[[str, int], None]
+    end_inflight: Callable[[str, int], None]
 
     def __init__(
         self,
@@ -150,18 +169,19 @@ class SQLiteStore:
         except StoreError:
             self._db.close()
             raise
-        #: client id -> what the file holds for it.
-        self._disk: dict[str, _Disk] = {}
-        #: The last row number of the queue table.
-        self._seq = 0
-        # The pending batch: client id -> snapshot (None: delete), messages
-        # appended after it, topic -> retained message (None: delete).
-        self._sessions: dict[str, StoredSession | None] = {}
-        self._appended: dict[str, list[StoredMessage]] = {}
-        self._retained: dict[str, RetainedMessage | None] = {}
+        #: What the file holds, and the changes pending.
+        batch = self._batch = Batch(self._offset)
+        # The message calls are the batch's own, bound once: they are on the
+        # broker's hot path (a few per message and session).
+        self.append_queued = batch.append_queued
+        self.remove_queued = batch.remove_queued
+        self.send_queued = batch.send_queued
+        self.add_inflight = batch.add_inflight
+        self.release_inflight = batch.release_inflight
+        self.end_inflight = batch.end_inflight
         try:
-            # The file's sessions are read at once: the differences written
-            # later are against them (and the broker loads them anyway).
+            # The file's sessions are read at once: the changes recorded
+            # later are made to them (and the broker loads them anyway).
             self._loaded: list[StoredSession] | None = self._read_sessions()
         except sqlite3.Error as exc:
             self._db.close()
@@ -240,44 +260,76 @@ class SQLiteStore:
 
     def _read_sessions(self) -> list[StoredSession]:
         db = self._db
-        self._disk.clear()
+        batch = self._batch
+        batch.reset()
         from_wall = self._from_wall
-        inflight: dict[str, dict[int, StoredMessage]] = {}
-        for cid, pid, released, expires, data, seq in db.execute(
-            "SELECT client_id, packet_id, released, expires_at, packet, seq FROM inflight"
-            " ORDER BY seq"
+        # message id -> (its row in the picture, the record decoded once).
+        messages: dict[int, tuple[Stored, StoredMessage]] = {}
+        for row_id, expires, data in db.execute("SELECT id, expires_at, packet FROM messages"):
+            record = StoredMessage(_decode_publish(data, keep_id=False), from_wall(expires))
+            messages[row_id] = (Stored(row_id, None, on_disk=True), record)
+            batch.message_id = max(batch.message_id, row_id)
+        rows = {row[1]: row for row in db.execute(f"SELECT {SESSION_COLUMNS} FROM sessions")}
+        held: dict[int, Held] = {}
+        contents: dict[int, tuple[list[StoredMessage], list[StoredMessage]]] = {}
+        for row in rows.values():
+            number = row[0]
+            held[number] = batch.sessions[row[1]] = Held(number, row)
+            contents[number] = ([], [])
+            batch.session_number = max(batch.session_number, number)
+        for number, seq, message_id, state in db.execute(
+            "SELECT session, seq, message, packet_id FROM deliveries ORDER BY session, seq"
         ):
-            inflight.setdefault(cid, {})[pid] = StoredMessage(
-                _decode_publish(data, keep_id=True), from_wall(expires), pid, bool(released)
-            )
-            self._seq = max(self._seq, seq)
-        queued: dict[str, list[tuple[int, StoredMessage]]] = {}
-        for seq, cid, expires, data in db.execute(
-            "SELECT seq, client_id, expires_at, packet FROM queued ORDER BY seq"
-        ):
-            queued.setdefault(cid, []).append(
-                (seq, StoredMessage(_decode_publish(data, keep_id=False), from_wall(expires)))
-            )
-            self._seq = max(self._seq, seq)
+            found = messages.get(message_id)
+            session = held.get(number)
+            if session is not None:
+                session.seq = seq
+            if found is None or session is None:
+                # Held by nothing the file knows: the next commit deletes it.
+                orphan = Delivery(seq, number, Stored(0, None, on_disk=False), 0, False, True)
+                orphan.gone = True
+                batch.deliveries[orphan] = None
+                continue
+            stored, record = found
+            stored.refs += 1
+            inflight, queued = contents[number]
+            if not state:
+                session.queue.append(Delivery(seq, number, stored, 0, False, True))
+                queued.append(record)
+            else:
+                packet_id = abs(state)
+                released = state < 0
+                delivery = Delivery(seq, number, stored, packet_id, released, True)
+                session.inflight[packet_id] = delivery
+                inflight.append(
+                    StoredMessage(
+                        attrs.evolve(record.packet, packet_id=packet_id),
+                        record.expires_at,
+                        packet_id,
+                        released,
+                    )
+                )
+        for stored, _ in messages.values():
+            if not stored.refs:
+                batch.messages[stored.id] = stored  # held by nothing: deleted next commit
         sessions = []
-        for row in db.execute("SELECT * FROM sessions"):
-            cid, interval, expires, username, subs, awaiting, will, delay, due = row
-            mine = inflight.get(cid, {})
-            mine_queued = queued.get(cid, [])
-            session = StoredSession(
-                cid,
-                interval,
-                from_wall(expires),
-                _decode_subscriptions(subs),
-                tuple(mine.values()),
-                tuple(m for _, m in mine_queued),
-                tuple(json.loads(awaiting)),
-                None if will is None else _decode_will(will, delay),
-                from_wall(due),
-                username,
+        for row in rows.values():
+            number, cid, interval, expires, username, subs, awaiting, will, delay, due = row
+            inflight, queued = contents[number]
+            sessions.append(
+                StoredSession(
+                    cid,
+                    interval,
+                    from_wall(expires),
+                    _decode_subscriptions(subs),
+                    tuple(inflight),
+                    tuple(queued),
+                    tuple(json.loads(awaiting)),
+                    None if will is None else _decode_will(will, delay),
+                    from_wall(due),
+                    username,
+                )
             )
-            self._disk[cid] = _Disk(_head(session), dict(mine), list(mine_queued))
-            sessions.append(session)
         return sessions
 
     def load_retained(self) -> list[RetainedMessage]:
@@ -289,29 +341,19 @@ class SQLiteStore:
 
     # -- recording (the pending batch) ---------------------------------------------------
 
-    def save_session(self, session: StoredSession) -> None:
-        self._sessions[session.client_id] = session
-        self._appended.pop(session.client_id, None)
-
-    def append_queued(self, client_id: str, message: StoredMessage) -> None:
-        if client_id in self._sessions:
-            if self._sessions[client_id] is None:
-                return
-        elif client_id not in self._disk:
-            return
-        self._appended.setdefault(client_id, []).append(message)
+    def save_session(self, session: StoredSession, *, messages: bool = True) -> None:
+        self._batch.save_session(session, messages=messages)
 
     def delete_session(self, client_id: str) -> None:
-        self._sessions[client_id] = None
-        self._appended.pop(client_id, None)
+        self._batch.delete_session(client_id)
 
     def set_retained(self, topic: str, message: RetainedMessage | None) -> None:
-        self._retained[topic] = message
+        self._batch.retained[topic] = message
 
     @property
     def pending(self) -> bool:
         """Whether changes wait for :meth:`commit`."""
-        return bool(self._sessions or self._appended or self._retained)
+        return self._batch.pending
 
     # -- the commit ----------------------------------------------------------------------
 
@@ -322,160 +364,21 @@ class SQLiteStore:
         :raises StoreError: the write failed (a full disk, an I/O error); the
             file is as before the call and the batch stays pending.
         """
-        if not (self._sessions or self._appended or self._retained):
+        batch = self._batch
+        if not batch.pending:
             return
         db = self._db
-        written: dict[str, _Disk | None] = {}
-        rows = _Rows(self._offset)
-        seq = self._seq
-        for cid, record in self._sessions.items():
-            if record is None:
-                rows.gone.append((cid,))
-                written[cid] = None
-            else:
-                written[cid], seq = self._write_session(rows, record, self._disk.get(cid), seq)
-        for cid, messages in self._appended.items():
-            disk = written[cid] if cid in written else self._disk.get(cid)
-            if disk is None:
-                continue
-            queue = list(disk.queued)
-            for message in messages:
-                seq += 1
-                rows.queue(cid, seq, message)
-                queue.append((seq, message))
-            written[cid] = _Disk(disk.head, disk.inflight, queue)
-        for topic, retained in self._retained.items():
-            if retained is None:
-                rows.retained_gone.append((topic,))
-            else:
-                rows.retained.append(
-                    (
-                        topic,
-                        rows.wall(retained.expires_at),
-                        rows.encode(retained.packet, None),
-                    )
-                )
         try:
             db.execute("BEGIN IMMEDIATE")
-            rows.write(db)
+            for statement, rows in batch.statements():
+                if rows:
+                    db.executemany(statement, rows)
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             raise StoreError(f"{self.path}: cannot write: {exc}") from None
-        self._seq = seq
-        for cid, disk in written.items():
-            if disk is None:
-                self._disk.pop(cid, None)
-            else:
-                self._disk[cid] = disk
-        self._sessions.clear()
-        self._appended.clear()
-        self._retained.clear()
-
-    def _write_session(
-        self, rows: _Rows, record: StoredSession, old: _Disk | None, seq: int
-    ) -> tuple[_Disk, int]:
-        """The rows that take the file from ``old`` to ``record``."""
-        cid = record.client_id
-        wall = rows.wall
-        head = _head(record)
-        if old is None or old.head != head:
-            will = record.will
-            rows.sessions.append(
-                (
-                    cid,
-                    record.session_expiry_interval,
-                    wall(record.expires_at),
-                    record.username,
-                    _encode_subscriptions(record.subscriptions),
-                    json.dumps(list(record.awaiting_release)),
-                    None if will is None else _encode_will(will),
-                    None if will is None else will.will_delay_interval,
-                    wall(record.will_due),
-                )
-            )
-        old_inflight = old.inflight if old is not None else {}
-        inflight: dict[int, StoredMessage] = {}
-        for message in record.inflight:
-            packet_id = message.packet_id
-            assert packet_id is not None
-            inflight[packet_id] = message
-            before = old_inflight.get(packet_id)
-            if before is None:
-                # New flows go last: the order they load in is the order
-                # they were first recorded in (the order of resending).
-                seq += 1
-                rows.inflight.append(
-                    (
-                        cid,
-                        packet_id,
-                        int(message.released),
-                        wall(message.expires_at),
-                        rows.encode(message.packet, packet_id),
-                        seq,
-                    )
-                )
-            elif not (
-                # The broker makes a new record per snapshot around the same
-                # packet: compared field by field, not through the packets.
-                before.packet is message.packet
-                and before.released == message.released
-                and before.expires_at == message.expires_at
-            ) and not _same(before, message):
-                rows.inflight_changed.append(
-                    (
-                        int(message.released),
-                        wall(message.expires_at),
-                        rows.encode(message.packet, packet_id),
-                        cid,
-                        packet_id,
-                    )
-                )
-        for packet_id in old_inflight:
-            if packet_id not in inflight:
-                rows.inflight_gone.append((cid, packet_id))
-        old_queue = old.queued if old is not None else []
-        new_queue = record.queued
-        kept = self._queue_overlap(old_queue, new_queue)
-        if kept is None:
-            rows.queue_gone.append((cid, old_queue[-1][0] + 1))
-            queue: list[tuple[int, StoredMessage]] = []
-            start = 0
-        else:
-            first = len(old_queue) - kept
-            if first:
-                # Taken from the head (sent, expired, dropped): rows below the first kept.
-                limit = old_queue[first][0] if kept else old_queue[-1][0] + 1
-                rows.queue_gone.append((cid, limit))
-            queue = old_queue[first:]
-            start = kept
-        for message in new_queue[start:]:
-            seq += 1
-            rows.queue(cid, seq, message)
-            queue.append((seq, message))
-        return _Disk(head, inflight, queue), seq
-
-    @staticmethod
-    def _queue_overlap(
-        old: list[tuple[int, StoredMessage]], new: tuple[StoredMessage, ...]
-    ) -> int | None:
-        """How many messages at the tail of ``old`` are the head of ``new``
-        (the queue lost its head and grew at its tail); None: no such shape."""
-        if not new:
-            return 0
-        if not old:
-            return 0
-        head = new[0]
-        for index, (_, message) in enumerate(old):
-            if _same(message, head):
-                kept = len(old) - index
-                if kept > len(new):
-                    return None
-                if all(_same(old[index + i][1], new[i]) for i in range(1, kept)):
-                    return kept
-                return None
-        return 0
+        batch.committed()
 
     # -- the rest ------------------------------------------------------------------------
 

@@ -3,11 +3,17 @@
 The broker holds its hot state in memory and records changes into a
 :class:`SessionStore`:
 
-- a persistent session's state (subscriptions, messages in flight both ways,
-  its queue, a pending will, its expiry) as a snapshot
-  (:meth:`SessionStore.save_session`);
-- a message queued for a session whose client is away
-  (:meth:`SessionStore.append_queued`);
+- a persistent session's own state (expiry, owner, subscriptions, QoS 2
+  identifiers awaiting release, a pending will) with
+  :meth:`SessionStore.save_session`, whole or (``messages=False``) without
+  its messages;
+- its messages one change at a time, as they happen: queued
+  (:meth:`~SessionStore.append_queued`), sent from the queue
+  (:meth:`~SessionStore.send_queued`), dropped from it
+  (:meth:`~SessionStore.remove_queued`), sent at once
+  (:meth:`~SessionStore.add_inflight`), past PUBREC
+  (:meth:`~SessionStore.release_inflight`) and acknowledged
+  (:meth:`~SessionStore.end_inflight`);
 - a retained message set, replaced or deleted (:meth:`SessionStore.set_retained`);
 - a session discarded (:meth:`SessionStore.delete_session`).
 
@@ -15,11 +21,15 @@ The broker holds its hot state in memory and records changes into a
 store's *pending batch*. :meth:`SessionStore.commit` makes the whole batch
 durable at once. A store whose :attr:`~SessionStore.durable` is true makes
 the broker hold its answers (PUBACK, PUBREC, SUBACK) until a commit holds
-what they promise; the adapter commits once per loop iteration (through
+what they promise, and record every change of a persistent session's
+messages; the adapter commits once per loop iteration (through
 :meth:`Broker.flush <mqttproto.broker.Broker.flush>`), so one disk sync
-covers every message of that iteration. :class:`MemoryStore` is not durable:
-it applies each change at once, commits trivially, and the broker answers
-at once, as fast as without a store. :class:`SQLiteStore` is the durable one.
+covers every message of that iteration, and a message queued, sent and
+acknowledged between two commits costs the file nothing.
+:class:`MemoryStore` is not durable: it applies each change at once,
+commits trivially, and the broker answers at once and records a connected
+session whole when it changes hands (connect, disconnect, subscribe), as
+fast as without a store. :class:`SQLiteStore` is the durable one.
 
 A new broker reads everything back with :meth:`SessionStore.load_sessions`
 and :meth:`SessionStore.load_retained`. Times in records are on the
@@ -59,7 +69,9 @@ class SessionStore(Protocol):
     The recording calls are made while the broker handles a packet or a
     timer: they must be quick and do no I/O (a durable store keeps them in
     its pending batch). Only :meth:`commit` writes, and the adapter calls it
-    (through the broker), never the broker core itself.
+    (through the broker), never the broker core itself. A call about a
+    session the store does not hold, or about a message it does not have
+    (an index past the queue, an unknown packet identifier), is ignored.
     """
 
     #: True: a change is safe only once :meth:`commit` returned, so the
@@ -71,12 +83,45 @@ class SessionStore(Protocol):
         """Every stored session, as the last writes left it."""
         ...
 
-    def save_session(self, session: StoredSession) -> None:
-        """Replace the record of ``session.client_id`` with this snapshot."""
+    def save_session(self, session: StoredSession, *, messages: bool = True) -> None:
+        """Replace the record of ``session.client_id`` with this snapshot.
+
+        With ``messages=False`` only the session's own state is replaced (the
+        ``inflight`` and ``queued`` of the record are not read): its messages
+        stay as recorded by the calls below. The session must be stored
+        already; an unknown one is ignored.
+        """
         ...
 
     def append_queued(self, client_id: str, message: StoredMessage) -> None:
-        """Add a message to the queue of a stored session whose client is away."""
+        """Add a message at the tail of a session's queue. Records that are
+        the same object (one message queued for many sessions alike) may be
+        stored once."""
+        ...
+
+    def remove_queued(self, client_id: str, index: int) -> None:
+        """The queued message at ``index`` (0: the head) is gone: delivered
+        at QoS 0, expired, dropped."""
+        ...
+
+    def send_queued(self, client_id: str, packet_id: int) -> None:
+        """The head of the queue went in flight with ``packet_id``."""
+        ...
+
+    def add_inflight(self, client_id: str, packet_id: int, message: StoredMessage) -> None:
+        """A message went in flight with ``packet_id`` (not through the
+        queue). ``message`` is as :meth:`append_queued` takes it (its own
+        ``packet_id`` and ``released`` are not read), so that one record
+        serves many sessions."""
+        ...
+
+    def release_inflight(self, client_id: str, packet_id: int) -> None:
+        """The QoS 2 flow ``packet_id`` is past PUBREC (its PUBREL is what goes
+        again on resume)."""
+        ...
+
+    def end_inflight(self, client_id: str, packet_id: int) -> None:
+        """The flow ``packet_id`` ended (acknowledged, refused, discarded)."""
         ...
 
     def delete_session(self, client_id: str) -> None:
@@ -89,6 +134,11 @@ class SessionStore(Protocol):
 
     def set_retained(self, topic: str, message: RetainedMessage | None) -> None:
         """Set (or, with None, delete) the retained message of ``topic``."""
+        ...
+
+    @property
+    def pending(self) -> bool:
+        """Whether changes wait for :meth:`commit`."""
         ...
 
     def commit(self) -> None:
@@ -112,6 +162,8 @@ class MemoryStore:
     resumes every session (useful in tests and for a restart in-process)."""
 
     durable = False
+    #: Every change is applied as it is recorded.
+    pending = False
 
     def __init__(self) -> None:
         self.sessions: dict[str, StoredSession] = {}
@@ -120,21 +172,77 @@ class MemoryStore:
         self.retained: dict[str, RetainedMessage] = {}
 
     def load_sessions(self) -> list[StoredSession]:
-        sessions = []
-        for client_id, session in self.sessions.items():
-            extra = self.queued.get(client_id)
-            if extra:
-                session = attrs.evolve(session, queued=(*session.queued, *extra))
-            sessions.append(session)
-        return sessions
+        return [self._whole(client_id) for client_id in self.sessions]
 
-    def save_session(self, session: StoredSession) -> None:
-        self.sessions[session.client_id] = session
-        self.queued.pop(session.client_id, None)
+    def _whole(self, client_id: str) -> StoredSession:
+        session = self.sessions[client_id]
+        extra = self.queued.get(client_id)
+        if extra:
+            session = attrs.evolve(session, queued=(*session.queued, *extra))
+        return session
+
+    def save_session(self, session: StoredSession, *, messages: bool = True) -> None:
+        client_id = session.client_id
+        if messages:
+            self.sessions[client_id] = session
+            self.queued.pop(client_id, None)
+        elif client_id in self.sessions:
+            old = self.sessions[client_id]
+            self.sessions[client_id] = attrs.evolve(
+                session, inflight=old.inflight, queued=old.queued
+            )
 
     def append_queued(self, client_id: str, message: StoredMessage) -> None:
         if client_id in self.sessions:
             self.queued.setdefault(client_id, []).append(message)
+
+    # The message calls below are made only by a broker on a durable store
+    # (see the module docs): rebuilding the record each time is fine here.
+
+    def remove_queued(self, client_id: str, index: int) -> None:
+        if client_id in self.sessions:
+            session = self._whole(client_id)
+            if 0 <= index < len(session.queued):
+                queued = session.queued[:index] + session.queued[index + 1 :]
+                self.save_session(attrs.evolve(session, queued=queued))
+
+    def send_queued(self, client_id: str, packet_id: int) -> None:
+        if client_id in self.sessions:
+            session = self._whole(client_id)
+            if session.queued:
+                head = session.queued[0]
+                sent = StoredMessage(
+                    attrs.evolve(head.packet, packet_id=packet_id), head.expires_at, packet_id
+                )
+                self.save_session(
+                    attrs.evolve(
+                        session, inflight=(*session.inflight, sent), queued=session.queued[1:]
+                    )
+                )
+
+    def add_inflight(self, client_id: str, packet_id: int, message: StoredMessage) -> None:
+        if client_id in self.sessions:
+            session = self.sessions[client_id]
+            sent = StoredMessage(
+                attrs.evolve(message.packet, packet_id=packet_id), message.expires_at, packet_id
+            )
+            inflight = (*(m for m in session.inflight if m.packet_id != packet_id), sent)
+            self.sessions[client_id] = attrs.evolve(session, inflight=inflight)
+
+    def release_inflight(self, client_id: str, packet_id: int) -> None:
+        if client_id in self.sessions:
+            session = self.sessions[client_id]
+            inflight = tuple(
+                attrs.evolve(m, released=True) if m.packet_id == packet_id else m
+                for m in session.inflight
+            )
+            self.sessions[client_id] = attrs.evolve(session, inflight=inflight)
+
+    def end_inflight(self, client_id: str, packet_id: int) -> None:
+        if client_id in self.sessions:
+            session = self.sessions[client_id]
+            inflight = tuple(m for m in session.inflight if m.packet_id != packet_id)
+            self.sessions[client_id] = attrs.evolve(session, inflight=inflight)
 
     def delete_session(self, client_id: str) -> None:
         self.sessions.pop(client_id, None)

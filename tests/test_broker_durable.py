@@ -13,8 +13,9 @@ from pathlib import Path
 from helpers import V5, V311, BrokerHarness, PacketFactory
 
 from mqttproto import QoS, ReasonCode, Subscription
+from mqttproto.config import ClientConfig
 from mqttproto.events import ConnectionAccepted, PublishAcknowledged
-from mqttproto.packets import PubAckPacket, PublishPacket, PubRecPacket, SubAckPacket
+from mqttproto.packets import PubAckPacket, PublishPacket, PubRecPacket, SubAckPacket, Will
 from mqttproto.store import SQLiteStore
 
 WALL_START = 1_700_000_000.0
@@ -123,6 +124,35 @@ def test_a_message_in_flight_is_sent_again_with_dup(tmp_path: Path) -> None:
     assert (message.payload, message.duplicate) == (b"mid", True)
 
 
+def test_a_retained_message_sent_to_a_new_subscription_is_stored_in_flight(
+    tmp_path: Path,
+) -> None:
+    """Retained QoS 2 messages fed to a persistent session's new
+    subscription are in flight like any other: killed before the client
+    answered, the broker sends them again, with DUP and the same packet
+    identifiers, so that the client delivers each once [MQTT-4.4.0-1]."""
+    world = World(tmp_path / "s.db")
+    h = world.start()
+    pub = h.connected("pub")
+    for topic in ("t/1", "t/2"):
+        pub.conn.publish(topic, topic.encode(), qos=2, retain=True)
+    h.pump()
+    sub = h.client("sub", config=ClientConfig(auto_acknowledge=False))
+    sub.connect(clean_start=False, session_expiry_interval=3600)
+    sub.conn.subscribe([Subscription("t/#", QoS.EXACTLY_ONCE)])
+    h.pump()
+    first = [(m.packet.packet_id, m.payload) for m in sub.take_messages()]
+    assert sorted(payload for _, payload in first) == [b"t/1", b"t/2"]
+    world.stop_for(1)  # killed: the client never acknowledged them
+    h2 = world.start()
+    sub2 = h2.client("sub")
+    assert accepted(sub2.connect(clean_start=False, session_expiry_interval=3600)).session_present
+    h2.pump()
+    again = sub2.take_messages()
+    assert [(m.packet.packet_id, m.payload) for m in again] == first
+    assert all(m.duplicate for m in again)
+
+
 def test_a_qos2_message_sent_again_after_a_restart_is_not_delivered_twice(tmp_path: Path) -> None:
     """The publisher's PUBREC went out (so the message was committed) and the
     broker died before the PUBREL: the publisher, back, may send the PUBLISH
@@ -184,6 +214,24 @@ def test_a_session_that_expired_while_the_broker_was_down_is_gone(tmp_path: Path
     assert [s.client_id for s in h2.broker.sessions()] == ["long"]
     h2.advance(2)
     assert h2.broker.sessions() == []
+
+
+def test_a_will_sent_after_its_delay_is_not_sent_again_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path / "s.db")
+    h = world.start()
+    persistent_subscriber(h, "watcher").drop()
+    will = Will("t/will", b"gone", QoS.AT_LEAST_ONCE, will_delay_interval=5)
+    h.connected("c", will=will, clean_start=False, session_expiry_interval=3600).drop()
+    h.advance(6)  # the delay ran out: the will went to the watcher's queue
+    world.stop_for(1)
+    h2 = world.start()
+    h2.advance(10)
+    watcher = h2.client("watcher")
+    watcher.connect(clean_start=False, session_expiry_interval=3600)
+    h2.pump()
+    assert [m.payload for m in watcher.take_messages()] == [b"gone"]
 
 
 def test_message_expiry_counts_the_time_stored_downtime_included(tmp_path: Path) -> None:

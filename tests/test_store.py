@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import attrs
 import pytest
 
 from mqttproto.enums import QoS, RetainHandling
@@ -153,6 +154,99 @@ def test_in_flight_messages_change_and_end(stores: tuple[SessionStore, Reopen]) 
     assert loaded.awaiting_release == (3,)
 
 
+def _sent(message: StoredMessage, packet_id: int, *, released: bool = False) -> StoredMessage:
+    """``message`` as a store loads it once in flight with ``packet_id``."""
+    packet = attrs.evolve(message.packet, packet_id=packet_id)
+    return StoredMessage(packet, message.expires_at, packet_id, released)
+
+
+def test_messages_are_recorded_one_change_at_a_time(stores: tuple[SessionStore, Reopen]) -> None:
+    store, reopen = stores
+    m = [_message(n, 2 if n == 1 else 1, expires_at=50.0 if n == 5 else None) for n in range(6)]
+    store.save_session(_session(queued=(m[1], m[2], m[3])))
+    store.commit()
+    store.send_queued("c", 7)  # the head goes in flight
+    store.remove_queued("c", 1)  # m[3] (m[2] is the head now): expired, say
+    store.append_queued("c", m[4])
+    store.add_inflight("c", 9, m[5])  # sent at once
+    store.release_inflight("c", 7)  # PUBREC came
+    store.commit()
+    [loaded] = reopen().load_sessions()
+    assert sorted(loaded.inflight, key=lambda i: i.packet_id or 0) == [
+        _sent(m[1], 7, released=True),
+        _sent(m[5], 9),
+    ]
+    assert loaded.queued == (m[2], m[4])
+    store = reopen()
+    store.end_inflight("c", 7)  # PUBCOMP
+    store.send_queued("c", 10)
+    store.remove_queued("c", 0)  # m[4]: delivered at QoS 0, say
+    store.commit()
+    [loaded] = reopen().load_sessions()
+    assert sorted(loaded.inflight, key=lambda i: i.packet_id or 0) == [
+        _sent(m[5], 9),
+        _sent(m[2], 10),
+    ]
+    assert loaded.queued == ()
+
+
+def test_many_messages_recorded_in_one_batch_load_in_order(
+    stores: tuple[SessionStore, Reopen],
+) -> None:
+    store, reopen = stores
+    for client_id in "ab":
+        store.save_session(_session(client_id))
+    messages = [_message(n) for n in range(150)]
+    for message in messages:
+        for client_id in "ab":
+            store.append_queued(client_id, message)
+    store.commit()
+    store = reopen()
+    for n in range(100):
+        store.send_queued("a", n + 1)
+    store.commit()
+    for n in range(0, 100, 3):
+        store.end_inflight("a", n + 1)
+    store.commit()
+    loaded = {s.client_id: s for s in reopen().load_sessions()}
+    assert loaded["b"].queued == tuple(messages)
+    assert loaded["a"].queued == tuple(messages[100:])
+    assert sorted(m.packet_id or 0 for m in loaded["a"].inflight) == [
+        n + 1 for n in range(100) if n % 3
+    ]
+
+
+def test_a_session_saved_without_its_messages_keeps_them(
+    stores: tuple[SessionStore, Reopen],
+) -> None:
+    store, reopen = stores
+    store.save_session(_session(queued=(_message(1),)))
+    store.commit()
+    store.append_queued("c", _message(2))
+    changed = _session(
+        expires_at=30.0, subscriptions=(StoredSubscription("new"),), awaiting_release=(4,)
+    )
+    store.save_session(changed, messages=False)
+    store.save_session(_session("unknown"), messages=False)  # not stored: ignored
+    store.commit()
+    assert reopen().load_sessions() == [attrs.evolve(changed, queued=(_message(1), _message(2)))]
+
+
+def test_changes_to_what_is_not_there_are_ignored(stores: tuple[SessionStore, Reopen]) -> None:
+    store, reopen = stores
+    store.save_session(_session(queued=(_message(1),)))
+    store.commit()
+    for other in ("nobody", "c"):
+        store.remove_queued(other, 5)
+        store.end_inflight(other, 3)
+        store.release_inflight(other, 3)
+    for call in (store.send_queued, store.end_inflight):
+        call("nobody", 1)
+    store.add_inflight("nobody", 1, _message(2))
+    store.commit()
+    assert reopen().load_sessions() == [_session(queued=(_message(1),))]
+
+
 def test_a_deleted_session_is_gone_with_its_queue(stores: tuple[SessionStore, Reopen]) -> None:
     store, reopen = stores
     store.save_session(_session("a", queued=(_message(1),)))
@@ -195,6 +289,47 @@ def test_retained_messages_are_set_replaced_and_deleted(
 
 
 # -- the SQLite store's own promises ---------------------------------------------------
+
+
+def test_a_message_for_many_sessions_is_one_row(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    for client_id in "abc":
+        store.save_session(_session(client_id))
+    store.commit()
+    shared = _message(1)
+    for client_id in "abc":
+        store.append_queued(client_id, shared)
+    store.commit()
+
+    def count(table: str) -> int:
+        return int(store._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+    assert (count("messages"), count("deliveries")) == (1, 3)
+    for client_id in "ab":
+        store.send_queued(client_id, 1)
+        store.end_inflight(client_id, 1)
+    store.commit()
+    assert (count("messages"), count("deliveries")) == (1, 1)
+    store.remove_queued("c", 0)
+    store.commit()
+    assert (count("messages"), count("deliveries")) == (0, 0)
+    store.close()
+
+
+def test_a_message_queued_sent_and_acknowledged_between_commits_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    store.save_session(_session())
+    store.commit()
+    before = store._db.total_changes
+    for n in range(10):
+        store.append_queued("c", _message(n))
+        store.send_queued("c", n + 1)
+        store.end_inflight("c", n + 1)
+    store.commit()
+    assert store._db.total_changes == before
+    store.close()
 
 
 def test_changes_not_committed_are_lost_and_committed_ones_are_not(tmp_path: Path) -> None:
@@ -278,22 +413,147 @@ def test_a_newer_schema_is_refused_untouched(tmp_path: Path) -> None:
     assert unchanged()
 
 
-def test_an_older_schema_is_migrated_step_by_step(
+#: The schema of version 1 files (mqttproto 0.x before the delivery rows).
+_SCHEMA_1 = (
+    "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+    "CREATE TABLE sessions ("
+    " client_id TEXT PRIMARY KEY, expiry_interval INTEGER NOT NULL, expires_at REAL,"
+    " username TEXT, subscriptions TEXT NOT NULL, awaiting_release TEXT NOT NULL,"
+    " will BLOB, will_delay INTEGER, will_due REAL)",
+    "CREATE TABLE inflight ("
+    " client_id TEXT NOT NULL, packet_id INTEGER NOT NULL, released INTEGER NOT NULL,"
+    " expires_at REAL, packet BLOB NOT NULL, seq INTEGER NOT NULL,"
+    " PRIMARY KEY (client_id, packet_id))",
+    "CREATE TABLE queued ("
+    " seq INTEGER PRIMARY KEY, client_id TEXT NOT NULL, expires_at REAL, packet BLOB NOT NULL)",
+    "CREATE INDEX queued_by_client ON queued (client_id, seq)",
+    "CREATE TABLE retained (topic TEXT PRIMARY KEY, expires_at REAL, packet BLOB NOT NULL)",
+)
+
+
+def _version_1_file(path: Path) -> None:
+    """A file as mqttproto wrote schema version 1: two sessions, one with
+    messages in flight (one past PUBREC) and queued, a queued copy of a
+    session that is not there, a retained message."""
+    from mqttproto import encode_packet
+    from mqttproto.enums import ProtocolVersion
+
+    def blob(packet: PublishPacket) -> bytes:
+        return encode_packet(packet, version=ProtocolVersion.MQTT_5_0)
+
+    db = sqlite3.connect(path)
+    for statement in _SCHEMA_1:
+        db.execute(statement)
+    db.execute("INSERT INTO schema_version VALUES (1)")
+    db.execute("PRAGMA application_id=1297175632")
+    db.execute(
+        "INSERT INTO sessions VALUES ('a', 60, 100.0, 'alice', ?, '[3]', NULL, NULL, NULL)",
+        ('[["t/#", 1, false, false, 0, null]]',),
+    )
+    db.execute("INSERT INTO sessions VALUES ('b', 60, NULL, NULL, '[]', '[]', NULL, NULL, NULL)")
+    rows = [
+        (1, "a", 4, 0, None, PublishPacket("t/1", b"1", QoS.AT_LEAST_ONCE, packet_id=4)),
+        (2, "a", 5, 1, 90.0, PublishPacket("t/2", b"2", QoS.EXACTLY_ONCE, packet_id=5)),
+    ]
+    for seq, cid, packet_id, released, expires, packet in rows:
+        db.execute(
+            "INSERT INTO inflight VALUES (?, ?, ?, ?, ?, ?)",
+            (cid, packet_id, released, expires, blob(packet), seq),
+        )
+    for seq, cid in [(3, "a"), (4, "gone"), (5, "a"), (6, "b")]:
+        packet = PublishPacket(f"t/{seq}", b"q", QoS.AT_LEAST_ONCE, packet_id=1)
+        db.execute("INSERT INTO queued VALUES (?, ?, NULL, ?)", (seq, cid, blob(packet)))
+    db.execute(
+        "INSERT INTO retained VALUES ('r', NULL, ?)",
+        (blob(PublishPacket("r", b"kept", retain=True)),),
+    )
+    db.commit()
+    db.close()
+
+
+def test_a_version_1_file_is_migrated_with_everything_it_holds(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    _version_1_file(path)
+    store = SQLiteStore(path, clock=lambda: 0.0, wall_clock=lambda: 0.0)
+    sessions = {s.client_id: s for s in store.load_sessions()}
+    assert sessions["a"] == StoredSession(
+        "a",
+        60,
+        100.0,
+        (StoredSubscription("t/#", QoS.AT_LEAST_ONCE),),
+        (
+            StoredMessage(PublishPacket("t/1", b"1", QoS.AT_LEAST_ONCE, packet_id=4), None, 4),
+            StoredMessage(
+                PublishPacket("t/2", b"2", QoS.EXACTLY_ONCE, packet_id=5), 90.0, 5, released=True
+            ),
+        ),
+        (_queued("t/3"), _queued("t/5")),
+        (3,),
+        username="alice",
+    )
+    assert sessions["b"] == StoredSession("b", 60, queued=(_queued("t/6"),))
+    assert set(sessions) == {"a", "b"}  # the copy for "gone" is not kept
+    assert store.load_retained() == [RetainedMessage(PublishPacket("r", b"kept", retain=True))]
+    # It goes on as a file of this version: changes are written and read back.
+    store.end_inflight("a", 4)
+    store.send_queued("a", 6)
+    store.append_queued("b", _queued("t/7"))
+    store.commit()
+    store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert tables == {"schema_version", "sessions", "messages", "deliveries", "retained"}
+    db.close()
+    again = SQLiteStore(path, clock=lambda: 0.0, wall_clock=lambda: 0.0)
+    sessions = {s.client_id: s for s in again.load_sessions()}
+    assert [m.packet_id for m in sessions["a"].inflight] == [5, 6]
+    assert sessions["a"].inflight[1].packet.topic == "t/3"
+    assert sessions["a"].queued == (_queued("t/5"),)
+    assert sessions["b"].queued == (_queued("t/6"), _queued("t/7"))
+    again.close()
+
+
+def _queued(topic: str) -> StoredMessage:
+    return StoredMessage(PublishPacket(topic, b"q", QoS.AT_LEAST_ONCE))
+
+
+def test_a_newer_version_is_reached_step_by_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each version's step runs in turn: a version 1 file opened by a
+    version 3 store takes the step to 2 and then the step to 3."""
+    from mqttproto import _store_sqlite
+
+    path = tmp_path / "s.db"
+    _version_1_file(path)
+    monkeypatch.setattr(_store_sqlite, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(
+        _store_sqlite,
+        "_MIGRATIONS",
+        {**_store_sqlite._MIGRATIONS, 2: ("ALTER TABLE sessions ADD COLUMN note TEXT",)},
+    )
+    store = SQLiteStore(path)
+    assert {s.client_id for s in store.load_sessions()} == {"a", "b"}
+    store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+    assert "note" in [row[1] for row in db.execute("PRAGMA table_info(sessions)")]
+    db.close()
+
+
+def test_a_file_without_a_step_for_its_version_is_refused_untouched(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mqttproto import _store_sqlite
 
     path = tmp_path / "s.db"
-    SQLiteStore(path).close()
-    monkeypatch.setattr(_store_sqlite, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(
-        _store_sqlite, "_MIGRATIONS", {1: ("ALTER TABLE sessions ADD COLUMN note TEXT",)}
-    )
-    SQLiteStore(path).close()
-    db = sqlite3.connect(path)
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
-    assert "note" in [row[1] for row in db.execute("PRAGMA table_info(sessions)")]
-    db.close()
+    _version_1_file(path)
+    unchanged = _unchanged(path)
+    monkeypatch.setattr(_store_sqlite, "_MIGRATIONS", {})
+    with pytest.raises(StoreError, match="no migration from schema version 1"):
+        SQLiteStore(path)
+    assert unchanged()
 
 
 def test_a_missing_directory_is_named(tmp_path: Path) -> None:

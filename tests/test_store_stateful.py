@@ -1,9 +1,11 @@
 """A hypothesis state machine of the SQLite store against a model.
 
 The model is two dictionaries: what was committed, and the batch pending.
-Any sequence of snapshots, appends, deletes, retained changes, commits and
-reopenings (a crash: the pending batch is lost) leaves the file loading
-exactly the committed model.
+Any sequence of snapshots (whole, or without the messages), message changes
+(queued, sent from the queue, dropped from it, sent at once, past PUBREC,
+acknowledged), deletes, retained changes, commits and reopenings (a crash:
+the pending batch is lost) leaves the file loading exactly the committed
+model.
 """
 
 from __future__ import annotations
@@ -98,6 +100,77 @@ class StoreMachine(RuleBasedStateMachine):
                 current.awaiting_release,
             )
 
+    @rule(session=sessions)
+    def save_own_state(self, session: StoredSession) -> None:
+        self.store.save_session(session, messages=False)
+        current = self._current(session.client_id)
+        if current is not None:
+            self.pending[session.client_id] = attrs.evolve(
+                session, inflight=current.inflight, queued=current.queued
+            )
+
+    @rule(client_id=st.sampled_from(CLIENTS), index=st.integers(0, 5))
+    def remove_queued(self, client_id: str, index: int) -> None:
+        self.store.remove_queued(client_id, index)
+        current = self._current(client_id)
+        if current is not None and index < len(current.queued):
+            queued = current.queued[:index] + current.queued[index + 1 :]
+            self.pending[client_id] = attrs.evolve(current, queued=queued)
+
+    @rule(client_id=st.sampled_from(CLIENTS), packet_id=st.integers(1, 4))
+    def send_queued(self, client_id: str, packet_id: int) -> None:
+        self.store.send_queued(client_id, packet_id)
+        current = self._current(client_id)
+        if current is not None and current.queued:
+            self.pending[client_id] = self._in_flight(
+                current, packet_id, current.queued[0], queued=current.queued[1:]
+            )
+
+    @rule(
+        client_id=st.sampled_from(CLIENTS),
+        packet_id=st.integers(1, 4),
+        message=st.sampled_from(MESSAGES),
+    )
+    def add_inflight(self, client_id: str, packet_id: int, message: StoredMessage) -> None:
+        self.store.add_inflight(client_id, packet_id, message)
+        current = self._current(client_id)
+        if current is not None:
+            self.pending[client_id] = self._in_flight(
+                current, packet_id, message, queued=current.queued
+            )
+
+    @staticmethod
+    def _in_flight(
+        session: StoredSession,
+        packet_id: int,
+        message: StoredMessage,
+        queued: tuple[StoredMessage, ...],
+    ) -> StoredSession:
+        sent = StoredMessage(
+            attrs.evolve(message.packet, packet_id=packet_id), message.expires_at, packet_id
+        )
+        others = tuple(m for m in session.inflight if m.packet_id != packet_id)
+        return attrs.evolve(session, inflight=(*others, sent), queued=queued)
+
+    @rule(client_id=st.sampled_from(CLIENTS), packet_id=st.integers(1, 4))
+    def release_inflight(self, client_id: str, packet_id: int) -> None:
+        self.store.release_inflight(client_id, packet_id)
+        current = self._current(client_id)
+        if current is not None:
+            inflight = tuple(
+                attrs.evolve(m, released=True) if m.packet_id == packet_id else m
+                for m in current.inflight
+            )
+            self.pending[client_id] = attrs.evolve(current, inflight=inflight)
+
+    @rule(client_id=st.sampled_from(CLIENTS), packet_id=st.integers(1, 4))
+    def end_inflight(self, client_id: str, packet_id: int) -> None:
+        self.store.end_inflight(client_id, packet_id)
+        current = self._current(client_id)
+        if current is not None:
+            inflight = tuple(m for m in current.inflight if m.packet_id != packet_id)
+            self.pending[client_id] = attrs.evolve(current, inflight=inflight)
+
     @rule(client_id=st.sampled_from(CLIENTS))
     def delete(self, client_id: str) -> None:
         self.store.delete_session(client_id)
@@ -155,6 +228,6 @@ class StoreMachine(RuleBasedStateMachine):
 
 
 StoreMachine.TestCase.settings = settings(
-    settings.default, stateful_step_count=30, max_examples=min(settings.default.max_examples, 60)
+    settings.default, stateful_step_count=40, max_examples=min(settings.default.max_examples, 80)
 )
 TestStoreMachine = StoreMachine.TestCase

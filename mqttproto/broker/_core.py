@@ -347,6 +347,10 @@ class Broker(
                 session = self._sessions.get(key)
                 if session is not None and session.will_due is not None and session.will_due <= now:
                     self._publish_will(session, now)
+                    if session.persistent:
+                        # Stored without its will, in the commit that stores
+                        # the will's copies: a restart does not send it again.
+                        self._save_session(session)
             elif kind == "session":
                 session = self._sessions.get(key)
                 if (
@@ -447,6 +451,9 @@ class Broker(
             return
         inflight = session.inflight_messages
         message = inflight.pop(event.packet_id, None)
+        recorder = session.recorder
+        if recorder is not None:
+            recorder.end_inflight(session.client_id, event.packet_id)
         if message is not None:
             # _unhold inlined: every QoS 1/2 delivery ends here.
             message.holds -= 1
@@ -461,6 +468,8 @@ class Broker(
         session = link.session
         if session is not None:
             message = session.inflight_messages.pop(event.packet_id, None)
+            if session.recorder is not None:
+                session.recorder.end_inflight(session.client_id, event.packet_id)
             if message is not None:
                 self._unhold(message)
             self.messages_dropped += 1
@@ -476,8 +485,6 @@ class Broker(
             session = link.session
             if session is not None and (session.pending or session.feeds):
                 self._pump(session, now)
-                if self._durable:
-                    self._touched[session.client_id] = session
                 more = link.conn.data_to_send(now)
                 if more:
                     data += more

@@ -3,9 +3,11 @@
 With a store whose ``durable`` is true (:class:`~mqttproto.store.SQLiteStore`)
 the broker promises that what it acknowledges is in the store:
 
-- the sessions a loop iteration changed (messages routed to them, queued,
-  acknowledged, a PUBREL, a subscription) are recorded as snapshots into the
-  store's pending batch, and the batch is committed once, by :meth:`Durability.commit`;
+- a persistent session records each change of its messages into the store's
+  pending batch as it happens (queued, sent, acknowledged: see
+  :mod:`mqttproto.store`), and its own state (subscriptions, expiry, will,
+  QoS 2 identifiers awaiting release) when that changes; the batch is
+  committed once per loop iteration, by :meth:`Durability.commit`;
 - :meth:`~mqttproto.broker.Broker.flush` and
   :meth:`~mqttproto.broker.Broker.data_to_send` commit before they hand out
   any byte, so nothing a client sees (a delivery, a CONNACK with session
@@ -29,8 +31,7 @@ import contextlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import attrs
-
+from .._qos import OutboundStage
 from ..enums import ReasonCode
 from ..errors import LocalProtocolError
 from ..store import SessionStore, StoreError
@@ -40,6 +41,7 @@ __all__ = ["Durability"]
 
 _C = ReasonCode
 _T = TypeVar("_T")
+_RELEASED = OutboundStage.RELEASED
 
 
 class Durability:
@@ -51,9 +53,6 @@ class Durability:
     _dirty: dict[int, None]
     #: Whether the store is durable: answers wait for its commit.
     _durable: bool
-    #: Sessions changed since the last commit that no dirty link names
-    #: (queued for while away, pumped while output was taken).
-    _touched: dict[str, Session]
     #: (link, packet id, QoS, reason code) of each PUBACK/PUBREC held.
     _held_acks: list[tuple[Link, int, int, ReasonCode]]
     #: SUBACKs held: called with whether the commit succeeded.
@@ -70,12 +69,66 @@ class Durability:
 
     def _setup_durability(self) -> None:
         self._durable = bool(getattr(self.store, "durable", False))
-        self._touched = {}
         self._held_acks = []
         self._held_answers = []
 
     def _hold_answer(self, link: Link, answer: Callable[[bool], None]) -> None:
         self._held_answers.append((link, answer))
+
+    # -- recording ----------------------------------------------------------------------
+
+    def _save_session(self, session: Session) -> None:
+        """Record a persistent session's own state (it changed): whole into a
+        store that is not durable, or the first time; else without its
+        messages, which are recorded as they change."""
+        recorder = session.recorder
+        if recorder is None:
+            if self._durable:
+                session.recorder = self.store
+                session.releases_seen = session.flows.outbound.releases
+                session.stored_awaiting = frozenset(session.flows.inbound.awaiting_release)
+            self.store.save_session(session.snapshot())
+            return
+        self._note_releases(session)
+        awaiting = session.stored_awaiting = frozenset(session.flows.inbound.awaiting_release)
+        recorder.save_session(session.snapshot(messages=False, awaiting=awaiting), messages=False)
+
+    def _forget_session(self, session: Session) -> None:
+        session.recorder = None
+        self.store.delete_session(session.client_id)
+
+    def _note_releases(self, session: Session) -> None:
+        """Record the QoS 2 flows that PUBREC moved past (the connection
+        changes them without telling: the counter says whether any did)."""
+        outbound = session.flows.outbound
+        if outbound.releases == session.releases_seen:
+            return
+        session.releases_seen = outbound.releases
+        recorder = session.recorder
+        assert recorder is not None
+        client_id = session.client_id
+        for packet_id, message in outbound.inflight.items():
+            if message.stage is _RELEASED:
+                recorder.release_inflight(client_id, packet_id)
+
+    def _note_qos2(self, session: Session, releasing: set[int] | None) -> None:
+        """Record the QoS 2 state the connection changed by itself: flows to
+        the client past PUBREC, identifiers from it released by PUBREL, and
+        ``releasing``, identifiers whose PUBREC the coming commit lets go."""
+        self._note_releases(session)
+        awaiting = session.flows.inbound.awaiting_release
+        if releasing:
+            awaiting = awaiting | releasing
+        if awaiting != session.stored_awaiting:
+            recorder = session.recorder
+            assert recorder is not None
+            session.stored_awaiting = frozenset(awaiting)
+            recorder.save_session(
+                session.snapshot(messages=False, awaiting=session.stored_awaiting),
+                messages=False,
+            )
+
+    # -- the commit ---------------------------------------------------------------------
 
     def commit(self, now: float) -> bool:
         """Make every change so far durable, then send the answers held for it.
@@ -89,48 +142,41 @@ class Durability:
         if not self._durable:
             return True
         store = self.store
-        touched = self._touched
-        conns = self._conns
-        for conn_id in self._dirty:
-            link = conns.get(conn_id)
-            if link is not None and link.session is not None:
-                touched[link.session.client_id] = link.session
         held_acks = self._held_acks
         held_answers = self._held_answers
-        if not touched and not held_acks and not held_answers and not _pending(store):
-            return True
         # QoS 2 identifiers about to be acknowledged: stored as awaiting
         # PUBREL in the same commit as the message's copies.
-        releasing: dict[str, set[int]] = {}
+        releasing: dict[Session, set[int]] = {}
         for link, packet_id, qos, code in held_acks:
             session = link.session
-            if qos == 2 and code < 0x80 and session is not None:
-                releasing.setdefault(session.client_id, set()).add(packet_id)
-        sessions = self._sessions
-        for client_id, session in touched.items():
-            if sessions.get(client_id) is not session or not session.persistent:
+            if qos == 2 and code < 0x80 and session is not None and session.recorder is not None:
+                releasing.setdefault(session, set()).add(packet_id)
+        conns = self._conns
+        for conn_id in self._dirty:
+            dirty = conns.get(conn_id)
+            if dirty is not None:
+                session = dirty.session
+                if session is not None and session.recorder is not None:
+                    self._note_qos2(session, releasing.get(session))
+        for session, packet_ids in releasing.items():
+            if session.stored_awaiting.issuperset(packet_ids):
                 continue
-            record = session.snapshot()
-            extra = releasing.get(client_id)
-            if extra:
-                record = attrs.evolve(
-                    record, awaiting_release=tuple(sorted({*record.awaiting_release, *extra}))
-                )
-            store.save_session(record)
+            self._note_qos2(session, packet_ids)
+        if not held_acks and not held_answers and not store.pending:
+            return True
         try:
             store.commit()
         except StoreError as exc:
             ok = False
             self.store_failures += 1
             self.last_store_error = str(exc)
-            # Snapshot them again next time: the failed batch holds
-            # identifiers that are now refused, not awaiting release.
-            failed = dict(touched)
+            # The identifiers are refused now, not awaiting release: the
+            # batch, tried again next time, must not say otherwise.
+            for session in releasing:
+                if session.recorder is not None:
+                    self._note_qos2(session, None)
         else:
             ok = True
-            failed = {}
-        touched.clear()
-        touched.update(failed)
         self._held_acks = []
         self._held_answers = []
         for link, packet_id, _qos, code in held_acks:
@@ -149,7 +195,7 @@ class Durability:
         now = args[-1]
         self.commit(now)
         out = take(*args)
-        if self._touched:
+        if self.store.pending:
             self.commit(now)
         return out
 
@@ -169,11 +215,6 @@ class Durability:
             # the client sends the message again when it is back.
             conn.close(_C.QUOTA_EXCEEDED)
             self._process(link, now)
-
-
-def _pending(store: Any) -> bool:
-    pending = getattr(store, "pending", True)
-    return bool(pending)
 
 
 def refuse_suback(link: Link, packet_id: int, count: int) -> None:

@@ -184,6 +184,11 @@ class Feeding:
                 # is, but never refused by it: the bytes are the retained
                 # store's already, and the window bounds how many fly.
                 session.inflight_messages[packet_id] = message
+                if session.recorder is not None:
+                    # In flight like any other: stored before it goes out.
+                    session.recorder.add_inflight(
+                        client_id, packet_id, message.stored(qos, True, sub_ids)
+                    )
                 self._hold(message)
             sent += 1
         if sent or dropped:

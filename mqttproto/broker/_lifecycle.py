@@ -34,6 +34,7 @@ class Lifecycle:
 
     config: BrokerConfig
     store: SessionStore
+    _durable: bool
     authenticator: Any
     authorizer: Any
     _sessions: dict[str, Session]
@@ -63,6 +64,10 @@ class Lifecycle:
         def _unhold(self, message: Message) -> None: ...
 
         def _drop_feeds(self, session: Session) -> None: ...
+
+        def _save_session(self, session: Session) -> None: ...
+
+        def _forget_session(self, session: Session) -> None: ...
 
         def _add_subscription(
             self, session: Session, request: Subscription, sub_id: int | None
@@ -263,11 +268,16 @@ class Lifecycle:
             link.connect = None
             link.auth_info = None
         if fresh.persistent:
-            self.store.save_session(fresh.snapshot())
+            self._save_session(fresh)
+        elif fresh.recorder is not None:
+            # Resumed with a Session Expiry Interval of 0 now: no longer kept.
+            self._forget_session(fresh)
         # In-flight messages the connection could not resend (too large for
         # the client) were reported; give their budget back.
         for packet_id in [p for p in fresh.inflight_messages if p not in fresh.flows.outbound.inflight]:
             self._unhold(fresh.inflight_messages.pop(packet_id))
+            if fresh.recorder is not None:
+                fresh.recorder.end_inflight(client_id, packet_id)
             self.messages_dropped += 1
             self.dropped_too_large += 1
         self._pump(fresh, now)
@@ -285,6 +295,8 @@ class Lifecycle:
             ):
                 continue
             session.flows.discard_inflight(inflight.packet_id)
+            if session.recorder is not None:
+                session.recorder.end_inflight(session.client_id, inflight.packet_id)
             message = session.inflight_messages.pop(inflight.packet_id, None)
             if message is not None:
                 self._unhold(message)
@@ -359,7 +371,7 @@ class Lifecycle:
         if session.expiry_interval != NEVER_EXPIRES:
             session.expires_at = now + session.expiry_interval
             self._push_timer(session.expires_at, "session", session.client_id)
-        self.store.save_session(session.snapshot())
+        self._save_session(session)
 
     # -- wills and the end of sessions ----------------------------------------------------
 
@@ -419,7 +431,7 @@ class Lifecycle:
         session.pending = ()
         session.queued_bytes = 0
         self._drop_feeds(session)
-        self.store.delete_session(session.client_id)
+        self._forget_session(session)
 
     def _restore(self, record: StoredSession, now: float) -> None:
         """A session from the store, as it was when the broker stopped."""
@@ -467,6 +479,11 @@ class Lifecycle:
             due = record.will_due
             session.will_due = now + (record.will.will_delay_interval or 0) if due is None else due
             self._push_timer(session.will_due, "will", session.client_id)
+        if self._durable and session.persistent:
+            # The store holds it: from now on it records what changes.
+            session.recorder = self.store
+            session.releases_seen = session.flows.outbound.releases
+            session.stored_awaiting = frozenset(record.awaiting_release)
         self._sessions[session.client_id] = session
 
     def _new_client_id(self) -> str:

@@ -68,7 +68,6 @@ class Routing(FanOut):
     _started_at: float | None
     _feeding: int
     _durable: bool
-    _touched: dict[str, Session]
     _held_acks: list[tuple[Link, int, int, ReasonCode]]
 
     if TYPE_CHECKING:
@@ -233,6 +232,13 @@ class Routing(FanOut):
                 # Held until the flow ends (_on_acknowledged): the memory
                 # budget counts a message while a client may ask for it again.
                 session.inflight_messages[packet_id] = message
+                recorder = session.recorder
+                if recorder is not None:
+                    recorder.add_inflight(
+                        session.client_id,
+                        packet_id,
+                        message.stored(granted, retain and rap, sub_ids),
+                    )
                 if not message.holds:
                     self._held_bytes += message.size
                 message.holds += 1
@@ -278,7 +284,9 @@ class Routing(FanOut):
                 return True
             if not self._enqueue(session, (message, qos, retain, sub_ids)):
                 return False
-            if session.persistent:
+            if session.persistent and session.recorder is None:
+                # A store that is not durable: only what an absent client's
+                # session gets is recorded (its recorder records everything).
                 self.store.append_queued(session.client_id, message.stored(qos, retain, sub_ids))
             return True
         v5 = link.v5
@@ -328,6 +336,10 @@ class Routing(FanOut):
         packet_id = link.conn.publish_prepared(form)
         assert packet_id is not None
         session.inflight_messages[packet_id] = message
+        if session.recorder is not None:
+            session.recorder.add_inflight(
+                session.client_id, packet_id, message.stored(qos, retain, sub_ids)
+            )
         self._hold(message)
         self._dirty[link.id] = None
         self.messages_sent += 1
@@ -390,15 +402,19 @@ class Routing(FanOut):
             if excess_count > 0 or excess_bytes > 0:
                 self.messages_dropped += 1
                 return item[1] == 0
+            recorder = session.recorder
             for index in reversed(victims):
                 dropped = pending[index][0]
                 del pending[index]
+                if recorder is not None:
+                    recorder.remove_queued(session.client_id, index)
                 session.queued_bytes -= dropped.size
                 self._unhold(dropped)
             self.messages_dropped += len(victims)
         pending.append(item)
-        if self._durable:
-            self._touched[session.client_id] = session
+        recorder = session.recorder
+        if recorder is not None:
+            recorder.append_queued(session.client_id, message.stored(item[1], item[2], item[3]))
         session.queued_bytes += size
         if not message.holds:
             self._held_bytes += size
@@ -419,6 +435,8 @@ class Routing(FanOut):
         v5 = link.v5
         # Read once: each QoS 1/2 message sent below takes one place of it.
         window = conn.send_window
+        recorder = session.recorder
+        client_id = session.client_id
         while pending:
             message, qos, retain, sub_ids = pending[0]
             if (qos and not window) or conn.bytes_to_send + link.backlog >= link.max_unsent:
@@ -431,7 +449,7 @@ class Routing(FanOut):
             if expires_at is not None and now >= expires_at:
                 self.dropped_expired += 1  # [MQTT-3.3.2-5]: not delivered
             elif authorizer is not None and not authorizer.may_receive(
-                session.client_id, link.username, message.packet.topic
+                client_id, link.username, message.packet.topic
             ):
                 # Checked again as it is delivered: the rights may have
                 # changed (a reloaded ACL) since it was queued.
@@ -446,6 +464,8 @@ class Routing(FanOut):
                     assert packet_id is not None
                     window -= 1
                     session.inflight_messages[packet_id] = message
+                    if recorder is not None:
+                        recorder.send_queued(client_id, packet_id)
                     self.messages_sent += 1
                     self.messages_sent_by_qos[qos] += 1
                     # The queue's hold on the message passes to the flow.
@@ -460,6 +480,8 @@ class Routing(FanOut):
                 else:
                     self.messages_dropped += 1
                     self.dropped_too_large += 1
+            if recorder is not None:
+                recorder.remove_queued(client_id, 0)
             self._unhold(message)
         self._dirty[link.id] = None
         if not pending:

@@ -21,7 +21,7 @@ from ..enums import QoS, RetainHandling
 from ..events import ConnectRequested, Disconnected
 from ..packets import Will
 from ..server import ServerConnection, ServerSession
-from ..store import StoredMessage, StoredSession, StoredSubscription
+from ..store import SessionStore, StoredMessage, StoredSession, StoredSubscription
 from ._auth import AuthenticationJob
 from ._message import Message, Pending
 from ._retained import RetainedFeed
@@ -45,6 +45,9 @@ class Session:
         "link",
         "pending",
         "queued_bytes",
+        "recorder",
+        "releases_seen",
+        "stored_awaiting",
         "subscriptions",
         "username",
         "will",
@@ -79,6 +82,14 @@ class Session:
         #: A will waiting for its delay after the connection ended.
         self.will: Will | None = None
         self.will_due: float | None = None
+        #: The durable store that records this session's messages change by
+        #: change (None: the session is not persistent, or the store is not
+        #: durable and gets whole snapshots instead).
+        self.recorder: SessionStore | None = None
+        #: ``flows.outbound.releases`` when the recorder last heard of PUBRECs.
+        self.releases_seen = 0
+        #: The QoS 2 identifiers awaiting release as last recorded.
+        self.stored_awaiting: frozenset[int] = frozenset()
 
     @property
     def connected(self) -> bool:
@@ -88,8 +99,12 @@ class Session:
     def persistent(self) -> bool:
         return self.expiry_interval > 0
 
-    def snapshot(self) -> StoredSession:
-        """This session as a store record."""
+    def snapshot(
+        self, *, messages: bool = True, awaiting: frozenset[int] | None = None
+    ) -> StoredSession:
+        """This session as a store record; without its messages with
+        ``messages=False``; ``awaiting``: the QoS 2 identifiers awaiting
+        release to record (by default those of ``flows``)."""
         subscriptions = tuple(
             StoredSubscription(
                 full_filter,
@@ -101,19 +116,23 @@ class Session:
             )
             for full_filter, sub in self.subscriptions.items()
         )
-        messages = self.inflight_messages
-        inflight = tuple(
-            StoredMessage(
-                m.packet,
-                _expires_at(messages.get(m.packet_id)),
-                packet_id=m.packet_id,
-                released=m.released,
+        inflight: tuple[StoredMessage, ...] = ()
+        queued: tuple[StoredMessage, ...] = ()
+        if messages:
+            held = self.inflight_messages
+            inflight = tuple(
+                StoredMessage(
+                    m.packet,
+                    _expires_at(held.get(m.packet_id)),
+                    packet_id=m.packet_id,
+                    released=m.released,
+                )
+                for m in self.flows.inflight
             )
-            for m in self.flows.inflight
-        )
-        queued = tuple(
-            message.stored(qos, retain, sub_ids) for message, qos, retain, sub_ids in self.pending
-        )
+            queued = tuple(
+                message.stored(qos, retain, sub_ids)
+                for message, qos, retain, sub_ids in self.pending
+            )
         return StoredSession(
             self.client_id,
             self.expiry_interval,
@@ -121,7 +140,7 @@ class Session:
             subscriptions,
             inflight,
             queued,
-            self.flows.awaiting_release,
+            self.flows.awaiting_release if awaiting is None else tuple(sorted(awaiting)),
             self.will,
             self.will_due,
             self.username,

@@ -42,6 +42,8 @@ class Subscriptions:
 
         def _stop_feed(self, session: Session, full_filter: str) -> None: ...
 
+        def _save_session(self, session: Session) -> None: ...
+
         def _renew_feed(self, session: Session, full_filter: str, sub: Sub[Session]) -> None: ...
 
         def _feed(self, session: Session, now: float) -> None: ...
@@ -112,7 +114,7 @@ class Subscriptions:
                 elif shared is None and not is_new:
                     self._renew_feed(session, full_filter, sub)
         if changed and session.persistent:
-            self.store.save_session(session.snapshot())
+            self._save_session(session)
 
         def answer(stored: bool = True) -> None:
             if not stored:
@@ -170,4 +172,4 @@ class Subscriptions:
         # [MQTT-3.10.4-4]: UNSUBACK even when nothing was removed.
         link.conn.unsuback(request.packet_id, codes)
         if session.persistent:
-            self.store.save_session(session.snapshot())
+            self._save_session(session)
