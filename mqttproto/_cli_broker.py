@@ -105,7 +105,6 @@ SETTINGS: dict[str, tuple[Callable[[object], Any], Any, bool]] = {
 }
 
 
-
 class ConfigError(Exception):
     """The configuration cannot be used; the message says why."""
 
@@ -374,7 +373,12 @@ def command_broker(args: argparse.Namespace) -> int:
             ),
             "listeners": listeners,
         }
-    for name in ("max_buffered_output", "tls_handshake_timeout", "max_tls_handshakes", "auth_workers"):
+    for name in (
+        "max_buffered_output",
+        "tls_handshake_timeout",
+        "max_tls_handshakes",
+        "auth_workers",
+    ):
         if getattr(settings, name) is not None:
             server_args[name] = getattr(settings, name)
     with contextlib.ExitStack() as stack:

@@ -32,6 +32,7 @@ __all__ = [
 
 _V5 = ProtocolVersion.MQTT_5_0
 
+
 def _head(session: StoredSession) -> tuple[Any, ...]:
     return (
         session.session_expiry_interval,

@@ -54,7 +54,6 @@ _PINGREQ = encode_packet(PingReqPacket(), version=ProtocolVersion.MQTT_3_1_1)
 _QOS: dict[int, QoS] = {int(q): q for q in QoS}
 
 
-
 class ClientConnection(ClientCommands, ClientInput, MessageFlows, Connection):
     """The client side of an MQTT connection, without I/O.
 

@@ -28,6 +28,8 @@ __all__ = ["Lifecycle"]
 
 _C = ReasonCode
 _V5 = ProtocolVersion.MQTT_5_0
+
+
 class Lifecycle:
     """The connection and session half of :class:`~mqttproto.broker.Broker`."""
 
@@ -164,7 +166,9 @@ class Lifecycle:
         if code == _C.CONTINUE_AUTHENTICATION or connected:
             assert link.connect is not None
             if link.connect.authentication_method is None:
-                conn.refuse(_C.NOT_AUTHORIZED, reason_string="authenticator continued without a method")
+                conn.refuse(
+                    _C.NOT_AUTHORIZED, reason_string="authenticator continued without a method"
+                )
                 return
             conn.auth(
                 code,
@@ -259,7 +263,9 @@ class Lifecycle:
             self.store.save_session(fresh.snapshot())
         # In-flight messages the connection could not resend (too large for
         # the client) were reported; give their budget back.
-        for packet_id in [p for p in fresh.inflight_messages if p not in fresh.flows.outbound.inflight]:
+        for packet_id in [
+            p for p in fresh.inflight_messages if p not in fresh.flows.outbound.inflight
+        ]:
             self._unhold(fresh.inflight_messages.pop(packet_id))
             self.messages_dropped += 1
             self.dropped_too_large += 1
