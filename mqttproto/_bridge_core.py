@@ -159,6 +159,7 @@ class BridgeCore:
             username=config.username,
             password=config.password,
             session_expiry_interval=expiry,
+            bridge=config.try_private and not self._v5,
         )
         self.remote_events()
 
