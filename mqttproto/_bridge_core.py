@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from ._bridge_state import BridgeStatus, Forwarding, PendingOut
+from ._bridge_state import BridgeStatus, EchoFilter, Forwarding, PendingOut
 from ._bridge_topics import rule_for_local, rule_for_remote
 from .bridge import BridgeConfig
 from .broker import Broker
@@ -93,6 +93,10 @@ class BridgeCore:
         self._outgoing = config.outgoing
         self._incoming = config.incoming
         self._forwarding = Forwarding()
+        #: Whether the 3.1.1 CONNECT carries mosquitto's bridge flag; off once
+        #: the remote broker refused it (0x01), as mosquitto's bridges do.
+        self._try_private = config.try_private and not self._v5
+        self._echoes = EchoFilter()
         #: Messages going out whose remote session was lost while the link was down.
         self._parked: list[PendingOut] = []
         self._first_local = True
@@ -159,7 +163,7 @@ class BridgeCore:
             username=config.username,
             password=config.password,
             session_expiry_interval=expiry,
-            bridge=config.try_private and not self._v5,
+            bridge=self._try_private,
         )
         self.remote_events()
 
@@ -242,6 +246,10 @@ class BridgeCore:
         self.last_error = f"the remote broker refused the connection: {event.reason_code.name}"
         if event.reason_string:
             self.last_error += f" ({event.reason_string})"
+        if event.reason_code == ReasonCode.UNSUPPORTED_PROTOCOL_VERSION and self._try_private:
+            # Not mosquitto: MQTT 3.1.1 without the flag, and the echoes filtered here.
+            self._try_private = False
+            self.last_error += "; the next attempt goes without the bridge flag (try_private)"
 
     def _on_remote_disconnected(self, event: Any) -> None:
         assert isinstance(event, Disconnected)
@@ -257,6 +265,10 @@ class BridgeCore:
         remote_id = event.packet_id
         found = rule_for_remote(self._incoming, event.topic)
         if found is None:
+            self._ack_remote(remote_id)
+            return
+        if self._filters_echoes and self._echoes.is_echo(event.topic, event.payload):
+            # Our own message, back from a 3.1.1 broker without No Local.
             self._ack_remote(remote_id)
             return
         rule, topic = found
@@ -426,7 +438,14 @@ class BridgeCore:
             logger.debug("bridge %s: %s not forwarded: %s", self.config.name, topic, exc)
             return None
         self.messages_out += 1
+        if self._filters_echoes and rule_for_remote(self._incoming, topic) is not None:
+            self._echoes.sent(topic, event.payload)
         return remote_id
+
+    @property
+    def _filters_echoes(self) -> bool:
+        """Whether the remote broker may send the bridge its own messages."""
+        return not self._v5 and not self._try_private
 
     def _publish_out(self, pending: PendingOut) -> None:
         try:

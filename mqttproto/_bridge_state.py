@@ -22,15 +22,16 @@ and :class:`BridgeStatus` is what the bridge shows of itself.
 
 from __future__ import annotations
 
+import hashlib
 import random
-from collections import OrderedDict
+from collections import Counter, OrderedDict, deque
 
 import attrs
 
 from .enums import ReasonCode
 from .events import MessageReceived
 
-__all__ = ["Backoff", "BridgeStatus", "Forwarding", "PendingOut"]
+__all__ = ["Backoff", "BridgeStatus", "EchoFilter", "Forwarding", "PendingOut"]
 
 
 class Backoff:
@@ -135,6 +136,51 @@ class Forwarding:
         self.outbound.clear()
         self._out_by_remote.clear()
         self.local_acks_due.clear()
+
+
+class EchoFilter:
+    """The copies of its own messages an MQTT 3.1.1 remote broker sends back.
+
+    With MQTT 5 the bridge subscribes with No Local, and mosquitto honours
+    the bridge flag of 3.1.1 (``try_private``); a 3.1.1 broker that refused
+    the flag sends the bridge every message it published on a ``both``
+    topic. The bridge remembers what it sent on topics it also receives
+    (a digest of topic and payload, the last ``limit`` of them) and drops
+    one message coming back with the same topic and payload for each.
+    """
+
+    def __init__(self, limit: int = 1000) -> None:
+        self.limit = limit
+        self._order: deque[bytes] = deque()
+        self._counts: Counter[bytes] = Counter()
+
+    @staticmethod
+    def _key(topic: str, payload: bytes) -> bytes:
+        return hashlib.blake2b(topic.encode() + b"\0" + payload, digest_size=16).digest()
+
+    def sent(self, topic: str, payload: bytes) -> None:
+        key = self._key(topic, payload)
+        self._order.append(key)
+        self._counts[key] += 1
+        if len(self._order) > self.limit:
+            self._forget(self._order.popleft())
+
+    def is_echo(self, topic: str, payload: bytes) -> bool:
+        """Whether this is a copy of a message sent (and forget one such)."""
+        key = self._key(topic, payload)
+        if not self._counts.get(key):
+            return False
+        self._forget(key)
+        self._order.remove(key)
+        return True
+
+    def _forget(self, key: bytes) -> None:
+        self._counts[key] -= 1
+        if not self._counts[key]:
+            del self._counts[key]
+
+    def __len__(self) -> int:
+        return len(self._order)
 
 
 @attrs.frozen

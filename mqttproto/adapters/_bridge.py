@@ -335,6 +335,8 @@ class AsyncioBridge(BridgeCore):
     def _remote_gone(self, protocol: _RemoteProtocol, why: str) -> None:
         if protocol is not self._protocol:
             return
+        if self.last_error is None:
+            self.last_error = why
         self._remote.receive_eof(self._now())
         self.remote_events()
         self._end(why)

@@ -1,0 +1,270 @@
+"""The bridge between two instances of this broker, and against fake remote
+brokers that refuse, drop the connection or send garbage: the local broker
+serves on whatever the remote one does.
+
+Everything runs in one asyncio loop on 127.0.0.1 (free ports chosen by the
+OS); every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import pytest
+
+from mqttproto.adapters.asyncio import BrokerServer, Client, start_server
+from mqttproto.bridge import BridgeConfig
+from mqttproto.codec import PacketReader, encode_packet
+from mqttproto.enums import ProtocolVersion, QoS, ReasonCode
+from mqttproto.events import MessageReceived
+from mqttproto.packets import ConnAckPacket, ConnectPacket, PubAckPacket, PublishPacket
+
+WAIT = 15.0
+V5 = ProtocolVersion.MQTT_5_0
+V311 = ProtocolVersion.MQTT_3_1_1
+
+
+def run(main: Coroutine[Any, Any, None]) -> None:
+    asyncio.run(asyncio.wait_for(main, 60))
+
+
+async def until(predicate: Callable[[], bool], what: str) -> None:
+    for _ in range(int(WAIT / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not within {WAIT} s: {what}")
+
+
+async def next_message(client: Client) -> MessageReceived:
+    async with asyncio.timeout(WAIT):
+        async for message in client.messages():
+            return message
+    raise AssertionError("the client's messages ended")
+
+
+def bridge(port: int, topics: list[str], **options: Any) -> BridgeConfig:
+    options.setdefault("restart_timeout", 0.05)
+    options.setdefault("restart_timeout_max", 0.2)
+    return BridgeConfig("up", f"127.0.0.1:{port}", topics, client_id="edge1", **options)
+
+
+async def local_round_trip(server: BrokerServer) -> None:
+    """A client of ``server`` receives what another publishes: it serves."""
+    async with Client("127.0.0.1", server.port, client_id="r") as reader:
+        await reader.subscribe("local/#", qos=1)
+        async with Client("127.0.0.1", server.port, client_id="w") as writer:
+            await writer.publish("local/ping", b"pong", qos=1)
+        message = await next_message(reader)
+        assert (message.topic, message.payload) == ("local/ping", b"pong")
+
+
+@pytest.mark.parametrize("version", [4, 5])
+def test_two_instances_each_direction_remapping_and_both_without_loops(version: int) -> None:
+    async def main() -> None:
+        central = await start_server(port=0)
+        topics = ["up/# out 1 edge/ site1/", "down/# in 2", "chat/# both 1"]
+        edge = await start_server(
+            port=0, bridges=[bridge(central.port, topics, protocol_version=version)]
+        )
+        try:
+            await until(lambda: edge.bridges[0].state == "connected", "bridge connected")
+            async with (
+                Client("127.0.0.1", central.port, client_id="c") as remote,
+                Client("127.0.0.1", edge.port, client_id="e") as local,
+            ):
+                await remote.subscribe(["site1/#", "chat/#"], qos=2)
+                await local.subscribe(["down/#", "chat/#"], qos=2)
+                await local.publish("edge/up/t", b"1", qos=2)
+                message = await next_message(remote)
+                assert (message.topic, message.payload, message.qos) == ("site1/up/t", b"1", 1)
+                await remote.publish("down/cmd", b"2", qos=2)
+                message = await next_message(local)
+                assert (message.topic, message.payload, message.qos) == ("down/cmd", b"2", 2)
+                await local.publish("chat/a", b"from-edge", qos=1)
+                await remote.publish("chat/b", b"from-central", qos=1)
+                await local.publish("chat/end", b"end-edge", qos=1)
+                await remote.publish("chat/end", b"end-central", qos=1)
+                for client in (local, remote):
+                    seen = [await next_message(client) for _ in range(4)]
+                    assert sorted(m.payload for m in seen) == sorted(
+                        [b"from-edge", b"from-central", b"end-edge", b"end-central"]
+                    )
+                    # A looped copy would be next; a fresh marker is.
+                await local.publish("chat/last", b"last", qos=1)
+                for client in (local, remote):
+                    assert (await next_message(client)).payload == b"last"
+            status = edge.bridges[0]
+            assert (status.messages_out, status.messages_in, status.in_flight) == (4, 3, 0)
+        finally:
+            await edge.close()
+            await central.close()
+
+    run(main())
+
+
+def test_notifications_on_both_brokers_and_the_status() -> None:
+    async def main() -> None:
+        central = await start_server(port=0)
+        edge = await start_server(
+            port=0, bridges=[bridge(central.port, ["x/# out 0"], protocol_version=5)]
+        )
+        topic = "$SYS/broker/connection/edge1/state"
+        try:
+            await until(lambda: edge.bridges[0].state == "connected", "bridge connected")
+            for server in (edge, central):
+                async with Client("127.0.0.1", server.port) as watch:
+                    await watch.subscribe(topic, qos=1)
+                    message = await next_message(watch)
+                    assert (message.payload, message.retain) == (b"1", True)
+            status = edge.bridges[0]
+            assert (status.name, status.connects, status.last_error) == ("up", 1, None)
+        finally:
+            await edge.close()
+        assert edge.bridges[0].state == "stopped"
+        async with Client("127.0.0.1", central.port) as watch:
+            await watch.subscribe(topic, qos=1)
+            assert (await next_message(watch)).payload == b"0"
+        await central.close()
+
+    run(main())
+
+
+async def fake_remote(
+    handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+) -> tuple[asyncio.Server, int, list[int]]:
+    """A TCP server on 127.0.0.1 answering each connection with ``handler``;
+    the list counts the connections."""
+    attempts: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        attempts.append(1)
+        try:
+            await handler(reader, writer)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1], attempts
+
+
+async def read_packets(
+    reader: asyncio.StreamReader, packets: PacketReader, count: int
+) -> list[Any]:
+    got: list[Any] = []
+    while len(got) < count:
+        async with asyncio.timeout(WAIT):
+            data = await reader.read(65536)
+        assert data, f"the bridge closed the connection after {got}"
+        got += packets.feed(data)
+    return got
+
+
+async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await read_packets(reader, PacketReader(version=None), 1)
+    writer.write(encode_packet(ConnAckPacket(reason_code=ReasonCode.NOT_AUTHORIZED), version=V5))
+    await writer.drain()
+
+
+async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    # The CONNECT read first, so that the close is a FIN, not a reset.
+    await read_packets(reader, PacketReader(version=None), 1)
+
+
+async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await read_packets(reader, PacketReader(version=None), 1)
+    writer.write(b"\xf0\x05garbage and more garbage")
+    await writer.drain()
+
+
+@pytest.mark.parametrize(
+    ("handler", "error"),
+    [
+        (refuse, "refused the connection: NOT_AUTHORIZED"),
+        (drop, "closed the connection"),
+        (garbage, "protocol error from the remote broker"),
+    ],
+)
+def test_a_bad_remote_never_stops_local_service(
+    handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]], error: str
+) -> None:
+    async def main() -> None:
+        fake, port, attempts = await fake_remote(handler)
+        edge = await start_server(
+            port=0, bridges=[bridge(port, ["a/# both 1"], protocol_version=5)]
+        )
+        try:
+            # It keeps trying (back-off), and the broker serves meanwhile.
+            await until(lambda: len(attempts) >= 3, "three attempts")
+            await local_round_trip(edge)
+            status = edge.bridges[0]
+            assert status.state in ("connecting", "down")
+            assert status.connects == 0
+            assert status.last_error is not None and error in status.last_error, status
+        finally:
+            await edge.close()
+            fake.close()
+
+    run(main())
+
+
+def test_an_unreachable_remote_never_stops_local_service() -> None:
+    async def main() -> None:
+        fake, port, _ = await fake_remote(drop)
+        fake.close()
+        await fake.wait_closed()  # nothing listens on that port any more
+        edge = await start_server(port=0, bridges=[bridge(port, ["a/# out 1"])])
+        try:
+            await until(lambda: edge.bridges[0].last_error is not None, "a failed attempt")
+            assert "cannot connect" in (edge.bridges[0].last_error or "")
+            await local_round_trip(edge)
+        finally:
+            await edge.close()
+
+    run(main())
+
+
+def test_a_message_in_flight_when_the_link_drops_is_sent_again() -> None:
+    """The remote broker never acknowledged it: after the reconnection it is
+    resent (DUP), and this broker's session still holds it meanwhile."""
+    publishes: list[PublishPacket] = []
+
+    async def remote(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        packets = PacketReader(version=None)
+        connect = (await read_packets(reader, packets, 1))[0]
+        assert isinstance(connect, ConnectPacket)
+        second = bool(publishes)
+        writer.write(encode_packet(ConnAckPacket(session_present=second), version=V5))
+        (publish,) = await read_packets(reader, packets, 1)
+        assert isinstance(publish, PublishPacket), publish
+        publishes.append(publish)
+        if second:
+            writer.write(encode_packet(PubAckPacket(publish.packet_id), version=V5))
+            await writer.drain()
+            await read_packets(reader, packets, 1)  # until the bridge goes
+        # The first time: dropped before the PUBACK.
+
+    async def main() -> None:
+        fake, port, attempts = await fake_remote(remote)
+        edge = await start_server(
+            port=0,
+            bridges=[bridge(port, ["a/# out 1"], protocol_version=5, notifications=False)],
+        )
+        try:
+            await until(lambda: edge.bridges[0].state == "connected", "bridge connected")
+            async with Client("127.0.0.1", edge.port) as local:
+                await local.publish("a/1", b"once", qos=QoS.AT_LEAST_ONCE)
+            await until(lambda: len(publishes) == 2, "the message sent twice")
+            await until(lambda: edge.bridges[0].in_flight == 0, "the PUBACK passed back")
+        finally:
+            await edge.close()
+            fake.close()
+        first, again = publishes
+        assert (first.topic, first.payload, first.duplicate) == ("a/1", b"once", False)
+        assert (again.topic, again.payload, again.duplicate) == ("a/1", b"once", True)
+        assert again.packet_id == first.packet_id
+        assert len(attempts) == 2
+
+    run(main())
