@@ -9,6 +9,7 @@ OS); every wait is bounded.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -266,5 +267,59 @@ def test_a_message_in_flight_when_the_link_drops_is_sent_again() -> None:
         assert (again.topic, again.payload, again.duplicate) == ("a/1", b"once", True)
         assert again.packet_id == first.packet_id
         assert len(attempts) == 2
+
+    run(main())
+
+
+async def http_get(port: int, path: str) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    async with asyncio.timeout(WAIT):
+        response = await reader.read()
+    writer.close()
+    return response.partition(b"\r\n\r\n")[2]
+
+
+def test_bridge_state_in_metrics_and_the_http_api() -> None:
+    from mqttproto.adapters._http_asyncio import start_http
+
+    async def main() -> None:
+        central = await start_server(port=0)
+        fake, dead_port, _ = await fake_remote(refuse)
+        edge = await start_server(
+            port=0,
+            bridges=[
+                bridge(central.port, ["a/# out 1"], protocol_version=5),
+                BridgeConfig(
+                    "down",
+                    f"127.0.0.1:{dead_port}",
+                    ["b/# in 1"],
+                    client_id="e2",
+                    protocol_version=5,
+                ),
+            ],
+        )
+        http = await start_http(edge)
+        try:
+            await until(lambda: edge.bridges[0].state == "connected", "bridge connected")
+            await until(lambda: edge.bridges[1].last_error is not None, "a refusal")
+            async with Client("127.0.0.1", edge.port) as local:
+                await local.publish("a/1", b"x", qos=1)
+            await until(lambda: edge.bridges[0].in_flight == 0, "acknowledged")
+            metrics = (await http_get(http.addresses[0][1], "/metrics")).decode()
+            assert 'mqttproto_bridge_up{bridge="up"} 1' in metrics
+            assert 'mqttproto_bridge_up{bridge="down"} 0' in metrics
+            assert 'mqttproto_bridge_messages_total{bridge="up",direction="out"} 1' in metrics
+            assert 'mqttproto_bridge_connects_total{bridge="down"} 0' in metrics
+            report = json.loads(await http_get(http.addresses[0][1], "/api/v1/bridges"))
+            up, down = report
+            assert (up["name"], up["state"], up["messages_out"]) == ("up", "connected", 1)
+            assert (down["name"], down["connects"]) == ("down", 0)
+            assert "NOT_AUTHORIZED" in down["last_error"]
+        finally:
+            await http.close()
+            await edge.close()
+            await central.close()
+            fake.close()
 
     run(main())
