@@ -272,7 +272,9 @@ def _encode_connect(packet: ConnectPacket, version: int) -> bytes:
     level = version
     if packet.bridge:
         if v5:
-            raise LocalProtocolError("the bridge flag (protocol level | 0x80) is for MQTT 3.1/3.1.1")
+            raise LocalProtocolError(
+                "the bridge flag (protocol level | 0x80) is for MQTT 3.1/3.1.1"
+            )
         level |= 0x80
     header = name + bytes((level, flags)) + _u16(keep_alive)
     if v5:

@@ -26,12 +26,14 @@ from typing import Any
 
 import attrs
 
+from ._bridge_state import BridgeStatus
 from ._bridge_topics import Direction, TopicRule, parse_topic_line
 from .errors import ProtocolError
 from .topics import validate_topic_name
 
 __all__ = [
     "BridgeConfig",
+    "BridgeStatus",
     "Direction",
     "TopicRule",
     "parse_address",

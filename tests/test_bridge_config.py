@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
+import attrs
 import pytest
 from bridge_tools import bridge_config
 from cli_tools import assert_one_line_error, cli
@@ -15,9 +17,11 @@ from cli_tools import assert_one_line_error, cli
 from mqttproto._bridge_state import Backoff, EchoFilter, Forwarding, PendingOut
 from mqttproto.bridge import BridgeConfig, Direction, TopicRule, parse_address, parse_topic_line
 from mqttproto.cli import broker_settings, build_parser
-from mqttproto.enums import QoS
+from mqttproto.codec import encode_packet
+from mqttproto.enums import ProtocolVersion, QoS
+from mqttproto.errors import LocalProtocolError, UnsupportedProtocolVersion
 from mqttproto.events import MessageReceived
-from mqttproto.packets import PublishPacket
+from mqttproto.packets import ConnectPacket, PublishPacket
 
 # -- topic lines -----------------------------------------------------------------
 
@@ -274,3 +278,22 @@ def test_bridge_must_be_an_array_of_tables(tmp_path: Path) -> None:
     result = cli("broker", "--config", str(path))
     assert_one_line_error(result, 1, b"mqttproto broker: ")
     assert b"bridge must be an array of tables" in result.stderr
+
+
+# -- the bridge flag on the wire ----------------------------------------------------
+
+
+def test_the_bridge_flag_sets_the_top_bit_of_the_protocol_level(codec: Any) -> None:
+    packet = ConnectPacket("edge", ProtocolVersion.MQTT_3_1_1, bridge=True)
+    data = encode_packet(packet, version=ProtocolVersion.MQTT_3_1_1)
+    assert data == bytes.fromhex("1010 0004 4d515454 84 02 003c 0004 65646765")
+    plain = encode_packet(attrs.evolve(packet, bridge=False), version=ProtocolVersion.MQTT_3_1_1)
+    assert plain[8] == 0x04 and plain[:8] + plain[9:] == data[:8] + data[9:]
+    # Not MQTT: a server built on this library refuses it as an unknown level.
+    with pytest.raises(UnsupportedProtocolVersion):
+        codec.PacketReader(version=None).feed(data)
+    with pytest.raises(LocalProtocolError, match="bridge flag"):
+        encode_packet(
+            ConnectPacket("edge", ProtocolVersion.MQTT_5_0, bridge=True),
+            version=ProtocolVersion.MQTT_5_0,
+        )

@@ -195,3 +195,32 @@ def test_outage_loses_no_qos1_message_and_keeps_their_order(tmp_path: Path) -> N
         assert [payload for _, payload, _, _ in got] == [str(n).encode() for n in range(count)]
         assert {qos for _, _, qos, _ in got} == {1}
         assert edge.stop() == 0
+
+
+# -- the examples of docs/bridging.rst ----------------------------------------------
+
+
+def test_doc_example_bridge_asyncio_against_mosquitto() -> None:
+    from doc_examples import run_example
+
+    with MosquittoBroker() as central:
+        out = run_example("bridge_asyncio.py", CENTRAL=f"127.0.0.1:{central.port}")
+    assert out == "site1/sensors/temp 21.5\nbridge central: connected, 1 message(s) out\n"
+
+
+def test_doc_example_bridge_edge_toml_loads_with_the_brokers_loader() -> None:
+    from doc_examples import EXAMPLES
+
+    from mqttproto.bridge import TopicRule
+    from mqttproto.cli import broker_settings, build_parser
+
+    path = EXAMPLES / "bridge_edge.toml"
+    settings = broker_settings(build_parser().parse_args(["broker", "--config", str(path)]))
+    (central,) = settings.bridge
+    assert central.addresses == (("mqtt-a.example.com", 8883), ("mqtt-b.example.com", 8883))
+    assert (central.client_id, central.protocol_version) == ("edge-site1", 5)
+    assert central.cafile == str(EXAMPLES / "central-ca.pem")  # relative to the file
+    assert central.uses_tls and central.restart_timeout_max == 120
+    assert central.topics[0] == TopicRule("sensors/#", "out", 1, "", "site1/")
+    assert central.topics[0].to_remote("sensors/t") == "site1/sensors/t"
+    assert settings.persist == "/var/lib/mqttproto/edge.db"
