@@ -224,3 +224,115 @@ def test_doc_example_bridge_edge_toml_loads_with_the_brokers_loader() -> None:
     assert central.topics[0] == TopicRule("sensors/#", "out", 1, "", "site1/")
     assert central.topics[0].to_remote("sensors/t") == "site1/sensors/t"
     assert settings.persist == "/var/lib/mqttproto/edge.db"
+
+
+def test_outage_queue_is_durable_with_persist(tmp_path: Path) -> None:
+    """With --persist, what waits for the remote broker survives a restart of this one."""
+    count = 20
+    central_dir = tmp_path / "central"
+    central_dir.mkdir()
+    persistent = ["persistence true", f"persistence_location {central_dir}/"]
+    port = free_port()
+    central = MosquittoBroker(persistent, directory=central_dir, port=port)
+    config = bridge_config(
+        tmp_path / "edge.toml",
+        {
+            "name": "central",
+            "address": f"127.0.0.1:{port}",
+            "client_id": CLIENT_ID,
+            "topics": ["data/# out 1"],
+            "restart_timeout": 0.2,
+            "restart_timeout_max": 0.5,
+        },
+        persist=str(tmp_path / "edge.db"),
+    )
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(central)
+        Paho(central.port, "collector", v5=False, clean=False, subscribe=[("data/#", 1)]).close()
+        with ProcessBroker("--config", str(config)) as edge:
+            with Paho(edge.port, "watch", subscribe=[(STATE, 1)]) as watch:
+                watch.until(STATE, b"1")
+                central.__exit__(None, None, None)
+                watch.until(STATE, b"0")
+            with Paho(edge.port, "producer") as producer:
+                for number in range(count):
+                    producer.publish("data/x", str(number), qos=1)
+            assert edge.stop() == 0
+        # A new process on the same file; then the remote broker comes back.
+        with ProcessBroker("--config", str(config)) as edge:
+            stack.enter_context(central)
+            with Paho(edge.port, "watch", subscribe=[(STATE, 1)]) as watch:
+                watch.until(STATE, b"1")
+            with Paho(central.port, "collector", v5=False, clean=False) as collector:
+                got = collector.expect(count)
+            assert edge.stop() == 0
+    assert [payload for _, payload, _, _ in got] == [str(n).encode() for n in range(count)]
+
+
+def test_tls_with_a_client_certificate_and_the_host_name_check(tmp_path: Path) -> None:
+    """mosquitto asks for a client certificate; its own certificate names
+    ``localhost`` only, so reaching it as 127.0.0.1 needs ``insecure``."""
+    import asyncio
+
+    import trustme
+
+    from mqttproto.adapters.asyncio import Client, start_server
+    from mqttproto.bridge import BridgeConfig
+
+    ca = trustme.CA()
+    files = {}
+    for name, cert in (("server", ca.issue_cert("localhost")), ("edge", ca.issue_cert("edge"))):
+        files[name] = (tmp_path / f"{name}.pem", tmp_path / f"{name}.key")
+        cert.private_key_pem.write_to_path(str(files[name][1]))
+        files[name][0].write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    tls_port = free_port()
+    (tmp_path / "mosquitto").mkdir()
+    lines = [
+        f"listener {tls_port} 127.0.0.1",
+        f"cafile {tmp_path / 'ca.pem'}",
+        f"certfile {files['server'][0]}",
+        f"keyfile {files['server'][1]}",
+        "require_certificate true",
+        "allow_anonymous true",
+    ]
+
+    def config(**options: object) -> BridgeConfig:
+        return BridgeConfig(
+            "central",
+            f"127.0.0.1:{tls_port}",
+            ["tls/# out 1"],
+            client_id=CLIENT_ID,
+            cafile=str(tmp_path / "ca.pem"),
+            certfile=str(files["edge"][0]),
+            keyfile=str(files["edge"][1]),
+            restart_timeout=0.2,
+            **options,  # type: ignore[arg-type]
+        )
+
+    async def main(central: MosquittoBroker) -> None:
+        checked = await start_server(port=0, bridges=[config()])
+        try:
+            for _ in range(500):
+                if checked.bridges[0].last_error is not None:
+                    break
+                await asyncio.sleep(0.02)
+            assert "certificate verify failed" in (checked.bridges[0].last_error or "")
+            assert checked.bridges[0].connects == 0
+        finally:
+            await checked.close()
+        edge = await start_server(port=0, bridges=[config(insecure=True)])
+        try:
+            for _ in range(500):
+                if edge.bridges[0].state == "connected":
+                    break
+                await asyncio.sleep(0.02)
+            with Paho(central.port, "remote", subscribe=[("tls/#", 1)]) as remote:
+                async with Client("127.0.0.1", edge.port) as local:
+                    await local.publish("tls/t", b"secret", qos=1)
+                assert await asyncio.to_thread(remote.expect) == [("tls/t", b"secret", 1, False)]
+        finally:
+            await edge.close()
+
+    with MosquittoBroker(lines, directory=tmp_path / "mosquitto") as central:
+        asyncio.run(asyncio.wait_for(main(central), 60))
