@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from mqttproto.adapters.asyncio import BrokerServer, Client, start_server
+from mqttproto.adapters.asyncio import BrokerServer, Client, PublishError, start_server
 from mqttproto.bridge import BridgeConfig
 from mqttproto.codec import PacketReader, encode_packet
 from mqttproto.enums import ProtocolVersion, QoS, ReasonCode
@@ -49,7 +49,8 @@ async def next_message(client: Client) -> MessageReceived:
 def bridge(port: int, topics: list[str], **options: Any) -> BridgeConfig:
     options.setdefault("restart_timeout", 0.05)
     options.setdefault("restart_timeout_max", 0.2)
-    return BridgeConfig("up", f"127.0.0.1:{port}", topics, client_id="edge1", **options)
+    options.setdefault("client_id", "edge1")
+    return BridgeConfig("up", f"127.0.0.1:{port}", topics, **options)
 
 
 async def local_round_trip(server: BrokerServer) -> None:
@@ -321,5 +322,128 @@ def test_bridge_state_in_metrics_and_the_http_api() -> None:
             await edge.close()
             await central.close()
             fake.close()
+
+    run(main())
+
+
+def test_local_username_admits_the_bridge_where_anonymous_clients_are_not() -> None:
+    """With a password file and no anonymous clients, the bridge needs
+    ``local_username``: it is then subject to that user's ACL."""
+    from mqttproto.auth import AclAuthorizer, AclFile, PasswordAuthenticator, PasswordFile
+
+    async def main() -> None:
+        central = await start_server(port=0)
+        passwords = PasswordFile()
+        passwords.set("device", "secret", n=2)
+        authenticator = PasswordAuthenticator(passwords, allow_anonymous=False)
+        acl = AclFile.parse(
+            "user bridge\ntopic read up/#\ntopic write down/#\nuser device\ntopic readwrite #\n"
+        )
+        anonymous = await start_server(
+            port=0,
+            authenticator=authenticator,
+            bridges=[bridge(central.port, ["up/# out 1"], protocol_version=5)],
+        )
+        edge = await start_server(
+            port=0,
+            authenticator=PasswordAuthenticator(passwords, allow_anonymous=False),
+            authorizer=AclAuthorizer(acl),
+            bridges=[
+                bridge(
+                    central.port,
+                    ["up/# out 1", "down/# in 1", "secret/# in 1"],
+                    protocol_version=5,
+                    local_username="bridge",
+                    client_id="edge2",
+                )
+            ],
+        )
+        try:
+            await until(lambda: anonymous.bridges[0].last_error is not None, "a refusal")
+            assert "set local_username" in (anonymous.bridges[0].last_error or "")
+            await until(lambda: edge.bridges[0].state == "connected", "bridge connected")
+            async with (
+                Client("127.0.0.1", central.port) as remote,
+                Client("127.0.0.1", edge.port, username="device", password="secret") as device,
+            ):
+                await remote.subscribe("up/#", qos=1)
+                await device.subscribe(["down/#", "secret/#"], qos=1)
+                await device.publish("up/t", b"1", qos=1)
+                assert (await next_message(remote)).payload == b"1"
+                # The ACL lets the bridge write down/# only: secret/# is dropped.
+                await remote.publish("secret/x", b"no", qos=1)
+                await remote.publish("down/x", b"yes", qos=1)
+                message = await next_message(device)
+                assert (message.topic, message.payload) == ("down/x", b"yes")
+        finally:
+            await edge.close()
+            await anonymous.close()
+            await central.close()
+
+    run(main())
+
+
+def test_a_changed_configuration_leaves_no_old_pattern_in_the_session(tmp_path: Any) -> None:
+    """The bridge's session persists; patterns of an earlier configuration go."""
+    from mqttproto.broker import Broker
+    from mqttproto.store import SQLiteStore
+
+    async def serve_once(central_port: int, topics: list[str]) -> list[str]:
+        store = SQLiteStore(str(tmp_path / "edge.db"))
+        broker = Broker(store=store)
+        edge = await start_server(
+            port=0, broker=broker, bridges=[bridge(central_port, topics, protocol_version=5)]
+        )
+        config = edge.bridges[0]
+        try:
+            await until(lambda: edge.bridges[0].state == "connected", "bridge connected")
+            client_id = "local.edge1"
+            wanted = sorted(rule.split()[0] for rule in topics if " in " not in rule)
+            await until(
+                lambda: sorted(s.topic_filter for s in broker.subscriptions(client_id)) == wanted,
+                f"subscriptions {wanted}",
+            )
+            return sorted(s.topic_filter for s in broker.subscriptions(client_id))
+        finally:
+            await edge.close()
+            store.commit()
+            store.close()
+            assert config.name == "up"
+
+    async def main() -> None:
+        central = await start_server(port=0)
+        try:
+            assert await serve_once(central.port, ["old/# out 1", "kept/# out 1"]) == [
+                "kept/#",
+                "old/#",
+            ]
+            assert await serve_once(central.port, ["kept/# out 1", "new/+ out 0"]) == [
+                "kept/#",
+                "new/+",
+            ]
+        finally:
+            await central.close()
+
+    run(main())
+
+
+def test_a_client_may_publish_only_its_own_connection_state_under_sys() -> None:
+    async def main() -> None:
+        server = await start_server(port=0)
+        try:
+            async with Client("127.0.0.1", server.port) as watch:
+                await watch.subscribe("$SYS/broker/connection/#", qos=1)
+                async with Client("127.0.0.1", server.port, client_id="other") as other:
+                    for topic in ("$SYS/broker/connection/edge9/state", "$SYS/broker/x"):
+                        with pytest.raises(PublishError, match="NOT_AUTHORIZED"):
+                            await other.publish(topic, b"1", qos=1)
+                    await other.publish("$SYS/broker/connection/other/state", b"1", qos=1)
+                message = await next_message(watch)
+                assert (message.topic, message.payload) == (
+                    "$SYS/broker/connection/other/state",
+                    b"1",
+                )
+        finally:
+            await server.close()
 
     run(main())
