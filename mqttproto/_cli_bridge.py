@@ -50,6 +50,16 @@ def _number(value: object) -> float:
     return float(value)
 
 
+def _timeouts(value: object) -> float | list[float]:
+    # A number, or mosquitto's two values: [first delay, longest delay].
+    if isinstance(value, list) and len(value) == 2:
+        return [_number(item) for item in value]
+    try:
+        return _number(value)
+    except TypeError:
+        raise TypeError("a number, or [first, longest] in seconds") from None
+
+
 def _strings(value: object) -> str | list[str]:
     if isinstance(value, str):
         return value
@@ -80,7 +90,7 @@ _KEYS: dict[str, tuple[Callable[[object], Any], bool]] = {
     "try_private": (_bool, False),
     "notifications": (_bool, False),
     "notification_topic": (_str, False),
-    "restart_timeout": (_number, False),
+    "restart_timeout": (_timeouts, False),
     "restart_timeout_max": (_number, False),
     "tls": (_bool, False),
     "cafile": (_str, True),
@@ -131,6 +141,11 @@ def _one(table: object, index: int, base: Path) -> BridgeConfig:
         if needed not in values:
             raise ValueError(f"{label}: {needed} is missing")
     values["addresses"] = values.pop("address")
+    timeouts = values.get("restart_timeout")
+    if isinstance(timeouts, list):
+        if "restart_timeout_max" in values:
+            raise ValueError(f"{label}: restart_timeout has two values and restart_timeout_max")
+        values["restart_timeout"], values["restart_timeout_max"] = timeouts
     try:
         return BridgeConfig(**values)
     except ValueError as exc:

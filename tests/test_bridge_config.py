@@ -213,7 +213,13 @@ def test_bridge_tables_are_read_with_files_relative_to_the_config(tmp_path: Path
             "keepalive_interval": 30,  # mosquitto's name
             "restart-timeout": 2,
         },
-        {"name": "backup", "address": "c.example", "topics": ["#"], "protocol_version": 5},
+        {
+            "name": "backup",
+            "address": "c.example",
+            "topics": ["#"],
+            "protocol_version": 5,
+            "restart_timeout": [1, 60],
+        },
         port=1884,
     )
     settings = broker_settings(build_parser().parse_args(["broker", "--config", str(path)]))
@@ -223,6 +229,7 @@ def test_bridge_tables_are_read_with_files_relative_to_the_config(tmp_path: Path
     assert (central.keep_alive, central.restart_timeout) == (30, 2.0)
     assert central.topics[0] == TopicRule("sensors/#", "out", 1, "edge/", "site1/")
     assert (backup.name, backup.protocol_version) == ("backup", 5)
+    assert (backup.restart_timeout, backup.restart_timeout_max) == (1.0, 60.0)
 
 
 @pytest.mark.parametrize(
@@ -245,6 +252,10 @@ def test_bridge_tables_are_read_with_files_relative_to_the_config(tmp_path: Path
         ({"name": "c", "address": "h", "topics": "a/#"}, "bridge c: topics must be a list"),
         ({"name": "c", "address": "h", "topics": ["a"], "colour": 1}, "unknown setting 'colour'"),
         ({"name": "c", "address": "h", "topics": ["a"], "keep_alive": "x"}, "keep_alive must be"),
+        (
+            {"name": "c", "address": "h", "topics": ["a"], "restart_timeout": [1, 2, 3]},
+            "bridge c: restart_timeout must be a number, or [first, longest] in seconds",
+        ),
         (
             {"name": "c", "address": "h", "topics": ["a"], "protocol_version": 3},
             "bridge c: protocol_version must be 4",

@@ -247,7 +247,12 @@ class AsyncioBridge(BridgeCore):
         link.send()
         ended = self._ended
         assert ended is not None
-        done, _ = await asyncio.wait({ready, ended}, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {ready, ended}, timeout=self.config.connect_timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if not done:
+            self.last_error = "the local broker did not answer the bridge's CONNECT in time"
+            return False
         if ready not in done or ready.exception() is not None:
             if ready.done() and ready.exception() is not None:
                 self.last_error = str(ready.exception())
