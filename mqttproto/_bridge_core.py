@@ -100,6 +100,8 @@ class BridgeCore:
         #: Messages going out whose remote session was lost while the link was down.
         self._parked: list[PendingOut] = []
         self._first_local = True
+        #: Whether "the outage queue is full" was logged in this outage.
+        self._queue_full_logged = False
         self._accepted_this_time = False
         self._stopping = False
         #: Whether the local link in use is open (events of an old one are ignored).
@@ -226,7 +228,10 @@ class BridgeCore:
             event.session_present,
         )
         if config.notifications:
-            self._remote.publish(config.notification_topic, b"1", qos=1, retain=True)
+            try:
+                self._remote.publish(config.notification_topic, b"1", qos=1, retain=True)
+            except LocalProtocolError as exc:  # a broker without QoS 1 or retain, say
+                logger.warning("bridge %s: notification not sent: %s", config.name, exc)
             self.notify_local(b"1")
         subs: dict[str, Subscription] = {}
         for rule in self._incoming:
@@ -236,7 +241,10 @@ class BridgeCore:
                     rule.remote_filter, rule.qos, no_local=self._v5, retain_as_published=self._v5
                 )
         if subs:
-            self._remote.subscribe(list(subs.values()))
+            try:
+                self._remote.subscribe(list(subs.values()))
+            except LocalProtocolError as exc:  # no wildcard subscriptions there, say
+                logger.warning("bridge %s: cannot subscribe: %s", config.name, exc)
         parked, self._parked = self._parked, []
         for pending in parked:
             self._publish_out(pending)
@@ -386,7 +394,10 @@ class BridgeCore:
             if stale:
                 self._local.unsubscribe(stale)
         if wanted:
-            self._local.subscribe(list(wanted.values()))
+            try:
+                self._local.subscribe(list(wanted.values()))
+            except LocalProtocolError as exc:  # wildcards turned off here, say
+                logger.warning("bridge %s: cannot subscribe here: %s", self.config.name, exc)
         due, self._forwarding.local_acks_due = self._forwarding.local_acks_due, []
         for local_id, code in due:
             self._ack_local(local_id, code)

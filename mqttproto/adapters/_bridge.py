@@ -128,7 +128,6 @@ class AsyncioBridge(BridgeCore):
         self._timer: asyncio.TimerHandle | None = None
         self._ended: asyncio.Future[str] | None = None
         self._ready: asyncio.Future[None] | None = None
-        self._queue_full_logged = False
 
     # -- lifecycle ----------------------------------------------------------------
 
