@@ -291,10 +291,11 @@ class BridgeCore:
             logger.warning("bridge %s: %s not brought in: %s", self.config.name, topic, exc)
             self._ack_remote(remote_id)
             return
-        self.messages_in += 1
         if local_id is not None and remote_id is not None:
+            # Counted once this broker has it (_on_local_acknowledged).
             self._forwarding.sent_in(local_id, remote_id)
         else:
+            self.messages_in += 1
             self._ack_remote(remote_id)
 
     def _ack_remote(self, remote_id: int | None, code: ReasonCode = ReasonCode.SUCCESS) -> None:
@@ -317,6 +318,8 @@ class BridgeCore:
             logger.warning(
                 "bridge %s: the remote broker refused a message: %s", self.config.name, code.name
             )
+        else:
+            self.messages_out += 1
         self._ack_local(local_id, code)
 
     def _on_remote_discarded(self, event: Any) -> None:
@@ -448,7 +451,10 @@ class BridgeCore:
             self.messages_dropped += 1
             logger.debug("bridge %s: %s not forwarded: %s", self.config.name, topic, exc)
             return None
-        self.messages_out += 1
+        if not qos:
+            # (QoS 1/2: counted once the remote broker has it, in
+            # _on_remote_acknowledged; a resend is not a second message.)
+            self.messages_out += 1
         if self._filters_echoes and rule_for_remote(self._incoming, topic) is not None:
             self._echoes.sent(topic, event.payload)
         return remote_id
@@ -478,6 +484,12 @@ class BridgeCore:
     def _on_local_acknowledged(self, event: Any) -> None:
         assert isinstance(event, PublishAcknowledged)
         remote_id = self._forwarding.local_acknowledged(event.packet_id)
+        if remote_id is None:
+            return
+        if event.reason_code >= 0x80:
+            self.messages_dropped += 1
+        else:
+            self.messages_in += 1
         self._ack_remote(remote_id, event.reason_code)
 
     def _on_local_discarded(self, event: Any) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import socket
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -18,6 +20,7 @@ import pytest
 from mqttproto.adapters.asyncio import BrokerServer, Client, PublishError, start_server
 from mqttproto.bridge import BridgeConfig
 from mqttproto.codec import PacketReader, encode_packet
+from mqttproto.config import BrokerConfig
 from mqttproto.enums import ProtocolVersion, QoS, ReasonCode
 from mqttproto.events import MessageReceived
 from mqttproto.packets import ConnAckPacket, ConnectPacket, PubAckPacket, PublishPacket
@@ -212,11 +215,18 @@ def test_a_bad_remote_never_stops_local_service(
     run(main())
 
 
+def reserved_port() -> tuple[socket.socket, int]:
+    """A port on 127.0.0.1 bound and not listening: connecting to it is
+    refused, and no server started meanwhile (the bridging broker itself,
+    say) can take it. Close the socket to free it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock, sock.getsockname()[1]
+
+
 def test_an_unreachable_remote_never_stops_local_service() -> None:
     async def main() -> None:
-        fake, port, _ = await fake_remote(drop)
-        fake.close()
-        await fake.wait_closed()  # nothing listens on that port any more
+        reserved, port = reserved_port()
         edge = await start_server(port=0, bridges=[bridge(port, ["a/# out 1"])])
         try:
             await until(lambda: edge.bridges[0].last_error is not None, "a failed attempt")
@@ -224,6 +234,7 @@ def test_an_unreachable_remote_never_stops_local_service() -> None:
             await local_round_trip(edge)
         finally:
             await edge.close()
+            reserved.close()
 
     run(main())
 
@@ -447,3 +458,57 @@ def test_a_client_may_publish_only_its_own_connection_state_under_sys() -> None:
             await server.close()
 
     run(main())
+
+
+def test_outage_queue_bound_refuses_counts_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
+    """The remote broker was never reached: the bridge's session exists all
+    the same and queues, up to max_queued_messages; past it an MQTT 5
+    publisher hears 0x97, the broker counts it, the bridge logs it once;
+    what was queued arrives, in order, once the remote broker is there."""
+
+    async def main() -> None:
+        reserved, port = reserved_port()  # the remote broker's port, nobody there yet
+        edge = await start_server(
+            port=0,
+            config=BrokerConfig(max_queued_messages=5),
+            bridges=[bridge(port, ["q/# out 1"], protocol_version=5, notifications=False)],
+        )
+        central: BrokerServer | None = None
+        got: list[MessageReceived] = []
+        try:
+            await until(
+                lambda: any(s.client_id == "local.edge1" for s in edge.broker.sessions()),
+                "the bridge's session",
+            )
+            async with Client("127.0.0.1", edge.port) as local:
+                for number in range(5):
+                    await local.publish(f"q/{number}", str(number), qos=1)
+                for number in range(5, 8):
+                    with pytest.raises(PublishError) as refused:
+                        await local.publish(f"q/{number}", str(number), qos=1)
+                    assert refused.value.reason_code == ReasonCode.QUOTA_EXCEEDED
+            assert edge.broker.statistics(0.0).dropped["queue_full"] == 3
+            # A few more attempts: the line is logged once in the outage.
+            await until(lambda: caplog.text.count("next attempt") >= 4, "four attempts")
+            assert caplog.text.count("messages wait for the remote broker") == 1
+            assert edge.bridges[0].connects == 0
+            reserved.close()
+            central = await start_server(port=port)
+            options: dict[str, Any] = {"clean_start": False, "session_expiry_interval": 60}
+            async with Client("127.0.0.1", central.port, client_id="c", **options) as remote:
+                await remote.subscribe("q/#", qos=1)
+            await until(
+                lambda: (edge.bridges[0].messages_out, edge.bridges[0].in_flight) == (5, 0),
+                "five messages out and acknowledged",
+            )
+            async with Client("127.0.0.1", central.port, client_id="c", **options) as remote:
+                got = [await next_message(remote) for _ in range(5)]
+        finally:
+            await edge.close()
+            reserved.close()
+            if central is not None:
+                await central.close()
+        assert [m.payload for m in got] == [b"0", b"1", b"2", b"3", b"4"]
+
+    with caplog.at_level(logging.INFO, logger="mqttproto.bridge"):
+        run(main())

@@ -37,8 +37,8 @@ async def main() -> None:
             async for message in central.messages():
                 print(message.topic, message.payload.decode())
                 break
-        status = edge.bridges[0]
-        print(f"bridge {status.name}: {status.state}, {status.messages_out} message(s) out")
+        status = edge.bridges[0]  # state, counters, last error: see "Seeing the state"
+        print(f"bridge {status.name}: {status.state}")
 
 
 asyncio.run(main())

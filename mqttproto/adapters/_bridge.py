@@ -165,6 +165,7 @@ class AsyncioBridge(BridgeCore):
     async def _run(self) -> None:
         config = self.config
         self.notify_local(b"0")
+        await self._prepare_session()
         index = 0
         while not self._stopping:
             host, port = config.addresses[index]
@@ -225,6 +226,20 @@ class AsyncioBridge(BridgeCore):
         reason = await self._ended
         self.last_error = self.last_error or reason
         return self._accepted_this_time
+
+    async def _prepare_session(self) -> None:
+        """Make sure the bridge's session exists here, subscribed, before the
+        remote broker was ever reached: from the start, what is published
+        for it waits in that session's queue."""
+        loop = self._loop
+        assert loop is not None
+        self._ended = loop.create_future()
+        try:
+            if not await self._open_local():
+                logger.warning("bridge %s: %s", self.config.name, self.last_error)
+        finally:
+            self._teardown("session prepared")
+            self.last_error = None
 
     async def _open_local(self) -> bool:
         loop = self._loop
