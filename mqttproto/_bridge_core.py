@@ -216,6 +216,15 @@ class BridgeCore:
     def _on_remote_accepted(self, event: Any) -> None:
         assert isinstance(event, ConnectionAccepted)
         config = self.config
+        if any(s.client_id == config.client_id and s.connected for s in self._broker.sessions()):
+            # The remote broker is this one (an address that leads back here):
+            # every message would go round for ever.
+            self.last_error = "the remote broker is this broker itself: not bridging to it"
+            logger.error("bridge %s: %s (%s)", config.name, self.last_error, self.address)
+            with contextlib.suppress(LocalProtocolError):
+                self._remote.disconnect()
+            self._end(self.last_error)
+            return
         self.connects += 1
         self._accepted_this_time = True
         self.state = CONNECTED

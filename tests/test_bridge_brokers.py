@@ -512,3 +512,19 @@ def test_outage_queue_bound_refuses_counts_and_logs_once(caplog: pytest.LogCaptu
 
     with caplog.at_level(logging.INFO, logger="mqttproto.bridge"):
         run(main())
+
+
+def test_a_bridge_to_this_broker_itself_is_refused_not_looped() -> None:
+    async def main() -> None:
+        reserved, port = reserved_port()
+        reserved.close()  # for this broker to listen on
+        edge = await start_server(port=port, bridges=[bridge(port, ["q/# both 1"])])
+        try:
+            itself = "the remote broker is this broker itself: not bridging to it"
+            await until(lambda: edge.bridges[0].last_error == itself, "the refusal")
+            assert edge.bridges[0].state != "connected"
+            await local_round_trip(edge)
+        finally:
+            await edge.close()
+
+    run(main())
