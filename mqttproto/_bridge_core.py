@@ -246,6 +246,9 @@ class BridgeCore:
         for rule in self._incoming:
             old = subs.get(rule.remote_filter)
             if old is None or old.max_qos < rule.qos:
+                # MQTT 5: No Local, so what the bridge publishes there does not
+                # come back [MQTT-3.8.3-3], and Retain As Published, so retain
+                # flags cross as they were set [MQTT-3.3.1-12].
                 subs[rule.remote_filter] = Subscription(
                     rule.remote_filter, rule.qos, no_local=self._v5, retain_as_published=self._v5
                 )
@@ -388,6 +391,10 @@ class BridgeCore:
         for rule in self._outgoing:
             old = wanted.get(rule.local_filter)
             if old is None or old.max_qos < rule.qos:
+                # No Local [MQTT-3.8.3-3] and Retain As Published
+                # [MQTT-3.3.1-12], as on the remote side; the retained
+                # messages only for a new subscription [MQTT-3.3.1-10], not
+                # again at each reconnection of the persistent session.
                 wanted[rule.local_filter] = Subscription(
                     rule.local_filter,
                     rule.qos,

@@ -68,7 +68,8 @@ def connected(topics: list[str], **options: object) -> tuple[Core, PacketReader,
     for conn, reader in ((core._local, local_in), (core._remote, remote_in)):
         for packet in sent(reader, conn.data_to_send(100.0)):
             assert isinstance(packet, SubscribePacket)
-            assert all(s.no_local for s in packet.subscriptions)  # no loops
+            assert all(s.no_local for s in packet.subscriptions)  # no loops [MQTT-3.8.3-3]
+            assert all(s.retain_as_published for s in packet.subscriptions)  # [MQTT-3.3.1-12]
             suback = SubAckPacket(
                 packet.packet_id, tuple(ReasonCode(s.max_qos) for s in packet.subscriptions)
             )
