@@ -92,8 +92,12 @@ def test_both_without_loops(tmp_path: Path, version: int) -> None:
         assert edge.stop() == 0
 
 
-def test_retained_messages_keep_their_flag_both_ways(tmp_path: Path) -> None:
-    with bridged(tmp_path, ["status/# out 1", "config/# in 1"], version=5) as (central, edge):
+@pytest.mark.parametrize("version", [4, 5])
+def test_retained_messages_keep_their_flag_both_ways(tmp_path: Path, version: int) -> None:
+    with bridged(tmp_path, ["status/# out 1", "config/# in 1"], version=version) as (
+        central,
+        edge,
+    ):
         with Paho(edge.port, "pub-local") as local_pub:
             local_pub.publish("status/edge", b"online", qos=1, retain=True)
         with Paho(central.port, "pub-remote") as remote_pub:
