@@ -41,8 +41,11 @@ def bridged(
             },
         )
         with ProcessBroker("--config", str(config)) as edge:
-            with Paho(edge.port, "watch", subscribe=[(STATE, 1)]) as watch:
-                watch.until(STATE, b"1")
+            # Connected, and its "1" on both brokers (so that a later
+            # subscriber of the central one gets it retained).
+            for port in (edge.port, central.port):
+                with Paho(port, "watch", subscribe=[(STATE, 1)]) as watch:
+                    watch.until(STATE, b"1")
             yield central, edge
 
 
@@ -98,10 +101,17 @@ def test_retained_messages_keep_their_flag_both_ways(tmp_path: Path, version: in
         central,
         edge,
     ):
-        with Paho(edge.port, "pub-local") as local_pub:
-            local_pub.publish("status/edge", b"online", qos=1, retain=True)
-        with Paho(central.port, "pub-remote") as remote_pub:
-            remote_pub.publish("config/rate", b"10", qos=1, retain=True)
+        with (
+            Paho(central.port, "watch-remote", subscribe=[("status/#", 1)]) as watch_remote,
+            Paho(edge.port, "watch-local", subscribe=[("config/#", 1)]) as watch_local,
+        ):
+            with Paho(edge.port, "pub-local") as local_pub:
+                local_pub.publish("status/edge", b"online", qos=1, retain=True)
+            with Paho(central.port, "pub-remote") as remote_pub:
+                remote_pub.publish("config/rate", b"10", qos=1, retain=True)
+            # Across the bridge (live: paho asks no Retain As Published).
+            assert watch_remote.expect()[0][:2] == ("status/edge", b"online")
+            assert watch_local.expect()[0][:2] == ("config/rate", b"10")
         # Retained on the far side: a subscriber that comes later gets them.
         with Paho(central.port, "late-remote", subscribe=[("status/#", 1)]) as late_remote:
             assert late_remote.expect() == [("status/edge", b"online", 1, True)]
