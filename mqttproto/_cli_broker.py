@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from ._cli_bridge import bridges_from_toml, check_bridge_files
 from ._cli_common import Subparsers, positive_float, positive_int
 from ._cli_config import TOML_ALIASES, add_config_arguments, config_checks, config_from
 from ._cli_http import HTTP_SETTINGS, add_http_arguments, check_http_settings, start_http_listener
@@ -73,6 +74,10 @@ def _str(value: object) -> str:
     return value
 
 
+def _no_flag(value: object) -> object:
+    raise TypeError("read by its own reader")
+
+
 #: Every setting: its TOML/argparse name, how a TOML value is checked, its
 #: default, and whether it names a file (relative to the config file's folder).
 #: Every BrokerConfig field is one too (:mod:`._cli_config`), default None:
@@ -104,6 +109,8 @@ SETTINGS: dict[str, tuple[Callable[[object], Any], Any, bool]] = {
     **LOG_SETTINGS,
     "persist": (_path, None, True),
     "sync": (sync_mode, None, False),
+    # [[bridge]] tables: read by _load_config itself (bridges_from_toml).
+    "bridge": (_no_flag, (), False),
 }
 
 
@@ -142,6 +149,12 @@ def _load_config(path: str) -> dict[str, Any]:
             # max_keepalive and max_keep_alive, say: which one would win?
             raise ConfigError(f"{path}: {key} and {keys[name]} are the same setting")
         keys[name] = key
+        if name == "bridge":
+            try:
+                settings[name] = bridges_from_toml(value, base)
+            except ValueError as exc:
+                raise ConfigError(f"{path}: {exc}") from None
+            continue
         check, _, is_file = SETTINGS[name]
         try:
             value = check(value)
@@ -384,6 +397,9 @@ def command_broker(args: argparse.Namespace) -> int:
         listeners = _listeners(settings, context)
     except ValueError as exc:
         return _fail(str(exc))
+    bridge_problem = check_bridge_files(settings.bridge)
+    if bridge_problem is not None:
+        return _fail(bridge_problem)
     try:
         store = open_store(settings)
     except StoreError as exc:
@@ -393,6 +409,7 @@ def command_broker(args: argparse.Namespace) -> int:
         "authenticator": authenticator,
         "authorizer": authorizer,
         "listeners": listeners,
+        "bridges": settings.bridge,
     }
     if store is not None:
         # The durable core: its flush() is the group commit, once per pump.
@@ -401,6 +418,7 @@ def command_broker(args: argparse.Namespace) -> int:
                 config, store=store, authenticator=authenticator, authorizer=authorizer
             ),
             "listeners": listeners,
+            "bridges": settings.bridge,
         }
     for name in (
         "max_buffered_output",

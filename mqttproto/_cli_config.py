@@ -62,7 +62,10 @@ HELP: dict[str, tuple[str, str]] = {
         "broker-wide bytes of queued and in-flight messages (each counted once); "
         "readers that are behind are held back past it",
     ),
-    "queue_qos0_offline": ("", "queue QoS 0 messages for a persistent session whose client is away"),
+    "queue_qos0_offline": (
+        "",
+        "queue QoS 0 messages for a persistent session whose client is away",
+    ),
     "max_subscriptions_per_session": ("N", "subscriptions one session may hold"),
     "max_filters_per_subscribe": ("N", "topic filters one SUBSCRIBE may carry"),
     "max_topic_levels": ("N", "levels of a topic name or filter"),

@@ -39,6 +39,7 @@ class ClientSettings(Protocol):
     @property
     def version(self) -> ProtocolVersion: ...
 
+
 __all__ = [
     "CONN_LOST",
     "OVERSIZE_PACKET",

@@ -6,8 +6,8 @@ Everything goes through :mod:`logging`, one logger per area, all under
 ``mqttproto``: ``mqttproto.broker`` (connections: opened, accepted, closed by
 whom and why; TLS handshake failures, with the peer and OpenSSL's reason),
 ``mqttproto.broker.packets`` (the ``-vv`` trace),
-``mqttproto.broker.reload`` (SIGHUP) and ``mqttproto.http`` (the HTTP
-listener). An application embedding the broker routes them as it likes.
+``mqttproto.broker.reload`` (SIGHUP), ``mqttproto.http`` (the HTTP
+listener) and ``mqttproto.bridge`` (the bridges). An application embedding the broker routes them as it likes.
 """
 
 from __future__ import annotations

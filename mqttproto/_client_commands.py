@@ -230,4 +230,3 @@ class ClientCommands:
         self._auth_challenged = False
         if self.state is _S.CONNECTED:
             self._reauthenticating = True
-

@@ -110,7 +110,6 @@ class ClientInput:
 
         def _send_released(self, packets: Iterable[PublishPacket]) -> None: ...
 
-
     def _on_connack(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, ConnAckPacket)
         if packet.reason_code >= 0x80:

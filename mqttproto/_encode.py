@@ -269,7 +269,14 @@ def _encode_connect(packet: ConnectPacket, version: int) -> bytes:
         payload.append(_encode_binary(packet.password, "password"))
     keep_alive = _check_int(packet.keep_alive, 0, 0xFFFF, "keep_alive")
     name = b"\x00\x06MQIsdp" if version == ProtocolVersion.MQTT_3_1 else b"\x00\x04MQTT"
-    header = name + bytes((version, flags)) + _u16(keep_alive)
+    level = version
+    if packet.bridge:
+        if v5:
+            raise LocalProtocolError(
+                "the bridge flag (protocol level | 0x80) is for MQTT 3.1/3.1.1"
+            )
+        level |= 0x80
+    header = name + bytes((level, flags)) + _u16(keep_alive)
     if v5:
         header += _encode_properties(packet, PacketType.CONNECT)
     else:

@@ -24,6 +24,7 @@ __all__ = [
     "_encode_varint",
 ]
 
+
 def _encode_varint(value: int) -> bytes:
     if value < 0x80:
         return bytes((value,))

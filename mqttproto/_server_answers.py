@@ -346,13 +346,18 @@ class ServerAnswers:
                 f"no UNSUBSCRIBE with packet id {packet_id} waits for UNSUBACK"
             )
         if self._version == _V5:
-            codes = [_C.SUCCESS] * count if reason_codes is None else [
-                ReasonCode(c) for c in reason_codes
-            ]
+            codes = (
+                [_C.SUCCESS] * count
+                if reason_codes is None
+                else [ReasonCode(c) for c in reason_codes]
+            )
             if len(codes) != count:
                 raise LocalProtocolError(f"UNSUBACK needs {count} reason codes, not {len(codes)}")
             ack = UnsubAckPacket(
-                packet_id, codes, reason_string=reason_string, user_properties=tuple(user_properties)
+                packet_id,
+                codes,
+                reason_string=reason_string,
+                user_properties=tuple(user_properties),
             )
         else:
             ack = UnsubAckPacket(packet_id, ())

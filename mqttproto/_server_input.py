@@ -162,7 +162,6 @@ class ServerInput:
         timeout = self.config.connect_timeout
         return None if timeout is None else self._opened_at + timeout
 
-
     def handle_timer(self, now: float) -> None:
         """Close the connection if its deadline (:meth:`get_timer`) passed.
 
@@ -185,7 +184,6 @@ class ServerInput:
             reason = _C.MAXIMUM_CONNECT_TIME
         self._move(Input.TIMEOUT)
         self._close(Disconnected(reason))
-
 
     def _handle_next(self) -> bool:
         """Handle the next packet received; False when there is nothing to do
@@ -244,11 +242,9 @@ class ServerInput:
             self._events.append(event)
         return True
 
-
     def _end_of_stream(self, now: float) -> None:
         self._move(Input.RECV_EOF)
         self._connection_ended(_C.UNSPECIFIED_ERROR, now)
-
 
     def _too_many_properties(self, properties: tuple[tuple[str, str], ...]) -> bool:
         """Whether user properties pass ``max_user_properties`` / ``max_user_property_bytes``."""
@@ -260,7 +256,6 @@ class ServerInput:
         if size * 4 <= limit:
             return False
         return sum(_utf8_length(name) + _utf8_length(value) for name, value in properties) > limit
-
 
     def _goodbye(self, exc: RemoteProtocolError) -> Packet | None:
         if self.state is _S.CONNECTED:
@@ -283,10 +278,8 @@ class ServerInput:
             return None
         return ConnAckPacket(False, exc.reason_code)
 
-
     def _connection_ended(self, reason_code: ReasonCode, now: float) -> None:
         self._close(Disconnected(reason_code))
-
 
     def _on_connect(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, ConnectPacket)
@@ -355,7 +348,6 @@ class ServerInput:
             )
         )
 
-
     def _on_auth(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, AuthPacket)
         connect = self._connect  # None once accepted without a method
@@ -395,7 +387,6 @@ class ServerInput:
             )
         )
 
-
     def _on_subscribe(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, SubscribePacket)
         packet_id = packet.packet_id
@@ -422,7 +413,6 @@ class ServerInput:
             )
         )
 
-
     def _on_unsubscribe(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, UnsubscribePacket)
         if packet.user_properties and self._too_many_properties(packet.user_properties):
@@ -439,11 +429,9 @@ class ServerInput:
             UnsubscribeRequested(packet_id, tuple(packet.topic_filters), packet.user_properties)
         )
 
-
     def _on_pingreq(self, packet: Packet, now: float) -> None:
         # [MQTT-3.12.4-1]: the server answers PINGREQ with PINGRESP.
         self._write(_PINGRESP)
-
 
     def _on_disconnect(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, DisconnectPacket)
@@ -462,4 +450,3 @@ class ServerInput:
                 by_client=True,
             )
         )
-

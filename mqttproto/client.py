@@ -54,7 +54,6 @@ _PINGREQ = encode_packet(PingReqPacket(), version=ProtocolVersion.MQTT_3_1_1)
 _QOS: dict[int, QoS] = {int(q): q for q in QoS}
 
 
-
 class ClientConnection(ClientCommands, ClientInput, MessageFlows, Connection):
     """The client side of an MQTT connection, without I/O.
 
@@ -193,6 +192,7 @@ class ClientConnection(ClientCommands, ClientInput, MessageFlows, Connection):
         user_properties: Iterable[tuple[str, str]] = (),
         authentication_method: str | None = None,
         authentication_data: bytes | None = None,
+        bridge: bool = False,
     ) -> None:
         """Start a network connection: queue CONNECT.
 
@@ -202,7 +202,9 @@ class ClientConnection(ClientCommands, ClientInput, MessageFlows, Connection):
         :class:`~mqttproto.events.ConnectionAccepted`).
 
         In MQTT 3.1/3.1.1 the MQTT 5 arguments must be left out; the limits
-        from the config are still enforced locally.
+        from the config are still enforced locally. ``bridge`` (3.1/3.1.1)
+        marks the connection as a mosquitto bridge's (see
+        :class:`~mqttproto.packets.ConnectPacket`).
         """
         if (self.state, Input.SEND_CONNECT) not in TRANSITIONS:
             raise LocalProtocolError(f"connect() while {self.state.value}")
@@ -236,6 +238,7 @@ class ClientConnection(ClientCommands, ClientInput, MessageFlows, Connection):
             user_properties=user_properties,
             authentication_method=authentication_method,
             authentication_data=authentication_data,
+            bridge=bridge,
         )
         if not v5 and (receive_maximum or maximum_packet_size or topic_alias_maximum):
             raise LocalProtocolError(

@@ -258,9 +258,7 @@ class BrokerConfig:
     #: (``Broker.messages_dropped``, ``$SYS``); an MQTT 5 QoS 1/2 publisher
     #: hears 0x97 *Quota exceeded* when no subscriber took its message.
     #: None: no limit.
-    memory_limit: int | None = attrs.field(
-        default=256 * 1024 * 1024, validator=_optional_positive
-    )
+    memory_limit: int | None = attrs.field(default=256 * 1024 * 1024, validator=_optional_positive)
     #: Whether QoS 0 messages are queued for a persistent session whose
     #: client is away (the protocol allows either).
     queue_qos0_offline: bool = True
@@ -305,9 +303,7 @@ class BrokerConfig:
     #: its retained PUBLISH is refused as past the broker-wide limits, so that
     #: one client cannot use up everyone's quota.
     max_retained_messages_per_client: int = attrs.field(default=10_000, validator=_positive)
-    max_retained_bytes_per_client: int = attrs.field(
-        default=16 * 1024 * 1024, validator=_positive
-    )
+    max_retained_bytes_per_client: int = attrs.field(default=16 * 1024 * 1024, validator=_positive)
     #: Network connections open at once (counting those before CONNECT). A
     #: connection opened past it is answered, once its CONNECT arrives, with
     #: CONNACK 0x97 *Quota exceeded* (3.x: return code 3 *Server

@@ -126,6 +126,12 @@ class ConnectPacket:
 
     ``protocol_version`` is the level the packet carries; it must match the
     version it is encoded for. ``clean_start`` is "clean session" in 3.1/3.1.1.
+    ``bridge`` (3.1/3.1.1 only) sets the top bit of the protocol level, as
+    mosquitto's bridges do (``try_private``): a mosquitto broker then treats
+    the client as a bridge (it does not send the client's own messages back,
+    and keeps retain flags). It is not MQTT: the decoder refuses such a
+    level, as an unknown protocol version, so a server built on this library
+    answers 0x01 and a mosquitto bridge retries without it.
     """
 
     packet_type: ClassVar[PacketType] = PacketType.CONNECT
@@ -148,6 +154,7 @@ class ConnectPacket:
     )
     authentication_method: str | None = attrs.field(default=None, kw_only=True)
     authentication_data: bytes | None = attrs.field(default=None, kw_only=True)
+    bridge: bool = attrs.field(default=False, kw_only=True)
 
 
 @attrs.frozen(slots=False)

@@ -118,6 +118,7 @@ class MosquittoBroker:
     :param extra_config: extra ``mosquitto.conf`` lines after the listener.
     :param allow_anonymous: the ``allow_anonymous`` setting.
     :param directory: where to write files; a fresh temporary directory if None.
+    :param port: the port to listen on (a restart keeps it); None: a free one.
     """
 
     def __init__(
@@ -126,10 +127,13 @@ class MosquittoBroker:
         *,
         allow_anonymous: bool = True,
         directory: Path | None = None,
+        port: int | None = None,
     ) -> None:
         self.extra_config = list(extra_config)
         self.allow_anonymous = allow_anonymous
         self.host = HOST
+        #: The port asked for (None: a free one at each start).
+        self._fixed_port = port
         self.port = 0
         self._directory = directory
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
@@ -154,7 +158,7 @@ class MosquittoBroker:
             directory = Path(self._tempdir.name)
         else:
             directory = self._directory
-        self.port = free_port()
+        self.port = free_port() if self._fixed_port is None else self._fixed_port
         config = [
             f"listener {self.port} {HOST}",
             f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",

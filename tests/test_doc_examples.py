@@ -360,6 +360,10 @@ RUN_BY = {
     "try_broker.sh": "test_doc_examples.test_try_broker_with_the_mosquitto_clients",
     "broker.toml": "test_doc_examples.test_broker_toml_loads_with_the_brokers_loader",
     "check_install.py": "test_doc_examples.test_check_install",
+    "bridge_asyncio.py": "test_bridge_mosquitto.test_doc_example_bridge_asyncio_against_mosquitto",
+    "bridge_edge.toml": (
+        "test_bridge_mosquitto.test_doc_example_bridge_edge_toml_loads_with_the_brokers_loader"
+    ),
     "auth_password_file.py": "test_doc_examples.test_password_file_in_code",
     "auth_identity.py": "test_doc_examples.test_identity_authenticator",
     "auth_worker_pool.py": "test_doc_examples.test_driving_the_broker_with_a_worker_pool",

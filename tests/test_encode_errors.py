@@ -164,6 +164,8 @@ _COMMON_FIELDS: dict[type, set[str]] = {
     ConnectPacket: {
         "client_id", "protocol_version", "clean_start", "keep_alive", "username",
         "password", "will",
+        # 3.1/3.1.1 only: mosquitto's bridge flag (tests/test_bridge_config.py).
+        "bridge",
     },
     Will: {"topic", "payload", "qos", "retain"},
     ConnAckPacket: {"session_present", "reason_code"},

@@ -87,3 +87,34 @@ def test_browser_without_the_token_shows_the_error(tmp_path: Path) -> None:
         assert broker.stop() == 0
     # The page itself needs the token: the browser gets the JSON error.
     assert "a valid bearer token is needed" in dom
+
+
+def test_browser_shows_the_bridges_and_their_state(tmp_path: Path) -> None:
+    from bridge_tools import bridge_config
+    from interop import free_port
+
+    down = free_port()  # nothing listens there
+    config = bridge_config(
+        tmp_path / "broker.toml",
+        {"name": "central", "address": f"127.0.0.1:{down}", "topics": ["a/# out 1"]},
+    )
+    with HttpBroker("--http-port", "0", "--config", str(config)) as broker:
+        dom = render(f"http://{HOST}:{broker.http_port}/", tmp_path / "profile")
+        assert broker.stop() == 0
+    assert 'data-loaded="yes"' in dom, dom
+    found = [
+        [html.unescape(cell) for cell in re.findall(r"<td>(.*?)</td>", row, re.S)]
+        for row in re.findall(r'<tr class="bridge">(.*?)</tr>', dom, re.S)
+    ]
+    ((name, state, address, connects, out, in_, dropped, in_flight, error),) = found
+    assert (name, address, connects, out, in_, dropped, in_flight) == (
+        "central",
+        f"127.0.0.1:{down}",
+        "0",
+        "0",
+        "0",
+        "0",
+        "0",
+    )
+    assert state in ("connecting", "down")
+    assert error.startswith(f"cannot connect to 127.0.0.1:{down}")

@@ -65,10 +65,13 @@ import ssl as _ssl
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .._bridge_state import BridgeStatus
 from ..auth import Authenticator, Authorizer
+from ..bridge import BridgeConfig
 from ..broker import Broker
 from ..config import BrokerConfig
 from ._asyncio_tls import TlsLayer, protocol_factory
+from ._bridge import AsyncioBridge
 from ._driver import Peer
 from ._listener import Listener
 from ._server_common import (
@@ -129,6 +132,9 @@ class BrokerServer(ServerBase):
     :param auth_workers: threads that compute deferred authentications
         (password hashes) off the event loop; None: the CPUs less one, at
         least 1 and at most 4 (see ``docs/broker-auth.rst``).
+    :param bridges: :class:`~mqttproto.bridge.BridgeConfig` objects: connect
+        this broker to other brokers once it listens (see
+        ``docs/bridging.rst``; :attr:`bridges` says how each is doing).
 
     Use it with ``async with BrokerServer(...) as server:`` (start, then
     close), or call :meth:`start` and :meth:`close` yourself. All methods
@@ -151,6 +157,7 @@ class BrokerServer(ServerBase):
         tls_handshake_timeout: float = DEFAULT_TLS_HANDSHAKE_TIMEOUT,
         max_tls_handshakes: int = DEFAULT_MAX_TLS_HANDSHAKES,
         auth_workers: int | None = None,
+        bridges: Sequence[BridgeConfig] = (),
     ) -> None:
         super().__init__(
             broker,
@@ -180,6 +187,31 @@ class BrokerServer(ServerBase):
         self._closing = False
         self._closed = asyncio.Event()
         self._all_gone = asyncio.Event()
+        self._bridges = self._make_bridges(bridges)
+
+    def _make_bridges(self, configs: Sequence[BridgeConfig]) -> tuple[AsyncioBridge, ...]:
+        """:raises ValueError: two bridges with the same name or client id.
+        :raises OSError, ssl.SSLError: a bridge's TLS files cannot be used."""
+        names: set[str] = set()
+        client_ids: set[str] = set()
+        for config in configs:
+            if config.name in names:
+                raise ValueError(f"two bridges are named {config.name!r}")
+            for client_id in (config.client_id, config.local_client_id):
+                if client_id in client_ids:
+                    raise ValueError(f"bridge {config.name}: client id {client_id!r} is used twice")
+                client_ids.add(client_id)
+            names.add(config.name)
+        return tuple(
+            AsyncioBridge(
+                config,
+                broker=self.broker,
+                driver=self._driver,
+                pump_soon=self._pump_soon,
+                peer_gone=self._peer_gone,
+            )
+            for config in configs
+        )
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -207,6 +239,10 @@ class BrokerServer(ServerBase):
                 server = await self._listen(listener)
                 self._servers.append((listener, server))
                 self._announce(listener, self._sockets_of(listener, server))
+            # Bridges connect in the background: an unreachable remote
+            # broker never keeps this one from serving.
+            for bridge in self._bridges:
+                bridge.start()
         except BaseException:
             for _, server in self._servers:
                 server.close()
@@ -257,6 +293,9 @@ class BrokerServer(ServerBase):
             for server in servers:
                 server.close()
             self._remove_socket_files()
+            # The bridges say goodbye while the broker still runs (their
+            # local sessions keep what waits for the remote brokers).
+            await asyncio.gather(*(bridge.stop() for bridge in self._bridges))
             for layer in list(self._handshaking):
                 layer.abort()
             now = loop.time()
@@ -312,6 +351,11 @@ class BrokerServer(ServerBase):
     def _sockets_of(listener: Listener, server: asyncio.Server) -> tuple[socket.socket, ...]:
         # One endpoint for a Unix socket's path, however many sockets asyncio has.
         return server.sockets[:1] if listener.transport == "unix" else server.sockets
+
+    @property
+    def bridges(self) -> tuple[BridgeStatus, ...]:
+        """How each bridge is doing, in the order they were given."""
+        return tuple(bridge.status() for bridge in self._bridges)
 
     @property
     def is_serving(self) -> bool:

@@ -56,6 +56,7 @@ class TlsOwner(PeerOwner, Protocol):
 
     def _now(self) -> float: ...
 
+
 __all__ = ["TlsLayer", "protocol_factory"]
 
 #: Where a :class:`TlsLayer` is: refused before any TLS state; waiting for

@@ -178,12 +178,13 @@ class Driver:
 
     # -- what the server tells ------------------------------------------------------
 
-    def open(self, peer: Peer, now: float, address: Any) -> bool:
+    def open(self, peer: Peer, now: float, address: Any, identity: str | None = None) -> bool:
         """A connection is ready for MQTT (its TLS handshake done): open it
-        in the broker. ``address`` is the socket's peer address. False: it
-        is refused (logged), and the server closes it."""
+        in the broker. ``address`` is the socket's peer address; ``identity``
+        a username already established (an in-process bridge's
+        ``local_username``). False: it is refused (logged), and the server
+        closes it."""
         listener = peer.listener
-        identity = None
         if listener.use_identity_as_username:
             identity = certificate_common_name(peer.peercert())
             if identity is None:
@@ -454,9 +455,7 @@ class Driver:
     def _update_reading(self, peer: Peer) -> None:
         """Pause or resume reading as the output and the input budget say; a
         closing connection is always read (the drain after the goodbye)."""
-        pause = (
-            peer.output_congested or self.input_budget.is_held(peer)
-        ) and not peer.closing
+        pause = (peer.output_congested or self.input_budget.is_held(peer)) and not peer.closing
         if pause != peer.paused:
             peer.paused = pause
             if pause:

@@ -9,6 +9,7 @@ Endpoints (all JSON but ``/`` and ``/metrics``):
 - ``GET /api/v1/sessions``: every session (:meth:`Broker.session_reports`);
 - ``GET /api/v1/subscribers?topic=T``: who a message to T would reach now;
 - ``GET /api/v1/retained?filter=F``: retained topics and sizes, never payloads;
+- ``GET /api/v1/bridges``: each bridge's state and counters;
 - ``DELETE /api/v1/sessions/<client_id>``: disconnect (MQTT 5: 0x98) and
   discard the session.
 
@@ -30,6 +31,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import attrs
 
+from .._bridge_state import BridgeStatus
 from ..broker._admin import Receiver, SharedReceivers
 from ..errors import ProtocolError
 from ..topics import validate_topic_filter, validate_topic_name
@@ -98,6 +100,7 @@ class HttpApp:
         that the server writes what the broker now has to send.
     :param token: the bearer token every endpoint needs (None: none).
     :param token_metrics: ``/metrics`` needs the token too.
+    :param bridges: the state of the server's bridges, now.
     """
 
     def __init__(
@@ -108,8 +111,10 @@ class HttpApp:
         changed: Callable[[], None] = lambda: None,
         token: str | None = None,
         token_metrics: bool = False,
+        bridges: Callable[[], Sequence[BridgeStatus]] = tuple,
     ) -> None:
         self.broker = broker
+        self._bridges = bridges
         self._clock = clock
         self._changed = changed
         self._token = None if token is None else f"Bearer {token}".encode()
@@ -177,8 +182,13 @@ class HttpApp:
 
     def _metrics(self, query: dict[str, list[str]]) -> HttpResponse:
         return HttpResponse(
-            200, METRICS_CONTENT_TYPE, render_metrics(self.broker.statistics(self._clock()))
+            200,
+            METRICS_CONTENT_TYPE,
+            render_metrics(self.broker.statistics(self._clock()), self._bridges()),
         )
+
+    def _bridges_report(self, query: dict[str, list[str]]) -> HttpResponse:
+        return _json(200, [attrs.asdict(status) for status in self._bridges()])
 
     def _stats(self, query: dict[str, list[str]]) -> HttpResponse:
         stats = self.broker.statistics(self._clock())
@@ -234,4 +244,5 @@ _GET: dict[str, Callable[[HttpApp, dict[str, list[str]]], HttpResponse]] = {
     "/api/v1/sessions": HttpApp._sessions,
     "/api/v1/subscribers": HttpApp._subscribers,
     "/api/v1/retained": HttpApp._retained,
+    "/api/v1/bridges": HttpApp._bridges_report,
 }

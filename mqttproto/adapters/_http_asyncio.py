@@ -252,6 +252,7 @@ async def start_http(
         changed=server._pump_soon,
         token=token,
         token_metrics=token_metrics,
+        bridges=lambda: server.bridges,
     )
     http = HttpServer(app, host=host, port=port, **limits)
     await http.start()

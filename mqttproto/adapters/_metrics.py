@@ -9,11 +9,12 @@ scrape is consistent with itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
+from .._bridge_state import BridgeStatus
 from ..broker._statistics import DROP_REASONS, BrokerStatistics
 
-__all__ = ["CONTENT_TYPE", "METRIC_NAMES", "render_metrics"]
+__all__ = ["BRIDGE_METRIC_NAMES", "CONTENT_TYPE", "METRIC_NAMES", "render_metrics"]
 
 #: What ``/metrics`` answers with (the Prometheus text format).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -45,6 +46,31 @@ _FAMILIES: dict[str, tuple[str, str]] = {
 #: Every metric family ``/metrics`` carries.
 METRIC_NAMES = tuple(_FAMILIES)
 
+#: The families of the bridges (labelled by bridge name; no samples without bridges).
+_BRIDGE_FAMILIES: dict[str, tuple[str, str]] = {
+    "mqttproto_bridge_up": ("gauge", "Whether the bridge is connected to its remote broker."),
+    "mqttproto_bridge_connects_total": (
+        "counter",
+        "Connections the bridge made to its remote broker.",
+    ),
+    "mqttproto_bridge_messages_total": (
+        "counter",
+        "Messages the bridge forwarded, by direction: out (to the remote broker) or in.",
+    ),
+    "mqttproto_bridge_messages_dropped_total": (
+        "counter",
+        "Messages the bridge could not forward (QoS 0 while down, too large, refused).",
+    ),
+    "mqttproto_bridge_in_flight": (
+        "gauge",
+        "QoS 1/2 messages crossing the bridge, not yet acknowledged by the other side.",
+    ),
+}
+_FAMILIES.update(_BRIDGE_FAMILIES)
+
+#: The bridge families, present when the server has bridges.
+BRIDGE_METRIC_NAMES = tuple(_BRIDGE_FAMILIES)
+
 
 def _family(name: str, samples: Iterable[tuple[str, float]]) -> list[str]:
     kind, text = _FAMILIES[name]
@@ -53,8 +79,43 @@ def _family(name: str, samples: Iterable[tuple[str, float]]) -> list[str]:
     return lines
 
 
-def render_metrics(stats: BrokerStatistics) -> bytes:
-    """The exposition text of ``stats``."""
+def _label(name: str) -> str:
+    # Bridge names are letters, digits, "-", "_" and "." (BridgeConfig checks).
+    return f'bridge="{name}"'
+
+
+def _bridge_lines(bridges: Sequence[BridgeStatus]) -> list[str]:
+    lines: list[str] = []
+    lines += _family(
+        "mqttproto_bridge_up",
+        [(f"{{{_label(b.name)}}}", int(b.state == "connected")) for b in bridges],
+    )
+    lines += _family(
+        "mqttproto_bridge_connects_total", [(f"{{{_label(b.name)}}}", b.connects) for b in bridges]
+    )
+    lines += _family(
+        "mqttproto_bridge_messages_total",
+        [
+            sample
+            for b in bridges
+            for sample in (
+                (f'{{{_label(b.name)},direction="out"}}', b.messages_out),
+                (f'{{{_label(b.name)},direction="in"}}', b.messages_in),
+            )
+        ],
+    )
+    lines += _family(
+        "mqttproto_bridge_messages_dropped_total",
+        [(f"{{{_label(b.name)}}}", b.messages_dropped) for b in bridges],
+    )
+    lines += _family(
+        "mqttproto_bridge_in_flight", [(f"{{{_label(b.name)}}}", b.in_flight) for b in bridges]
+    )
+    return lines
+
+
+def render_metrics(stats: BrokerStatistics, bridges: Sequence[BridgeStatus] = ()) -> bytes:
+    """The exposition text of ``stats`` (and of ``bridges``, if any)."""
     lines: list[str] = []
     lines += _family("mqttproto_clients_connected", [("", stats.clients_connected)])
     lines += _family("mqttproto_connections_total", [("", stats.connections_total)])
@@ -82,4 +143,6 @@ def render_metrics(stats: BrokerStatistics) -> bytes:
         ],
     )
     lines += _family("mqttproto_uptime_seconds", [("", round(stats.uptime, 3))])
+    if bridges:
+        lines += _bridge_lines(bridges)
     return ("\n".join(lines) + "\n").encode()

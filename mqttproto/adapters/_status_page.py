@@ -1,8 +1,8 @@
 """``GET /``: the broker's status page, one self-contained HTML document (no
 CDN, no external file) that refreshes itself every two seconds from the
 admin API: uptime, clients, a sparkline of the message rates of the last
-minutes, the sessions with their subscriptions, and a "who receives topic
-T?" box that asks ``/api/v1/subscribers``.
+minutes, the sessions with their subscriptions, the bridges and their
+state, and a "who receives topic T?" box that asks ``/api/v1/subscribers``.
 
 Everything it shows is put in the page with ``textContent`` (never as HTML),
 so a client id or topic cannot inject markup. A token given as ``/?token=``
@@ -55,6 +55,12 @@ svg { border: 1px solid #ccc; border-radius: 6px; }
   <button type="submit">ask</button>
 </form>
 <ul id="who-result"></ul>
+<h2>Bridges</h2>
+<table>
+  <thead><tr><th>bridge</th><th>state</th><th>address</th><th>connects</th>
+  <th>out</th><th>in</th><th>dropped</th><th>in flight</th><th>last error</th></tr></thead>
+  <tbody id="bridges"></tbody>
+</table>
 <h2>Sessions</h2>
 <table>
   <thead><tr><th>client id</th><th>username</th><th>connected</th><th>address</th>
@@ -134,11 +140,28 @@ function drawSessions(sessions) {
   }
 }
 
+function drawBridges(bridges) {
+  const body = document.getElementById("bridges");
+  body.replaceChildren();
+  for (const b of bridges) {
+    const row = document.createElement("tr");
+    row.className = "bridge";
+    for (const value of [b.name, b.state, b.address, b.connects, b.messages_out,
+                         b.messages_in, b.messages_dropped, b.in_flight, b.last_error || ""]) {
+      const cell = document.createElement("td");
+      cell.textContent = String(value);
+      row.appendChild(cell);
+    }
+    body.appendChild(row);
+  }
+}
+
 function refresh() {
-  Promise.all([api("/api/v1/stats"), api("/api/v1/sessions")]).then(function (both) {
+  Promise.all([api("/api/v1/stats"), api("/api/v1/sessions"), api("/api/v1/bridges")]).then(function (all) {
     text("error", "");
-    drawStats(both[0]);
-    drawSessions(both[1]);
+    drawStats(all[0]);
+    drawSessions(all[1]);
+    drawBridges(all[2]);
     document.body.dataset.loaded = "yes";
   }).catch(function (error) { text("error", "cannot reach the broker: " + error.message); });
 }

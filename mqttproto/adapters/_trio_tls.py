@@ -36,6 +36,7 @@ class TlsOwner(Protocol):
     _tls_gate: HandshakeGate
     _handshakes: set[trio.CancelScope]
 
+
 __all__ = ["tls_handshake"]
 
 

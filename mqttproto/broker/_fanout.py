@@ -100,11 +100,7 @@ class FanOut:
         # Plain: QoS 0, no retain flag, no property (no expiry), as decoded
         # (see _codec_common.PLAIN_PUBLISH). Clients may not publish to $SYS;
         # _client_publish says no.
-        if (
-            len(fields) == _PLAIN_PUBLISH
-            and self.authorizer is None
-            and fields["topic"][0] != "$"
-        ):
+        if len(fields) == _PLAIN_PUBLISH and self.authorizer is None and fields["topic"][0] != "$":
             topic = fields["topic"]
             router = self._router
             # The route cache, read first: one dict lookup for a known topic.

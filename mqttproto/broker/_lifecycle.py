@@ -29,6 +29,8 @@ __all__ = ["Lifecycle"]
 
 _C = ReasonCode
 _V5 = ProtocolVersion.MQTT_5_0
+
+
 class Lifecycle:
     """The connection and session half of :class:`~mqttproto.broker.Broker`."""
 
@@ -171,7 +173,9 @@ class Lifecycle:
         if code == _C.CONTINUE_AUTHENTICATION or connected:
             assert link.connect is not None
             if link.connect.authentication_method is None:
-                conn.refuse(_C.NOT_AUTHORIZED, reason_string="authenticator continued without a method")
+                conn.refuse(
+                    _C.NOT_AUTHORIZED, reason_string="authenticator continued without a method"
+                )
                 return
             conn.auth(
                 code,
@@ -274,7 +278,9 @@ class Lifecycle:
             self._forget_session(fresh)
         # In-flight messages the connection could not resend (too large for
         # the client) were reported; give their budget back.
-        for packet_id in [p for p in fresh.inflight_messages if p not in fresh.flows.outbound.inflight]:
+        for packet_id in [
+            p for p in fresh.inflight_messages if p not in fresh.flows.outbound.inflight
+        ]:
             self._unhold(fresh.inflight_messages.pop(packet_id))
             if fresh.recorder is not None:
                 fresh.recorder.end_inflight(client_id, packet_id)

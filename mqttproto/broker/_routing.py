@@ -86,9 +86,12 @@ class Routing(FanOut):
         if qos:
             self.messages_received_by_qos[qos] += 1
         authorizer = self.authorizer
-        allowed = not topic.startswith("$SYS") and (
-            authorizer is None or authorizer.may_publish(link.client_id, link.username, topic)
-        )
+        allowed = (
+            not topic.startswith("$SYS")
+            # A bridge's notification of its own state (mosquitto's convention),
+            # the one $SYS topic a client may publish to: only its own.
+            or topic == f"$SYS/broker/connection/{link.client_id}/state"
+        ) and (authorizer is None or authorizer.may_publish(link.client_id, link.username, topic))
         code = _SUCCESS
         if not allowed:
             # 3.1.1 has no way to say no: acknowledged and dropped.
