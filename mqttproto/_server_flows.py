@@ -18,11 +18,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from ._codec_common import PLAIN_PUBLISH as _PLAIN_PUBLISH
-from ._qos import (
-    MAX_PACKET_ID,
-    OutboundMessage,
-    OutboundStage,
-)
+from ._qos import MAX_PACKET_ID, OutboundMessage, OutboundStage
 from ._server_session import ServerSession
 from ._state import ConnectionState
 from .codec import PreparedPublish, encode_ack, packet_id_bytes
@@ -218,9 +214,7 @@ class ServerFlows:
         del inflight[packet_id]
         used = session.packet_ids._used
         used.pop(packet_id, None)
-        if not used:
-            # Nothing in flight or queued: the tables a burst grew (9 kB
-            # each for a window of 100) are given back, not kept while idle.
+        if not used:  # idle: give back the tables a burst grew (9 kB per 100)
             inflight.clear()
             used.clear()
         event = publish_acknowledged(
