@@ -1,7 +1,6 @@
 # Type stub for the compiled twin of the codec (mqttproto/_codec_c.pyx).
 # The signatures are those of the pure-Python reference, mqttproto._codec_py.
 
-
 from . import _encode_server
 from .enums import PacketType, ProtocolVersion, ReasonCode
 from .packets import Packet, PublishPacket
@@ -36,6 +35,7 @@ def encode_publish_split(
     packet: PublishPacket, *, version: ProtocolVersion
 ) -> tuple[bytes, bytes]: ...
 def prepare_publish(packet: PublishPacket, version: ProtocolVersion) -> PreparedPublish: ...
+def _use_compiled_constructors(on: bool) -> bool: ...
 
 class PacketReader:
     def __init__(
