@@ -208,6 +208,18 @@ def _decode_connack(
     return _build(ConnAckPacket, fields)  # type: ignore[no-any-return]
 
 
+# PUBLISH property blocks read recently by the inline path below, raw bytes
+# (the length byte included) -> (the fields they give, and the user property
+# count and size the limit checks saw). A stream repeats its properties (an
+# expiry, a few user properties): a hit is one lookup instead of a walk over
+# the block. Only blocks the inline path read whole are kept (so each was
+# fully validated), and the cache is emptied when full: at most
+# _PUBLISH_BLOCK_CACHE_SIZE blocks of at most 128 bytes. The fields dict and
+# the tuples in it are shared by the packets, which cannot change them.
+_PUBLISH_BLOCK_CACHE_SIZE: Final = 1024
+_publish_block_cache: dict[bytes, tuple[dict[str, Any], int, int]] = {}
+
+
 def _read_publish_properties(
     data: bytes, pos: int, end: int, state: dict[str, Any], limit: Limit
 ) -> int:
@@ -223,10 +235,17 @@ def _read_publish_properties(
     length = data[pos] if pos < end else 0x80
     stop = pos + 1 + length
     if length < 0x80 and stop <= end:
+        block = data[start:stop]
+        known = _publish_block_cache.get(block)
+        if known is not None:
+            known_fields, count, size = known
+            if limit is None or (count <= limit.count and size <= limit.size):
+                state.update(known_fields)
+                return stop
         pos += 1
         expiry_seen = False
         user_properties: tuple[tuple[str, str], ...] = ()
-        user_bytes = 0
+        user_bytes = needed_bytes = 0
         while pos < stop:
             identifier = data[pos]
             if identifier == 0x26:
@@ -244,6 +263,7 @@ def _read_publish_properties(
                             pair = _user_property_cache.get(data[pos + 1 : pair_end])
                 if pair is None:
                     pair, pair_end = _decode_user_property(data, pos + 1, stop)
+                needed_bytes = user_bytes
                 user_properties += (pair,)
                 user_bytes += pair_end - pos - 5  # less the identifier and two lengths
                 pos = pair_end
@@ -256,6 +276,16 @@ def _read_publish_properties(
         else:
             if user_properties:
                 state["user_properties"] = user_properties
+            fields: dict[str, Any] = {}
+            if expiry_seen:
+                fields["message_expiry_interval"] = state["message_expiry_interval"]
+            if user_properties:
+                fields["user_properties"] = user_properties
+            if len(_publish_block_cache) >= _PUBLISH_BLOCK_CACHE_SIZE:
+                _publish_block_cache.clear()
+            # The limit checks this block passed: the count and size of the
+            # user properties before its last one (see the loop above).
+            _publish_block_cache[block] = (fields, max(len(user_properties) - 1, 0), needed_bytes)
             return pos
     properties, pos = _decode_properties(data, start, end, PacketType.PUBLISH, limit)
     state.update(properties)
