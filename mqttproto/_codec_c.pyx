@@ -364,6 +364,12 @@ cdef list _topic_keys = [None] * _SLOTS
 cdef list _topic_values = [None] * _SLOTS
 cdef list _pair_keys = [None] * _SLOTS
 cdef list _pair_values = [None] * _SLOTS
+# PUBLISH property blocks the inline path read whole (the length byte
+# included, so at most 128 bytes) -> (expiry or None, user properties or
+# None, the user property count and size the limit checks saw), as the
+# reference's _decode._publish_block_cache.
+cdef list _block_keys = [None] * _SLOTS
+cdef list _block_values = [None] * _SLOTS
 
 
 cdef inline Py_ssize_t _slot(const unsigned char *p, Py_ssize_t n) noexcept:
@@ -591,8 +597,20 @@ cdef int _publish_properties(
     cdef list user_properties = None
     cdef object pair
     cdef uint32_t expiry
-    cdef Py_ssize_t user_count = 0, user_bytes = 0
+    cdef Py_ssize_t user_count = 0, user_bytes = 0, needed_bytes = 0
+    cdef object known
     if length < 0x80 and stop <= end:
+        known = _cache_get(_block_keys, _block_values, buf + start, stop - start)
+        if known is not None and (limit is None or (
+            <Py_ssize_t>(<tuple>known)[2] <= <Py_ssize_t>limit.count
+            and <Py_ssize_t>(<tuple>known)[3] <= <Py_ssize_t>limit.size
+        )):
+            if (<tuple>known)[0] is not None:
+                PyObject_GenericSetAttr(packet, "message_expiry_interval", (<tuple>known)[0])
+            if (<tuple>known)[1] is not None:
+                PyObject_GenericSetAttr(packet, "user_properties", (<tuple>known)[1])
+            out_pos[0] = stop
+            return False
         pos += 1
         while pos < stop:
             identifier = buf[pos]
@@ -626,6 +644,7 @@ cdef int _publish_properties(
                     user_properties = [first_pair, pair]
                 else:
                     user_properties.append(pair)
+                needed_bytes = user_bytes
                 user_count += 1
                 user_bytes += pair_end - pos - 5  # less the identifier and two lengths
                 pos = pair_end
@@ -644,10 +663,20 @@ cdef int _publish_properties(
             else:
                 break
         else:
+            pairs = None
             if user_properties is not None:
-                PyObject_GenericSetAttr(packet, "user_properties", tuple(user_properties))
+                pairs = tuple(user_properties)
             elif first_pair is not None:
-                PyObject_GenericSetAttr(packet, "user_properties", (first_pair,))
+                pairs = (first_pair,)
+            if pairs is not None:
+                PyObject_GenericSetAttr(packet, "user_properties", pairs)
+            # Remembered whole, with the limit checks it passed: the count
+            # and size of the user properties before its last one.
+            _cache_put(
+                _block_keys, _block_values, buf + start, stop - start,
+                (_last_expiry if expiry_seen else None, pairs,
+                 user_count - 1 if user_count else 0, needed_bytes),
+            )  # fmt: skip
             out_pos[0] = pos
             return False
     properties, pos = _decode_properties(data, start, end, _PUBLISH_KIND, limit)
