@@ -367,7 +367,7 @@ cdef list _pair_values = [None] * _SLOTS
 # PUBLISH property blocks the inline path read whole (the length byte
 # included, so at most 128 bytes) -> (expiry or None, user properties or
 # None, the user property count and size the limit checks saw), as the
-# reference's _decode._publish_block_cache.
+# reference's _decode_fields._publish_block_cache.
 cdef list _block_keys = [None] * _SLOTS
 cdef list _block_values = [None] * _SLOTS
 
@@ -578,7 +578,7 @@ cdef int _publish_properties(
     bytes data, const unsigned char *buf, Py_ssize_t pos, Py_ssize_t end, object packet,
     object limit, Py_ssize_t *out_pos
 ) except -1:
-    """The twin of ``_decode._read_publish_properties``; store them on ``packet``.
+    """The twin of ``_decode_fields._read_publish_properties``; store them on ``packet``.
 
     Message Expiry Interval and User Property are read inline; anything else
     or anything unusual (user properties past the ``limit`` too) goes to the
