@@ -425,7 +425,7 @@ def _install_class_defaults(cls: type) -> None:
     # first QoS 1 one paid that on every QoS 1 packet (about 3.4 times the
     # time of QoS 0, in issue 16); one that built MQTT 3.1.1 packets first
     # paid it on every decoded MQTT 5 packet with properties.
-    first = object.__new__(cls)
+    first: Any = object.__new__(cls)
     for field in attrs.fields(cls):
         object.__setattr__(first, field.name, None)
         if field.default is not attrs.NOTHING:
