@@ -31,6 +31,7 @@ from ._decode_fields import (
     _check_topic_name,
     _decode_properties,
     _decode_topic_name,
+    _publish_block_cache,
     _read_binary,
     _read_packet_id,
     _read_publish_properties,
@@ -248,7 +249,18 @@ def _decode_publish(
             if not valid_topic:
                 _check_topic_name(topic, v5=True, has_alias=False)
         else:
-            pos = _read_publish_properties(data, pos, end, state, limit)
+            # A block read before (see _read_publish_properties), looked up
+            # here to save a call: its first byte is its length (a cached
+            # block is under 128 bytes, so a longer one never matches).
+            block_end = pos + 1 + data[pos] if pos < end else end + 1
+            known = _publish_block_cache.get(data[pos:block_end]) if block_end <= end else None
+            if known is not None and (
+                limit is None or (known[1] <= limit.count and known[2] <= limit.size)
+            ):
+                state.update(known[0])
+                pos = block_end
+            else:
+                pos = _read_publish_properties(data, pos, end, state, limit)
             if not valid_topic:
                 _check_topic_name(topic, v5=True, has_alias="topic_alias" in state)
     elif not valid_topic:

@@ -447,13 +447,10 @@ def _read_publish_properties(
     length = data[pos] if pos < end else 0x80
     stop = pos + 1 + length
     if length < 0x80 and stop <= end:
+        # The caller (_decode._decode_publish) has looked the block up in
+        # _publish_block_cache: this is a block it did not have, or one past
+        # the limit.
         block = data[start:stop]
-        known = _publish_block_cache.get(block)
-        if known is not None:
-            known_fields, count, size = known
-            if limit is None or (count <= limit.count and size <= limit.size):
-                state.update(known_fields)
-                return stop
         pos += 1
         expiry_seen = False
         user_properties: tuple[tuple[str, str], ...] = ()
