@@ -1,10 +1,12 @@
-"""Codec benchmark: decode and encode of PUBLISH streams, medians over rounds.
+"""Codec benchmark: decode and build + encode of PUBLISH streams, medians over rounds.
 
 Run: ``.venv/bin/pip install -e '.[bench]' && .venv/bin/python benchmarks/codec.py``
-(options ``--packets N --rounds R``). Peers are measured when installed:
-paho-mqtt (in the ``dev`` extra) and the Rust-backed ``mqtt5`` (``bench``).
+(options ``--packets N --rounds R --part streams|fanout|all``). Peers are
+measured when installed: paho-mqtt (in the ``dev`` extra) and the Rust-backed
+``mqtt5`` (``bench``).
 
-Workloads (topic ``sensors/building1/floor2/temp``, 64-byte payload):
+Workloads (topic ``sensors/building1/floor2/temp``, 64-byte payload, packet
+identifiers counting from 1):
 
 - ``v311-qos0``: MQTT 3.1.1, QoS 0;
 - ``v311-qos1``: MQTT 3.1.1, QoS 1;
@@ -14,13 +16,34 @@ Workloads (topic ``sensors/building1/floor2/temp``, 64-byte payload):
   (``sensors/building1/floor2/temp/<n>``), which defeats the codec's caches
   of recently seen topic names and shows their worst case.
 
-Decode means one ``PacketReader.feed(stream)`` call over the whole stream,
-producing fully validated packet objects; encode means ``encode_packet`` over
-a list of packet objects. Implementations are measured interleaved, round by
-round, so that drift of the machine affects all of them alike; the table shows
-the median time per packet and the ratio to the first implementation.
+What each operation times is what a user's program does:
 
-Every run has the garbage collector on, as a user's program does.
+- ``decode``: the stream arrives in 64 KiB chunks, as reads from a socket
+  give it; each chunk goes to ``PacketReader.feed``, and each packet it
+  returns is dropped once looked at. ``mqtt5`` has no incremental reader: its
+  chunks are appended to a ``bytearray`` and ``mqtt5.read`` is called along
+  it until it reports that the rest is incomplete, which is the loop its
+  users write.
+- ``decode, kept``: the same, with every packet kept in a list until the run
+  ends (an application that queues what it receives).
+- ``build+encode``: the packet object is built in the timed loop from the
+  message's values, then encoded, and the bytes dropped:
+  ``encode_packet(PublishPacket(...))`` here and ``PublishPacket(...).write()``
+  for ``mqtt5``. Constant property values (the user property list) are built
+  once, outside the loop, for every implementation.
+- ``encode``: ``encode_packet`` of packets built beforehand (``write()`` of
+  ``mqtt5``'s own packets), the encoder alone.
+
+Implementations are measured interleaved, round by round, in one process,
+so that drift of the machine affects all of them alike; the table shows the
+median time per packet over the rounds and the ratio to the first
+implementation. The time is the CPU time of the measuring thread
+(``time.thread_time``), so that other processes sharing the machine do not
+count; ``--clock wall`` measures elapsed time instead. Every run has the garbage collector on, as a user's program
+does; the column ``GC off`` is the same operation measured in the same round
+with ``gc.disable()``, for reference only. The pure-Python twin is measured
+with PublishPacket's Python ``__init__`` (the compiled twin gives the class a
+C constructor, which is taken back while the pure twin runs).
 
 A second table measures the encoders a server uses (``--part fanout``), each next to ``encode_packet`` of the same packets:
 
@@ -101,33 +124,133 @@ def workload_packets(name: str, count: int) -> tuple[ProtocolVersion, list[Publi
 
 
 WORKLOADS = ("v311-qos0", "v311-qos1", "v5-qos1", "v311-unique")
+OPS = ("decode", "decode, kept", "build+encode", "encode")
+CHUNK = 64 * 1024  # what one read from a socket gives, at most
+EXPIRY = 3600
+USER_PROPERTIES = (("unit", "celsius"),)
+
+
+def chunked(stream: bytes) -> list[bytes]:
+    return [stream[i : i + CHUNK] for i in range(0, len(stream), CHUNK)]
+
+
+def messages(packets: list[PublishPacket]) -> list[tuple[str, int | None]]:
+    """What a program publishes per message: a topic and a packet identifier."""
+    return [(p.topic, p.packet_id) for p in packets]
 
 
 class Implementation:
-    """One codec under test: a decode and an encode callable per workload."""
+    """One codec under test: a callable per workload and operation."""
 
     def __init__(self, name: str, module: Any) -> None:
         self.name = name
         self.module = module
 
-    def supports(self, workload: str) -> bool:
+    def supports(self, workload: str, op: str) -> bool:
         return True
 
-    def decoder(self, version: ProtocolVersion, stream: bytes) -> Callable[[], int]:
+    def __enter__(self) -> None:
+        """Called around each measured run (see Pure)."""
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def case(
+        self, op: str, version: ProtocolVersion, packets: list[PublishPacket], stream: bytes
+    ) -> Callable[[], int]:
+        if op == "decode":
+            return self.decoder(version, chunked(stream), keep=False)
+        if op == "decode, kept":
+            return self.decoder(version, chunked(stream), keep=True)
+        if op == "build+encode":
+            return self.builder(version, packets)
+        return self.encoder(version, packets)
+
+    def decoder(
+        self, version: ProtocolVersion, chunks: list[bytes], keep: bool
+    ) -> Callable[[], int]:
         reader_class = self.module.PacketReader
 
         def run() -> int:
-            return len(reader_class(version=version).feed(stream))
+            reader = reader_class(version=version)
+            done = 0
+            for chunk in chunks:
+                for _packet in reader.feed(chunk):
+                    done += 1
+            return done
 
-        return run
+        def run_kept() -> int:
+            reader = reader_class(version=version)
+            kept: list[Any] = []
+            for chunk in chunks:
+                kept.extend(reader.feed(chunk))
+            return len(kept)
+
+        return run_kept if keep else run
+
+    def builder(self, version: ProtocolVersion, packets: list[PublishPacket]) -> Callable[[], int]:
+        encode = self.module.encode_packet
+        build = PublishPacket
+        todo = messages(packets)
+        qos = packets[0].qos
+
+        def run() -> int:
+            done = 0
+            for topic, packet_id in todo:
+                encode(build(topic, PAYLOAD, qos=qos, packet_id=packet_id), version=version)
+                done += 1
+            return done
+
+        def run_properties() -> int:
+            done = 0
+            for topic, packet_id in todo:
+                encode(
+                    build(topic, PAYLOAD, qos=qos, packet_id=packet_id,
+                          message_expiry_interval=EXPIRY, user_properties=USER_PROPERTIES),
+                    version=version,
+                )  # fmt: skip
+                done += 1
+            return done
+
+        return run_properties if version == V5 else run
 
     def encoder(self, version: ProtocolVersion, packets: list[PublishPacket]) -> Callable[[], int]:
         encode = self.module.encode_packet
 
         def run() -> int:
-            return len([encode(p, version=version) for p in packets])
+            done = 0
+            for packet in packets:
+                encode(packet, version=version)
+                done += 1
+            return done
 
         return run
+
+
+class Pure(Implementation):
+    """The pure-Python twin, with PublishPacket's Python ``__init__``: the
+    compiled twin, when imported by mqttproto, gives the class a C
+    constructor; it is taken back for the pure twin's runs."""
+
+    def __init__(self) -> None:
+        from mqttproto import _codec_py
+
+        super().__init__("mqttproto pure", _codec_py)
+        self._restore: bool | None = None
+
+    def __enter__(self) -> None:
+        try:
+            from mqttproto import _codec_c
+        except ImportError:
+            return
+        self._restore = _codec_c._use_compiled_constructors(False)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._restore is not None:
+            from mqttproto import _codec_c
+
+            _codec_c._use_compiled_constructors(self._restore)
+            self._restore = None
 
 
 class _MemorySocket:
@@ -152,15 +275,21 @@ class Paho(Implementation):
     paho has no public codec. Decode runs its receive path
     (``Client._packet_read``: fixed header, body, PUBLISH parsing with
     properties, a message object and the on_message dispatch) over an
-    in-memory socket; the PUBACK it would send is stubbed out. Encode runs
-    ``Client._send_publish`` (building the PUBLISH bytes, properties packed
-    by ``Properties.pack``) with the output queue stubbed to keep the bytes.
+    in-memory socket; the PUBACK it would send is stubbed out. Build and
+    encode runs ``Client._send_publish`` (the topic encoded to bytes, as
+    ``publish()`` does, then the PUBLISH bytes built, properties packed by
+    ``Properties.pack``) with the output queue stubbed to keep the bytes.
+    paho is slow enough (15-80 us per packet) that only ``decode`` and
+    ``build+encode`` are measured.
     """
 
     def __init__(self) -> None:
         import paho.mqtt.client as paho_client
 
         super().__init__("paho-mqtt", paho_client)
+
+    def supports(self, workload: str, op: str) -> bool:
+        return op in ("decode", "build+encode")
 
     def _client(self, version: ProtocolVersion) -> Any:
         from paho.mqtt.enums import CallbackAPIVersion
@@ -171,11 +300,15 @@ class Paho(Implementation):
         client._packet_queue = lambda command, packet, mid, qos, info=None: packet
         return client
 
-    def decoder(self, version: ProtocolVersion, stream: bytes) -> Callable[[], int]:
+    def decoder(
+        self, version: ProtocolVersion, chunks: list[bytes], keep: bool
+    ) -> Callable[[], int]:
+        stream = b"".join(chunks)
+
         def run() -> int:
             client = self._client(version)
             received = []
-            client.on_message = lambda client, userdata, message: received.append(message)
+            client.on_message = lambda client, userdata, message: received.append(None)
             client._sock = _MemorySocket(stream)
             read = client._packet_read
             while client._sock.pos < len(stream):
@@ -186,29 +319,28 @@ class Paho(Implementation):
 
         return run
 
-    def encoder(self, version: ProtocolVersion, packets: list[PublishPacket]) -> Callable[[], int]:
+    def builder(self, version: ProtocolVersion, packets: list[PublishPacket]) -> Callable[[], int]:
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
         client = self._client(version)
-        # paho takes the topic as bytes and the properties as its own object,
-        # built ahead, as an application reusing them would.
-        calls = []
-        for packet in packets:
-            properties = None
-            if packet.message_expiry_interval is not None or packet.user_properties:
-                properties = Properties(PacketTypes.PUBLISH)
-                properties.MessageExpiryInterval = packet.message_expiry_interval
-                properties.UserProperty = list(packet.user_properties)
-            calls.append((packet.packet_id or 0, packet.topic.encode(), packet.payload,
-                          int(packet.qos), packet.retain, properties))  # fmt: skip
+        todo = messages(packets)
+        qos = int(packets[0].qos)
+        # paho takes the properties as its own object, built once outside
+        # the loop, as the constant properties of the others are.
+        properties = None
+        if version == V5:
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.MessageExpiryInterval = EXPIRY
+            properties.UserProperty = list(USER_PROPERTIES)
 
         def run() -> int:
             send = client._send_publish
-            return len([
-                send(mid, topic, payload, qos, retain, False, None, properties)
-                for mid, topic, payload, qos, retain, properties in calls
-            ])  # fmt: skip
+            done = 0
+            for topic, packet_id in todo:
+                send(packet_id or 0, topic.encode(), PAYLOAD, qos, False, False, None, properties)
+                done += 1
+            return done
 
         return run
 
@@ -216,8 +348,12 @@ class Paho(Implementation):
 class Mqtt5(Implementation):
     """The Rust-backed ``mqtt5`` package (MQTT 5.0 only).
 
-    Decode calls ``mqtt5.read`` along the stream (it returns the packet and
-    the bytes it used); encode calls ``write()`` on prebuilt packets.
+    It has no incremental reader: decode appends each chunk to a
+    ``bytearray`` and calls ``mqtt5.read`` along it (it returns the packet
+    and the bytes it used, and raises IndexError, "Not enough bytes", at an
+    incomplete packet), then drops what it used. Build and encode is
+    ``PublishPacket(...).write()``; encode alone is ``write()`` of packets
+    built beforehand.
     """
 
     def __init__(self) -> None:
@@ -225,30 +361,67 @@ class Mqtt5(Implementation):
 
         super().__init__("mqtt5 (Rust)", mqtt5)
 
-    def supports(self, workload: str) -> bool:
+    def supports(self, workload: str, op: str) -> bool:
         return workload.startswith("v5")
 
-    def decoder(self, version: ProtocolVersion, stream: bytes) -> Callable[[], int]:
+    def decoder(
+        self, version: ProtocolVersion, chunks: list[bytes], keep: bool
+    ) -> Callable[[], int]:
         read = self.module.read
 
         def run() -> int:
-            view = memoryview(stream)
-            size = len(stream)
-            pos = count = 0
-            while pos < size:
-                _packet, used = read(view[pos:])
-                pos += used
-                count += 1
-            return count
+            buffer = bytearray()
+            kept: list[Any] = []
+            done = 0
+            for chunk in chunks:
+                buffer += chunk
+                view = memoryview(buffer)
+                size = len(buffer)
+                pos = 0
+                while pos < size:
+                    try:
+                        packet, used = read(view[pos:])
+                    except IndexError:  # the rest is an incomplete packet
+                        break
+                    pos += used
+                    done += 1
+                    if keep:
+                        kept.append(packet)
+                view.release()
+                del buffer[:pos]
+            return done
+
+        return run
+
+    def _qos(self, packets: list[PublishPacket]) -> Any:
+        return {0: self.module.QoS.AT_MOST_ONCE, 1: self.module.QoS.AT_LEAST_ONCE}[
+            int(packets[0].qos)
+        ]
+
+    def builder(self, version: ProtocolVersion, packets: list[PublishPacket]) -> Callable[[], int]:
+        build = self.module.PublishPacket
+        qos = self._qos(packets)
+        todo = messages(packets)
+        user_properties = list(USER_PROPERTIES)  # it takes a list, not a tuple
+
+        def run() -> int:
+            done = 0
+            for topic, packet_id in todo:
+                build(
+                    topic=topic, payload=PAYLOAD, qos=qos, packet_id=packet_id,
+                    message_expiry_interval=EXPIRY, user_properties=user_properties,
+                ).write()  # fmt: skip
+                done += 1
+            return done
 
         return run
 
     def encoder(self, version: ProtocolVersion, packets: list[PublishPacket]) -> Callable[[], int]:
-        mqtt5 = self.module
-        qos = {0: mqtt5.QoS.AT_MOST_ONCE, 1: mqtt5.QoS.AT_LEAST_ONCE}
+        build = self.module.PublishPacket
+        qos = self._qos(packets)
         theirs = [
-            mqtt5.PublishPacket(
-                topic=p.topic, payload=p.payload, qos=qos[int(p.qos)], packet_id=p.packet_id,
+            build(
+                topic=p.topic, payload=p.payload, qos=qos, packet_id=p.packet_id,
                 message_expiry_interval=p.message_expiry_interval,
                 user_properties=list(p.user_properties),
             )
@@ -256,22 +429,24 @@ class Mqtt5(Implementation):
         ]  # fmt: skip
 
         def run() -> int:
-            return len([packet.write() for packet in theirs])
+            done = 0
+            for packet in theirs:
+                packet.write()
+                done += 1
+            return done
 
         return run
 
 
 def implementations() -> list[Implementation]:
-    from mqttproto import _codec_py
-
     found = []
     try:
-        from mqttproto import _codec_c  # type: ignore[attr-defined]
+        from mqttproto import _codec_c
     except ImportError:
-        pass
+        print("the compiled codec is not built: measuring without it\n")
     else:
         found.append(Implementation("mqttproto compiled", _codec_c))
-    found.append(Implementation("mqttproto pure", _codec_py))
+    found.append(Pure())
     try:
         found.append(Paho())
     except ImportError:
@@ -283,13 +458,26 @@ def implementations() -> list[Implementation]:
     return found
 
 
-def measure(fn: Callable[[], int], count: int) -> float:
-    """ns per item of one run of ``fn``, with the garbage collector on, as a
-    user's program runs (collected first, so no run inherits another's garbage)."""
+# The clock: the CPU time of this thread by default, so that other processes
+# on a shared machine (which take the cores in turns) do not count in a run;
+# --clock wall for elapsed time, which is what a quiet machine gives too.
+CLOCKS: dict[str, Callable[[], float]] = {"cpu": time.thread_time, "wall": time.perf_counter}
+clock = CLOCKS["cpu"]
+
+
+def measure(fn: Callable[[], int], count: int, collector: bool = True) -> float:
+    """ns per item of one run of ``fn``; with the garbage collector on, as a
+    user's program runs, unless ``collector`` is False (collected first
+    either way, so that no run inherits another's garbage)."""
     gc.collect()
-    start = time.perf_counter()
-    done = fn()
-    elapsed = time.perf_counter() - start
+    if not collector:
+        gc.disable()
+    try:
+        start = clock()
+        done = fn()
+        elapsed = clock() - start
+    finally:
+        gc.enable()
     assert done == count, (done, count)
     return elapsed / count * 1e9
 
@@ -391,9 +579,7 @@ def fanout(count: int, rounds: int) -> None:
     results: dict[tuple[str, str, str], list[float]] = {}
     for _ in range(rounds):
         for workload, op, label, run in cases:
-            results.setdefault((workload, op, label), []).append(
-                measure(run, count)
-            )
+            results.setdefault((workload, op, label), []).append(measure(run, count))
     print(f"{count:,} calls per run, median of {rounds} interleaved rounds, garbage collector on\n")
     labels = [label for label, _ in modules]
     header = f"{'workload':<15} {'op':<25}" + "".join(f" {label + ' ns':>12}" for label in labels)
@@ -415,53 +601,110 @@ def main() -> None:
     parser.add_argument("--packets", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument(
+        "--gc-off",
+        action="store_true",
+        help="also measure each stream operation with the garbage collector off, beside",
+    )
+    parser.add_argument(
         "--part",
         choices=("all", "streams", "fanout"),
         default="all",
         help="the PUBLISH stream table, the fan-out encoders' table, or both",
     )
+    parser.add_argument(
+        "--clock",
+        choices=tuple(CLOCKS),
+        default="cpu",
+        help="CPU time of the measuring thread (default) or elapsed wall time",
+    )
     args = parser.parse_args()
+    global clock
+    clock = CLOCKS[args.clock]
+    print(f"clock: {args.clock} time\n")
     if args.part != "fanout":
-        streams(args.packets, args.rounds)
+        streams(args.packets, args.rounds, args.gc_off)
     if args.part != "streams":
         if args.part == "all":
             print()
         fanout(args.packets, args.rounds)
 
 
-def streams(count: int, rounds: int) -> None:
+def streams(count: int, rounds: int, collector_off: bool) -> None:
     """The decode and encode table of the PUBLISH workloads, with the peers."""
     impls = implementations()
     from mqttproto._codec_py import encode_packet
 
-    results: dict[tuple[str, str, str], list[float]] = {}
+    modes = (True, False) if collector_off else (True,)
+    results: dict[tuple[str, str, str, bool], list[float]] = {}
     cases = []
     for workload in WORKLOADS:
         version, packets = workload_packets(workload, count)
         stream = b"".join(encode_packet(p, version=version) for p in packets)
-        for impl in impls:
-            if impl.supports(workload):
-                cases.append((workload, "decode", impl, impl.decoder(version, stream)))
-                cases.append((workload, "encode", impl, impl.encoder(version, packets)))
+        for op in OPS:
+            for impl in impls:
+                if impl.supports(workload, op):
+                    cases.append((workload, op, impl, impl.case(op, version, packets, stream)))
     for _ in range(rounds):
         for workload, op, impl, fn in cases:
-            results.setdefault((workload, op, impl.name), []).append(measure(fn, count))
-    print(f"{count:,} packets per run, median of {rounds} interleaved rounds, garbage collector on\n")
-    header = f"{'workload':<11} {'op':<7} {'implementation':<22} {'ns/packet':>10} {'ratio':>7}"
+            for collector in modes:
+                with impl:
+                    ns = measure(fn, count, collector)
+                results.setdefault((workload, op, impl.name, collector), []).append(ns)
+    print(
+        f"{count:,} packets per run, median of {rounds} interleaved rounds, garbage "
+        f"collector on; ratio: to the first implementation"
+        + ("; GC off: the same with gc.disable(), for reference" if collector_off else "")
+        + "\n"
+    )
+    header = f"{'workload':<11} {'op':<13} {'implementation':<20} {'ns/packet':>10} {'ratio':>7}"
+    if collector_off:
+        header += f" {'GC off':>8}"
     print(header)
     print("-" * len(header))
+    median: dict[tuple[str, str, str], float] = {}
     for workload in WORKLOADS:
-        for op in ("decode", "encode"):
+        for op in OPS:
             base = None
             for impl in impls:
-                times = results.get((workload, op, impl.name))
+                times = results.get((workload, op, impl.name, True))
                 if not times:
                     continue
-                median = statistics.median(times)
-                base = base or median
-                print(
-                    f"{workload:<11} {op:<7} {impl.name:<22} {median:>10,.0f} {median / base:>7.2f}"
+                value = median[(workload, op, impl.name)] = statistics.median(times)
+                base = base or value
+                line = (
+                    f"{workload:<11} {op:<13} {impl.name:<20} {value:>10,.0f} {value / base:>7.2f}"
                 )
+                if collector_off:
+                    line += (
+                        f" {statistics.median(results[(workload, op, impl.name, False)]):>8,.0f}"
+                    )
+                print(line)
+    print_targets(median)
+
+
+def print_targets(median: dict[tuple[str, str, str], float]) -> None:
+    """The targets of issue 16, from this run's medians (GC on)."""
+    compiled, pure, rust = "mqttproto compiled", "mqttproto pure", "mqtt5 (Rust)"
+    rows = []
+    for op, must, goal in (("build+encode", 1.0, 0.5), ("decode", 0.5, 0.5)):
+        ours, theirs = median.get(("v5-qos1", op, compiled)), median.get(("v5-qos1", op, rust))
+        if ours and theirs:
+            rows.append(f"v5-qos1 {op}, compiled / mqtt5: {ours / theirs:.2f} "
+                        f"(must be <= {must}, goal <= {goal})")  # fmt: skip
+    for impl in (compiled, pure):
+        qos0, qos1 = (
+            median.get(("v311-qos0", "decode", impl)),
+            median.get(("v311-qos1", "decode", impl)),
+        )
+        if qos0 and qos1:
+            rows.append(f"v311 decode, QoS 1 / QoS 0, {impl}: {qos1 / qos0:.2f} (must be <= 1.5)")
+    value = median.get(("v5-qos1", "decode", pure))
+    if value:
+        rows.append(f"v5-qos1 decode, {pure}: {value:,.0f} ns (must be <= 1,500)")
+    if rows:
+        print("\nTargets (issue 16), GC on, this run:")
+        for row in rows:
+            print("  " + row)
 
 
 if __name__ == "__main__":

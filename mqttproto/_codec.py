@@ -2,8 +2,8 @@
 
 ``_codec_py`` is the reference, and what mypy reads (the compiled twin has a
 stub with the same signatures). The Cython twin ``_codec_c`` has the same
-names and the same behaviour, only faster; it is used whenever it was built,
-unless:
+names and the same behaviour, only faster; it is used whenever it was built
+(and then it also gives ``PublishPacket`` its C constructor), unless:
 
 - ``MQTTPROTO_PURE_PYTHON=1``: the pure-Python codec, always;
 - the extension does not import (not compiled, e.g. no C compiler at install
@@ -51,6 +51,7 @@ else:
         from ._codec_c import (
             PacketReader,
             PreparedPublish,
+            _use_compiled_constructors,
             decode_packet,
             encode_ack,
             encode_packet,
@@ -72,6 +73,9 @@ else:
 
         IMPLEMENTATION = "python"
     else:
+        # PublishPacket(...) through the twin's C constructor, which stores
+        # what the Python __init__ stores (see _codec_c).
+        _use_compiled_constructors(True)
         IMPLEMENTATION = "cython"
 
 __all__ = [

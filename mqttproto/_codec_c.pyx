@@ -69,6 +69,7 @@ import sys
 import attrs
 
 from . import _decode, _decode_fields, _encode, _encode_server
+from . import packets as _packets
 from ._codec_common import (
     _PUBACK_CODES,
     _PUBREL_CODES,
@@ -161,6 +162,149 @@ cdef extern from *:
     void _put_slot "mqttproto_put_slot"(object obj, Py_ssize_t offset, object value)
 
 
+cdef extern from *:
+    """
+    /* A C constructor for PublishPacket: the type object's own vectorcall
+       slot, which CPython calls for PublishPacket(...) (as for list(...))
+       before the generic type call, which builds an argument tuple and a
+       keyword dict and runs the Python __init__ in a frame. It stores
+       exactly what packets.PublishPacket.__init__ stores: topic, payload and
+       qos always, any other field when it is not that field's default (by
+       identity), converting a user_properties or subscription_identifiers
+       that is not an exact tuple with the reference's own converters. Any
+       call it does not understand -- too many positional arguments, an
+       unknown or repeated keyword, no topic -- takes the generic path, so
+       that the Python __init__ raises its own TypeError. Subclasses do not
+       inherit the slot. */
+    #define MQTTPROTO_PUBLISH_FIELDS 14
+    #define MQTTPROTO_PUBLISH_POSITIONAL 6
+    #define MQTTPROTO_USER_PROPERTIES 11
+    #define MQTTPROTO_SUBSCRIPTION_IDENTIFIERS 12
+    static PyTypeObject *mqttproto_publish_type = NULL;
+    static PyObject *mqttproto_publish_names[MQTTPROTO_PUBLISH_FIELDS];
+    static PyObject *mqttproto_publish_defaults[MQTTPROTO_PUBLISH_FIELDS];
+    static PyObject *mqttproto_publish_converters[2];
+
+    static PyObject *mqttproto_publish_generic(
+        PyObject *type, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
+    ) {
+        /* What CPython does without the slot: type.__call__(args, kwargs). */
+        PyObject *tuple, *kwargs = NULL, *result;
+        Py_ssize_t i, count = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+        tuple = PyTuple_New(nargs);
+        if (tuple == NULL) return NULL;
+        for (i = 0; i < nargs; i++) {
+            Py_INCREF(args[i]);
+            PyTuple_SET_ITEM(tuple, i, args[i]);
+        }
+        if (count) {
+            kwargs = PyDict_New();
+            if (kwargs == NULL) { Py_DECREF(tuple); return NULL; }
+            for (i = 0; i < count; i++) {
+                if (PyDict_SetItem(kwargs, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) {
+                    Py_DECREF(tuple); Py_DECREF(kwargs); return NULL;
+                }
+            }
+        }
+        result = PyType_Type.tp_call(type, tuple, kwargs);
+        Py_DECREF(tuple);
+        Py_XDECREF(kwargs);
+        return result;
+    }
+
+    static PyObject *mqttproto_publish_vectorcall(
+        PyObject *type, PyObject *const *args, size_t nargsf, PyObject *kwnames
+    ) {
+        PyObject *values[MQTTPROTO_PUBLISH_FIELDS] = {NULL};
+        PyObject *obj, *fields, *value, *converted;
+        Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+        Py_ssize_t i, j, count;
+        if ((PyTypeObject *)type != mqttproto_publish_type
+                || nargs > MQTTPROTO_PUBLISH_POSITIONAL) {
+            return mqttproto_publish_generic(type, args, nargs, kwnames);
+        }
+        for (i = 0; i < nargs; i++) values[i] = args[i];
+        count = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+        for (i = 0; i < count; i++) {
+            /* Keyword names are interned (code constants, attrs' field
+               names): matched by identity; anything else is generic. */
+            PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+            for (j = 0; j < MQTTPROTO_PUBLISH_FIELDS; j++) {
+                if (key == mqttproto_publish_names[j]) break;
+            }
+            if (j == MQTTPROTO_PUBLISH_FIELDS || values[j] != NULL) {
+                return mqttproto_publish_generic(type, args, nargs, kwnames);
+            }
+            values[j] = args[nargs + i];
+        }
+        if (values[0] == NULL) return mqttproto_publish_generic(type, args, nargs, kwnames);
+        obj = PyBaseObject_Type.tp_new((PyTypeObject *)type, mqttproto_empty_tuple, NULL);
+        if (obj == NULL) return NULL;
+        /* Into the instance dict, as the Python __init__ stores (the fields
+           have no descriptors: their class attributes are the defaults);
+           the encoder reads that dict next. */
+        fields = PyObject_GenericGetDict(obj, NULL);
+        if (fields == NULL) { Py_DECREF(obj); return NULL; }
+        for (i = 0; i < MQTTPROTO_PUBLISH_FIELDS; i++) {
+            value = values[i];
+            if (i < 3) {
+                if (value == NULL) value = mqttproto_publish_defaults[i];
+            }
+            else if (value == NULL || value == mqttproto_publish_defaults[i]) {
+                continue;
+            }
+            if ((i == MQTTPROTO_USER_PROPERTIES || i == MQTTPROTO_SUBSCRIPTION_IDENTIFIERS)
+                    && !PyTuple_CheckExact(value)) {
+                converted = PyObject_CallOneArg(
+                    mqttproto_publish_converters[i - MQTTPROTO_USER_PROPERTIES], value);
+                if (converted == NULL) { Py_DECREF(fields); Py_DECREF(obj); return NULL; }
+                j = PyDict_SetItem(fields, mqttproto_publish_names[i], converted);
+                Py_DECREF(converted);
+            }
+            else {
+                j = PyDict_SetItem(fields, mqttproto_publish_names[i], value);
+            }
+            if (j < 0) { Py_DECREF(fields); Py_DECREF(obj); return NULL; }
+        }
+        Py_DECREF(fields);
+        return obj;
+    }
+
+    static int mqttproto_publish_setup(
+        PyObject *type, PyObject *names, PyObject *defaults, PyObject *pairs, PyObject *ints
+    ) {
+        Py_ssize_t i;
+        if (mqttproto_empty_tuple == NULL) {
+            mqttproto_empty_tuple = PyTuple_New(0);
+            if (mqttproto_empty_tuple == NULL) return -1;
+        }
+        for (i = 0; i < MQTTPROTO_PUBLISH_FIELDS; i++) {
+            Py_INCREF(PyTuple_GET_ITEM(names, i));
+            mqttproto_publish_names[i] = PyTuple_GET_ITEM(names, i);
+            Py_INCREF(PyTuple_GET_ITEM(defaults, i));
+            mqttproto_publish_defaults[i] = PyTuple_GET_ITEM(defaults, i);
+        }
+        Py_INCREF(pairs);
+        mqttproto_publish_converters[0] = pairs;
+        Py_INCREF(ints);
+        mqttproto_publish_converters[1] = ints;
+        Py_INCREF(type);
+        mqttproto_publish_type = (PyTypeObject *)type;
+        return 0;
+    }
+
+    static int mqttproto_publish_constructor(int on) {
+        int was = mqttproto_publish_type->tp_vectorcall == mqttproto_publish_vectorcall;
+        mqttproto_publish_type->tp_vectorcall = on ? mqttproto_publish_vectorcall : NULL;
+        return was;
+    }
+    """
+    int _publish_setup "mqttproto_publish_setup"(
+        object cls, tuple names, tuple defaults, object pairs, object ints
+    ) except -1
+    bint _publish_constructor "mqttproto_publish_constructor"(int on)
+
+
 # The reference functions this module delegates to (see the docstring).
 _decode_body = _decode._decode_body
 _decode_properties = _decode_fields._decode_properties
@@ -220,6 +364,12 @@ cdef list _topic_keys = [None] * _SLOTS
 cdef list _topic_values = [None] * _SLOTS
 cdef list _pair_keys = [None] * _SLOTS
 cdef list _pair_values = [None] * _SLOTS
+# PUBLISH property blocks the inline path read whole (the length byte
+# included, so at most 128 bytes) -> (expiry or None, user properties or
+# None, the user property count and size the limit checks saw), as the
+# reference's _decode_fields._publish_block_cache.
+cdef list _block_keys = [None] * _SLOTS
+cdef list _block_values = [None] * _SLOTS
 
 
 cdef inline Py_ssize_t _slot(const unsigned char *p, Py_ssize_t n) noexcept:
@@ -428,7 +578,7 @@ cdef int _publish_properties(
     bytes data, const unsigned char *buf, Py_ssize_t pos, Py_ssize_t end, object packet,
     object limit, Py_ssize_t *out_pos
 ) except -1:
-    """The twin of ``_decode._read_publish_properties``; store them on ``packet``.
+    """The twin of ``_decode_fields._read_publish_properties``; store them on ``packet``.
 
     Message Expiry Interval and User Property are read inline; anything else
     or anything unusual (user properties past the ``limit`` too) goes to the
@@ -447,8 +597,20 @@ cdef int _publish_properties(
     cdef list user_properties = None
     cdef object pair
     cdef uint32_t expiry
-    cdef Py_ssize_t user_count = 0, user_bytes = 0
+    cdef Py_ssize_t user_count = 0, user_bytes = 0, needed_bytes = 0
+    cdef object known
     if length < 0x80 and stop <= end:
+        known = _cache_get(_block_keys, _block_values, buf + start, stop - start)
+        if known is not None and (limit is None or (
+            <Py_ssize_t>(<tuple>known)[2] <= <Py_ssize_t>limit.count
+            and <Py_ssize_t>(<tuple>known)[3] <= <Py_ssize_t>limit.size
+        )):
+            if (<tuple>known)[0] is not None:
+                PyObject_GenericSetAttr(packet, "message_expiry_interval", (<tuple>known)[0])
+            if (<tuple>known)[1] is not None:
+                PyObject_GenericSetAttr(packet, "user_properties", (<tuple>known)[1])
+            out_pos[0] = stop
+            return False
         pos += 1
         while pos < stop:
             identifier = buf[pos]
@@ -482,6 +644,7 @@ cdef int _publish_properties(
                     user_properties = [first_pair, pair]
                 else:
                     user_properties.append(pair)
+                needed_bytes = user_bytes
                 user_count += 1
                 user_bytes += pair_end - pos - 5  # less the identifier and two lengths
                 pos = pair_end
@@ -500,10 +663,20 @@ cdef int _publish_properties(
             else:
                 break
         else:
+            pairs = None
             if user_properties is not None:
-                PyObject_GenericSetAttr(packet, "user_properties", tuple(user_properties))
+                pairs = tuple(user_properties)
             elif first_pair is not None:
-                PyObject_GenericSetAttr(packet, "user_properties", (first_pair,))
+                pairs = (first_pair,)
+            if pairs is not None:
+                PyObject_GenericSetAttr(packet, "user_properties", pairs)
+            # Remembered whole, with the limit checks it passed: the count
+            # and size of the user properties before its last one.
+            _cache_put(
+                _block_keys, _block_values, buf + start, stop - start,
+                (_last_expiry if expiry_seen else None, pairs,
+                 user_count - 1 if user_count else 0, needed_bytes),
+            )  # fmt: skip
             out_pos[0] = pos
             return False
     properties, pos = _decode_properties(data, start, end, _PUBLISH_KIND, limit)
@@ -897,6 +1070,21 @@ for _cls in _ACK_CLASSES:
     assert _field_names(_cls) == _ACK_FIELD_NAMES
 
 
+# The C constructor of PublishPacket (see mqttproto_publish_vectorcall): the
+# names and defaults above, the reference's converters. It is given to the
+# class by _codec when it selects this codec, not by importing this module,
+# so that the pure pass runs the Python __init__ even where both are loaded.
+_publish_setup(
+    PublishPacket, _PUBLISH_NAMES, _PUBLISH_DEFAULTS, _packets._user_properties, _packets._ints
+)
+
+
+def _use_compiled_constructors(bint on):
+    """Give PublishPacket its C constructor (``on``) or take it back; return
+    whether it had it."""
+    return _publish_constructor(on)
+
+
 cdef bint _gather(object packet, tuple names, tuple defaults, PyObject **values) except -1:
     """Fill ``values`` (borrowed references) with the packet's fields.
 
@@ -922,6 +1110,9 @@ cdef bint _gather(object packet, tuple names, tuple defaults, PyObject **values)
         for i in range(count):
             if key == PyTuple_GET_ITEM(names, i):
                 values[i] = value
+                # A dict holding only the fields that differ from their
+                # defaults skips some names: look on from this one.
+                expected = i + 1
                 break
         else:
             return False

@@ -25,22 +25,21 @@ from ._codec_common import (
     _VERSIONS,
     _build,
     _new,
-    _unpack_u32,
 )
 from ._decode_fields import (
     PropertyLimit,
     _check_topic_name,
     _decode_properties,
     _decode_topic_name,
-    _decode_user_property,
+    _publish_block_cache,
     _read_binary,
     _read_packet_id,
+    _read_publish_properties,
     _read_utf8,
     _read_varint,
     _reason,
     _skip_properties,
     _topic_cache,
-    _user_property_cache,
     property_limit,
 )
 from ._properties import WILL
@@ -208,60 +207,6 @@ def _decode_connack(
     return _build(ConnAckPacket, fields)  # type: ignore[no-any-return]
 
 
-def _read_publish_properties(
-    data: bytes, pos: int, end: int, state: dict[str, Any], limit: Limit
-) -> int:
-    """Read the PUBLISH property block into ``state``; return the position after it.
-
-    The common properties (message expiry, user properties) are read inline.
-    Anything else or anything unusual (a property not allowed in PUBLISH, a
-    repeat, an overrun, user properties past the ``limit``) goes to the
-    general ``_decode_properties``, which reads the whole block again and
-    raises the precise error, so both paths accept exactly the same bytes.
-    """
-    start = pos
-    length = data[pos] if pos < end else 0x80
-    stop = pos + 1 + length
-    if length < 0x80 and stop <= end:
-        pos += 1
-        expiry_seen = False
-        user_properties: tuple[tuple[str, str], ...] = ()
-        user_bytes = 0
-        while pos < stop:
-            identifier = data[pos]
-            if identifier == 0x26:
-                if limit is not None and (
-                    len(user_properties) > limit.count or user_bytes > limit.size
-                ):
-                    break
-                # User property: two length-prefixed strings, looked up whole.
-                pair = None
-                if pos + 3 <= stop:
-                    value_at = pos + 3 + ((data[pos + 1] << 8) | data[pos + 2])
-                    if value_at + 2 <= stop:
-                        pair_end = value_at + 2 + ((data[value_at] << 8) | data[value_at + 1])
-                        if pair_end <= stop:
-                            pair = _user_property_cache.get(data[pos + 1 : pair_end])
-                if pair is None:
-                    pair, pair_end = _decode_user_property(data, pos + 1, stop)
-                user_properties += (pair,)
-                user_bytes += pair_end - pos - 5  # less the identifier and two lengths
-                pos = pair_end
-            elif identifier == 0x02 and pos + 5 <= stop and not expiry_seen:
-                state["message_expiry_interval"] = _unpack_u32(data, pos + 1)[0]
-                expiry_seen = True
-                pos += 5
-            else:
-                break
-        else:
-            if user_properties:
-                state["user_properties"] = user_properties
-            return pos
-    properties, pos = _decode_properties(data, start, end, PacketType.PUBLISH, limit)
-    state.update(properties)
-    return pos
-
-
 def _decode_publish(
     data: bytes, flags: int, pos: int, end: int, version: int, limit: Limit
 ) -> PublishPacket:
@@ -304,7 +249,18 @@ def _decode_publish(
             if not valid_topic:
                 _check_topic_name(topic, v5=True, has_alias=False)
         else:
-            pos = _read_publish_properties(data, pos, end, state, limit)
+            # A block read before (see _read_publish_properties), looked up
+            # here to save a call: its first byte is its length (a cached
+            # block is under 128 bytes, so a longer one never matches).
+            block_end = pos + 1 + data[pos] if pos < end else end + 1
+            known = _publish_block_cache.get(data[pos:block_end]) if block_end <= end else None
+            if known is not None and (
+                limit is None or (known[1] <= limit.count and known[2] <= limit.size)
+            ):
+                state.update(known[0])
+                pos = block_end
+            else:
+                pos = _read_publish_properties(data, pos, end, state, limit)
             if not valid_topic:
                 _check_topic_name(topic, v5=True, has_alias="topic_alias" in state)
     elif not valid_topic:

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, Final
 
-from ._codec_common import _QOS, _REASON
+from ._codec_common import _QOS, _REASON, _unpack_u32
 from ._properties import BOOLEAN_FIELDS, PROPERTIES, PROPERTIES_BY_KIND, WILL, WireType
 from .enums import PacketType, ReasonCode
 from .errors import MalformedPacket, RemoteProtocolError, TopicAliasInvalid
@@ -415,3 +415,87 @@ def _decode_properties(
     if "authentication_data" in fields and "authentication_method" not in fields:
         raise RemoteProtocolError("authentication data without an authentication method")
     return fields, pos
+
+
+# ---------------------------------------------------------------------------
+# The PUBLISH property block, read inline
+
+# PUBLISH property blocks read recently by the inline path below, raw bytes
+# (the length byte included) -> (the fields they give, and the user property
+# count and size the limit checks saw). A stream repeats its properties (an
+# expiry, a few user properties): a hit is one lookup instead of a walk over
+# the block. Only blocks the inline path read whole are kept (so each was
+# fully validated), and the cache is emptied when full: at most
+# _PUBLISH_BLOCK_CACHE_SIZE blocks of at most 128 bytes. The fields dict and
+# the tuples in it are shared by the packets, which cannot change them.
+_PUBLISH_BLOCK_CACHE_SIZE: Final = 1024
+_publish_block_cache: dict[bytes, tuple[dict[str, Any], int, int]] = {}
+
+
+def _read_publish_properties(
+    data: bytes, pos: int, end: int, state: dict[str, Any], limit: PropertyLimit | None
+) -> int:
+    """Read the PUBLISH property block into ``state``; return the position after it.
+
+    The common properties (message expiry, user properties) are read inline.
+    Anything else or anything unusual (a property not allowed in PUBLISH, a
+    repeat, an overrun, user properties past the ``limit``) goes to the
+    general ``_decode_properties``, which reads the whole block again and
+    raises the precise error, so both paths accept exactly the same bytes.
+    """
+    start = pos
+    length = data[pos] if pos < end else 0x80
+    stop = pos + 1 + length
+    if length < 0x80 and stop <= end:
+        # The caller (_decode._decode_publish) has looked the block up in
+        # _publish_block_cache: this is a block it did not have, or one past
+        # the limit.
+        block = data[start:stop]
+        pos += 1
+        expiry_seen = False
+        user_properties: tuple[tuple[str, str], ...] = ()
+        user_bytes = needed_bytes = 0
+        while pos < stop:
+            identifier = data[pos]
+            if identifier == 0x26:
+                if limit is not None and (
+                    len(user_properties) > limit.count or user_bytes > limit.size
+                ):
+                    break
+                # User property: two length-prefixed strings, looked up whole.
+                pair = None
+                if pos + 3 <= stop:
+                    value_at = pos + 3 + ((data[pos + 1] << 8) | data[pos + 2])
+                    if value_at + 2 <= stop:
+                        pair_end = value_at + 2 + ((data[value_at] << 8) | data[value_at + 1])
+                        if pair_end <= stop:
+                            pair = _user_property_cache.get(data[pos + 1 : pair_end])
+                if pair is None:
+                    pair, pair_end = _decode_user_property(data, pos + 1, stop)
+                needed_bytes = user_bytes
+                user_properties += (pair,)
+                user_bytes += pair_end - pos - 5  # less the identifier and two lengths
+                pos = pair_end
+            elif identifier == 0x02 and pos + 5 <= stop and not expiry_seen:
+                state["message_expiry_interval"] = _unpack_u32(data, pos + 1)[0]
+                expiry_seen = True
+                pos += 5
+            else:
+                break
+        else:
+            if user_properties:
+                state["user_properties"] = user_properties
+            fields: dict[str, Any] = {}
+            if expiry_seen:
+                fields["message_expiry_interval"] = state["message_expiry_interval"]
+            if user_properties:
+                fields["user_properties"] = user_properties
+            if len(_publish_block_cache) >= _PUBLISH_BLOCK_CACHE_SIZE:
+                _publish_block_cache.clear()
+            # The limit checks this block passed: the count and size of the
+            # user properties before its last one (see the loop above).
+            _publish_block_cache[block] = (fields, max(len(user_properties) - 1, 0), needed_bytes)
+            return pos
+    properties, pos = _decode_properties(data, start, end, PacketType.PUBLISH, limit)
+    state.update(properties)
+    return pos

@@ -176,6 +176,27 @@ def test_both_limits_at_once_stop_at_the_first_crossed(codec: types.ModuleType) 
     assert got.user_properties == pairs[:2]
 
 
+def test_a_block_read_before_without_a_limit_is_limited_now(codec: types.ModuleType) -> None:
+    """The decoders remember recent PUBLISH property blocks (the pure one
+    whole, with what its limit checks saw): the same bytes read again by a
+    reader with a limit are cut as if never seen."""
+    pairs = (("a", "bcd"), ("e", "f"), ("gh", "i"), ("j", "k"))  # 4, 2, 3 and 2 bytes
+    data = codec.encode_packet(
+        PublishPacket("t", b"", message_expiry_interval=5, user_properties=pairs), version=V5
+    )
+    for _ in range(2):
+        assert decode_both_ways(codec, data).user_properties == pairs
+    for count in (None, 0, 1, 2, 3, 4):
+        for size in (None, 0, 3, 4, 5, 6, 8, 9, 11):
+            for _ in range(2):
+                got = decode_both_ways(
+                    codec, data, max_user_properties=count, max_user_property_bytes=size
+                )
+                assert got.user_properties == past(pairs, count, size), (count, size)
+                assert got.message_expiry_interval == 5
+        assert decode_both_ways(codec, data).user_properties == pairs
+
+
 def test_no_limit_is_the_default(codec: types.ModuleType) -> None:
     packet = PublishPacket("t", b"", user_properties=props(500))
     data = codec.encode_packet(packet, version=V5)
