@@ -266,8 +266,10 @@ def test_garbage_instead_of_connect_is_closed() -> None:
             reader, writer = await asyncio.open_connection(HOST, server.port)
             writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             await read_to_eof(reader)
-            await wait_until(lambda: server.connection_count == 0, "the connection to go")
+            # Closed on our side first: after closing its side the broker
+            # waits up to close_timeout (5 s, as long as this wait) for ours.
             writer.close()
+            await wait_until(lambda: server.connection_count == 0, "the connection to go")
 
     run(scenario)
 
