@@ -15,8 +15,10 @@ and implements the few hooks below (``_end``, ``_now``, ``_local_ready``,
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -73,7 +75,7 @@ _V5_PROPERTIES = (
 _Handler = Callable[["BridgeCore", Any], None]
 
 
-class BridgeCore:
+class BridgeCore(ABC):
     """The two connections of one bridge and what flows between them.
 
     :param config: the bridge.
@@ -129,20 +131,21 @@ class BridgeCore:
 
     # -- the hooks of the adapter --------------------------------------------------
 
+    @abstractmethod
     def _now(self) -> float:
-        raise NotImplementedError
+        """The adapter's clock (the ``now`` of both connections)."""
 
+    @abstractmethod
     def _end(self, reason: str) -> None:
         """A link ended: close both, and try again later."""
-        raise NotImplementedError
 
-    def _local_ready(self) -> None:
+    def _local_ready(self) -> None:  # noqa: B027 (optional hook, nothing by default)
         """The local link is accepted and subscribed."""
 
-    def _local_failed(self, why: str) -> None:
+    def _local_failed(self, why: str) -> None:  # noqa: B027 (optional hook)
         """This broker refused the local link."""
 
-    def _published_locally(self) -> None:
+    def _published_locally(self) -> None:  # noqa: B027 (optional hook)
         """:meth:`Broker.publish` was called: the server has output to write."""
 
     # -- starting the links ----------------------------------------------------------
@@ -189,8 +192,8 @@ class BridgeCore:
                 local.disconnect()
         elif local.state.value == "connecting":
             local.receive_eof(self._now())
-        for _ in local.events():
-            pass
+        # Drained: what the closing connection reported is of no use now.
+        collections.deque(local.events(), maxlen=0)
 
     def notify_local(self, payload: bytes) -> None:
         """The bridge's state, retained on the notification topic of this broker."""

@@ -132,13 +132,12 @@ class LocalLink(Peer):
         return sum(map(len, self._inbox))
 
     def pause_reading(self) -> None:
-        # The bridge's input is bounded by the windows of both links (the
-        # broker's in-flight window, the client's Receive Maximum): there is
-        # nothing to stop reading.
-        pass
+        """Nothing to stop: the bridge's input is bounded by the windows of
+        both links (the broker's in-flight window, the client's Receive
+        Maximum)."""
 
     def resume_reading(self) -> None:
-        pass
+        """Nothing was stopped (see :meth:`pause_reading`)."""
 
     def finish(self) -> None:
         if not self._gone:
