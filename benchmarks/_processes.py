@@ -10,6 +10,7 @@ Not a benchmark of its own (the leading underscore); run the two above.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import resource
 import selectors
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from mqttproto import (
@@ -37,6 +39,24 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 #: Linux's IP_BIND_ADDRESS_NO_PORT (not named by the socket module of 3.11).
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+
+
+def start_loads(
+    target: Callable[..., None], port: int, total: int, loaders: int, *extra: object
+) -> tuple[list[Connection], list[multiprocessing.Process]]:
+    """``total`` clients spread over ``loaders`` processes, each running
+    ``target(port, first, count, *extra, pipe)``; their pipes and processes."""
+    share, rest = divmod(total, loaders)
+    pipes, processes, first = [], [], 0
+    for n in range(loaders):
+        count = share + (n < rest)
+        mine, theirs = multiprocessing.Pipe()
+        process = multiprocessing.Process(target=target, args=(port, first, count, *extra, theirs))
+        process.start()
+        pipes.append(mine)
+        processes.append(process)
+        first += count
+    return pipes, processes
 
 
 def raise_file_limit() -> int:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import multiprocessing
 import statistics
 import tempfile
 import time
@@ -49,6 +48,7 @@ from _processes import (
     open_clients,
     raise_file_limit,
     rss_kib,
+    start_loads,
 )
 
 from mqttproto import ProtocolVersion, PublishPacket, QoS, Subscription, encode_packet
@@ -178,19 +178,8 @@ def rss_per_connection(name: str, connections: int, loaders: int) -> tuple[int, 
             broker.wait_ready()
             time.sleep(0.5)  # whatever start-up allocates lazily
             before = rss_kib(broker.pid)
-            share, extra = divmod(connections, loaders)
-            pipes, processes, first = [], [], 0
             started = time.monotonic()
-            for n in range(loaders):
-                count = share + (n < extra)
-                mine, theirs = multiprocessing.Pipe()
-                process = multiprocessing.Process(
-                    target=_load, args=(broker.port, first, count, theirs)
-                )
-                process.start()
-                pipes.append(mine)
-                processes.append(process)
-                first += count
+            pipes, processes = start_loads(_load, broker.port, connections, loaders)
             answers = [pipe.recv() for pipe in pipes]
             took = time.monotonic() - started
             errors = [a for a in answers if isinstance(a, str)]

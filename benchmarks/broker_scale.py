@@ -41,7 +41,6 @@ Run: ``python benchmarks/broker_scale.py --clients 20000 --rate 13000
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import random
 import resource
 import selectors
@@ -64,6 +63,7 @@ from _processes import (
     packets_in,
     raise_file_limit,
     rss_kib,
+    start_loads,
 )
 
 from mqttproto import ProtocolVersion, PublishPacket, encode_packet
@@ -187,19 +187,8 @@ def run(name: str, args: argparse.Namespace) -> dict[str, object]:
             broker.wait_ready()
             time.sleep(0.5)
             rss_before = rss_kib(broker.pid)
-            share, extra = divmod(clients, loaders)
-            pipes, processes, first = [], [], 0
             started = time.monotonic()
-            for n in range(loaders):
-                count = share + (n < extra)
-                mine, theirs = multiprocessing.Pipe()
-                process = multiprocessing.Process(
-                    target=_load, args=(broker.port, first, count, clients, args, theirs)
-                )
-                process.start()
-                pipes.append(mine)
-                processes.append(process)
-                first += count
+            pipes, processes = start_loads(_load, broker.port, clients, loaders, clients, args)
             answers = [pipe.recv() for pipe in pipes]
             setup = time.monotonic() - started
             errors = [a for a in answers if isinstance(a, str)]

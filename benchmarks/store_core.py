@@ -43,6 +43,9 @@ from mqttproto.broker import Broker  # noqa: E402
 from mqttproto.client import ClientConnection  # noqa: E402
 from mqttproto.codec import codec_implementation  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from broker_core import _pubacks  # noqa: E402
+
 V311 = ProtocolVersion.MQTT_3_1_1
 TOPIC = "bench/load"
 #: Messages the publishers keep ahead of the slowest subscriber, together.
@@ -61,29 +64,6 @@ def _connect(broker: Broker, name: str, now: float, *, persistent: bool) -> int:
         broker.receive_data(conn, client.data_to_send(now), now)
         broker.flush(now)
     return conn
-
-
-def _pubacks(data: bytes) -> bytes:
-    """PUBACK for every QoS 1 PUBLISH in ``data`` (a subscriber's output)."""
-    acks = []
-    pos = 0
-    while pos < len(data):
-        first = data[pos]
-        length = 0
-        shift = 0
-        index = pos + 1
-        while True:
-            byte = data[index]
-            length |= (byte & 0x7F) << shift
-            index += 1
-            shift += 7
-            if not byte & 0x80:
-                break
-        if first >> 4 == 3:
-            topic_length = int.from_bytes(data[index : index + 2], "big")
-            acks.append(b"\x40\x02" + data[index + 2 + topic_length : index + 4 + topic_length])
-        pos = index + length
-    return b"".join(acks)
 
 
 def run(store_dir: str | None, messages: int, batch: int) -> float:
