@@ -20,6 +20,8 @@ the next commit, in the state they have then.
 from __future__ import annotations
 
 from collections import deque
+from itertools import chain
+from operator import sub
 from typing import Any
 
 from ._store_records import RetainedMessage, StoredMessage, StoredSession
@@ -31,6 +33,9 @@ __all__ = ["SESSION_COLUMNS", "Batch", "Held", "Stored"]
 #: the 999 parameters of the oldest SQLite).
 _BLOCK = 32
 _INSERT_BLOCK = "INSERT INTO deliveries VALUES " + ", ".join(["(?, ?, ?, ?)"] * _BLOCK)
+#: Message rows likewise (3 or 2 parameters each).
+_MESSAGES_BLOCK = "INSERT INTO messages VALUES " + ", ".join(["(?, ?, ?)"] * _BLOCK)
+_LASTING_BLOCK = "INSERT INTO messages (id, packet) VALUES " + ", ".join(["(?, ?)"] * _BLOCK)
 
 #: The columns of a ``sessions`` row (as ``_store_rows._session_row`` makes it).
 SESSION_COLUMNS = (
@@ -72,6 +77,7 @@ class Held:
 
     __slots__ = (
         "changed",
+        "dirty",
         "flushed",
         "fresh",
         "gone",
@@ -93,6 +99,9 @@ class Held:
         self.queue: deque[Queued] = deque()
         #: packet id -> delivery in flight, in the order they were recorded.
         self.inflight: dict[int, Flying] = {}
+        #: Whether it is in the batch's ``dirty`` (its deliveries changed;
+        #: always, while it holds any the file has not).
+        self.dirty = False
         # -- pending, for the rows the file has (key <= flushed) --
         #: Keys of rows ended.
         self.gone: list[int] = []
@@ -120,8 +129,8 @@ class Batch:
         self.session_number = 0
         # -- pending: client id -> session row (None: delete), key -> row changed
         self.rows: dict[str, tuple[Any, ...] | None] = {}
-        #: Sessions whose deliveries changed (a dict for its order).
-        self.dirty: dict[Held, None] = {}
+        #: Sessions whose deliveries changed (each once: ``Held.dirty``).
+        self.dirty: list[Held] = []
         #: Numbers of sessions whose delivery rows all go.
         self.dropped: dict[int, None] = {}
         self.messages: dict[int, Stored] = {}
@@ -170,7 +179,9 @@ class Batch:
             held.gone.append(seq)
             if held.changed:
                 held.changed.pop(seq, None)
-        self.dirty[held] = None
+            if not held.dirty:
+                held.dirty = True
+                self.dirty.append(held)
         self._release(stored)
 
     def _drop_all(self, held: Held) -> None:
@@ -205,7 +216,9 @@ class Batch:
             held.wiped = held.flushed > 0
             row = held.row = _session_row(held.number, session, self.offset)
         self.rows[client_id] = row
-        self.dirty[held] = None
+        if not held.dirty:
+            held.dirty = True
+            self.dirty.append(held)
         inflight = held.inflight
         for record in session.inflight:
             packet_id = record.packet_id
@@ -225,7 +238,7 @@ class Batch:
         held = self.sessions.pop(client_id, None)
         if held is not None:
             self._drop_all(held)
-            self.dirty.pop(held, None)
+            # (Left in ``dirty`` if it is: it holds nothing to write now.)
             self.dropped[held.number] = None
             self.rows[client_id] = None
 
@@ -242,7 +255,9 @@ class Batch:
             stored.refs += 1
             seq = held.seq = held.seq + 1
             held.queue.append((seq, stored))
-            self.dirty[held] = None
+            if not held.dirty:
+                held.dirty = True
+                self.dirty.append(held)
 
     def remove_queued(self, client_id: str, index: int) -> None:
         held = self.sessions.get(client_id)
@@ -267,9 +282,11 @@ class Batch:
             inflight[packet_id] = (seq, stored, packet_id)
             if seq <= held.flushed:
                 held.changed[seq] = packet_id
+                if not held.dirty:
+                    held.dirty = True
+                    self.dirty.append(held)
             else:
-                held.fresh[packet_id] = None
-            self.dirty[held] = None
+                held.fresh[packet_id] = None  # (the session is in dirty already)
 
     def add_inflight(self, client_id: str, packet_id: int, record: StoredMessage) -> None:
         held = self.sessions.get(client_id)
@@ -281,7 +298,9 @@ class Batch:
             seq = held.seq = held.seq + 1
             inflight[packet_id] = (seq, self._message(record), packet_id)
             held.fresh[packet_id] = None
-            self.dirty[held] = None
+            if not held.dirty:
+                held.dirty = True
+                self.dirty.append(held)
 
     def release_inflight(self, client_id: str, packet_id: int) -> None:
         held = self.sessions.get(client_id)
@@ -292,7 +311,9 @@ class Batch:
                 held.inflight[packet_id] = (seq, delivery[1], -packet_id)
                 if seq <= held.flushed:
                     held.changed[seq] = -packet_id
-                self.dirty[held] = None
+                    if not held.dirty:
+                        held.dirty = True
+                        self.dirty.append(held)
 
     def end_inflight(self, client_id: str, packet_id: int) -> None:
         held = self.sessions.get(client_id)
@@ -305,7 +326,9 @@ class Batch:
                     held.gone.append(seq)
                     if held.changed:
                         held.changed.pop(seq, None)
-                self.dirty[held] = None
+                    if not held.dirty:
+                        held.dirty = True
+                        self.dirty.append(held)
                 stored = delivery[1]
                 stored.refs -= 1
                 if not stored.refs:
@@ -345,20 +368,26 @@ class Batch:
                 gone += _key_runs(number, held.gone)
             if held.changed:
                 changed += _shift_runs(number, held.changed)
-            for seq, stored in reversed(held.queue):
-                if seq <= flushed:
-                    break
-                new += (number, seq, stored.id, 0)
             if held.fresh:
                 inflight = held.inflight
                 for packet_id in held.fresh:
                     delivery = inflight.get(packet_id)
                     if delivery is not None and delivery[0] > flushed:
                         new += (number, delivery[0], delivery[1].id, delivery[2])
-        whole = len(new) - len(new) % (4 * _BLOCK)
+            # The new queued rows are the queue's tail: written in the order
+            # of their keys (SQLite inserts them faster so than backwards).
+            tail = []
+            for seq, stored in reversed(held.queue):
+                if seq <= flushed:
+                    break
+                tail.append((number, seq, stored.id, 0))
+            if tail:
+                tail.reverse()
+                new += chain.from_iterable(tail)
         offset = self.offset
-        new_messages = []
-        lasting = []
+        # Flat, as the new delivery rows: 3 and 2 parameters each.
+        new_messages: list[Any] = []
+        lasting: list[Any] = []
         gone_messages = []
         for stored in self.messages.values():
             if not stored.refs:
@@ -369,11 +398,9 @@ class Batch:
                 assert record is not None
                 expires_at = record.expires_at
                 if expires_at is None:
-                    lasting.append((stored.id, _encode_message(record.packet)))
+                    lasting += (stored.id, _encode_message(record.packet))
                 else:
-                    new_messages.append(
-                        (stored.id, expires_at + offset, _encode_message(record.packet))
-                    )
+                    new_messages += (stored.id, expires_at + offset, _encode_message(record.packet))
         retained = []
         gone_retained = []
         for topic, message in self.retained.items():
@@ -402,16 +429,10 @@ class Batch:
                 "UPDATE deliveries SET packet_id = seq + ? WHERE session = ? AND seq BETWEEN ? AND ?",
                 changed,
             ),
-            # Most rows by blocks of _BLOCK in one statement: fewer statement
-            # steps (the sqlite3 module runs executemany one row at a time).
-            (_INSERT_BLOCK, [new[i : i + 4 * _BLOCK] for i in range(0, whole, 4 * _BLOCK)]),
-            (
-                "INSERT INTO deliveries VALUES (?, ?, ?, ?)",
-                [new[i : i + 4] for i in range(whole, len(new), 4)],
-            ),
+            *_blocks(_INSERT_BLOCK, "INSERT INTO deliveries VALUES (?, ?, ?, ?)", new, 4),
             ("DELETE FROM messages WHERE id BETWEEN ? AND ?", _runs(gone_messages)),
-            ("INSERT INTO messages VALUES (?, ?, ?)", new_messages),
-            ("INSERT INTO messages (id, packet) VALUES (?, ?)", lasting),
+            *_blocks(_MESSAGES_BLOCK, "INSERT INTO messages VALUES (?, ?, ?)", new_messages, 3),
+            *_blocks(_LASTING_BLOCK, "INSERT INTO messages (id, packet) VALUES (?, ?)", lasting, 2),
             ("DELETE FROM retained WHERE topic = ?", gone_retained),
             ("INSERT OR REPLACE INTO retained VALUES (?, ?, ?)", retained),
         ]
@@ -420,6 +441,7 @@ class Batch:
         """The batch is in the file: the picture says so, the batch is empty."""
         for held in self.dirty:
             held.flushed = held.seq
+            held.dirty = False
             if held.gone:
                 held.gone = []
             if held.changed:
@@ -437,6 +459,21 @@ class Batch:
         self.retained.clear()
 
 
+def _blocks(
+    block: str, single: str, flat: list[Any], width: int
+) -> tuple[tuple[str, list[Any]], tuple[str, list[Any]]]:
+    """The rows ``flat`` (``width`` parameters each, one after the other)
+    inserted by ``block`` (_BLOCK rows) and the rest by ``single`` (one):
+    fewer statement steps, as the sqlite3 module runs executemany one
+    parameter row at a time."""
+    size = width * _BLOCK
+    whole = len(flat) - len(flat) % size
+    return (
+        (block, [flat[i : i + size] for i in range(0, whole, size)]),
+        (single, [flat[i : i + width] for i in range(whole, len(flat), width)]),
+    )
+
+
 def _key_runs(number: int, keys: list[int]) -> list[tuple[int, int, int]]:
     """The rows ``keys`` of session ``number`` as (number, first, last) runs
     of consecutive keys; mostly one (acknowledgements come in order)."""
@@ -450,7 +487,13 @@ def _key_runs(number: int, keys: list[int]) -> list[tuple[int, int, int]]:
 def _shift_runs(number: int, changed: dict[int, int]) -> list[tuple[int, int, int, int]]:
     """The rows ``changed`` (key -> packet id) of session ``number`` as
     (packet id - key, number, first, last) runs of consecutive keys with one
-    shift: the messages sent from the queue together."""
+    shift: the messages sent from the queue together, mostly one run."""
+    low = min(changed)
+    high = max(changed)
+    if high - low == len(changed) - 1:
+        shifts = set(map(sub, changed.values(), changed))
+        if len(shifts) == 1:
+            return [(shifts.pop(), number, low, high)]
     runs = []
     first = last = shift = -2
     for seq, state in sorted(changed.items()):

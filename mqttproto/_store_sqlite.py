@@ -289,7 +289,9 @@ class SQLiteStore:
             found = messages.get(message_id)
             if found is None:
                 session.gone.append(seq)  # a message the file lacks: deleted too
-                batch.dirty[session] = None
+                if not session.dirty:
+                    session.dirty = True
+                    batch.dirty.append(session)
                 continue
             stored, record = found
             stored.refs += 1
