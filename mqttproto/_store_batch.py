@@ -477,11 +477,7 @@ def _blocks(
 def _key_runs(number: int, keys: list[int]) -> list[tuple[int, int, int]]:
     """The rows ``keys`` of session ``number`` as (number, first, last) runs
     of consecutive keys; mostly one (acknowledgements come in order)."""
-    low = min(keys)
-    high = max(keys)
-    if high - low == len(keys) - 1:
-        return [(number, low, high)]  # distinct keys, as many as the range holds
-    return [(number, first, last) for first, last in _runs(sorted(keys))]
+    return [(number, first, last) for first, last in _runs(keys)]
 
 
 def _shift_runs(number: int, changed: dict[int, int]) -> list[tuple[int, int, int, int]]:
@@ -510,11 +506,18 @@ def _shift_runs(number: int, changed: dict[int, int]) -> list[tuple[int, int, in
 
 
 def _runs(keys: list[int]) -> list[tuple[int, int]]:
-    """``keys`` as (first, last) runs of consecutive keys (each key of a run
-    is one of ``keys``): the messages of a stream go together."""
+    """The distinct ``keys`` as (first, last) runs of consecutive keys (each
+    key of a run is one of ``keys``): the messages of a stream, the copies
+    acknowledged together."""
+    if not keys:
+        return []
+    low = min(keys)
+    high = max(keys)
+    if high - low == len(keys) - 1:
+        return [(low, high)]  # as many distinct keys as the range holds
     runs = []
     first = last = -2
-    for key in keys:
+    for key in sorted(keys):
         if key == last + 1:
             last = key
         else:
