@@ -36,7 +36,7 @@ from collections.abc import Callable
 
 import attrs
 
-from ._store_batch import SESSION_COLUMNS, Batch, Delivery, Held, Stored
+from ._store_batch import SESSION_COLUMNS, Batch, Held, Stored
 from ._store_records import (
     RetainedMessage,
     StoredMessage,
@@ -280,33 +280,34 @@ class SQLiteStore:
         for number, seq, message_id, state in db.execute(
             "SELECT session, seq, message, packet_id FROM deliveries ORDER BY session, seq"
         ):
-            found = messages.get(message_id)
             session = held.get(number)
-            if session is not None:
-                session.seq = seq
-            if found is None or session is None:
-                # Held by nothing the file knows: the next commit deletes it.
-                orphan = Delivery(seq, number, Stored(0, None, on_disk=False), 0, False, True)
-                orphan.gone = True
-                batch.deliveries[orphan] = None
+            if session is None:
+                # Held by no session the file knows: the next commit deletes it.
+                batch.dropped[number] = None
+                continue
+            session.seq = session.flushed = seq
+            found = messages.get(message_id)
+            if found is None:
+                session.gone.append(seq)  # a message the file lacks: deleted too
+                if not session.dirty:
+                    session.dirty = True
+                    batch.dirty.append(session)
                 continue
             stored, record = found
             stored.refs += 1
             inflight, queued = contents[number]
             if not state:
-                session.queue.append(Delivery(seq, number, stored, 0, False, True))
+                session.queue.append((seq, stored))
                 queued.append(record)
             else:
                 packet_id = abs(state)
-                released = state < 0
-                delivery = Delivery(seq, number, stored, packet_id, released, True)
-                session.inflight[packet_id] = delivery
+                session.inflight[packet_id] = (seq, stored, state)
                 inflight.append(
                     StoredMessage(
                         attrs.evolve(record.packet, packet_id=packet_id),
                         record.expires_at,
                         packet_id,
-                        released,
+                        state < 0,
                     )
                 )
         for stored, _ in messages.values():
