@@ -25,6 +25,9 @@ What it does:
   end on a whole packet). The result is delivered messages per second,
   ``subscribers * messages / elapsed``; the table shows the median over the
   repeats and the ratios of ours to the peers.
+- ``--brokers ...,ours-gc700`` adds our broker with Python's own garbage
+  collector threshold (``--gc-threshold 700``), to show what the broker's
+  default of 10,000 changes, in the same run.
 
 Every wait is bounded (``--timeout`` per run) and every process is stopped
 through its handle.
@@ -375,7 +378,7 @@ def start_brokers(names: list[str], directory: Path) -> list[BrokerProcess]:
     for name in names:
         port = free_port()
         log = directory / f"{name}.log"
-        if name in ("ours", "ours-persist"):
+        if name in ("ours", "ours-persist", "ours-gc700"):
             argv = [
                 sys.executable,
                 "-m",
@@ -389,6 +392,9 @@ def start_brokers(names: list[str], directory: Path) -> list[BrokerProcess]:
             if name == "ours-persist":
                 # The durable broker, default sync mode ("normal").
                 argv += ["--persist", str(directory / "ours.db")]
+            elif name == "ours-gc700":
+                # Python's own collector threshold instead of the broker's.
+                argv += ["--gc-threshold", "700"]
         elif name == "mosquitto":
             if not os.access(MOSQUITTO, os.X_OK):
                 print(f"skipping mosquitto: {MOSQUITTO} not found", file=sys.stderr)
@@ -596,6 +602,7 @@ RATIOS = (
     ("ours", "mosquitto"),
     ("ours-persist", "ours"),
     ("ours-persist", "mosquitto"),
+    ("ours", "ours-gc700"),
 )
 
 

@@ -31,6 +31,7 @@ from ._cli_config import TOML_ALIASES, add_config_arguments, config_checks, conf
 from ._cli_http import HTTP_SETTINGS, add_http_arguments, check_http_settings, start_http_listener
 from ._cli_logging import LOG_SETTINGS, add_logging_arguments, broker_logging
 from ._cli_reload import RELOAD_LOGGER, Reloader, log_acl_warnings
+from ._cli_run import GC_THRESHOLD, tune_collector
 from ._cli_store import add_store_arguments, open_store, sync_mode
 from .auth import (
     AclAuthorizer,
@@ -105,6 +106,7 @@ SETTINGS: dict[str, tuple[Callable[[object], Any], Any, bool]] = {
     "unix": (_path, None, True),
     "auth_workers": (_int, None, False),
     "backlog": (_int, None, False),
+    "gc_threshold": (_int, GC_THRESHOLD, False),
     **HTTP_SETTINGS,
     **LOG_SETTINGS,
     "persist": (_path, None, True),
@@ -378,6 +380,8 @@ def command_broker(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     if settings.auth_workers is not None and settings.auth_workers < 1:
         return _fail(f"auth_workers must be at least 1, not {settings.auth_workers}")
+    if settings.gc_threshold < 1:
+        return _fail(f"gc_threshold must be at least 1, not {settings.gc_threshold}")
     try:
         authenticator, authorizer = broker_auth(settings)
     except (OSError, ValueError) as exc:
@@ -400,6 +404,9 @@ def command_broker(args: argparse.Namespace) -> int:
     bridge_problem = check_bridge_files(settings.bridge)
     if bridge_problem is not None:
         return _fail(bridge_problem)
+    # Before the store is read: what is frozen is never collected as a
+    # cycle, and restored sessions may end while the broker runs.
+    tune_collector(settings.gc_threshold)
     try:
         store = open_store(settings)
     except StoreError as exc:
@@ -523,6 +530,13 @@ def add_broker_parser(subparsers: Subparsers) -> None:
         metavar="N",
         help="connections each listener's accept queue holds (100; the kernel caps it at "
         "net.core.somaxconn): raise it where thousands of clients connect at once",
+    )
+    parser.add_argument(
+        "--gc-threshold",
+        type=positive_int,
+        metavar="N",
+        help=f"objects allocated between two runs of the garbage collector's youngest "
+        f"generation ({GC_THRESHOLD}; Python's own default is 700)",
     )
     tls = parser.add_argument_group("TLS")
     tls.add_argument(
