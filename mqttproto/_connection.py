@@ -95,8 +95,9 @@ class Connection(abc.ABC):
         self._last_received = 0.0
         #: The peer's Maximum Packet Size; None: the protocol's limit.
         self._peer_max_packet_size: int | None = None
-        #: Topic aliases the peer defined on this connection.
-        self._aliases_in: dict[int, str] = {}
+        #: Topic aliases the peer defined on this connection (made by the
+        #: first one: most peers define none).
+        self._aliases_in: dict[int, str] | None = None
 
     # -- what the caller sees -------------------------------------------------
 
@@ -278,10 +279,13 @@ class Connection(abc.ABC):
         assert alias is not None
         if not 0 < alias <= maximum:
             raise TopicAliasInvalid(f"topic alias {alias} outside 1..{maximum} [MQTT-3.3.2-9]")
+        aliases = self._aliases_in
         if packet.topic:
-            self._aliases_in[alias] = packet.topic
+            if aliases is None:
+                aliases = self._aliases_in = {}
+            aliases[alias] = packet.topic
             return packet if keep else attrs.evolve(packet, topic_alias=None)
-        topic = self._aliases_in.get(alias)
+        topic = None if aliases is None else aliases.get(alias)
         if topic is None:
             raise TopicAliasInvalid(f"topic alias {alias} was never defined")
         if keep:

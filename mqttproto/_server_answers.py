@@ -53,13 +53,13 @@ class ServerAnswers:
     _auth_turn: bool
     _reauth: bool
     _held: list[Packet] | None
-    _incoming: list[Packet]
+    _incoming: list[Packet] | tuple[()]
     _incoming_pos: int
     _keep_alive: int
     _session: ServerSession | None
     _waiting_bytes: int
-    _pending_subscribes: dict[int, int]
-    _pending_unsubscribes: dict[int, int]
+    _pending_subscribes: dict[int, int] | None
+    _pending_unsubscribes: dict[int, int] | None
 
     if TYPE_CHECKING:
 
@@ -173,8 +173,7 @@ class ServerAnswers:
         if assigned_client_identifier is not None:
             self.client_id = assigned_client_identifier
         self._keep_alive = keep_alive
-        outbound = self._session.outbound
-        outbound.send_quota = min(
+        self._session.send_quota = min(
             connect.receive_maximum or 65535 if v5 else 65535, config.max_inflight_messages
         )
         self._write(data)
@@ -185,7 +184,7 @@ class ServerAnswers:
         held = self._held
         if held:
             # What waited during an authentication exchange is read first.
-            self._incoming[: self._incoming_pos] = held
+            self._incoming = held + list(self._incoming[self._incoming_pos :])
             self._incoming_pos = 0
         self._held = None
         if connect.authentication_method is None:
@@ -302,8 +301,9 @@ class ServerAnswers:
             codes is not the number of subscriptions.
         """
         self._connected("suback()")
-        count = self._pending_subscribes.get(packet_id)
-        if count is None:
+        pending = self._pending_subscribes
+        count = None if pending is None else pending.get(packet_id)
+        if pending is None or count is None:
             raise LocalProtocolError(f"no SUBSCRIBE with packet id {packet_id} waits for SUBACK")
         codes = [ReasonCode(c) for c in reason_codes]
         if len(codes) != count:
@@ -318,10 +318,9 @@ class ServerAnswers:
         else:
             ack = SubAckPacket(packet_id, [ReasonCode(c.to_suback_v3()) for c in codes])
         data = self._encode(ack)
-        pending = self._pending_subscribes
         del pending[packet_id]
         if not pending:
-            pending.clear()  # gives back the table an emptied dict keeps
+            self._pending_subscribes = None  # an idle connection keeps no table
         self._write(data)
 
     def unsuback(
@@ -340,8 +339,9 @@ class ServerAnswers:
             number of codes.
         """
         self._connected("unsuback()")
-        count = self._pending_unsubscribes.get(packet_id)
-        if count is None:
+        pending = self._pending_unsubscribes
+        count = None if pending is None else pending.get(packet_id)
+        if pending is None or count is None:
             raise LocalProtocolError(
                 f"no UNSUBSCRIBE with packet id {packet_id} waits for UNSUBACK"
             )
@@ -362,10 +362,9 @@ class ServerAnswers:
         else:
             ack = UnsubAckPacket(packet_id, ())
         data = self._encode(ack)
-        pending = self._pending_unsubscribes
         del pending[packet_id]
         if not pending:
-            pending.clear()  # gives back the table an emptied dict keeps
+            self._pending_unsubscribes = None  # an idle connection keeps no table
         self._write(data)
 
     def disconnect(

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from ._codec_common import PLAIN_PUBLISH as _PLAIN_PUBLISH
-from ._qos import MAX_PACKET_ID, OutboundMessage, OutboundStage
+from ._qos import MAX_PACKET_ID, NO_PACKET_IDS, OutboundMessage, OutboundStage
 from ._server_session import ServerSession
 from ._state import ConnectionState
 from .codec import PreparedPublish, encode_ack, packet_id_bytes
@@ -86,7 +86,7 @@ class ServerFlows:
     _alias_candidates: OrderedDict[str, None] | None
     state: ConnectionState
     _acks_fit: bool
-    _unacked: dict[int, QoS]
+    _unacked: dict[int, QoS] | None
     _topic_chars_ok: int
     _plain_topic_chars: int
 
@@ -160,13 +160,16 @@ class ServerFlows:
         if qos:
             packet_id = packet.packet_id
             assert packet_id is not None
-            awaiting = self._session.inbound.awaiting_release
+            inbound = self._session._inbound
+            awaiting = NO_PACKET_IDS if inbound is None else inbound.awaiting_release
             if qos == 2 and packet_id in awaiting:
                 # A retransmission: acknowledge again, deliver once [MQTT-4.3.3-10].
                 self._ack(_P.PUBREC, packet_id)
                 return None
             unacked = self._unacked
-            if packet_id in unacked:
+            if unacked is None:
+                unacked = self._unacked = {}
+            elif packet_id in unacked:
                 # Sent again before the application acknowledged it: once is enough.
                 return None
             if self._version == _V5 and len(unacked) + len(awaiting) >= config.receive_maximum:
@@ -179,7 +182,8 @@ class ServerFlows:
 
     def _on_pubrel(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, PubRelPacket)
-        if self._session.inbound.release(packet.packet_id):
+        inbound = self._session._inbound
+        if inbound is not None and inbound.release(packet.packet_id):
             self._ack(_P.PUBCOMP, packet.packet_id)
         elif self._version == _V5:
             # [MQTT-4.3.3-11]: answer PUBREL even for an unknown identifier.
@@ -202,12 +206,13 @@ class ServerFlows:
         assert isinstance(packet, PubAckPacket)
         packet_id = packet.packet_id
         session = self._session
-        outbound = session.outbound
+        outbound = session._outbound
         # The hot path of every QoS 1 delivery: OutboundFlow.on_puback,
         # PacketIdAllocator.release and _finish_outbound inlined.
-        message = outbound.inflight.get(packet_id)
+        message = None if outbound is None else outbound.inflight.get(packet_id)
         if message is None:
             return None  # a late duplicate
+        assert outbound is not None
         if message.packet.qos != 1:
             raise RemoteProtocolError(f"PUBACK for packet {packet_id}, a QoS 2 PUBLISH")
         inflight = outbound.inflight
@@ -230,7 +235,8 @@ class ServerFlows:
     def _on_pubrec(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, PubRecPacket)
         packet_id = packet.packet_id
-        message = self._session.outbound.on_pubrec(packet_id, packet.reason_code)
+        outbound = self._session._outbound
+        message = None if outbound is None else outbound.on_pubrec(packet_id, packet.reason_code)
         if message is None:
             if self._version == _V5:
                 self._write(
@@ -252,7 +258,8 @@ class ServerFlows:
 
     def _on_pubcomp(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, PubCompPacket)
-        if self._session.outbound.on_pubcomp(packet.packet_id) is None:
+        outbound = self._session._outbound
+        if outbound is None or outbound.on_pubcomp(packet.packet_id) is None:
             return
         self._finish_outbound(
             packet.packet_id,
@@ -296,8 +303,9 @@ class ServerFlows:
         # its class costs more than the rest of the common case.
         if self.state is _CLOSED:
             return
-        qos = self._unacked.get(packet_id)
-        if qos is None:
+        unacked = self._unacked
+        qos = None if unacked is None else unacked.get(packet_id)
+        if unacked is None or qos is None:
             raise LocalProtocolError(
                 f"no received message with packet id {packet_id} awaits an ack"
             )
@@ -315,11 +323,13 @@ class ServerFlows:
                 user_properties=tuple(user_properties) if v5 else (),
             )
             data = self._encode(ack)
-        del self._unacked[packet_id]
+        del unacked[packet_id]
+        if not unacked:
+            self._unacked = None  # an idle connection keeps no table
         if qos == 2 and code < 0x80:
             # Until PUBREL, a resent PUBLISH with this id is not delivered
             # again [MQTT-4.3.3-10]; that outlives the connection.
-            self._session.inbound.awaiting_release.add(packet_id)
+            self._session.inbound.received_qos2(packet_id)
         if self._acks_fit or len(data) <= self.client_maximum_packet_size:
             self._write(data)
 
@@ -359,11 +369,14 @@ class ServerFlows:
         if isinstance(payload, str):
             payload = payload.encode()
         session = self._session
-        outbound = session.outbound
-        send_now = not qos_ or outbound.has_room()
-        if qos_ and not send_now:
-            outbound.check_queue_room()
-        packet_id = session.packet_ids.peek() if qos_ else None
+        send_now = True
+        packet_id = None
+        if qos_:
+            outbound = session.outbound
+            send_now = outbound.has_room()
+            if not send_now:
+                outbound.check_queue_room()
+            packet_id = session.packet_ids.peek()
         packet = PublishPacket(
             topic,
             payload,
@@ -384,6 +397,7 @@ class ServerFlows:
             self._send_publish(packet, data)
         if packet_id is not None:
             session.packet_ids.allocate()
+            outbound = session.outbound
             if send_now:
                 outbound.start(packet)
             else:
@@ -571,6 +585,8 @@ class ServerFlows:
         """A resumed session: what was in flight goes again, in order, PUBLISH
         with DUP and PUBREL past PUBREC [MQTT-4.4.0-1]."""
         session = self._session
+        if session._outbound is None:
+            return  # nothing was ever in flight
         for packet in session.outbound.resend():
             if isinstance(packet, PublishPacket):
                 if self._version != _V5:

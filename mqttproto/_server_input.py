@@ -100,7 +100,7 @@ class ServerInput:
     _auth_turn: bool
     _reauth: bool
     _held: list[Packet] | None
-    _incoming: list[Packet]
+    _incoming: list[Packet] | tuple[()]
     _incoming_pos: int
     _incoming_error: RemoteProtocolError | None
     _input_now: float
@@ -114,8 +114,8 @@ class ServerInput:
     _max_out: int
     _aliasing: bool
     _alias_limit: int
-    _pending_subscribes: dict[int, int]
-    _pending_unsubscribes: dict[int, int]
+    _pending_subscribes: dict[int, int] | None
+    _pending_unsubscribes: dict[int, int] | None
     _HANDLER_FUNCTIONS: dict[type, Any]
     _RECEIVABLE_CLASSES: dict[ConnectionState, frozenset[type]]
 
@@ -200,8 +200,9 @@ class ServerInput:
             error = self._incoming_error
             if error is None:
                 if pos:
-                    # All handled: an idle connection keeps no packets.
-                    incoming.clear()
+                    # All handled: an idle connection keeps no packets, nor
+                    # the list that held them.
+                    self._incoming = ()
                     self._incoming_pos = 0
                 return False
             self._incoming_error = None
@@ -390,20 +391,23 @@ class ServerInput:
     def _on_subscribe(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, SubscribePacket)
         packet_id = packet.packet_id
-        if packet_id in self._pending_subscribes:
+        pending = self._pending_subscribes
+        if pending is None:
+            pending = self._pending_subscribes = {}
+        elif packet_id in pending:
             raise RemoteProtocolError(
                 f"SUBSCRIBE {packet_id} while the previous one with that id waits for SUBACK"
             )
         if packet.user_properties and self._too_many_properties(packet.user_properties):
             # Refused as a whole: 0x97 for each filter (3.1.1: 0x80).
-            self._pending_subscribes[packet_id] = len(packet.subscriptions)
+            pending[packet_id] = len(packet.subscriptions)
             self.suback(packet_id, [_C.QUOTA_EXCEEDED] * len(packet.subscriptions))
             return
         for sub in packet.subscriptions:
             if sub.no_local and sub.topic_filter.startswith("$share/"):
                 # [MQTT-3.8.3-4]: No Local on a shared subscription.
                 raise RemoteProtocolError("No Local on a shared subscription")
-        self._pending_subscribes[packet_id] = len(packet.subscriptions)
+        pending[packet_id] = len(packet.subscriptions)
         self._events.append(
             SubscribeRequested(
                 packet_id,
@@ -420,11 +424,14 @@ class ServerInput:
             # connection ends with DISCONNECT 0x97.
             raise RemoteProtocolError("too many user properties", _C.QUOTA_EXCEEDED)
         packet_id = packet.packet_id
-        if packet_id in self._pending_unsubscribes:
+        pending = self._pending_unsubscribes
+        if pending is None:
+            pending = self._pending_unsubscribes = {}
+        elif packet_id in pending:
             raise RemoteProtocolError(
                 f"UNSUBSCRIBE {packet_id} while the previous one with that id waits for UNSUBACK"
             )
-        self._pending_unsubscribes[packet_id] = len(packet.topic_filters)
+        pending[packet_id] = len(packet.topic_filters)
         self._events.append(
             UnsubscribeRequested(packet_id, tuple(packet.topic_filters), packet.user_properties)
         )

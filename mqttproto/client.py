@@ -263,7 +263,7 @@ class ClientConnection(ClientCommands, ClientInput, MessageFlows, Connection):
         self._reader = PacketReader(version=self._version, max_packet_size=packet_max)
         self._inbound.receive_maximum = receive_max
         self._inbound_alias_max = alias_max
-        self._aliases_in.clear()
+        self._aliases_in = None
         self._aliases_out.clear()
         self._auth_challenged = False
         self._reauthenticating = False

@@ -154,7 +154,7 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         #: Packets received and not yet handled: next_event() handles them
         #: one by one, so that the application answers each before the next
         #: is read; then the reader's error, if the stream broke after them.
-        self._incoming: list[Packet] = []
+        self._incoming: list[Packet] | tuple[()] = ()
         self._incoming_pos = 0
         self._incoming_error: RemoteProtocolError | None = None
         #: When the packets waiting in _incoming arrived.
@@ -185,10 +185,13 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         #: the next sending of one takes the least recently used alias.
         self._alias_candidates: OrderedDict[str, None] | None = None
         self._acks_fit = True
-        self._pending_subscribes: dict[int, int] = {}
-        self._pending_unsubscribes: dict[int, int] = {}
-        #: QoS 1/2 messages reported and not yet acknowledged by the application.
-        self._unacked: dict[int, QoS] = {}
+        #: SUBSCRIBE / UNSUBSCRIBE packet id -> how many filters, until
+        #: answered; QoS 1/2 messages reported and not yet acknowledged by
+        #: the application. Each table is made by its first entry and
+        #: dropped with its last: an idle connection holds none.
+        self._pending_subscribes: dict[int, int] | None = None
+        self._pending_unsubscribes: dict[int, int] | None = None
+        self._unacked: dict[int, QoS] | None = None
         #: Topic names this many characters long or shorter are within
         #: ``max_topic_length`` whatever they hold (4 UTF-8 bytes at most each).
         self._topic_chars_ok = config.max_topic_length // 4
@@ -234,7 +237,9 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         session = self._session
         if session is None:
             return 0
-        outbound = session.outbound
+        outbound = session._outbound
+        if outbound is None:
+            return session.send_quota
         if outbound.queue:
             return 0
         return outbound.send_quota - len(outbound.inflight)
@@ -435,11 +440,13 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
 
     def _queue(self, packets: list[Packet]) -> None:
         """Packets to handle after those already waiting (the list is kept)."""
-        if self._incoming_pos >= len(self._incoming):
+        incoming = self._incoming
+        if self._incoming_pos >= len(incoming):
             self._incoming = packets
             self._incoming_pos = 0
         else:
-            self._incoming.extend(packets)
+            assert isinstance(incoming, list)  # it holds packets still to handle
+            incoming.extend(packets)
 
     def _write(self, data: bytes) -> None:
         self._out.append(data)
@@ -450,13 +457,13 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
 
     def _close(self, event: Disconnected) -> None:
         """The connection is over: forget what belongs to it, report it last."""
-        self._incoming = []
+        self._incoming = ()
         self._incoming_pos = 0
         self._incoming_error = None
         self._held = None
-        self._pending_subscribes.clear()
-        self._pending_unsubscribes.clear()
-        self._unacked.clear()
+        self._pending_subscribes = None
+        self._pending_unsubscribes = None
+        self._unacked = None
         self._reauth = False
         self._events.append(event)
 

@@ -460,7 +460,7 @@ class Broker(
             if not message.holds:
                 self._held_bytes -= message.size
         if not inflight:
-            inflight.clear()  # the table a burst grew, given back while idle
+            session.give_back_inflight()  # the table a burst grew, given back while idle
         if session.pending or session.feeds:
             self._pump(session, now)
 

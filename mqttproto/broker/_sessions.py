@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from .._qos import NO_PACKET_IDS
 from ..enums import QoS, RetainHandling
 from ..events import ConnectRequested, Disconnected
 from ..packets import Will
@@ -36,12 +37,12 @@ class Session:
     """The state of one client identifier that outlives its connections."""
 
     __slots__ = (
+        "_inflight",
         "client_id",
         "expires_at",
         "expiry_interval",
         "feeds",
         "flows",
-        "inflight_messages",
         "link",
         "pending",
         "queued_bytes",
@@ -70,13 +71,13 @@ class Session:
         #: once drained (an empty deque costs 760 bytes; most never queue).
         self.pending: deque[Pending] | tuple[()] = ()
         #: Subscriptions whose retained messages are still being sent, in
-        #: the order they were made (see _retained.RetainedFeed).
-        self.feeds: list[RetainedFeed] = []
+        #: the order they were made (see _retained.RetainedFeed): made by the
+        #: first one, dropped once none is left.
+        self.feeds: list[RetainedFeed] | tuple[()] = ()
         #: Sizes of the messages in ``pending`` together (``max_queued_bytes``).
         self.queued_bytes = 0
-        #: packet id -> the message of each QoS 1/2 flow in ``flows``, so
-        #: that the memory budget is given back when the flow ends.
-        self.inflight_messages: dict[int, Message] = {}
+        #: See inflight_messages: None while no flow holds a message.
+        self._inflight: dict[int, Message] | None = None
         #: The identity that made the session and owns it (None: anonymous).
         self.username: str | None = None
         #: A will waiting for its delay after the connection ended.
@@ -88,8 +89,31 @@ class Session:
         self.recorder: SessionStore | None = None
         #: ``flows.outbound.releases`` when the recorder last heard of PUBRECs.
         self.releases_seen = 0
-        #: The QoS 2 identifiers awaiting release as last recorded.
-        self.stored_awaiting: frozenset[int] = frozenset()
+        #: The QoS 2 identifiers awaiting release as last recorded (the
+        #: shared empty one while there are none: an empty frozenset costs
+        #: 216 bytes).
+        self.stored_awaiting: frozenset[int] = NO_PACKET_IDS
+
+    @property
+    def inflight_messages(self) -> dict[int, Message]:
+        """Packet id -> the message of each QoS 1/2 flow in ``flows``, so
+        that the memory budget is given back when the flow ends. Made by
+        the first flow (see :meth:`give_back_inflight`)."""
+        inflight = self._inflight
+        if inflight is None:
+            inflight = self._inflight = {}
+        return inflight
+
+    @property
+    def inflight_count(self) -> int:
+        """How many messages ``inflight_messages`` holds (without making it)."""
+        inflight = self._inflight
+        return 0 if inflight is None else len(inflight)
+
+    def give_back_inflight(self) -> None:
+        """Drop ``inflight_messages`` if it is empty (an idle session keeps none)."""
+        if not self._inflight:
+            self._inflight = None
 
     @property
     def connected(self) -> bool:
@@ -119,7 +143,7 @@ class Session:
         inflight: tuple[StoredMessage, ...] = ()
         queued: tuple[StoredMessage, ...] = ()
         if messages:
-            held = self.inflight_messages
+            held = self._inflight or {}
             inflight = tuple(
                 StoredMessage(
                     m.packet,
