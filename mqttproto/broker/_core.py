@@ -332,11 +332,13 @@ class Broker(
         self._tick(now)
         timers = self._timers
         while timers and timers[0][0] <= now:
-            _, _, kind, key = heapq.heappop(timers)
+            when, _, kind, key = heapq.heappop(timers)
             if kind == "conn":
                 link = self._conns.get(key)
                 if link is None or link.finished:
                     continue
+                if link.timer_at == when:
+                    link.timer_at = None
                 link.conn.handle_timer(now)
                 self._process(link, now)
                 if link.conn.closed:
@@ -542,6 +544,7 @@ class Broker(
                 if link is None or link.finished or key in watched:
                     continue
                 watched.add(key)
+                link.timer_at = when  # the earliest, now the only one
             elif kind == "session":
                 session = sessions.get(key)
                 if session is None or session.expires_at != when:
@@ -557,6 +560,13 @@ class Broker(
         self._timers[:] = kept
 
     def _watch(self, link: Link) -> None:
+        """Make sure a timer entry comes for the connection by its deadline:
+        none is added when an earlier one is due (its handler re-arms), so
+        an accepted connection keeps one entry, not one per deadline set."""
         deadline = link.conn.get_timer()
         if deadline is not None:
+            timer_at = link.timer_at
+            if timer_at is not None and timer_at <= deadline:
+                return
+            link.timer_at = deadline
             self._push_timer(deadline, "conn", link.id)

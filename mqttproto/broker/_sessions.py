@@ -197,6 +197,7 @@ class Link:
         "over_quota",
         "peer",
         "session",
+        "timer_at",
         "username",
         "v5",
         "will_on_close",
@@ -249,6 +250,9 @@ class Link:
         #: Whether a "feed" timer is set: retained messages owed wait for
         #: the output to drain (see _feed).
         self.feed_due = False
+        #: When the earliest "conn" timer entry of the connection is due
+        #: (None: none is), so that _watch adds none behind it.
+        self.timer_at: float | None = None
 
     @property
     def unsent(self) -> int:
