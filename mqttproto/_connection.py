@@ -73,13 +73,15 @@ class Connection(abc.ABC):
 
     #: The events waiting for next_event(), held by each role.
     _events: MutableSequence[Event]
+    #: The encoded packets waiting for data_to_send(), made by the role
+    #: that uses this engine's data_to_send (the server keeps its own).
+    _out: list[bytes]
 
     # A broker holds one per client: no per-instance dict.
     __slots__ = (
         "_aliases_in",
         "_last_received",
         "_last_sent",
-        "_out",
         "_peer_max_packet_size",
         "_reader",
         "_version",
@@ -90,7 +92,6 @@ class Connection(abc.ABC):
         self.state = ConnectionState.IDLE
         self._version = version
         self._reader = PacketReader(version=version)
-        self._out: list[bytes] = []
         self._last_sent = 0.0
         self._last_received = 0.0
         #: The peer's Maximum Packet Size; None: the protocol's limit.
@@ -247,6 +248,10 @@ class Connection(abc.ABC):
     def _send(self, packet: Packet) -> None:
         self._out.append(self._encode(packet))
 
+    def _append_out(self, data: bytes) -> None:
+        """Queue bytes for data_to_send(), outside any count a role keeps."""
+        self._out.append(data)
+
     def _protocol_error(self, exc: RemoteProtocolError, now: float) -> None:
         """Queue the goodbye for ``exc``, close, and report it."""
         if self.state is ConnectionState.CLOSED:
@@ -254,14 +259,14 @@ class Connection(abc.ABC):
         goodbye = self._goodbye(exc)
         if goodbye is not None:
             try:
-                self._out.append(self._encode(goodbye))
+                self._append_out(self._encode(goodbye))
             except LocalProtocolError:
                 # Too big for the peer's Maximum Packet Size: the reason
                 # string goes first [MQTT-3.14.2-3]; if even the bare packet
                 # is too big, close without a goodbye.
                 with contextlib.suppress(LocalProtocolError, TypeError):
                     bare = attrs.evolve(goodbye, reason_string=None)  # type: ignore[arg-type]
-                    self._out.append(self._encode(bare))
+                    self._append_out(self._encode(bare))
         self._move(Input.PROTOCOL_ERROR)
         self._connection_ended(exc.reason_code, now)
 

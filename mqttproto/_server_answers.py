@@ -48,7 +48,7 @@ class ServerAnswers:
     state: ConnectionState
     client_id: str
     _version: ProtocolVersion | None
-    _events: list[Event]
+    _event_queue: list[Event] | None
     _connect: ConnectPacket | None
     _auth_turn: bool
     _reauth: bool
@@ -62,6 +62,8 @@ class ServerAnswers:
     _pending_unsubscribes: dict[int, int] | None
 
     if TYPE_CHECKING:
+
+        def _add_event(self, event: Event) -> None: ...
 
         def _move(self, event: Input) -> None: ...
 
@@ -226,7 +228,7 @@ class ServerAnswers:
             data = self._encode(ack)
         except LocalProtocolError:
             data = self._encode(ConnAckPacket(False, code))
-        self._events.clear()
+        self._event_queue = None
         self._write(data)
         self._move(Input.SEND_CONNACK_REFUSED)
         self._close(Disconnected(code))
@@ -399,7 +401,7 @@ class ServerAnswers:
             except LocalProtocolError:
                 with contextlib.suppress(LocalProtocolError):
                     self._write(self._encode(DisconnectPacket(code)))
-        self._events.clear()
+        self._event_queue = None
         self._move(Input.SEND_DISCONNECT)
         self._close(Disconnected(code, reason_string=reason_string))
 
@@ -413,7 +415,7 @@ class ServerAnswers:
         """
         if self.state is _S.CLOSED:
             return
-        self._events.clear()
+        self._event_queue = None
         self._move(Input.TIMEOUT)
         self._close(Disconnected(ReasonCode(reason_code)))
 

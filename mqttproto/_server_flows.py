@@ -69,9 +69,9 @@ class ServerFlows:
 
     config: ServerConfig
     _version: ProtocolVersion | None
-    _out: list[bytes]
+    _output: list[bytes] | None
     bytes_to_send: int
-    _events: list[Event]
+    _event_queue: list[Event] | None
     #: Set by accept(); the flows run only once connected.
     _session: ServerSession
     _peer_max_packet_size: int | None
@@ -91,6 +91,8 @@ class ServerFlows:
     _plain_topic_chars: int
 
     if TYPE_CHECKING:
+
+        def _add_event(self, event: Event) -> None: ...
         # Provided by the engine (mqttproto._connection.Connection) and the role.
         def _encode(self, packet: Packet) -> bytes: ...
 
@@ -99,6 +101,8 @@ class ServerFlows:
         ) -> PublishPacket: ...
 
         def _write(self, data: bytes) -> None: ...
+
+        def _append_out(self, data: bytes) -> None: ...
 
         def _too_many_properties(self, properties: tuple[tuple[str, str], ...]) -> bool: ...
 
@@ -227,7 +231,7 @@ class ServerFlows:
         )
         if outbound.queue:
             # What the window now lets out is reported after the ack.
-            self._events.append(event)
+            self._add_event(event)
             self._send_released(outbound.release_queued())
             return None
         return event
@@ -271,7 +275,7 @@ class ServerFlows:
     def _finish_outbound(self, packet_id: int, event: Event) -> None:
         session = self._session
         session.packet_ids.release(packet_id)
-        self._events.append(event)
+        self._add_event(event)
         outbound = session.outbound
         if outbound.queue:
             self._send_released(outbound.release_queued())
@@ -416,7 +420,11 @@ class ServerFlows:
         """
         if not prepared.qos and prepared.v5 is self._v5 and prepared.size <= self._plain_limit:
             # The hot path of a fan-out: the shared bytes appended, no copy.
-            self._out.append(prepared.head)
+            out = self._output
+            if out is None:
+                self._output = [prepared.head]
+            else:
+                out.append(prepared.head)
             self.bytes_to_send += prepared.size
             return None
         if (
@@ -430,7 +438,7 @@ class ServerFlows:
             # above took it): the shared bytes of the aliased form.
             if self._aliasing:
                 prepared = self._alias_prepared(prepared)
-            self._out.append(prepared.head)
+            self._append_out(prepared.head)
             self.bytes_to_send += prepared.size
             return None
         session = self._session
@@ -460,7 +468,9 @@ class ServerFlows:
             ids._next = packet_id % MAX_PACKET_ID + 1
         # Three pieces, joined once by data_to_send(): the payload in
         # ``tail`` is shared by every receiver, not copied per receiver.
-        out = self._out
+        out = self._output
+        if out is None:
+            out = self._output = []
         out.append(prepared.head)
         out.append(packet_id_bytes(packet_id))
         out.append(prepared.tail)
@@ -577,7 +587,7 @@ class ServerFlows:
                 # Too large for the client [MQTT-3.1.2-25]: dropped, reported.
                 del session.outbound.inflight[packet_id]
                 session.packet_ids.release(packet_id)
-                self._events.append(PublishDiscarded(packet_id, str(exc)))
+                self._add_event(PublishDiscarded(packet_id, str(exc)))
                 continue
             self._send_publish(packet, data)
 
@@ -606,7 +616,7 @@ class ServerFlows:
                 except LocalProtocolError as exc:
                     assert packet.packet_id is not None
                     session.discard_inflight(packet.packet_id)
-                    self._events.append(PublishDiscarded(packet.packet_id, str(exc)))
+                    self._add_event(PublishDiscarded(packet.packet_id, str(exc)))
             else:
                 with contextlib.suppress(LocalProtocolError):
                     self._write(self._encode(packet))

@@ -94,7 +94,7 @@ class ServerInput:
     state: ConnectionState
     client_id: str
     _version: ProtocolVersion | None
-    _events: list[Event]
+    _event_queue: list[Event] | None
     _connect: ConnectPacket | None
     _expiry_zero: bool
     _auth_turn: bool
@@ -120,6 +120,8 @@ class ServerInput:
     _RECEIVABLE_CLASSES: dict[ConnectionState, frozenset[type]]
 
     if TYPE_CHECKING:
+
+        def _add_event(self, event: Event) -> None: ...
 
         def _move(self, event: Input) -> None: ...
 
@@ -240,7 +242,7 @@ class ServerInput:
             self._protocol_error(exc, now)
             raise
         if event is not None:
-            self._events.append(event)
+            self._add_event(event)
         return True
 
     def _end_of_stream(self, now: float) -> None:
@@ -328,7 +330,7 @@ class ServerInput:
             if _utf8_length(will.topic) > config.max_topic_length:
                 raise ConnectRefusal("will topic too long", _C.TOPIC_NAME_INVALID, version)
         self._auth_turn = _APP
-        self._events.append(
+        self._add_event(
             ConnectRequested(
                 packet.client_id,
                 packet.clean_start,
@@ -378,7 +380,7 @@ class ServerInput:
             self._reauth = True
             self._auth_turn = _APP
         assert packet.authentication_method is not None
-        self._events.append(
+        self._add_event(
             AuthReceived(
                 code,
                 packet.authentication_method,
@@ -408,7 +410,7 @@ class ServerInput:
                 # [MQTT-3.8.3-4]: No Local on a shared subscription.
                 raise RemoteProtocolError("No Local on a shared subscription")
         pending[packet_id] = len(packet.subscriptions)
-        self._events.append(
+        self._add_event(
             SubscribeRequested(
                 packet_id,
                 tuple(packet.subscriptions),
@@ -432,7 +434,7 @@ class ServerInput:
                 f"UNSUBSCRIBE {packet_id} while the previous one with that id waits for UNSUBACK"
             )
         pending[packet_id] = len(packet.topic_filters)
-        self._events.append(
+        self._add_event(
             UnsubscribeRequested(packet_id, tuple(packet.topic_filters), packet.user_properties)
         )
 

@@ -95,6 +95,7 @@ class ClientConnection(ClientCommands, ClientInput, MessageFlows, Connection):
     ) -> None:
         version = ProtocolVersion(version)
         super().__init__(version)
+        self._out: list[bytes] = []
         self._version: ProtocolVersion = version
         self._events: deque[Event] = deque()
         self.config = config if config is not None else ClientConfig()

@@ -99,7 +99,7 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         "_auth_turn",
         "_client_alias_maximum",
         "_connect",
-        "_events",
+        "_event_queue",
         "_expiry_zero",
         "_held",
         "_incoming",
@@ -109,6 +109,7 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         "_keep_alive",
         "_max_out",
         "_opened_at",
+        "_output",
         "_pending_subscribes",
         "_pending_unsubscribes",
         "_plain_limit",
@@ -135,8 +136,10 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
             # the rest of a flood is checked, not built.
             max_subscription_identifiers=0,
         )
-        #: Rarely more than one or two: packets are handled as events are taken.
-        self._events: list[Event] = []
+        #: Rarely more than one or two: packets are handled as events are
+        #: taken. Made by the first, dropped with the last (an idle
+        #: connection holds no list).
+        self._event_queue: list[Event] | None = None
         self._opened_at = now
         if now is not None:
             self._last_received = now
@@ -167,6 +170,9 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         #: Bytes waiting for :meth:`data_to_send` (read it, do not set it):
         #: what a server counts against a high-water mark of its own.
         self.bytes_to_send = 0
+        #: The encoded pieces waiting for :meth:`data_to_send`: made by the
+        #: first, dropped when taken (an idle connection holds no list).
+        self._output: list[bytes] | None = None
         self._client_alias_maximum = 0
         #: What the hot path of publish_prepared reads: MQTT 5, the client's
         #: Maximum Packet Size, and whether outgoing topic aliases are chosen.
@@ -272,8 +278,7 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
             queued, the connection is CLOSED, and the next call returns the
             :class:`~mqttproto.events.Disconnected`.
         """
-        events = self._events
-        if not events and self.state is _CONNECTED:
+        if self._event_queue is None and self.state is _CONNECTED:
             # The hot path: packets of a connected client, handled in a row
             # until one makes an event (most do).
             incoming = self._incoming
@@ -292,15 +297,15 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
                     raise
                 if event is not None:
                     return event
-                if events:
-                    return events.pop(0)
+                if self._event_queue is not None:
+                    return self._take_event()
                 if self.state is not _CONNECTED:
                     break
                 pos += 1
-        while not events:
+        while self._event_queue is None:
             if not self._handle_next():
                 return None
-        return events.pop(0)
+        return self._take_event()
 
     def events(self) -> Iterator[Event]:
         """Take the events in order, as :meth:`next_event` does, until it
@@ -308,11 +313,10 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         :class:`~mqttproto.events.Disconnected` is the last event. The
         cheapest way to take many events (a broker's loop)."""
         # next_event's loop as a generator: no call per event.
-        events = self._events
         handlers = self._CONNECTED_HANDLERS
         while True:
-            if events:
-                yield events.pop(0)
+            if self._event_queue is not None:
+                yield self._take_event()
                 continue
             if self.state is _CONNECTED:
                 # The hot path: the next packet of a connected client.
@@ -427,7 +431,12 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         """The bytes to write to the transport, all of them, in order; b"" if
         none. ``now`` is when they go out."""
         self.bytes_to_send = 0
-        return super().data_to_send(now)
+        out = self._output
+        if out is None:
+            return b""
+        self._output = None
+        self._last_sent = now
+        return out[0] if len(out) == 1 else b"".join(out)
 
     # -- the application's answers ------------------------------------------------
 
@@ -448,9 +457,32 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
             assert isinstance(incoming, list)  # it holds packets still to handle
             incoming.extend(packets)
 
+    def _add_event(self, event: Event) -> None:
+        queue = self._event_queue
+        if queue is None:
+            self._event_queue = [event]
+        else:
+            queue.append(event)
+
+    def _take_event(self) -> Event:
+        """The first event queued (there is one); the list goes with the last."""
+        queue = self._event_queue
+        assert queue is not None
+        event = queue.pop(0)
+        if not queue:
+            self._event_queue = None
+        return event
+
     def _write(self, data: bytes) -> None:
-        self._out.append(data)
+        self._append_out(data)
         self.bytes_to_send += len(data)
+
+    def _append_out(self, data: bytes) -> None:
+        out = self._output
+        if out is None:
+            self._output = [data]
+        else:
+            out.append(data)
 
     def _send(self, packet: Packet) -> None:
         self._write(self._encode(packet))
@@ -465,7 +497,7 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         self._pending_unsubscribes = None
         self._unacked = None
         self._reauth = False
-        self._events.append(event)
+        self._add_event(event)
 
     def _waiting_connect(self, what: str) -> ConnectPacket:
         connect = self._connect
