@@ -91,6 +91,12 @@ class ServerSession:
         return inbound
 
     @property
+    def unused(self) -> bool:
+        """Whether nothing was ever in flight in either direction (none of
+        its parts was made): a new one would be the same."""
+        return self._packet_ids is None and self._outbound is None and self._inbound is None
+
+    @property
     def send_quota(self) -> int:
         """How many messages may be in flight at once (set at each accept)."""
         return self._send_quota

@@ -490,6 +490,11 @@ class SubscriptionTree(Generic[T]):
             child = node.children.get(level)
             if child is None:
                 child = _Node()
+                if isinstance(key, str) and level == key:
+                    # A level that spells the subscriber's key (a client
+                    # identifier: "devices/<client id>/cmd") keeps the key's
+                    # string rather than a copy of its own.
+                    level = key
                 node.set_child(level, child)
             node = child
         node.topic_filter = topic_filter

@@ -107,7 +107,7 @@ class Admin:
                 s.link.peer if s.link is not None else None,
                 s.expiry_interval,
                 len(s.subscriptions),
-                len(s.flows.inflight),
+                s.inflight_flows,
                 len(s.pending),
             )
             for s in self._sessions.values()

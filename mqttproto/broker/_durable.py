@@ -86,7 +86,8 @@ class Durability:
         if recorder is None:
             if self._durable:
                 session.recorder = self.store
-                session.releases_seen = session.flows.releases
+                flows = session.flows_or_none
+                session.releases_seen = 0 if flows is None else flows.releases
                 session.stored_awaiting = _awaiting(session)
             self.store.save_session(session.snapshot())
             return
@@ -101,9 +102,10 @@ class Durability:
     def _note_releases(self, session: Session) -> None:
         """Record the QoS 2 flows that PUBREC moved past (the connection
         changes them without telling: the counter says whether any did)."""
-        if session.flows.releases == session.releases_seen:
+        flows = session.flows_or_none
+        if flows is None or flows.releases == session.releases_seen:
             return
-        outbound = session.flows.outbound
+        outbound = flows.outbound
         session.releases_seen = outbound.releases
         recorder = session.recorder
         assert recorder is not None
@@ -221,7 +223,8 @@ class Durability:
 def _awaiting(session: Session) -> frozenset[int]:
     """The QoS 2 identifiers from the client awaiting PUBREL, as recorded
     (the shared empty set when there are none)."""
-    ids = session.flows.awaiting_release
+    flows = session.flows_or_none
+    ids = () if flows is None else flows.awaiting_release
     return frozenset(ids) if ids else NO_PACKET_IDS
 
 

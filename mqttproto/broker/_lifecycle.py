@@ -379,6 +379,7 @@ class Lifecycle:
             session.expires_at = now + session.expiry_interval
             self._push_timer(session.expires_at, "session", session.client_id)
         self._save_session(session)
+        session.park_flows()
 
     # -- wills and the end of sessions ----------------------------------------------------
 

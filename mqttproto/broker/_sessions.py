@@ -37,12 +37,13 @@ class Session:
     """The state of one client identifier that outlives its connections."""
 
     __slots__ = (
+        "_flows",
         "_inflight",
+        "_max_queued",
         "client_id",
         "expires_at",
         "expiry_interval",
         "feeds",
-        "flows",
         "link",
         "pending",
         "queued_bytes",
@@ -65,8 +66,9 @@ class Session:
         self.expires_at: float | None = None
         #: Full topic filter (``$share/...`` included) -> subscription.
         self.subscriptions: dict[str, Sub[Session]] = {}
-        #: The QoS flows' state, handed to each connection that resumes it.
-        self.flows = ServerSession(max_queued=max_queued)
+        #: See flows: None while offline and never used.
+        self._max_queued = max_queued
+        self._flows: ServerSession | None = None
         #: Messages waiting for the client: made by the first one, dropped
         #: once drained (an empty deque costs 760 bytes; most never queue).
         self.pending: deque[Pending] | tuple[()] = ()
@@ -93,6 +95,31 @@ class Session:
         #: shared empty one while there are none: an empty frozenset costs
         #: 216 bytes).
         self.stored_awaiting: frozenset[int] = NO_PACKET_IDS
+
+    @property
+    def flows(self) -> ServerSession:
+        """The QoS flows' state, handed to each connection that resumes it
+        (made when first needed; see :meth:`park_flows`)."""
+        flows = self._flows
+        if flows is None:
+            flows = self._flows = ServerSession(max_queued=self._max_queued)
+        return flows
+
+    @property
+    def flows_or_none(self) -> ServerSession | None:
+        """``flows`` if it exists (what reads it without making it)."""
+        return self._flows
+
+    @property
+    def inflight_flows(self) -> int:
+        """How many messages are in flight to the client (``flows``)."""
+        flows = self._flows
+        return 0 if flows is None else len(flows.inflight)
+
+    def park_flows(self) -> None:
+        """Drop ``flows`` while it holds nothing (the session went offline)."""
+        if self._flows is not None and self._flows.unused:
+            self._flows = None
 
     @property
     def inflight_messages(self) -> dict[int, Message]:
@@ -140,9 +167,10 @@ class Session:
             )
             for full_filter, sub in self.subscriptions.items()
         )
+        flows = self._flows  # read, not made
         inflight: tuple[StoredMessage, ...] = ()
         queued: tuple[StoredMessage, ...] = ()
-        if messages:
+        if messages and flows is not None:
             held = self._inflight or {}
             inflight = tuple(
                 StoredMessage(
@@ -151,8 +179,9 @@ class Session:
                     packet_id=m.packet_id,
                     released=m.released,
                 )
-                for m in self.flows.inflight
+                for m in flows.inflight
             )
+        if messages:
             queued = tuple(
                 message.stored(qos, retain, sub_ids)
                 for message, qos, retain, sub_ids in self.pending
@@ -164,7 +193,11 @@ class Session:
             subscriptions,
             inflight,
             queued,
-            self.flows.awaiting_release if awaiting is None else tuple(sorted(awaiting)),
+            tuple(sorted(awaiting))
+            if awaiting is not None
+            else ()
+            if flows is None
+            else flows.awaiting_release,
             self.will,
             self.will_due,
             self.username,
