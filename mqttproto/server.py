@@ -29,6 +29,7 @@ connection to the next), routing, retained messages and wills.
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import ClassVar
@@ -57,6 +58,14 @@ _set_packet = MessageReceived.__dict__["packet"].__set__
 _P = PacketType
 _C = ReasonCode
 _V5 = ProtocolVersion.MQTT_5_0
+
+
+@functools.lru_cache(maxsize=16)
+def _topic_limits(max_topic_length: int, max_topic_levels: int) -> tuple[int, int]:
+    """``_topic_chars_ok`` and ``_plain_topic_chars`` for these limits: the
+    same int objects for every connection of a config (28 bytes each)."""
+    chars_ok = max_topic_length // 4
+    return chars_ok, min(chars_ok, max_topic_levels - 1)
 
 
 class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
@@ -200,9 +209,11 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         self._unacked: dict[int, QoS] | None = None
         #: Topic names this many characters long or shorter are within
         #: ``max_topic_length`` whatever they hold (4 UTF-8 bytes at most each).
-        self._topic_chars_ok = config.max_topic_length // 4
-        #: ... and within max_topic_levels too (a level needs a character).
-        self._plain_topic_chars = min(self._topic_chars_ok, config.max_topic_levels - 1)
+        #: ... and (_plain_topic_chars) within max_topic_levels too (a level
+        #: needs a character).
+        self._topic_chars_ok, self._plain_topic_chars = _topic_limits(
+            config.max_topic_length, config.max_topic_levels
+        )
 
     # -- what the caller sees -------------------------------------------------
 
