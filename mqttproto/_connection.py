@@ -88,10 +88,11 @@ class Connection(abc.ABC):
         "state",
     )
 
-    def __init__(self, version: ProtocolVersion | None) -> None:
+    def __init__(self, version: ProtocolVersion | None, reader: PacketReader | None = None) -> None:
+        """``reader``: the role's own (with its limits); by default one for ``version``."""
         self.state = ConnectionState.IDLE
         self._version = version
-        self._reader = PacketReader(version=version)
+        self._reader = reader if reader is not None else PacketReader(version=version)
         self._last_sent = 0.0
         self._last_received = 0.0
         #: The peer's Maximum Packet Size; None: the protocol's limit.

@@ -75,12 +75,10 @@ class ServerFlows:
     #: Set by accept(); the flows run only once connected.
     _session: ServerSession
     _peer_max_packet_size: int | None
-    _client_alias_maximum: int
     _v5: bool
     _max_out: int
     _aliasing: bool
     _alias_limit: int
-    _alias_min_length: int
     _plain_limit: int
     _aliases_out: OrderedDict[str, int] | None
     _alias_candidates: OrderedDict[str, None] | None
@@ -507,7 +505,7 @@ class ServerFlows:
         (a form shared by every connection that uses the same alias)."""
         packet = prepared.packet
         topic = packet.topic
-        if len(topic) < self._alias_min_length or packet.topic_alias is not None:
+        if len(topic) < self.config.auto_topic_alias_min_length or packet.topic_alias is not None:
             return prepared
         aliases = self._aliases_out
         if aliases is not None:
@@ -525,7 +523,7 @@ class ServerFlows:
     def _aliased(self, packet: PublishPacket, data: bytes) -> bytes:
         """The wire form of ``packet`` with a topic alias, if it takes one."""
         topic = packet.topic
-        if len(topic) < self._alias_min_length or packet.topic_alias is not None:
+        if len(topic) < self.config.auto_topic_alias_min_length or packet.topic_alias is not None:
             return data
         choice = self._alias_for(topic, len(data) + 5 <= self._max_out)
         if choice is None:

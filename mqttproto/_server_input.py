@@ -109,7 +109,6 @@ class ServerInput:
     _keep_alive: int
     _peer_max_packet_size: int | None
     _acks_fit: bool
-    _client_alias_maximum: int
     _v5: bool
     _max_out: int
     _aliasing: bool
@@ -298,10 +297,9 @@ class ServerInput:
             if packet.maximum_packet_size is not None:
                 self._max_out = packet.maximum_packet_size
             self._acks_fit = packet.maximum_packet_size is None or packet.maximum_packet_size >= 4
-            self._client_alias_maximum = packet.topic_alias_maximum or 0
             config = self.config
             # [MQTT-3.3.2-11]: never above the client's Topic Alias Maximum.
-            self._alias_limit = min(self._client_alias_maximum, config.auto_topic_alias_limit)
+            self._alias_limit = min(packet.topic_alias_maximum or 0, config.auto_topic_alias_limit)
             self._aliasing = bool(self._alias_limit) and config.auto_topic_alias
         config = self.config
         if _utf8_length(packet.client_id) > config.max_client_id_length:

@@ -102,11 +102,9 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         "_acks_fit",
         "_alias_candidates",
         "_alias_limit",
-        "_alias_min_length",
         "_aliases_out",
         "_aliasing",
         "_auth_turn",
-        "_client_alias_maximum",
         "_connect",
         "_event_queue",
         "_expiry_zero",
@@ -135,16 +133,19 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
     )
 
     def __init__(self, config: ServerConfig | None = None, *, now: float | None = None) -> None:
-        super().__init__(None)
-        self.config = config = config if config is not None else ServerConfig()
-        self._reader = PacketReader(
-            max_packet_size=config.max_packet_size,
-            max_user_properties=config.max_user_properties,
-            max_user_property_bytes=config.max_user_property_bytes,
-            # A client may send none [MQTT-3.3.4-6]: the first is refused,
-            # the rest of a flood is checked, not built.
-            max_subscription_identifiers=0,
+        config = config if config is not None else ServerConfig()
+        super().__init__(
+            None,
+            PacketReader(
+                max_packet_size=config.max_packet_size,
+                max_user_properties=config.max_user_properties,
+                max_user_property_bytes=config.max_user_property_bytes,
+                # A client may send none [MQTT-3.3.4-6]: the first is refused,
+                # the rest of a flood is checked, not built.
+                max_subscription_identifiers=0,
+            ),
         )
+        self.config = config
         #: Rarely more than one or two: packets are handled as events are
         #: taken. Made by the first, dropped with the last (an idle
         #: connection holds no list).
@@ -182,7 +183,6 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         #: The encoded pieces waiting for :meth:`data_to_send`: made by the
         #: first, dropped when taken (an idle connection holds no list).
         self._output: list[bytes] | None = None
-        self._client_alias_maximum = 0
         #: What the hot path of publish_prepared reads: MQTT 5, the client's
         #: Maximum Packet Size, and whether outgoing topic aliases are chosen.
         self._v5 = False
@@ -195,7 +195,6 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         #: first), made when the client accepts any; at most _alias_limit.
         self._aliases_out: OrderedDict[str, int] | None = None
         self._alias_limit = 0
-        self._alias_min_length = config.auto_topic_alias_min_length
         #: Topics sent once lately without an alias while all were taken:
         #: the next sending of one takes the least recently used alias.
         self._alias_candidates: OrderedDict[str, None] | None = None
