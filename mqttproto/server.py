@@ -444,8 +444,9 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         out = self._output
         if out is None:
             return b""
+        # No _last_sent: the server's keep-alive counts what it receives
+        # (a float per connection kept for nothing).
         self._output = None
-        self._last_sent = now
         return out[0] if len(out) == 1 else b"".join(out)
 
     # -- the application's answers ------------------------------------------------
