@@ -1,7 +1,8 @@
 """The application's answers on a server connection: :class:`ServerAnswers`,
 a mixin of :class:`~mqttproto.server.ServerConnection`.
 
-``accept`` and ``refuse`` answer a CONNECT, ``auth`` an AUTH (or starts a
+``accept`` and ``refuse`` answer a CONNECT (``accept`` sends again what a
+resumed session had in flight), ``auth`` an AUTH (or starts a
 re-authentication), ``suback`` and ``unsuback`` a SUBSCRIBE and an
 UNSUBSCRIBE; ``disconnect`` and ``close`` end the connection. Each checks
 first and changes nothing when it refuses (:class:`LocalProtocolError`).
@@ -22,13 +23,14 @@ from ._state import ConnectionState, Input
 from .config import ServerConfig
 from .enums import ProtocolVersion, QoS, ReasonCode
 from .errors import LocalProtocolError
-from .events import Disconnected, Event
+from .events import Disconnected, Event, PublishDiscarded
 from .packets import (
     AuthPacket,
     ConnAckPacket,
     ConnectPacket,
     DisconnectPacket,
     Packet,
+    PublishPacket,
     SubAckPacket,
     UnsubAckPacket,
 )
@@ -77,7 +79,7 @@ class ServerAnswers:
 
         def _connected(self, what: str) -> None: ...
 
-        def _resend_session(self) -> None: ...
+        def _send_released(self, packets: Iterable[PublishPacket]) -> None: ...
 
     def accept(
         self,
@@ -193,6 +195,39 @@ class ServerAnswers:
             # Nothing else is read from the CONNECT (no re-authentication;
             # DISCONNECT reads _expiry_zero): an idle connection drops it.
             self._connect = None
+
+    def _resend_session(self) -> None:
+        """A resumed session: what was in flight goes again, in order, PUBLISH
+        with DUP and PUBREL past PUBREC [MQTT-4.4.0-1]."""
+        session = self._session
+        assert session is not None  # accept() gave it
+        if session._outbound is None:
+            return  # nothing was ever in flight
+        for packet in session.outbound.resend():
+            if isinstance(packet, PublishPacket):
+                if self._version != _V5:
+                    packet = attrs.evolve(
+                        packet,
+                        subscription_identifiers=(),
+                        payload_format_indicator=None,
+                        message_expiry_interval=None,
+                        response_topic=None,
+                        correlation_data=None,
+                        user_properties=(),
+                        content_type=None,
+                    )
+                try:
+                    # Topic aliases do not outlive a connection: sent in full.
+                    self._write(self._encode(packet))
+                except LocalProtocolError as exc:
+                    assert packet.packet_id is not None
+                    session.discard_inflight(packet.packet_id)
+                    self._add_event(PublishDiscarded(packet.packet_id, str(exc)))
+            else:
+                with contextlib.suppress(LocalProtocolError):
+                    self._write(self._encode(packet))
+        if session.outbound.queue:
+            self._send_released(session.outbound.release_queued())
 
     def refuse(
         self,

@@ -10,7 +10,6 @@ that outlives a network connection is a :class:`~._server_session.ServerSession`
 
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -588,35 +587,3 @@ class ServerFlows:
                 self._add_event(PublishDiscarded(packet_id, str(exc)))
                 continue
             self._send_publish(packet, data)
-
-    def _resend_session(self) -> None:
-        """A resumed session: what was in flight goes again, in order, PUBLISH
-        with DUP and PUBREL past PUBREC [MQTT-4.4.0-1]."""
-        session = self._session
-        if session._outbound is None:
-            return  # nothing was ever in flight
-        for packet in session.outbound.resend():
-            if isinstance(packet, PublishPacket):
-                if self._version != _V5:
-                    packet = attrs.evolve(
-                        packet,
-                        subscription_identifiers=(),
-                        payload_format_indicator=None,
-                        message_expiry_interval=None,
-                        response_topic=None,
-                        correlation_data=None,
-                        user_properties=(),
-                        content_type=None,
-                    )
-                try:
-                    # Topic aliases do not outlive a connection: sent in full.
-                    self._write(self._encode(packet))
-                except LocalProtocolError as exc:
-                    assert packet.packet_id is not None
-                    session.discard_inflight(packet.packet_id)
-                    self._add_event(PublishDiscarded(packet.packet_id, str(exc)))
-            else:
-                with contextlib.suppress(LocalProtocolError):
-                    self._write(self._encode(packet))
-        if session.outbound.queue:
-            self._send_released(session.outbound.release_queued())

@@ -15,7 +15,9 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from typing import Any
 
-from mqttproto import ProtocolVersion, PublishPacket, QoS, Subscription, encode_packet
+from test_connection_memory import _client
+
+from mqttproto import ProtocolVersion, PublishPacket, QoS, encode_packet
 from mqttproto._decode_fields import _skip_properties, property_limit
 from mqttproto._qos import NO_PACKET_IDS
 from mqttproto._reader import PacketReader as PurePacketReader
@@ -48,24 +50,6 @@ def _empty_containers(obj: object) -> list[str]:
     ]
 
 
-def _connected(
-    broker: Broker, client_id: str, topic_filter: str, qos: QoS = QoS.AT_LEAST_ONCE
-) -> tuple[int, ClientConnection]:
-    """A persistent MQTT 5 client with one subscription, everything answered."""
-    client = ClientConnection(V5)
-    conn = broker.open_connection(NOW)
-    client.connect(
-        client_id=client_id, keep_alive=60, clean_start=False, session_expiry_interval=3600
-    )
-    broker.receive_data(conn, client.data_to_send(NOW), NOW)
-    client.receive_data(broker.data_to_send(conn, NOW), NOW)
-    client.subscribe([Subscription(topic_filter, qos)])
-    broker.receive_data(conn, client.data_to_send(NOW), NOW)
-    client.receive_data(broker.data_to_send(conn, NOW), NOW)
-    list(client.events())
-    return conn, client
-
-
 def _publisher(broker: Broker) -> tuple[int, ClientConnection]:
     client = ClientConnection(V5)
     conn = broker.open_connection(NOW)
@@ -81,7 +65,7 @@ def _link(broker: Broker, conn: int) -> Link:
 
 def test_an_idle_connection_holds_no_empty_table() -> None:
     broker = Broker()
-    conn, _ = _connected(broker, "c1", "devices/c1/cmd")
+    conn, _ = _client(broker, "c1", "devices/c1/cmd")
     link = _link(broker, conn)
     session = link.session
     assert session is not None
@@ -99,7 +83,7 @@ def test_an_idle_connection_holds_no_empty_table() -> None:
 
 def test_a_session_makes_its_flows_on_first_qos_1_use_and_empties_them_when_drained() -> None:
     broker = Broker()
-    conn, client = _connected(broker, "c1", "devices/c1/cmd")
+    conn, client = _client(broker, "c1", "devices/c1/cmd")
     pub, publisher = _publisher(broker)
     session = _link(broker, conn).session
     assert session is not None
@@ -146,7 +130,7 @@ def test_a_qos_2_identifier_table_goes_with_its_release() -> None:
 
 def test_an_offline_session_keeps_no_flows_it_never_used() -> None:
     broker = Broker()
-    conn, _ = _connected(broker, "c1", "devices/c1/cmd")
+    conn, _ = _client(broker, "c1", "devices/c1/cmd")
     session = _link(broker, conn).session
     assert isinstance(session, Session)
     broker.connection_lost(conn, NOW)
@@ -176,7 +160,7 @@ def test_an_offline_session_keeps_no_flows_it_never_used() -> None:
 def test_a_session_that_used_its_flows_keeps_them_offline() -> None:
     """The packet identifiers go on where they were (not reused at once)."""
     broker = Broker()
-    conn, _ = _connected(broker, "c1", "devices/c1/cmd")
+    conn, _ = _client(broker, "c1", "devices/c1/cmd")
     pub, publisher = _publisher(broker)
     publisher.publish("devices/c1/cmd", b"one", qos=QoS.AT_LEAST_ONCE)
     broker.receive_data(pub, publisher.data_to_send(NOW), NOW)
