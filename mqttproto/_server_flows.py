@@ -439,7 +439,10 @@ class ServerFlows:
             self.bytes_to_send += prepared.size
             return None
         session = self._session
-        outbound = session.outbound
+        # The session's parts read from their slots (made on first use).
+        outbound = session._outbound
+        if outbound is None:
+            outbound = session.outbound
         inflight = outbound.inflight
         if outbound.queue or len(inflight) >= outbound.send_quota:
             outbound.check_queue_room()
@@ -455,7 +458,9 @@ class ServerFlows:
         # OutboundFlow.start inlined, each call costing more than its work.
         # The next identifier in turn, unless still in use [MQTT-2.2.1-3]
         # (then the allocator searches, or raises when all are taken).
-        ids = session.packet_ids
+        ids = session._packet_ids
+        if ids is None:
+            ids = session.packet_ids
         used = ids._used
         packet_id = ids._next
         if packet_id in used:
