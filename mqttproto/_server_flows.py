@@ -84,6 +84,8 @@ class ServerFlows:
     state: ConnectionState
     _acks_fit: bool
     _unacked: dict[int, QoS] | None
+    _incoming: list[Packet] | tuple[()]
+    _incoming_pos: int
     _topic_chars_ok: int
     _plain_topic_chars: int
 
@@ -218,7 +220,9 @@ class ServerFlows:
             raise RemoteProtocolError(f"PUBACK for packet {packet_id}, a QoS 2 PUBLISH")
         inflight = outbound.inflight
         del inflight[packet_id]
-        used = session.packet_ids._used
+        ids = session._packet_ids
+        assert ids is not None  # the message in flight took its identifier
+        used = ids._used
         used.pop(packet_id, None)
         if not used:  # idle: give back the tables a burst grew (9 kB per 100)
             inflight.clear()
@@ -325,8 +329,10 @@ class ServerFlows:
             )
             data = self._encode(ack)
         del unacked[packet_id]
-        if not unacked:
-            self._unacked = None  # an idle connection keeps no table
+        if not unacked and self._incoming_pos >= len(self._incoming):
+            # An idle connection keeps no table; one still reading its
+            # input keeps it for the next message.
+            self._unacked = None
         if qos == 2 and code < 0x80:
             # Until PUBREL, a resent PUBLISH with this id is not delivered
             # again [MQTT-4.3.3-10]; that outlives the connection.

@@ -485,7 +485,11 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         return event
 
     def _write(self, data: bytes) -> None:
-        self._append_out(data)
+        out = self._output  # _append_out inlined: every answer goes here
+        if out is None:
+            self._output = [data]
+        else:
+            out.append(data)
         self.bytes_to_send += len(data)
 
     def _append_out(self, data: bytes) -> None:

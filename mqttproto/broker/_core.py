@@ -451,8 +451,9 @@ class Broker(
         session = link.session
         if session is None:
             return
-        inflight = session.inflight_messages
-        message = inflight.pop(event.packet_id, None)
+        # Read, not made (the inflight_messages property would make it).
+        inflight = session._inflight
+        message = None if inflight is None else inflight.pop(event.packet_id, None)
         recorder = session.recorder
         if recorder is not None:
             recorder.end_inflight(session.client_id, event.packet_id)
@@ -461,7 +462,7 @@ class Broker(
             message.holds -= 1
             if not message.holds:
                 self._held_bytes -= message.size
-        if not inflight:
+        if inflight is not None and not inflight:
             session.give_back_inflight()  # the table a burst grew, given back while idle
         if session.pending or session.feeds:
             self._pump(session, now)
