@@ -445,7 +445,6 @@ class ServerFlows:
             self.bytes_to_send += prepared.size
             return None
         session = self._session
-        # The session's parts read from their slots (made on first use).
         outbound = session._outbound
         if outbound is None:
             outbound = session.outbound
