@@ -100,7 +100,7 @@ def _check_bounds(client: ClientConnection) -> None:
     inbound = client._inbound
     v5 = client.version == ProtocolVersion.MQTT_5_0
     assert inbound.in_use() <= (inbound.receive_maximum if v5 else 65535)
-    assert len(client._aliases_in) <= client._inbound_alias_max
+    assert len(client._aliases_in or ()) <= client._inbound_alias_max
     assert len(client._packet_ids) <= 65535
     assert client._reader.buffered < MAX_PACKET_SIZE
     timer = client.get_timer()

@@ -857,7 +857,7 @@ cdef class PacketReader:
 
     cdef int _version  # -1 until a server reader sees CONNECT
     cdef Py_ssize_t _max_size  # -1: no maximum
-    cdef list _pending
+    cdef list _pending  # None between packets (an idle reader holds no list)
     cdef Py_ssize_t _pending_size
     cdef Py_ssize_t _need
     cdef Py_ssize_t _declared
@@ -890,7 +890,7 @@ cdef class PacketReader:
                 limit = MAX_REMAINING_LENGTH + 5
             self._max_size = int(limit)
         self._max_packet_size = max_packet_size
-        self._pending = []
+        self._pending = None
         self._pending_size = 0
         self._need = 0
         self._declared = 0
@@ -929,7 +929,7 @@ cdef class PacketReader:
             if self._pending_size < self._need:
                 return []
             data = b"".join(self._pending)
-            self._pending.clear()
+            self._pending = None
             self._pending_size = 0
         elif not data:
             return []
@@ -947,13 +947,13 @@ cdef class PacketReader:
             raise error from exc
         size = PyBytes_GET_SIZE(data)
         if pos < size:
-            self._pending.append(data[pos:])
+            self._pending = [data[pos:]]
             self._pending_size = size - pos
         return packets
 
     cdef void _fail(self, object error):
         self._error = error
-        self._pending.clear()
+        self._pending = None
         self._pending_size = 0
         self._declared = 0
 

@@ -73,30 +73,33 @@ class Connection(abc.ABC):
 
     #: The events waiting for next_event(), held by each role.
     _events: MutableSequence[Event]
+    #: The encoded packets waiting for data_to_send(), made by the role
+    #: that uses this engine's data_to_send (the server keeps its own).
+    _out: list[bytes]
 
     # A broker holds one per client: no per-instance dict.
     __slots__ = (
         "_aliases_in",
         "_last_received",
         "_last_sent",
-        "_out",
         "_peer_max_packet_size",
         "_reader",
         "_version",
         "state",
     )
 
-    def __init__(self, version: ProtocolVersion | None) -> None:
+    def __init__(self, version: ProtocolVersion | None, reader: PacketReader | None = None) -> None:
+        """``reader``: the role's own (with its limits); by default one for ``version``."""
         self.state = ConnectionState.IDLE
         self._version = version
-        self._reader = PacketReader(version=version)
-        self._out: list[bytes] = []
+        self._reader = reader if reader is not None else PacketReader(version=version)
         self._last_sent = 0.0
         self._last_received = 0.0
         #: The peer's Maximum Packet Size; None: the protocol's limit.
         self._peer_max_packet_size: int | None = None
-        #: Topic aliases the peer defined on this connection.
-        self._aliases_in: dict[int, str] = {}
+        #: Topic aliases the peer defined on this connection (made by the
+        #: first one: most peers define none).
+        self._aliases_in: dict[int, str] | None = None
 
     # -- what the caller sees -------------------------------------------------
 
@@ -246,6 +249,10 @@ class Connection(abc.ABC):
     def _send(self, packet: Packet) -> None:
         self._out.append(self._encode(packet))
 
+    def _append_out(self, data: bytes) -> None:
+        """Queue bytes for data_to_send(), outside any count a role keeps."""
+        self._out.append(data)
+
     def _protocol_error(self, exc: RemoteProtocolError, now: float) -> None:
         """Queue the goodbye for ``exc``, close, and report it."""
         if self.state is ConnectionState.CLOSED:
@@ -253,14 +260,14 @@ class Connection(abc.ABC):
         goodbye = self._goodbye(exc)
         if goodbye is not None:
             try:
-                self._out.append(self._encode(goodbye))
+                self._append_out(self._encode(goodbye))
             except LocalProtocolError:
                 # Too big for the peer's Maximum Packet Size: the reason
                 # string goes first [MQTT-3.14.2-3]; if even the bare packet
                 # is too big, close without a goodbye.
                 with contextlib.suppress(LocalProtocolError, TypeError):
                     bare = attrs.evolve(goodbye, reason_string=None)  # type: ignore[arg-type]
-                    self._out.append(self._encode(bare))
+                    self._append_out(self._encode(bare))
         self._move(Input.PROTOCOL_ERROR)
         self._connection_ended(exc.reason_code, now)
 
@@ -278,10 +285,13 @@ class Connection(abc.ABC):
         assert alias is not None
         if not 0 < alias <= maximum:
             raise TopicAliasInvalid(f"topic alias {alias} outside 1..{maximum} [MQTT-3.3.2-9]")
+        aliases = self._aliases_in
         if packet.topic:
-            self._aliases_in[alias] = packet.topic
+            if aliases is None:
+                aliases = self._aliases_in = {}
+            aliases[alias] = packet.topic
             return packet if keep else attrs.evolve(packet, topic_alias=None)
-        topic = self._aliases_in.get(alias)
+        topic = None if aliases is None else aliases.get(alias)
         if topic is None:
             raise TopicAliasInvalid(f"topic alias {alias} was never defined")
         if keep:

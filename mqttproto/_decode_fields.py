@@ -191,6 +191,9 @@ class PropertyLimit:
     past their limits. Each twin brings its own ``skip`` (the reference's is
     :func:`_skip_properties`); both raise what the reference's readers
     raise, in the same order.
+
+    A limit is never changed once made: :func:`property_limit` hands the
+    same one to every reader with the same values.
     """
 
     __slots__ = ("count", "identifiers", "size", "skip")
@@ -239,7 +242,19 @@ def property_limit(
         and max_subscription_identifiers is None
     ):
         return None
-    return PropertyLimit(count, size, identifiers, skip)
+    # Never changed once made: every reader with the same limits shares one
+    # (a server makes a reader per connection, with the config's limits).
+    key = (count, size, identifiers, skip)
+    limit = _LIMITS.get(key)
+    if limit is None:
+        if len(_LIMITS) >= 64:
+            _LIMITS.clear()
+        limit = _LIMITS[key] = PropertyLimit(count, size, identifiers, skip)
+    return limit
+
+
+#: The limits made so far, by their values (see property_limit).
+_LIMITS: dict[tuple[int, int, int, Callable[..., int]], PropertyLimit] = {}
 
 
 _SUBSCRIPTION_IDENTIFIER: Final = PROPERTIES[0x0B]

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Set
+from types import MappingProxyType
 
 import attrs
 
@@ -25,6 +26,7 @@ from .packets import PublishPacket, PubRelPacket
 
 __all__ = [
     "MAX_PACKET_ID",
+    "NO_PACKET_IDS",
     "InboundFlow",
     "OutboundFlow",
     "OutboundMessage",
@@ -33,6 +35,12 @@ __all__ = [
 ]
 
 MAX_PACKET_ID = 65535
+
+#: What an :class:`InboundFlow` shows while it holds nothing: shared, so that
+#: an idle session keeps no empty table (an empty set costs 216 bytes, an
+#: empty dict 64).
+NO_PACKET_IDS: frozenset[int] = frozenset()
+_NO_ACKS: Mapping[int, QoS] = MappingProxyType({})
 
 
 class PacketIdAllocator:
@@ -268,14 +276,28 @@ class InboundFlow:
     holds QoS 2 identifiers between PUBREC and PUBREL: a PUBLISH with such an
     identifier is a retransmission and is not delivered again
     [MQTT-4.3.3-9]. Both count against our Receive Maximum [MQTT-3.3.4-9].
+    Both are read-only views: their tables are made by the first identifier
+    held and given back when the last one goes (most sessions never hold one).
     """
 
-    __slots__ = ("awaiting_release", "receive_maximum", "unacked")
+    __slots__ = ("_awaiting", "_unacked", "receive_maximum")
 
     def __init__(self, *, receive_maximum: int = MAX_PACKET_ID) -> None:
         self.receive_maximum = receive_maximum
-        self.unacked: dict[int, QoS] = {}
-        self.awaiting_release: set[int] = set()
+        self._unacked: dict[int, QoS] | None = None
+        self._awaiting: set[int] | None = None
+
+    @property
+    def unacked(self) -> Mapping[int, QoS]:
+        """Packet id -> QoS of the messages awaiting the application's ack."""
+        unacked = self._unacked
+        return _NO_ACKS if unacked is None else unacked
+
+    @property
+    def awaiting_release(self) -> Set[int]:
+        """The QoS 2 packet ids received and not yet released by PUBREL."""
+        awaiting = self._awaiting
+        return NO_PACKET_IDS if awaiting is None else awaiting
 
     def in_use(self) -> int:
         return len(self.unacked) + len(self.awaiting_release)
@@ -294,33 +316,50 @@ class InboundFlow:
 
     def hold(self, packet_id: int, qos: QoS) -> None:
         """A new message awaits the application's acknowledgement."""
-        self.unacked[packet_id] = qos
+        unacked = self._unacked
+        if unacked is None:
+            unacked = self._unacked = {}
+        unacked[packet_id] = qos
 
     def acknowledge(self, packet_id: int, reason_code: ReasonCode) -> QoS:
         """The application acknowledged; return the QoS to answer for.
 
         :raises LocalProtocolError: if nothing with that id awaits an ack.
         """
-        qos = self.unacked.pop(packet_id, None)
+        unacked = self._unacked
+        qos = None if unacked is None else unacked.pop(packet_id, None)
         if qos is None:
             raise LocalProtocolError(
                 f"no received message with packet id {packet_id} awaits an ack"
             )
+        if not unacked:
+            self._unacked = None
         if qos == QoS.EXACTLY_ONCE and reason_code < 0x80:
-            self.awaiting_release.add(packet_id)
+            self.received_qos2(packet_id)
         return qos
 
     def received_qos2(self, packet_id: int) -> None:
-        """PUBREC sent at once for a new QoS 2 message (automatic acks)."""
-        self.awaiting_release.add(packet_id)
+        """A QoS 2 identifier awaits PUBREL (its PUBREC was sent)."""
+        awaiting = self._awaiting
+        if awaiting is None:
+            awaiting = self._awaiting = set()
+        awaiting.add(packet_id)
+
+    def restore(self, packet_ids: Iterable[int]) -> None:
+        """Put back QoS 2 identifiers awaiting PUBREL (a stored session)."""
+        for packet_id in packet_ids:
+            self.received_qos2(packet_id)
 
     def release(self, packet_id: int) -> bool:
         """PUBREL received; False when the id was not awaiting it."""
-        if packet_id in self.awaiting_release:
-            self.awaiting_release.discard(packet_id)
-            return True
-        return False
+        awaiting = self._awaiting
+        if awaiting is None or packet_id not in awaiting:
+            return False
+        awaiting.discard(packet_id)
+        if not awaiting:
+            self._awaiting = None
+        return True
 
     def discard(self) -> None:
-        self.unacked.clear()
-        self.awaiting_release.clear()
+        self._unacked = None
+        self._awaiting = None

@@ -120,8 +120,9 @@ class PacketReader:
         self._version: int | None = None if version is None else int(version)
         self._max_packet_size = max_packet_size
         # Chunks of one incomplete packet, joined once it is complete, so a
-        # large packet arriving in many small reads costs linear time.
-        self._pending: list[bytes] = []
+        # large packet arriving in many small reads costs linear time; None
+        # between packets (an idle reader holds no list).
+        self._pending: list[bytes] | None = None
         self._pending_size = 0
         # Bytes the pending packet needs before it is worth parsing again.
         self._need = 0
@@ -170,13 +171,14 @@ class PacketReader:
             raise self._error.with_traceback(None)
         if type(data) is not bytes:
             data = bytes(data)
-        if self._pending:
-            self._pending.append(data)
+        pending = self._pending
+        if pending:
+            pending.append(data)
             self._pending_size += len(data)
             if self._pending_size < self._need:
                 return []
-            data = b"".join(self._pending)
-            self._pending.clear()
+            data = b"".join(pending)
+            self._pending = None
             self._pending_size = 0
         elif not data:
             return []
@@ -195,13 +197,13 @@ class PacketReader:
             self._fail(error)
             raise error from exc
         if pos < len(data):
-            self._pending.append(data[pos:])
+            self._pending = [data[pos:]]
             self._pending_size = len(data) - pos
         return packets
 
     def _fail(self, error: RemoteProtocolError) -> None:
         self._error = error
-        self._pending.clear()
+        self._pending = None
         self._pending_size = 0
         self._declared = 0
 

@@ -1,7 +1,8 @@
 """The application's answers on a server connection: :class:`ServerAnswers`,
 a mixin of :class:`~mqttproto.server.ServerConnection`.
 
-``accept`` and ``refuse`` answer a CONNECT, ``auth`` an AUTH (or starts a
+``accept`` and ``refuse`` answer a CONNECT (``accept`` sends again what a
+resumed session had in flight), ``auth`` an AUTH (or starts a
 re-authentication), ``suback`` and ``unsuback`` a SUBSCRIBE and an
 UNSUBSCRIBE; ``disconnect`` and ``close`` end the connection. Each checks
 first and changes nothing when it refuses (:class:`LocalProtocolError`).
@@ -22,13 +23,14 @@ from ._state import ConnectionState, Input
 from .config import ServerConfig
 from .enums import ProtocolVersion, QoS, ReasonCode
 from .errors import LocalProtocolError
-from .events import Disconnected, Event
+from .events import Disconnected, Event, PublishDiscarded
 from .packets import (
     AuthPacket,
     ConnAckPacket,
     ConnectPacket,
     DisconnectPacket,
     Packet,
+    PublishPacket,
     SubAckPacket,
     UnsubAckPacket,
 )
@@ -48,20 +50,22 @@ class ServerAnswers:
     state: ConnectionState
     client_id: str
     _version: ProtocolVersion | None
-    _events: list[Event]
+    _event_queue: list[Event] | None
     _connect: ConnectPacket | None
     _auth_turn: bool
     _reauth: bool
     _held: list[Packet] | None
-    _incoming: list[Packet]
+    _incoming: list[Packet] | tuple[()]
     _incoming_pos: int
     _keep_alive: int
     _session: ServerSession | None
     _waiting_bytes: int
-    _pending_subscribes: dict[int, int]
-    _pending_unsubscribes: dict[int, int]
+    _pending_subscribes: dict[int, int] | None
+    _pending_unsubscribes: dict[int, int] | None
 
     if TYPE_CHECKING:
+
+        def _add_event(self, event: Event) -> None: ...
 
         def _move(self, event: Input) -> None: ...
 
@@ -75,7 +79,7 @@ class ServerAnswers:
 
         def _connected(self, what: str) -> None: ...
 
-        def _resend_session(self) -> None: ...
+        def _send_released(self, packets: Iterable[PublishPacket]) -> None: ...
 
     def accept(
         self,
@@ -173,8 +177,7 @@ class ServerAnswers:
         if assigned_client_identifier is not None:
             self.client_id = assigned_client_identifier
         self._keep_alive = keep_alive
-        outbound = self._session.outbound
-        outbound.send_quota = min(
+        self._session.send_quota = min(
             connect.receive_maximum or 65535 if v5 else 65535, config.max_inflight_messages
         )
         self._write(data)
@@ -185,13 +188,46 @@ class ServerAnswers:
         held = self._held
         if held:
             # What waited during an authentication exchange is read first.
-            self._incoming[: self._incoming_pos] = held
+            self._incoming = held + list(self._incoming[self._incoming_pos :])
             self._incoming_pos = 0
         self._held = None
         if connect.authentication_method is None:
             # Nothing else is read from the CONNECT (no re-authentication;
             # DISCONNECT reads _expiry_zero): an idle connection drops it.
             self._connect = None
+
+    def _resend_session(self) -> None:
+        """A resumed session: what was in flight goes again, in order, PUBLISH
+        with DUP and PUBREL past PUBREC [MQTT-4.4.0-1]."""
+        session = self._session
+        assert session is not None  # accept() gave it
+        if session._outbound is None:
+            return  # nothing was ever in flight
+        for packet in session.outbound.resend():
+            if isinstance(packet, PublishPacket):
+                if self._version != _V5:
+                    packet = attrs.evolve(
+                        packet,
+                        subscription_identifiers=(),
+                        payload_format_indicator=None,
+                        message_expiry_interval=None,
+                        response_topic=None,
+                        correlation_data=None,
+                        user_properties=(),
+                        content_type=None,
+                    )
+                try:
+                    # Topic aliases do not outlive a connection: sent in full.
+                    self._write(self._encode(packet))
+                except LocalProtocolError as exc:
+                    assert packet.packet_id is not None
+                    session.discard_inflight(packet.packet_id)
+                    self._add_event(PublishDiscarded(packet.packet_id, str(exc)))
+            else:
+                with contextlib.suppress(LocalProtocolError):
+                    self._write(self._encode(packet))
+        if session.outbound.queue:
+            self._send_released(session.outbound.release_queued())
 
     def refuse(
         self,
@@ -227,7 +263,7 @@ class ServerAnswers:
             data = self._encode(ack)
         except LocalProtocolError:
             data = self._encode(ConnAckPacket(False, code))
-        self._events.clear()
+        self._event_queue = None
         self._write(data)
         self._move(Input.SEND_CONNACK_REFUSED)
         self._close(Disconnected(code))
@@ -302,8 +338,9 @@ class ServerAnswers:
             codes is not the number of subscriptions.
         """
         self._connected("suback()")
-        count = self._pending_subscribes.get(packet_id)
-        if count is None:
+        pending = self._pending_subscribes
+        count = None if pending is None else pending.get(packet_id)
+        if pending is None or count is None:
             raise LocalProtocolError(f"no SUBSCRIBE with packet id {packet_id} waits for SUBACK")
         codes = [ReasonCode(c) for c in reason_codes]
         if len(codes) != count:
@@ -318,10 +355,9 @@ class ServerAnswers:
         else:
             ack = SubAckPacket(packet_id, [ReasonCode(c.to_suback_v3()) for c in codes])
         data = self._encode(ack)
-        pending = self._pending_subscribes
         del pending[packet_id]
         if not pending:
-            pending.clear()  # gives back the table an emptied dict keeps
+            self._pending_subscribes = None  # an idle connection keeps no table
         self._write(data)
 
     def unsuback(
@@ -340,8 +376,9 @@ class ServerAnswers:
             number of codes.
         """
         self._connected("unsuback()")
-        count = self._pending_unsubscribes.get(packet_id)
-        if count is None:
+        pending = self._pending_unsubscribes
+        count = None if pending is None else pending.get(packet_id)
+        if pending is None or count is None:
             raise LocalProtocolError(
                 f"no UNSUBSCRIBE with packet id {packet_id} waits for UNSUBACK"
             )
@@ -362,10 +399,9 @@ class ServerAnswers:
         else:
             ack = UnsubAckPacket(packet_id, ())
         data = self._encode(ack)
-        pending = self._pending_unsubscribes
         del pending[packet_id]
         if not pending:
-            pending.clear()  # gives back the table an emptied dict keeps
+            self._pending_unsubscribes = None  # an idle connection keeps no table
         self._write(data)
 
     def disconnect(
@@ -400,7 +436,7 @@ class ServerAnswers:
             except LocalProtocolError:
                 with contextlib.suppress(LocalProtocolError):
                     self._write(self._encode(DisconnectPacket(code)))
-        self._events.clear()
+        self._event_queue = None
         self._move(Input.SEND_DISCONNECT)
         self._close(Disconnected(code, reason_string=reason_string))
 
@@ -414,7 +450,7 @@ class ServerAnswers:
         """
         if self.state is _S.CLOSED:
             return
-        self._events.clear()
+        self._event_queue = None
         self._move(Input.TIMEOUT)
         self._close(Disconnected(ReasonCode(reason_code)))
 

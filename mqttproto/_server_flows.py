@@ -10,7 +10,6 @@ that outlives a network connection is a :class:`~._server_session.ServerSession`
 
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from ._codec_common import PLAIN_PUBLISH as _PLAIN_PUBLISH
-from ._qos import MAX_PACKET_ID, OutboundMessage, OutboundStage
+from ._qos import MAX_PACKET_ID, NO_PACKET_IDS, OutboundMessage, OutboundStage
 from ._server_session import ServerSession
 from ._state import ConnectionState
 from .codec import PreparedPublish, encode_ack, packet_id_bytes
@@ -69,28 +68,30 @@ class ServerFlows:
 
     config: ServerConfig
     _version: ProtocolVersion | None
-    _out: list[bytes]
+    _output: list[bytes] | None
     bytes_to_send: int
-    _events: list[Event]
+    _event_queue: list[Event] | None
     #: Set by accept(); the flows run only once connected.
     _session: ServerSession
     _peer_max_packet_size: int | None
-    _client_alias_maximum: int
     _v5: bool
     _max_out: int
     _aliasing: bool
     _alias_limit: int
-    _alias_min_length: int
     _plain_limit: int
     _aliases_out: OrderedDict[str, int] | None
     _alias_candidates: OrderedDict[str, None] | None
     state: ConnectionState
     _acks_fit: bool
-    _unacked: dict[int, QoS]
+    _unacked: dict[int, QoS] | None
+    _incoming: list[Packet] | tuple[()]
+    _incoming_pos: int
     _topic_chars_ok: int
     _plain_topic_chars: int
 
     if TYPE_CHECKING:
+
+        def _add_event(self, event: Event) -> None: ...
         # Provided by the engine (mqttproto._connection.Connection) and the role.
         def _encode(self, packet: Packet) -> bytes: ...
 
@@ -99,6 +100,8 @@ class ServerFlows:
         ) -> PublishPacket: ...
 
         def _write(self, data: bytes) -> None: ...
+
+        def _append_out(self, data: bytes) -> None: ...
 
         def _too_many_properties(self, properties: tuple[tuple[str, str], ...]) -> bool: ...
 
@@ -160,13 +163,16 @@ class ServerFlows:
         if qos:
             packet_id = packet.packet_id
             assert packet_id is not None
-            awaiting = self._session.inbound.awaiting_release
+            inbound = self._session._inbound
+            awaiting = NO_PACKET_IDS if inbound is None else inbound.awaiting_release
             if qos == 2 and packet_id in awaiting:
                 # A retransmission: acknowledge again, deliver once [MQTT-4.3.3-10].
                 self._ack(_P.PUBREC, packet_id)
                 return None
             unacked = self._unacked
-            if packet_id in unacked:
+            if unacked is None:
+                unacked = self._unacked = {}
+            elif packet_id in unacked:
                 # Sent again before the application acknowledged it: once is enough.
                 return None
             if self._version == _V5 and len(unacked) + len(awaiting) >= config.receive_maximum:
@@ -179,7 +185,8 @@ class ServerFlows:
 
     def _on_pubrel(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, PubRelPacket)
-        if self._session.inbound.release(packet.packet_id):
+        inbound = self._session._inbound
+        if inbound is not None and inbound.release(packet.packet_id):
             self._ack(_P.PUBCOMP, packet.packet_id)
         elif self._version == _V5:
             # [MQTT-4.3.3-11]: answer PUBREL even for an unknown identifier.
@@ -202,17 +209,20 @@ class ServerFlows:
         assert isinstance(packet, PubAckPacket)
         packet_id = packet.packet_id
         session = self._session
-        outbound = session.outbound
+        outbound = session._outbound
         # The hot path of every QoS 1 delivery: OutboundFlow.on_puback,
         # PacketIdAllocator.release and _finish_outbound inlined.
-        message = outbound.inflight.get(packet_id)
+        message = None if outbound is None else outbound.inflight.get(packet_id)
         if message is None:
             return None  # a late duplicate
+        assert outbound is not None
         if message.packet.qos != 1:
             raise RemoteProtocolError(f"PUBACK for packet {packet_id}, a QoS 2 PUBLISH")
         inflight = outbound.inflight
         del inflight[packet_id]
-        used = session.packet_ids._used
+        ids = session._packet_ids
+        assert ids is not None  # the message in flight took its identifier
+        used = ids._used
         used.pop(packet_id, None)
         if not used:  # idle: give back the tables a burst grew (9 kB per 100)
             inflight.clear()
@@ -222,7 +232,7 @@ class ServerFlows:
         )
         if outbound.queue:
             # What the window now lets out is reported after the ack.
-            self._events.append(event)
+            self._add_event(event)
             self._send_released(outbound.release_queued())
             return None
         return event
@@ -230,7 +240,8 @@ class ServerFlows:
     def _on_pubrec(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, PubRecPacket)
         packet_id = packet.packet_id
-        message = self._session.outbound.on_pubrec(packet_id, packet.reason_code)
+        outbound = self._session._outbound
+        message = None if outbound is None else outbound.on_pubrec(packet_id, packet.reason_code)
         if message is None:
             if self._version == _V5:
                 self._write(
@@ -252,7 +263,8 @@ class ServerFlows:
 
     def _on_pubcomp(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, PubCompPacket)
-        if self._session.outbound.on_pubcomp(packet.packet_id) is None:
+        outbound = self._session._outbound
+        if outbound is None or outbound.on_pubcomp(packet.packet_id) is None:
             return
         self._finish_outbound(
             packet.packet_id,
@@ -264,7 +276,7 @@ class ServerFlows:
     def _finish_outbound(self, packet_id: int, event: Event) -> None:
         session = self._session
         session.packet_ids.release(packet_id)
-        self._events.append(event)
+        self._add_event(event)
         outbound = session.outbound
         if outbound.queue:
             self._send_released(outbound.release_queued())
@@ -296,8 +308,9 @@ class ServerFlows:
         # its class costs more than the rest of the common case.
         if self.state is _CLOSED:
             return
-        qos = self._unacked.get(packet_id)
-        if qos is None:
+        unacked = self._unacked
+        qos = None if unacked is None else unacked.get(packet_id)
+        if unacked is None or qos is None:
             raise LocalProtocolError(
                 f"no received message with packet id {packet_id} awaits an ack"
             )
@@ -315,11 +328,15 @@ class ServerFlows:
                 user_properties=tuple(user_properties) if v5 else (),
             )
             data = self._encode(ack)
-        del self._unacked[packet_id]
+        del unacked[packet_id]
+        if not unacked and self._incoming_pos >= len(self._incoming):
+            # An idle connection keeps no table; one still reading its
+            # input keeps it for the next message.
+            self._unacked = None
         if qos == 2 and code < 0x80:
             # Until PUBREL, a resent PUBLISH with this id is not delivered
             # again [MQTT-4.3.3-10]; that outlives the connection.
-            self._session.inbound.awaiting_release.add(packet_id)
+            self._session.inbound.received_qos2(packet_id)
         if self._acks_fit or len(data) <= self.client_maximum_packet_size:
             self._write(data)
 
@@ -359,11 +376,14 @@ class ServerFlows:
         if isinstance(payload, str):
             payload = payload.encode()
         session = self._session
-        outbound = session.outbound
-        send_now = not qos_ or outbound.has_room()
-        if qos_ and not send_now:
-            outbound.check_queue_room()
-        packet_id = session.packet_ids.peek() if qos_ else None
+        send_now = True
+        packet_id = None
+        if qos_:
+            outbound = session.outbound
+            send_now = outbound.has_room()
+            if not send_now:
+                outbound.check_queue_room()
+            packet_id = session.packet_ids.peek()
         packet = PublishPacket(
             topic,
             payload,
@@ -384,6 +404,7 @@ class ServerFlows:
             self._send_publish(packet, data)
         if packet_id is not None:
             session.packet_ids.allocate()
+            outbound = session.outbound
             if send_now:
                 outbound.start(packet)
             else:
@@ -402,7 +423,11 @@ class ServerFlows:
         """
         if not prepared.qos and prepared.v5 is self._v5 and prepared.size <= self._plain_limit:
             # The hot path of a fan-out: the shared bytes appended, no copy.
-            self._out.append(prepared.head)
+            out = self._output
+            if out is None:
+                self._output = [prepared.head]
+            else:
+                out.append(prepared.head)
             self.bytes_to_send += prepared.size
             return None
         if (
@@ -416,11 +441,13 @@ class ServerFlows:
             # above took it): the shared bytes of the aliased form.
             if self._aliasing:
                 prepared = self._alias_prepared(prepared)
-            self._out.append(prepared.head)
+            self._append_out(prepared.head)
             self.bytes_to_send += prepared.size
             return None
         session = self._session
-        outbound = session.outbound
+        outbound = session._outbound
+        if outbound is None:
+            outbound = session.outbound
         inflight = outbound.inflight
         if outbound.queue or len(inflight) >= outbound.send_quota:
             outbound.check_queue_room()
@@ -436,7 +463,9 @@ class ServerFlows:
         # OutboundFlow.start inlined, each call costing more than its work.
         # The next identifier in turn, unless still in use [MQTT-2.2.1-3]
         # (then the allocator searches, or raises when all are taken).
-        ids = session.packet_ids
+        ids = session._packet_ids
+        if ids is None:
+            ids = session.packet_ids
         used = ids._used
         packet_id = ids._next
         if packet_id in used:
@@ -446,7 +475,9 @@ class ServerFlows:
             ids._next = packet_id % MAX_PACKET_ID + 1
         # Three pieces, joined once by data_to_send(): the payload in
         # ``tail`` is shared by every receiver, not copied per receiver.
-        out = self._out
+        out = self._output
+        if out is None:
+            out = self._output = []
         out.append(prepared.head)
         out.append(packet_id_bytes(packet_id))
         out.append(prepared.tail)
@@ -483,7 +514,7 @@ class ServerFlows:
         (a form shared by every connection that uses the same alias)."""
         packet = prepared.packet
         topic = packet.topic
-        if len(topic) < self._alias_min_length or packet.topic_alias is not None:
+        if len(topic) < self.config.auto_topic_alias_min_length or packet.topic_alias is not None:
             return prepared
         aliases = self._aliases_out
         if aliases is not None:
@@ -501,7 +532,7 @@ class ServerFlows:
     def _aliased(self, packet: PublishPacket, data: bytes) -> bytes:
         """The wire form of ``packet`` with a topic alias, if it takes one."""
         topic = packet.topic
-        if len(topic) < self._alias_min_length or packet.topic_alias is not None:
+        if len(topic) < self.config.auto_topic_alias_min_length or packet.topic_alias is not None:
             return data
         choice = self._alias_for(topic, len(data) + 5 <= self._max_out)
         if choice is None:
@@ -563,36 +594,6 @@ class ServerFlows:
                 # Too large for the client [MQTT-3.1.2-25]: dropped, reported.
                 del session.outbound.inflight[packet_id]
                 session.packet_ids.release(packet_id)
-                self._events.append(PublishDiscarded(packet_id, str(exc)))
+                self._add_event(PublishDiscarded(packet_id, str(exc)))
                 continue
             self._send_publish(packet, data)
-
-    def _resend_session(self) -> None:
-        """A resumed session: what was in flight goes again, in order, PUBLISH
-        with DUP and PUBREL past PUBREC [MQTT-4.4.0-1]."""
-        session = self._session
-        for packet in session.outbound.resend():
-            if isinstance(packet, PublishPacket):
-                if self._version != _V5:
-                    packet = attrs.evolve(
-                        packet,
-                        subscription_identifiers=(),
-                        payload_format_indicator=None,
-                        message_expiry_interval=None,
-                        response_topic=None,
-                        correlation_data=None,
-                        user_properties=(),
-                        content_type=None,
-                    )
-                try:
-                    # Topic aliases do not outlive a connection: sent in full.
-                    self._write(self._encode(packet))
-                except LocalProtocolError as exc:
-                    assert packet.packet_id is not None
-                    session.discard_inflight(packet.packet_id)
-                    self._events.append(PublishDiscarded(packet.packet_id, str(exc)))
-            else:
-                with contextlib.suppress(LocalProtocolError):
-                    self._write(self._encode(packet))
-        if session.outbound.queue:
-            self._send_released(session.outbound.release_queued())

@@ -94,13 +94,13 @@ class ServerInput:
     state: ConnectionState
     client_id: str
     _version: ProtocolVersion | None
-    _events: list[Event]
+    _event_queue: list[Event] | None
     _connect: ConnectPacket | None
     _expiry_zero: bool
     _auth_turn: bool
     _reauth: bool
     _held: list[Packet] | None
-    _incoming: list[Packet]
+    _incoming: list[Packet] | tuple[()]
     _incoming_pos: int
     _incoming_error: RemoteProtocolError | None
     _input_now: float
@@ -109,17 +109,18 @@ class ServerInput:
     _keep_alive: int
     _peer_max_packet_size: int | None
     _acks_fit: bool
-    _client_alias_maximum: int
     _v5: bool
     _max_out: int
     _aliasing: bool
     _alias_limit: int
-    _pending_subscribes: dict[int, int]
-    _pending_unsubscribes: dict[int, int]
+    _pending_subscribes: dict[int, int] | None
+    _pending_unsubscribes: dict[int, int] | None
     _HANDLER_FUNCTIONS: dict[type, Any]
     _RECEIVABLE_CLASSES: dict[ConnectionState, frozenset[type]]
 
     if TYPE_CHECKING:
+
+        def _add_event(self, event: Event) -> None: ...
 
         def _move(self, event: Input) -> None: ...
 
@@ -200,8 +201,9 @@ class ServerInput:
             error = self._incoming_error
             if error is None:
                 if pos:
-                    # All handled: an idle connection keeps no packets.
-                    incoming.clear()
+                    # All handled: an idle connection keeps no packets, nor
+                    # the list that held them.
+                    self._incoming = ()
                     self._incoming_pos = 0
                 return False
             self._incoming_error = None
@@ -239,7 +241,7 @@ class ServerInput:
             self._protocol_error(exc, now)
             raise
         if event is not None:
-            self._events.append(event)
+            self._add_event(event)
         return True
 
     def _end_of_stream(self, now: float) -> None:
@@ -295,10 +297,9 @@ class ServerInput:
             if packet.maximum_packet_size is not None:
                 self._max_out = packet.maximum_packet_size
             self._acks_fit = packet.maximum_packet_size is None or packet.maximum_packet_size >= 4
-            self._client_alias_maximum = packet.topic_alias_maximum or 0
             config = self.config
             # [MQTT-3.3.2-11]: never above the client's Topic Alias Maximum.
-            self._alias_limit = min(self._client_alias_maximum, config.auto_topic_alias_limit)
+            self._alias_limit = min(packet.topic_alias_maximum or 0, config.auto_topic_alias_limit)
             self._aliasing = bool(self._alias_limit) and config.auto_topic_alias
         config = self.config
         if _utf8_length(packet.client_id) > config.max_client_id_length:
@@ -327,7 +328,7 @@ class ServerInput:
             if _utf8_length(will.topic) > config.max_topic_length:
                 raise ConnectRefusal("will topic too long", _C.TOPIC_NAME_INVALID, version)
         self._auth_turn = _APP
-        self._events.append(
+        self._add_event(
             ConnectRequested(
                 packet.client_id,
                 packet.clean_start,
@@ -377,7 +378,7 @@ class ServerInput:
             self._reauth = True
             self._auth_turn = _APP
         assert packet.authentication_method is not None
-        self._events.append(
+        self._add_event(
             AuthReceived(
                 code,
                 packet.authentication_method,
@@ -390,21 +391,24 @@ class ServerInput:
     def _on_subscribe(self, packet: Packet, now: float) -> None:
         assert isinstance(packet, SubscribePacket)
         packet_id = packet.packet_id
-        if packet_id in self._pending_subscribes:
+        pending = self._pending_subscribes
+        if pending is None:
+            pending = self._pending_subscribes = {}
+        elif packet_id in pending:
             raise RemoteProtocolError(
                 f"SUBSCRIBE {packet_id} while the previous one with that id waits for SUBACK"
             )
         if packet.user_properties and self._too_many_properties(packet.user_properties):
             # Refused as a whole: 0x97 for each filter (3.1.1: 0x80).
-            self._pending_subscribes[packet_id] = len(packet.subscriptions)
+            pending[packet_id] = len(packet.subscriptions)
             self.suback(packet_id, [_C.QUOTA_EXCEEDED] * len(packet.subscriptions))
             return
         for sub in packet.subscriptions:
             if sub.no_local and sub.topic_filter.startswith("$share/"):
                 # [MQTT-3.8.3-4]: No Local on a shared subscription.
                 raise RemoteProtocolError("No Local on a shared subscription")
-        self._pending_subscribes[packet_id] = len(packet.subscriptions)
-        self._events.append(
+        pending[packet_id] = len(packet.subscriptions)
+        self._add_event(
             SubscribeRequested(
                 packet_id,
                 tuple(packet.subscriptions),
@@ -420,12 +424,15 @@ class ServerInput:
             # connection ends with DISCONNECT 0x97.
             raise RemoteProtocolError("too many user properties", _C.QUOTA_EXCEEDED)
         packet_id = packet.packet_id
-        if packet_id in self._pending_unsubscribes:
+        pending = self._pending_unsubscribes
+        if pending is None:
+            pending = self._pending_unsubscribes = {}
+        elif packet_id in pending:
             raise RemoteProtocolError(
                 f"UNSUBSCRIBE {packet_id} while the previous one with that id waits for UNSUBACK"
             )
-        self._pending_unsubscribes[packet_id] = len(packet.topic_filters)
-        self._events.append(
+        pending[packet_id] = len(packet.topic_filters)
+        self._add_event(
             UnsubscribeRequested(packet_id, tuple(packet.topic_filters), packet.user_properties)
         )
 

@@ -95,6 +95,7 @@ class ClientConnection(ClientCommands, ClientInput, MessageFlows, Connection):
     ) -> None:
         version = ProtocolVersion(version)
         super().__init__(version)
+        self._out: list[bytes] = []
         self._version: ProtocolVersion = version
         self._events: deque[Event] = deque()
         self.config = config if config is not None else ClientConfig()
@@ -263,7 +264,7 @@ class ClientConnection(ClientCommands, ClientInput, MessageFlows, Connection):
         self._reader = PacketReader(version=self._version, max_packet_size=packet_max)
         self._inbound.receive_maximum = receive_max
         self._inbound_alias_max = alias_max
-        self._aliases_in.clear()
+        self._aliases_in = None
         self._aliases_out.clear()
         self._auth_challenged = False
         self._reauthenticating = False

@@ -29,6 +29,7 @@ connection to the next), routing, retained messages and wills.
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import ClassVar
@@ -57,6 +58,14 @@ _set_packet = MessageReceived.__dict__["packet"].__set__
 _P = PacketType
 _C = ReasonCode
 _V5 = ProtocolVersion.MQTT_5_0
+
+
+@functools.lru_cache(maxsize=16)
+def _topic_limits(max_topic_length: int, max_topic_levels: int) -> tuple[int, int]:
+    """``_topic_chars_ok`` and ``_plain_topic_chars`` for these limits: the
+    same int objects for every connection of a config (28 bytes each)."""
+    chars_ok = max_topic_length // 4
+    return chars_ok, min(chars_ok, max_topic_levels - 1)
 
 
 class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
@@ -93,13 +102,11 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         "_acks_fit",
         "_alias_candidates",
         "_alias_limit",
-        "_alias_min_length",
         "_aliases_out",
         "_aliasing",
         "_auth_turn",
-        "_client_alias_maximum",
         "_connect",
-        "_events",
+        "_event_queue",
         "_expiry_zero",
         "_held",
         "_incoming",
@@ -109,6 +116,7 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         "_keep_alive",
         "_max_out",
         "_opened_at",
+        "_output",
         "_pending_subscribes",
         "_pending_unsubscribes",
         "_plain_limit",
@@ -125,18 +133,23 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
     )
 
     def __init__(self, config: ServerConfig | None = None, *, now: float | None = None) -> None:
-        super().__init__(None)
-        self.config = config = config if config is not None else ServerConfig()
-        self._reader = PacketReader(
-            max_packet_size=config.max_packet_size,
-            max_user_properties=config.max_user_properties,
-            max_user_property_bytes=config.max_user_property_bytes,
-            # A client may send none [MQTT-3.3.4-6]: the first is refused,
-            # the rest of a flood is checked, not built.
-            max_subscription_identifiers=0,
+        config = config if config is not None else ServerConfig()
+        super().__init__(
+            None,
+            PacketReader(
+                max_packet_size=config.max_packet_size,
+                max_user_properties=config.max_user_properties,
+                max_user_property_bytes=config.max_user_property_bytes,
+                # A client may send none [MQTT-3.3.4-6]: the first is refused,
+                # the rest of a flood is checked, not built.
+                max_subscription_identifiers=0,
+            ),
         )
-        #: Rarely more than one or two: packets are handled as events are taken.
-        self._events: list[Event] = []
+        self.config = config
+        #: Rarely more than one or two: packets are handled as events are
+        #: taken. Made by the first, dropped with the last (an idle
+        #: connection holds no list).
+        self._event_queue: list[Event] | None = None
         self._opened_at = now
         if now is not None:
             self._last_received = now
@@ -154,7 +167,7 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         #: Packets received and not yet handled: next_event() handles them
         #: one by one, so that the application answers each before the next
         #: is read; then the reader's error, if the stream broke after them.
-        self._incoming: list[Packet] = []
+        self._incoming: list[Packet] | tuple[()] = ()
         self._incoming_pos = 0
         self._incoming_error: RemoteProtocolError | None = None
         #: When the packets waiting in _incoming arrived.
@@ -167,7 +180,9 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         #: Bytes waiting for :meth:`data_to_send` (read it, do not set it):
         #: what a server counts against a high-water mark of its own.
         self.bytes_to_send = 0
-        self._client_alias_maximum = 0
+        #: The encoded pieces waiting for :meth:`data_to_send`: made by the
+        #: first, dropped when taken (an idle connection holds no list).
+        self._output: list[bytes] | None = None
         #: What the hot path of publish_prepared reads: MQTT 5, the client's
         #: Maximum Packet Size, and whether outgoing topic aliases are chosen.
         self._v5 = False
@@ -180,20 +195,24 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         #: first), made when the client accepts any; at most _alias_limit.
         self._aliases_out: OrderedDict[str, int] | None = None
         self._alias_limit = 0
-        self._alias_min_length = config.auto_topic_alias_min_length
         #: Topics sent once lately without an alias while all were taken:
         #: the next sending of one takes the least recently used alias.
         self._alias_candidates: OrderedDict[str, None] | None = None
         self._acks_fit = True
-        self._pending_subscribes: dict[int, int] = {}
-        self._pending_unsubscribes: dict[int, int] = {}
-        #: QoS 1/2 messages reported and not yet acknowledged by the application.
-        self._unacked: dict[int, QoS] = {}
+        #: SUBSCRIBE / UNSUBSCRIBE packet id -> how many filters, until
+        #: answered; QoS 1/2 messages reported and not yet acknowledged by
+        #: the application. Each table is made by its first entry and
+        #: dropped with its last: an idle connection holds none.
+        self._pending_subscribes: dict[int, int] | None = None
+        self._pending_unsubscribes: dict[int, int] | None = None
+        self._unacked: dict[int, QoS] | None = None
         #: Topic names this many characters long or shorter are within
         #: ``max_topic_length`` whatever they hold (4 UTF-8 bytes at most each).
-        self._topic_chars_ok = config.max_topic_length // 4
-        #: ... and within max_topic_levels too (a level needs a character).
-        self._plain_topic_chars = min(self._topic_chars_ok, config.max_topic_levels - 1)
+        #: ... and (_plain_topic_chars) within max_topic_levels too (a level
+        #: needs a character).
+        self._topic_chars_ok, self._plain_topic_chars = _topic_limits(
+            config.max_topic_length, config.max_topic_levels
+        )
 
     # -- what the caller sees -------------------------------------------------
 
@@ -234,7 +253,9 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         session = self._session
         if session is None:
             return 0
-        outbound = session.outbound
+        outbound = session._outbound
+        if outbound is None:
+            return session.send_quota
         if outbound.queue:
             return 0
         return outbound.send_quota - len(outbound.inflight)
@@ -267,8 +288,7 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
             queued, the connection is CLOSED, and the next call returns the
             :class:`~mqttproto.events.Disconnected`.
         """
-        events = self._events
-        if not events and self.state is _CONNECTED:
+        if self._event_queue is None and self.state is _CONNECTED:
             # The hot path: packets of a connected client, handled in a row
             # until one makes an event (most do).
             incoming = self._incoming
@@ -287,15 +307,15 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
                     raise
                 if event is not None:
                     return event
-                if events:
-                    return events.pop(0)
+                if self._event_queue is not None:
+                    return self._take_event()
                 if self.state is not _CONNECTED:
                     break
                 pos += 1
-        while not events:
+        while self._event_queue is None:
             if not self._handle_next():
                 return None
-        return events.pop(0)
+        return self._take_event()
 
     def events(self) -> Iterator[Event]:
         """Take the events in order, as :meth:`next_event` does, until it
@@ -303,11 +323,10 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         :class:`~mqttproto.events.Disconnected` is the last event. The
         cheapest way to take many events (a broker's loop)."""
         # next_event's loop as a generator: no call per event.
-        events = self._events
         handlers = self._CONNECTED_HANDLERS
         while True:
-            if events:
-                yield events.pop(0)
+            if self._event_queue is not None:
+                yield self._take_event()
                 continue
             if self.state is _CONNECTED:
                 # The hot path: the next packet of a connected client.
@@ -422,7 +441,13 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         """The bytes to write to the transport, all of them, in order; b"" if
         none. ``now`` is when they go out."""
         self.bytes_to_send = 0
-        return super().data_to_send(now)
+        out = self._output
+        if out is None:
+            return b""
+        # No _last_sent: the server's keep-alive counts what it receives
+        # (a float per connection kept for nothing).
+        self._output = None
+        return out[0] if len(out) == 1 else b"".join(out)
 
     # -- the application's answers ------------------------------------------------
 
@@ -435,30 +460,59 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
 
     def _queue(self, packets: list[Packet]) -> None:
         """Packets to handle after those already waiting (the list is kept)."""
-        if self._incoming_pos >= len(self._incoming):
+        incoming = self._incoming
+        if self._incoming_pos >= len(incoming):
             self._incoming = packets
             self._incoming_pos = 0
         else:
-            self._incoming.extend(packets)
+            assert isinstance(incoming, list)  # it holds packets still to handle
+            incoming.extend(packets)
+
+    def _add_event(self, event: Event) -> None:
+        queue = self._event_queue
+        if queue is None:
+            self._event_queue = [event]
+        else:
+            queue.append(event)
+
+    def _take_event(self) -> Event:
+        """The first event queued (there is one); the list goes with the last."""
+        queue = self._event_queue
+        assert queue is not None
+        event = queue.pop(0)
+        if not queue:
+            self._event_queue = None
+        return event
 
     def _write(self, data: bytes) -> None:
-        self._out.append(data)
+        out = self._output  # _append_out inlined: every answer goes here
+        if out is None:
+            self._output = [data]
+        else:
+            out.append(data)
         self.bytes_to_send += len(data)
+
+    def _append_out(self, data: bytes) -> None:
+        out = self._output
+        if out is None:
+            self._output = [data]
+        else:
+            out.append(data)
 
     def _send(self, packet: Packet) -> None:
         self._write(self._encode(packet))
 
     def _close(self, event: Disconnected) -> None:
         """The connection is over: forget what belongs to it, report it last."""
-        self._incoming = []
+        self._incoming = ()
         self._incoming_pos = 0
         self._incoming_error = None
         self._held = None
-        self._pending_subscribes.clear()
-        self._pending_unsubscribes.clear()
-        self._unacked.clear()
+        self._pending_subscribes = None
+        self._pending_unsubscribes = None
+        self._unacked = None
         self._reauth = False
-        self._events.append(event)
+        self._add_event(event)
 
     def _waiting_connect(self, what: str) -> ConnectPacket:
         connect = self._connect

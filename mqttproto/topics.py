@@ -28,8 +28,9 @@ are given. MQTT 3.1 has no numbered statements but the same rules.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
-from typing import Generic, TypeVar
+from collections.abc import Hashable, Iterator, Mapping
+from types import MappingProxyType
+from typing import Any, Generic, TypeVar
 
 import attrs
 
@@ -362,19 +363,28 @@ def parse_shared_subscription(
     return SharedSubscription(group, inner)
 
 
+#: The ``children`` or ``values`` of a node that has none: one read-only
+#: mapping shared by every node, so that a leaf keeps no empty children dict
+#: and an inner level no empty values dict (64 bytes each, on every
+#: subscription's path). Only :meth:`_Node.set_child`, :meth:`_Node.put` and
+#: :meth:`_Node.drop` change a node's tables.
+_NONE: Mapping[Any, Any] = MappingProxyType({})
+
+
 class _Node(Generic[T]):
     """One level of a :class:`SubscriptionTree`.
 
     ``values`` holds the subscriptions whose filter ends at this node, keyed by
     subscriber; ``topic_filter`` is that filter, kept so :meth:`matches` can
-    report it without rebuilding it from the path.
+    report it without rebuilding it from the path. Both tables are read-only
+    views here (the shared empty one while there is nothing).
     """
 
     __slots__ = ("children", "hash", "plus", "topic_filter", "values")
 
     def __init__(self) -> None:
-        self.children: dict[str, _Node[T]] = {}
-        self.values: dict[Hashable, T] = {}
+        self.children: Mapping[str, _Node[T]] = _NONE
+        self.values: Mapping[Hashable, T] = _NONE
         self.topic_filter = ""
         # The '+' and '#' children again, so that matching, which looks for
         # them at every level, reads an attribute instead of a dict.
@@ -383,14 +393,40 @@ class _Node(Generic[T]):
 
     def set_child(self, level: str, child: _Node[T] | None) -> None:
         """Add (or with None, remove) the child for *level*."""
+        children = self.children
         if child is None:
-            del self.children[level]
+            assert isinstance(children, dict)
+            del children[level]
+            if not children:
+                self.children = _NONE
         else:
-            self.children[level] = child
+            if not isinstance(children, dict):
+                children = self.children = {}
+            children[level] = child
         if level == "+":
             self.plus = child
         elif level == "#":
             self.hash = child
+
+    def put(self, key: Hashable, value: T) -> bool:
+        """Store *value* for *key*; whether the key is new."""
+        values = self.values
+        if not isinstance(values, dict):
+            values = self.values = {}
+        is_new = key not in values
+        values[key] = value
+        return is_new
+
+    def drop(self, key: Hashable) -> bool:
+        """Remove the entry for *key*; whether there was one."""
+        values = self.values
+        if key not in values:
+            return False
+        assert isinstance(values, dict)
+        del values[key]
+        if not values:
+            self.values = _NONE
+        return True
 
 
 class SubscriptionTree(Generic[T]):
@@ -454,11 +490,15 @@ class SubscriptionTree(Generic[T]):
             child = node.children.get(level)
             if child is None:
                 child = _Node()
+                if isinstance(key, str) and level == key:
+                    # A level that spells the subscriber's key (a client
+                    # identifier: "devices/<client id>/cmd") keeps the key's
+                    # string rather than a copy of its own.
+                    level = key
                 node.set_child(level, child)
             node = child
         node.topic_filter = topic_filter
-        is_new = key not in node.values
-        node.values[key] = value
+        is_new = node.put(key, value)
         if is_new:
             self._len += 1
         return is_new
@@ -485,9 +525,8 @@ class SubscriptionTree(Generic[T]):
                 return False
             path.append((node, level))
             node = child
-        if key not in node.values:
+        if not node.drop(key):
             return False
-        del node.values[key]
         self._len -= 1
         # Prune from the leaf up while the node is empty.
         for parent, level in reversed(path):

@@ -107,7 +107,7 @@ class Admin:
                 s.link.peer if s.link is not None else None,
                 s.expiry_interval,
                 len(s.subscriptions),
-                len(s.flows.outbound.inflight),
+                s.inflight_flows,
                 len(s.pending),
             )
             for s in self._sessions.values()
@@ -268,7 +268,7 @@ class Admin:
                         for full_filter, sub in session.subscriptions.items()
                     ],
                     "queued": len(session.pending),
-                    "inflight": len(session.inflight_messages),
+                    "inflight": session.inflight_count,
                     "expires_in": expires_in,
                 }
             )

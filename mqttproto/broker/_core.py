@@ -332,11 +332,13 @@ class Broker(
         self._tick(now)
         timers = self._timers
         while timers and timers[0][0] <= now:
-            _, _, kind, key = heapq.heappop(timers)
+            when, _, kind, key = heapq.heappop(timers)
             if kind == "conn":
                 link = self._conns.get(key)
                 if link is None or link.finished:
                     continue
+                if link.timer_at == when:
+                    link.timer_at = None
                 link.conn.handle_timer(now)
                 self._process(link, now)
                 if link.conn.closed:
@@ -449,8 +451,9 @@ class Broker(
         session = link.session
         if session is None:
             return
-        inflight = session.inflight_messages
-        message = inflight.pop(event.packet_id, None)
+        # Read, not made (the inflight_messages property would make it).
+        inflight = session._inflight
+        message = None if inflight is None else inflight.pop(event.packet_id, None)
         recorder = session.recorder
         if recorder is not None:
             recorder.end_inflight(session.client_id, event.packet_id)
@@ -459,8 +462,8 @@ class Broker(
             message.holds -= 1
             if not message.holds:
                 self._held_bytes -= message.size
-        if not inflight:
-            inflight.clear()  # the table a burst grew, given back while idle
+        if inflight is not None and not inflight:
+            session.give_back_inflight()  # the table a burst grew, given back while idle
         if session.pending or session.feeds:
             self._pump(session, now)
 
@@ -542,6 +545,7 @@ class Broker(
                 if link is None or link.finished or key in watched:
                     continue
                 watched.add(key)
+                link.timer_at = when  # the earliest, now the only one
             elif kind == "session":
                 session = sessions.get(key)
                 if session is None or session.expires_at != when:
@@ -557,6 +561,13 @@ class Broker(
         self._timers[:] = kept
 
     def _watch(self, link: Link) -> None:
+        """Make sure a timer entry comes for the connection by its deadline:
+        none is added when an earlier one is due (its handler re-arms), so
+        an accepted connection keeps one entry, not one per deadline set."""
         deadline = link.conn.get_timer()
         if deadline is not None:
+            timer_at = link.timer_at
+            if timer_at is not None and timer_at <= deadline:
+                return
+            link.timer_at = deadline
             self._push_timer(deadline, "conn", link.id)

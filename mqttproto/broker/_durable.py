@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._qos import OutboundStage
+from .._qos import NO_PACKET_IDS, OutboundStage
 from ..enums import ReasonCode
 from ..errors import LocalProtocolError
 from ..store import SessionStore, StoreError
@@ -85,12 +86,13 @@ class Durability:
         if recorder is None:
             if self._durable:
                 session.recorder = self.store
-                session.releases_seen = session.flows.outbound.releases
-                session.stored_awaiting = frozenset(session.flows.inbound.awaiting_release)
+                flows = session.flows_or_none
+                session.releases_seen = 0 if flows is None else flows.releases
+                session.stored_awaiting = _awaiting(session)
             self.store.save_session(session.snapshot())
             return
         self._note_releases(session)
-        awaiting = session.stored_awaiting = frozenset(session.flows.inbound.awaiting_release)
+        awaiting = session.stored_awaiting = _awaiting(session)
         recorder.save_session(session.snapshot(messages=False, awaiting=awaiting), messages=False)
 
     def _forget_session(self, session: Session) -> None:
@@ -100,9 +102,10 @@ class Durability:
     def _note_releases(self, session: Session) -> None:
         """Record the QoS 2 flows that PUBREC moved past (the connection
         changes them without telling: the counter says whether any did)."""
-        outbound = session.flows.outbound
-        if outbound.releases == session.releases_seen:
+        flows = session.flows_or_none
+        if flows is None or flows.releases == session.releases_seen:
             return
+        outbound = flows.outbound
         session.releases_seen = outbound.releases
         recorder = session.recorder
         assert recorder is not None
@@ -116,7 +119,7 @@ class Durability:
         the client past PUBREC, identifiers from it released by PUBREL, and
         ``releasing``, identifiers whose PUBREC the coming commit lets go."""
         self._note_releases(session)
-        awaiting = session.flows.inbound.awaiting_release
+        awaiting: AbstractSet[int] = _awaiting(session)
         if releasing:
             awaiting = awaiting | releasing
         if awaiting != session.stored_awaiting:
@@ -215,6 +218,14 @@ class Durability:
             # the client sends the message again when it is back.
             conn.close(_C.QUOTA_EXCEEDED)
             self._process(link, now)
+
+
+def _awaiting(session: Session) -> frozenset[int]:
+    """The QoS 2 identifiers from the client awaiting PUBREL, as recorded
+    (the shared empty set when there are none)."""
+    flows = session.flows_or_none
+    ids = () if flows is None else flows.awaiting_release
+    return frozenset(ids) if ids else NO_PACKET_IDS
 
 
 def refuse_suback(link: Link, packet_id: int, count: int) -> None:

@@ -92,15 +92,21 @@ class Feeding:
         """Owe ``sub``'s retained messages to ``session`` (restarting a feed
         of the same filter)."""
         self._stop_feed(session, full_filter)
-        session.feeds.append(RetainedFeed(self._retained, full_filter, sub))
+        feeds = session.feeds
+        if not feeds:
+            feeds = session.feeds = []  # none kept while nothing is owed
+        feeds.append(RetainedFeed(self._retained, full_filter, sub))
         self._feeding += 1
 
     def _stop_feed(self, session: Session, full_filter: str) -> None:
         feeds = session.feeds
         for index, feed in enumerate(feeds):
             if feed.filter == full_filter:
+                assert isinstance(feeds, list)
                 del feeds[index]
                 self._feeding -= 1
+                if not feeds:
+                    session.feeds = ()
                 return
 
     def _renew_feed(self, session: Session, full_filter: str, sub: Sub[Session]) -> None:
@@ -113,7 +119,7 @@ class Feeding:
 
     def _drop_feeds(self, session: Session) -> None:
         self._feeding -= len(session.feeds)
-        session.feeds.clear()
+        session.feeds = ()
 
     def _feed(self, session: Session, now: float) -> None:
         """Send the session's owed retained messages while the client can take them.
@@ -129,6 +135,8 @@ class Feeding:
         if conn.state is not _CONNECTED:
             return
         feeds = session.feeds
+        if not isinstance(feeds, list):
+            return  # nothing owed
         authorizer = self.authorizer
         v5 = link.v5
         client_id = session.client_id
@@ -191,6 +199,8 @@ class Feeding:
                     )
                 self._hold(message)
             sent += 1
+        if not feeds:
+            session.feeds = ()
         if sent or dropped:
             self.messages_sent += sent
             self.messages_dropped += dropped

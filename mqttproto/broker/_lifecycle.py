@@ -286,6 +286,7 @@ class Lifecycle:
                 fresh.recorder.end_inflight(client_id, packet_id)
             self.messages_dropped += 1
             self.dropped_too_large += 1
+        fresh.give_back_inflight()
         self._pump(fresh, now)
 
     def _drop_forbidden_inflight(self, session: Session, link: Link) -> None:
@@ -378,6 +379,7 @@ class Lifecycle:
             session.expires_at = now + session.expiry_interval
             self._push_timer(session.expires_at, "session", session.client_id)
         self._save_session(session)
+        session.park_flows()
 
     # -- wills and the end of sessions ----------------------------------------------------
 
@@ -432,6 +434,7 @@ class Lifecycle:
         for message in session.inflight_messages.values():
             unhold(message)
         session.inflight_messages.clear()
+        session.give_back_inflight()
         for pending in session.pending:
             unhold(pending[0])
         session.pending = ()
@@ -488,7 +491,7 @@ class Lifecycle:
         if self._durable and session.persistent:
             # The store holds it: from now on it records what changes.
             session.recorder = self.store
-            session.releases_seen = session.flows.outbound.releases
+            session.releases_seen = session.flows.releases
             session.stored_awaiting = frozenset(record.awaiting_release)
         self._sessions[session.client_id] = session
 

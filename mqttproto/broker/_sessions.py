@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from .._qos import NO_PACKET_IDS
 from ..enums import QoS, RetainHandling
 from ..events import ConnectRequested, Disconnected
 from ..packets import Will
@@ -36,12 +37,13 @@ class Session:
     """The state of one client identifier that outlives its connections."""
 
     __slots__ = (
+        "_flows",
+        "_inflight",
+        "_max_queued",
         "client_id",
         "expires_at",
         "expiry_interval",
         "feeds",
-        "flows",
-        "inflight_messages",
         "link",
         "pending",
         "queued_bytes",
@@ -64,19 +66,20 @@ class Session:
         self.expires_at: float | None = None
         #: Full topic filter (``$share/...`` included) -> subscription.
         self.subscriptions: dict[str, Sub[Session]] = {}
-        #: The QoS flows' state, handed to each connection that resumes it.
-        self.flows = ServerSession(max_queued=max_queued)
+        #: See flows: None while offline and never used.
+        self._max_queued = max_queued
+        self._flows: ServerSession | None = None
         #: Messages waiting for the client: made by the first one, dropped
         #: once drained (an empty deque costs 760 bytes; most never queue).
         self.pending: deque[Pending] | tuple[()] = ()
         #: Subscriptions whose retained messages are still being sent, in
-        #: the order they were made (see _retained.RetainedFeed).
-        self.feeds: list[RetainedFeed] = []
+        #: the order they were made (see _retained.RetainedFeed): made by the
+        #: first one, dropped once none is left.
+        self.feeds: list[RetainedFeed] | tuple[()] = ()
         #: Sizes of the messages in ``pending`` together (``max_queued_bytes``).
         self.queued_bytes = 0
-        #: packet id -> the message of each QoS 1/2 flow in ``flows``, so
-        #: that the memory budget is given back when the flow ends.
-        self.inflight_messages: dict[int, Message] = {}
+        #: See inflight_messages: None while no flow holds a message.
+        self._inflight: dict[int, Message] | None = None
         #: The identity that made the session and owns it (None: anonymous).
         self.username: str | None = None
         #: A will waiting for its delay after the connection ended.
@@ -88,8 +91,56 @@ class Session:
         self.recorder: SessionStore | None = None
         #: ``flows.outbound.releases`` when the recorder last heard of PUBRECs.
         self.releases_seen = 0
-        #: The QoS 2 identifiers awaiting release as last recorded.
-        self.stored_awaiting: frozenset[int] = frozenset()
+        #: The QoS 2 identifiers awaiting release as last recorded (the
+        #: shared empty one while there are none: an empty frozenset costs
+        #: 216 bytes).
+        self.stored_awaiting: frozenset[int] = NO_PACKET_IDS
+
+    @property
+    def flows(self) -> ServerSession:
+        """The QoS flows' state, handed to each connection that resumes it
+        (made when first needed; see :meth:`park_flows`)."""
+        flows = self._flows
+        if flows is None:
+            flows = self._flows = ServerSession(max_queued=self._max_queued)
+        return flows
+
+    @property
+    def flows_or_none(self) -> ServerSession | None:
+        """``flows`` if it exists (what reads it without making it)."""
+        return self._flows
+
+    @property
+    def inflight_flows(self) -> int:
+        """How many messages are in flight to the client (``flows``)."""
+        flows = self._flows
+        return 0 if flows is None else len(flows.inflight)
+
+    def park_flows(self) -> None:
+        """Drop ``flows`` while it holds nothing (the session went offline)."""
+        if self._flows is not None and self._flows.unused:
+            self._flows = None
+
+    @property
+    def inflight_messages(self) -> dict[int, Message]:
+        """Packet id -> the message of each QoS 1/2 flow in ``flows``, so
+        that the memory budget is given back when the flow ends. Made by
+        the first flow (see :meth:`give_back_inflight`)."""
+        inflight = self._inflight
+        if inflight is None:
+            inflight = self._inflight = {}
+        return inflight
+
+    @property
+    def inflight_count(self) -> int:
+        """How many messages ``inflight_messages`` holds (without making it)."""
+        inflight = self._inflight
+        return 0 if inflight is None else len(inflight)
+
+    def give_back_inflight(self) -> None:
+        """Drop ``inflight_messages`` if it is empty (an idle session keeps none)."""
+        if not self._inflight:
+            self._inflight = None
 
     @property
     def connected(self) -> bool:
@@ -116,10 +167,11 @@ class Session:
             )
             for full_filter, sub in self.subscriptions.items()
         )
+        flows = self._flows  # read, not made
         inflight: tuple[StoredMessage, ...] = ()
         queued: tuple[StoredMessage, ...] = ()
-        if messages:
-            held = self.inflight_messages
+        if messages and flows is not None:
+            held = self._inflight or {}
             inflight = tuple(
                 StoredMessage(
                     m.packet,
@@ -127,8 +179,9 @@ class Session:
                     packet_id=m.packet_id,
                     released=m.released,
                 )
-                for m in self.flows.inflight
+                for m in flows.inflight
             )
+        if messages:
             queued = tuple(
                 message.stored(qos, retain, sub_ids)
                 for message, qos, retain, sub_ids in self.pending
@@ -140,7 +193,11 @@ class Session:
             subscriptions,
             inflight,
             queued,
-            self.flows.awaiting_release if awaiting is None else tuple(sorted(awaiting)),
+            tuple(sorted(awaiting))
+            if awaiting is not None
+            else ()
+            if flows is None
+            else flows.awaiting_release,
             self.will,
             self.will_due,
             self.username,
@@ -173,6 +230,7 @@ class Link:
         "over_quota",
         "peer",
         "session",
+        "timer_at",
         "username",
         "v5",
         "will_on_close",
@@ -225,6 +283,9 @@ class Link:
         #: Whether a "feed" timer is set: retained messages owed wait for
         #: the output to drain (see _feed).
         self.feed_due = False
+        #: When the earliest "conn" timer entry of the connection is due
+        #: (None: none is), so that _watch adds none behind it.
+        self.timer_at: float | None = None
 
     @property
     def unsent(self) -> int:

@@ -133,9 +133,7 @@ class Statistics:
         """The counters and gauges as they are at ``now``."""
         sessions = self._sessions.values()
         connected = sum(1 for s in sessions if s.link is not None)
-        stored = len(self._retained) + sum(
-            len(s.pending) + len(s.inflight_messages) for s in sessions
-        )
+        stored = len(self._retained) + sum(len(s.pending) + s.inflight_count for s in sessions)
         shared = sum(
             1 for s in sessions for sub in s.subscriptions.values() if sub.group is not None
         )
