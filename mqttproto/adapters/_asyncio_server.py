@@ -70,6 +70,8 @@ from ..auth import Authenticator, Authorizer
 from ..bridge import BridgeConfig
 from ..broker import Broker
 from ..config import BrokerConfig
+from ._asyncio_tcp import AVAILABLE as SLIM_AVAILABLE
+from ._asyncio_tcp import TcpListening, TcpMux
 from ._asyncio_tls import TlsLayer, protocol_factory
 from ._bridge import AsyncioBridge
 from ._driver import Peer
@@ -82,6 +84,7 @@ from ._server_common import (
     Endpoint,
     ServerBase,
     endpoint_of,
+    listening_sockets,
 )
 
 __all__ = [
@@ -94,6 +97,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("mqttproto.broker")
+
+#: What serves a listener: asyncio's server, or a TcpMux's listening sockets.
+_Listening = asyncio.Server | TcpListening
 
 
 class BrokerServer(ServerBase):
@@ -178,7 +184,9 @@ class BrokerServer(ServerBase):
         self.ssl = ssl
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
-        self._servers: list[tuple[Listener, asyncio.Server]] = []
+        self._servers: list[tuple[Listener, _Listening]] = []
+        #: The connections to listeners without TLS (see :mod:`._asyncio_tcp`).
+        self._mux: TcpMux | None = None
         #: Connections to TLS listeners still in their handshake.
         self._handshaking: set[TlsLayer] = set()
         self._pump_pending = False
@@ -188,6 +196,10 @@ class BrokerServer(ServerBase):
         self._closed = asyncio.Event()
         self._all_gone = asyncio.Event()
         self._bridges = self._make_bridges(bridges)
+
+    #: Whether listeners without TLS are served by a :class:`._asyncio_tcp.TcpMux`
+    #: (Linux) rather than by asyncio's transports.
+    _slim = SLIM_AVAILABLE
 
     def _make_bridges(self, configs: Sequence[BridgeConfig]) -> tuple[AsyncioBridge, ...]:
         """:raises ValueError: two bridges with the same name or client id.
@@ -233,6 +245,8 @@ class BrokerServer(ServerBase):
         self._driver.start(
             self.auth_workers, call_soon_threadsafe=loop.call_soon_threadsafe, clock=loop.time
         )
+        if self._slim and any(listener.ssl is None for listener in self.listeners):
+            self._mux = TcpMux(self, loop)
         try:
             self._require_websocket()
             for listener in self.listeners:
@@ -248,12 +262,18 @@ class BrokerServer(ServerBase):
                 server.close()
             self._servers.clear()
             self._remove_socket_files()
+            self._close_mux()
             self._driver.stop()
             raise
 
-    async def _listen(self, listener: Listener) -> asyncio.Server:
+    async def _listen(self, listener: Listener) -> _Listening:
         loop = self._loop
         assert loop is not None
+        if self._mux is not None and listener.ssl is None:
+            sockets = listening_sockets(listener, default_backlog=100)  # asyncio's default
+            if listener.path is not None:
+                self._remember_socket_file(listener.path)
+            return self._mux.listen(listener, sockets)
         # The sockets are plain: TLS is the protocol's business (TlsLayer).
         factory = protocol_factory(self, listener)
         backlog = 100 if listener.backlog is None else listener.backlog  # asyncio's default
@@ -317,6 +337,7 @@ class BrokerServer(ServerBase):
                 await server.wait_closed()
             logger.info("server closed")
         finally:
+            self._close_mux()
             self._driver.stop()
             self._closed.set()
 
@@ -348,7 +369,7 @@ class BrokerServer(ServerBase):
         )
 
     @staticmethod
-    def _sockets_of(listener: Listener, server: asyncio.Server) -> tuple[socket.socket, ...]:
+    def _sockets_of(listener: Listener, server: _Listening) -> tuple[socket.socket, ...]:
         # One endpoint for a Unix socket's path, however many sockets asyncio has.
         return server.sockets[:1] if listener.transport == "unix" else server.sockets
 
@@ -406,6 +427,11 @@ class BrokerServer(ServerBase):
     def _peer_gone(self) -> None:
         if self._closing and not self._driver.peers:
             self._all_gone.set()
+
+    def _close_mux(self) -> None:
+        if self._mux is not None:
+            self._mux.close()
+            self._mux = None
 
 
 async def start_server(
