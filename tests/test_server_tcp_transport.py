@@ -11,6 +11,7 @@ servers are closed in ``finally``.
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import struct
 from collections.abc import Callable, Coroutine
@@ -316,3 +317,62 @@ def test_pub_sub_over_tcp_and_a_unix_socket(tmp_path: Path, slim: bool, monkeypa
 
     assert run(scenario) == b"across"
     assert not Path(path).exists()
+
+
+def test_a_listener_out_of_descriptors_pauses_then_accepts_again(
+    monkeypatch: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """accept() failing with EMFILE does not spin: the listener stops
+    watching its socket, says so, and accepts the waiting client later."""
+    from mqttproto.adapters import _asyncio_tcp
+
+    monkeypatch.setattr(_asyncio_tcp, "ACCEPT_RETRY_DELAY", 0.05)
+
+    class OutOfDescriptors:
+        """A listening socket whose first accept() fails with EMFILE."""
+
+        def __init__(self, sock: socket.socket) -> None:
+            self.sock = sock
+            self.failures = 0
+
+        def fileno(self) -> int:
+            return self.sock.fileno()
+
+        def accept(self) -> tuple[socket.socket, Any]:
+            if not self.failures:
+                self.failures += 1
+                raise OSError(errno.EMFILE, "Too many open files")
+            return self.sock.accept()
+
+        def close(self) -> None:
+            self.sock.close()
+
+    async def scenario() -> tuple[int, list[str]]:
+        loop = asyncio.get_running_loop()
+        real = socket.socket()
+        real.bind((HOST, 0))
+        real.listen(8)
+        real.setblocking(False)
+        wrapped = OutOfDescriptors(real)
+        accepted: list[socket.socket] = []
+        listening = _asyncio_tcp.TcpListening(
+            loop,
+            Listener(port=0),
+            [wrapped],  # type: ignore[list-item]
+            lambda listener, sock, address: accepted.append(sock),
+        )
+        listening.start()
+        try:
+            sock = await open_socket(real.getsockname()[1])
+            await wait_until(lambda: bool(accepted), "the client to be accepted")
+            sock.close()
+            for client_sock in accepted:
+                client_sock.close()
+            return wrapped.failures, [r.getMessage() for r in caplog.records]
+        finally:
+            listening.close()
+
+    with caplog.at_level("ERROR", logger="mqttproto.broker"):
+        failures, messages = run(scenario)
+    assert failures == 1
+    assert any("accept() failed on TCP" in m and "retrying" in m for m in messages)

@@ -17,22 +17,28 @@ How the adapter drives the core
 
 What the server does with the broker (the pump, the backlog, the slow
 consumers, closing, the log) is the shared :class:`._driver.Driver`; this
-module is its asyncio I/O. One :class:`asyncio.Protocol` per TCP connection
-(no streams: one callback per read and no task per connection), which hands
-the driver what the transport reports, with the loop's monotonic clock
-(``loop.time()``) as ``now``; the driver writes, closes and aborts through it.
-Output is *coalesced*: input only schedules one pump per loop iteration
-(``call_soon``), so everything the reads of one iteration produced for a
-subscriber goes out in one ``transport.write``. The driver's deadlines (the
-broker's timer, close timeouts) are one ``loop.call_at``.
+module is its asyncio I/O. On Linux, the connections to listeners without
+TLS (TCP, WebSocket, Unix sockets) are served by the server's own transport
+(:mod:`._asyncio_tcp`: one ``epoll`` for all of them on the loop, one
+shared read buffer, no asyncio transport, handle or task per connection);
+those to TLS listeners, and all of them where there is no ``epoll``, by one
+:class:`asyncio.Protocol` per connection over asyncio's transports (no
+streams, no task per connection). Either hands the driver what the socket
+reports, with the loop's monotonic clock (``loop.time()``) as ``now``; the
+driver writes, closes and aborts through it. Output is *coalesced*: input
+only schedules one pump per loop iteration (``call_soon``), so everything
+the reads of one iteration produced for a subscriber goes out in one
+write. The driver's deadlines (the broker's timer, the keep-alives, close
+timeouts) are one ``loop.call_at`` for the whole server.
 
 Back-pressure and slow consumers
 --------------------------------
 
-A client that does not read what the broker sends it makes its transport's
-write buffer grow. Above the transport's high-water mark asyncio calls
-``pause_writing``: the driver stops *reading* from that client (it gets no
-more service until it drains its side) until ``resume_writing``. That does
+A client that does not read what the broker sends it makes its unsent
+output grow. Above the high-water mark (asyncio's, 64 KiB, on both
+transports) the driver stops *reading* from that client (it gets no more
+service until it drains its side) until it is back at the low-water mark
+(16 KiB). That does
 not stop other clients publishing to it, so while it is paused the driver
 reports the transport's buffer to :meth:`Broker.output_backlog`: above
 ``BrokerConfig.max_unsent_bytes`` the core drops QoS 0 messages for that

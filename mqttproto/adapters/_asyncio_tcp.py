@@ -47,9 +47,10 @@ import os
 import select
 import socket
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
-from ._driver import Driver, Peer
+from ._asyncio_peers import PeerOwner
+from ._driver import Peer
 from ._listener import Listener
 from ._server_common import READ_SIZE, peer_name
 
@@ -84,22 +85,10 @@ _WRITE_SHUT = 4  # the FIN is sent: nothing more is written
 _EOF = 8  # the peer's EOF was read: nothing more is read
 
 
-class MuxOwner(Protocol):
-    """What a :class:`TcpMux` reads of its server (the asyncio
-    ``BrokerServer``), named here so that this module does not import it."""
-
-    _driver: Driver
-    _closing: bool
-
-    def _now(self) -> float: ...
-
-    def _peer_gone(self) -> None: ...
-
-
 class TcpMux:
     """The connections of one server that are not TLS, on one ``epoll``."""
 
-    def __init__(self, owner: MuxOwner, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, owner: PeerOwner, loop: asyncio.AbstractEventLoop) -> None:
         self._owner = owner
         self._loop = loop
         self._epoll = select.epoll()
