@@ -163,8 +163,8 @@ class TcpMux:
     def _ready(self) -> None:
         try:
             events = self._epoll.poll(0, EVENTS_PER_WAKE)
-        except OSError:
-            return  # closed under the loop (close() removes the reader too)
+        except (OSError, ValueError):
+            return  # closed (close() removes the reader, which cancels this too)
         now = self._owner._now()
         by_fd = self._by_fd
         for fd, mask in events:
