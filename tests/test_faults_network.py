@@ -91,6 +91,10 @@ class NetClient:
 
     async def one_connection(self) -> None:
         reader, writer = await asyncio.open_connection(HOST, self.port)
+        if self.stopping:
+            # Stopped while it connected: the final resets did not see it.
+            writer.transport.abort()
+            return
         self.writer = writer
         self.connections += 1
         self.accepted.clear()

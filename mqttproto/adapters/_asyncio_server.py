@@ -17,22 +17,28 @@ How the adapter drives the core
 
 What the server does with the broker (the pump, the backlog, the slow
 consumers, closing, the log) is the shared :class:`._driver.Driver`; this
-module is its asyncio I/O. One :class:`asyncio.Protocol` per TCP connection
-(no streams: one callback per read and no task per connection), which hands
-the driver what the transport reports, with the loop's monotonic clock
-(``loop.time()``) as ``now``; the driver writes, closes and aborts through it.
-Output is *coalesced*: input only schedules one pump per loop iteration
-(``call_soon``), so everything the reads of one iteration produced for a
-subscriber goes out in one ``transport.write``. The driver's deadlines (the
-broker's timer, close timeouts) are one ``loop.call_at``.
+module is its asyncio I/O. On Linux, the connections to listeners without
+TLS (TCP, WebSocket, Unix sockets) are served by the server's own transport
+(:mod:`._asyncio_tcp`: one ``epoll`` for all of them on the loop, one
+shared read buffer, no asyncio transport, handle or task per connection);
+those to TLS listeners, and all of them where there is no ``epoll``, by one
+:class:`asyncio.Protocol` per connection over asyncio's transports (no
+streams, no task per connection). Either hands the driver what the socket
+reports, with the loop's monotonic clock (``loop.time()``) as ``now``; the
+driver writes, closes and aborts through it. Output is *coalesced*: input
+only schedules one pump per loop iteration (``call_soon``), so everything
+the reads of one iteration produced for a subscriber goes out in one
+write. The driver's deadlines (the broker's timer, the keep-alives, close
+timeouts) are one ``loop.call_at`` for the whole server.
 
 Back-pressure and slow consumers
 --------------------------------
 
-A client that does not read what the broker sends it makes its transport's
-write buffer grow. Above the transport's high-water mark asyncio calls
-``pause_writing``: the driver stops *reading* from that client (it gets no
-more service until it drains its side) until ``resume_writing``. That does
+A client that does not read what the broker sends it makes its unsent
+output grow. Above the high-water mark (asyncio's, 64 KiB, on both
+transports) the driver stops *reading* from that client (it gets no more
+service until it drains its side) until it is back at the low-water mark
+(16 KiB). That does
 not stop other clients publishing to it, so while it is paused the driver
 reports the transport's buffer to :meth:`Broker.output_backlog`: above
 ``BrokerConfig.max_unsent_bytes`` the core drops QoS 0 messages for that
@@ -70,6 +76,8 @@ from ..auth import Authenticator, Authorizer
 from ..bridge import BridgeConfig
 from ..broker import Broker
 from ..config import BrokerConfig
+from ._asyncio_tcp import AVAILABLE as SLIM_AVAILABLE
+from ._asyncio_tcp import TcpListening, TcpMux
 from ._asyncio_tls import TlsLayer, protocol_factory
 from ._bridge import AsyncioBridge
 from ._driver import Peer
@@ -82,6 +90,7 @@ from ._server_common import (
     Endpoint,
     ServerBase,
     endpoint_of,
+    listening_sockets,
 )
 
 __all__ = [
@@ -94,6 +103,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("mqttproto.broker")
+
+#: What serves a listener: asyncio's server, or a TcpMux's listening sockets.
+_Listening = asyncio.Server | TcpListening
 
 
 class BrokerServer(ServerBase):
@@ -178,7 +190,9 @@ class BrokerServer(ServerBase):
         self.ssl = ssl
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
-        self._servers: list[tuple[Listener, asyncio.Server]] = []
+        self._servers: list[tuple[Listener, _Listening]] = []
+        #: The connections to listeners without TLS (see :mod:`._asyncio_tcp`).
+        self._mux: TcpMux | None = None
         #: Connections to TLS listeners still in their handshake.
         self._handshaking: set[TlsLayer] = set()
         self._pump_pending = False
@@ -188,6 +202,10 @@ class BrokerServer(ServerBase):
         self._closed = asyncio.Event()
         self._all_gone = asyncio.Event()
         self._bridges = self._make_bridges(bridges)
+
+    #: Whether listeners without TLS are served by a :class:`._asyncio_tcp.TcpMux`
+    #: (Linux) rather than by asyncio's transports.
+    _slim = SLIM_AVAILABLE
 
     def _make_bridges(self, configs: Sequence[BridgeConfig]) -> tuple[AsyncioBridge, ...]:
         """:raises ValueError: two bridges with the same name or client id.
@@ -233,6 +251,8 @@ class BrokerServer(ServerBase):
         self._driver.start(
             self.auth_workers, call_soon_threadsafe=loop.call_soon_threadsafe, clock=loop.time
         )
+        if self._slim and any(listener.ssl is None for listener in self.listeners):
+            self._mux = TcpMux(self, loop)
         try:
             self._require_websocket()
             for listener in self.listeners:
@@ -248,12 +268,18 @@ class BrokerServer(ServerBase):
                 server.close()
             self._servers.clear()
             self._remove_socket_files()
+            self._close_mux()
             self._driver.stop()
             raise
 
-    async def _listen(self, listener: Listener) -> asyncio.Server:
+    async def _listen(self, listener: Listener) -> _Listening:
         loop = self._loop
         assert loop is not None
+        if self._mux is not None and listener.ssl is None:
+            sockets = listening_sockets(listener, default_backlog=100)  # asyncio's default
+            if listener.path is not None:
+                self._remember_socket_file(listener.path)
+            return self._mux.listen(listener, sockets)
         # The sockets are plain: TLS is the protocol's business (TlsLayer).
         factory = protocol_factory(self, listener)
         backlog = 100 if listener.backlog is None else listener.backlog  # asyncio's default
@@ -317,6 +343,7 @@ class BrokerServer(ServerBase):
                 await server.wait_closed()
             logger.info("server closed")
         finally:
+            self._close_mux()
             self._driver.stop()
             self._closed.set()
 
@@ -348,7 +375,7 @@ class BrokerServer(ServerBase):
         )
 
     @staticmethod
-    def _sockets_of(listener: Listener, server: asyncio.Server) -> tuple[socket.socket, ...]:
+    def _sockets_of(listener: Listener, server: _Listening) -> tuple[socket.socket, ...]:
         # One endpoint for a Unix socket's path, however many sockets asyncio has.
         return server.sockets[:1] if listener.transport == "unix" else server.sockets
 
@@ -406,6 +433,11 @@ class BrokerServer(ServerBase):
     def _peer_gone(self) -> None:
         if self._closing and not self._driver.peers:
             self._all_gone.set()
+
+    def _close_mux(self) -> None:
+        if self._mux is not None:
+            self._mux.close()
+            self._mux = None
 
 
 async def start_server(

@@ -49,6 +49,7 @@ elsewhere, and hand their answers back through the server.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +59,7 @@ from ._input_budget import InputBudget
 from ._listener import Listener, certificate_common_name
 from ._packet_trace import trace_closed, trace_in, trace_out
 from ._peer import PAUSE_READING_ABOVE, Peer
-from ._server_log import goodbye_reason, log_closed, note_first_output
+from ._server_log import goodbye_reason, log_closed, note_first_output, peer_label
 
 if TYPE_CHECKING:  # without importing wsproto at run time
     from ._websocket_server import ServerWebSocket
@@ -81,7 +82,8 @@ def source_address(listener: Listener, address: Any) -> str | None:
     if listener.transport == "unix":
         return f"unix:{listener.path}"
     if isinstance(address, tuple) and address:
-        return str(address[0])
+        # The broker keeps it per connection: one string per host, shared.
+        return sys.intern(str(address[0]))
     return None
 
 
@@ -121,8 +123,6 @@ class Driver:
         #: The broker's timer, as last read.
         self._timer_at: float | None = None
         self._wakeup_at: float | None = None
-        #: The number of the pump under way (for goodbye_reason).
-        self._pumps = 0
         #: Large incomplete packets against ``max_buffered_input``.
         self.input_budget: InputBudget[Peer] = InputBudget(broker.config.max_buffered_input)
         self._auth: AuthWorkers | None = None
@@ -266,7 +266,7 @@ class Driver:
         if self.peers.get(peer.conn) is not peer:
             return  # never opened in the broker
         del self.peers[peer.conn]
-        log_closed(peer, peer.close_reason or reason)
+        log_closed(peer, peer.close_reason or reason, self.broker)
         trace_closed(peer)
         try:
             self.broker.connection_lost(peer.conn, now)
@@ -274,6 +274,10 @@ class Driver:
             logger.exception("the broker core raised in connection_lost() for %d", peer.conn)
         # A will message or a session change may have output for others.
         self._pump_soon()
+
+    def _label(self, peer: Peer) -> str:
+        """The connection as the log names it (:func:`._server_log.peer_label`)."""
+        return peer_label(peer, self.broker)
 
     # -- the pump --------------------------------------------------------------------
 
@@ -291,8 +295,6 @@ class Driver:
                 except Exception:
                     logger.exception("the broker core raised in handle_timer()")
             self._abort_overdue(now)
-        self._pumps += 1
-        pump = self._pumps
         try:
             output = broker.flush(now)
             to_close = broker.connections_to_close()
@@ -307,19 +309,21 @@ class Driver:
                 continue
             if not peer.accepted:
                 note_first_output(peer, data, broker)
-            trace_out(peer, data)
-            peer.last_data = data
-            peer.last_pump = pump
+            trace_out(peer, data, broker)
             ws = peer.ws
             framed = data if ws is None else ws.send(data)
             if framed:
                 peer.write(framed)
             if not peer.closing:
                 self._check_output(peer, now, wrote=True)
-        for conn in to_close:
-            peer = peers.get(conn)
-            if peer is not None and not peer.closing:
-                self.close(peer, goodbye_reason(peer, pump, broker), now)
+        if to_close:
+            # The goodbye is named from the last bytes this pump wrote (a
+            # connection that just went idle keeps no copy of them).
+            written = dict(output)
+            for conn in to_close:
+                peer = peers.get(conn)
+                if peer is not None and not peer.closing:
+                    self.close(peer, goodbye_reason(peer, written.get(conn), broker), now)
         if self._auth is not None:
             self._auth.pump()
         try:
@@ -370,7 +374,7 @@ class Driver:
                 logger.info(
                     "connection %d from %s: still open %.1f s after the goodbye; closed",
                     peer.conn,
-                    peer.peer,
+                    self._label(peer),
                     self.close_timeout,
                 )
                 peer.finish()
@@ -378,7 +382,7 @@ class Driver:
             logger.warning(
                 "connection %d from %s: last bytes not sent within %.1f s; aborted",
                 peer.conn,
-                peer.peer,
+                self._label(peer),
                 self.close_timeout,
             )
             peer.abort()
@@ -391,7 +395,7 @@ class Driver:
             logger.info(
                 "connection %d from %s: over %d bytes after the goodbye; closed",
                 peer.conn,
-                peer.peer,
+                self._label(peer),
                 LINGER_BYTES,
             )
             self._closing.pop(peer, None)
@@ -409,14 +413,14 @@ class Driver:
             "the broker core raised in %s() for connection %d from %s; dropping it",
             method,
             peer.conn,
-            peer.peer,
+            self._label(peer),
         )
         self._drop(peer, f"internal error in {method}()")
 
     # -- input ----------------------------------------------------------------------
 
     def _feed(self, peer: Peer, data: bytes, now: float) -> None:
-        trace_in(peer, data)
+        trace_in(peer, data, self.broker)
         try:
             self.broker.receive_data(peer.conn, data, now)
         except Exception:
@@ -439,7 +443,7 @@ class Driver:
                     "connection %d from %s: a packet of %d bytes waits for room in "
                     "max_buffered_input (%d of %d bytes reserved)",
                     peer.conn,
-                    peer.peer,
+                    self._label(peer),
                     size,
                     budget.reserved,
                     budget.limit,
@@ -471,7 +475,7 @@ class Driver:
         if data and not peer.closing:
             self._feed(peer, data, now)
         if ws.failure is not None:
-            logger.warning("connection %d from %s: %s", peer.conn, peer.peer, ws.failure)
+            logger.warning("connection %d from %s: %s", peer.conn, self._label(peer), ws.failure)
             self.close(peer, ws.failure, now)
         elif ws.client_closed is not None:
             if peer.closing:
@@ -492,7 +496,7 @@ class Driver:
             logger.warning(
                 "connection %d from %s dropped: slow consumer (%d bytes unsent, limit %d)",
                 peer.conn,
-                peer.peer,
+                self._label(peer),
                 unsent,
                 self.max_buffered_output,
             )

@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 from ..enums import PacketType
+from ._server_log import peer_label
 
 __all__ = ["trace_closed", "trace_in", "trace_out"]
 
@@ -75,11 +76,12 @@ class _Inbound:
 _inbound: dict[int, _Inbound] = {}
 
 
-def _log(peer: Any, arrow: str, text: str) -> None:
-    logger.debug("connection %d from %s %s %s", peer.conn, peer.peer, arrow, text)
+def _log(peer: Any, broker: Any, arrow: str, text: str) -> None:
+    label = peer_label(peer, broker)
+    logger.debug("connection %d from %s %s %s", peer.conn, label, arrow, text)
 
 
-def trace_in(peer: Any, data: bytes) -> None:
+def trace_in(peer: Any, data: bytes, broker: Any = None) -> None:
     """Trace the packets completed (or begun far enough) by ``data`` from ``peer``."""
     if not logger.isEnabledFor(logging.DEBUG):
         return
@@ -114,12 +116,12 @@ def trace_in(peer: Any, data: bytes) -> None:
             have += taken
             if have < wanted:
                 return
-        _log(peer, "->", _describe(buffer[0], bytes(buffer[start:]), start + length))
+        _log(peer, broker, "->", _describe(buffer[0], bytes(buffer[start:]), start + length))
         state.skip = length - have
         buffer.clear()
 
 
-def trace_out(peer: Any, data: bytes) -> None:
+def trace_out(peer: Any, data: bytes, broker: Any = None) -> None:
     """Trace the packets of ``data`` (whole packets, as the broker hands them out)."""
     if not logger.isEnabledFor(logging.DEBUG):
         return
@@ -130,7 +132,7 @@ def trace_out(peer: Any, data: bytes) -> None:
             return
         start, length = header
         body = data[pos + start : pos + start + min(length, _PREFIX)]
-        _log(peer, "<-", _describe(data[pos], body, start + length))
+        _log(peer, broker, "<-", _describe(data[pos], body, start + length))
         pos += start + length
 
 

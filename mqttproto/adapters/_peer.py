@@ -33,8 +33,6 @@ class Peer(abc.ABC):
         "closing",
         "conn",
         "discarded",
-        "last_data",
-        "last_pump",
         "listener",
         "output_congested",
         "paused",
@@ -63,10 +61,6 @@ class Peer(abc.ABC):
         self.discarded = 0
         #: What Broker.output_backlog was last told.
         self.backlog = 0
-        #: The last chunk written and the number of the pump that wrote it,
-        #: to name the goodbye when the broker closes the connection.
-        self.last_data = b""
-        self.last_pump = -1
         #: The WebSocket between the socket and MQTT, on a WebSocket listener.
         self.ws: ServerWebSocket | None = None
 

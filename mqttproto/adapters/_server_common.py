@@ -48,6 +48,7 @@ __all__ = [
     "first_address",
     "format_peer",
     "last_packet",
+    "listening_sockets",
     "peer_name",
     "port_of",
     "remove_stale_socket",
@@ -198,6 +199,39 @@ def unix_listening_socket(path: str, backlog: int | None) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def listening_sockets(listener: Listener, *, default_backlog: int) -> list[socket.socket]:
+    """Bound, listening, non-blocking sockets for one listener (SO_REUSEADDR,
+    IPv6 sockets IPv6-only); ``default_backlog`` when the listener names none."""
+    backlog = default_backlog if listener.backlog is None else listener.backlog
+    if listener.transport == "unix":
+        assert listener.path is not None
+        return [unix_listening_socket(listener.path, backlog)]
+    hosts = listener.host if isinstance(listener.host, list) else [listener.host]
+    infos = []
+    for host in hosts:
+        for info in socket.getaddrinfo(
+            host, listener.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        ):
+            if info not in infos:
+                infos.append(info)
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in infos:
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(backlog)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 class ServerBase(abc.ABC):

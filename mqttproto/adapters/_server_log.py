@@ -19,7 +19,14 @@ from typing import Any, Protocol
 
 from ..enums import ReasonCode
 
-__all__ = ["PeerRecord", "goodbye_reason", "last_packet", "log_closed", "note_first_output"]
+__all__ = [
+    "PeerRecord",
+    "goodbye_reason",
+    "last_packet",
+    "log_closed",
+    "note_first_output",
+    "peer_label",
+]
 
 logger = logging.getLogger("mqttproto.broker")
 
@@ -119,9 +126,6 @@ class PeerRecord(Protocol):
     #: Whether the first CONNACK has gone out (logged once).
     accepted: bool
     close_reason: str | None
-    #: The last chunk written and the number of the flush that wrote it.
-    last_data: bytes
-    last_pump: int
 
 
 #: The peers (by id) whose goodbye was a failure: their "closed" line is a
@@ -139,11 +143,21 @@ def _identity(broker: Any, conn: int) -> str:
     return f" (client {client_id!r}, {user})"
 
 
+def peer_label(peer: PeerRecord, broker: Any = None) -> str:
+    """How the log names a connection: its address (``peer.peer``) and, once
+    the CONNACK went out, its client id and username. Those are asked of the
+    broker each time a line is logged, not kept for each connection, so it
+    must be called before the broker hears that the connection is lost."""
+    if not peer.accepted:
+        return peer.peer
+    return peer.peer + _identity(broker, peer.conn)
+
+
 def note_first_output(peer: PeerRecord, data: bytes, broker: Any = None) -> None:
     """Log the CONNACK, the first packet the broker sends (AUTH may precede it).
 
     From here on, the connection's lines name its client id and username
-    (added to ``peer.peer``). A refusal is not logged here but as the reason
+    (:func:`peer_label`). A refusal is not logged here but as the reason
     of the connection's "closed" line, so that it is logged once.
     """
     first = data[0]
@@ -152,11 +166,10 @@ def note_first_output(peer: PeerRecord, data: bytes, broker: Any = None) -> None
     peer.accepted = True
     if first & 0xF0 != _CONNACK:
         return
-    peer.peer += _identity(broker, peer.conn)
     packet = _first_packet(data)
     refusal = _connack_refusal(packet[1]) if packet is not None else None
     if refusal is None:
-        logger.info("connection %d from %s: CONNECT accepted", peer.conn, peer.peer)
+        logger.info("connection %d from %s: CONNECT accepted", peer.conn, peer_label(peer, broker))
 
 
 def _broker_goodbye(broker: Any, conn: int) -> str | None:
@@ -182,12 +195,13 @@ def _broker_failure(broker: Any, conn: int) -> bool:
     )
 
 
-def goodbye_reason(peer: PeerRecord, pump: int, broker: Any = None) -> str:
+def goodbye_reason(peer: PeerRecord, written: bytes | None, broker: Any = None) -> str:
     """Name who ended the connection and why (a failure is remembered for
-    :func:`log_closed`, which logs it as a WARNING)."""
+    :func:`log_closed`, which logs it as a WARNING); ``written`` is what the
+    broker's last flush had for it, if anything (the goodbye ends it)."""
     if peer.close_reason is not None:
         return peer.close_reason
-    packet = last_packet(peer.last_data) if peer.last_pump == pump else None
+    packet = last_packet(written) if written else None
     described = _describe_goodbye(*packet) if packet is not None else None
     if described is None:
         told = _broker_goodbye(broker, peer.conn)
@@ -202,8 +216,9 @@ def goodbye_reason(peer: PeerRecord, pump: int, broker: Any = None) -> str:
     return text
 
 
-def log_closed(peer: PeerRecord, reason: str) -> None:
+def log_closed(peer: PeerRecord, reason: str, broker: Any = None) -> None:
     """The one line that says a connection is over, who closed it and why."""
     level = logging.WARNING if id(peer) in _FAILED else logging.INFO
     _FAILED.discard(id(peer))
-    logger.log(level, "connection %d from %s closed: %s", peer.conn, peer.peer, reason)
+    label = peer_label(peer, broker)
+    logger.log(level, "connection %d from %s closed: %s", peer.conn, label, reason)

@@ -67,7 +67,7 @@ from ..auth import Authenticator, Authorizer
 from ..broker import Broker
 from ..config import BrokerConfig
 from ._listener import Listener
-from ._server_common import Endpoint, ServerBase, peer_name, unix_listening_socket
+from ._server_common import Endpoint, ServerBase, listening_sockets, peer_name
 from ._threads_peers import WOULD_BLOCK, _Peer
 
 __all__ = ["BrokerServer", "serve"]
@@ -76,37 +76,6 @@ logger = logging.getLogger("mqttproto.broker")
 
 #: Connections accepted per listener per pass (the rest wait for the next).
 ACCEPTS_PER_PASS = 64
-
-
-def _listening_sockets(listener: Listener) -> list[socket.socket]:
-    """Bound, listening, non-blocking sockets for one listener."""
-    if listener.transport == "unix":
-        assert listener.path is not None
-        return [unix_listening_socket(listener.path, listener.backlog)]
-    hosts = listener.host if isinstance(listener.host, list) else [listener.host]
-    infos = []
-    for host in hosts:
-        for info in socket.getaddrinfo(
-            host, listener.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        ):
-            if info not in infos:
-                infos.append(info)
-    sockets: list[socket.socket] = []
-    try:
-        for family, kind, proto, _, address in infos:
-            sock = socket.socket(family, kind, proto)
-            sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind(address)
-            sock.listen(128 if listener.backlog is None else listener.backlog)
-            sock.setblocking(False)
-    except BaseException:
-        for sock in sockets:
-            sock.close()
-        raise
-    return sockets
 
 
 class BrokerServer(ServerBase):
@@ -161,7 +130,7 @@ class BrokerServer(ServerBase):
         endpoints: list[Endpoint] = []
         try:
             for listener in self.listeners:
-                sockets = _listening_sockets(listener)
+                sockets = listening_sockets(listener, default_backlog=128)
                 if listener.path is not None:
                     self._remember_socket_file(listener.path)
                 for sock in sockets:
