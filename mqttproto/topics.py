@@ -394,7 +394,7 @@ class _Node(Generic[T]):
 
 
 class SubscriptionTree(Generic[T]):
-    """A trie of topic filters, keyed by level, for a server's subscriptions.
+    """Topic filters and their subscribers, for a server's subscriptions.
 
     Each entry is a (topic filter, key, value) triple: *key* identifies the
     subscriber (a client identifier, or a (ShareName, client identifier) pair),
@@ -403,19 +403,26 @@ class SubscriptionTree(Generic[T]):
     its inner :attr:`SharedSubscription.topic_filter`, since that is what it
     matches with.
 
-    :meth:`matches` walks only the branches a topic name can match: at each level
-    the exact child, the ``+`` child and the ``#`` child. Its cost is
-    proportional to the depth of the name times the number of wildcard branches
-    on its path, not to the number of subscriptions. :meth:`remove` prunes
-    nodes left empty, so memory stays proportional to the live subscriptions.
+    A filter without wildcards matches one topic name, itself [MQTT-4.7.3-4]:
+    such filters are kept in a dict by name. Filters with ``+`` or ``#`` are
+    kept in a trie keyed by level, which :meth:`matches` walks only when it
+    holds any, and then only along the branches a topic name can match: at
+    each level the exact child, the ``+`` child and the ``#`` child. So a
+    lookup costs one dict lookup, plus the depth of the name times the number
+    of wildcard branches on its path, never the number of subscriptions.
+    :meth:`remove` prunes nodes left empty, so memory stays proportional to
+    the live subscriptions.
 
     Not thread-safe; :meth:`matches` returns a list, so the tree may be changed
     while the result is used.
     """
 
-    __slots__ = ("_len", "_root")
+    __slots__ = ("_exact", "_len", "_root")
 
     def __init__(self) -> None:
+        #: Filters without wildcards -> key -> value.
+        self._exact: dict[str, dict[Hashable, T]] = {}
+        #: The trie of the filters with wildcards (and the levels leading to them).
         self._root: _Node[T] = _Node()
         self._len = 0
 
@@ -425,6 +432,9 @@ class SubscriptionTree(Generic[T]):
 
     def __iter__(self) -> Iterator[tuple[str, Hashable, T]]:
         """Every (topic filter, key, value) entry, in no particular order."""
+        for topic_filter, values in self._exact.items():
+            for key, value in values.items():
+                yield topic_filter, key, value
         stack = [self._root]
         while stack:
             node = stack.pop()
@@ -432,14 +442,26 @@ class SubscriptionTree(Generic[T]):
                 yield node.topic_filter, key, value
             stack.extend(node.children.values())
 
-    def _find(self, topic_filter: str) -> _Node[T] | None:
+    @property
+    def has_wildcards(self) -> bool:
+        """Whether any entry's filter has a ``+`` or ``#``."""
+        return bool(self._root.children)
+
+    def exact(self, topic_name: str) -> dict[Hashable, T] | None:
+        """The entries whose filter is *topic_name* itself (key -> value), or
+        ``None``; the filters with wildcards are not looked at. Do not modify it."""
+        return self._exact.get(topic_name)
+
+    def _values(self, topic_filter: str) -> dict[Hashable, T] | None:
+        if "+" not in topic_filter and "#" not in topic_filter:
+            return self._exact.get(topic_filter)
         node = self._root
         for level in topic_filter.split("/"):
             child = node.children.get(level)
             if child is None:
                 return None
             node = child
-        return node
+        return node.values
 
     def add(self, topic_filter: str, key: Hashable, value: T) -> bool:
         """Store *value* for *key* under *topic_filter*, replacing any previous one.
@@ -449,26 +471,32 @@ class SubscriptionTree(Generic[T]):
             (see :func:`validate_topic_filter`).
         """
         validate_topic_filter(topic_filter)
-        node = self._root
-        for level in topic_filter.split("/"):
-            child = node.children.get(level)
-            if child is None:
-                child = _Node()
-                node.set_child(level, child)
-            node = child
-        node.topic_filter = topic_filter
-        is_new = key not in node.values
-        node.values[key] = value
+        if "+" not in topic_filter and "#" not in topic_filter:
+            values = self._exact.get(topic_filter)
+            if values is None:
+                values = self._exact[topic_filter] = {}
+        else:
+            node = self._root
+            for level in topic_filter.split("/"):
+                child = node.children.get(level)
+                if child is None:
+                    child = _Node()
+                    node.set_child(level, child)
+                node = child
+            node.topic_filter = topic_filter
+            values = node.values
+        is_new = key not in values
+        values[key] = value
         if is_new:
             self._len += 1
         return is_new
 
     def get(self, topic_filter: str, key: Hashable) -> T | None:
         """Return the value stored for *key* under *topic_filter*, or ``None``."""
-        node = self._find(topic_filter)
-        if node is None:
+        values = self._values(topic_filter)
+        if values is None:
             return None
-        return node.values.get(key)
+        return values.get(key)
 
     def remove(self, topic_filter: str, key: Hashable) -> bool:
         """Remove the entry for *key* under *topic_filter*.
@@ -477,6 +505,15 @@ class SubscriptionTree(Generic[T]):
 
         :return: ``True`` if the entry existed, ``False`` otherwise.
         """
+        if "+" not in topic_filter and "#" not in topic_filter:
+            values = self._exact.get(topic_filter)
+            if values is None or key not in values:
+                return False
+            del values[key]
+            if not values:
+                del self._exact[topic_filter]
+            self._len -= 1
+            return True
         node = self._root
         path: list[tuple[_Node[T], str]] = []
         for level in topic_filter.split("/"):
@@ -505,16 +542,21 @@ class SubscriptionTree(Generic[T]):
         appears once per filter; the server decides how to combine them
         (section 4.8.1). *topic_name* is assumed valid (no wildcards).
         """
-        levels = topic_name.split("/")
+        values = self._exact.get(topic_name)
+        result = [] if values is None else [(topic_name, k, v) for k, v in values.items()]
+        if self._root.children:
+            self._walk(topic_name, result)
+        return result
+
+    def _walk(self, topic_name: str, result: list[tuple[str, Hashable, T]]) -> None:
+        """Add the entries with wildcards that match *topic_name* to *result*."""
+        append = result.append
         # [MQTT-4.7.2-1] Filters starting with a wildcard never match a name
         # starting with '$': skip the root's '+' and '#' children for such names.
-        dollar = topic_name.startswith("$")
-        result: list[tuple[str, Hashable, T]] = []
-        append = result.append
+        wildcards = not topic_name.startswith("$")
         # Level by level, the nodes whose filters match the name so far.
         nodes: list[_Node[T]] = [self._root]
-        wildcards = not dollar
-        for level in levels:
+        for level in topic_name.split("/"):
             following: list[_Node[T]] = []
             for node in nodes:
                 if wildcards:
@@ -531,7 +573,7 @@ class SubscriptionTree(Generic[T]):
                 if child is not None:
                     following.append(child)
             if not following:
-                return result
+                return
             nodes = following
             wildcards = True
         for node in nodes:
@@ -541,7 +583,7 @@ class SubscriptionTree(Generic[T]):
                 filter_ = hash_node.topic_filter
                 for key, value in hash_node.values.items():
                     append((filter_, key, value))
+            # Only filters with a wildcard end in the trie.
             filter_ = node.topic_filter
             for key, value in node.values.items():
                 append((filter_, key, value))
-        return result

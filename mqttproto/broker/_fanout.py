@@ -10,13 +10,16 @@ per version, handed to each connection's
 Which connections those are depends only on the route and on which sessions
 are connected, so it is worked out once and kept with the cached route as a
 :class:`Plan`, until a session connects or goes (the plan's ``epoch``) or a
-subscription changes (the router drops its cached routes). The targets the
+subscription changes (the router drops its cached routes). A topic that
+reaches one plain subscription has no plan: its session's connection is read
+as the message goes. The targets the
 plan cannot take as alike (a session away, subscription identifiers, No
 Local) go through the general delivery, one by one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._codec_common import PLAIN_PUBLISH as _PLAIN_PUBLISH
@@ -24,7 +27,7 @@ from ..events import MessageReceived
 from ..packets import PublishPacket
 from ._message import Message, prepared_as_received
 from ._retained import RetainedStore
-from ._router import Route, Router, Target
+from ._router import Route, Router, Sub, Target
 from ._sessions import Link, Session
 
 __all__ = ["FanOut", "Plan"]
@@ -100,33 +103,48 @@ class FanOut:
         # Plain: QoS 0, no retain flag, no property (no expiry), as decoded
         # (see _codec_common.PLAIN_PUBLISH). Clients may not publish to $SYS;
         # _client_publish says no.
-        if len(fields) == _PLAIN_PUBLISH and self.authorizer is None and fields["topic"][0] != "$":
-            topic = fields["topic"]
-            router = self._router
-            # The route cache, read first: one dict lookup for a known topic.
-            route = router._cache.get(topic)
-            if route is None:
-                route = router.route(topic)
+        if (
+            len(fields) != _PLAIN_PUBLISH
+            or self.authorizer is not None
+            or fields["topic"][0] == "$"
+        ):
+            self._client_publish(link, event, now)
+            return
+        topic = fields["topic"]
+        router = self._router
+        # The route cache, read first: one dict lookup for a known topic.
+        route = router._cache.get(topic)
+        if route is None:
+            route = router.lookup(topic)
+        groups: Sequence[tuple[Sequence[Link], bool]]
+        others: list[Target[Session]] | None
+        if isinstance(route, Sub):
+            # One plain subscription: no plan (nothing kept per topic).
+            to = route.session.link
+            if to is None or route.no_local or (to.v5 and route.sub_id is not None):
+                groups, others = (), [Target.of(route)]
+            else:
+                groups, others = (((to,), to.v5),), None
+        else:
             if route.groups:
                 self._client_publish(link, event, now)
                 return
-            self.messages_received += 1
             if not route.targets:
+                self.messages_received += 1
                 self.dropped_no_subscribers += 1
                 return
-            if self._feeding:
-                # Retained messages still owed on this topic are superseded.
-                self._retained.touch(topic)
-        else:
-            self._client_publish(link, event, now)
-            return
+            plan = route.plan
+            if plan is None or plan.epoch != self._plan_epoch:
+                plan = route.plan = Plan(route, self._plan_epoch)
+            groups, others = plan.groups, plan.others
+        self.messages_received += 1
+        if self._feeding:
+            # Retained messages still owed on this topic are superseded.
+            self._retained.touch(topic)
         # The fan-out, inline: this runs for every message.
-        plan = route.plan
-        if plan is None or plan.epoch != self._plan_epoch:
-            plan = route.plan = Plan(route, self._plan_epoch)
         sent = dropped = 0
         dirty = self._dirty
-        for links, v5 in plan.groups:
+        for links, v5 in groups:
             form = prepared_as_received(packet, v5)
             size = form.size
             for to in links:
@@ -141,8 +159,8 @@ class FanOut:
                     dropped += 1
                     if size > to.max_out:
                         self.dropped_too_large += 1
-        if plan.others:
-            self._fan_out_others(packet, link.client_id, plan.others, now)
+        if others:
+            self._fan_out_others(packet, link.client_id, others, now)
         self.messages_sent += sent
         if dropped:
             self.messages_dropped += dropped

@@ -2,10 +2,12 @@
 
 Subscriptions live in a :class:`~mqttproto.topics.SubscriptionTree` keyed by
 client identifier (plain subscriptions) or ``(ShareName, client identifier)``
-(shared ones, stored under their inner filter). A lookup walks the trie only
-along the branches the topic can match, and its result is cached per topic
-until any subscription changes, so a steady stream of messages on the same
-topics costs one dict lookup each.
+(shared ones, stored under their inner filter). A lookup finds the filters without
+wildcards in a dict and walks the trie of the others only along the branches
+the topic can match; its result is cached per topic until a subscription that
+can match the topic changes, so a steady stream of messages on the same
+topics costs one dict lookup each, and a message on a topic the cache does
+not hold a lookup in the tree.
 
 Overlapping subscriptions (MQTT 5.0 section 4.8.1 leaves the choice to the
 server): a client whose several plain subscriptions match one topic gets the
@@ -171,13 +173,25 @@ _NO_ROUTE: Route[Subscriber] = Route([], [])
 
 
 class Router(Generic[S]):
-    """The subscription trie, a per-topic route cache and the shared-group cursors."""
+    """The subscription trie, a per-topic route cache and the shared-group cursors.
+
+    The cache maps a topic to its :class:`Route`, or to the :class:`Sub`
+    itself when that one plain subscription is all the topic reaches (the
+    common case on a big broker: a client per topic). Such an entry and the
+    one of a topic nobody subscribes to make no object, so a cache that
+    turns over (more topics than it holds) leaves no garbage behind: routes
+    that outlive a few collections and then die are what make the cyclic
+    GC's full collections frequent, and a full collection walks every
+    object of every session. A subscription without wildcards can only
+    change the route of the topic it names, so only that entry goes; one
+    with wildcards empties the cache.
+    """
 
     __slots__ = ("_cache", "_cache_size", "_cursors", "tree")
 
     def __init__(self, cache_size: int = 4096) -> None:
         self.tree: SubscriptionTree[Sub[S]] = SubscriptionTree()
-        self._cache: dict[str, Route[S]] = {}
+        self._cache: dict[str, Route[S] | Sub[S]] = {}
         self._cache_size = cache_size
         #: (ShareName, filter) -> how many messages the group has had.
         self._cursors: dict[tuple[str, str], int] = {}
@@ -185,40 +199,59 @@ class Router(Generic[S]):
     def __len__(self) -> int:
         return len(self.tree)
 
+    def _forget(self, topic_filter: str) -> None:
+        """Drop the cached routes a change of ``topic_filter`` may change."""
+        if "+" in topic_filter or "#" in topic_filter:
+            self._cache.clear()
+        else:
+            # [MQTT-4.7.3-4]: a filter without wildcards matches itself only.
+            self._cache.pop(topic_filter, None)
+
     def add(self, sub: Sub[S]) -> bool:
         """Store ``sub`` (replacing the session's one with the same filter)."""
-        self._cache.clear()
+        self._forget(sub.topic_filter)
         return self.tree.add(sub.topic_filter, sub.key, sub)
 
     def remove(self, sub: Sub[S]) -> bool:
-        self._cache.clear()
+        self._forget(sub.topic_filter)
         return self.tree.remove(sub.topic_filter, sub.key)
 
-    def route(self, topic: str) -> Route[S]:
-        """The targets and shared groups of ``topic`` (cached)."""
-        route = self._cache.get(topic)
-        if route is not None:
-            return route
-        matches = self.tree.matches(topic)
-        found: Route[S]
-        if len(matches) == 1 and matches[0][2].group is None:
-            # The common case on a big broker: one subscriber for the topic.
-            found = Route([Target.of(matches[0][2])], [])
-        elif not matches:
+    def lookup(self, topic: str) -> Route[S] | Sub[S]:
+        """What ``topic`` reaches (cached): the one plain subscription that
+        matches it, or else its :class:`Route`."""
+        cache = self._cache
+        cached = cache.get(topic)
+        if cached is not None:
+            return cached
+        tree = self.tree
+        if tree.has_wildcards:
+            subs = [sub for _filter, _key, sub in tree.matches(topic)]
+        else:
+            values = tree.exact(topic)
+            subs = [] if values is None else list(values.values())
+        found: Route[S] | Sub[S]
+        if len(subs) == 1 and subs[0].group is None:
+            found = subs[0]
+        elif not subs:
             found = _NO_ROUTE  # type: ignore[assignment]  # empty: any session type
         else:
-            found = self._build(matches)
-        route = found
-        cache = self._cache
+            found = self._build(subs)
         if len(cache) >= self._cache_size:
             cache.clear()
         cache[topic] = found
         return found
 
-    def _build(self, matches: list[tuple[str, Hashable, Sub[S]]]) -> Route[S]:
+    def route(self, topic: str) -> Route[S]:
+        """The targets and shared groups of ``topic`` (cached)."""
+        found = self.lookup(topic)
+        if isinstance(found, Sub):
+            return Route([Target.of(found)], [])
+        return found
+
+    def _build(self, subs: list[Sub[S]]) -> Route[S]:
         targets: dict[str, Target[S]] = {}
         groups: dict[tuple[str, str], list[Sub[S]]] = {}
-        for _filter, _key, sub in matches:
+        for sub in subs:
             if sub.group is None:
                 client_id = sub.session.client_id
                 target = targets.get(client_id)
