@@ -19,7 +19,11 @@ Measures, as medians over repeats, in µs per message:
   the route cache; each topic reaches about one subscriber.
 
 Run: ``python benchmarks/broker_core.py`` (the codec in use, then the pure
-one in a subprocess; ``--single`` for just the one in use).
+one in a subprocess; ``--single`` for just the one in use). Instructions per
+message: ``PYTHONHASHSEED=0 valgrind --tool=callgrind
+--dump-before=os_getppid python benchmarks/broker_core.py --run many
+--batches 12`` (or ``fanout0``, ``fanout1``, ``many1000``, ``manywild``);
+the second part written holds the last 10 batches (10,000 messages).
 """
 
 from __future__ import annotations
@@ -50,8 +54,17 @@ from mqttproto.config import BrokerConfig
 V5 = ProtocolVersion.MQTT_5_0
 BATCH = 1000
 REPEATS = 15
-#: Batches encoded by ``--run`` (so that two runs differ only in those fed).
-RUN_MADE = 22
+RUN = "--run" in sys.argv
+#: ``--run``: the batches fed before the counted ones (caches filled).
+RUN_WARMUP = 2
+
+
+def _mark(batch: int, batches: int) -> None:
+    """In ``--run``, call ``os.getppid`` as the counted batches begin and
+    end: ``valgrind --tool=callgrind --dump-before=os_getppid`` then writes
+    the instructions of the counted batches alone in a part of their own."""
+    if RUN and batch in (RUN_WARMUP, batches):
+        os.getppid()
 
 
 def _connect(
@@ -89,7 +102,8 @@ def fanout(qos: int, *, aliases: int = 0, repeats: int = REPEATS) -> float:
         for i in range(BATCH)
     )
     timings = []
-    for _ in range(repeats):
+    for batch in range(repeats):
+        _mark(batch, repeats)
         start = time.perf_counter()
         broker.receive_data(pub, chunk, now)
         out = broker.flush(now)
@@ -103,6 +117,7 @@ def fanout(qos: int, *, aliases: int = 0, repeats: int = REPEATS) -> float:
             out = [(c, d) for c, d in broker.flush(now) if c != pub]
         timings.append((time.perf_counter() - start) / BATCH * 1e6)
         assert delivered
+    _mark(repeats, repeats)
     return statistics.median(timings)
 
 
@@ -136,13 +151,11 @@ def many_topics(
     *,
     wildcard: bool = False,
     batches: int = REPEATS,
-    made: int = 0,
 ) -> float:
     """QoS 0 to ``sessions`` subscribers of a topic each, messages on
     random topics among the first ``spread`` of them; µs per message. With
     ``wildcard``, one more client subscribes to ``alerts/+/#``, which none
-    of the topics match. ``made``: batches encoded, of which ``batches``
-    are fed (the same encoding work at any count of batches)."""
+    of the topics match."""
     broker = Broker(BrokerConfig(max_connections=None))
     now = 0.0
     if wildcard:
@@ -164,15 +177,17 @@ def many_topics(
             encode_packet(PublishPacket(f"scale/{rng.randrange(spread)}", payload), version=V5)
             for _ in range(BATCH)
         )
-        for _ in range(max(batches, made))
+        for _ in range(batches)
     ]
     timings = []
-    for chunk in chunks[:batches]:
+    for batch, chunk in enumerate(chunks):
+        _mark(batch, batches)
         start = time.perf_counter()
         broker.receive_data(pub, chunk, now)
         out = broker.flush(now)
         timings.append((time.perf_counter() - start) / BATCH * 1e6)
         assert sum(len(data) for _, data in out) == len(chunk)  # each message once
+    _mark(batches, batches)
     return statistics.median(timings)
 
 
@@ -204,15 +219,15 @@ def route_100k() -> float:
 def main() -> None:
     if "--run" in sys.argv:
         # One scenario, a given number of batches, nothing printed: for
-        # counting instructions (valgrind --tool=callgrind) at two counts.
+        # counting instructions (see _mark).
         name = sys.argv[sys.argv.index("--run") + 1]
         batches = int(sys.argv[sys.argv.index("--batches") + 1])
         scenarios = {
             "fanout0": lambda: fanout(0, repeats=batches),
             "fanout1": lambda: fanout(1, repeats=batches),
-            "many": lambda: many_topics(batches=batches, made=RUN_MADE),
-            "many1000": lambda: many_topics(spread=1000, batches=batches, made=RUN_MADE),
-            "manywild": lambda: many_topics(wildcard=True, batches=batches, made=RUN_MADE),
+            "many": lambda: many_topics(batches=batches),
+            "many1000": lambda: many_topics(spread=1000, batches=batches),
+            "manywild": lambda: many_topics(wildcard=True, batches=batches),
         }
         scenarios[name]()
         return

@@ -118,7 +118,7 @@ class FanOut:
             route = router.lookup(topic)
         groups: Sequence[tuple[Sequence[Link], bool]]
         others: list[Target[Session]] | None
-        if isinstance(route, Sub):
+        if type(route) is Sub:
             # One plain subscription: no plan (nothing kept per topic).
             to = route.session.link
             if to is None or route.no_local or (to.v5 and route.sub_id is not None):
@@ -126,16 +126,19 @@ class FanOut:
             else:
                 groups, others = (((to,), to.v5),), None
         else:
-            if route.groups:
+            # A Route. (mypy narrows ``type(x) is`` in its own branch only,
+            # and isinstance costs three times as much.)
+            many: Route[Session] = route  # type: ignore[assignment]
+            if many.groups:
                 self._client_publish(link, event, now)
                 return
-            if not route.targets:
+            if not many.targets:
                 self.messages_received += 1
                 self.dropped_no_subscribers += 1
                 return
-            plan = route.plan
+            plan = many.plan
             if plan is None or plan.epoch != self._plan_epoch:
-                plan = route.plan = Plan(route, self._plan_epoch)
+                plan = many.plan = Plan(many, self._plan_epoch)
             groups, others = plan.groups, plan.others
         self.messages_received += 1
         if self._feeding:
