@@ -28,7 +28,7 @@ are given. MQTT 3.1 has no numbered statements but the same rules.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 import attrs
@@ -404,14 +404,13 @@ class SubscriptionTree(Generic[T]):
     matches with.
 
     A filter without wildcards matches one topic name, itself [MQTT-4.7.3-4]:
-    such filters are kept in a dict by name. Filters with ``+`` or ``#`` are
-    kept in a trie keyed by level, which :meth:`matches` walks only when it
-    holds any, and then only along the branches a topic name can match: at
-    each level the exact child, the ``+`` child and the ``#`` child. So a
-    lookup costs one dict lookup, plus the depth of the name times the number
-    of wildcard branches on its path, never the number of subscriptions.
-    :meth:`remove` prunes nodes left empty, so memory stays proportional to
-    the live subscriptions.
+    those are kept in a dict by name (one subscriber's as a ``(key, value)``
+    pair). Filters with ``+`` or ``#`` are kept in a trie keyed by level, walked
+    only when it holds any, and then only along the branches a topic name can
+    match: at each level the exact, ``+`` and ``#`` children. A lookup costs one
+    dict lookup plus the depth of the name times the wildcard branches on its
+    path, never the number of subscriptions. :meth:`remove` prunes nodes left
+    empty, so memory stays proportional to the live subscriptions.
 
     Not thread-safe; :meth:`matches` returns a list, so the tree may be changed
     while the result is used.
@@ -420,8 +419,8 @@ class SubscriptionTree(Generic[T]):
     __slots__ = ("_exact", "_len", "_root")
 
     def __init__(self) -> None:
-        #: Filters without wildcards -> key -> value.
-        self._exact: dict[str, dict[Hashable, T]] = {}
+        #: Filters without wildcards -> (key, value), or key -> value for several.
+        self._exact: dict[str, tuple[Hashable, T] | dict[Hashable, T]] = {}
         #: The trie of the filters with wildcards (and the levels leading to them).
         self._root: _Node[T] = _Node()
         self._len = 0
@@ -432,8 +431,8 @@ class SubscriptionTree(Generic[T]):
 
     def __iter__(self) -> Iterator[tuple[str, Hashable, T]]:
         """Every (topic filter, key, value) entry, in no particular order."""
-        for topic_filter, values in self._exact.items():
-            for key, value in values.items():
+        for topic_filter, entry in self._exact.items():
+            for key, value in _pairs(entry):
                 yield topic_filter, key, value
         stack = [self._root]
         while stack:
@@ -441,27 +440,6 @@ class SubscriptionTree(Generic[T]):
             for key, value in node.values.items():
                 yield node.topic_filter, key, value
             stack.extend(node.children.values())
-
-    @property
-    def has_wildcards(self) -> bool:
-        """Whether any entry's filter has a ``+`` or ``#``."""
-        return bool(self._root.children)
-
-    def exact(self, topic_name: str) -> dict[Hashable, T] | None:
-        """The entries whose filter is *topic_name* itself (key -> value), or
-        ``None``; the filters with wildcards are not looked at. Do not modify it."""
-        return self._exact.get(topic_name)
-
-    def _values(self, topic_filter: str) -> dict[Hashable, T] | None:
-        if "+" not in topic_filter and "#" not in topic_filter:
-            return self._exact.get(topic_filter)
-        node = self._root
-        for level in topic_filter.split("/"):
-            child = node.children.get(level)
-            if child is None:
-                return None
-            node = child
-        return node.values
 
     def add(self, topic_filter: str, key: Hashable, value: T) -> bool:
         """Store *value* for *key* under *topic_filter*, replacing any previous one.
@@ -472,9 +450,14 @@ class SubscriptionTree(Generic[T]):
         """
         validate_topic_filter(topic_filter)
         if "+" not in topic_filter and "#" not in topic_filter:
-            values = self._exact.get(topic_filter)
-            if values is None:
-                values = self._exact[topic_filter] = {}
+            entry = self._exact.get(topic_filter)
+            if entry is None or (type(entry) is tuple and entry[0] == key):
+                self._exact[topic_filter] = (key, value)
+                self._len += entry is None
+                return entry is None
+            if type(entry) is tuple:
+                entry = self._exact[topic_filter] = {entry[0]: entry[1]}
+            values: dict[Hashable, T] = entry  # type: ignore[assignment]  # the dict
         else:
             node = self._root
             for level in topic_filter.split("/"):
@@ -493,10 +476,15 @@ class SubscriptionTree(Generic[T]):
 
     def get(self, topic_filter: str, key: Hashable) -> T | None:
         """Return the value stored for *key* under *topic_filter*, or ``None``."""
-        values = self._values(topic_filter)
-        if values is None:
-            return None
-        return values.get(key)
+        if "+" not in topic_filter and "#" not in topic_filter:
+            return dict(_pairs(self._exact.get(topic_filter))).get(key)
+        node = self._root
+        for level in topic_filter.split("/"):
+            child = node.children.get(level)
+            if child is None:
+                return None
+            node = child
+        return node.values.get(key)
 
     def remove(self, topic_filter: str, key: Hashable) -> bool:
         """Remove the entry for *key* under *topic_filter*.
@@ -506,14 +494,7 @@ class SubscriptionTree(Generic[T]):
         :return: ``True`` if the entry existed, ``False`` otherwise.
         """
         if "+" not in topic_filter and "#" not in topic_filter:
-            values = self._exact.get(topic_filter)
-            if values is None or key not in values:
-                return False
-            del values[key]
-            if not values:
-                del self._exact[topic_filter]
-            self._len -= 1
-            return True
+            return self._remove_exact(topic_filter, key)
         node = self._root
         path: list[tuple[_Node[T], str]] = []
         for level in topic_filter.split("/"):
@@ -534,6 +515,20 @@ class SubscriptionTree(Generic[T]):
             parent.set_child(level, None)
         return True
 
+    def _remove_exact(self, topic_filter: str, key: Hashable) -> bool:
+        exact = self._exact
+        entry = exact.get(topic_filter)
+        if type(entry) is tuple and entry[0] == key:
+            del exact[topic_filter]
+        elif type(entry) is dict and key in entry:
+            del entry[key]
+            if len(entry) == 1:
+                exact[topic_filter] = next(iter(entry.items()))
+        else:
+            return False
+        self._len -= 1
+        return True
+
     def matches(self, topic_name: str) -> list[tuple[str, Hashable, T]]:
         """Return every (topic filter, key, value) whose filter matches *topic_name*.
 
@@ -542,15 +537,32 @@ class SubscriptionTree(Generic[T]):
         appears once per filter; the server decides how to combine them
         (section 4.8.1). *topic_name* is assumed valid (no wildcards).
         """
-        values = self._exact.get(topic_name)
-        result = [] if values is None else [(topic_name, k, v) for k, v in values.items()]
+        result = [(topic_name, k, v) for k, v in _pairs(self._exact.get(topic_name))]
         if self._root.children:
-            self._walk(topic_name, result)
+            for node in self._walk(topic_name):
+                filter_ = node.topic_filter
+                result.extend((filter_, key, value) for key, value in node.values.items())
         return result
 
-    def _walk(self, topic_name: str, result: list[tuple[str, Hashable, T]]) -> None:
-        """Add the entries with wildcards that match *topic_name* to *result*."""
-        append = result.append
+    def values_matching(self, topic_name: str) -> list[T]:
+        """The values of :meth:`matches`, without their filters and keys
+        (what a server routes with); the cheaper of the two."""
+        entry = self._exact.get(topic_name)
+        if entry is None:
+            result = []
+        elif type(entry) is tuple:
+            result = [entry[1]]
+        else:
+            result = list(entry.values())  # type: ignore[union-attr]  # the dict
+        if self._root.children:
+            for node in self._walk(topic_name):
+                result.extend(node.values.values())
+        return result
+
+    def _walk(self, topic_name: str) -> list[_Node[T]]:
+        """The trie's nodes whose filters (all with wildcards) match *topic_name*."""
+        found: list[_Node[T]] = []
+        append = found.append
         # [MQTT-4.7.2-1] Filters starting with a wildcard never match a name
         # starting with '$': skip the root's '+' and '#' children for such names.
         wildcards = not topic_name.startswith("$")
@@ -561,29 +573,27 @@ class SubscriptionTree(Generic[T]):
             for node in nodes:
                 if wildcards:
                     # A '#' child matches this level and everything below.
-                    hash_node = node.hash
-                    if hash_node is not None:
-                        filter_ = hash_node.topic_filter
-                        for key, value in hash_node.values.items():
-                            append((filter_, key, value))
-                    plus_node = node.plus
-                    if plus_node is not None:
-                        following.append(plus_node)
+                    if node.hash is not None:
+                        append(node.hash)
+                    if node.plus is not None:
+                        following.append(node.plus)
                 child = node.children.get(level)
                 if child is not None:
                     following.append(child)
             if not following:
-                return
+                return found
             nodes = following
             wildcards = True
         for node in nodes:
             # "a/#" also matches "a" itself (MQTT 5.0 section 4.7.1.2).
-            hash_node = node.hash
-            if hash_node is not None:
-                filter_ = hash_node.topic_filter
-                for key, value in hash_node.values.items():
-                    append((filter_, key, value))
-            # Only filters with a wildcard end in the trie.
-            filter_ = node.topic_filter
-            for key, value in node.values.items():
-                append((filter_, key, value))
+            if node.hash is not None:
+                append(node.hash)
+            append(node)
+        return found
+
+
+def _pairs(entry: tuple[Hashable, T] | dict[Hashable, T] | None) -> Iterable[tuple[Hashable, T]]:
+    """The (key, value) pairs of an entry of ``SubscriptionTree._exact``."""
+    if type(entry) is tuple:
+        return (entry,)
+    return () if entry is None else entry.items()  # type: ignore[union-attr]  # the dict

@@ -565,7 +565,6 @@ def test_tree_prunes_empty_nodes() -> None:
     assert tree.remove("a/b/#", 1)
     assert tree.remove("a/+/#", 2)
     assert tree._root.children == {}
-    assert not tree.has_wildcards
     assert tree.matches("a/b") == [("a/b", 3, 4)]
     assert tree.remove("a/b", 3)
     assert tree._exact == {}
@@ -631,9 +630,13 @@ def test_tree_agrees_with_topic_matches(
         assert len(tree) == len(model)
 
     assert set(tree) == {(f, k, v) for (f, k), v in model.items()}
+    for (stored_filter, stored_key), value in model.items():
+        assert tree.get(stored_filter, stored_key) == value
+        assert tree.get(stored_filter, "no such key") is None
     for name in names:
         expected = Counter((f, k, v) for (f, k), v in model.items() if topic_matches(f, name))
         assert Counter(tree.matches(name)) == expected
+        assert Counter(tree.values_matching(name)) == Counter(v for _, _, v in expected.elements())
 
     for stored_filter, stored_key in list(model):
         assert tree.remove(stored_filter, stored_key)

@@ -223,12 +223,7 @@ class Router(Generic[S]):
         cached = cache.get(topic)
         if cached is not None:
             return cached
-        tree = self.tree
-        if tree.has_wildcards:
-            subs = [sub for _filter, _key, sub in tree.matches(topic)]
-        else:
-            values = tree.exact(topic)
-            subs = [] if values is None else list(values.values())
+        subs = self.tree.values_matching(topic)
         found: Route[S] | Sub[S]
         if len(subs) == 1 and subs[0].group is None:
             found = subs[0]
