@@ -112,33 +112,33 @@ class FanOut:
             return
         topic = fields["topic"]
         router = self._router
+        groups: Sequence[tuple[Sequence[Link], bool]]
+        others: list[Target[Session]] | None
         # The route cache, read first: one dict lookup for a known topic.
         route = router._cache.get(topic)
         if route is None:
-            route = router.lookup(topic)
-        groups: Sequence[tuple[Sequence[Link], bool]]
-        others: list[Target[Session]] | None
-        if type(route) is Sub:
-            # One plain subscription: no plan (nothing kept per topic).
-            to = route.session.link
-            if to is None or route.no_local or (to.v5 and route.sub_id is not None):
-                groups, others = (), [Target.of(route)]
+            # Then the topics one plain subscription reaches, then the tree.
+            found = router._single.get(topic) or router.lookup(topic)
+            if type(found) is Sub:
+                # No plan (nothing kept per topic): the link is read as it goes.
+                to = found.session.link
+                if to is None or found.no_local or (to.v5 and found.sub_id is not None):
+                    groups, others = (), [Target.of(found)]
+                else:
+                    groups, others = (((to,), to.v5),), None
             else:
-                groups, others = (((to,), to.v5),), None
-        else:
-            # A Route. (mypy narrows ``type(x) is`` in its own branch only,
-            # and isinstance costs three times as much.)
-            many: Route[Session] = route  # type: ignore[assignment]
-            if many.groups:
+                route = found  # type: ignore[assignment]  # not a Sub: a Route
+        if route is not None:
+            if route.groups:
                 self._client_publish(link, event, now)
                 return
-            if not many.targets:
+            if not route.targets:
                 self.messages_received += 1
                 self.dropped_no_subscribers += 1
                 return
-            plan = many.plan
+            plan = route.plan
             if plan is None or plan.epoch != self._plan_epoch:
-                plan = many.plan = Plan(many, self._plan_epoch)
+                plan = route.plan = Plan(route, self._plan_epoch)
             groups, others = plan.groups, plan.others
         self.messages_received += 1
         if self._feeding:

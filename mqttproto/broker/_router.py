@@ -168,30 +168,45 @@ class Route(Generic[S]):
         return bool(self.targets or self.groups)
 
 
+V = TypeVar("V")
+
+
+def _put(cache: dict[str, V], topic: str, value: V, size: int) -> V:
+    """Cache ``value`` for ``topic``, emptying the cache first if full."""
+    if len(cache) >= size:
+        cache.clear()
+    cache[topic] = value
+    return value
+
+
 #: The route of a topic nobody subscribes to; shared, never modified.
 _NO_ROUTE: Route[Subscriber] = Route([], [])
 
 
 class Router(Generic[S]):
-    """The subscription trie, a per-topic route cache and the shared-group cursors.
+    """The subscriptions (a :class:`~mqttproto.topics.SubscriptionTree`), a
+    per-topic route cache and the shared-group cursors.
 
-    The cache maps a topic to its :class:`Route`, or to the :class:`Sub`
-    itself when that one plain subscription is all the topic reaches (the
-    common case on a big broker: a client per topic). Such an entry and the
-    one of a topic nobody subscribes to make no object, so a cache that
-    turns over (more topics than it holds) leaves no garbage behind: routes
-    that outlive a few collections and then die are what make the cyclic
-    GC's full collections frequent, and a full collection walks every
-    object of every session. A subscription without wildcards can only
-    change the route of the topic it names, so only that entry goes; one
-    with wildcards empties the cache.
+    Two caches: a topic's :class:`Route`, or the :class:`Sub` itself when
+    that one plain subscription is all the topic reaches (the common case on
+    a big broker: a client per topic). An entry of the second, and one of a
+    topic nobody subscribes to, makes no object, so caches that turn over
+    (more topics than they hold) leave no garbage behind: routes that
+    outlive a few collections and then die are what make the cyclic GC's
+    full collections frequent, and a full collection walks every object of
+    every session. Kept apart, the topics with a Route are read as before,
+    with nothing to tell them from the others. A subscription without
+    wildcards can only change the route of the topic it names, so only that
+    entry goes; one with wildcards empties the caches.
     """
 
-    __slots__ = ("_cache", "_cache_size", "_cursors", "tree")
+    __slots__ = ("_cache", "_cache_size", "_cursors", "_single", "tree")
 
     def __init__(self, cache_size: int = 4096) -> None:
         self.tree: SubscriptionTree[Sub[S]] = SubscriptionTree()
-        self._cache: dict[str, Route[S] | Sub[S]] = {}
+        #: Topic -> its route: each holds ``cache_size`` topics at most.
+        self._cache: dict[str, Route[S]] = {}
+        self._single: dict[str, Sub[S]] = {}
         self._cache_size = cache_size
         #: (ShareName, filter) -> how many messages the group has had.
         self._cursors: dict[tuple[str, str], int] = {}
@@ -203,9 +218,11 @@ class Router(Generic[S]):
         """Drop the cached routes a change of ``topic_filter`` may change."""
         if "+" in topic_filter or "#" in topic_filter:
             self._cache.clear()
+            self._single.clear()
         else:
             # [MQTT-4.7.3-4]: a filter without wildcards matches itself only.
             self._cache.pop(topic_filter, None)
+            self._single.pop(topic_filter, None)
 
     def add(self, sub: Sub[S]) -> bool:
         """Store ``sub`` (replacing the session's one with the same filter)."""
@@ -219,22 +236,20 @@ class Router(Generic[S]):
     def lookup(self, topic: str) -> Route[S] | Sub[S]:
         """What ``topic`` reaches (cached): the one plain subscription that
         matches it, or else its :class:`Route`."""
-        cache = self._cache
-        cached = cache.get(topic)
+        cached = self._cache.get(topic)
         if cached is not None:
             return cached
+        one = self._single.get(topic)
+        if one is not None:
+            return one
         subs = self.tree.values_matching(topic)
-        found: Route[S] | Sub[S]
         if len(subs) == 1 and subs[0].group is None:
-            found = subs[0]
-        elif not subs:
-            found = _NO_ROUTE  # type: ignore[assignment]  # empty: any session type
+            return _put(self._single, topic, subs[0], self._cache_size)
+        if not subs:
+            route: Route[S] = _NO_ROUTE  # type: ignore[assignment]  # empty: any session type
         else:
-            found = self._build(subs)
-        if len(cache) >= self._cache_size:
-            cache.clear()
-        cache[topic] = found
-        return found
+            route = self._build(subs)
+        return _put(self._cache, topic, route, self._cache_size)
 
     def route(self, topic: str) -> Route[S]:
         """The targets and shared groups of ``topic`` (cached)."""

@@ -24,7 +24,7 @@ from ..store import RetainedMessage, SessionStore
 from ._fanout import FanOut
 from ._message import Message, Pending
 from ._retained import RetainedStore
-from ._router import Route, Router, Sub
+from ._router import Route, Router
 from ._sessions import Link, Session
 
 __all__ = ["Routing"]
@@ -100,8 +100,9 @@ class Routing(FanOut):
         else:
             router = self._router
             # The route cache, read first: one dict lookup for a known topic.
-            found = router._cache.get(topic)
-            route = router.route(topic) if found is None or isinstance(found, Sub) else found
+            route = router._cache.get(topic)
+            if route is None:
+                route = router.route(topic)
             # (A plain QoS 0 message to plain subscriptions went through the
             # fan-out of _on_message instead.)
             if packet.retain or route.targets or route.groups:
