@@ -19,7 +19,6 @@ Local) go through the general delivery, one by one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._codec_common import PLAIN_PUBLISH as _PLAIN_PUBLISH
@@ -112,42 +111,38 @@ class FanOut:
             return
         topic = fields["topic"]
         router = self._router
-        groups: Sequence[tuple[Sequence[Link], bool]]
-        others: list[Target[Session]] | None
         # The route cache, read first: one dict lookup for a known topic.
         route = router._cache.get(topic)
         if route is None:
             # Then the topics one plain subscription reaches, then the tree.
-            found = router._single.get(topic) or router.lookup(topic)
-            if type(found) is Sub:
-                # No plan (nothing kept per topic): the link is read as it goes.
-                to = found.session.link
-                if to is None or found.no_local or (to.v5 and found.sub_id is not None):
-                    groups, others = (), [Target.of(found)]
+            one = router._single.get(topic)
+            if one is None:
+                found = router.lookup(topic)
+                if type(found) is Sub:
+                    one = found
                 else:
-                    groups, others = (((to,), to.v5),), None
-            else:
-                route = found  # type: ignore[assignment]  # not a Sub: a Route
-        if route is not None:
-            if route.groups:
-                self._client_publish(link, event, now)
+                    route = found  # type: ignore[assignment]  # not a Sub: a Route
+            if one is not None:
+                self._to_one(link, packet, one, now)
                 return
-            if not route.targets:
-                self.messages_received += 1
-                self.dropped_no_subscribers += 1
-                return
-            plan = route.plan
-            if plan is None or plan.epoch != self._plan_epoch:
-                plan = route.plan = Plan(route, self._plan_epoch)
-            groups, others = plan.groups, plan.others
+        assert route is not None
+        if route.groups:
+            self._client_publish(link, event, now)
+            return
         self.messages_received += 1
+        if not route.targets:
+            self.dropped_no_subscribers += 1
+            return
         if self._feeding:
             # Retained messages still owed on this topic are superseded.
             self._retained.touch(topic)
         # The fan-out, inline: this runs for every message.
+        plan = route.plan
+        if plan is None or plan.epoch != self._plan_epoch:
+            plan = route.plan = Plan(route, self._plan_epoch)
         sent = dropped = 0
         dirty = self._dirty
-        for links, v5 in groups:
+        for links, v5 in plan.groups:
             form = prepared_as_received(packet, v5)
             size = form.size
             for to in links:
@@ -162,11 +157,34 @@ class FanOut:
                     dropped += 1
                     if size > to.max_out:
                         self.dropped_too_large += 1
-        if others:
-            self._fan_out_others(packet, link.client_id, others, now)
+        if plan.others:
+            self._fan_out_others(packet, link.client_id, plan.others, now)
         self.messages_sent += sent
         if dropped:
             self.messages_dropped += dropped
+
+    def _to_one(self, link: Link, packet: PublishPacket, sub: Sub[Session], now: float) -> None:
+        """A plain QoS 0 message to the one plain subscription of its topic:
+        no plan (nothing is kept per topic), the session's link is read as
+        the message goes."""
+        self.messages_received += 1
+        if self._feeding:
+            self._retained.touch(packet.topic)
+        to = sub.session.link
+        if to is None or sub.no_local or (to.v5 and sub.sub_id is not None):
+            self._fan_out_others(packet, link.client_id, [Target.of(sub)], now)
+            return
+        # The loop of _on_message for one link.
+        form = prepared_as_received(packet, to.v5)
+        conn = to.conn
+        if form.size <= to.max_out and conn.bytes_to_send + to.backlog < to.max_unsent:
+            conn.publish_prepared(form)
+            self._dirty[to.id] = None
+            self.messages_sent += 1
+        else:
+            self.messages_dropped += 1
+            if form.size > to.max_out:
+                self.dropped_too_large += 1
 
     def _fan_out_others(
         self, packet: PublishPacket, origin: str, targets: list[Target[Session]], now: float
