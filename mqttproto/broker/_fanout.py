@@ -117,7 +117,7 @@ class FanOut:
             # Then the topics one plain subscription reaches, then the tree.
             one = router._single.get(topic)
             if one is None:
-                found = router.lookup(topic)
+                found = router.resolve(topic)
                 if type(found) is Sub:
                     one = found
                 else:

@@ -242,6 +242,11 @@ class Router(Generic[S]):
         one = self._single.get(topic)
         if one is not None:
             return one
+        return self.resolve(topic)
+
+    def resolve(self, topic: str) -> Route[S] | Sub[S]:
+        """:meth:`lookup` for a topic neither cache holds: from the tree,
+        then cached."""
         subs = self.tree.values_matching(topic)
         if len(subs) == 1 and subs[0].group is None:
             return _put(self._single, topic, subs[0], self._cache_size)
