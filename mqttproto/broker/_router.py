@@ -257,10 +257,12 @@ class Router(Generic[S]):
         return _put(self._cache, topic, route, self._cache_size)
 
     def route(self, topic: str) -> Route[S]:
-        """The targets and shared groups of ``topic`` (cached)."""
+        """The targets and shared groups of ``topic`` (cached: a topic of one
+        plain subscription gets its Route cached too, for the messages that
+        take the general path, QoS 1 and 2 among them)."""
         found = self.lookup(topic)
         if isinstance(found, Sub):
-            return Route([Target.of(found)], [])
+            return _put(self._cache, topic, Route([Target.of(found)], []), self._cache_size)
         return found
 
     def _build(self, subs: list[Sub[S]]) -> Route[S]:
