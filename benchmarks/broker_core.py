@@ -6,14 +6,17 @@ Measures, as medians over repeats, in µs per message:
   PUBLISH packets fed to ``Broker.receive_data`` and every subscriber's
   output collected with ``Broker.flush`` (decode, route, encode once,
   append). The same at QoS 1 (subscribers granted QoS 1, acks fed back).
-  Both again with subscribers that announce a Topic Alias Maximum of 10
+  QoS 1 again with one subscriber (a topic of one subscription). Both
+  again with subscribers that announce a Topic Alias Maximum of 10
   (the broker's topic aliases in use: the second message on the topic on).
 - ``many topics``: 20,000 MQTT 5 subscribers, each subscribed at QoS 0 to
   a topic of its own (``scale/<n>``), and one publisher whose QoS 0
   messages each go to a random one of the 20,000 topics (the workload of
   ``broker_scale.py``): bytes of 1,000 PUBLISH packets fed in, every
-  subscriber's output collected. Then the same with the messages spread
-  over 1,000 of the topics only, which the route cache holds.
+  subscriber's output collected. The same with one more client subscribed
+  to ``alerts/+/#`` (the trie of wildcard filters walked, for nothing); and
+  with the messages spread over 1,000 of the topics only, which the route
+  cache holds.
 - ``route@100k``: the router alone with 100,000 subscriptions (99,000 exact
   filters and 1,000 with ``+``/``#`` on the same paths), on topics that miss
   the route cache; each topic reaches about one subscriber.
@@ -22,8 +25,9 @@ Run: ``python benchmarks/broker_core.py`` (the codec in use, then the pure
 one in a subprocess; ``--single`` for just the one in use). Instructions per
 message: ``PYTHONHASHSEED=0 valgrind --tool=callgrind
 --dump-before=os_getppid python benchmarks/broker_core.py --run many
---batches 12`` (or ``fanout0``, ``fanout1``, ``many1000``, ``manywild``);
-the second part written holds the last 10 batches (10,000 messages).
+--batches 12`` (or ``fanout0``, ``fanout1``, ``one1``, ``many1000``,
+``manywild``); the second part written holds the batches after the first
+two (10,000 messages here).
 """
 
 from __future__ import annotations
@@ -79,11 +83,11 @@ def _connect(
     return conn, client
 
 
-def fanout(qos: int, *, aliases: int = 0, repeats: int = REPEATS) -> float:
+def fanout(qos: int, *, aliases: int = 0, repeats: int = REPEATS, receivers: int = 4) -> float:
     broker = Broker()
     now = 0.0
     subscribers = []
-    for i in range(4):
+    for i in range(receivers):
         conn, client = _connect(broker, f"sub{i}", now, aliases=aliases)
         client.subscribe([Subscription("bench/topic", QoS(qos))])
         broker.receive_data(conn, client.data_to_send(now), now)
@@ -225,6 +229,7 @@ def main() -> None:
         scenarios = {
             "fanout0": lambda: fanout(0, repeats=batches),
             "fanout1": lambda: fanout(1, repeats=batches),
+            "one1": lambda: fanout(1, repeats=batches, receivers=1),
             "many": lambda: many_topics(batches=batches),
             "many1000": lambda: many_topics(spread=1000, batches=batches),
             "manywild": lambda: many_topics(wildcard=True, batches=batches),
@@ -234,6 +239,7 @@ def main() -> None:
     print(f"codec: {codec_implementation()}")
     print(f"  fanout 1->4 QoS 0: {fanout(0):6.2f} us/message")
     print(f"  fanout 1->4 QoS 1: {fanout(1):6.2f} us/message (acks included)")
+    print(f"  fanout 1->1 QoS 1: {fanout(1, receivers=1):6.2f} us/message (acks included)")
     print(f"  ... topic aliases: {fanout(0, aliases=10):6.2f} us/message QoS 0")
     print(f"  ... topic aliases: {fanout(1, aliases=10):6.2f} us/message QoS 1")
     print(f"  20k topics, QoS 0: {many_topics():6.2f} us/message (20,000 topics)")
