@@ -6,14 +6,28 @@ Measures, as medians over repeats, in µs per message:
   PUBLISH packets fed to ``Broker.receive_data`` and every subscriber's
   output collected with ``Broker.flush`` (decode, route, encode once,
   append). The same at QoS 1 (subscribers granted QoS 1, acks fed back).
-  Both again with subscribers that announce a Topic Alias Maximum of 10
+  QoS 1 again with one subscriber (a topic of one subscription). Both
+  again with subscribers that announce a Topic Alias Maximum of 10
   (the broker's topic aliases in use: the second message on the topic on).
+- ``many topics``: 20,000 MQTT 5 subscribers, each subscribed at QoS 0 to
+  a topic of its own (``scale/<n>``), and one publisher whose QoS 0
+  messages each go to a random one of the 20,000 topics (the workload of
+  ``broker_scale.py``): bytes of 1,000 PUBLISH packets fed in, every
+  subscriber's output collected. The same with one more client subscribed
+  to ``alerts/+/#`` (the trie of wildcard filters walked, for nothing); and
+  with the messages spread over 1,000 of the topics only, which the route
+  cache holds.
 - ``route@100k``: the router alone with 100,000 subscriptions (99,000 exact
   filters and 1,000 with ``+``/``#`` on the same paths), on topics that miss
   the route cache; each topic reaches about one subscriber.
 
 Run: ``python benchmarks/broker_core.py`` (the codec in use, then the pure
-one in a subprocess; ``--single`` for just the one in use).
+one in a subprocess; ``--single`` for just the one in use). Instructions per
+message: ``PYTHONHASHSEED=0 valgrind --tool=callgrind
+--dump-before=os_getppid python benchmarks/broker_core.py --run many
+--batches 12`` (or ``fanout0``, ``fanout1``, ``one1``, ``many1000``,
+``manywild``); the second part written holds the batches after the first
+two (10,000 messages here).
 """
 
 from __future__ import annotations
@@ -25,16 +39,36 @@ import subprocess
 import sys
 import time
 
-from mqttproto import ProtocolVersion, PublishPacket, QoS, Subscription, encode_packet
+from mqttproto import (
+    ConnectPacket,
+    ProtocolVersion,
+    PublishPacket,
+    QoS,
+    SubscribePacket,
+    Subscription,
+    encode_packet,
+)
 from mqttproto.broker import Broker
 from mqttproto.broker._router import Sub
 from mqttproto.broker._sessions import Session
 from mqttproto.client import ClientConnection
 from mqttproto.codec import codec_implementation
+from mqttproto.config import BrokerConfig
 
 V5 = ProtocolVersion.MQTT_5_0
 BATCH = 1000
 REPEATS = 15
+RUN = "--run" in sys.argv
+#: ``--run``: the batches fed before the counted ones (caches filled).
+RUN_WARMUP = 2
+
+
+def _mark(batch: int, batches: int) -> None:
+    """In ``--run``, call ``os.getppid`` as the counted batches begin and
+    end: ``valgrind --tool=callgrind --dump-before=os_getppid`` then writes
+    the instructions of the counted batches alone in a part of their own."""
+    if RUN and batch in (RUN_WARMUP, batches):
+        os.getppid()
 
 
 def _connect(
@@ -49,11 +83,11 @@ def _connect(
     return conn, client
 
 
-def fanout(qos: int, *, aliases: int = 0) -> float:
+def fanout(qos: int, *, aliases: int = 0, repeats: int = REPEATS, receivers: int = 4) -> float:
     broker = Broker()
     now = 0.0
     subscribers = []
-    for i in range(4):
+    for i in range(receivers):
         conn, client = _connect(broker, f"sub{i}", now, aliases=aliases)
         client.subscribe([Subscription("bench/topic", QoS(qos))])
         broker.receive_data(conn, client.data_to_send(now), now)
@@ -72,7 +106,8 @@ def fanout(qos: int, *, aliases: int = 0) -> float:
         for i in range(BATCH)
     )
     timings = []
-    for _ in range(REPEATS):
+    for batch in range(repeats):
+        _mark(batch, repeats)
         start = time.perf_counter()
         broker.receive_data(pub, chunk, now)
         out = broker.flush(now)
@@ -86,6 +121,7 @@ def fanout(qos: int, *, aliases: int = 0) -> float:
             out = [(c, d) for c, d in broker.flush(now) if c != pub]
         timings.append((time.perf_counter() - start) / BATCH * 1e6)
         assert delivered
+    _mark(repeats, repeats)
     return statistics.median(timings)
 
 
@@ -111,6 +147,52 @@ def _pubacks(data: bytes) -> bytes:
             acks.append(b"\x40\x02" + packet_id)
         pos = index + length
     return b"".join(acks)
+
+
+def many_topics(
+    sessions: int = 20_000,
+    spread: int = 20_000,
+    *,
+    wildcard: bool = False,
+    batches: int = REPEATS,
+) -> float:
+    """QoS 0 to ``sessions`` subscribers of a topic each, messages on
+    random topics among the first ``spread`` of them; µs per message. With
+    ``wildcard``, one more client subscribes to ``alerts/+/#``, which none
+    of the topics match."""
+    broker = Broker(BrokerConfig(max_connections=None))
+    now = 0.0
+    if wildcard:
+        conn, client = _connect(broker, "alerts", now)
+        client.subscribe([Subscription("alerts/+/#")])
+        broker.receive_data(conn, client.data_to_send(now), now)
+        broker.data_to_send(conn, now)
+    for n in range(sessions):
+        conn = broker.open_connection(now)
+        hello = encode_packet(ConnectPacket(f"c{n}", keep_alive=0), version=V5)
+        subscribe = encode_packet(SubscribePacket(1, [Subscription(f"scale/{n}")]), version=V5)
+        broker.receive_data(conn, hello + subscribe, now)
+        broker.data_to_send(conn, now)
+    pub, _ = _connect(broker, "pub", now)
+    rng = random.Random(11)
+    payload = b"x" * 64
+    chunks = [
+        b"".join(
+            encode_packet(PublishPacket(f"scale/{rng.randrange(spread)}", payload), version=V5)
+            for _ in range(BATCH)
+        )
+        for _ in range(batches)
+    ]
+    timings = []
+    for batch, chunk in enumerate(chunks):
+        _mark(batch, batches)
+        start = time.perf_counter()
+        broker.receive_data(pub, chunk, now)
+        out = broker.flush(now)
+        timings.append((time.perf_counter() - start) / BATCH * 1e6)
+        assert sum(len(data) for _, data in out) == len(chunk)  # each message once
+    _mark(batches, batches)
+    return statistics.median(timings)
 
 
 def route_100k() -> float:
@@ -139,11 +221,30 @@ def route_100k() -> float:
 
 
 def main() -> None:
+    if "--run" in sys.argv:
+        # One scenario, a given number of batches, nothing printed: for
+        # counting instructions (see _mark).
+        name = sys.argv[sys.argv.index("--run") + 1]
+        batches = int(sys.argv[sys.argv.index("--batches") + 1])
+        scenarios = {
+            "fanout0": lambda: fanout(0, repeats=batches),
+            "fanout1": lambda: fanout(1, repeats=batches),
+            "one1": lambda: fanout(1, repeats=batches, receivers=1),
+            "many": lambda: many_topics(batches=batches),
+            "many1000": lambda: many_topics(spread=1000, batches=batches),
+            "manywild": lambda: many_topics(wildcard=True, batches=batches),
+        }
+        scenarios[name]()
+        return
     print(f"codec: {codec_implementation()}")
     print(f"  fanout 1->4 QoS 0: {fanout(0):6.2f} us/message")
     print(f"  fanout 1->4 QoS 1: {fanout(1):6.2f} us/message (acks included)")
+    print(f"  fanout 1->1 QoS 1: {fanout(1, receivers=1):6.2f} us/message (acks included)")
     print(f"  ... topic aliases: {fanout(0, aliases=10):6.2f} us/message QoS 0")
     print(f"  ... topic aliases: {fanout(1, aliases=10):6.2f} us/message QoS 1")
+    print(f"  20k topics, QoS 0: {many_topics():6.2f} us/message (20,000 topics)")
+    print(f"  ... 1,000 of them: {many_topics(spread=1000):6.2f} us/message")
+    print(f"  ... and a wildcard:{many_topics(wildcard=True):6.2f} us/message (20,000 topics)")
     print(f"  route @100k subs:  {route_100k():6.2f} us/message (cache misses)")
     if "--single" not in sys.argv and codec_implementation() != "python":
         env = dict(os.environ, MQTTPROTO_PURE_PYTHON="1")

@@ -384,8 +384,10 @@ class BrokerConfig:
     auto_topic_alias_limit: int = attrs.field(default=64, validator=_u16)
     #: Seconds between ``$SYS/broker/...`` statistics; None: no ``$SYS``.
     sys_interval: float | None = attrs.field(default=None, validator=_optional_positive)
-    #: How many topics' routing results are cached between subscription
-    #: changes (the cache is emptied on any change, and when full).
+    #: How many topics' routes are cached, and apart from them as many of
+    #: the topics one plain subscription reaches (each cache is emptied when
+    #: full, and by a change to a subscription with wildcards; one without
+    #: drops its own topic's entries).
     route_cache_size: int = attrs.field(default=4096, validator=_positive)
     # -- Authentication (docs/broker-auth.rst, "Under load") ------------------------
     #: Deferred authentications (a :class:`~mqttproto.auth.DeferredAuthResult`,

@@ -60,6 +60,8 @@ __all__ = [
     "chunked",
     "connack_packets",
     "connect_packets",
+    "dense_topic_filters",
+    "dense_topic_names",
     "disconnect_packets",
     "framed_garbage",
     "mutated_bytes",
@@ -194,6 +196,28 @@ def topic_filters(version: ProtocolVersion) -> st.SearchStrategy[str]:
     if version == V5:
         return st.one_of(_plain_filters(), _shared_filters())
     return _plain_filters()
+
+
+#: A few level values, a ``$`` one among them, so that the filters and names
+#: drawn from them meet often (routing tests).
+_DENSE_LEVELS = ("a", "b", "", "$s")
+
+
+def dense_topic_names() -> st.SearchStrategy[str]:
+    """A topic name of one to four levels among a few values (``$s`` too)."""
+    return (
+        st.lists(st.sampled_from(_DENSE_LEVELS), min_size=1, max_size=4).map("/".join).filter(bool)
+    )
+
+
+@st.composite
+def dense_topic_filters(draw: st.DrawFn) -> str:
+    """A topic filter over the levels of :func:`dense_topic_names`, with ``+``
+    and ``#`` in legal places, or none."""
+    levels = draw(st.lists(st.sampled_from((*_DENSE_LEVELS, "+")), max_size=4))
+    if levels in ([], [""]) or draw(st.booleans()):
+        levels.append("#")
+    return "/".join(levels)
 
 
 # ---------------------------------------------------------------------------

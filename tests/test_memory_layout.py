@@ -200,11 +200,14 @@ def test_a_reader_holds_no_list_between_packets() -> None:
 def test_a_trie_level_without_children_or_entries_holds_no_table() -> None:
     tree: SubscriptionTree[str] = SubscriptionTree()
     key = "".join(["c", "1"])  # not the literal the filter's level is split from
-    tree.add("devices/c1/cmd", key, "sub")
+    # A filter without wildcards is no trie level at all.
+    tree.add("devices/c1/cmd", key, "exact")
+    assert not isinstance(tree._root.children, dict)
+    tree.add("devices/c1/+", key, "sub")
     root = tree._root
     devices = root.children["devices"]
     level = devices.children["c1"]
-    leaf = level.children["cmd"]
+    leaf = level.children["+"]
     # The inner levels have children and no entries, the leaf the reverse:
     # the side that is empty is the one shared read-only mapping.
     assert len({id(devices.values), id(root.values), id(level.values), id(leaf.children)}) == 1
@@ -212,9 +215,12 @@ def test_a_trie_level_without_children_or_entries_holds_no_table() -> None:
     assert dict(leaf.values) == {"c1": "sub"}
     # A level spelling the key keeps the key's string.
     assert next(iter(devices.children)) is key
-    assert tree.matches("devices/c1/cmd") == [("devices/c1/cmd", "c1", "sub")]
-    assert tree.remove("devices/c1/cmd", "c1")
+    assert sorted(tree.matches("devices/c1/cmd")) == [
+        ("devices/c1/+", "c1", "sub"),
+        ("devices/c1/cmd", "c1", "exact"),
+    ]
+    assert tree.remove("devices/c1/+", "c1")
     assert not isinstance(root.children, dict)
-    assert tree.matches("devices/c1/cmd") == []
-    tree.add("devices/c1/cmd", "c1", "again")
-    assert tree.get("devices/c1/cmd", "c1") == "again"
+    assert tree.matches("devices/c1/cmd") == [("devices/c1/cmd", "c1", "exact")]
+    tree.add("devices/c1/+", "c1", "again")
+    assert tree.get("devices/c1/+", "c1") == "again"

@@ -554,16 +554,20 @@ def test_tree_rejects_invalid_filters() -> None:
 
 def test_tree_prunes_empty_nodes() -> None:
     tree: SubscriptionTree[int] = SubscriptionTree()
-    tree.add("a/b/c/d", 1, 1)
-    tree.add("a/b", 1, 2)
+    tree.add("a/b/c/+", 1, 1)
+    tree.add("a/b/#", 1, 2)
     tree.add("a/+/#", 2, 3)
-    assert tree.remove("a/b/c/d", 1)
-    # "a/b" still holds an entry, so only "c" and "d" went.
+    tree.add("a/b", 3, 4)  # no wildcard: not in the trie
+    assert tree.remove("a/b/c/+", 1)
+    # "a/b/#" is still there, so only "c" and "+" went.
     assert set(tree._root.children["a"].children) == {"b", "+"}
-    assert tree._root.children["a"].children["b"].children == {}
-    assert tree.remove("a/b", 1)
+    assert set(tree._root.children["a"].children["b"].children) == {"#"}
+    assert tree.remove("a/b/#", 1)
     assert tree.remove("a/+/#", 2)
     assert tree._root.children == {}
+    assert tree.matches("a/b") == [("a/b", 3, 4)]
+    assert tree.remove("a/b", 3)
+    assert tree._exact == {}
     assert len(tree) == 0
 
 
@@ -626,11 +630,16 @@ def test_tree_agrees_with_topic_matches(
         assert len(tree) == len(model)
 
     assert set(tree) == {(f, k, v) for (f, k), v in model.items()}
+    for (stored_filter, stored_key), value in model.items():
+        assert tree.get(stored_filter, stored_key) == value
+        assert tree.get(stored_filter, "no such key") is None
     for name in names:
         expected = Counter((f, k, v) for (f, k), v in model.items() if topic_matches(f, name))
         assert Counter(tree.matches(name)) == expected
+        assert Counter(tree.values_matching(name)) == Counter(v for _, _, v in expected.elements())
 
     for stored_filter, stored_key in list(model):
         assert tree.remove(stored_filter, stored_key)
     assert len(tree) == 0
     assert tree._root.children == {}
+    assert tree._exact == {}

@@ -10,7 +10,9 @@ per version, handed to each connection's
 Which connections those are depends only on the route and on which sessions
 are connected, so it is worked out once and kept with the cached route as a
 :class:`Plan`, until a session connects or goes (the plan's ``epoch``) or a
-subscription changes (the router drops its cached routes). The targets the
+subscription changes (the router drops its cached routes). A topic that
+reaches one plain subscription has no plan: its session's connection is read
+as the message goes. The targets the
 plan cannot take as alike (a session away, subscription identifiers, No
 Local) go through the general delivery, one by one.
 """
@@ -24,7 +26,7 @@ from ..events import MessageReceived
 from ..packets import PublishPacket
 from ._message import Message, prepared_as_received
 from ._retained import RetainedStore
-from ._router import Route, Router, Target
+from ._router import Route, Router, Sub, Target
 from ._sessions import Link, Session
 
 __all__ = ["FanOut", "Plan"]
@@ -100,26 +102,40 @@ class FanOut:
         # Plain: QoS 0, no retain flag, no property (no expiry), as decoded
         # (see _codec_common.PLAIN_PUBLISH). Clients may not publish to $SYS;
         # _client_publish says no.
-        if len(fields) == _PLAIN_PUBLISH and self.authorizer is None and fields["topic"][0] != "$":
-            topic = fields["topic"]
-            router = self._router
-            # The route cache, read first: one dict lookup for a known topic.
-            route = router._cache.get(topic)
-            if route is None:
-                route = router.route(topic)
-            if route.groups:
-                self._client_publish(link, event, now)
-                return
-            self.messages_received += 1
-            if not route.targets:
-                self.dropped_no_subscribers += 1
-                return
-            if self._feeding:
-                # Retained messages still owed on this topic are superseded.
-                self._retained.touch(topic)
-        else:
+        if (
+            len(fields) != _PLAIN_PUBLISH
+            or self.authorizer is not None
+            or fields["topic"][0] == "$"
+        ):
             self._client_publish(link, event, now)
             return
+        topic = fields["topic"]
+        router = self._router
+        # The route cache, read first: one dict lookup for a known topic.
+        route = router._cache.get(topic)
+        if route is None:
+            # Then the topics one plain subscription reaches, then the tree.
+            one = router._single.get(topic)
+            if one is None:
+                found = router.resolve(topic)
+                if type(found) is Sub:
+                    one = found
+                else:
+                    route = found  # type: ignore[assignment]  # not a Sub: a Route
+            if one is not None:
+                self._to_one(link, packet, one, now)
+                return
+        assert route is not None
+        if route.groups:
+            self._client_publish(link, event, now)
+            return
+        self.messages_received += 1
+        if not route.targets:
+            self.dropped_no_subscribers += 1
+            return
+        if self._feeding:
+            # Retained messages still owed on this topic are superseded.
+            self._retained.touch(topic)
         # The fan-out, inline: this runs for every message.
         plan = route.plan
         if plan is None or plan.epoch != self._plan_epoch:
@@ -146,6 +162,29 @@ class FanOut:
         self.messages_sent += sent
         if dropped:
             self.messages_dropped += dropped
+
+    def _to_one(self, link: Link, packet: PublishPacket, sub: Sub[Session], now: float) -> None:
+        """A plain QoS 0 message to the one plain subscription of its topic:
+        no plan (nothing is kept per topic), the session's link is read as
+        the message goes."""
+        self.messages_received += 1
+        if self._feeding:
+            self._retained.touch(packet.topic)
+        to = sub.session.link
+        if to is None or sub.no_local or (to.v5 and sub.sub_id is not None):
+            self._fan_out_others(packet, link.client_id, [Target.of(sub)], now)
+            return
+        # The loop of _on_message for one link.
+        form = prepared_as_received(packet, to.v5)
+        conn = to.conn
+        if form.size <= to.max_out and conn.bytes_to_send + to.backlog < to.max_unsent:
+            conn.publish_prepared(form)
+            self._dirty[to.id] = None
+            self.messages_sent += 1
+        else:
+            self.messages_dropped += 1
+            if form.size > to.max_out:
+                self.dropped_too_large += 1
 
     def _fan_out_others(
         self, packet: PublishPacket, origin: str, targets: list[Target[Session]], now: float

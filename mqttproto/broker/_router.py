@@ -2,10 +2,12 @@
 
 Subscriptions live in a :class:`~mqttproto.topics.SubscriptionTree` keyed by
 client identifier (plain subscriptions) or ``(ShareName, client identifier)``
-(shared ones, stored under their inner filter). A lookup walks the trie only
-along the branches the topic can match, and its result is cached per topic
-until any subscription changes, so a steady stream of messages on the same
-topics costs one dict lookup each.
+(shared ones, stored under their inner filter). A lookup finds the filters without
+wildcards in a dict and walks the trie of the others only along the branches
+the topic can match; its result is cached per topic until a subscription that
+can match the topic changes, so a steady stream of messages on the same
+topics costs one dict lookup each, and a message on a topic the cache does
+not hold a lookup in the tree.
 
 Overlapping subscriptions (MQTT 5.0 section 4.8.1 leaves the choice to the
 server): a client whose several plain subscriptions match one topic gets the
@@ -166,18 +168,45 @@ class Route(Generic[S]):
         return bool(self.targets or self.groups)
 
 
+V = TypeVar("V")
+
+
+def _put(cache: dict[str, V], topic: str, value: V, size: int) -> V:
+    """Cache ``value`` for ``topic``, emptying the cache first if full."""
+    if len(cache) >= size:
+        cache.clear()
+    cache[topic] = value
+    return value
+
+
 #: The route of a topic nobody subscribes to; shared, never modified.
 _NO_ROUTE: Route[Subscriber] = Route([], [])
 
 
 class Router(Generic[S]):
-    """The subscription trie, a per-topic route cache and the shared-group cursors."""
+    """The subscriptions (a :class:`~mqttproto.topics.SubscriptionTree`), a
+    per-topic route cache and the shared-group cursors.
 
-    __slots__ = ("_cache", "_cache_size", "_cursors", "tree")
+    Two caches: a topic's :class:`Route`, or the :class:`Sub` itself when
+    that one plain subscription is all the topic reaches (the common case on
+    a big broker: a client per topic). An entry of the second, and one of a
+    topic nobody subscribes to, makes no object, so caches that turn over
+    (more topics than they hold) leave no garbage behind: routes that
+    outlive a few collections and then die are what make the cyclic GC's
+    full collections frequent, and a full collection walks every object of
+    every session. Kept apart, the topics with a Route are read as before,
+    with nothing to tell them from the others. A subscription without
+    wildcards can only change the route of the topic it names, so only that
+    entry goes; one with wildcards empties the caches.
+    """
+
+    __slots__ = ("_cache", "_cache_size", "_cursors", "_single", "tree")
 
     def __init__(self, cache_size: int = 4096) -> None:
         self.tree: SubscriptionTree[Sub[S]] = SubscriptionTree()
+        #: Topic -> its route: each holds ``cache_size`` topics at most.
         self._cache: dict[str, Route[S]] = {}
+        self._single: dict[str, Sub[S]] = {}
         self._cache_size = cache_size
         #: (ShareName, filter) -> how many messages the group has had.
         self._cursors: dict[tuple[str, str], int] = {}
@@ -185,40 +214,61 @@ class Router(Generic[S]):
     def __len__(self) -> int:
         return len(self.tree)
 
+    def _forget(self, topic_filter: str) -> None:
+        """Drop the cached routes a change of ``topic_filter`` may change."""
+        if "+" in topic_filter or "#" in topic_filter:
+            self._cache.clear()
+            self._single.clear()
+        else:
+            # [MQTT-4.7.3-4]: a filter without wildcards matches itself only.
+            self._cache.pop(topic_filter, None)
+            self._single.pop(topic_filter, None)
+
     def add(self, sub: Sub[S]) -> bool:
         """Store ``sub`` (replacing the session's one with the same filter)."""
-        self._cache.clear()
+        self._forget(sub.topic_filter)
         return self.tree.add(sub.topic_filter, sub.key, sub)
 
     def remove(self, sub: Sub[S]) -> bool:
-        self._cache.clear()
+        self._forget(sub.topic_filter)
         return self.tree.remove(sub.topic_filter, sub.key)
 
-    def route(self, topic: str) -> Route[S]:
-        """The targets and shared groups of ``topic`` (cached)."""
-        route = self._cache.get(topic)
-        if route is not None:
-            return route
-        matches = self.tree.matches(topic)
-        found: Route[S]
-        if len(matches) == 1 and matches[0][2].group is None:
-            # The common case on a big broker: one subscriber for the topic.
-            found = Route([Target.of(matches[0][2])], [])
-        elif not matches:
-            found = _NO_ROUTE  # type: ignore[assignment]  # empty: any session type
+    def lookup(self, topic: str) -> Route[S] | Sub[S]:
+        """What ``topic`` reaches (cached): the one plain subscription that
+        matches it, or else its :class:`Route`."""
+        cached = self._cache.get(topic)
+        if cached is not None:
+            return cached
+        one = self._single.get(topic)
+        if one is not None:
+            return one
+        return self.resolve(topic)
+
+    def resolve(self, topic: str) -> Route[S] | Sub[S]:
+        """:meth:`lookup` for a topic neither cache holds: from the tree,
+        then cached."""
+        subs = self.tree.values_matching(topic)
+        if len(subs) == 1 and subs[0].group is None:
+            return _put(self._single, topic, subs[0], self._cache_size)
+        if not subs:
+            route: Route[S] = _NO_ROUTE  # type: ignore[assignment]  # empty: any session type
         else:
-            found = self._build(matches)
-        route = found
-        cache = self._cache
-        if len(cache) >= self._cache_size:
-            cache.clear()
-        cache[topic] = found
+            route = self._build(subs)
+        return _put(self._cache, topic, route, self._cache_size)
+
+    def route(self, topic: str) -> Route[S]:
+        """The targets and shared groups of ``topic`` (cached: a topic of one
+        plain subscription gets its Route cached too, for the messages that
+        take the general path, QoS 1 and 2 among them)."""
+        found = self.lookup(topic)
+        if isinstance(found, Sub):
+            return _put(self._cache, topic, Route([Target.of(found)], []), self._cache_size)
         return found
 
-    def _build(self, matches: list[tuple[str, Hashable, Sub[S]]]) -> Route[S]:
+    def _build(self, subs: list[Sub[S]]) -> Route[S]:
         targets: dict[str, Target[S]] = {}
         groups: dict[tuple[str, str], list[Sub[S]]] = {}
-        for _filter, _key, sub in matches:
+        for sub in subs:
             if sub.group is None:
                 client_id = sub.session.client_id
                 target = targets.get(client_id)
