@@ -12,6 +12,7 @@ whose answers it hands back itself.
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import ssl
@@ -424,6 +425,36 @@ def test_a_connection_that_drains_in_time_is_not_aborted(caplog: pytest.LogCaptu
     world.gone(peer)
     world.advance(10.0)
     assert not peer.aborted and caplog.records == []
+
+
+def test_a_failure_of_a_connection_never_lost_does_not_mark_a_later_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A connection refused and then dropped with its server (never reported
+    lost) leaves nothing behind: a later connection's normal goodbye, on a peer
+    object that may reuse the memory of the dropped one, is an INFO line."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    for _ in range(20):
+        refused = World(authenticator=Refusing())
+        peer = refused.peer()
+        refused.send(peer, ConnectPacket("c", V5))
+        refused.run()
+        assert peer.half_closed
+        del refused, peer
+        gc.collect()  # its memory free for the next peer objects
+    caplog.clear()
+    world = World()
+    peer = world.client("c")
+    world.send(peer, DisconnectPacket())
+    world.run()
+    world.gone(peer)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records if "closed" in r.getMessage()] == [
+        (
+            "INFO",
+            "connection 1 from 10.0.0.1:40000 (client 'c', anonymous) closed: "
+            "client sent DISCONNECT NORMAL_DISCONNECTION (0x00)",
+        )
+    ]
 
 
 def test_eof_publishes_the_will_and_closes_the_connection(caplog: pytest.LogCaptureFixture) -> None:

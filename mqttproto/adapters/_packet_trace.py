@@ -72,8 +72,9 @@ class _Inbound:
         self.skip = 0
 
 
-#: Reassembly of each traced connection's input, by id of its peer object.
-_inbound: dict[int, _Inbound] = {}
+#: Reassembly of each traced connection's input, by its peer object (the key
+#: holds the peer, so a later peer can never be taken for a gone one).
+_inbound: dict[Any, _Inbound] = {}
 
 
 def _log(peer: Any, broker: Any, arrow: str, text: str) -> None:
@@ -85,9 +86,9 @@ def trace_in(peer: Any, data: bytes, broker: Any = None) -> None:
     """Trace the packets completed (or begun far enough) by ``data`` from ``peer``."""
     if not logger.isEnabledFor(logging.DEBUG):
         return
-    state = _inbound.get(id(peer))
+    state = _inbound.get(peer)
     if state is None:
-        state = _inbound[id(peer)] = _Inbound()
+        state = _inbound[peer] = _Inbound()
     view = memoryview(data)
     while view:
         if state.skip:
@@ -138,4 +139,4 @@ def trace_out(peer: Any, data: bytes, broker: Any = None) -> None:
 
 def trace_closed(peer: Any) -> None:
     """Forget ``peer``'s reassembly state."""
-    _inbound.pop(id(peer), None)
+    _inbound.pop(peer, None)

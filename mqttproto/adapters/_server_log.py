@@ -128,9 +128,13 @@ class PeerRecord(Protocol):
     close_reason: str | None
 
 
-#: The peers (by id) whose goodbye was a failure: their "closed" line is a
-#: WARNING, and the only line about it (a refused CONNECT is logged once).
-_FAILED: set[int] = set()
+class FailedGoodbye(str):
+    """A close reason that names a failure: its "closed" line is a WARNING, and
+    the only line about it (a refused CONNECT is logged once). The severity
+    travels with the reason (kept as the peer's ``close_reason``), so no table
+    outlives the connection."""
+
+    __slots__ = ()
 
 
 def _identity(broker: Any, conn: int) -> str:
@@ -196,8 +200,8 @@ def _broker_failure(broker: Any, conn: int) -> bool:
 
 
 def goodbye_reason(peer: PeerRecord, written: bytes | None, broker: Any = None) -> str:
-    """Name who ended the connection and why (a failure is remembered for
-    :func:`log_closed`, which logs it as a WARNING); ``written`` is what the
+    """Name who ended the connection and why (a failure as a
+    :class:`FailedGoodbye`, which :func:`log_closed` logs as a WARNING); ``written`` is what the
     broker's last flush had for it, if anything (the goodbye ends it)."""
     if peer.close_reason is not None:
         return peer.close_reason
@@ -207,18 +211,13 @@ def goodbye_reason(peer: PeerRecord, written: bytes | None, broker: Any = None) 
         told = _broker_goodbye(broker, peer.conn)
         if told is None:
             return "closed by the broker"
-        if _broker_failure(broker, peer.conn):
-            _FAILED.add(id(peer))
-        return told
+        return FailedGoodbye(told) if _broker_failure(broker, peer.conn) else told
     text, failure = described
-    if failure:
-        _FAILED.add(id(peer))
-    return text
+    return FailedGoodbye(text) if failure else text
 
 
 def log_closed(peer: PeerRecord, reason: str, broker: Any = None) -> None:
     """The one line that says a connection is over, who closed it and why."""
-    level = logging.WARNING if id(peer) in _FAILED else logging.INFO
-    _FAILED.discard(id(peer))
+    level = logging.WARNING if isinstance(reason, FailedGoodbye) else logging.INFO
     label = peer_label(peer, broker)
     logger.log(level, "connection %d from %s closed: %s", peer.conn, label, reason)
