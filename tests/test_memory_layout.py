@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
 from test_connection_memory import _client
 
 from mqttproto import ProtocolVersion, PublishPacket, QoS, encode_packet
@@ -22,12 +24,13 @@ from mqttproto._decode_fields import _skip_properties, property_limit
 from mqttproto._qos import NO_PACKET_IDS
 from mqttproto._reader import PacketReader as PurePacketReader
 from mqttproto.broker import Broker
+from mqttproto.broker._router import Sub
 from mqttproto.broker._sessions import Link, Session
 from mqttproto.client import ClientConnection
 from mqttproto.config import ServerConfig
 from mqttproto.events import ConnectionAccepted, MessageReceived
 from mqttproto.server import ServerConnection, ServerSession
-from mqttproto.topics import SubscriptionTree
+from mqttproto.topics import SubscriptionTree, parse_shared_subscription
 
 V5 = ProtocolVersion.MQTT_5_0
 NOW = 0.0
@@ -77,8 +80,54 @@ def test_an_idle_connection_holds_no_empty_table() -> None:
     assert server.data_to_send(NOW) == b""
     assert server.next_event() is None
     assert server.incomplete_packet_size == 0
-    # The one subscription is the one entry of its table.
+    # The one subscription is held as itself: no table (a dict of one
+    # entry is 184 bytes).
     assert list(session.subscriptions) == ["devices/c1/cmd"]
+    assert not any(isinstance(value, dict) for value in _slots(session).values())
+
+
+_FILTERS = ["a/b", "a/+", "#", "$share/g/a/b", "$share/h/a/b", "$share/g/#"]
+
+
+def _sub(session: Session, full_filter: str, qos: int) -> Sub[Session]:
+    shared = parse_shared_subscription(full_filter)
+    if shared is None:
+        return Sub(session, full_filter, qos)
+    return Sub(session, shared.topic_filter, qos, group=shared.group)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["put", "pop", "clear"]),
+            st.sampled_from(_FILTERS),
+            st.integers(0, 2),
+        ),
+        max_size=30,
+    )
+)
+def test_a_session_keeps_its_subscriptions_as_a_dict_would(
+    steps: list[tuple[str, str, int]],
+) -> None:
+    """One subscription is held as itself, more in a dict, and back: what the
+    session answers is what a dict of full filter -> Sub answers, order included."""
+    session = Session("c", max_queued=10)
+    model: dict[str, Sub[Session]] = {}
+    for op, full_filter, qos in steps:
+        if op == "put":
+            sub = _sub(session, full_filter, qos)
+            assert session.put_subscription(full_filter, sub) is model.get(full_filter)
+            model[full_filter] = sub
+        elif op == "pop":
+            assert session.pop_subscription(full_filter) is model.pop(full_filter, None)
+        else:
+            assert session.clear_subscriptions() == list(model.values())
+            model.clear()
+        assert list(session.subscriptions.items()) == list(model.items())
+        assert session.subscription_count == len(model)
+        for name in _FILTERS:
+            assert session.subscription(name) is model.get(name)
+        assert isinstance(session._subs, dict) == (len(model) > 1)
 
 
 def test_a_session_makes_its_flows_on_first_qos_1_use_and_empties_them_when_drained() -> None:

@@ -106,7 +106,7 @@ class Admin:
                 s.username,
                 s.link.peer if s.link is not None else None,
                 s.expiry_interval,
-                len(s.subscriptions),
+                s.subscription_count,
                 s.inflight_flows,
                 len(s.pending),
             )

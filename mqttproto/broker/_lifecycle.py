@@ -426,9 +426,8 @@ class Lifecycle:
 
     def _discard_session(self, session: Session) -> None:
         router = self._router
-        for sub in session.subscriptions.values():
+        for sub in session.clear_subscriptions():
             router.remove(sub)
-        session.subscriptions.clear()
         session.flows.clear()
         unhold = self._unhold
         for message in session.inflight_messages.values():

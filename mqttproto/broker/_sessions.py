@@ -16,6 +16,7 @@ established, the backlog an adapter reported, the session it serves).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 
 from .._qos import NO_PACKET_IDS
 from ..enums import QoS, RetainHandling
@@ -40,6 +41,7 @@ class Session:
         "_flows",
         "_inflight",
         "_max_queued",
+        "_subs",
         "client_id",
         "expires_at",
         "expiry_interval",
@@ -50,7 +52,6 @@ class Session:
         "recorder",
         "releases_seen",
         "stored_awaiting",
-        "subscriptions",
         "username",
         "will",
         "will_due",
@@ -64,8 +65,10 @@ class Session:
         self.expiry_interval = 0
         #: When an unconnected session expires (None: connected, or never).
         self.expires_at: float | None = None
-        #: Full topic filter (``$share/...`` included) -> subscription.
-        self.subscriptions: dict[str, Sub[Session]] = {}
+        #: The subscriptions (see :attr:`subscriptions`): None, the one Sub
+        #: itself, or full filter -> Sub once there are two. Most sessions
+        #: have one, and a dict of one costs 184 bytes.
+        self._subs: Sub[Session] | dict[str, Sub[Session]] | None = None
         #: See flows: None while offline and never used.
         self._max_queued = max_queued
         self._flows: ServerSession | None = None
@@ -143,6 +146,70 @@ class Session:
             self._inflight = None
 
     @property
+    def subscriptions(self) -> Mapping[str, Sub[Session]]:
+        """Full topic filter (``$share/...`` included) -> subscription, in
+        the order they were made. Read it; change it with
+        :meth:`put_subscription`, :meth:`pop_subscription` and
+        :meth:`clear_subscriptions`."""
+        subs = self._subs
+        if subs is None:
+            return {}
+        if isinstance(subs, dict):
+            return subs
+        assert isinstance(subs, Sub)
+        return {_full_filter(subs): subs}
+
+    @property
+    def subscription_count(self) -> int:
+        subs = self._subs
+        return 0 if subs is None else len(subs) if isinstance(subs, dict) else 1
+
+    def subscription(self, full_filter: str) -> Sub[Session] | None:
+        """The subscription of ``full_filter``, if the session has it."""
+        subs = self._subs
+        if isinstance(subs, dict):
+            return subs.get(full_filter)
+        return subs if subs is not None and _full_filter(subs) == full_filter else None
+
+    def put_subscription(self, full_filter: str, sub: Sub[Session]) -> Sub[Session] | None:
+        """Make ``sub`` the subscription of ``full_filter`` (a new one goes
+        last); the one it replaces, if any."""
+        subs = self._subs
+        if subs is None:
+            self._subs = sub
+            return None
+        if isinstance(subs, dict):
+            old = subs.get(full_filter)
+            subs[full_filter] = sub
+            return old
+        assert isinstance(subs, Sub)
+        only = _full_filter(subs)
+        if only == full_filter:
+            self._subs = sub
+            return subs
+        self._subs = {only: subs, full_filter: sub}
+        return None
+
+    def pop_subscription(self, full_filter: str) -> Sub[Session] | None:
+        """Remove the subscription of ``full_filter``; it, if there was one."""
+        subs = self._subs
+        if isinstance(subs, dict):
+            sub = subs.pop(full_filter, None)
+            if len(subs) == 1:
+                (self._subs,) = subs.values()
+            return sub
+        if subs is not None and _full_filter(subs) == full_filter:
+            self._subs = None
+            return subs
+        return None
+
+    def clear_subscriptions(self) -> list[Sub[Session]]:
+        """Remove every subscription; them, in the order they were made."""
+        subs = list(self.subscriptions.values())
+        self._subs = None
+        return subs
+
+    @property
     def connected(self) -> bool:
         return self.link is not None
 
@@ -202,6 +269,12 @@ class Session:
             self.will_due,
             self.username,
         )
+
+
+def _full_filter(sub: Sub[Session]) -> str:
+    """The filter ``sub`` was asked for: its own, or ``$share/group/filter``."""
+    group = sub.group
+    return sub.topic_filter if group is None else f"$share/{group}/{sub.topic_filter}"
 
 
 def _expires_at(message: Message | None) -> float | None:

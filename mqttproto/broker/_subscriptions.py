@@ -91,8 +91,8 @@ class Subscriptions:
             elif sub_id is not None and not config.subscription_identifiers_available:
                 codes.append(_C.SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED)
             elif (
-                full_filter not in session.subscriptions
-                and len(session.subscriptions) >= config.max_subscriptions_per_session
+                session.subscription_count >= config.max_subscriptions_per_session
+                and session.subscription(full_filter) is None
             ):
                 codes.append(_C.QUOTA_EXCEEDED)
             elif authorizer is not None and not authorizer.may_subscribe(
@@ -150,9 +150,8 @@ class Subscriptions:
             sub_id=sub_id,
             group=shared.group if shared is not None else None,
         )
-        old = session.subscriptions.get(full_filter)
         # [MQTT-3.8.4-3]: a repeated filter replaces the subscription.
-        session.subscriptions[full_filter] = sub
+        old = session.put_subscription(full_filter, sub)
         self._router.add(sub)
         return sub, old is None
 
@@ -161,7 +160,7 @@ class Subscriptions:
         assert session is not None
         codes = []
         for full_filter in request.topic_filters:
-            sub = session.subscriptions.pop(full_filter, None)
+            sub = session.pop_subscription(full_filter)
             if sub is None:
                 codes.append(_C.NO_SUBSCRIPTION_EXISTED)
             else:
