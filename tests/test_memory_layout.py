@@ -84,6 +84,26 @@ def test_an_idle_connection_holds_no_empty_table() -> None:
     # entry is 184 bytes).
     assert list(session.subscriptions) == ["devices/c1/cmd"]
     assert not any(isinstance(value, dict) for value in _slots(session).values())
+    # Nothing of the CONNECT phase stays with the link.
+    assert link._rare is None and link.connect is None and link.will_on_close
+
+
+def test_a_link_keeps_its_rare_fields_only_while_one_is_set() -> None:
+    broker = Broker()
+    conn, _ = _client(broker, "c1", "devices/c1/cmd")
+    link = _link(broker, conn)
+    link.assigned_id = "auto-1"
+    link.will_on_close = False
+    assert link._rare is not None
+    assert (link.assigned_id, link.will_on_close, link.connect) == ("auto-1", False, None)
+    link.assigned_id = None
+    assert link._rare is not None  # will_on_close is still not its default
+    link.will_on_close = True
+    assert link._rare is None
+    assert (link.assigned_id, link.will_on_close, link.identity) == (None, True, None)
+    # What the transport established stays for the connection's life.
+    other = Link(2, ServerConnection(), peer=None, identity="cn", address=None, max_unsent=1)
+    assert other.identity == "cn" and other._rare is not None
 
 
 _FILTERS = ["a/b", "a/+", "#", "$share/g/a/b", "$share/h/a/b", "$share/g/#"]

@@ -281,32 +281,69 @@ def _expires_at(message: Message | None) -> float | None:
     return None if message is None else message.expires_at
 
 
+class _LinkRare:
+    """The fields of a :class:`Link` that hold something only around the
+    CONNECT, at its end, or on a few connections (a client certificate's
+    identity): made by the first that is set, dropped when all are back to
+    their defaults, so that an idle connection keeps none (64 bytes each)."""
+
+    __slots__ = (
+        "assigned_id",
+        "auth_info",
+        "auth_job",
+        "connect",
+        "goodbye",
+        "identity",
+        "over_quota",
+        "will_on_close",
+    )
+
+    def __init__(self) -> None:
+        self.assigned_id: str | None = None
+        self.auth_info: object = None
+        self.auth_job: AuthenticationJob | None = None
+        self.connect: ConnectRequested | None = None
+        self.goodbye: Disconnected | None = None
+        self.identity: str | None = None
+        self.over_quota = False
+        self.will_on_close = True
+
+    @property
+    def idle(self) -> bool:
+        return (
+            self.connect is None
+            and self.auth_info is None
+            and self.auth_job is None
+            and self.assigned_id is None
+            and self.goodbye is None
+            and self.identity is None
+            and not self.over_quota
+            and self.will_on_close
+        )
+
+
+_NO_RARE = _LinkRare()  # what a Link without its own reads
+
+
 class Link:
     """One network connection as the broker sees it."""
 
     __slots__ = (
+        "_rare",
         "address",
-        "assigned_id",
-        "auth_info",
-        "auth_job",
         "backlog",
         "client_id",
         "conn",
-        "connect",
         "feed_due",
         "finished",
-        "goodbye",
         "id",
-        "identity",
         "max_out",
         "max_unsent",
-        "over_quota",
         "peer",
         "session",
         "timer_at",
         "username",
         "v5",
-        "will_on_close",
     )
 
     def __init__(
@@ -322,30 +359,18 @@ class Link:
         self.id = link_id
         self.conn = conn
         self.peer = peer
-        #: The username the transport established (a client certificate's
-        #: CN), which overrides the CONNECT's; see Broker.open_connection.
-        self.identity = identity
+        #: See the properties below (connect, identity...).
+        self._rare: _LinkRare | None = None
+        if identity is not None:
+            self.identity = identity
         #: Where the connection comes from, for the failure delay.
         self.address = address
         self.session: Session | None = None
         self.client_id = ""
         self.username: str | None = None
-        self.assigned_id: str | None = None
         self.v5 = False
-        #: The CONNECT, once it came.
-        self.connect: ConnectRequested | None = None
-        self.auth_info: object = None
-        #: The deferred authentication this connection waits for.
-        self.auth_job: AuthenticationJob | None = None
         #: Whether the broker handled the connection's end.
         self.finished = False
-        #: How it ended (the connection's Disconnected), for the log.
-        self.goodbye: Disconnected | None = None
-        #: Opened past ``max_connections``: its CONNECT is refused with 0x97.
-        self.over_quota = False
-        #: Whether the end of the connection publishes the will: not after a
-        #: normal DISCONNECT, nor when the server shuts down.
-        self.will_on_close = True
         #: The client's Maximum Packet Size, once connected.
         self.max_out = 1 << 30
         #: The ``max_unsent_bytes`` high-water mark (0 while held back by
@@ -359,6 +384,109 @@ class Link:
         #: When the earliest "conn" timer entry of the connection is due
         #: (None: none is), so that _watch adds none behind it.
         self.timer_at: float | None = None
+
+    # -- the rare fields (see _LinkRare) ---------------------------------------------
+
+    def _rare_for_write(self) -> _LinkRare:
+        rare = self._rare
+        if rare is None:
+            rare = self._rare = _LinkRare()
+        return rare
+
+    def _rare_written(self, rare: _LinkRare) -> None:
+        if rare.idle:
+            self._rare = None
+
+    @property
+    def identity(self) -> str | None:
+        """The username the transport established (a client certificate's
+        CN), which overrides the CONNECT's; see Broker.open_connection."""
+        return (self._rare or _NO_RARE).identity
+
+    @identity.setter
+    def identity(self, value: str | None) -> None:
+        rare = self._rare_for_write()
+        rare.identity = value
+        self._rare_written(rare)
+
+    @property
+    def connect(self) -> ConnectRequested | None:
+        """The CONNECT, once it came, while something is read from it (its
+        will, its authentication method)."""
+        return (self._rare or _NO_RARE).connect
+
+    @connect.setter
+    def connect(self, value: ConnectRequested | None) -> None:
+        rare = self._rare_for_write()
+        rare.connect = value
+        self._rare_written(rare)
+
+    @property
+    def assigned_id(self) -> str | None:
+        """The client identifier the broker assigned, until the CONNACK says it."""
+        return (self._rare or _NO_RARE).assigned_id
+
+    @assigned_id.setter
+    def assigned_id(self, value: str | None) -> None:
+        rare = self._rare_for_write()
+        rare.assigned_id = value
+        self._rare_written(rare)
+
+    @property
+    def auth_info(self) -> object:
+        """The authenticator's ConnectInfo while the CONNECT is answered."""
+        return (self._rare or _NO_RARE).auth_info
+
+    @auth_info.setter
+    def auth_info(self, value: object) -> None:
+        rare = self._rare_for_write()
+        rare.auth_info = value
+        self._rare_written(rare)
+
+    @property
+    def auth_job(self) -> AuthenticationJob | None:
+        """The deferred authentication this connection waits for."""
+        return (self._rare or _NO_RARE).auth_job
+
+    @auth_job.setter
+    def auth_job(self, value: AuthenticationJob | None) -> None:
+        rare = self._rare_for_write()
+        rare.auth_job = value
+        self._rare_written(rare)
+
+    @property
+    def goodbye(self) -> Disconnected | None:
+        """How it ended (the connection's Disconnected), for the log."""
+        return (self._rare or _NO_RARE).goodbye
+
+    @goodbye.setter
+    def goodbye(self, value: Disconnected | None) -> None:
+        rare = self._rare_for_write()
+        rare.goodbye = value
+        self._rare_written(rare)
+
+    @property
+    def over_quota(self) -> bool:
+        """Opened past ``max_connections``: its CONNECT is refused with 0x97."""
+        return (self._rare or _NO_RARE).over_quota
+
+    @over_quota.setter
+    def over_quota(self, value: bool) -> None:
+        rare = self._rare_for_write()
+        rare.over_quota = value
+        self._rare_written(rare)
+
+    @property
+    def will_on_close(self) -> bool:
+        """Whether the end of the connection publishes the will: not after a
+        normal DISCONNECT, nor when the server shuts down."""
+        return (self._rare or _NO_RARE).will_on_close
+
+    @will_on_close.setter
+    def will_on_close(self, value: bool) -> None:
+        rare = self._rare_for_write()
+        rare.will_on_close = value
+        self._rare_written(rare)
 
     @property
     def unsent(self) -> int:
