@@ -25,6 +25,11 @@ What it does:
   end on a whole packet). The result is delivered messages per second,
   ``subscribers * messages / elapsed``; the table shows the median over the
   repeats and the ratios of ours to the peers.
+- Which side bounded each run: the broker's CPU time (``/proc/<pid>/stat``,
+  read around the load process) and the load process's own
+  (``time.process_time``), as % of one core over the measured time; a side
+  at 90 % or more saturated. When the load process saturates, the figure is
+  a floor for that broker: the machine has 2 cores, one for each side.
 - ``--brokers ...,ours-gc700`` adds our broker with Python's own garbage
   collector threshold (``--gc-threshold 700``), to show what the broker's
   default of 10,000 changes, in the same run.
@@ -138,6 +143,7 @@ async def run_load(
 
     chunk_data = packet * chunk
     start = time.perf_counter()
+    cpu_start = time.process_time()
     readers = [asyncio.ensure_future(read(i, s)) for i, s in enumerate(subs)]
     sent = 0
     window_bytes = window * size
@@ -153,11 +159,13 @@ async def run_load(
         sent += count
     await asyncio.gather(*readers)
     elapsed = time.perf_counter() - start
+    load_cpu = time.process_time() - cpu_start
     exact = all(r == target for r in received) and all(t == packet for t in tails)
     for sock in [*subs, publisher]:
         sock.close()
     return {
         "elapsed": elapsed,
+        "load_cpu": load_cpu,
         "delivered_per_s": subscribers * messages / elapsed,
         "published_per_s": messages / elapsed,
         "exact": exact,
@@ -281,13 +289,16 @@ async def run_load_qos1(
             await loop.sock_sendall(sock, b"".join(chunk))
 
     start = time.perf_counter()
+    cpu_start = time.process_time()
     readers = [asyncio.ensure_future(subscriber(i, s)) for i, s in enumerate(subs)]
     await asyncio.gather(*(publisher(p) for p in pubs), *(acks(p) for p in pubs), *readers)
     elapsed = time.perf_counter() - start
+    load_cpu = time.process_time() - cpu_start
     for sock in [*subs, *pubs]:
         sock.close()
     return {
         "elapsed": elapsed,
+        "load_cpu": load_cpu,
         "delivered_per_s": subscribers * total / elapsed,
         "published_per_s": total / elapsed,
         "exact": all(r == total for r in received),
@@ -525,6 +536,8 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[tuple[str, str], list[float]] = {}
         #: Broker CPU µs per delivered message, per run.
         cpu: dict[tuple[str, str], list[float]] = {}
+        #: Broker and load process CPU, % of one core while measured, per run.
+        busy: dict[tuple[str, str], list[tuple[float, float]]] = {}
         errors: dict[tuple[str, str], list[str]] = {}
         try:
             for broker in brokers:
@@ -548,11 +561,18 @@ def main(argv: list[str] | None = None) -> int:
                             rate = float(result["delivered_per_s"])  # type: ignore[arg-type]
                             results.setdefault(key, []).append(rate)
                             line = f"{rate:12,.0f} msg/s delivered"
+                            elapsed = float(result["elapsed"])  # type: ignore[arg-type]
+                            load = float(result["load_cpu"]) / elapsed * 100  # type: ignore[arg-type]
                             if cpu_before is not None and cpu_after is not None:
-                                delivered = rate * float(result["elapsed"])  # type: ignore[arg-type]
-                                used = (cpu_after - cpu_before) / delivered * 1e6
+                                used = (cpu_after - cpu_before) / (rate * elapsed) * 1e6
                                 cpu.setdefault(key, []).append(used)
-                                line += f", broker CPU {used:6.2f} µs/msg"
+                                # (The broker's CPU is read around the whole
+                                # load process, connecting included: a little
+                                # more than while measured.)
+                                share = (cpu_after - cpu_before) / elapsed * 100
+                                busy.setdefault(key, []).append((share, load))
+                                line += f", broker CPU {used:6.2f} µs/msg, {share:3.0f} %"
+                            line += f", load process CPU {load:3.0f} %"
                         print(
                             f"repeat {repeat + 1}/{args.repeats}  {label:<6} "
                             f"{broker.name:<12} {messages:>8} msgs  {line}",
@@ -598,9 +618,37 @@ def main(argv: list[str] | None = None) -> int:
                 runs = cpu.get((n, label))
                 row += f"{statistics.median(runs):>14.2f}" if runs else f"{'-':>14}"
             print(row)
+    if busy:
+        # A side at 90 % of a core or more is what bounds the run: the
+        # broker, the load process (then the figure is a floor for the
+        # broker), or both (2 cores: each has one).
+        print()
+        print(
+            f"CPU % of one core while measured, broker / load process, median of "
+            f"{args.repeats}; the side at 90 % or more saturated"
+        )
+        print(f"{'scenario':<10}" + "".join(f"{n:>22}" for n in names))
+        for label, _, _, _ in scenarios:
+            row = f"{label:<10}"
+            for n in names:
+                pairs = busy.get((n, label))
+                if not pairs:
+                    row += f"{'-':>22}"
+                    continue
+                broker_share = statistics.median(p[0] for p in pairs)
+                load_share = statistics.median(p[1] for p in pairs)
+                row += f"{_saturated(broker_share, load_share):>22}"
+            print(row)
     for key, messages_ in errors.items():
         print(f"errors for {key[0]} {key[1]}: {messages_}", file=sys.stderr)
     return 1 if errors else 0
+
+
+def _saturated(broker: float, load: float) -> str:
+    """``broker% / load% side``: which of the two bounded the run."""
+    sides = [name for name, share in (("broker", broker), ("load", load)) if share >= 90]
+    side = " and ".join(sides) or "neither"
+    return f"{broker:.0f}/{load:.0f} {side}"
 
 
 #: The ratios the table shows, when both brokers ran.
