@@ -1,0 +1,87 @@
+"""A subscriber's run of PUBACKs, handled in one call: the other half of a
+QoS 1 fan-out.
+
+A client that takes QoS 1 messages answers each with a 4-byte PUBACK, and
+most of its reads hold nothing else. Handled as any packet, each PUBACK is
+a packet object, a :class:`~mqttproto.events.PublishAcknowledged` from the
+connection and a call of the broker's handler, which pumps the session's
+queue; together they cost more than the work they do. When a read is
+nothing but such PUBACKs (see ``ServerConnection._plain_pubacks``), the
+broker does that work here, for each packet id in turn and in the same
+order as the events would: the connection's flow ends (its in-flight entry
+and packet id released), then the session's (its message's hold on the
+memory budget, the store's record), then the session's queue fills the
+room made [MQTT-4.3.2-4]. An id not in flight is a late duplicate and
+changes nothing, as before. Anything the run does not cover (a PUBACK for
+a QoS 2 message, a queue in the connection itself) stops it there: the rest
+of the bytes go the usual way, as if the client had sent them in a read
+of their own, which the connection answers the same.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ._sessions import Link
+
+__all__ = ["Acks"]
+
+
+class Acks:
+    """The PUBACK runs of :class:`~mqttproto.broker.Broker`."""
+
+    _held_bytes: int
+
+    if TYPE_CHECKING:
+        from ._sessions import Session
+
+        def _pump(self, session: Session, now: float) -> None: ...
+
+    def _puback_run(self, link: Link, data: bytes, now: float) -> int:
+        """Handle the PUBACKs that begin ``data``; how many bytes were
+        handled (0: none, ``data`` is not a run of plain PUBACKs)."""
+        session = link.session
+        if session is None:
+            return 0
+        conn = link.conn
+        ids = conn._plain_pubacks(data, now)
+        if ids is None:
+            return 0
+        flows = conn._session
+        recorder = session.recorder
+        client_id = session.client_id
+        done = 0
+        for packet_id in ids:
+            # ServerConnection._on_puback, the event and _on_acknowledged,
+            # one after the other as the events would have them.
+            outbound = flows._outbound
+            sent = None if outbound is None else outbound.inflight.get(packet_id)
+            if sent is None:
+                done += 4
+                continue  # a late duplicate: nothing to end
+            assert outbound is not None
+            if sent.packet.qos != 1 or outbound.queue:
+                break  # QoS 2 (a protocol error), or the connection queues: the usual way
+            inflight = outbound.inflight
+            del inflight[packet_id]
+            ids_in_use = flows._packet_ids
+            assert ids_in_use is not None  # the message in flight took its identifier
+            used = ids_in_use._used
+            used.pop(packet_id, None)
+            if not used:  # idle: the tables a burst grew are given back
+                inflight.clear()
+                used.clear()
+            done += 4
+            held = session._inflight
+            message = None if held is None else held.pop(packet_id, None)
+            if recorder is not None:
+                recorder.end_inflight(client_id, packet_id)
+            if message is not None:
+                message.holds -= 1
+                if not message.holds:
+                    self._held_bytes -= message.size
+            if held is not None and not held:
+                session._inflight = None  # Session.give_back_inflight
+            if session.pending or session.feeds:
+                self._pump(session, now)
+        return done
