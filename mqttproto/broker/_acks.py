@@ -20,7 +20,7 @@ of their own, which the connection answers the same.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._sessions import Link
 
@@ -30,6 +30,9 @@ __all__ = ["Acks"]
 class Acks:
     """The PUBACK runs of :class:`~mqttproto.broker.Broker`."""
 
+    authorizer: Any
+    messages_sent: int
+    messages_sent_by_qos: list[int]
     _held_bytes: int
 
     if TYPE_CHECKING:
@@ -50,6 +53,9 @@ class Acks:
         flows = conn._session
         recorder = session.recorder
         client_id = session.client_id
+        authorizer = self.authorizer
+        v5 = link.v5
+        sent_by_qos = self.messages_sent_by_qos
         done = 0
         for packet_id in ids:
             # ServerConnection._on_puback, the event and _on_acknowledged,
@@ -82,6 +88,42 @@ class Acks:
                     self._held_bytes -= message.size
             if held is not None and not held:
                 session._inflight = None  # Session.give_back_inflight
-            if session.pending or session.feeds:
+            if session.feeds:
                 self._pump(session, now)
+                continue
+            pending = session.pending
+            if not pending:
+                continue
+            # _pump's loop, what does not change hoisted out of it: the
+            # next queued QoS 1/2 messages take the room made, in order.
+            # Anything else (QoS 0, an expiry, the rights to check, a
+            # message too large for the client) goes through _pump itself.
+            window = outbound.send_quota - len(inflight)
+            while pending:
+                message, qos, retain, sub_ids = pending[0]
+                if not qos or message.expires_at is not None or authorizer is not None:
+                    self._pump(session, now)
+                    break
+                if not window or conn.bytes_to_send + link.backlog >= link.max_unsent:
+                    break
+                if not v5:
+                    sub_ids = ()
+                form = message._forms.get((v5, qos, retain, sub_ids))
+                if form is None:
+                    form = message.form(v5, qos, retain, sub_ids, now)
+                if form.size > link.max_out:
+                    self._pump(session, now)
+                    break
+                pending.popleft()
+                session.queued_bytes -= message.size
+                new_id = conn.publish_prepared(form)
+                assert new_id is not None
+                window -= 1
+                session.inflight_messages[new_id] = message
+                if recorder is not None:
+                    recorder.send_queued(client_id, new_id)
+                self.messages_sent += 1
+                sent_by_qos[qos] += 1
+            if not session.pending:
+                session.pending = ()  # the deque is given back
         return done
