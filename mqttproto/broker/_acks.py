@@ -22,9 +22,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .._qos import MAX_PACKET_ID, OutboundMessage, OutboundStage
+from ..codec import packet_id_bytes
 from ._sessions import Link
 
 __all__ = ["Acks"]
+
+# An OutboundMessage made without a class call, as publish_prepared does.
+_new_outbound = object.__new__
+_PUBLISHED = OutboundStage.PUBLISHED
 
 
 class Acks:
@@ -51,28 +57,31 @@ class Acks:
         if ids is None:
             return 0
         flows = conn._session
+        outbound = flows._outbound
+        ids_in_use = flows._packet_ids
+        if outbound is None or ids_in_use is None:
+            return len(data)  # nothing in flight: every PUBACK is a late duplicate
+        inflight = outbound.inflight
+        used = ids_in_use._used
         recorder = session.recorder
         client_id = session.client_id
         authorizer = self.authorizer
         v5 = link.v5
+        # publish_prepared's QoS 1/2 path is inlined below for a client
+        # without topic aliases (the window and the sizes checked here).
+        aliasing = conn._aliasing
         sent_by_qos = self.messages_sent_by_qos
         done = 0
         for packet_id in ids:
             # ServerConnection._on_puback, the event and _on_acknowledged,
             # one after the other as the events would have them.
-            outbound = flows._outbound
-            sent = None if outbound is None else outbound.inflight.get(packet_id)
+            sent = inflight.get(packet_id)
             if sent is None:
                 done += 4
                 continue  # a late duplicate: nothing to end
-            assert outbound is not None
             if sent.packet.qos != 1 or outbound.queue:
                 break  # QoS 2 (a protocol error), or the connection queues: the usual way
-            inflight = outbound.inflight
             del inflight[packet_id]
-            ids_in_use = flows._packet_ids
-            assert ids_in_use is not None  # the message in flight took its identifier
-            used = ids_in_use._used
             used.pop(packet_id, None)
             if not used:  # idle: the tables a burst grew are given back
                 inflight.clear()
@@ -87,7 +96,7 @@ class Acks:
                 if not message.holds:
                     self._held_bytes -= message.size
             if held is not None and not held:
-                session._inflight = None  # Session.give_back_inflight
+                held = session._inflight = None  # Session.give_back_inflight
             if session.feeds:
                 self._pump(session, now)
                 continue
@@ -111,15 +120,41 @@ class Acks:
                 form = message._forms.get((v5, qos, retain, sub_ids))
                 if form is None:
                     form = message.form(v5, qos, retain, sub_ids, now)
-                if form.size > link.max_out:
+                size = form.size
+                if size > link.max_out:
                     self._pump(session, now)
                     break
                 pending.popleft()
                 session.queued_bytes -= message.size
-                new_id = conn.publish_prepared(form)
-                assert new_id is not None
+                if aliasing:
+                    new_id = conn.publish_prepared(form)
+                    assert new_id is not None
+                else:
+                    # ServerFlows.publish_prepared: the next identifier in
+                    # turn unless in use [MQTT-2.2.1-3], the shared pieces
+                    # written around it, the flow recorded for a resend.
+                    new_id = ids_in_use._next
+                    if new_id in used:
+                        new_id = ids_in_use.allocate()
+                    else:
+                        used[new_id] = None
+                        ids_in_use._next = new_id % MAX_PACKET_ID + 1
+                    out = conn._output
+                    if out is None:
+                        out = conn._output = []
+                    out.append(form.head)
+                    out.append(packet_id_bytes(new_id))
+                    out.append(form.tail)
+                    conn.bytes_to_send += size
+                    flow = _new_outbound(OutboundMessage)
+                    flow.packet = form.packet
+                    flow.stage = _PUBLISHED
+                    flow.packet_id = new_id
+                    inflight[new_id] = flow
                 window -= 1
-                session.inflight_messages[new_id] = message
+                if held is None:
+                    held = session._inflight = {}
+                held[new_id] = message
                 if recorder is not None:
                     recorder.send_queued(client_id, new_id)
                 self.messages_sent += 1
