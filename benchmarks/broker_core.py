@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -125,8 +126,20 @@ def fanout(qos: int, *, aliases: int = 0, repeats: int = REPEATS, receivers: int
     return statistics.median(timings)
 
 
+#: The packet id of a QoS 1 PUBLISH of ``bench/topic`` without topic alias:
+#: the payload (``x`` bytes) cannot hold the pattern.
+_PUBLISH_ID = re.compile(rb"\x32[\x00-\x7f]\x00\x0bbench/topic(..)", re.DOTALL)
+
+
 def _pubacks(data: bytes) -> bytes:
-    """PUBACK for every QoS 1 PUBLISH in ``data`` (a subscriber's output)."""
+    """PUBACK for every QoS 1 PUBLISH in ``data`` (a subscriber's output).
+
+    The subscribers' own work, not the broker's: done by the regular
+    expression engine when every packet is such a PUBLISH, all of one size
+    (a match for each), else packet by packet (topic aliases in use)."""
+    ids = _PUBLISH_ID.findall(data)
+    if ids and len(ids) * (data[1] + 2) == len(data):
+        return b"\x40\x02" + b"\x40\x02".join(ids)
     acks = []
     pos = 0
     while pos < len(data):
