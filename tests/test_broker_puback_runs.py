@@ -275,3 +275,31 @@ def test_a_run_in_the_fast_path_is_taken() -> None:
     broker.receive_data(sub, b"\x40\x02\x00\x01\x40\x02\x00\x09", 0.0)
     assert calls == [8]
     assert [s.inflight for s in broker.sessions() if s.client_id == "s"] == [0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from([1, 2]),
+    st.sampled_from([0, 1, 2]),
+    st.booleans(),
+    st.booleans(),
+    st.sampled_from([(), (7,), (1, 300)]),
+    st.booleans(),
+)
+def test_a_decoded_qos_message_is_forwarded_as_packet_for_says(
+    qos: int, granted: int, retain: bool, v5: bool, sub_ids: tuple[int, ...], duplicate: bool
+) -> None:
+    """Message._prepare's way for a decoded QoS 1/2 PUBLISH without flags or
+    properties gives the bytes and the packet of packet_for's."""
+    from mqttproto.broker._message import Message
+    from mqttproto.codec import prepare_publish
+
+    sent = PublishPacket(TOPIC, b"body", QoS(qos), packet_id=9, duplicate=duplicate)
+    [decoded] = PacketReader(version=V5).feed(encode_packet(sent, version=V5))
+    message = Message(decoded, 0.0, "origin")
+    form = message.form(v5, granted, retain, sub_ids, 0.0)
+    version = V5 if v5 else V311
+    expected = prepare_publish(message.packet_for(v5, granted, retain, sub_ids, None), version)
+    assert (form.head, form.tail, form.size) == (expected.head, expected.tail, expected.size)
+    assert form.packet == expected.packet
+    assert form.packet.__dict__ == expected.packet.__dict__
