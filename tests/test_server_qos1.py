@@ -129,7 +129,7 @@ def _seen(conn: ServerConnection, data: bytes) -> list[object]:
                 conn.acknowledge(event.packet.packet_id)  # some stay unacknowledged
         else:
             seen.append(event)
-    return seen + [conn.data_to_send(0.0), conn.state, dict(conn._unacked or {})]
+    return [*seen, conn.data_to_send(0.0), conn.state, dict(conn._unacked or {})]
 
 
 @settings(max_examples=150, deadline=None)
