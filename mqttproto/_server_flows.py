@@ -483,7 +483,8 @@ class ServerFlows(ServerAliases):
         if self._aliasing:
             prepared = self._alias_prepared(prepared)
         # The hot path of a QoS 1/2 fan-out: PacketIdAllocator.allocate and
-        # OutboundFlow.start inlined, each call costing more than its work.
+        # OutboundFlow.start inlined, each call costing more than its work
+        # (and this inlined in turn in the broker's PUBACK run, broker._acks).
         # The next identifier in turn, unless still in use [MQTT-2.2.1-3]
         # (then the allocator searches, or raises when all are taken).
         ids = session._packet_ids
