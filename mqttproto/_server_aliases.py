@@ -28,8 +28,6 @@ __all__ = ["ServerAliases"]
 class ServerAliases:
     """The topic aliases of :class:`~mqttproto.server.ServerConnection`'s output."""
 
-    __slots__ = ()
-
     config: ServerConfig
     _max_out: int
     _alias_limit: int

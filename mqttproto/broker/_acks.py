@@ -72,6 +72,7 @@ class Acks:
         aliasing = conn._aliasing
         sent_by_qos = self.messages_sent_by_qos
         done = 0
+        spare: OutboundMessage | None = None
         for packet_id in ids:
             # ServerConnection._on_puback, the event and _on_acknowledged,
             # one after the other as the events would have them.
@@ -82,6 +83,7 @@ class Acks:
             if sent.packet.qos != 1 or outbound.queue:
                 break  # QoS 2 (a protocol error), or the connection queues: the usual way
             del inflight[packet_id]
+            spare = sent  # the flow's record, taken again by the next one sent
             used.pop(packet_id, None)
             if not used:  # idle: the tables a burst grew are given back
                 inflight.clear()
@@ -146,9 +148,14 @@ class Acks:
                     out.append(packet_id_bytes(new_id))
                     out.append(form.tail)
                     conn.bytes_to_send += size
-                    flow = _new_outbound(OutboundMessage)
+                    # The record of the flow the PUBACK ended (QoS 1: in
+                    # the PUBLISHED stage) holds the new one, if not taken.
+                    if spare is None:
+                        flow = _new_outbound(OutboundMessage)
+                        flow.stage = _PUBLISHED
+                    else:
+                        flow, spare = spare, None
                     flow.packet = form.packet
-                    flow.stage = _PUBLISHED
                     flow.packet_id = new_id
                     inflight[new_id] = flow
                 window -= 1
