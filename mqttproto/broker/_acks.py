@@ -111,11 +111,14 @@ class Acks:
             # message too large for the client) goes through _pump itself.
             window = outbound.send_quota - len(inflight)
             while pending:
-                message, qos, retain, sub_ids = pending[0]
+                item = pending[0]
+                if not window and item[1]:
+                    break  # the room is taken (mostly after one message)
+                message, qos, retain, sub_ids = item
                 if not qos or message.expires_at is not None or authorizer is not None:
                     self._pump(session, now)
                     break
-                if not window or conn.bytes_to_send + link.backlog >= link.max_unsent:
+                if conn.bytes_to_send + link.backlog >= link.max_unsent:
                     break
                 if not v5:
                     sub_ids = ()
