@@ -75,6 +75,8 @@ class Subscriber:
         self.version = version
         self.window = window
         self.qos = qos
+        #: The client's Topic Alias Maximum (MQTT 5): the broker's aliases.
+        self.aliases = 2 if name.endswith("1") else 0
         self.conn = -1
         #: Packet id -> QoS of what it received and has not acknowledged.
         self.outstanding: dict[int, int] = {}
@@ -128,6 +130,7 @@ def _connect(sub: Subscriber, durable: bool) -> bytes:
         keep_alive=0,
         session_expiry_interval=60 if persistent else None,
         receive_maximum=sub.window if sub.version == V5 else None,
+        topic_alias_maximum=sub.aliases if sub.version == V5 else None,
     )
     return encode_packet(hello, version=sub.version)
 
@@ -173,6 +176,8 @@ def _run(seed: int) -> None:
     config = BrokerConfig(
         max_inflight_messages=rng.choice([2, 3, 20]),
         max_queued_messages=rng.choice([3, 8, 100]),
+        max_queued_bytes=rng.choice([60, 10**6]),
+        memory_limit=rng.choice([None, None, 150]),
     )
     twins = [Twin(config, durable, True, seed), Twin(config, durable, False, seed)]
     now = 0.0
