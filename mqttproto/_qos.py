@@ -51,8 +51,9 @@ class PacketIdAllocator:
     for the answer to a new packet.
 
     The server role's QoS 1 hot paths (``ServerFlows.publish_prepared`` and
-    ``_on_puback``) do :meth:`allocate` and :meth:`release` on ``_next`` and
-    ``_used`` themselves: a change here must be made there too.
+    ``_on_puback``, and the broker's run of PUBACKs, ``broker._acks``) do
+    :meth:`allocate` and :meth:`release` on ``_next`` and ``_used``
+    themselves: a change here must be made there too.
     """
 
     __slots__ = ("_next", "_used")
@@ -115,8 +116,8 @@ class OutboundMessage:
     ``packet`` may lack its identifier (a message prepared once for many
     connections); ``packet_id`` is the one it went out with. A plain slotted
     class rather than attrs: one is made per message sent (by
-    ``ServerFlows.publish_prepared`` without calling the class: a new slot
-    must be set there too).
+    ``ServerFlows.publish_prepared`` and ``broker._acks`` without calling
+    the class: a new slot must be set there too).
     """
 
     __slots__ = ("packet", "packet_id", "stage")

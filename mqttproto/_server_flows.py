@@ -10,7 +10,6 @@ that outlives a network connection is a :class:`~._server_session.ServerSession`
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -18,6 +17,7 @@ import attrs
 
 from ._codec_common import PLAIN_PUBLISH as _PLAIN_PUBLISH
 from ._qos import MAX_PACKET_ID, NO_PACKET_IDS, OutboundMessage, OutboundStage
+from ._server_aliases import ServerAliases
 from ._server_session import ServerSession
 from ._state import ConnectionState
 from .codec import PreparedPublish, encode_ack, packet_id_bytes
@@ -55,6 +55,8 @@ _PUBREC = PacketType.PUBREC
 #: each version: the codec's 3.1.1 form.
 _V311 = ProtocolVersion.MQTT_3_1_1
 _QOS: dict[int, QoS] = {int(q): q for q in QoS}
+_AT_LEAST_ONCE = QoS.AT_LEAST_ONCE
+_PLAIN_QOS = _PLAIN_PUBLISH + 2
 # MessageReceived built without a call frame (see events.message_received).
 _new_event = object.__new__
 _set_packet = MessageReceived.__dict__["packet"].__set__
@@ -63,7 +65,7 @@ _new_outbound = object.__new__
 _PUBLISHED = OutboundStage.PUBLISHED
 
 
-class ServerFlows:
+class ServerFlows(ServerAliases):
     """The QoS flows half of :class:`~mqttproto.server.ServerConnection`."""
 
     config: ServerConfig
@@ -79,8 +81,6 @@ class ServerFlows:
     _aliasing: bool
     _alias_limit: int
     _plain_limit: int
-    _aliases_out: OrderedDict[str, int] | None
-    _alias_candidates: OrderedDict[str, None] | None
     state: ConnectionState
     _acks_fit: bool
     _unacked: dict[int, QoS] | None
@@ -119,10 +119,33 @@ class ServerFlows:
         # max_topic_length and max_topic_levels whatever it holds needs none
         # of the checks below; its event is returned, not queued.
         fields = packet.__dict__
-        if len(fields) == _PLAIN_PUBLISH and len(fields["topic"]) <= self._plain_topic_chars:
+        size = len(fields)
+        if size == _PLAIN_PUBLISH and len(fields["topic"]) <= self._plain_topic_chars:
             event = _new_event(MessageReceived)
             _set_packet(event, packet)
             return event
+        if (
+            # A QoS 1 PUBLISH otherwise plain (its QoS and packet id only):
+            # _on_publish_checked's checks for it, in a row.
+            size == _PLAIN_QOS
+            and fields.get("qos") == 1
+            and len(fields["topic"]) <= self._plain_topic_chars
+        ):
+            config = self.config
+            unacked = self._unacked
+            packet_id = fields["packet_id"]
+            if config.maximum_qos and (unacked is None or packet_id not in unacked):
+                held = 0 if unacked is None else len(unacked)
+                inbound = self._session._inbound
+                if inbound is not None:
+                    held += len(inbound.awaiting_release)
+                if not self._v5 or held < config.receive_maximum:
+                    if unacked is None:
+                        unacked = self._unacked = {}
+                    unacked[packet_id] = _AT_LEAST_ONCE
+                    event = _new_event(MessageReceived)
+                    _set_packet(event, packet)
+                    return event
         return self._on_publish_checked(packet)
 
     def _on_publish_checked(self, packet: PublishPacket) -> MessageReceived | None:
@@ -460,7 +483,8 @@ class ServerFlows:
         if self._aliasing:
             prepared = self._alias_prepared(prepared)
         # The hot path of a QoS 1/2 fan-out: PacketIdAllocator.allocate and
-        # OutboundFlow.start inlined, each call costing more than its work.
+        # OutboundFlow.start inlined, each call costing more than its work
+        # (and this inlined in turn in the broker's PUBACK run, broker._acks).
         # The next identifier in turn, unless still in use [MQTT-2.2.1-3]
         # (then the allocator searches, or raises when all are taken).
         ids = session._packet_ids
@@ -508,79 +532,6 @@ class ServerFlows:
         if self._aliasing:
             data = self._aliased(packet, data)
         self._write(data)
-
-    def _alias_prepared(self, prepared: PreparedPublish) -> PreparedPublish:
-        """``prepared`` with a topic alias of this connection's, if it takes one
-        (a form shared by every connection that uses the same alias)."""
-        packet = prepared.packet
-        topic = packet.topic
-        if len(topic) < self.config.auto_topic_alias_min_length or packet.topic_alias is not None:
-            return prepared
-        aliases = self._aliases_out
-        if aliases is not None:
-            # _alias_for's common case inlined: the topic has its alias.
-            alias = aliases.get(topic)
-            if alias is not None:
-                aliases.move_to_end(topic)
-                return prepared.with_topic_alias(alias, send_topic=False)
-        # Setting an alias adds 3 to 5 bytes (the property, and the lengths).
-        choice = self._alias_for(topic, prepared.size + 5 <= self._max_out)
-        if choice is None:
-            return prepared
-        return prepared.with_topic_alias(choice[0], send_topic=choice[1])
-
-    def _aliased(self, packet: PublishPacket, data: bytes) -> bytes:
-        """The wire form of ``packet`` with a topic alias, if it takes one."""
-        topic = packet.topic
-        if len(topic) < self.config.auto_topic_alias_min_length or packet.topic_alias is not None:
-            return data
-        choice = self._alias_for(topic, len(data) + 5 <= self._max_out)
-        if choice is None:
-            return data
-        alias, send_topic = choice
-        return self._encode(
-            attrs.evolve(packet, topic=topic if send_topic else "", topic_alias=alias)
-        )
-
-    def _alias_for(self, topic: str, may_add: bool) -> tuple[int, bool] | None:
-        """The alias to send ``topic`` with, and whether the topic goes with it
-        (the alias is being set); None: sent plain. ``may_add``: whether the
-        packet may grow by setting an alias (the client's Maximum Packet Size).
-
-        The policy (``ServerConfig.auto_topic_alias``): a topic with an
-        alias uses it (sent with an empty topic name, MQTT 5.0 section
-        3.3.2.3.4); a new topic takes the next free alias; when all are
-        taken, a topic sent twice lately takes the least recently used
-        alias, which is sent with the topic to redefine it, and a topic seen
-        once does not. Aliases are 1 to the smaller of the client's Topic
-        Alias Maximum and ``auto_topic_alias_limit`` [MQTT-3.3.2-8]
-        [MQTT-3.3.2-11], and belong to this network connection only
-        [MQTT-3.3.2-7].
-        """
-        aliases = self._aliases_out
-        if aliases is None:
-            aliases = self._aliases_out = OrderedDict()
-        alias = aliases.get(topic)
-        if alias is not None:
-            aliases.move_to_end(topic)
-            return alias, False
-        if not may_add:
-            return None
-        if len(aliases) < self._alias_limit:
-            alias = aliases[topic] = len(aliases) + 1
-            return alias, True
-        seen = self._alias_candidates
-        if seen is None:
-            seen = self._alias_candidates = OrderedDict()
-        if topic in seen:
-            del seen[topic]
-            _, alias = aliases.popitem(last=False)
-            aliases[topic] = alias
-            return alias, True
-        seen[topic] = None
-        if len(seen) > self._alias_limit:
-            seen.popitem(last=False)
-        return None
 
     def _send_released(self, packets: Iterable[PublishPacket]) -> None:
         """Send queued messages that just got room in the window."""

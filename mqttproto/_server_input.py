@@ -10,12 +10,14 @@ application's answers are in :mod:`._server_answers`, the QoS flows in
 
 from __future__ import annotations
 
+import sys
+from array import array
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._keepalive import receive_deadline
 from ._state import ConnectionState, Input
-from .codec import encode_packet
+from .codec import PacketReader, encode_packet
 from .config import ServerConfig
 from .enums import PacketType, ProtocolVersion, QoS, ReasonCode
 from .errors import ConnectRefusal, RemoteProtocolError
@@ -74,6 +76,11 @@ RECEIVABLE: dict[ConnectionState, frozenset[PacketType]] = {
     _S.CLOSED: frozenset(),
 }
 
+#: A PUBACK without reason code or properties, as the 16-bit word that
+#: begins it (type 4, flags 0, remaining length 2), in the machine's order.
+_PUBACK_WORD = 0x0240 if sys.byteorder == "little" else 0x4002
+_SWAP = sys.byteorder == "little"
+
 #: Whose turn it is while CONNECTING: the application's (after CONNECT, or
 #: after the client's AUTH) or the client's (after our AUTH challenge).
 _APP, _CLIENT = True, False
@@ -103,6 +110,7 @@ class ServerInput:
     _incoming: list[Packet] | tuple[()]
     _incoming_pos: int
     _incoming_error: RemoteProtocolError | None
+    _reader: PacketReader
     _input_now: float
     _opened_at: float | None
     _last_received: float
@@ -243,6 +251,38 @@ class ServerInput:
         if event is not None:
             self._add_event(event)
         return True
+
+    def _plain_pubacks(self, data: bytes, now: float) -> array[int] | None:
+        """The packet ids of ``data`` if it is nothing but whole 4-byte
+        PUBACKs (no reason code, no properties, non-zero ids) that a
+        connected client sends while nothing else of its input waits; else
+        None, and nothing changed.
+
+        Then the caller handles them itself, in order, as the events of
+        :meth:`receive_data` would (the broker's run of acknowledgements,
+        see ``mqttproto.broker._acks``): keep-alive counts them as received.
+        """
+        if (
+            len(data) & 3
+            or self.state is not _S.CONNECTED
+            or self._event_queue is not None
+            or self._incoming_pos < len(self._incoming)
+            or self._incoming_error is not None
+            or self._reader.buffered
+        ):
+            return None
+        words = array("H", data)
+        heads = words[0::2]
+        if heads.count(_PUBACK_WORD) != len(heads):
+            return None
+        ids = words[1::2]
+        if _SWAP:
+            ids.byteswap()
+        if 0 in ids:
+            return None  # [MQTT-2.2.1-3]: the reader says so, the slow way
+        self._last_received = now
+        self._input_now = now
+        return ids
 
     def _end_of_stream(self, now: float) -> None:
         self._move(Input.RECV_EOF)

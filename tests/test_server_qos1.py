@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import pytest
 from helpers import V5
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mqttproto import PublishPacket, QoS, ReasonCode, encode_packet
+from mqttproto import ProtocolVersion, PublishPacket, QoS, ReasonCode, encode_packet
 from mqttproto.codec import prepare_publish
 from mqttproto.config import ServerConfig
 from mqttproto.events import (
     ConnectRequested,
     Disconnected,
+    MessageReceived,
     PublishAcknowledged,
     PublishDiscarded,
 )
@@ -107,3 +110,65 @@ def test_the_ack_that_lets_a_queued_message_out_comes_before_its_discard(
     assert events[0] == PublishAcknowledged(1)
     assert isinstance(events[1], PublishDiscarded) and events[1].packet_id == 2
     assert conn.session.inflight == () and conn.session.queued == ()
+
+
+class _CheckedServer(ServerConnection):
+    """Every PUBLISH the checked way: what the QoS 1 shortcut must equal."""
+
+    def _on_publish(self, packet, now):  # type: ignore[no-untyped-def]
+        return self._on_publish_checked(packet)
+
+
+def _seen(conn: ServerConnection, data: bytes) -> list[object]:
+    conn.receive_data(data, 0.0)
+    seen: list[object] = []
+    for event in conn.events():
+        if isinstance(event, MessageReceived):
+            seen.append(("message", event.packet))
+            if event.packet.packet_id is not None and len(seen) % 3:
+                conn.acknowledge(event.packet.packet_id)  # some stay unacknowledged
+        else:
+            seen.append(event)
+    return [*seen, conn.data_to_send(0.0), conn.state, dict(conn._unacked or {})]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from([ProtocolVersion.MQTT_5_0, ProtocolVersion.MQTT_3_1_1]),
+    st.sampled_from([0, 1, 2]),
+    st.integers(1, 4),
+    st.lists(
+        st.tuples(
+            st.integers(1, 6),
+            st.sampled_from(["t", "a/b/c", "t/" * 40]),
+            st.sampled_from([1, 1, 1, 2, 0]),
+            st.booleans(),
+        ),
+        max_size=12,
+    ),
+)
+def test_a_plain_qos1_publish_is_handled_as_the_checks_say(
+    version: ProtocolVersion,
+    maximum_qos: int,
+    receive_maximum: int,
+    publishes: list[tuple[int, str, int, bool]],
+) -> None:
+    """ServerFlows._on_publish's way for a decoded QoS 1 PUBLISH without flags
+    or properties: the same events, answers, state and errors as
+    _on_publish_checked (Maximum QoS, duplicates, Receive Maximum)."""
+    config = ServerConfig(
+        maximum_qos=maximum_qos, receive_maximum=receive_maximum, max_topic_levels=30
+    )
+    conns = [ServerConnection(config, now=0.0), _CheckedServer(config, now=0.0)]
+    hello = encode_packet(ConnectPacket("c", protocol_version=version), version=version)
+    for conn in conns:
+        conn.receive_data(hello, 0.0)
+        assert isinstance(conn.next_event(), ConnectRequested)
+        conn.accept()
+        conn.data_to_send(0.0)
+    for packet_id, topic, qos, retain in publishes:
+        packet = PublishPacket(
+            topic, b"m", QoS(qos), retain=retain and qos == 2, packet_id=packet_id if qos else None
+        )
+        data = encode_packet(packet, version=version)
+        assert _seen(conns[0], data) == _seen(conns[1], data)

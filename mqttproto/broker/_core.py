@@ -43,6 +43,7 @@ from ..packets import PublishPacket
 from ..server import ServerConnection
 from ..store import MemoryStore, SessionStore, StoredSession
 from ..topics import validate_topic_name
+from ._acks import Acks
 from ._admin import Admin
 from ._auth import Authentication
 from ._durable import Durability
@@ -80,7 +81,7 @@ class _AllowAll:
 
 
 class Broker(
-    Routing, Feeding, Subscriptions, Lifecycle, Authentication, Statistics, Admin, Durability
+    Routing, Acks, Feeding, Subscriptions, Lifecycle, Authentication, Statistics, Admin, Durability
 ):
     """The sans-IO MQTT broker core: many connections, sessions and routing.
 
@@ -210,6 +211,13 @@ class Broker(
         self._tick(now)
         self.bytes_received += len(data)
         self._dirty[conn] = None
+        if data[:2] == b"\x40\x02":
+            # A subscriber's PUBACKs, in one call (see _acks).
+            done = self._puback_run(link, data, now)
+            if done:
+                if done == len(data):
+                    return
+                data = data[done:]
         # A peer's fault: the goodbye is queued and Disconnected reported.
         with contextlib.suppress(RemoteProtocolError):
             link.conn.receive_data(data, now)

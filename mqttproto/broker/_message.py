@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._codec_common import _build
+from .._codec_common import PLAIN_PUBLISH, _build
 from ..codec import PreparedPublish, prepare_publish
 from ..enums import ProtocolVersion, QoS
 from ..packets import PublishPacket
@@ -27,6 +27,9 @@ NEVER_EXPIRES = 0xFFFFFFFF
 _V5 = ProtocolVersion.MQTT_5_0
 _V311 = ProtocolVersion.MQTT_3_1_1
 _QOS = (QoS.AT_MOST_ONCE, QoS.AT_LEAST_ONCE, QoS.EXACTLY_ONCE)
+#: A decoded QoS 1/2 PUBLISH that is otherwise plain holds its QoS and its
+#: packet identifier besides the fields of a plain one.
+_PLAIN_QOS = PLAIN_PUBLISH + 2
 #: The MQTT 5 properties an application message carries end to end
 #: (MQTT 5.0 section 3.3.2.3: the server forwards them unaltered).
 _FORWARDED = (
@@ -174,6 +177,22 @@ class Message:
         ):
             # The common case: the PUBLISH goes out as it came in.
             return prepared_as_received(packet, v5)
+        fields = packet.__dict__
+        if len(fields) == _PLAIN_QOS and "packet_id" in fields and not sub_ids:
+            # A decoded QoS 1/2 PUBLISH with no flag, alias or property (see
+            # _codec_common.PLAIN_PUBLISH): packet_for's packet, made without
+            # reading the properties it does not have.
+            forwarded: PublishPacket = _build(
+                PublishPacket,
+                {
+                    "topic": fields["topic"],
+                    "payload": fields["payload"],
+                    "qos": _QOS[qos],
+                    "retain": retain,
+                    "packet_id": None,
+                },
+            )
+            return prepare_publish(forwarded, _V5 if v5 else _V311)
         return prepare_publish(
             self.packet_for(v5, qos, retain, sub_ids, None), _V5 if v5 else _V311
         )

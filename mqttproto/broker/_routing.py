@@ -151,7 +151,10 @@ class Routing(FanOut):
         topic = packet.topic
         forms = message._forms
         dirty = self._dirty
-        memory_limit = self.config.memory_limit
+        config = self.config
+        memory_limit = config.memory_limit
+        max_queued = config.max_queued_messages
+        max_queued_bytes = config.max_queued_bytes
         sent = dropped = 0
         for target in route.targets:
             session = target.session
@@ -203,12 +206,34 @@ class Routing(FanOut):
                 if not v5:
                     sub_ids = ()
                 conn = link.conn
+                pending = session.pending
                 if (
-                    session.pending
+                    pending
                     or not conn.send_window
                     or conn.bytes_to_send + link.backlog >= link.max_unsent
                 ):
-                    if self._enqueue(session, (message, granted, retain and rap, sub_ids)):
+                    item = (message, granted, retain and rap, sub_ids)
+                    size = message.size
+                    if (
+                        # _enqueue inlined where it only appends: a queue
+                        # with room, within the memory budget, not recorded.
+                        pending
+                        and len(pending) < max_queued
+                        and session.queued_bytes + size <= max_queued_bytes
+                        and session.recorder is None
+                        and (
+                            memory_limit is None
+                            or message.holds
+                            or self._held_bytes + size <= memory_limit
+                        )
+                    ):
+                        pending.append(item)
+                        session.queued_bytes += size
+                        if not message.holds:
+                            self._held_bytes += size
+                        message.holds += 1
+                        reached += 1
+                    elif self._enqueue(session, item):
                         reached += 1
                     else:
                         refused += 1
