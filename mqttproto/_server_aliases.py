@@ -28,6 +28,13 @@ __all__ = ["ServerAliases"]
 class ServerAliases:
     """The topic aliases of :class:`~mqttproto.server.ServerConnection`'s output."""
 
+    if not TYPE_CHECKING:
+        # ServerConnection declares the slots; a mixin without __slots__
+        # would give every connection a __dict__ and a weakref slot (40
+        # bytes). Hidden from mypy, which would take the mixin's writes to
+        # those slots for writes to names outside its own empty __slots__.
+        __slots__ = ()
+
     config: ServerConfig
     _max_out: int
     _alias_limit: int

@@ -46,6 +46,13 @@ _QOS: dict[int, QoS] = {int(q): q for q in QoS}
 class ServerAnswers:
     """The answering half of :class:`~mqttproto.server.ServerConnection`."""
 
+    if not TYPE_CHECKING:
+        # ServerConnection declares the slots; a mixin without __slots__
+        # would give every connection a __dict__ and a weakref slot (40
+        # bytes). Hidden from mypy, which would take the mixin's writes to
+        # those slots for writes to names outside its own empty __slots__.
+        __slots__ = ()
+
     config: ServerConfig
     state: ConnectionState
     client_id: str

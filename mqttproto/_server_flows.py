@@ -68,6 +68,13 @@ _PUBLISHED = OutboundStage.PUBLISHED
 class ServerFlows(ServerAliases):
     """The QoS flows half of :class:`~mqttproto.server.ServerConnection`."""
 
+    if not TYPE_CHECKING:
+        # ServerConnection declares the slots; a mixin without __slots__
+        # would give every connection a __dict__ and a weakref slot (40
+        # bytes). Hidden from mypy, which would take the mixin's writes to
+        # those slots for writes to names outside its own empty __slots__.
+        __slots__ = ()
+
     config: ServerConfig
     _version: ProtocolVersion | None
     _output: list[bytes] | None

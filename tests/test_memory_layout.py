@@ -88,6 +88,19 @@ def test_an_idle_connection_holds_no_empty_table() -> None:
     assert link._rare is None and link.connect is None and link.will_on_close
 
 
+def test_the_per_connection_objects_have_no_instance_dict() -> None:
+    """Every class on the way declares its slots (the server role's mixins
+    an empty tuple): no ``__dict__``, no weakref slot, no values array per
+    connection (40 bytes for ServerConnection when its mixins had none)."""
+    broker = Broker()
+    conn, _ = _client(broker, "c1", "devices/c1/cmd")
+    link = _link(broker, conn)
+    assert link.session is not None
+    for obj in (link, link.conn, link.session, link.conn._session):
+        assert not hasattr(obj, "__dict__"), type(obj).__name__
+        assert type(obj).__weakrefoffset__ == 0, type(obj).__name__
+
+
 def test_a_link_keeps_its_rare_fields_only_while_one_is_set() -> None:
     broker = Broker()
     conn, _ = _client(broker, "c1", "devices/c1/cmd")
