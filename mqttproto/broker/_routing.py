@@ -20,7 +20,7 @@ from ..config import BrokerConfig
 from ..enums import ReasonCode
 from ..events import MessageReceived
 from ..packets import PublishPacket
-from ..store import RetainedMessage, SessionStore
+from ..store import RetainedMessage, SessionStore, StoredMessage
 from ._fanout import FanOut
 from ._message import Message, Pending
 from ._retained import RetainedStore
@@ -156,6 +156,8 @@ class Routing(FanOut):
         max_queued = config.max_queued_messages
         max_queued_bytes = config.max_queued_bytes
         sent = dropped = 0
+        stored_kind: tuple[Any, ...] = ()
+        record: StoredMessage | None = None
         for target in route.targets:
             session = target.session
             if session.client_id == origin:
@@ -216,11 +218,10 @@ class Routing(FanOut):
                     size = message.size
                     if (
                         # _enqueue inlined where it only appends: a queue
-                        # with room, within the memory budget, not recorded.
+                        # with room, within the memory budget.
                         pending
                         and len(pending) < max_queued
                         and session.queued_bytes + size <= max_queued_bytes
-                        and session.recorder is None
                         and (
                             memory_limit is None
                             or message.holds
@@ -228,6 +229,15 @@ class Routing(FanOut):
                         )
                     ):
                         pending.append(item)
+                        recorder = session.recorder
+                        if recorder is not None:
+                            # The record every session queued alike shares
+                            # (Message.stored), looked up once per delivery kind.
+                            if item[1:] != stored_kind:
+                                stored_kind = item[1:]
+                                record = message.stored(granted, item[2], sub_ids)
+                            assert record is not None
+                            recorder.append_queued(session.client_id, record)
                         session.queued_bytes += size
                         if not message.holds:
                             self._held_bytes += size
