@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
+from typing import Generic, TypeVar, overload
 
 from .._qos import NO_PACKET_IDS
 from ..enums import QoS, RetainHandling
@@ -30,6 +31,8 @@ from ._retained import RetainedFeed
 from ._router import Sub
 
 __all__ = ["Link", "Session"]
+
+T = TypeVar("T")
 
 _QOS = (QoS.AT_MOST_ONCE, QoS.AT_LEAST_ONCE, QoS.EXACTLY_ONCE)
 
@@ -325,6 +328,37 @@ class _LinkRare:
 _NO_RARE = _LinkRare()  # what a Link without its own reads
 
 
+class _RareField(Generic[T]):
+    """A field of :class:`Link` kept in its :class:`_LinkRare`: read from it
+    (the defaults without one), written into one made on demand, which goes
+    once all its fields are back to their defaults."""
+
+    __slots__ = ("name",)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, link: None, owner: type) -> _RareField[T]: ...
+
+    @overload
+    def __get__(self, link: Link, owner: type) -> T: ...
+
+    def __get__(self, link: Link | None, owner: type) -> T | _RareField[T]:
+        if link is None:
+            return self
+        value: T = getattr(link._rare or _NO_RARE, self.name)
+        return value
+
+    def __set__(self, link: Link, value: T) -> None:
+        rare = link._rare
+        if rare is None:
+            rare = link._rare = _LinkRare()
+        setattr(rare, self.name, value)
+        if rare.idle:
+            link._rare = None
+
+
 class Link:
     """One network connection as the broker sees it."""
 
@@ -345,6 +379,26 @@ class Link:
         "username",
         "v5",
     )
+
+    #: The username the transport established (a client certificate's CN),
+    #: which overrides the CONNECT's; see Broker.open_connection.
+    identity: _RareField[str | None] = _RareField()
+    #: The CONNECT, once it came, while something is read from it (its will,
+    #: its authentication method).
+    connect: _RareField[ConnectRequested | None] = _RareField()
+    #: The client identifier the broker assigned, until the CONNACK says it.
+    assigned_id: _RareField[str | None] = _RareField()
+    #: The authenticator's ConnectInfo while the CONNECT is answered.
+    auth_info: _RareField[object] = _RareField()
+    #: The deferred authentication this connection waits for.
+    auth_job: _RareField[AuthenticationJob | None] = _RareField()
+    #: How it ended (the connection's Disconnected), for the log.
+    goodbye: _RareField[Disconnected | None] = _RareField()
+    #: Opened past ``max_connections``: its CONNECT is refused with 0x97.
+    over_quota: _RareField[bool] = _RareField()
+    #: Whether the end of the connection publishes the will: not after a
+    #: normal DISCONNECT, nor when the server shuts down.
+    will_on_close: _RareField[bool] = _RareField()
 
     def __init__(
         self,
@@ -384,109 +438,6 @@ class Link:
         #: When the earliest "conn" timer entry of the connection is due
         #: (None: none is), so that _watch adds none behind it.
         self.timer_at: float | None = None
-
-    # -- the rare fields (see _LinkRare) ---------------------------------------------
-
-    def _rare_for_write(self) -> _LinkRare:
-        rare = self._rare
-        if rare is None:
-            rare = self._rare = _LinkRare()
-        return rare
-
-    def _rare_written(self, rare: _LinkRare) -> None:
-        if rare.idle:
-            self._rare = None
-
-    @property
-    def identity(self) -> str | None:
-        """The username the transport established (a client certificate's
-        CN), which overrides the CONNECT's; see Broker.open_connection."""
-        return (self._rare or _NO_RARE).identity
-
-    @identity.setter
-    def identity(self, value: str | None) -> None:
-        rare = self._rare_for_write()
-        rare.identity = value
-        self._rare_written(rare)
-
-    @property
-    def connect(self) -> ConnectRequested | None:
-        """The CONNECT, once it came, while something is read from it (its
-        will, its authentication method)."""
-        return (self._rare or _NO_RARE).connect
-
-    @connect.setter
-    def connect(self, value: ConnectRequested | None) -> None:
-        rare = self._rare_for_write()
-        rare.connect = value
-        self._rare_written(rare)
-
-    @property
-    def assigned_id(self) -> str | None:
-        """The client identifier the broker assigned, until the CONNACK says it."""
-        return (self._rare or _NO_RARE).assigned_id
-
-    @assigned_id.setter
-    def assigned_id(self, value: str | None) -> None:
-        rare = self._rare_for_write()
-        rare.assigned_id = value
-        self._rare_written(rare)
-
-    @property
-    def auth_info(self) -> object:
-        """The authenticator's ConnectInfo while the CONNECT is answered."""
-        return (self._rare or _NO_RARE).auth_info
-
-    @auth_info.setter
-    def auth_info(self, value: object) -> None:
-        rare = self._rare_for_write()
-        rare.auth_info = value
-        self._rare_written(rare)
-
-    @property
-    def auth_job(self) -> AuthenticationJob | None:
-        """The deferred authentication this connection waits for."""
-        return (self._rare or _NO_RARE).auth_job
-
-    @auth_job.setter
-    def auth_job(self, value: AuthenticationJob | None) -> None:
-        rare = self._rare_for_write()
-        rare.auth_job = value
-        self._rare_written(rare)
-
-    @property
-    def goodbye(self) -> Disconnected | None:
-        """How it ended (the connection's Disconnected), for the log."""
-        return (self._rare or _NO_RARE).goodbye
-
-    @goodbye.setter
-    def goodbye(self, value: Disconnected | None) -> None:
-        rare = self._rare_for_write()
-        rare.goodbye = value
-        self._rare_written(rare)
-
-    @property
-    def over_quota(self) -> bool:
-        """Opened past ``max_connections``: its CONNECT is refused with 0x97."""
-        return (self._rare or _NO_RARE).over_quota
-
-    @over_quota.setter
-    def over_quota(self, value: bool) -> None:
-        rare = self._rare_for_write()
-        rare.over_quota = value
-        self._rare_written(rare)
-
-    @property
-    def will_on_close(self) -> bool:
-        """Whether the end of the connection publishes the will: not after a
-        normal DISCONNECT, nor when the server shuts down."""
-        return (self._rare or _NO_RARE).will_on_close
-
-    @will_on_close.setter
-    def will_on_close(self, value: bool) -> None:
-        rare = self._rare_for_write()
-        rare.will_on_close = value
-        self._rare_written(rare)
 
     @property
     def unsent(self) -> int:
