@@ -1,4 +1,5 @@
-"""Connection lifecycle: states, inputs and the transition table.
+"""Connection lifecycle: states, inputs and the transition table; and the
+fields a connection needs only in a phase of its life (:class:`RareField`).
 
 The table is role-agnostic: a client *sends* CONNECT where a server
 *receives* it, and both land in ``CONNECTING``. Which packets each role may
@@ -14,8 +15,11 @@ side (a :class:`~mqttproto.LocalProtocolError` for an API call, a
 from __future__ import annotations
 
 import enum
+from typing import Any, ClassVar, Generic, TypeVar, overload
 
-__all__ = ["TRANSITIONS", "ConnectionState", "Input", "transition"]
+__all__ = ["TRANSITIONS", "ConnectionState", "Input", "Rare", "RareField", "transition"]
+
+T = TypeVar("T")
 
 
 class ConnectionState(enum.Enum):
@@ -89,3 +93,65 @@ del _state, _input
 def transition(state: ConnectionState, event: Input) -> ConnectionState:
     """The state after ``event`` in ``state``; ``KeyError`` when it is illegal."""
     return TRANSITIONS[(state, event)]
+
+
+# -- fields of a phase -------------------------------------------------------------
+
+
+class Rare:
+    """The fields of an object that hold something other than their defaults
+    only in a phase of its life (around the CONNECT, at its end) or on a few
+    of them: kept in one object of a subclass of this, made by the first
+    that is set and dropped once all are back to their defaults, so that an
+    idle connection pays one slot for them all. A subclass lists its fields
+    and their defaults (None, True, False or a small int: compared by
+    identity) in ``DEFAULTS`` and as its ``__slots__``; the owner has a
+    ``_rare`` slot and a :class:`RareField` per field."""
+
+    __slots__ = ()
+
+    DEFAULTS: ClassVar[dict[str, object]] = {}
+
+    def __init__(self) -> None:
+        for name, value in self.DEFAULTS.items():
+            setattr(self, name, value)
+
+    def idle(self) -> bool:
+        """Whether every field holds its default."""
+        return all(getattr(self, name) is value for name, value in self.DEFAULTS.items())
+
+
+class RareField(Generic[T]):
+    """A field of the owner kept in its ``_rare`` object (see :class:`Rare`):
+    read from it (the default without one), written into one made on demand."""
+
+    __slots__ = ("empty", "holder", "name")
+
+    def __init__(self, holder: type[Rare]) -> None:
+        self.holder = holder
+        #: What an owner without a ``_rare`` object reads: the defaults.
+        self.empty = holder()
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, owner: None, cls: type) -> RareField[T]: ...
+
+    @overload
+    def __get__(self, owner: Any, cls: type) -> T: ...
+
+    def __get__(self, owner: Any, cls: type) -> T | RareField[T]:
+        if owner is None:
+            return self
+        value: T = getattr(owner._rare or self.empty, self.name)
+        return value
+
+    def __set__(self, owner: Any, value: T) -> None:
+        rare = owner._rare
+        if rare is None:
+            rare = owner._rare = self.holder()
+        setattr(rare, self.name, value)
+        if rare.idle():
+            owner._rare = None

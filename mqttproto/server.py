@@ -40,7 +40,7 @@ from ._server_answers import ServerAnswers
 from ._server_flows import ServerFlows
 from ._server_input import _APP, RECEIVABLE, ServerInput, _EndOfStream
 from ._server_session import InflightMessage, ServerSession
-from ._state import ConnectionState, Input
+from ._state import ConnectionState, Input, Rare, RareField
 from .codec import PacketReader
 from .config import MAX_PACKET_SIZE, ServerConfig
 from .enums import PacketType, ProtocolVersion, QoS, ReasonCode
@@ -66,6 +66,21 @@ def _topic_limits(max_topic_length: int, max_topic_levels: int) -> tuple[int, in
     same int objects for every connection of a config (28 bytes each)."""
     chars_ok = max_topic_length // 4
     return chars_ok, min(chars_ok, max_topic_levels - 1)
+
+
+class _ConnectPhase(Rare):
+    """The fields of a :class:`ServerConnection` that hold something only
+    while a CONNECT is answered or an authentication exchange runs (see
+    :class:`~mqttproto._state.Rare`): five slots of every connection."""
+
+    DEFAULTS: ClassVar[dict[str, object]] = {
+        "_auth_turn": _APP,
+        "_connect": None,
+        "_held": None,
+        "_reauth": False,
+        "_waiting_bytes": 0,
+    }
+    __slots__ = tuple(DEFAULTS)
 
 
 class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
@@ -104,11 +119,8 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         "_alias_limit",
         "_aliases_out",
         "_aliasing",
-        "_auth_turn",
-        "_connect",
         "_event_queue",
         "_expiry_zero",
-        "_held",
         "_incoming",
         "_incoming_error",
         "_incoming_pos",
@@ -121,16 +133,30 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         "_pending_unsubscribes",
         "_plain_limit",
         "_plain_topic_chars",
-        "_reauth",
+        "_rare",
         "_session",
         "_topic_chars_ok",
         "_unacked",
         "_v5",
-        "_waiting_bytes",
         "bytes_to_send",
         "client_id",
         "config",
     )
+
+    # What the CONNECT phase (and an enhanced authentication, a
+    # re-authentication) uses, kept in a _ConnectPhase while any of it is set.
+    #: The CONNECT, until it is accepted (kept while it names an
+    #: authentication method, for a re-authentication).
+    _connect: RareField[ConnectPacket | None] = RareField(_ConnectPhase)
+    #: Whose turn it is in an authentication exchange (_APP or _CLIENT).
+    _auth_turn: RareField[bool] = RareField(_ConnectPhase)
+    #: A re-authentication whose answer the application owes.
+    _reauth: RareField[bool] = RareField(_ConnectPhase)
+    #: Packets that may not be handled before CONNECT is accepted,
+    #: received during an enhanced authentication exchange [MQTT-3.1.4-5].
+    _held: RareField[list[Packet] | None] = RareField(_ConnectPhase)
+    #: Bytes received while a CONNECT waits for the application's answer.
+    _waiting_bytes: RareField[int] = RareField(_ConnectPhase)
 
     def __init__(self, config: ServerConfig | None = None, *, now: float | None = None) -> None:
         config = config if config is not None else ServerConfig()
@@ -153,7 +179,8 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         self._opened_at = now
         if now is not None:
             self._last_received = now
-        self._connect: ConnectPacket | None = None
+        #: The fields of the CONNECT phase (see the RareFields below).
+        self._rare: _ConnectPhase | None = None
         #: Whether the CONNECT's Session Expiry Interval was 0 (absent).
         self._expiry_zero = True
         #: The client identifier in force (the assigned one, if any).
@@ -161,9 +188,6 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         self._keep_alive = 0
         #: Made when first needed: a broker gives the session at accept().
         self._session: ServerSession = None  # type: ignore[assignment]  # see session
-        self._auth_turn = _APP
-        #: A re-authentication whose answer the application owes.
-        self._reauth = False
         #: Packets received and not yet handled: next_event() handles them
         #: one by one, so that the application answers each before the next
         #: is read; then the reader's error, if the stream broke after them.
@@ -172,11 +196,6 @@ class ServerConnection(ServerAnswers, ServerInput, ServerFlows, Connection):
         self._incoming_error: RemoteProtocolError | None = None
         #: When the packets waiting in _incoming arrived.
         self._input_now = 0.0 if now is None else now
-        #: Packets that may not be handled before CONNECT is accepted,
-        #: received during an enhanced authentication exchange [MQTT-3.1.4-5].
-        self._held: list[Packet] | None = None
-        #: Bytes received while a CONNECT waits for the application's answer.
-        self._waiting_bytes = 0
         #: Bytes waiting for :meth:`data_to_send` (read it, do not set it):
         #: what a server counts against a high-water mark of its own.
         self.bytes_to_send = 0

@@ -84,8 +84,22 @@ def test_an_idle_connection_holds_no_empty_table() -> None:
     # entry is 184 bytes).
     assert list(session.subscriptions) == ["devices/c1/cmd"]
     assert not any(isinstance(value, dict) for value in _slots(session).values())
-    # Nothing of the CONNECT phase stays with the link.
+    # Nothing of the CONNECT phase stays with the link or the connection.
     assert link._rare is None and link.connect is None and link.will_on_close
+    assert server._rare is None and server._connect is None
+
+
+def test_a_server_connection_keeps_the_connect_phase_only_while_it_lasts() -> None:
+    server = ServerConnection(now=NOW)
+    client = ClientConnection(V5)
+    client.connect(client_id="c1", keep_alive=0)
+    server.receive_data(client.data_to_send(NOW), NOW)
+    assert server._rare is None  # read, not yet handled
+    request = server.next_event()
+    assert request is not None
+    assert server._rare is not None and server._connect is not None
+    server.accept()
+    assert server._rare is None and server._connect is None and server._held is None
 
 
 def test_the_per_connection_objects_have_no_instance_dict() -> None:

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from typing import Generic, TypeVar, overload
+from typing import ClassVar
 
 from .._qos import NO_PACKET_IDS
+from .._state import Rare, RareField
 from ..enums import QoS, RetainHandling
 from ..events import ConnectRequested, Disconnected
 from ..packets import Will
@@ -31,8 +32,6 @@ from ._retained import RetainedFeed
 from ._router import Sub
 
 __all__ = ["Link", "Session"]
-
-T = TypeVar("T")
 
 _QOS = (QoS.AT_MOST_ONCE, QoS.AT_LEAST_ONCE, QoS.EXACTLY_ONCE)
 
@@ -284,79 +283,22 @@ def _expires_at(message: Message | None) -> float | None:
     return None if message is None else message.expires_at
 
 
-class _LinkRare:
-    """The fields of a :class:`Link` that hold something only around the
-    CONNECT, at its end, or on a few connections (a client certificate's
-    identity): made by the first that is set, dropped when all are back to
-    their defaults, so that an idle connection keeps none (64 bytes each)."""
+class _LinkRare(Rare):
+    """The fields of a :class:`Link` set around the CONNECT, at its end, or
+    on a few connections (a client certificate's identity): see
+    :class:`~mqttproto._state.Rare` (eight slots of every Link, 64 bytes)."""
 
-    __slots__ = (
-        "assigned_id",
-        "auth_info",
-        "auth_job",
-        "connect",
-        "goodbye",
-        "identity",
-        "over_quota",
-        "will_on_close",
-    )
-
-    def __init__(self) -> None:
-        self.assigned_id: str | None = None
-        self.auth_info: object = None
-        self.auth_job: AuthenticationJob | None = None
-        self.connect: ConnectRequested | None = None
-        self.goodbye: Disconnected | None = None
-        self.identity: str | None = None
-        self.over_quota = False
-        self.will_on_close = True
-
-    @property
-    def idle(self) -> bool:
-        return (
-            self.connect is None
-            and self.auth_info is None
-            and self.auth_job is None
-            and self.assigned_id is None
-            and self.goodbye is None
-            and self.identity is None
-            and not self.over_quota
-            and self.will_on_close
-        )
-
-
-_NO_RARE = _LinkRare()  # what a Link without its own reads
-
-
-class _RareField(Generic[T]):
-    """A field of :class:`Link` kept in its :class:`_LinkRare`: read from it
-    (the defaults without one), written into one made on demand, which goes
-    once all its fields are back to their defaults."""
-
-    __slots__ = ("name",)
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    @overload
-    def __get__(self, link: None, owner: type) -> _RareField[T]: ...
-
-    @overload
-    def __get__(self, link: Link, owner: type) -> T: ...
-
-    def __get__(self, link: Link | None, owner: type) -> T | _RareField[T]:
-        if link is None:
-            return self
-        value: T = getattr(link._rare or _NO_RARE, self.name)
-        return value
-
-    def __set__(self, link: Link, value: T) -> None:
-        rare = link._rare
-        if rare is None:
-            rare = link._rare = _LinkRare()
-        setattr(rare, self.name, value)
-        if rare.idle:
-            link._rare = None
+    DEFAULTS: ClassVar[dict[str, object]] = {
+        "assigned_id": None,
+        "auth_info": None,
+        "auth_job": None,
+        "connect": None,
+        "goodbye": None,
+        "identity": None,
+        "over_quota": False,
+        "will_on_close": True,
+    }
+    __slots__ = tuple(DEFAULTS)
 
 
 class Link:
@@ -382,23 +324,23 @@ class Link:
 
     #: The username the transport established (a client certificate's CN),
     #: which overrides the CONNECT's; see Broker.open_connection.
-    identity: _RareField[str | None] = _RareField()
+    identity: RareField[str | None] = RareField(_LinkRare)
     #: The CONNECT, once it came, while something is read from it (its will,
     #: its authentication method).
-    connect: _RareField[ConnectRequested | None] = _RareField()
+    connect: RareField[ConnectRequested | None] = RareField(_LinkRare)
     #: The client identifier the broker assigned, until the CONNACK says it.
-    assigned_id: _RareField[str | None] = _RareField()
+    assigned_id: RareField[str | None] = RareField(_LinkRare)
     #: The authenticator's ConnectInfo while the CONNECT is answered.
-    auth_info: _RareField[object] = _RareField()
+    auth_info: RareField[object] = RareField(_LinkRare)
     #: The deferred authentication this connection waits for.
-    auth_job: _RareField[AuthenticationJob | None] = _RareField()
+    auth_job: RareField[AuthenticationJob | None] = RareField(_LinkRare)
     #: How it ended (the connection's Disconnected), for the log.
-    goodbye: _RareField[Disconnected | None] = _RareField()
+    goodbye: RareField[Disconnected | None] = RareField(_LinkRare)
     #: Opened past ``max_connections``: its CONNECT is refused with 0x97.
-    over_quota: _RareField[bool] = _RareField()
+    over_quota: RareField[bool] = RareField(_LinkRare)
     #: Whether the end of the connection publishes the will: not after a
     #: normal DISCONNECT, nor when the server shuts down.
-    will_on_close: _RareField[bool] = _RareField()
+    will_on_close: RareField[bool] = RareField(_LinkRare)
 
     def __init__(
         self,
