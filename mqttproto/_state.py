@@ -151,6 +151,8 @@ class RareField(Generic[T]):
     def __set__(self, owner: Any, value: T) -> None:
         rare = owner._rare
         if rare is None:
+            if value is getattr(self.empty, self.name):
+                return  # a default written over the default (a close resets them)
             rare = owner._rare = self.holder()
         setattr(rare, self.name, value)
         if rare.idle():
