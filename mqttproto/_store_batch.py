@@ -2,13 +2,16 @@
 and the batch of changes waiting for the next commit.
 
 The file stores each message once (``messages``), however many sessions hold
-it, and one small row per session that holds it (``deliveries``: the
-session, the message, its packet identifier once it is in flight, whether
-it is past PUBREC). Each recording call changes this picture at once and
-notes the rows it changed in the pending batch (:class:`Batch`); the commit
-writes only those rows, each once, in its final state:
+it, and a session's deliveries of them as runs (``deliveries``, see
+``_store_rows``: consecutive keys of consecutive messages, queued or in
+flight with identifiers in turn, are one row). Each recording call changes
+this picture at once and notes the deliveries it changed in the pending
+batch (:class:`Batch`); the commit writes only the rows those changed, each
+once, in its final state:
 
-- a delivery queued and later sent is one row, updated in place;
+- the deliveries a commit adds to a session are one row per run;
+- a row whose deliveries are all acknowledged is deleted, one cut by a change
+  (a part sent from the queue, a part acknowledged) is replaced by its parts;
 - a delivery (or message) made and gone again within one batch is never
   written at all;
 - a message row goes when the last delivery holding it does.
@@ -19,23 +22,24 @@ the next commit, in the state they have then.
 
 from __future__ import annotations
 
+from bisect import insort
 from collections import deque
-from itertools import chain
-from operator import sub
 from typing import Any
 
 from ._store_records import RetainedMessage, StoredMessage, StoredSession
-from ._store_rows import _encode_message, _session_row
+from ._store_rows import (
+    NewRow,
+    Row,
+    _coalesce,
+    _cut_rows,
+    _encode_message,
+    _insert_blocks,
+    _runs,
+    _session_row,
+    _shift_runs,
+)
 
 __all__ = ["SESSION_COLUMNS", "Batch", "Held", "Stored"]
-
-#: Delivery rows inserted by one statement (4 parameters each: far below
-#: the 999 parameters of the oldest SQLite).
-_BLOCK = 32
-_INSERT_BLOCK = "INSERT INTO deliveries VALUES " + ", ".join(["(?, ?, ?, ?)"] * _BLOCK)
-#: Message rows likewise (3 or 2 parameters each).
-_MESSAGES_BLOCK = "INSERT INTO messages VALUES " + ", ".join(["(?, ?, ?)"] * _BLOCK)
-_LASTING_BLOCK = "INSERT INTO messages (id, packet) VALUES " + ", ".join(["(?, ?)"] * _BLOCK)
 
 #: The columns of a ``sessions`` row (as ``_store_rows._session_row`` makes it).
 SESSION_COLUMNS = (
@@ -78,6 +82,7 @@ class Held:
     __slots__ = (
         "changed",
         "dirty",
+        "firsts",
         "flushed",
         "fresh",
         "gone",
@@ -85,6 +90,7 @@ class Held:
         "number",
         "queue",
         "row",
+        "rows",
         "seq",
         "wiped",
     )
@@ -99,6 +105,10 @@ class Held:
         self.queue: deque[Queued] = deque()
         #: packet id -> delivery in flight, in the order they were recorded.
         self.inflight: dict[int, Flying] = {}
+        #: The ``deliveries`` rows the file has (as of the last commit), by
+        #: first key, and those keys in order.
+        self.rows: dict[int, Row] = {}
+        self.firsts: list[int] = []
         #: Whether it is in the batch's ``dirty`` (its deliveries changed;
         #: always, while it holds any the file has not).
         self.dirty = False
@@ -135,6 +145,9 @@ class Batch:
         self.dropped: dict[int, None] = {}
         self.messages: dict[int, Stored] = {}
         self.retained: dict[str, RetainedMessage | None] = {}
+        #: The delivery rows the commit under way writes: (session, first
+        #: keys of the rows it deletes, the rows it inserts).
+        self.written: list[tuple[Held, list[int], list[NewRow]]] = []
 
     def reset(self) -> None:
         """Forget everything (the file is read again)."""
@@ -146,6 +159,7 @@ class Batch:
         self.dropped.clear()
         self.messages.clear()
         self.retained.clear()
+        self.written = []
 
     @property
     def pending(self) -> bool:
@@ -341,7 +355,10 @@ class Batch:
     # -- the commit ------------------------------------------------------------------
 
     def statements(self) -> list[tuple[str, list[Any]]]:
-        """The writes of the batch: (SQL, parameter rows) for ``executemany``."""
+        """The writes of the batch: (SQL, parameter rows) for ``executemany``.
+
+        The rows of deliveries it writes are noted (``self.written``), for
+        :meth:`committed` to make them the picture's once they are in."""
         gone_sessions = []
         sessions = []
         for client_id, row in self.rows.items():
@@ -353,38 +370,44 @@ class Batch:
         # binds those as they are, and looks anything else (None, bytes) up
         # in its adapters first, which costs more than the row.
         wiped: list[tuple[int, int]] = []
-        # Rows deleted (and updated) by runs of consecutive keys of a session
-        # (and, for updates, one shift from key to packet id): the copies
-        # acknowledged together, the messages of a session sent together.
-        gone: list[tuple[int, int, int]] = []
-        changed: list[tuple[int, int, int, int]] = []
-        # The new rows, flat: 4 parameters each.
+        cut: list[tuple[int, int]] = []
+        # The rows written, flat: 5 parameters each.
         new: list[int] = []
+        written = self.written = []
         for held in self.dirty:
             number = held.number
             flushed = held.flushed
             if held.wiped:
                 wiped.append((number, flushed))
-            if held.gone:
-                gone += _key_runs(number, held.gone)
-            if held.changed:
-                changed += _shift_runs(number, held.changed)
+            rows: list[NewRow] = []
+            removed: list[int] = []
+            if held.gone or held.changed:
+                touched: list[tuple[int, int, int | None]] = [
+                    (first, last, None) for first, last in _runs(held.gone)
+                ]
+                if held.changed:
+                    touched += _shift_runs(held.changed)
+                    touched.sort()
+                removed, rows = _cut_rows(held.rows, held.firsts, touched)
+                for first in removed:
+                    cut.append((number, first))
             if held.fresh:
+                # Delivered at once since the last commit, in key order.
+                made = []
                 inflight = held.inflight
                 for packet_id in held.fresh:
                     delivery = inflight.get(packet_id)
                     if delivery is not None and delivery[0] > flushed:
-                        new += (number, delivery[0], delivery[1].id, delivery[2])
-            # The new queued rows are the queue's tail: written in the order
-            # of their keys (SQLite inserts them faster so than backwards).
-            tail = []
-            for seq, stored in reversed(held.queue):
-                if seq <= flushed:
-                    break
-                tail.append((number, seq, stored.id, 0))
-            if tail:
-                tail.reverse()
-                new += chain.from_iterable(tail)
+                        made.append((delivery[0], delivery[1].id, delivery[2]))
+                made.sort()
+                rows += _coalesce(made)
+            queue = held.queue
+            if queue and queue[-1][0] > flushed:
+                rows += _queue_runs(queue, flushed)
+            for first, last, message_id, state in rows:
+                new += (number, first, last, message_id, state)
+            if removed or rows:
+                written.append((held, removed, rows))
         offset = self.offset
         # Flat, as the new delivery rows: 3 and 2 parameters each.
         new_messages: list[Any] = []
@@ -425,15 +448,11 @@ class Batch:
             ),
             ("DELETE FROM deliveries WHERE session = ?", [(n,) for n in self.dropped]),
             ("DELETE FROM deliveries WHERE session = ? AND seq <= ?", wiped),
-            ("DELETE FROM deliveries WHERE session = ? AND seq BETWEEN ? AND ?", gone),
-            (
-                "UPDATE deliveries SET packet_id = seq + ? WHERE session = ? AND seq BETWEEN ? AND ?",
-                changed,
-            ),
-            *_blocks(_INSERT_BLOCK, "INSERT INTO deliveries VALUES (?, ?, ?, ?)", new, 4),
+            ("DELETE FROM deliveries WHERE session = ? AND seq = ?", cut),
+            *_insert_blocks("INSERT INTO deliveries VALUES ", "(?, ?, ?, ?, ?)", new, 5),
             ("DELETE FROM messages WHERE id BETWEEN ? AND ?", _runs(gone_messages)),
-            *_blocks(_MESSAGES_BLOCK, "INSERT INTO messages VALUES (?, ?, ?)", new_messages, 3),
-            *_blocks(_LASTING_BLOCK, "INSERT INTO messages (id, packet) VALUES (?, ?)", lasting, 2),
+            *_insert_blocks("INSERT INTO messages VALUES ", "(?, ?, ?)", new_messages, 3),
+            *_insert_blocks("INSERT INTO messages (id, packet) VALUES ", "(?, ?)", lasting, 2),
             ("DELETE FROM retained WHERE topic = ?", gone_retained),
             ("INSERT OR REPLACE INTO retained VALUES (?, ?, ?)", retained),
         ]
@@ -449,7 +468,13 @@ class Batch:
                 held.changed.clear()
             if held.fresh:
                 held.fresh.clear()
-            held.wiped = False
+            if held.wiped:
+                held.rows.clear()
+                held.firsts.clear()
+                held.wiped = False
+        for held, removed, rows in self.written:
+            _replace_rows(held, removed, rows)
+        self.written = []
         for stored in self.messages.values():
             if stored.refs:
                 stored.on_disk = True
@@ -460,71 +485,46 @@ class Batch:
         self.retained.clear()
 
 
-def _blocks(
-    block: str, single: str, flat: list[Any], width: int
-) -> tuple[tuple[str, list[Any]], tuple[str, list[Any]]]:
-    """The rows ``flat`` (``width`` parameters each, one after the other)
-    inserted by ``block`` (_BLOCK rows) and the rest by ``single`` (one):
-    fewer statement steps, as the sqlite3 module runs executemany one
-    parameter row at a time."""
-    size = width * _BLOCK
-    whole = len(flat) - len(flat) % size
-    return (
-        (block, [flat[i : i + size] for i in range(0, whole, size)]),
-        (single, [flat[i : i + width] for i in range(whole, len(flat), width)]),
-    )
-
-
-def _key_runs(number: int, keys: list[int]) -> list[tuple[int, int, int]]:
-    """The rows ``keys`` of session ``number`` as (number, first, last) runs
-    of consecutive keys; mostly one (acknowledgements come in order)."""
-    return [(number, first, last) for first, last in _runs(keys)]
-
-
-def _shift_runs(number: int, changed: dict[int, int]) -> list[tuple[int, int, int, int]]:
-    """The rows ``changed`` (key -> packet id) of session ``number`` as
-    (packet id - key, number, first, last) runs of consecutive keys with one
-    shift: the messages sent from the queue together, mostly one run."""
-    low = min(changed)
-    high = max(changed)
-    if high - low == len(changed) - 1:
-        shifts = set(map(sub, changed.values(), changed))
-        if len(shifts) == 1:
-            return [(shifts.pop(), number, low, high)]
-    runs = []
-    first = last = shift = -2
-    for seq, state in sorted(changed.items()):
-        if seq == last + 1 and state - seq == shift:
-            last = seq
-        else:
-            if first >= 0:
-                runs.append((shift, number, first, last))
-            first = last = seq
-            shift = state - seq
+def _queue_runs(queue: deque[Queued], flushed: int) -> list[NewRow]:
+    """The rows of the queued deliveries made since the last commit (keys
+    above ``flushed``: the queue's tail), one per run (``_coalesce``, in one
+    pass from the end: every message a session queued comes here)."""
+    rows: list[NewRow] = []
+    first = last = message = -2
+    for seq, stored in reversed(queue):
+        if seq <= flushed:
+            break
+        if seq == first - 1 and stored.id == message - 1:
+            first = seq
+            message -= 1
+            continue
+        if first >= 0:
+            rows.append((first, last, message, 0))
+        first = last = seq
+        message = stored.id
     if first >= 0:
-        runs.append((shift, number, first, last))
-    return runs
+        rows.append((first, last, message, 0))
+    return rows
 
 
-def _runs(keys: list[int]) -> list[tuple[int, int]]:
-    """The distinct ``keys`` as (first, last) runs of consecutive keys (each
-    key of a run is one of ``keys``): the messages of a stream, the copies
-    acknowledged together."""
-    if not keys:
-        return []
-    low = min(keys)
-    high = max(keys)
-    if high - low == len(keys) - 1:
-        return [(low, high)]  # as many distinct keys as the range holds
-    runs = []
-    first = last = -2
-    for key in sorted(keys):
-        if key == last + 1:
-            last = key
+def _replace_rows(held: Held, removed: list[int], rows: list[NewRow]) -> None:
+    """The rows ``removed`` of ``held`` (first keys) are gone from the file
+    and ``rows`` are in it: the picture follows."""
+    pictured = held.rows
+    firsts = held.firsts
+    if removed:
+        for first in removed:
+            del pictured[first]
+        if len(removed) == len(firsts):
+            firsts.clear()
+        elif firsts[: len(removed)] == removed:
+            del firsts[: len(removed)]  # the oldest rows: acknowledged in order
         else:
-            if first >= 0:
-                runs.append((first, last))
-            first = last = key
-    if first >= 0:
-        runs.append((first, last))
-    return runs
+            gone = set(removed)
+            firsts[:] = [first for first in firsts if first not in gone]
+    for first, last, message, state in rows:
+        pictured[first] = (last, message, state)
+        if not firsts or first > firsts[-1]:
+            firsts.append(first)
+        else:
+            insort(firsts, first)

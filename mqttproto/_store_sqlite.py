@@ -7,12 +7,13 @@ notes the rows changed in a pending batch (``_store_batch.Batch``);
 holds its acknowledgements until that commit returned, so an acknowledged
 message is in the file.
 
-A message is one row (``messages``) however many sessions hold it; each
-session that holds it has a small ``deliveries`` row, which is updated in
-place when the message goes from the queue into flight and deleted when its
-flow ends. A commit writes only the rows that changed since the previous
-one, each once: a delivery that came and went between two commits is never
-written.
+A message is one row (``messages``) however many sessions hold it; a
+session's deliveries of them are ``deliveries`` rows, one per run of
+deliveries (``_store_rows``): what a commit adds to a session is mostly one
+row, replaced by its parts when some of it is sent or acknowledged, deleted
+when all of it is. A commit writes only the rows that changed since the
+previous one, each once: a delivery that came and went between two commits
+is never written.
 
 Times: records carry deadlines on the broker's monotonic clock; the file
 keeps wall-clock deadlines (``clock() + offset``), so that a deadline that
@@ -48,7 +49,7 @@ from ._store_rows import _decode_publish, _decode_subscriptions, _decode_will
 __all__ = ["SCHEMA_VERSION", "SQLiteStore", "backup"]
 
 #: The schema this version writes (and the newest it can read).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: ``PRAGMA application_id`` of a mqttproto store: "MQTP".
 APPLICATION_ID = 0x4D515450
 
@@ -61,12 +62,19 @@ _SESSIONS = (
     " will BLOB, will_delay INTEGER, will_due REAL)"
 )
 _MESSAGES = "CREATE TABLE messages (id INTEGER PRIMARY KEY, expires_at REAL, packet BLOB NOT NULL)"
-# A delivery: a message (``messages.id``) held by a session (``sessions.number``),
-# queued (packet_id 0) or in flight (its packet id; negative: past PUBREC).
-# A session's rows load in ``seq`` order, the order of queueing; they are
-# next to each other in the file, so that the rows of a session that change
-# together are runs of keys (deleted or updated by the run).
+# A run of deliveries of a session (``sessions.number``): the keys ``seq`` to
+# ``last``, key k holding message ``message + (k - seq)`` (``messages.id``),
+# queued (packet_id 0) or in flight with packet id ``packet_id + (k - seq)``
+# (negative: past PUBREC). A session's rows load in ``seq`` order, the order
+# of queueing, and are next to each other in the file.
 _DELIVERIES = (
+    "CREATE TABLE deliveries ("
+    " session INTEGER NOT NULL, seq INTEGER NOT NULL, last INTEGER NOT NULL,"
+    " message INTEGER NOT NULL, packet_id INTEGER NOT NULL,"
+    " PRIMARY KEY (session, seq)) WITHOUT ROWID"
+)
+# Version 2: one row per delivery.
+_DELIVERIES_2 = (
     "CREATE TABLE deliveries ("
     " session INTEGER NOT NULL, seq INTEGER NOT NULL, message INTEGER NOT NULL,"
     " packet_id INTEGER NOT NULL, PRIMARY KEY (session, seq)) WITHOUT ROWID"
@@ -92,7 +100,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE TABLE sessions_2" + _SESSIONS,
         "INSERT INTO sessions_2 SELECT rowid, * FROM sessions",
         _MESSAGES,
-        _DELIVERIES,
+        _DELIVERIES_2,
         "INSERT INTO messages SELECT seq, expires_at, packet FROM queued",
         "INSERT INTO deliveries SELECT s.number, q.seq, q.seq, 0"
         " FROM queued q JOIN sessions_2 s USING (client_id)",
@@ -104,6 +112,13 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "DROP TABLE inflight",
         "DROP TABLE sessions",
         "ALTER TABLE sessions_2 RENAME TO sessions",
+    ),
+    # 2 -> 3: a delivery row becomes a run of one.
+    2: (
+        "ALTER TABLE deliveries RENAME TO deliveries_2",
+        _DELIVERIES,
+        "INSERT INTO deliveries SELECT session, seq, seq, message, packet_id FROM deliveries_2",
+        "DROP TABLE deliveries_2",
     ),
 }
 
@@ -186,6 +201,9 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             self._db.close()
             raise StoreError(f"{self.path}: cannot read: {exc}") from None
+        except StoreError:
+            self._db.close()
+            raise
 
     # -- opening ------------------------------------------------------------------------
 
@@ -277,29 +295,35 @@ class SQLiteStore:
             held[number] = batch.sessions[row[1]] = Held(number, row)
             contents[number] = ([], [])
             batch.session_number = max(batch.session_number, number)
-        for number, seq, message_id, state in db.execute(
-            "SELECT session, seq, message, packet_id FROM deliveries ORDER BY session, seq"
+        for number, first, last, first_message, first_state in db.execute(
+            "SELECT session, seq, last, message, packet_id FROM deliveries ORDER BY session, seq"
         ):
             session = held.get(number)
             if session is None:
                 # Held by no session the file knows: the next commit deletes it.
                 batch.dropped[number] = None
                 continue
-            session.seq = session.flushed = seq
-            found = messages.get(message_id)
-            if found is None:
-                session.gone.append(seq)  # a message the file lacks: deleted too
-                if not session.dirty:
-                    session.dirty = True
-                    batch.dirty.append(session)
-                continue
-            stored, record = found
-            stored.refs += 1
+            if last < first or first <= session.seq or not _states_valid(first_state, last - first):
+                raise StoreError(f"{self.path}: a row of deliveries is corrupt")
+            session.rows[first] = (last, first_message, first_state)
+            session.firsts.append(first)
+            session.seq = session.flushed = last
             inflight, queued = contents[number]
-            if not state:
-                session.queue.append((seq, stored))
-                queued.append(record)
-            else:
+            for seq in range(first, last + 1):
+                found = messages.get(first_message + seq - first)
+                if found is None:
+                    session.gone.append(seq)  # a message the file lacks: cut off too
+                    if not session.dirty:
+                        session.dirty = True
+                        batch.dirty.append(session)
+                    continue
+                stored, record = found
+                stored.refs += 1
+                if not first_state:
+                    session.queue.append((seq, stored))
+                    queued.append(record)
+                    continue
+                state = first_state + seq - first
                 packet_id = abs(state)
                 session.inflight[packet_id] = (seq, stored, state)
                 inflight.append(
@@ -395,6 +419,15 @@ class SQLiteStore:
     def close(self) -> None:
         """Close the file; changes not committed are lost."""
         self._db.close()
+
+
+def _states_valid(first: int, span: int) -> bool:
+    """Whether a row's states, ``first`` to ``first + span``, are all queued
+    (0) or all packet identifiers of one sign."""
+    if not first:
+        return True
+    last = first + span
+    return (first > 0 and last <= 65535) or (first >= -65535 and last < 0)
 
 
 def backup(source: str | os.PathLike[str], destination: str | os.PathLike[str]) -> None:

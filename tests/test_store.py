@@ -18,6 +18,7 @@ from pathlib import Path
 import attrs
 import pytest
 
+from mqttproto._store_sqlite import SCHEMA_VERSION
 from mqttproto.enums import QoS, RetainHandling
 from mqttproto.packets import PublishPacket, Will
 from mqttproto.store import (
@@ -501,7 +502,7 @@ def test_a_version_1_file_is_migrated_with_everything_it_holds(tmp_path: Path) -
     store.commit()
     store.close()
     db = sqlite3.connect(path)
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert tables == {"schema_version", "sessions", "messages", "deliveries", "retained"}
     db.close()
@@ -514,6 +515,184 @@ def test_a_version_1_file_is_migrated_with_everything_it_holds(tmp_path: Path) -
     again.close()
 
 
+def _version_2_file(path: Path) -> None:
+    """A file as mqttproto wrote schema version 2 (one row per delivery):
+    session 1 with two messages in flight (the second past PUBREC) and one
+    queued, session 2 with the third message queued too."""
+    from mqttproto import encode_packet
+    from mqttproto.enums import ProtocolVersion
+
+    def blob(topic: str, qos: int) -> bytes:
+        packet = PublishPacket(topic, b"2", QoS(qos), packet_id=1)
+        return encode_packet(packet, version=ProtocolVersion.MQTT_5_0)
+
+    db = sqlite3.connect(path)
+    for statement in (
+        "CREATE TABLE schema_version (version INTEGER NOT NULL)",
+        "CREATE TABLE sessions (number INTEGER PRIMARY KEY, client_id TEXT NOT NULL UNIQUE,"
+        " expiry_interval INTEGER NOT NULL, expires_at REAL, username TEXT,"
+        " subscriptions TEXT NOT NULL, awaiting_release TEXT NOT NULL, will BLOB,"
+        " will_delay INTEGER, will_due REAL)",
+        "CREATE TABLE messages (id INTEGER PRIMARY KEY, expires_at REAL, packet BLOB NOT NULL)",
+        "CREATE TABLE deliveries (session INTEGER NOT NULL, seq INTEGER NOT NULL,"
+        " message INTEGER NOT NULL, packet_id INTEGER NOT NULL,"
+        " PRIMARY KEY (session, seq)) WITHOUT ROWID",
+        "CREATE TABLE retained (topic TEXT PRIMARY KEY, expires_at REAL, packet BLOB NOT NULL)",
+        "INSERT INTO schema_version VALUES (2)",
+        "PRAGMA application_id=1297175632",
+        "INSERT INTO sessions VALUES (1, 'a', 60, NULL, NULL, '[]', '[]', NULL, NULL, NULL)",
+        "INSERT INTO sessions VALUES (2, 'b', 60, NULL, NULL, '[]', '[]', NULL, NULL, NULL)",
+    ):
+        db.execute(statement)
+    for row_id, topic, qos in [(1, "m/1", 1), (2, "m/2", 2), (3, "m/3", 1)]:
+        db.execute("INSERT INTO messages VALUES (?, NULL, ?)", (row_id, blob(topic, qos)))
+    for row in [(1, 1, 1, 7), (1, 2, 2, -8), (1, 3, 3, 0), (2, 1, 3, 0)]:
+        db.execute("INSERT INTO deliveries VALUES (?, ?, ?, ?)", row)
+    db.commit()
+    db.close()
+
+
+def test_a_version_2_file_is_migrated_with_everything_it_holds(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    _version_2_file(path)
+    store = SQLiteStore(path)
+    sessions = {s.client_id: s for s in store.load_sessions()}
+
+    def m(topic: str, qos: int, packet_id: int | None = None) -> PublishPacket:
+        return PublishPacket(topic, b"2", QoS(qos), packet_id=packet_id)
+
+    assert sessions["a"].inflight == (
+        StoredMessage(m("m/1", 1, 7), None, 7),
+        StoredMessage(m("m/2", 2, 8), None, 8, released=True),
+    )
+    assert sessions["a"].queued == (StoredMessage(m("m/3", 1)),)
+    assert sessions["b"].queued == (StoredMessage(m("m/3", 1)),)
+    # It goes on as a file of this version.
+    store.end_inflight("a", 7)
+    store.send_queued("a", 9)
+    store.commit()
+    store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    assert db.execute("SELECT * FROM deliveries ORDER BY session, seq").fetchall() == [
+        (1, 2, 2, 2, -8),
+        (1, 3, 3, 3, 9),
+        (2, 1, 1, 3, 0),
+    ]
+    db.close()
+    again = SQLiteStore(path)
+    sessions = {s.client_id: s for s in again.load_sessions()}
+    assert [(x.packet_id, x.released) for x in sessions["a"].inflight] == [(8, True), (9, False)]
+    assert sessions["a"].queued == ()
+    again.close()
+
+
+def _rows(store: SQLiteStore) -> list[tuple[int, ...]]:
+    return store._db.execute("SELECT * FROM deliveries ORDER BY session, seq").fetchall()
+
+
+def test_a_stream_of_deliveries_is_a_row_per_run(tmp_path: Path) -> None:
+    """What a commit adds to a session is one row; sending part of it from
+    the queue and acknowledging part of that cuts it into its runs; what
+    loads is what was recorded, delivery by delivery."""
+    store = SQLiteStore(tmp_path / "s.db")
+    for client_id in "ab":
+        store.save_session(_session(client_id))
+    stream = [_message(n) for n in range(50)]
+    for message in stream:
+        for client_id in "ab":
+            store.append_queued(client_id, message)
+    store.commit()
+    assert _rows(store) == [(1, 1, 50, 1, 0), (2, 1, 50, 1, 0)]
+    for packet_id in range(100, 120):
+        store.send_queued("a", packet_id)
+    store.commit()
+    assert _rows(store) == [(1, 1, 20, 1, 100), (1, 21, 50, 21, 0), (2, 1, 50, 1, 0)]
+    for packet_id in range(100, 110):
+        store.end_inflight("a", packet_id)
+    store.end_inflight("a", 115)
+    store.remove_queued("b", 10)
+    store.commit()
+    assert _rows(store) == [
+        (1, 11, 15, 11, 110),
+        (1, 17, 20, 17, 116),
+        (1, 21, 50, 21, 0),
+        (2, 1, 10, 1, 0),
+        (2, 12, 50, 12, 0),
+    ]
+    store.close()
+    again = SQLiteStore(tmp_path / "s.db")
+    sessions = {s.client_id: s for s in again.load_sessions()}
+    assert [x.packet_id for x in sessions["a"].inflight] == [*range(110, 115), *range(116, 120)]
+    assert [x.packet.topic for x in sessions["a"].inflight] == [
+        f"t/{n}" for n in [*range(10, 15), *range(16, 20)]
+    ]
+    assert sessions["a"].queued == tuple(stream[20:])
+    assert sessions["b"].queued == tuple(stream[:10] + stream[11:])
+    # Everything acknowledged: no row is left.
+    for packet_id in [*range(110, 115), *range(116, 120)]:
+        again.end_inflight("a", packet_id)
+    for _ in range(30):
+        again.remove_queued("a", 0)
+    for _ in range(49):
+        again.remove_queued("b", 0)
+    again.commit()
+    assert _rows(again) == []
+    assert again._db.execute("SELECT COUNT(*) FROM messages").fetchone() == (0,)
+    again.close()
+
+
+def test_a_run_in_flight_does_not_span_the_wrap_of_packet_identifiers(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.db")
+    store.save_session(_session())
+    stream = [_message(n) for n in range(4)]
+    for message in stream:
+        store.append_queued("c", message)
+    store.commit()
+    for packet_id in (65534, 65535, 1, 2):
+        store.send_queued("c", packet_id)
+    store.release_inflight("c", 65535)
+    store.commit()
+    assert _rows(store) == [(1, 1, 1, 1, 65534), (1, 2, 2, 2, -65535), (1, 3, 4, 3, 1)]
+    store.close()
+    again = SQLiteStore(tmp_path / "s.db")
+    (session,) = again.load_sessions()
+    assert [(x.packet_id, x.released) for x in session.inflight] == [
+        (65534, False),
+        (65535, True),
+        (1, False),
+        (2, False),
+    ]
+    assert [x.packet.topic for x in session.inflight] == ["t/0", "t/1", "t/2", "t/3"]
+    again.close()
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        (1, 5, 4, 1, 0),  # ends before it begins
+        (1, 1, 2, 1, 65535),  # past the highest packet identifier
+        (1, 1, 2, 1, -1),  # crosses from past PUBREC to queued
+    ],
+)
+def test_a_corrupt_row_of_deliveries_is_refused(tmp_path: Path, row: tuple[int, ...]) -> None:
+    path = tmp_path / "s.db"
+    store = SQLiteStore(path)
+    store.save_session(_session())
+    store.append_queued("c", _message(1))
+    store.commit()
+    store.close()
+    db = sqlite3.connect(path)
+    db.execute("DELETE FROM deliveries")
+    db.execute("INSERT INTO deliveries VALUES (?, ?, ?, ?, ?)", row)
+    db.commit()
+    db.close()
+    unchanged = _unchanged(path)
+    with pytest.raises(StoreError, match="a row of deliveries is corrupt"):
+        SQLiteStore(path)
+    assert unchanged()
+
+
 def _queued(topic: str) -> StoredMessage:
     return StoredMessage(PublishPacket(topic, b"q", QoS.AT_LEAST_ONCE))
 
@@ -522,22 +701,22 @@ def test_a_newer_version_is_reached_step_by_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each version's step runs in turn: a version 1 file opened by a
-    version 3 store takes the step to 2 and then the step to 3."""
+    version 4 store takes the steps to 2, to 3 and then to 4."""
     from mqttproto import _store_sqlite
 
     path = tmp_path / "s.db"
     _version_1_file(path)
-    monkeypatch.setattr(_store_sqlite, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(_store_sqlite, "SCHEMA_VERSION", 4)
     monkeypatch.setattr(
         _store_sqlite,
         "_MIGRATIONS",
-        {**_store_sqlite._MIGRATIONS, 2: ("ALTER TABLE sessions ADD COLUMN note TEXT",)},
+        {**_store_sqlite._MIGRATIONS, 3: ("ALTER TABLE sessions ADD COLUMN note TEXT",)},
     )
     store = SQLiteStore(path)
     assert {s.client_id for s in store.load_sessions()} == {"a", "b"}
     store.close()
     db = sqlite3.connect(path)
-    assert db.execute("SELECT version FROM schema_version").fetchall() == [(3,)]
+    assert db.execute("SELECT version FROM schema_version").fetchall() == [(4,)]
     assert "note" in [row[1] for row in db.execute("PRAGMA table_info(sessions)")]
     db.close()
 

@@ -29,6 +29,9 @@ from mqttproto.store import (
 )
 
 CLIENTS = ("a", "b", "c")
+#: Few identifiers, so that flows replace each other, and the two around
+#: the wrap, which a run of identifiers in the file must not span.
+PACKET_IDS = st.sampled_from([1, 2, 3, 4, 65534, 65535])
 TOPICS = ("r/1", "r/2")
 #: A small pool, so that snapshots share messages as a broker's do.
 MESSAGES = tuple(
@@ -71,6 +74,7 @@ class StoreMachine(RuleBasedStateMachine):
         self.committed_retained: dict[str, RetainedMessage] = {}
         self.pending: dict[str, StoredSession | None] = {}
         self.pending_retained: dict[str, RetainedMessage | None] = {}
+        self.streamed = 0
 
     def _open(self) -> SQLiteStore:
         return SQLiteStore(self.path, clock=lambda: 0.0, wall_clock=lambda: 0.0)
@@ -117,7 +121,7 @@ class StoreMachine(RuleBasedStateMachine):
             queued = current.queued[:index] + current.queued[index + 1 :]
             self.pending[client_id] = attrs.evolve(current, queued=queued)
 
-    @rule(client_id=st.sampled_from(CLIENTS), packet_id=st.integers(1, 4))
+    @rule(client_id=st.sampled_from(CLIENTS), packet_id=PACKET_IDS)
     def send_queued(self, client_id: str, packet_id: int) -> None:
         self.store.send_queued(client_id, packet_id)
         current = self._current(client_id)
@@ -128,7 +132,7 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule(
         client_id=st.sampled_from(CLIENTS),
-        packet_id=st.integers(1, 4),
+        packet_id=PACKET_IDS,
         message=st.sampled_from(MESSAGES),
     )
     def add_inflight(self, client_id: str, packet_id: int, message: StoredMessage) -> None:
@@ -152,7 +156,7 @@ class StoreMachine(RuleBasedStateMachine):
         others = tuple(m for m in session.inflight if m.packet_id != packet_id)
         return attrs.evolve(session, inflight=(*others, sent), queued=queued)
 
-    @rule(client_id=st.sampled_from(CLIENTS), packet_id=st.integers(1, 4))
+    @rule(client_id=st.sampled_from(CLIENTS), packet_id=PACKET_IDS)
     def release_inflight(self, client_id: str, packet_id: int) -> None:
         self.store.release_inflight(client_id, packet_id)
         current = self._current(client_id)
@@ -163,13 +167,39 @@ class StoreMachine(RuleBasedStateMachine):
             )
             self.pending[client_id] = attrs.evolve(current, inflight=inflight)
 
-    @rule(client_id=st.sampled_from(CLIENTS), packet_id=st.integers(1, 4))
+    @rule(client_id=st.sampled_from(CLIENTS), packet_id=PACKET_IDS)
     def end_inflight(self, client_id: str, packet_id: int) -> None:
         self.store.end_inflight(client_id, packet_id)
         current = self._current(client_id)
         if current is not None:
             inflight = tuple(m for m in current.inflight if m.packet_id != packet_id)
             self.pending[client_id] = attrs.evolve(current, inflight=inflight)
+
+    @rule(
+        clients=st.lists(st.sampled_from(CLIENTS), min_size=1, max_size=3, unique=True),
+        count=st.integers(2, 6),
+    )
+    def append_stream(self, clients: list[str], count: int) -> None:
+        """New messages, each queued for every one of ``clients`` in turn,
+        as a fan-out does: runs of deliveries of consecutive messages."""
+        for _ in range(count):
+            self.streamed += 1
+            packet = PublishPacket("s", b"%d" % self.streamed, QoS.AT_LEAST_ONCE)
+            message = StoredMessage(packet, None)
+            for client_id in clients:
+                self.append(client_id, message)
+
+    @rule(client_id=st.sampled_from(CLIENTS), first=PACKET_IDS, count=st.integers(2, 4))
+    def send_run(self, client_id: str, first: int, count: int) -> None:
+        """The head of the queue sent with identifiers in turn (across the wrap)."""
+        for k in range(count):
+            self.send_queued(client_id, (first - 1 + k) % 65535 + 1)
+
+    @rule(client_id=st.sampled_from(CLIENTS), first=PACKET_IDS, count=st.integers(2, 4))
+    def end_run(self, client_id: str, first: int, count: int) -> None:
+        """Flows acknowledged in the order they were sent."""
+        for k in range(count):
+            self.end_inflight(client_id, (first - 1 + k) % 65535 + 1)
 
     @rule(client_id=st.sampled_from(CLIENTS))
     def delete(self, client_id: str) -> None:

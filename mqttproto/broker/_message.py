@@ -207,7 +207,22 @@ class Message:
         key = (qos, retain, sub_ids, self._forms_remaining)
         record = stored.get(key)
         if record is None:
-            packet = self.packet_for(True, qos, retain, sub_ids, None)
+            fields = self.packet.__dict__
+            if len(fields) == _PLAIN_QOS and "packet_id" in fields and not sub_ids:
+                # A plain QoS 1/2 PUBLISH (see _prepare): packet_for's
+                # packet, made without reading the properties it lacks.
+                packet: PublishPacket = _build(
+                    PublishPacket,
+                    {
+                        "topic": fields["topic"],
+                        "payload": fields["payload"],
+                        "qos": _QOS[qos],
+                        "retain": retain,
+                        "packet_id": None,
+                    },
+                )
+            else:
+                packet = self.packet_for(True, qos, retain, sub_ids, None)
             record = stored[key] = StoredMessage(packet, self.expires_at)
         return record
 
