@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from bisect import insort
 from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 from ._store_records import RetainedMessage, StoredMessage, StoredSession
@@ -257,15 +258,25 @@ class Batch:
             self.rows[client_id] = None
 
     def append_queued(self, client_id: str, record: StoredMessage) -> None:
-        held = self.sessions.get(client_id)
-        if held is not None:
-            # _message inlined: every message queued comes here.
-            stored = self.by_record.get(id(record))
+        self.append_queued_many((client_id,), record)
+
+    def append_queued_many(self, client_ids: Iterable[str], record: StoredMessage) -> None:
+        """``record`` joins the queue of each of ``client_ids`` (a message
+        routed to many sessions: every message queued comes here)."""
+        sessions = self.sessions
+        stored: Stored | None = None
+        for client_id in client_ids:
+            held = sessions.get(client_id)
+            if held is None:
+                continue
             if stored is None:
-                self.message_id += 1
-                stored = Stored(self.message_id, record, on_disk=False)
-                self.by_record[id(record)] = stored
-                self.messages[stored.id] = stored
+                # _message inlined: once per message queued.
+                stored = self.by_record.get(id(record))
+                if stored is None:
+                    self.message_id += 1
+                    stored = Stored(self.message_id, record, on_disk=False)
+                    self.by_record[id(record)] = stored
+                    self.messages[stored.id] = stored
             stored.refs += 1
             seq = held.seq = held.seq + 1
             held.queue.append((seq, stored))
@@ -285,16 +296,26 @@ class Batch:
             self._end(held, seq, stored)
 
     def send_queued(self, client_id: str, packet_id: int) -> None:
+        self.send_queued_many(client_id, (packet_id,))
+
+    def send_queued_many(self, client_id: str, packet_ids: Iterable[int]) -> None:
+        """The head of the queue went in flight with each of ``packet_ids`` in turn."""
         held = self.sessions.get(client_id)
-        if held is not None and held.queue:
-            seq, stored = held.queue.popleft()
-            inflight = held.inflight
+        if held is None:
+            return
+        queue = held.queue
+        inflight = held.inflight
+        flushed = held.flushed
+        for packet_id in packet_ids:
+            if not queue:
+                return
+            seq, stored = queue.popleft()
             if packet_id in inflight:
                 old = inflight.pop(packet_id)
                 self._end(held, old[0], old[1])
             # The row keeps its key, now with its packet id.
             inflight[packet_id] = (seq, stored, packet_id)
-            if seq <= held.flushed:
+            if seq <= flushed:
                 held.changed[seq] = packet_id
                 if not held.dirty:
                     held.dirty = True
@@ -330,27 +351,39 @@ class Batch:
                         self.dirty.append(held)
 
     def end_inflight(self, client_id: str, packet_id: int) -> None:
+        self.end_inflight_many(client_id, (packet_id,))
+
+    def end_inflight_many(self, client_id: str, packet_ids: Iterable[int]) -> None:
+        """The flows ``packet_ids`` of a session ended (a run of PUBACKs)."""
         held = self.sessions.get(client_id)
-        if held is not None:
-            delivery = held.inflight.pop(packet_id, None)
-            if delivery is not None:
-                # _end and _release inlined: every flow ends here (3,500
-                # instructions a message less in benchmarks/store_core.py).
-                seq = delivery[0]
-                if seq <= held.flushed:
-                    held.gone.append(seq)
-                    if held.changed:
-                        held.changed.pop(seq, None)
-                    if not held.dirty:
-                        held.dirty = True
-                        self.dirty.append(held)
-                stored = delivery[1]
-                stored.refs -= 1
-                if not stored.refs:
-                    record = stored.record
-                    if record is not None and self.by_record.get(id(record)) is stored:
-                        del self.by_record[id(record)]
-                    self.messages[stored.id] = stored
+        if held is None:
+            return
+        inflight = held.inflight
+        flushed = held.flushed
+        gone = held.gone
+        changed = held.changed
+        ended = False
+        for packet_id in packet_ids:
+            delivery = inflight.pop(packet_id, None)
+            if delivery is None:
+                continue
+            # _end and _release inlined: every flow ends here.
+            seq = delivery[0]
+            if seq <= flushed:
+                gone.append(seq)
+                ended = True
+                if changed:
+                    changed.pop(seq, None)
+            stored = delivery[1]
+            stored.refs -= 1
+            if not stored.refs:
+                record = stored.record
+                if record is not None and self.by_record.get(id(record)) is stored:
+                    del self.by_record[id(record)]
+                self.messages[stored.id] = stored
+        if ended and not held.dirty:
+            held.dirty = True
+            self.dirty.append(held)
 
     # -- the commit ------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import attrs
 
@@ -150,6 +150,9 @@ class SQLiteStore:
     add_inflight: Callable[[str, int, StoredMessage], None]
     release_inflight: Callable[[str, int], None]
     end_inflight: Callable[[str, int], None]
+    append_queued_many: Callable[[Iterable[str], StoredMessage], None]
+    send_queued_many: Callable[[str, Iterable[int]], None]
+    end_inflight_many: Callable[[str, Iterable[int]], None]
 
     def __init__(
         self,
@@ -194,6 +197,9 @@ class SQLiteStore:
         self.add_inflight = batch.add_inflight
         self.release_inflight = batch.release_inflight
         self.end_inflight = batch.end_inflight
+        self.append_queued_many = batch.append_queued_many
+        self.send_queued_many = batch.send_queued_many
+        self.end_inflight_many = batch.end_inflight_many
         try:
             # The file's sessions are read at once: the changes recorded
             # later are made to them (and the broker loads them anyway).

@@ -17,6 +17,15 @@ The broker holds its hot state in memory and records changes into a
 - a retained message set, replaced or deleted (:meth:`SessionStore.set_retained`);
 - a session discarded (:meth:`SessionStore.delete_session`).
 
+A store may also take many of the commonest changes in one call, and the
+broker uses these where a store has them (:class:`SQLiteStore` does):
+``append_queued_many(client_ids, message)``, one message queued for many
+sessions (a fan-out); ``send_queued_many(client_id, packet_ids)`` and
+``end_inflight_many(client_id, packet_ids)``, the head of a session's queue
+sent with each identifier in turn and its flows ended (a client's run of
+PUBACKs). Each is the same as the single calls one after the other; the
+broker tells a run's ends before its sends only where that is the same.
+
 **Transactions and group commit.** These calls only record: they add to the
 store's *pending batch*. :meth:`SessionStore.commit` makes the whole batch
 durable at once. A store whose :attr:`~SessionStore.durable` is true makes

@@ -117,8 +117,31 @@ class Twin:
             tuple(b.messages_sent_by_qos),
             sorted(b.connections_to_close()),
             b.sessions(),
-            None if self.store is None else list(self.store.log),
+            None if self.store is None else _canonical(self.store.log),
+            None if self.store is None else self.store.load_sessions(),
         )
+
+
+def _canonical(log: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The store's log with each stretch of flows ended and queued messages
+    sent for one client put as a run tells them: the ends first, then the
+    sends, each in their order (the same changes: an identifier sent again
+    is one ended before it, never one still to end)."""
+    out: list[tuple[Any, ...]] = []
+    stretch: list[tuple[Any, ...]] = []
+    for call in [*log, ("end",)]:
+        if call[0] in ("end_inflight", "send_queued") and (
+            not stretch or stretch[0][1] == call[1]
+        ):
+            stretch.append(call)
+            continue
+        out += sorted(stretch, key=lambda c: c[0] != "end_inflight")
+        stretch = []
+        if call[0] in ("end_inflight", "send_queued"):
+            stretch.append(call)
+        elif call[0] != "end":
+            out.append(call)
+    return out
 
 
 def _connect(sub: Subscriber, durable: bool) -> bytes:

@@ -92,6 +92,9 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(client_id=st.sampled_from(CLIENTS), message=st.sampled_from(MESSAGES))
     def append(self, client_id: str, message: StoredMessage) -> None:
         self.store.append_queued(client_id, message)
+        self._appended(client_id, message)
+
+    def _appended(self, client_id: str, message: StoredMessage) -> None:
         current = self._current(client_id)
         if current is not None:
             self.pending[client_id] = StoredSession(
@@ -124,6 +127,9 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(client_id=st.sampled_from(CLIENTS), packet_id=PACKET_IDS)
     def send_queued(self, client_id: str, packet_id: int) -> None:
         self.store.send_queued(client_id, packet_id)
+        self._sent(client_id, packet_id)
+
+    def _sent(self, client_id: str, packet_id: int) -> None:
         current = self._current(client_id)
         if current is not None and current.queued:
             self.pending[client_id] = self._in_flight(
@@ -170,6 +176,9 @@ class StoreMachine(RuleBasedStateMachine):
     @rule(client_id=st.sampled_from(CLIENTS), packet_id=PACKET_IDS)
     def end_inflight(self, client_id: str, packet_id: int) -> None:
         self.store.end_inflight(client_id, packet_id)
+        self._ended(client_id, packet_id)
+
+    def _ended(self, client_id: str, packet_id: int) -> None:
         current = self._current(client_id)
         if current is not None:
             inflight = tuple(m for m in current.inflight if m.packet_id != packet_id)
@@ -186,20 +195,26 @@ class StoreMachine(RuleBasedStateMachine):
             self.streamed += 1
             packet = PublishPacket("s", b"%d" % self.streamed, QoS.AT_LEAST_ONCE)
             message = StoredMessage(packet, None)
+            self.store.append_queued_many(clients, message)
             for client_id in clients:
-                self.append(client_id, message)
+                self._appended(client_id, message)
 
     @rule(client_id=st.sampled_from(CLIENTS), first=PACKET_IDS, count=st.integers(2, 4))
     def send_run(self, client_id: str, first: int, count: int) -> None:
         """The head of the queue sent with identifiers in turn (across the wrap)."""
-        for k in range(count):
-            self.send_queued(client_id, (first - 1 + k) % 65535 + 1)
+        packet_ids = [(first - 1 + k) % 65535 + 1 for k in range(count)]
+        self.store.send_queued_many(client_id, packet_ids)
+        for packet_id in packet_ids:
+            self._sent(client_id, packet_id)
 
     @rule(client_id=st.sampled_from(CLIENTS), first=PACKET_IDS, count=st.integers(2, 4))
     def end_run(self, client_id: str, first: int, count: int) -> None:
-        """Flows acknowledged in the order they were sent."""
-        for k in range(count):
-            self.end_inflight(client_id, (first - 1 + k) % 65535 + 1)
+        """Flows acknowledged in the order they were sent (an identifier
+        twice: the second one is not in flight any more)."""
+        packet_ids = [(first - 1 + k) % 65535 + 1 for k in range(count)]
+        self.store.end_inflight_many(client_id, packet_ids + packet_ids[:1])
+        for packet_id in packet_ids:
+            self._ended(client_id, packet_id)
 
     @rule(client_id=st.sampled_from(CLIENTS))
     def delete(self, client_id: str) -> None:

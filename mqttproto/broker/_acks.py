@@ -65,6 +65,15 @@ class Acks:
         used = ids_in_use._used
         recorder = session.recorder
         client_id = session.client_id
+        # The store hears of the flows ended and the messages sent from the
+        # queue once per run, ends first, and before anything else records
+        # for the session (_pump). An identifier sent again is one ended
+        # before it (never one still to end); a flow sent in the run and
+        # ended in it too (a stray PUBACK for the identifier just given
+        # out) is told in its order.
+        ended: list[int] = []
+        sent_ids: list[int] = []
+        sent_set: set[int] = set()
         authorizer = self.authorizer
         v5 = link.v5
         # publish_prepared's QoS 1/2 path is inlined below for a client
@@ -92,7 +101,10 @@ class Acks:
             held = session._inflight
             message = None if held is None else held.pop(packet_id, None)
             if recorder is not None:
-                recorder.end_inflight(client_id, packet_id)
+                if sent_set and packet_id in sent_set:
+                    _record(recorder, client_id, ended, sent_ids)
+                    sent_set.clear()
+                ended.append(packet_id)
             if message is not None:
                 message.holds -= 1
                 if not message.holds:
@@ -100,6 +112,8 @@ class Acks:
             if held is not None and not held:
                 held = session._inflight = None  # Session.give_back_inflight
             if session.feeds:
+                if recorder is not None:
+                    _record(recorder, client_id, ended, sent_ids)
                 self._pump(session, now)
                 continue
             pending = session.pending
@@ -116,6 +130,8 @@ class Acks:
                     break  # the room is taken (mostly after one message)
                 message, qos, retain, sub_ids = item
                 if not qos or message.expires_at is not None or authorizer is not None:
+                    if recorder is not None:
+                        _record(recorder, client_id, ended, sent_ids)
                     self._pump(session, now)
                     break
                 if conn.bytes_to_send + link.backlog >= link.max_unsent:
@@ -127,6 +143,8 @@ class Acks:
                     form = message.form(v5, qos, retain, sub_ids, now)
                 size = form.size
                 if size > link.max_out:
+                    if recorder is not None:
+                        _record(recorder, client_id, ended, sent_ids)
                     self._pump(session, now)
                     break
                 pending.popleft()
@@ -166,9 +184,34 @@ class Acks:
                     held = session._inflight = {}
                 held[new_id] = message
                 if recorder is not None:
-                    recorder.send_queued(client_id, new_id)
+                    sent_ids.append(new_id)
+                    sent_set.add(new_id)
                 self.messages_sent += 1
                 sent_by_qos[qos] += 1
             if not session.pending:
                 session.pending = ()  # the deque is given back
+        if recorder is not None:
+            _record(recorder, client_id, ended, sent_ids)
         return done
+
+
+def _record(recorder: Any, client_id: str, ended: list[int], sent: list[int]) -> None:
+    """Tell the store of the flows ``ended`` and the queued messages ``sent``
+    (identifiers, emptied), in one call each where it takes many (see
+    :mod:`mqttproto.store`)."""
+    if ended:
+        end_many = getattr(recorder, "end_inflight_many", None)
+        if end_many is not None:
+            end_many(client_id, ended)
+        else:
+            for packet_id in ended:
+                recorder.end_inflight(client_id, packet_id)
+        ended.clear()
+    if sent:
+        send_many = getattr(recorder, "send_queued_many", None)
+        if send_many is not None:
+            send_many(client_id, sent)
+        else:
+            for packet_id in sent:
+                recorder.send_queued(client_id, packet_id)
+        sent.clear()

@@ -56,6 +56,8 @@ class Durability:
     _durable: bool
     #: (link, packet id, QoS, reason code) of each PUBACK/PUBREC held.
     _held_acks: list[tuple[Link, int, int, ReasonCode]]
+    #: The store's ``append_queued_many``, if it has one.
+    _append_queued_many: Callable[[list[str], Any], None] | None
     #: SUBACKs held: called with whether the commit succeeded.
     _held_answers: list[tuple[Link, Callable[[bool], None]]]
 
@@ -70,6 +72,8 @@ class Durability:
 
     def _setup_durability(self) -> None:
         self._durable = bool(getattr(self.store, "durable", False))
+        # A store may take a message queued for many sessions in one call.
+        self._append_queued_many = getattr(self.store, "append_queued_many", None)
         self._held_acks = []
         self._held_answers = []
 

@@ -181,7 +181,13 @@ class Message:
         if len(fields) == _PLAIN_QOS and "packet_id" in fields and not sub_ids:
             # A decoded QoS 1/2 PUBLISH with no flag, alias or property (see
             # _codec_common.PLAIN_PUBLISH): packet_for's packet, made without
-            # reading the properties it does not have.
+            # reading the properties it does not have; the store's record
+            # of it has the same one (stored).
+            records = self._stored
+            if records is not None:
+                record = records.get((qos, retain, (), self._forms_remaining))
+                if record is not None:
+                    return prepare_publish(record.packet, _V5 if v5 else _V311)
             forwarded: PublishPacket = _build(
                 PublishPacket,
                 {
@@ -210,7 +216,14 @@ class Message:
             fields = self.packet.__dict__
             if len(fields) == _PLAIN_QOS and "packet_id" in fields and not sub_ids:
                 # A plain QoS 1/2 PUBLISH (see _prepare): packet_for's
-                # packet, made without reading the properties it lacks.
+                # packet, made without reading the properties it lacks
+                # (a form's, if one was made already).
+                form = self._forms.get((False, qos, retain, ())) or self._forms.get(
+                    (True, qos, retain, ())
+                )
+                if form is not None:
+                    record = stored[key] = StoredMessage(form.packet, self.expires_at)
+                    return record
                 packet: PublishPacket = _build(
                     PublishPacket,
                     {

@@ -13,6 +13,7 @@ its bounded queue. Also here: the memory budget, and ``$SYS``.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._state import ConnectionState
@@ -69,6 +70,7 @@ class Routing(FanOut):
     _feeding: int
     _durable: bool
     _held_acks: list[tuple[Link, int, int, ReasonCode]]
+    _append_queued_many: Callable[[list[str], Any], None] | None
 
     if TYPE_CHECKING:
 
@@ -158,6 +160,9 @@ class Routing(FanOut):
         sent = dropped = 0
         stored_kind: tuple[Any, ...] = ()
         record: StoredMessage | None = None
+        # Sessions whose queue took ``record`` since the store was last told
+        # (told at once per record, before anything else is recorded).
+        queued_for: list[str] = []
         for target in route.targets:
             session = target.session
             if session.client_id == origin:
@@ -229,24 +234,27 @@ class Routing(FanOut):
                         )
                     ):
                         pending.append(item)
-                        recorder = session.recorder
-                        if recorder is not None:
+                        if session.recorder is not None:
                             # The record every session queued alike shares
                             # (Message.stored), looked up once per delivery kind.
                             if item[1:] != stored_kind:
+                                if queued_for:
+                                    self._record_queued(queued_for, record)
                                 stored_kind = item[1:]
                                 record = message.stored(granted, item[2], sub_ids)
-                            assert record is not None
-                            recorder.append_queued(session.client_id, record)
+                            queued_for.append(session.client_id)
                         session.queued_bytes += size
                         if not message.holds:
                             self._held_bytes += size
                         message.holds += 1
                         reached += 1
-                    elif self._enqueue(session, item):
-                        reached += 1
                     else:
-                        refused += 1
+                        if queued_for:
+                            self._record_queued(queued_for, record)
+                        if self._enqueue(session, item):
+                            reached += 1
+                        else:
+                            refused += 1
                     continue
                 if (
                     memory_limit is not None
@@ -284,10 +292,14 @@ class Routing(FanOut):
                 sent += 1
                 self.messages_sent_by_qos[granted] += 1
                 continue
+            if queued_for:
+                self._record_queued(queued_for, record)
             if deliver(session, message, granted, retain and rap, sub_ids, now):
                 reached += 1
             else:
                 refused += 1
+        if queued_for:
+            self._record_queued(queued_for, record)
         self.messages_sent += sent
         self.messages_dropped += dropped
         for group, members in route.groups:
@@ -304,6 +316,18 @@ class Routing(FanOut):
             else:
                 refused += 1
         return reached, refused
+
+    def _record_queued(self, client_ids: list[str], record: StoredMessage | None) -> None:
+        """Tell the store that the queues of ``client_ids`` (emptied) took
+        ``record``: in one call where the store takes many."""
+        assert record is not None
+        append_many = self._append_queued_many
+        if append_many is not None:
+            append_many(client_ids, record)
+        else:
+            for client_id in client_ids:
+                self.store.append_queued(client_id, record)
+        client_ids.clear()
 
     def _deliver(
         self,
