@@ -73,7 +73,6 @@ class Acks:
         # out) is told in its order.
         ended: list[int] = []
         sent_ids: list[int] = []
-        sent_set: set[int] = set()
         authorizer = self.authorizer
         v5 = link.v5
         # publish_prepared's QoS 1/2 path is inlined below for a client
@@ -101,9 +100,17 @@ class Acks:
             held = session._inflight
             message = None if held is None else held.pop(packet_id, None)
             if recorder is not None:
-                if sent_set and packet_id in sent_set:
-                    _record(recorder, client_id, ended, sent_ids)
-                    sent_set.clear()
+                if sent_ids:
+                    # Identifiers are given out in turn: one sent in the run
+                    # is from the first of them to the next to give out.
+                    low = sent_ids[0]
+                    high = ids_in_use._next
+                    if (
+                        (low <= packet_id < high)
+                        if low < high
+                        else (packet_id >= low or packet_id < high)
+                    ) and packet_id in sent_ids:
+                        _record(recorder, client_id, ended, sent_ids)
                 ended.append(packet_id)
             if message is not None:
                 message.holds -= 1
@@ -185,7 +192,6 @@ class Acks:
                 held[new_id] = message
                 if recorder is not None:
                     sent_ids.append(new_id)
-                    sent_set.add(new_id)
                 self.messages_sent += 1
                 sent_by_qos[qos] += 1
             if not session.pending:

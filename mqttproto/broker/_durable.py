@@ -33,6 +33,7 @@ from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._qos import NO_PACKET_IDS, OutboundStage
+from .._state import ConnectionState
 from ..enums import ReasonCode
 from ..errors import LocalProtocolError
 from ..store import SessionStore, StoreError
@@ -43,6 +44,7 @@ __all__ = ["Durability"]
 _C = ReasonCode
 _T = TypeVar("_T")
 _RELEASED = OutboundStage.RELEASED
+_CLOSED = ConnectionState.CLOSED
 
 
 class Durability:
@@ -186,8 +188,17 @@ class Durability:
             ok = True
         self._held_acks = []
         self._held_answers = []
-        for link, packet_id, _qos, code in held_acks:
-            self._answer_publish(link, packet_id, code, ok, now)
+        if ok:
+            # _answer_publish's common case inlined: one per message.
+            marked = self._dirty
+            for link, packet_id, _qos, code in held_acks:
+                conn = link.conn
+                if conn.state is not _CLOSED:
+                    marked[link.id] = None
+                    conn.acknowledge(packet_id, code if link.v5 else _C.SUCCESS)
+        else:
+            for link, packet_id, _qos, code in held_acks:
+                self._answer_publish(link, packet_id, code, ok, now)
         for link, answer in held_answers:
             if not link.conn.closed:
                 answer(ok)

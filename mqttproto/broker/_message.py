@@ -218,12 +218,14 @@ class Message:
                 # A plain QoS 1/2 PUBLISH (see _prepare): packet_for's
                 # packet, made without reading the properties it lacks
                 # (a form's, if one was made already).
-                form = self._forms.get((False, qos, retain, ())) or self._forms.get(
-                    (True, qos, retain, ())
-                )
-                if form is not None:
-                    record = stored[key] = StoredMessage(form.packet, self.expires_at)
-                    return record
+                forms = self._forms
+                if forms:
+                    form = forms.get((False, qos, retain, ())) or forms.get(
+                        (True, qos, retain, ())
+                    )
+                    if form is not None:
+                        record = stored[key] = StoredMessage(form.packet, self.expires_at)
+                        return record
                 packet: PublishPacket = _build(
                     PublishPacket,
                     {
