@@ -265,6 +265,7 @@ class Batch:
         routed to many sessions: every message queued comes here)."""
         sessions = self.sessions
         stored: Stored | None = None
+        holders = 0
         for client_id in client_ids:
             held = sessions.get(client_id)
             if held is None:
@@ -277,12 +278,14 @@ class Batch:
                     stored = Stored(self.message_id, record, on_disk=False)
                     self.by_record[id(record)] = stored
                     self.messages[stored.id] = stored
-            stored.refs += 1
+            holders += 1
             seq = held.seq = held.seq + 1
             held.queue.append((seq, stored))
             if not held.dirty:
                 held.dirty = True
                 self.dirty.append(held)
+        if stored is not None:
+            stored.refs += holders
 
     def remove_queued(self, client_id: str, index: int) -> None:
         held = self.sessions.get(client_id)

@@ -158,7 +158,10 @@ class Routing(FanOut):
         max_queued = config.max_queued_messages
         max_queued_bytes = config.max_queued_bytes
         sent = dropped = 0
-        stored_kind: tuple[Any, ...] = ()
+        # The delivery kind (QoS, retain flag, subscription ids) of ``record``.
+        kind_qos = -1
+        kind_retain = False
+        kind_ids: tuple[int, ...] = ()
         record: StoredMessage | None = None
         # Sessions whose queue took ``record`` since the store was last told
         # (told at once per record, before anything else is recorded).
@@ -237,11 +240,17 @@ class Routing(FanOut):
                         if session.recorder is not None:
                             # The record every session queued alike shares
                             # (Message.stored), looked up once per delivery kind.
-                            if item[1:] != stored_kind:
+                            if (
+                                granted != kind_qos
+                                or item[2] != kind_retain
+                                or sub_ids != kind_ids
+                            ):
                                 if queued_for:
                                     self._record_queued(queued_for, record)
-                                stored_kind = item[1:]
-                                record = message.stored(granted, item[2], sub_ids)
+                                kind_qos = granted
+                                kind_retain = item[2]
+                                kind_ids = sub_ids
+                                record = message.stored(granted, kind_retain, sub_ids)
                             queued_for.append(session.client_id)
                         session.queued_bytes += size
                         if not message.holds:
