@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from bisect import bisect_right
 from collections.abc import Iterable
-from operator import sub
+from operator import eq
 from typing import Any
 
 import attrs
@@ -261,12 +261,16 @@ def _shift_runs(changed: dict[int, int]) -> list[tuple[int, int, int]]:
     """The keys ``changed`` (key -> new state) as (first, last, state - key)
     runs of consecutive keys with one shift: the messages sent from the
     queue together, mostly one run."""
-    low = min(changed)
-    high = max(changed)
-    if high - low == len(changed) - 1:
-        shifts = set(map(sub, changed.values(), changed))
-        if len(shifts) == 1:
-            return [(low, high, shifts.pop())]
+    # Mostly: the keys in turn, sent with identifiers in turn (a dict keeps
+    # the order the keys were changed in), checked without a Python loop.
+    count = len(changed)
+    low = next(iter(changed))
+    high = low + count - 1
+    first = changed[low]
+    if all(map(eq, changed, range(low, high + 1))) and all(
+        map(eq, changed.values(), range(first, first + count))
+    ):
+        return [(low, high, first - low)]
     runs = []
     first = last = shift = -2
     for seq, state in sorted(changed.items()):
