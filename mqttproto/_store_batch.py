@@ -170,23 +170,32 @@ class Batch:
 
     def _message(self, record: StoredMessage) -> Stored:
         """The message row of ``record``, one more delivery holding it."""
+        stored = self._row(record)
+        stored.refs += 1
+        return stored
+
+    def _row(self, record: StoredMessage) -> Stored:
+        """The message row of ``record`` (a new one, to write, if it has none)."""
         stored = self.by_record.get(id(record))
         if stored is None:
             self.message_id += 1
             stored = Stored(self.message_id, record, on_disk=False)
             self.by_record[id(record)] = stored
             self.messages[stored.id] = stored
-        stored.refs += 1
         return stored
 
     def _release(self, stored: Stored) -> None:
         """One delivery fewer holds the message row."""
         stored.refs -= 1
         if not stored.refs:
-            record = stored.record
-            if record is not None and self.by_record.get(id(record)) is stored:
-                del self.by_record[id(record)]
-            self.messages[stored.id] = stored
+            self._unheld(stored)
+
+    def _unheld(self, stored: Stored) -> None:
+        """No delivery holds the message row any more: the commit deletes it."""
+        record = stored.record
+        if record is not None and self.by_record.get(id(record)) is stored:
+            del self.by_record[id(record)]
+        self.messages[stored.id] = stored
 
     def _end(self, held: Held, seq: int, stored: Stored) -> None:
         """The delivery ``seq`` of ``held`` is gone."""
@@ -271,13 +280,7 @@ class Batch:
             if held is None:
                 continue
             if stored is None:
-                # _message inlined: once per message queued.
-                stored = self.by_record.get(id(record))
-                if stored is None:
-                    self.message_id += 1
-                    stored = Stored(self.message_id, record, on_disk=False)
-                    self.by_record[id(record)] = stored
-                    self.messages[stored.id] = stored
+                stored = self._row(record)
             holders += 1
             seq = held.seq = held.seq + 1
             held.queue.append((seq, stored))
@@ -380,10 +383,7 @@ class Batch:
             stored = delivery[1]
             stored.refs -= 1
             if not stored.refs:
-                record = stored.record
-                if record is not None and self.by_record.get(id(record)) is stored:
-                    del self.by_record[id(record)]
-                self.messages[stored.id] = stored
+                self._unheld(stored)
         if ended and not held.dirty:
             held.dirty = True
             self.dirty.append(held)

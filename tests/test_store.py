@@ -43,6 +43,17 @@ def _session(client_id: str = "c", **fields: object) -> StoredSession:
     return StoredSession(client_id, 60, **fields)  # type: ignore[arg-type]
 
 
+def _fan_out(store: SessionStore, client_ids: str, messages: list[StoredMessage]) -> None:
+    """New sessions ``client_ids`` (one letter each), every message queued
+    for each of them in turn, committed."""
+    for client_id in client_ids:
+        store.save_session(_session(client_id))
+    for message in messages:
+        for client_id in client_ids:
+            store.append_queued(client_id, message)
+    store.commit()
+
+
 @pytest.fixture(params=["memory", "sqlite"])
 def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[SessionStore, Reopen]]:
     """A store and how to get "the same store, opened again": the same
@@ -195,13 +206,8 @@ def test_many_messages_recorded_in_one_batch_load_in_order(
     stores: tuple[SessionStore, Reopen],
 ) -> None:
     store, reopen = stores
-    for client_id in "ab":
-        store.save_session(_session(client_id))
     messages = [_message(n) for n in range(150)]
-    for message in messages:
-        for client_id in "ab":
-            store.append_queued(client_id, message)
-    store.commit()
+    _fan_out(store, "ab", messages)
     store = reopen()
     for n in range(100):
         store.send_queued("a", n + 1)
@@ -596,13 +602,8 @@ def test_a_stream_of_deliveries_is_a_row_per_run(tmp_path: Path) -> None:
     the queue and acknowledging part of that cuts it into its runs; what
     loads is what was recorded, delivery by delivery."""
     store = SQLiteStore(tmp_path / "s.db")
-    for client_id in "ab":
-        store.save_session(_session(client_id))
     stream = [_message(n) for n in range(50)]
-    for message in stream:
-        for client_id in "ab":
-            store.append_queued(client_id, message)
-    store.commit()
+    _fan_out(store, "ab", stream)
     assert _rows(store) == [(1, 1, 50, 1, 0), (2, 1, 50, 1, 0)]
     for packet_id in range(100, 120):
         store.send_queued("a", packet_id)

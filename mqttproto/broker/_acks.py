@@ -206,18 +206,19 @@ def _record(recorder: Any, client_id: str, ended: list[int], sent: list[int]) ->
     (identifiers, emptied), in one call each where it takes many (see
     :mod:`mqttproto.store`)."""
     if ended:
-        end_many = getattr(recorder, "end_inflight_many", None)
-        if end_many is not None:
-            end_many(client_id, ended)
-        else:
-            for packet_id in ended:
-                recorder.end_inflight(client_id, packet_id)
-        ended.clear()
+        _tell(recorder, "end_inflight", client_id, ended)
     if sent:
-        send_many = getattr(recorder, "send_queued_many", None)
-        if send_many is not None:
-            send_many(client_id, sent)
-        else:
-            for packet_id in sent:
-                recorder.send_queued(client_id, packet_id)
-        sent.clear()
+        _tell(recorder, "send_queued", client_id, sent)
+
+
+def _tell(recorder: Any, call: str, client_id: str, packet_ids: list[int]) -> None:
+    """``recorder.<call>_many(client_id, packet_ids)``, or ``<call>`` for each
+    identifier in turn on a store without it; ``packet_ids`` is emptied."""
+    many = getattr(recorder, call + "_many", None)
+    if many is not None:
+        many(client_id, packet_ids)
+    else:
+        single = getattr(recorder, call)
+        for packet_id in packet_ids:
+            single(client_id, packet_id)
+    packet_ids.clear()

@@ -188,17 +188,7 @@ class Message:
                 record = records.get((qos, retain, (), self._forms_remaining))
                 if record is not None:
                     return prepare_publish(record.packet, _V5 if v5 else _V311)
-            forwarded: PublishPacket = _build(
-                PublishPacket,
-                {
-                    "topic": fields["topic"],
-                    "payload": fields["payload"],
-                    "qos": _QOS[qos],
-                    "retain": retain,
-                    "packet_id": None,
-                },
-            )
-            return prepare_publish(forwarded, _V5 if v5 else _V311)
+            return prepare_publish(_plain(fields, qos, retain), _V5 if v5 else _V311)
         return prepare_publish(
             self.packet_for(v5, qos, retain, sub_ids, None), _V5 if v5 else _V311
         )
@@ -226,16 +216,7 @@ class Message:
                     if form is not None:
                         record = stored[key] = StoredMessage(form.packet, self.expires_at)
                         return record
-                packet: PublishPacket = _build(
-                    PublishPacket,
-                    {
-                        "topic": fields["topic"],
-                        "payload": fields["payload"],
-                        "qos": _QOS[qos],
-                        "retain": retain,
-                        "packet_id": None,
-                    },
-                )
+                packet = _plain(fields, qos, retain)
             else:
                 packet = self.packet_for(True, qos, retain, sub_ids, None)
             record = stored[key] = StoredMessage(packet, self.expires_at)
@@ -260,6 +241,22 @@ class Message:
                 fields["subscription_identifiers"] = sub_ids
         packet: PublishPacket = _build(PublishPacket, fields)
         return packet
+
+
+def _plain(fields: dict[str, Any], qos: int, retain: bool) -> PublishPacket:
+    """packet_for's packet for a plain QoS 1/2 PUBLISH (its ``fields``), made
+    without reading the properties it does not have."""
+    packet: PublishPacket = _build(
+        PublishPacket,
+        {
+            "topic": fields["topic"],
+            "payload": fields["payload"],
+            "qos": _QOS[qos],
+            "retain": retain,
+            "packet_id": None,
+        },
+    )
+    return packet
 
 
 #: A message waiting for a session: (message, QoS, retain flag, subscription ids).
