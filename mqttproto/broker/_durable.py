@@ -36,7 +36,7 @@ from .._qos import NO_PACKET_IDS, OutboundStage
 from .._state import ConnectionState
 from ..enums import ReasonCode
 from ..errors import LocalProtocolError
-from ..store import SessionStore, StoreError
+from ..store import SessionStore, StoredMessage, StoreError
 from ._sessions import Link, Session
 
 __all__ = ["Durability"]
@@ -100,6 +100,18 @@ class Durability:
         self._note_releases(session)
         awaiting = session.stored_awaiting = _awaiting(session)
         recorder.save_session(session.snapshot(messages=False, awaiting=awaiting), messages=False)
+
+    def _record_queued(self, client_ids: list[str], record: StoredMessage | None) -> None:
+        """Tell the store that the queues of ``client_ids`` (emptied) took
+        ``record``: in one call where the store takes many."""
+        assert record is not None
+        append_many = self._append_queued_many
+        if append_many is not None:
+            append_many(client_ids, record)
+        else:
+            for client_id in client_ids:
+                self.store.append_queued(client_id, record)
+        client_ids.clear()
 
     def _forget_session(self, session: Session) -> None:
         session.recorder = None

@@ -13,7 +13,6 @@ its bounded queue. Also here: the memory budget, and ``$SYS``.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .._state import ConnectionState
@@ -70,11 +69,11 @@ class Routing(FanOut):
     _feeding: int
     _durable: bool
     _held_acks: list[tuple[Link, int, int, ReasonCode]]
-    _append_queued_many: Callable[[list[str], Any], None] | None
 
     if TYPE_CHECKING:
 
         def _feed(self, session: Session, now: float) -> None: ...
+        def _record_queued(self, client_ids: list[str], record: StoredMessage | None) -> None: ...
 
     # -- a client's message ---------------------------------------------------------------
 
@@ -240,11 +239,7 @@ class Routing(FanOut):
                         if session.recorder is not None:
                             # The record every session queued alike shares
                             # (Message.stored), looked up once per delivery kind.
-                            if (
-                                granted != kind_qos
-                                or item[2] != kind_retain
-                                or sub_ids != kind_ids
-                            ):
+                            if granted != kind_qos or item[2] != kind_retain or sub_ids != kind_ids:
                                 if queued_for:
                                     self._record_queued(queued_for, record)
                                 kind_qos = granted
@@ -325,18 +320,6 @@ class Routing(FanOut):
             else:
                 refused += 1
         return reached, refused
-
-    def _record_queued(self, client_ids: list[str], record: StoredMessage | None) -> None:
-        """Tell the store that the queues of ``client_ids`` (emptied) took
-        ``record``: in one call where the store takes many."""
-        assert record is not None
-        append_many = self._append_queued_many
-        if append_many is not None:
-            append_many(client_ids, record)
-        else:
-            for client_id in client_ids:
-                self.store.append_queued(client_id, record)
-        client_ids.clear()
 
     def _deliver(
         self,
