@@ -81,123 +81,126 @@ class Acks:
         sent_by_qos = self.messages_sent_by_qos
         done = 0
         spare: OutboundMessage | None = None
-        for packet_id in ids:
-            # ServerConnection._on_puback, the event and _on_acknowledged,
-            # one after the other as the events would have them.
-            sent = inflight.get(packet_id)
-            if sent is None:
+        try:
+            for packet_id in ids:
+                # ServerConnection._on_puback, the event and _on_acknowledged,
+                # one after the other as the events would have them.
+                sent = inflight.get(packet_id)
+                if sent is None:
+                    done += 4
+                    continue  # a late duplicate: nothing to end
+                if sent.packet.qos != 1 or outbound.queue:
+                    break  # QoS 2 (a protocol error), or the connection queues: the usual way
+                del inflight[packet_id]
+                spare = sent  # the flow's record, taken again by the next one sent
+                used.pop(packet_id, None)
+                if not used:  # idle: the tables a burst grew are given back
+                    inflight.clear()
+                    used.clear()
                 done += 4
-                continue  # a late duplicate: nothing to end
-            if sent.packet.qos != 1 or outbound.queue:
-                break  # QoS 2 (a protocol error), or the connection queues: the usual way
-            del inflight[packet_id]
-            spare = sent  # the flow's record, taken again by the next one sent
-            used.pop(packet_id, None)
-            if not used:  # idle: the tables a burst grew are given back
-                inflight.clear()
-                used.clear()
-            done += 4
-            held = session._inflight
-            message = None if held is None else held.pop(packet_id, None)
+                held = session._inflight
+                message = None if held is None else held.pop(packet_id, None)
+                if recorder is not None:
+                    if sent_ids:
+                        # Identifiers are given out in turn: one sent in the run
+                        # is from the first of them to the next to give out.
+                        low = sent_ids[0]
+                        high = ids_in_use._next
+                        if (
+                            (low <= packet_id < high)
+                            if low < high
+                            else (packet_id >= low or packet_id < high)
+                        ) and packet_id in sent_ids:
+                            _record(recorder, client_id, ended, sent_ids)
+                    ended.append(packet_id)
+                if message is not None:
+                    message.holds -= 1
+                    if not message.holds:
+                        self._held_bytes -= message.size
+                if held is not None and not held:
+                    held = session._inflight = None  # Session.give_back_inflight
+                if session.feeds:
+                    if recorder is not None:
+                        _record(recorder, client_id, ended, sent_ids)
+                    self._pump(session, now)
+                    continue
+                pending = session.pending
+                if not pending:
+                    continue
+                # _pump's loop, what does not change hoisted out of it: the
+                # next queued QoS 1/2 messages take the room made, in order.
+                # Anything else (QoS 0, an expiry, the rights to check, a
+                # message too large for the client) goes through _pump itself.
+                window = outbound.send_quota - len(inflight)
+                while pending:
+                    item = pending[0]
+                    if not window and item[1]:
+                        break  # the room is taken (mostly after one message)
+                    message, qos, retain, sub_ids = item
+                    if not qos or message.expires_at is not None or authorizer is not None:
+                        if recorder is not None:
+                            _record(recorder, client_id, ended, sent_ids)
+                        self._pump(session, now)
+                        break
+                    if conn.bytes_to_send + link.backlog >= link.max_unsent:
+                        break
+                    if not v5:
+                        sub_ids = ()
+                    form = message._forms.get((v5, qos, retain, sub_ids))
+                    if form is None:
+                        form = message.form(v5, qos, retain, sub_ids, now)
+                    size = form.size
+                    if size > link.max_out:
+                        if recorder is not None:
+                            _record(recorder, client_id, ended, sent_ids)
+                        self._pump(session, now)
+                        break
+                    pending.popleft()
+                    session.queued_bytes -= message.size
+                    if aliasing:
+                        new_id = conn.publish_prepared(form)
+                        assert new_id is not None
+                    else:
+                        # ServerFlows.publish_prepared: the next identifier in
+                        # turn unless in use [MQTT-2.2.1-3], the shared pieces
+                        # written around it, the flow recorded for a resend.
+                        new_id = ids_in_use._next
+                        if new_id in used:
+                            new_id = ids_in_use.allocate()
+                        else:
+                            used[new_id] = None
+                            ids_in_use._next = new_id % MAX_PACKET_ID + 1
+                        out = conn._output
+                        if out is None:
+                            out = conn._output = []
+                        out.append(form.head)
+                        out.append(packet_id_bytes(new_id))
+                        out.append(form.tail)
+                        conn.bytes_to_send += size
+                        # The record of the flow the PUBACK ended (QoS 1: in
+                        # the PUBLISHED stage) holds the new one, if not taken.
+                        if spare is None:
+                            flow = _new_outbound(OutboundMessage)
+                            flow.stage = _PUBLISHED
+                        else:
+                            flow, spare = spare, None
+                        flow.packet = form.packet
+                        flow.packet_id = new_id
+                        inflight[new_id] = flow
+                    window -= 1
+                    if held is None:
+                        held = session._inflight = {}
+                    held[new_id] = message
+                    if recorder is not None:
+                        sent_ids.append(new_id)
+                    self.messages_sent += 1
+                    sent_by_qos[qos] += 1
+                if not session.pending:
+                    session.pending = ()  # the deque is given back
+        finally:
+            # Also when something raised: the store follows what was done.
             if recorder is not None:
-                if sent_ids:
-                    # Identifiers are given out in turn: one sent in the run
-                    # is from the first of them to the next to give out.
-                    low = sent_ids[0]
-                    high = ids_in_use._next
-                    if (
-                        (low <= packet_id < high)
-                        if low < high
-                        else (packet_id >= low or packet_id < high)
-                    ) and packet_id in sent_ids:
-                        _record(recorder, client_id, ended, sent_ids)
-                ended.append(packet_id)
-            if message is not None:
-                message.holds -= 1
-                if not message.holds:
-                    self._held_bytes -= message.size
-            if held is not None and not held:
-                held = session._inflight = None  # Session.give_back_inflight
-            if session.feeds:
-                if recorder is not None:
-                    _record(recorder, client_id, ended, sent_ids)
-                self._pump(session, now)
-                continue
-            pending = session.pending
-            if not pending:
-                continue
-            # _pump's loop, what does not change hoisted out of it: the
-            # next queued QoS 1/2 messages take the room made, in order.
-            # Anything else (QoS 0, an expiry, the rights to check, a
-            # message too large for the client) goes through _pump itself.
-            window = outbound.send_quota - len(inflight)
-            while pending:
-                item = pending[0]
-                if not window and item[1]:
-                    break  # the room is taken (mostly after one message)
-                message, qos, retain, sub_ids = item
-                if not qos or message.expires_at is not None or authorizer is not None:
-                    if recorder is not None:
-                        _record(recorder, client_id, ended, sent_ids)
-                    self._pump(session, now)
-                    break
-                if conn.bytes_to_send + link.backlog >= link.max_unsent:
-                    break
-                if not v5:
-                    sub_ids = ()
-                form = message._forms.get((v5, qos, retain, sub_ids))
-                if form is None:
-                    form = message.form(v5, qos, retain, sub_ids, now)
-                size = form.size
-                if size > link.max_out:
-                    if recorder is not None:
-                        _record(recorder, client_id, ended, sent_ids)
-                    self._pump(session, now)
-                    break
-                pending.popleft()
-                session.queued_bytes -= message.size
-                if aliasing:
-                    new_id = conn.publish_prepared(form)
-                    assert new_id is not None
-                else:
-                    # ServerFlows.publish_prepared: the next identifier in
-                    # turn unless in use [MQTT-2.2.1-3], the shared pieces
-                    # written around it, the flow recorded for a resend.
-                    new_id = ids_in_use._next
-                    if new_id in used:
-                        new_id = ids_in_use.allocate()
-                    else:
-                        used[new_id] = None
-                        ids_in_use._next = new_id % MAX_PACKET_ID + 1
-                    out = conn._output
-                    if out is None:
-                        out = conn._output = []
-                    out.append(form.head)
-                    out.append(packet_id_bytes(new_id))
-                    out.append(form.tail)
-                    conn.bytes_to_send += size
-                    # The record of the flow the PUBACK ended (QoS 1: in
-                    # the PUBLISHED stage) holds the new one, if not taken.
-                    if spare is None:
-                        flow = _new_outbound(OutboundMessage)
-                        flow.stage = _PUBLISHED
-                    else:
-                        flow, spare = spare, None
-                    flow.packet = form.packet
-                    flow.packet_id = new_id
-                    inflight[new_id] = flow
-                window -= 1
-                if held is None:
-                    held = session._inflight = {}
-                held[new_id] = message
-                if recorder is not None:
-                    sent_ids.append(new_id)
-                self.messages_sent += 1
-                sent_by_qos[qos] += 1
-            if not session.pending:
-                session.pending = ()  # the deque is given back
-        if recorder is not None:
-            _record(recorder, client_id, ended, sent_ids)
+                _record(recorder, client_id, ended, sent_ids)
         return done
 
 

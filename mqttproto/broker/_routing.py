@@ -19,7 +19,6 @@ from .._state import ConnectionState
 from ..config import BrokerConfig
 from ..enums import ReasonCode
 from ..events import MessageReceived
-from ..packets import PublishPacket
 from ..store import RetainedMessage, SessionStore, StoredMessage
 from ._fanout import FanOut
 from ._message import Message, Pending
@@ -165,145 +164,152 @@ class Routing(FanOut):
         # Sessions whose queue took ``record`` since the store was last told
         # (told at once per record, before anything else is recorded).
         queued_for: list[str] = []
-        for target in route.targets:
-            session = target.session
-            if session.client_id == origin:
-                if not target.has_local:
-                    continue  # [MQTT-3.8.3-3] No Local
-                granted, rap, sub_ids = target.local_qos, target.local_rap, target.local_sub_ids
-            else:
-                granted, rap, sub_ids = target.qos, target.rap, target.sub_ids
-            if authorizer is not None and not authorizer.may_receive(
-                session.client_id, session.username, topic
-            ):
-                continue
-            # [MQTT-3.8.4-8]: the granted QoS caps the delivery QoS;
-            # [MQTT-3.3.1-12]: without Retain As Published the flag is cleared.
-            link = session.link
-            if not (granted and qos) and link is not None:
-                # The hot path, inlined: QoS 0 to a connected client is the
-                # shared wire form. Routing happens when the message arrives,
-                # so the expiry interval is whole.
-                v5 = link.v5
-                key = (v5, 0, retain and rap, sub_ids if v5 else ())
-                form = forms.get(key)
-                if form is None:
-                    form = message.form(*key, now)
-                # Dropped when too large for the client [MQTT-3.1.2-25] or
-                # above the connection's max_unsent_bytes high-water mark.
-                conn = link.conn
-                if (
-                    form.size <= link.max_out
-                    and conn.bytes_to_send + link.backlog < link.max_unsent
-                ):
-                    conn.publish_prepared(form)
-                    dirty[link.id] = None
-                    sent += 1
+        try:
+            for target in route.targets:
+                session = target.session
+                if session.client_id == origin:
+                    if not target.has_local:
+                        continue  # [MQTT-3.8.3-3] No Local
+                    granted, rap, sub_ids = target.local_qos, target.local_rap, target.local_sub_ids
                 else:
-                    dropped += 1
-                    if form.size > link.max_out:
-                        self.dropped_too_large += 1
-                reached += 1
-                continue
-            if granted > qos:
-                granted = qos
-            if link is not None:
-                # The QoS 1/2 hot path, _deliver and _send_qos inlined: a
-                # connected client gets the message at once if its window has
-                # room and nothing queued waits before it; else it is queued.
-                v5 = link.v5
-                if not v5:
-                    sub_ids = ()
-                conn = link.conn
-                pending = session.pending
-                if (
-                    pending
-                    or not conn.send_window
-                    or conn.bytes_to_send + link.backlog >= link.max_unsent
+                    granted, rap, sub_ids = target.qos, target.rap, target.sub_ids
+                if authorizer is not None and not authorizer.may_receive(
+                    session.client_id, session.username, topic
                 ):
-                    item = (message, granted, retain and rap, sub_ids)
-                    size = message.size
+                    continue
+                # [MQTT-3.8.4-8]: the granted QoS caps the delivery QoS;
+                # [MQTT-3.3.1-12]: without Retain As Published the flag is cleared.
+                link = session.link
+                if not (granted and qos) and link is not None:
+                    # The hot path, inlined: QoS 0 to a connected client is the
+                    # shared wire form. Routing happens when the message arrives,
+                    # so the expiry interval is whole.
+                    v5 = link.v5
+                    key = (v5, 0, retain and rap, sub_ids if v5 else ())
+                    form = forms.get(key)
+                    if form is None:
+                        form = message.form(*key, now)
+                    # Dropped when too large for the client [MQTT-3.1.2-25] or
+                    # above the connection's max_unsent_bytes high-water mark.
+                    conn = link.conn
                     if (
-                        # _enqueue inlined where it only appends: a queue
-                        # with room, within the memory budget.
-                        pending
-                        and len(pending) < max_queued
-                        and session.queued_bytes + size <= max_queued_bytes
-                        and (
-                            memory_limit is None
-                            or message.holds
-                            or self._held_bytes + size <= memory_limit
-                        )
+                        form.size <= link.max_out
+                        and conn.bytes_to_send + link.backlog < link.max_unsent
                     ):
-                        pending.append(item)
-                        if session.recorder is not None:
-                            # The record every session queued alike shares
-                            # (Message.stored), looked up once per delivery kind.
-                            if granted != kind_qos or item[2] != kind_retain or sub_ids != kind_ids:
-                                if queued_for:
-                                    self._record_queued(queued_for, record)
-                                kind_qos = granted
-                                kind_retain = item[2]
-                                kind_ids = sub_ids
-                                record = message.stored(granted, kind_retain, sub_ids)
-                            queued_for.append(session.client_id)
-                        session.queued_bytes += size
-                        if not message.holds:
-                            self._held_bytes += size
-                        message.holds += 1
-                        reached += 1
+                        conn.publish_prepared(form)
+                        dirty[link.id] = None
+                        sent += 1
                     else:
-                        if queued_for:
-                            self._record_queued(queued_for, record)
-                        if self._enqueue(session, item):
+                        dropped += 1
+                        if form.size > link.max_out:
+                            self.dropped_too_large += 1
+                    reached += 1
+                    continue
+                if granted > qos:
+                    granted = qos
+                if link is not None:
+                    # The QoS 1/2 hot path, _deliver and _send_qos inlined: a
+                    # connected client gets the message at once if its window has
+                    # room and nothing queued waits before it; else it is queued.
+                    v5 = link.v5
+                    if not v5:
+                        sub_ids = ()
+                    conn = link.conn
+                    pending = session.pending
+                    if (
+                        pending
+                        or not conn.send_window
+                        or conn.bytes_to_send + link.backlog >= link.max_unsent
+                    ):
+                        item = (message, granted, retain and rap, sub_ids)
+                        size = message.size
+                        if (
+                            # _enqueue inlined where it only appends: a queue
+                            # with room, within the memory budget.
+                            pending
+                            and len(pending) < max_queued
+                            and session.queued_bytes + size <= max_queued_bytes
+                            and (
+                                memory_limit is None
+                                or message.holds
+                                or self._held_bytes + size <= memory_limit
+                            )
+                        ):
+                            pending.append(item)
+                            if session.recorder is not None:
+                                # The record every session queued alike shares
+                                # (Message.stored), looked up once per delivery kind.
+                                if (
+                                    granted != kind_qos
+                                    or item[2] != kind_retain
+                                    or sub_ids != kind_ids
+                                ):
+                                    if queued_for:
+                                        self._record_queued(queued_for, record)
+                                    kind_qos = granted
+                                    kind_retain = item[2]
+                                    kind_ids = sub_ids
+                                    record = message.stored(granted, kind_retain, sub_ids)
+                                queued_for.append(session.client_id)
+                            session.queued_bytes += size
+                            if not message.holds:
+                                self._held_bytes += size
+                            message.holds += 1
                             reached += 1
                         else:
-                            refused += 1
+                            if queued_for:
+                                self._record_queued(queued_for, record)
+                            if self._enqueue(session, item):
+                                reached += 1
+                            else:
+                                refused += 1
+                        continue
+                    if (
+                        memory_limit is not None
+                        and not message.holds
+                        and self._held_bytes + message.size > memory_limit
+                    ):
+                        dropped += 1  # _over_budget
+                        refused += 1
+                        continue
+                    key = (v5, granted, retain and rap, sub_ids)
+                    form = forms.get(key)  # whole expiry interval, as above
+                    if form is None:
+                        form = message.form(*key, now)
+                    reached += 1
+                    if form.size > link.max_out:
+                        dropped += 1  # [MQTT-3.1.2-25]
+                        self.dropped_too_large += 1
+                        continue
+                    packet_id = conn.publish_prepared(form)
+                    assert packet_id is not None
+                    # Held until the flow ends (_on_acknowledged): the memory
+                    # budget counts a message while a client may ask for it again.
+                    session.inflight_messages[packet_id] = message
+                    recorder = session.recorder
+                    if recorder is not None:
+                        recorder.add_inflight(
+                            session.client_id,
+                            packet_id,
+                            message.stored(granted, retain and rap, sub_ids),
+                        )
+                    if not message.holds:
+                        self._held_bytes += message.size
+                    message.holds += 1
+                    dirty[link.id] = None
+                    sent += 1
+                    self.messages_sent_by_qos[granted] += 1
                     continue
-                if (
-                    memory_limit is not None
-                    and not message.holds
-                    and self._held_bytes + message.size > memory_limit
-                ):
-                    dropped += 1  # _over_budget
+                if queued_for:
+                    self._record_queued(queued_for, record)
+                if deliver(session, message, granted, retain and rap, sub_ids, now):
+                    reached += 1
+                else:
                     refused += 1
-                    continue
-                key = (v5, granted, retain and rap, sub_ids)
-                form = forms.get(key)  # whole expiry interval, as above
-                if form is None:
-                    form = message.form(*key, now)
-                reached += 1
-                if form.size > link.max_out:
-                    dropped += 1  # [MQTT-3.1.2-25]
-                    self.dropped_too_large += 1
-                    continue
-                packet_id = conn.publish_prepared(form)
-                assert packet_id is not None
-                # Held until the flow ends (_on_acknowledged): the memory
-                # budget counts a message while a client may ask for it again.
-                session.inflight_messages[packet_id] = message
-                recorder = session.recorder
-                if recorder is not None:
-                    recorder.add_inflight(
-                        session.client_id,
-                        packet_id,
-                        message.stored(granted, retain and rap, sub_ids),
-                    )
-                if not message.holds:
-                    self._held_bytes += message.size
-                message.holds += 1
-                dirty[link.id] = None
-                sent += 1
-                self.messages_sent_by_qos[granted] += 1
-                continue
+        finally:
+            # Also when something raised: the store follows what was queued.
             if queued_for:
                 self._record_queued(queued_for, record)
-            if deliver(session, message, granted, retain and rap, sub_ids, now):
-                reached += 1
-            else:
-                refused += 1
-        if queued_for:
-            self._record_queued(queued_for, record)
         self.messages_sent += sent
         self.messages_dropped += dropped
         for group, members in route.groups:
@@ -586,14 +592,3 @@ class Routing(FanOut):
         retained_store.set(topic, retained, owner)
         self.store.set_retained(topic, retained)
         return True
-
-    # -- $SYS --------------------------------------------------------------------------
-
-    def _publish_sys(self, now: float) -> None:
-        """``$SYS/broker/...`` statistics, retained, so a new subscriber sees them."""
-        # The names, units and values: mqttproto.broker._statistics.
-        stats = self.sys_topics(now)  # type: ignore[attr-defined]
-        for topic, value in stats.items():
-            message = Message(PublishPacket(topic, value.encode(), retain=True), now, None)
-            self._retain(message, limited=False)
-            self._route(message, now)

@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .._version import VERSION
+from ..packets import PublishPacket
+from ._message import Message
 
 if TYPE_CHECKING:
     from ._retained import RetainedStore
@@ -108,6 +110,11 @@ class Statistics:
     _conns: dict[int, Link]
     _started_at: float | None
 
+    if TYPE_CHECKING:
+
+        def _retain(self, message: Message, *, limited: bool = True) -> bool: ...
+        def _route(self, message: Message, now: float) -> tuple[int, int]: ...
+
     def _setup_statistics(self) -> None:
         self.messages_received_by_qos = [0, 0, 0]
         self.messages_sent_by_qos = [0, 0, 0]
@@ -177,6 +184,13 @@ class Statistics:
             retained_messages=len(self._retained),
             stored_messages=stored,
         )
+
+    def _publish_sys(self, now: float) -> None:
+        """``$SYS/broker/...`` statistics, retained, so a new subscriber sees them."""
+        for topic, value in self.sys_topics(now).items():
+            message = Message(PublishPacket(topic, value.encode(), retain=True), now, None)
+            self._retain(message, limited=False)
+            self._route(message, now)
 
     def sys_topics(self, now: float) -> dict[str, str]:
         """The ``$SYS/broker/...`` topics and their payloads at ``now``, as
