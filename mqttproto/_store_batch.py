@@ -50,17 +50,22 @@ SESSION_COLUMNS = (
 
 
 class Stored:
-    """One message row: the record it was made from, and how many deliveries hold it."""
+    """One message row: the record it was made from, and how many deliveries hold it.
 
-    __slots__ = ("id", "on_disk", "record", "refs")
+    Whether the file has the row follows from its id, as a delivery's from
+    its key: ids grow, and a commit writes every row made before it that a
+    delivery still holds (a row no delivery holds is dropped unwritten and
+    never held again), so the file has the row of every held message whose
+    id is at most ``Batch.flushed_message``.
+    """
 
-    def __init__(self, row_id: int, record: StoredMessage | None, *, on_disk: bool) -> None:
+    __slots__ = ("id", "record", "refs")
+
+    def __init__(self, row_id: int, record: StoredMessage | None) -> None:
         self.id = row_id
         #: What to write (None: read from the file, which has it already).
         self.record = record
         self.refs = 0
-        #: Whether the file has the row (as of the last commit).
-        self.on_disk = on_disk
 
 
 #: A queued delivery: (its key, its message row).
@@ -137,6 +142,8 @@ class Batch:
         self.by_record: dict[int, Stored] = {}
         #: The last message row id and session number used.
         self.message_id = 0
+        #: The last message row id the file has (see Stored).
+        self.flushed_message = 0
         self.session_number = 0
         # -- pending: client id -> session row (None: delete), key -> row changed
         self.rows: dict[str, tuple[Any, ...] | None] = {}
@@ -154,7 +161,7 @@ class Batch:
         """Forget everything (the file is read again)."""
         self.sessions.clear()
         self.by_record.clear()
-        self.message_id = self.session_number = 0
+        self.message_id = self.session_number = self.flushed_message = 0
         self.rows.clear()
         self.dirty.clear()
         self.dropped.clear()
@@ -179,7 +186,7 @@ class Batch:
         stored = self.by_record.get(id(record))
         if stored is None:
             self.message_id += 1
-            stored = Stored(self.message_id, record, on_disk=False)
+            stored = Stored(self.message_id, record)
             self.by_record[id(record)] = stored
             self.messages[stored.id] = stored
         return stored
@@ -449,11 +456,12 @@ class Batch:
         new_messages: list[Any] = []
         lasting: list[Any] = []
         gone_messages = []
+        flushed_message = self.flushed_message
         for stored in self.messages.values():
             if not stored.refs:
-                if stored.on_disk:
+                if stored.id <= flushed_message:
                     gone_messages.append(stored.id)
-            elif not stored.on_disk:
+            elif stored.id > flushed_message:
                 record = stored.record
                 assert record is not None
                 expires_at = record.expires_at
@@ -511,9 +519,7 @@ class Batch:
         for held, removed, rows in self.written:
             _replace_rows(held, removed, rows)
         self.written = []
-        for stored in self.messages.values():
-            if stored.refs:
-                stored.on_disk = True
+        self.flushed_message = self.message_id
         self.rows.clear()
         self.dirty.clear()
         self.dropped.clear()

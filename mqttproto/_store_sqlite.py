@@ -291,8 +291,9 @@ class SQLiteStore:
         messages: dict[int, tuple[Stored, StoredMessage]] = {}
         for row_id, expires, data in db.execute("SELECT id, expires_at, packet FROM messages"):
             record = StoredMessage(_decode_publish(data, keep_id=False), from_wall(expires))
-            messages[row_id] = (Stored(row_id, None, on_disk=True), record)
+            messages[row_id] = (Stored(row_id, None), record)
             batch.message_id = max(batch.message_id, row_id)
+        batch.flushed_message = batch.message_id
         rows = {row[1]: row for row in db.execute(f"SELECT {SESSION_COLUMNS} FROM sessions")}
         held: dict[int, Held] = {}
         contents: dict[int, tuple[list[StoredMessage], list[StoredMessage]]] = {}
