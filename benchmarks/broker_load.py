@@ -30,6 +30,10 @@ What it does:
   (``time.process_time``), as % of one core over the measured time; a side
   at 90 % or more saturated. When the load process saturates, the figure is
   a floor for that broker: the machine has 2 cores, one for each side.
+- ``--fresh`` starts new broker processes for every repeat (by default one
+  process per broker serves all repeats): the same code runs a few per cent
+  faster or slower in one process than in another, and a ratio of medians
+  taken in one process each carries that difference whole.
 - ``--brokers ...,ours-gc700`` adds our broker with Python's own garbage
   collector threshold (``--gc-threshold 700``), to show what the broker's
   default of 10,000 changes, in the same run.
@@ -505,6 +509,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also run ours with --persist (a SQLiteStore), as broker ours-persist",
     )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="new broker processes for every repeat: the median is then over processes "
+        "too (one process can run the same code a few per cent faster or slower than "
+        "another)",
+    )
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--payload", type=int, default=64, help="payload bytes")
@@ -540,9 +551,14 @@ def main(argv: list[str] | None = None) -> int:
         busy: dict[tuple[str, str], list[tuple[float, float]]] = {}
         errors: dict[tuple[str, str], list[str]] = {}
         try:
-            for broker in brokers:
-                run_worker(broker, 1, 5_000, args)  # warm-up, not counted
             for repeat in range(args.repeats):
+                if args.fresh and repeat:
+                    for broker in brokers:
+                        broker.stop()
+                    brokers = start_brokers(names, Path(tmp))
+                if args.fresh or not repeat:
+                    for broker in brokers:
+                        run_worker(broker, 1, 5_000, args)  # warm-up, not counted
                 for label, pubs, subs, qos in scenarios:
                     for broker in brokers:
                         if broker.name == "ours-persist" and not qos:
