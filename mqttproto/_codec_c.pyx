@@ -105,6 +105,11 @@ cdef extern from "Python.h":
     # Declared here without an exception clause: a NULL result is handled by
     # the caller (it clears the error and takes the reference path).
     const char *PyUnicode_AsUTF8AndSize(object text, Py_ssize_t *size)
+    # A compact ASCII str keeps its characters, which are its UTF-8 form, in
+    # place: read without the call.
+    bint PyUnicode_IS_COMPACT_ASCII(object text)
+    const void *PyUnicode_DATA(object text)
+    Py_ssize_t PyUnicode_GET_LENGTH(object text)
     void PyErr_Clear()
     object PyObject_GenericGetDict(object obj, void *context)
     # object.__setattr__: stores into the instance without the frozen class's
@@ -184,6 +189,8 @@ cdef extern from *:
     static PyObject *mqttproto_publish_names[MQTTPROTO_PUBLISH_FIELDS];
     static PyObject *mqttproto_publish_defaults[MQTTPROTO_PUBLISH_FIELDS];
     static PyObject *mqttproto_publish_converters[2];
+    static PyObject *mqttproto_publish_kwnames = NULL;
+    static unsigned char mqttproto_publish_index[MQTTPROTO_PUBLISH_FIELDS];
 
     static PyObject *mqttproto_publish_generic(
         PyObject *type, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames
@@ -225,14 +232,33 @@ cdef extern from *:
         }
         for (i = 0; i < nargs; i++) values[i] = args[i];
         count = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
-        for (i = 0; i < count; i++) {
+        if (count && kwnames != mqttproto_publish_kwnames) {
             /* Keyword names are interned (code constants, attrs' field
-               names): matched by identity; anything else is generic. */
-            PyObject *key = PyTuple_GET_ITEM(kwnames, i);
-            for (j = 0; j < MQTTPROTO_PUBLISH_FIELDS; j++) {
-                if (key == mqttproto_publish_names[j]) break;
+               names): matched by identity; anything else is generic. A call
+               site passes the same kwnames tuple every time, so the last
+               one's field indexes are kept (with a reference to it, so that
+               its identity stays its own). */
+            unsigned char index[MQTTPROTO_PUBLISH_FIELDS];
+            if (count > MQTTPROTO_PUBLISH_FIELDS) {
+                return mqttproto_publish_generic(type, args, nargs, kwnames);
             }
-            if (j == MQTTPROTO_PUBLISH_FIELDS || values[j] != NULL) {
+            for (i = 0; i < count; i++) {
+                PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+                for (j = 0; j < MQTTPROTO_PUBLISH_FIELDS; j++) {
+                    if (key == mqttproto_publish_names[j]) break;
+                }
+                if (j == MQTTPROTO_PUBLISH_FIELDS) {
+                    return mqttproto_publish_generic(type, args, nargs, kwnames);
+                }
+                index[i] = (unsigned char)j;
+            }
+            Py_INCREF(kwnames);
+            Py_XSETREF(mqttproto_publish_kwnames, kwnames);
+            memcpy(mqttproto_publish_index, index, (size_t)count);
+        }
+        for (i = 0; i < count; i++) {
+            j = mqttproto_publish_index[i];
+            if (values[j] != NULL) {  /* given twice: the generic path says so */
                 return mqttproto_publish_generic(type, args, nargs, kwnames);
             }
             values[j] = args[nargs + i];
@@ -1107,15 +1133,19 @@ cdef bint _gather(object packet, tuple names, tuple defaults, PyObject **values)
             values[expected] = value
             expected += 1
             continue
-        for i in range(count):
-            if key == PyTuple_GET_ITEM(names, i):
-                values[i] = value
-                # A dict holding only the fields that differ from their
-                # defaults skips some names: look on from this one.
-                expected = i + 1
-                break
-        else:
-            return False
+        # A dict holding only the fields that differ from their defaults
+        # skips some names: look on from the expected one first.
+        i = expected + 1
+        while i < count and key != PyTuple_GET_ITEM(names, i):
+            i += 1
+        if i >= count:
+            i = 0
+            while i < expected and key != PyTuple_GET_ITEM(names, i):
+                i += 1
+            if i == expected:
+                return False
+        values[i] = value
+        expected = i + 1
     return True
 
 
@@ -1160,10 +1190,15 @@ cdef inline const char *_utf8(object text, Py_ssize_t *size):
     """
     if type(text) is not str:
         return NULL
-    cdef const char *raw = PyUnicode_AsUTF8AndSize(text, size)
-    if raw == NULL:
-        PyErr_Clear()
-        return NULL
+    cdef const char *raw
+    if PyUnicode_IS_COMPACT_ASCII(text):
+        raw = <const char *>PyUnicode_DATA(text)
+        size[0] = PyUnicode_GET_LENGTH(text)
+    else:
+        raw = PyUnicode_AsUTF8AndSize(text, size)
+        if raw == NULL:
+            PyErr_Clear()
+            return NULL
     if size[0] > 0xFFFF or memchr(raw, 0, size[0]) != NULL:
         return NULL
     return raw

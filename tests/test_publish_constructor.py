@@ -163,6 +163,45 @@ def test_any_call_gives_the_same_outcome(positional: list[Any], keywords: dict[s
     same(lambda: PublishPacket(*positional, **keywords))
 
 
+def test_a_call_site_repeated_alike() -> None:
+    """The C constructor keeps the field indexes of the last keyword names
+    tuple (one per call site): a call site used again, with more or fewer
+    positional arguments, or between other call sites, still stores and
+    raises as ``__init__`` does."""
+
+    def site(*positional: Any) -> Any:
+        return PublishPacket(*positional, qos=QoS.AT_LEAST_ONCE, packet_id=4)
+
+    def other(*positional: Any) -> Any:
+        return PublishPacket(*positional, packet_id=5, retain=True)
+
+    # (positional arguments, what site gives, what other gives)
+    cases = [
+        (("t",), "built", "built"),
+        (("t", b"p"), "built", "built"),
+        (("t", b"p", QoS.EXACTLY_ONCE), "raised", "built"),  # qos given twice
+        (("t", b"p", QoS.EXACTLY_ONCE, True), "raised", "raised"),  # so is retain
+        ((), "raised", "raised"),  # no topic
+        (("t",), "built", "built"),
+    ]
+    for positional, from_site, from_other in cases:
+        for call_site, expected in ((site, from_site), (other, from_other), (site, from_site)):
+            assert same(lambda: call_site(*positional))[0] == expected
+    assert same(lambda: site("t")) == (
+        "built",
+        PublishPacket,
+        [
+            ("topic", str, "'t'"),
+            ("payload", bytes, "b''"),
+            ("qos", QoS, repr(QoS.AT_LEAST_ONCE)),
+            ("packet_id", int, "4"),
+        ],
+    )
+    assert same(lambda: site("t", b"p", QoS.EXACTLY_ONCE))[:2] == ("raised", TypeError)
+    assert same(lambda: other("t", b"p", QoS.EXACTLY_ONCE, True))[:2] == ("raised", TypeError)
+    assert same(lambda: site())[:2] == ("raised", TypeError)
+
+
 def test_attrs_evolve_and_subclasses_alike() -> None:
     packet = PublishPacket("t", b"p", QoS.AT_LEAST_ONCE, packet_id=1, user_properties=PAIRS)
     same(lambda: attrs.evolve(packet, duplicate=True))
