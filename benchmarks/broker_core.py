@@ -5,7 +5,8 @@ Measures, as medians over repeats, in µs per message:
 - ``fanout``: one MQTT 5 publisher, four subscribers, QoS 0: bytes of 1,000
   PUBLISH packets fed to ``Broker.receive_data`` and every subscriber's
   output collected with ``Broker.flush`` (decode, route, encode once,
-  append). The same at QoS 1 (subscribers granted QoS 1, acks fed back).
+  append). The same at QoS 1 (subscribers granted QoS 1, acks fed back;
+  the time is that of the broker's calls, not of writing the PUBACKs).
   QoS 1 again with one subscriber (a topic of one subscription). Both
   again with subscribers that announce a Topic Alias Maximum of 10
   (the broker's topic aliases in use: the second message on the topic on).
@@ -106,20 +107,27 @@ def fanout(qos: int, *, aliases: int = 0, repeats: int = REPEATS, receivers: int
         for i in range(BATCH)
     )
     timings = []
+    clock = time.perf_counter
     for batch in range(repeats):
         _mark(batch, repeats)
-        start = time.perf_counter()
+        start = clock()
         broker.receive_data(pub, chunk, now)
         out = broker.flush(now)
+        spent = clock() - start
         delivered = sum(len(data) for conn, data in out if conn != pub)
         while qos and out:
             # The subscribers acknowledge what they got; the broker releases
             # what waited behind their Receive Maximum, until all is through.
-            for conn, data in out:
-                if conn != pub:
-                    broker.receive_data(conn, _pubacks(data), now)
-            out = [(c, d) for c, d in broker.flush(now) if c != pub]
-        timings.append((time.perf_counter() - start) / BATCH * 1e6)
+            # Only the broker's calls are timed: writing the PUBACKs is the
+            # subscribers' work.
+            acks = [(conn, _pubacks(data)) for conn, data in out if conn != pub]
+            start = clock()
+            for conn, data in acks:
+                broker.receive_data(conn, data, now)
+            out = broker.flush(now)
+            spent += clock() - start
+            out = [(c, d) for c, d in out if c != pub]
+        timings.append(spent / BATCH * 1e6)
         assert delivered
     _mark(repeats, repeats)
     return statistics.median(timings)
