@@ -17,7 +17,9 @@ Measures, as medians over repeats, in µs per message:
   subscriber's output collected. The same with one more client subscribed
   to ``alerts/+/#`` (the trie of wildcard filters walked, for nothing); and
   with the messages spread over 1,000 of the topics only, which the route
-  cache holds.
+  cache holds. Then with 100,000 subscribers and topics: the sans-IO part of
+  ``broker_scale.py``'s 100,000-client workload, which needs more file
+  descriptors than some machines allow a process.
 - ``route@100k``: the router alone with 100,000 subscriptions (99,000 exact
   filters and 1,000 with ``+``/``#`` on the same paths), on topics that miss
   the route cache; each topic reaches about one subscriber.
@@ -27,7 +29,7 @@ one in a subprocess; ``--single`` for just the one in use). Instructions per
 message: ``PYTHONHASHSEED=0 valgrind --tool=callgrind
 --dump-before=os_getppid python benchmarks/broker_core.py --run many
 --batches 12`` (or ``fanout0``, ``fanout1``, ``one1``, ``many1000``,
-``manywild``); the second part written holds the batches after the first
+``manywild``, ``many100k``); the second part written holds the batches after the first
 two (10,000 messages here).
 """
 
@@ -265,6 +267,7 @@ def main() -> None:
             "one1": lambda: fanout(1, repeats=batches, receivers=1),
             "many": lambda: many_topics(batches=batches),
             "many1000": lambda: many_topics(spread=1000, batches=batches),
+            "many100k": lambda: many_topics(100_000, 100_000, batches=batches),
             "manywild": lambda: many_topics(wildcard=True, batches=batches),
         }
         scenarios[name]()
@@ -278,6 +281,7 @@ def main() -> None:
     print(f"  20k topics, QoS 0: {many_topics():6.2f} us/message (20,000 topics)")
     print(f"  ... 1,000 of them: {many_topics(spread=1000):6.2f} us/message")
     print(f"  ... and a wildcard:{many_topics(wildcard=True):6.2f} us/message (20,000 topics)")
+    print(f"  100k topics, QoS 0:{many_topics(100_000, 100_000):6.2f} us/message (100,000 topics)")
     print(f"  route @100k subs:  {route_100k():6.2f} us/message (cache misses)")
     if "--single" not in sys.argv and codec_implementation() != "python":
         env = dict(os.environ, MQTTPROTO_PURE_PYTHON="1")
