@@ -14,6 +14,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -375,6 +376,25 @@ def _unchanged(path: Path) -> Callable[[], bool]:
     return lambda: path.read_bytes() == before
 
 
+def _edit(path: Path, *statements: tuple[str, tuple[Any, ...]]) -> None:
+    """Change the file with SQL, as another program would, and commit."""
+    db = sqlite3.connect(path)
+    for sql, parameters in statements:
+        db.execute(sql, parameters)
+    db.commit()
+    db.close()
+
+
+def _refused_untouched(path: Path, match: str) -> StoreError:
+    """Opening ``path`` raises a StoreError saying ``match`` and leaves every
+    byte of the file as it was."""
+    unchanged = _unchanged(path)
+    with pytest.raises(StoreError, match=match) as caught:
+        SQLiteStore(path)
+    assert unchanged()
+    return caught.value
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -388,36 +408,20 @@ def test_a_file_that_is_not_sqlite(tmp_path: Path, content: bytes, message: str 
     if message is None:
         SQLiteStore(path).close()
         return
-    unchanged = _unchanged(path)
-    with pytest.raises(StoreError, match=message) as caught:
-        SQLiteStore(path)
-    assert str(path) in str(caught.value)
-    assert unchanged()
+    assert str(path) in str(_refused_untouched(path, message))
 
 
 def test_another_applications_database_is_refused_untouched(tmp_path: Path) -> None:
     path = tmp_path / "other.db"
-    db = sqlite3.connect(path)
-    db.execute("CREATE TABLE accounts (id INTEGER)")
-    db.commit()
-    db.close()
-    unchanged = _unchanged(path)
-    with pytest.raises(StoreError, match="another database"):
-        SQLiteStore(path)
-    assert unchanged()
+    _edit(path, ("CREATE TABLE accounts (id INTEGER)", ()))
+    _refused_untouched(path, "another database")
 
 
 def test_a_newer_schema_is_refused_untouched(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     SQLiteStore(path).close()
-    db = sqlite3.connect(path)
-    db.execute("UPDATE schema_version SET version = 99")
-    db.commit()
-    db.close()
-    unchanged = _unchanged(path)
-    with pytest.raises(StoreError, match="schema version 99 is newer"):
-        SQLiteStore(path)
-    assert unchanged()
+    _edit(path, ("UPDATE schema_version SET version = 99", ()))
+    _refused_untouched(path, "schema version 99 is newer")
 
 
 #: The schema of version 1 files (mqttproto 0.x before the delivery rows).
@@ -683,15 +687,12 @@ def test_a_corrupt_row_of_deliveries_is_refused(tmp_path: Path, row: tuple[int, 
     store.append_queued("c", _message(1))
     store.commit()
     store.close()
-    db = sqlite3.connect(path)
-    db.execute("DELETE FROM deliveries")
-    db.execute("INSERT INTO deliveries VALUES (?, ?, ?, ?, ?)", row)
-    db.commit()
-    db.close()
-    unchanged = _unchanged(path)
-    with pytest.raises(StoreError, match="a row of deliveries is corrupt"):
-        SQLiteStore(path)
-    assert unchanged()
+    _edit(
+        path,
+        ("DELETE FROM deliveries", ()),
+        ("INSERT INTO deliveries VALUES (?, ?, ?, ?, ?)", row),
+    )
+    _refused_untouched(path, "a row of deliveries is corrupt")
 
 
 def _queued(topic: str) -> StoredMessage:
@@ -729,11 +730,8 @@ def test_a_file_without_a_step_for_its_version_is_refused_untouched(
 
     path = tmp_path / "s.db"
     _version_1_file(path)
-    unchanged = _unchanged(path)
     monkeypatch.setattr(_store_sqlite, "_MIGRATIONS", {})
-    with pytest.raises(StoreError, match="no migration from schema version 1"):
-        SQLiteStore(path)
-    assert unchanged()
+    _refused_untouched(path, "no migration from schema version 1")
 
 
 def test_a_missing_directory_is_named(tmp_path: Path) -> None:
